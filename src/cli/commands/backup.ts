@@ -1,0 +1,129 @@
+import type { Command } from 'commander';
+import { basename, resolve } from 'node:path';
+import type { LoadedConfig } from '../../config/load.js';
+import { resolveExclusionClasses } from '../../sources/exclusions.js';
+import { backup, type FilesSourceSpec } from '../../snapshot/backup.js';
+import type { Snapshot } from '../../snapshot/snapshot.js';
+import { ExitCode, UsageError } from '../../util/errors.js';
+import { formatBytes, formatDuration } from '../../util/format.js';
+import type { CliContext } from '../context.js';
+import { collect, emit, interruptSignal } from '../output.js';
+import { createProgress } from '../progress.js';
+
+interface BackupFlags {
+  tag: string[];
+  host?: string;
+  stack?: string;
+  exclude: string[];
+  include: string[];
+  exclusionClasses: boolean;
+  parent?: string;
+  force?: boolean;
+}
+
+/** Sources from stackvault.yaml, with their exclusion classes resolved. */
+export function sourcesFromConfig(loaded: LoadedConfig): FilesSourceSpec[] {
+  const classes = resolveExclusionClasses(loaded.config.exclusion_classes as Record<string, string[] | false> | undefined);
+  return loaded.config.sources.map((s) => ({
+    name: s.name,
+    path: resolve(loaded.baseDir, s.path),
+    include: s.include,
+    exclude: s.exclude,
+    exclusionClasses: s.exclusions ? Object.fromEntries(s.exclusions.map((c) => [c, classes[c]!])) : classes,
+  }));
+}
+
+function sourcesFromPaths(paths: string[], flags: BackupFlags): FilesSourceSpec[] {
+  const used = new Set<string>();
+  return paths.map((p) => {
+    const base = basename(resolve(p)).replace(/[^A-Za-z0-9._-]/g, '_') || 'root';
+    let name = base;
+    for (let i = 2; used.has(name); i++) name = `${base}-${i}`;
+    used.add(name);
+    return {
+      name,
+      path: resolve(p),
+      include: flags.include.length ? flags.include : undefined,
+      exclude: flags.exclude,
+      exclusionClasses: flags.exclusionClasses ? resolveExclusionClasses() : {},
+    };
+  });
+}
+
+export function describeSnapshotSummary(id: string, s: Snapshot): string {
+  const lines = [`snapshot ${id.slice(0, 8)} saved (${formatDuration(s.durationMs / 1000)})`];
+  for (const src of s.sources) {
+    const st = src.stats;
+    lines.push(
+      `  ${src.name} (${src.path}): ${st.files} files (${st.newFiles} new, ${st.changedFiles} changed, ${st.unchangedFiles} unchanged), ${st.dirs} folders, ${formatBytes(st.bytes)}; read ${formatBytes(st.bytesRead)}, added ${formatBytes(st.bytesAdded)}`,
+    );
+    for (const ex of src.excluded) lines.push(`    excluded by ${ex.class}: ${ex.count} files, ${formatBytes(ex.bytes)}`);
+    for (const err of src.errors.slice(0, 20)) lines.push(`    could not read ${err.path}: ${err.message}`);
+    if (src.errors.length > 20) lines.push(`    ... and ${src.errors.length - 20} more unreadable entries`);
+  }
+  return lines.join('\n');
+}
+
+export function registerBackupCommand(program: Command, context: () => CliContext): void {
+  program
+    .command('backup')
+    .description('back up folders (or the sources in stackvault.yaml) into a new snapshot')
+    .argument('[paths...]', 'folders to back up; the sources of stackvault.yaml when none are given')
+    .option('--tag <tag>', 'add a tag (repeatable)', collect, [])
+    .option('--host <name>', 'record this host name instead of the machine\'s')
+    .option('--stack <name>', 'record the stack name (default: stack in stackvault.yaml)')
+    .option('--exclude <pattern>', 'leave out paths matching the pattern (repeatable)', collect, [])
+    .option('--include <pattern>', 'keep only paths matching the pattern (repeatable)', collect, [])
+    .option('--no-exclusion-classes', 'do not apply the default exclusion classes (recordings, logs)')
+    .option('--parent <snapshot>', 'compare with this snapshot to skip unchanged files (default: the latest of the same host, stack and sources)')
+    .option('--force', 'read every file, even those unchanged since the parent snapshot')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 done; 3 snapshot saved but some files could not be read (they are listed); 1 failed, nothing saved.
+
+Examples:
+  stackvault backup                                   # the sources in ./stackvault.yaml
+  stackvault backup --repo /mnt/backup/acme /srv/acme/data --tag nightly
+  stackvault backup --json /srv/data | jq 'select(.message_type=="summary")'`,
+    )
+    .action(async (paths: string[], flags: BackupFlags) => {
+      const ctx = context();
+      const loaded = paths.length === 0 ? ctx.requireConfig('backup without paths') : ctx.config();
+      const sources = paths.length > 0 ? sourcesFromPaths(paths, flags) : sourcesFromConfig(loaded!);
+      if (paths.length === 0 && (flags.exclude.length || flags.include.length)) {
+        throw new UsageError('--exclude and --include go with folders given on the command line; put patterns for configured sources in stackvault.yaml');
+      }
+      const repo = await ctx.openRepository();
+      const sink = createProgress('backup', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
+      const tags = [...(loaded?.config.tags ?? []), ...flags.tag];
+      const result = await backup(repo, {
+        sources,
+        host: flags.host ?? loaded?.config.host,
+        stack: flags.stack ?? loaded?.config.stack ?? null,
+        tags,
+        parent: flags.force ? null : flags.parent,
+        signal: interruptSignal(),
+        progress: (p) =>
+          sink.update({
+            bytesDone: p.bytesDone,
+            bytesTotal: p.bytesTotal,
+            itemsDone: p.filesDone,
+            itemsTotal: p.filesTotal,
+            totalsFinal: p.scanDone,
+            errors: p.errors,
+            current: p.currentPath,
+          }),
+      });
+      sink.stop();
+      emit(
+        ctx,
+        () => describeSnapshotSummary(result.id, result.snapshot),
+        () => ({ message_type: 'summary', snapshot_id: result.id, ...result.snapshot, error_count: result.errorCount }),
+      );
+      if (result.errorCount > 0) {
+        if (!ctx.json) process.stderr.write(`warning: ${result.errorCount} entries could not be read; the snapshot holds everything else\n`);
+        process.exitCode = ExitCode.partial;
+      }
+    });
+}

@@ -1,0 +1,166 @@
+import type { Command } from 'commander';
+import { executePrune, planPrune, type PrunePlan } from '../../snapshot/prune.js';
+import { applyRetention, isEmptyPolicy, type GroupKey, type RetentionPolicy } from '../../snapshot/retention.js';
+import { findSnapshot, forgetSnapshots, listSnapshots, matchesFilter, shortId } from '../../snapshot/snapshot.js';
+import type { Repository } from '../../repo/repository.js';
+import { UsageError } from '../../util/errors.js';
+import { formatBytes, parseDuration } from '../../util/format.js';
+import type { CliContext } from '../context.js';
+import { collect, emit } from '../output.js';
+import { addFilterOptions, filterFrom } from './browse.js';
+
+const count = (v: string) => {
+  if (v === 'unlimited') return -1;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < -1) throw new UsageError(`"${v}" is not a count (a whole number, or "unlimited")`);
+  return n;
+};
+
+function describePlan(plan: PrunePlan): string {
+  const d = plan.delete;
+  const k = plan.keepForNow;
+  const lines = [
+    `prune plan (immutability ${plan.immutabilityDays} days, now ${plan.now}):`,
+    `  ${plan.snapshotsKept} snapshots kept; ${plan.packsUsed} of ${plan.packs} packs hold their data (${formatBytes(plan.unusedBytesInUsedPacks)} unused inside them)`,
+    `  delete: ${d.packs.length} unused packs, ${d.snapshots.length} forgotten snapshots, ${d.forgetRecords.length} forget records, ${d.indexFiles.length} superseded index files, ${d.staleUploads.length} stale uploads: ${formatBytes(plan.bytesFreed)}`,
+  ];
+  const waiting = [...k.packs, ...k.snapshots, ...k.indexFiles];
+  if (waiting.length > 0) {
+    const next = waiting.map((c) => c.deletableAfter).sort()[0];
+    lines.push(`  not yet deletable (immutable or possibly in use by a running backup): ${k.packs.length} packs, ${k.snapshots.length} snapshots, ${k.indexFiles.length} index files; the first may go after ${next}`);
+  }
+  return lines.join('\n');
+}
+
+export async function runPrune(ctx: CliContext, repo: Repository, yes: boolean): Promise<void> {
+  const plan = await planPrune(repo);
+  const nothing = Object.values(plan.delete).every((l) => l.length === 0);
+  if (!yes || nothing) {
+    emit(
+      ctx,
+      () => describePlan(plan) + (nothing ? '\nnothing to delete' : '\nnothing was deleted: run again with --yes to carry out this plan'),
+      () => ({ message_type: 'prune_plan', executed: false, ...plan }),
+    );
+    return;
+  }
+  const result = await executePrune(repo, plan);
+  emit(
+    ctx,
+    () => describePlan(plan) + `\ndeleted ${result.deleted} objects, freed ${formatBytes(result.bytesFreed)}`,
+    () => ({ message_type: 'prune_plan', executed: true, ...plan, deleted: result.deleted, new_index: result.newIndex }),
+  );
+}
+
+interface ForgetFlags {
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  keepWithin?: string;
+  keepTag: string[];
+  groupBy: string;
+  dryRun?: boolean;
+  prune?: boolean;
+  yes?: boolean;
+  host?: string;
+  stack?: string;
+  tag: string[];
+}
+
+export function registerRetentionCommands(program: Command, context: () => CliContext): void {
+  addFilterOptions(
+    program
+      .command('forget')
+      .description('mark snapshots as forgotten, by id or by retention rules (nothing is deleted; prune frees space later)')
+      .argument('[snapshots...]', 'snapshot ids to forget')
+      .option('--keep-last <n>', 'keep the n newest snapshots', count)
+      .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one', count)
+      .option('--keep-daily <n>', 'keep the newest snapshot of each of the last n days that have one', count)
+      .option('--keep-weekly <n>', 'keep the newest snapshot of each of the last n weeks that have one', count)
+      .option('--keep-monthly <n>', 'keep the newest snapshot of each of the last n months that have one', count)
+      .option('--keep-yearly <n>', 'keep the newest snapshot of each of the last n years that have one', count)
+      .option('--keep-within <duration>', 'keep all snapshots within this duration of the newest, e.g. 14d')
+      .option('--keep-tag <tag>', 'keep snapshots with this tag (repeatable)', collect, [])
+      .option('--group-by <keys>', 'apply the rules per group of host, stack, paths, tags', 'host,stack,paths')
+      .option('-n, --dry-run', 'show what would be forgotten')
+      .option('--prune', 'run prune afterwards')
+      .option('--yes', 'with --prune: carry out the prune plan'),
+  )
+    .addHelpText(
+      'after',
+      `
+Without rules, the retention of stackvault.yaml applies. Rules follow restic's semantics.
+
+Examples:
+  stackvault forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
+  stackvault forget 1a2b3c4d
+  stackvault forget --prune --yes`,
+    )
+    .action(async (ids: string[], flags: ForgetFlags) => {
+      const ctx = context();
+      const repo = await ctx.openRepository();
+      const all = await listSnapshots(repo);
+      let forget: string[];
+      let decisions: ReturnType<typeof applyRetention> = [];
+      if (ids.length > 0) {
+        forget = ids.map((id) => findSnapshot(all, id).id);
+      } else {
+        const policy = policyFrom(flags, ctx);
+        if (isEmptyPolicy(policy)) throw new UsageError('no snapshots and no retention rules given: nothing to forget (give ids, --keep-* rules, or retention in stackvault.yaml)');
+        if (flags.keepWithin) parseDuration(flags.keepWithin);
+        const groupBy = flags.groupBy.split(',').map((g) => g.trim()) as GroupKey[];
+        for (const g of groupBy) if (!['host', 'stack', 'paths', 'tags'].includes(g)) throw new UsageError(`--group-by: unknown key "${g}"`);
+        decisions = applyRetention(all.filter((r) => matchesFilter(r.snapshot, filterFrom(flags))), policy, groupBy);
+        forget = decisions.flatMap((d) => d.remove.map((r) => r.id));
+      }
+      if (!flags.dryRun) await forgetSnapshots(repo, forget);
+      emit(
+        ctx,
+        () =>
+          [
+            ...decisions.flatMap((d) => [
+              `group ${d.group || '(all)'}: keep ${d.keep.length}, forget ${d.remove.length}`,
+              ...d.keep.map((k) => `  keep   ${shortId(k.ref.id)} ${k.ref.snapshot.time}  ${k.reasons.join(', ')}`),
+              ...d.remove.map((r) => `  forget ${shortId(r.id)} ${r.snapshot.time}`),
+            ]),
+            `${flags.dryRun ? 'would forget' : 'forgot'} ${forget.length} snapshots`,
+          ].join('\n'),
+        () => ({
+          message_type: 'forget',
+          dry_run: flags.dryRun ?? false,
+          forgotten: forget,
+          groups: decisions.map((d) => ({ group: d.group, keep: d.keep.map((k) => ({ id: k.ref.id, reasons: k.reasons })), remove: d.remove.map((r) => r.id) })),
+        }),
+      );
+      if (flags.prune && !flags.dryRun) await runPrune(ctx, await ctx.openRepository(), flags.yes ?? false);
+    });
+
+  program
+    .command('prune')
+    .description('delete data no kept snapshot needs, once its immutability period has passed; shows the plan, deletes only with --yes')
+    .option('--yes', 'carry out the plan')
+    .addHelpText('after', `\nExamples:\n  stackvault prune            # show the plan\n  stackvault prune --yes      # carry it out`)
+    .action(async (flags: { yes?: boolean }) => {
+      const ctx = context();
+      await runPrune(ctx, await ctx.openRepository(), flags.yes ?? false);
+    });
+}
+
+function policyFrom(flags: ForgetFlags, ctx: CliContext): RetentionPolicy {
+  const fromFlags: RetentionPolicy = {
+    last: flags.keepLast,
+    hourly: flags.keepHourly,
+    daily: flags.keepDaily,
+    weekly: flags.keepWeekly,
+    monthly: flags.keepMonthly,
+    yearly: flags.keepYearly,
+    within: flags.keepWithin,
+    tags: flags.keepTag.length ? flags.keepTag : undefined,
+  };
+  if (!isEmptyPolicy(fromFlags)) return fromFlags;
+  const r = ctx.config()?.config.retention;
+  if (!r) return fromFlags;
+  return { last: r.keep_last, hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly, yearly: r.keep_yearly, within: r.keep_within, tags: r.keep_tags };
+}

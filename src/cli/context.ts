@@ -1,0 +1,84 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import type { Backend } from '../repo/backends/backend.js';
+import { openBackend } from '../repo/backends/open.js';
+import { Repository } from '../repo/repository.js';
+import { UsageError } from '../util/errors.js';
+
+/** Options every command takes. */
+export interface GlobalOptions {
+  repo?: string;
+  config?: string;
+  passwordFile?: string;
+  json?: boolean;
+  quiet?: boolean;
+  progress?: boolean;
+}
+
+/**
+ * Where settings come from, most specific first: command-line flag, environment,
+ * stackvault.yaml (./stackvault.yaml when present, or --config / STACKVAULT_CONFIG).
+ */
+export class CliContext {
+  private loaded: LoadedConfig | null | undefined;
+
+  constructor(readonly options: GlobalOptions) {}
+
+  get json(): boolean {
+    return this.options.json ?? false;
+  }
+
+  config(): LoadedConfig | null {
+    if (this.loaded !== undefined) return this.loaded;
+    const explicit = this.options.config ?? process.env.STACKVAULT_CONFIG;
+    if (explicit) this.loaded = loadConfig(explicit);
+    else if (existsSync('stackvault.yaml')) this.loaded = loadConfig('stackvault.yaml');
+    else this.loaded = null;
+    return this.loaded;
+  }
+
+  requireConfig(what: string): LoadedConfig {
+    const c = this.config();
+    if (!c) throw new UsageError(`${what} needs a stackvault.yaml (in this folder, or given with --config / STACKVAULT_CONFIG)`);
+    return c;
+  }
+
+  backend(): Backend {
+    if (this.options.repo) return openBackend(this.options.repo);
+    if (process.env.STACKVAULT_REPOSITORY) return openBackend(process.env.STACKVAULT_REPOSITORY);
+    const c = this.config();
+    if (c) return openBackend(c.config.repository.url, c.baseDir);
+    throw new UsageError('no repository given: use --repo, STACKVAULT_REPOSITORY, or repository.url in stackvault.yaml');
+  }
+
+  /** The password, or undefined when none is configured anywhere. */
+  password(): string | undefined {
+    const file = this.options.passwordFile ?? process.env.STACKVAULT_PASSWORD_FILE;
+    if (file) return readPasswordFile(file);
+    if (process.env.STACKVAULT_PASSWORD !== undefined) return process.env.STACKVAULT_PASSWORD;
+    const c = this.config();
+    const repo = c?.config.repository;
+    if (repo?.password_file) return readPasswordFile(resolve(c!.baseDir, repo.password_file));
+    if (repo?.password_env) {
+      const value = process.env[repo.password_env];
+      if (value === undefined) throw new UsageError(`${c!.file}: repository.password_env names ${repo.password_env}, but that variable is not set`);
+      return value;
+    }
+    return undefined;
+  }
+
+  async openRepository(): Promise<Repository> {
+    const backend = this.backend();
+    return Repository.open(backend, this.password());
+  }
+}
+
+function readPasswordFile(file: string): string {
+  try {
+    // Only the first line: password files written with echo end in a newline that is not part of the password.
+    return readFileSync(file, 'utf8').split(/\r?\n/)[0]!;
+  } catch (err) {
+    throw new UsageError(`cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, StackvaultError, errorMessage } from '../util/errors.js';
+import { VERSION } from '../util/version.js';
+import { registerBackupCommand } from './commands/backup.js';
+import { registerBrowseCommands } from './commands/browse.js';
+import { registerDemoCommand } from './commands/demo.js';
+import { registerRepositoryCommands } from './commands/repository.js';
+import { registerRestoreCommand } from './commands/restore.js';
+import { registerRetentionCommands } from './commands/retention.js';
+import { CliContext, type GlobalOptions } from './context.js';
+
+const EXIT_CODES = `
+Exit codes:
+  0    success
+  1    error (nothing half-done is left visible; check found damage; a file failed to restore)
+  2    bad usage or configuration (the message names the flag, file, line or field)
+  3    backup saved a snapshot, but some source files could not be read (they are listed)
+  10   no repository at the given location
+  12   wrong password
+  130  interrupted
+
+Environment:
+  STACKVAULT_REPOSITORY      repository location (like --repo)
+  STACKVAULT_PASSWORD        repository password
+  STACKVAULT_PASSWORD_FILE   file holding the password (like --password-file)
+  STACKVAULT_CONFIG          stackvault.yaml to use (like --config)
+
+Examples:
+  stackvault demo                                   # back up the example stack, restore it, compare
+  stackvault init --repo /mnt/backup/acme --immutability 30d
+  stackvault backup                                 # sources from ./stackvault.yaml
+  stackvault snapshots --json
+  stackvault restore latest --target /tmp/restore
+  stackvault check --read-data-subset 10%
+  stackvault forget --keep-daily 7 --keep-weekly 4 --prune --yes`;
+
+export function buildProgram(): Command {
+  const program = new Command();
+  let context: CliContext | undefined;
+  program
+    .name('stackvault')
+    .description('Back up, restore and move docker-compose stacks: every deployment is a restore.')
+    .version(VERSION, '-V, --version')
+    .option('-r, --repo <location>', 'repository location (a folder, local:/path)')
+    .option('-c, --config <file>', 'stackvault.yaml to use (default: ./stackvault.yaml if present)')
+    .option('--password-file <file>', 'read the repository password from this file')
+    .option('--json', 'machine-readable output (JSON, or JSON lines for progress)')
+    .option('-q, --quiet', 'print nothing but errors')
+    .addOption(new Option('--no-progress', 'no progress bar'))
+    .addHelpText('after', EXIT_CODES)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(str) });
+  const ctx = () => (context ??= new CliContext(program.opts<GlobalOptions>()));
+  registerDemoCommand(program, ctx);
+  registerRepositoryCommands(program, ctx);
+  registerBackupCommand(program, ctx);
+  registerBrowseCommands(program, ctx);
+  registerRestoreCommand(program, ctx);
+  registerRetentionCommands(program, ctx);
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    const json = process.argv.includes('--json');
+    const exitCode = err instanceof StackvaultError ? err.exitCode : ExitCode.error;
+    const message = err instanceof StackvaultError ? err.message : `unexpected error: ${errorMessage(err)}`;
+    if (json) process.stdout.write(JSON.stringify({ message_type: 'error', code: exitCode, message }) + '\n');
+    process.stderr.write(`stackvault: ${message}\n`);
+    if (!(err instanceof StackvaultError) && process.env.STACKVAULT_DEBUG) console.error(err);
+    return exitCode;
+  }
+}
+
+const code = await main(process.argv);
+process.exitCode = code;

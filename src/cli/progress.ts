@@ -1,0 +1,122 @@
+import cliProgress from 'cli-progress';
+import { formatBytes, formatDuration } from '../util/format.js';
+
+/** Numbers a long operation reports; totals may still grow while a scan runs. */
+export interface ProgressSample {
+  bytesDone: number;
+  bytesTotal: number;
+  itemsDone: number;
+  itemsTotal: number;
+  totalsFinal: boolean;
+  errors?: number;
+  current?: string;
+}
+
+export interface ProgressSink {
+  update(sample: ProgressSample): void;
+  stop(): void;
+}
+
+/**
+ * A bar with bytes, items, rate and ETA on a terminal; JSON lines (one per second) with
+ * --json; nothing when output goes to a file or --quiet is set.
+ */
+export function createProgress(action: string, mode: { json: boolean; quiet: boolean; enabled: boolean }): ProgressSink {
+  if (mode.quiet || !mode.enabled) return { update() {}, stop() {} };
+  if (mode.json) return new JsonProgress(action);
+  if (!process.stderr.isTTY) return { update() {}, stop() {} };
+  return new TerminalProgress(action);
+}
+
+class TerminalProgress implements ProgressSink {
+  private readonly bar: cliProgress.SingleBar;
+  private readonly started = Date.now();
+  private startedBar = false;
+  private lastRender = 0;
+
+  constructor(private readonly action: string) {
+    this.bar = new cliProgress.SingleBar(
+      {
+        stream: process.stderr,
+        format: `${action} [{bar}] {percentage}% {done}/{total} {items} {rate} ETA {eta} {errors}`,
+        barsize: 24,
+        hideCursor: true,
+        clearOnComplete: true,
+        fps: 5,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+
+  update(s: ProgressSample): void {
+    const now = Date.now();
+    if (now - this.lastRender < 200 && s.bytesDone < s.bytesTotal) return;
+    this.lastRender = now;
+    const elapsed = (now - this.started) / 1000;
+    const rate = elapsed > 0 ? s.bytesDone / elapsed : 0;
+    const eta = s.totalsFinal && rate > 0 ? formatDuration((s.bytesTotal - s.bytesDone) / rate) : '--:--';
+    const payload = {
+      done: formatBytes(s.bytesDone),
+      total: s.totalsFinal ? formatBytes(s.bytesTotal) : `${formatBytes(s.bytesTotal)}+`,
+      items: `${s.itemsDone}/${s.itemsTotal}${s.totalsFinal ? '' : '+'} files`,
+      rate: `${formatBytes(rate)}/s`,
+      eta,
+      errors: s.errors ? `${s.errors} errors` : '',
+    };
+    const total = Math.max(s.bytesTotal, s.bytesDone, 1);
+    if (!this.startedBar) {
+      this.bar.start(total, s.bytesDone, payload);
+      this.startedBar = true;
+    } else {
+      this.bar.setTotal(total);
+      this.bar.update(s.bytesDone, payload);
+    }
+  }
+
+  stop(): void {
+    if (this.startedBar) this.bar.stop();
+    void this.action;
+  }
+}
+
+class JsonProgress implements ProgressSink {
+  private last = 0;
+  private readonly started = Date.now();
+  private sample: ProgressSample | undefined;
+
+  constructor(private readonly action: string) {}
+
+  update(s: ProgressSample): void {
+    this.sample = s;
+    const now = Date.now();
+    if (now - this.last < 1000) return;
+    this.last = now;
+    this.emit();
+  }
+
+  private emit(): void {
+    const s = this.sample;
+    if (!s) return;
+    const elapsed = (Date.now() - this.started) / 1000;
+    const rate = elapsed > 0 ? s.bytesDone / elapsed : 0;
+    process.stdout.write(
+      JSON.stringify({
+        message_type: 'status',
+        action: this.action,
+        seconds_elapsed: Math.round(elapsed),
+        seconds_remaining: s.totalsFinal && rate > 0 ? Math.round((s.bytesTotal - s.bytesDone) / rate) : null,
+        percent_done: s.bytesTotal > 0 ? Math.min(1, s.bytesDone / s.bytesTotal) : 0,
+        bytes_done: s.bytesDone,
+        total_bytes: s.bytesTotal,
+        files_done: s.itemsDone,
+        total_files: s.itemsTotal,
+        error_count: s.errors ?? 0,
+        current_file: s.current ?? null,
+      }) + '\n',
+    );
+  }
+
+  stop(): void {
+    this.emit();
+  }
+}

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+/** stackvault.yaml, version 1. Keys are snake_case like borgmatic's and compose's. */
+const patternList = z.array(z.string().min(1, 'a pattern may not be empty'));
+
+const filesSource = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"'),
+    type: z.literal('files'),
+    path: z.string().min(1),
+    include: patternList.optional(),
+    exclude: patternList.optional(),
+    /** which exclusion classes apply to this source; all classes in force when omitted */
+    exclusions: z.array(z.string()).optional(),
+  });
+
+const durationText = z.string().regex(/^(\d+[ymwdh])+$|^\d+$/, 'expected a duration such as 30d, 12h or 1y6m');
+
+export const configSchema = z.strictObject({
+  version: z.literal(1).default(1),
+  stack: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, 'a stack name is lower case letters, digits, ".", "_" and "-"'),
+  host: z.string().optional(),
+  repository: z.strictObject({
+    url: z.string().min(1),
+    password_env: z.string().optional(),
+    password_file: z.string().optional(),
+    /** days every object stays immutable; recorded in the repository at init */
+    immutability_days: z.number().int().min(0).optional(),
+  }),
+  sources: z.array(filesSource).min(1, 'at least one source is needed'),
+  /** change a default class (recordings, logs), add one, or switch one off with false */
+  exclusion_classes: z.record(z.string(), z.union([patternList, z.literal(false)])).optional(),
+  tags: z.array(z.string()).optional(),
+  retention: z
+    .strictObject({
+      keep_last: z.number().int().min(-1).optional(),
+      keep_hourly: z.number().int().min(-1).optional(),
+      keep_daily: z.number().int().min(-1).optional(),
+      keep_weekly: z.number().int().min(-1).optional(),
+      keep_monthly: z.number().int().min(-1).optional(),
+      keep_yearly: z.number().int().min(-1).optional(),
+      keep_within: durationText.optional(),
+      keep_tags: z.array(z.string()).optional(),
+    })
+    .optional(),
+});
+
+export type StackConfig = z.infer<typeof configSchema>;

@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { IntegrityError, describeSystemError } from '../../util/errors.js';
+import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+
+const TMP_DIR = 'tmp';
+
+/**
+ * A repository in a folder: a local disk or an SMB/NFS share mounted on the host.
+ *
+ * put() writes a temporary file, fsyncs it, makes it read-only, then hard-links it to its
+ * final name. link(2) fails with EEXIST instead of replacing, which makes it a no-replace
+ * rename that works on local file systems and NFS alike; the folder is fsynced after.
+ */
+export class LocalBackend implements Backend {
+  readonly location: string;
+  private readonly knownDirs = new Set<string>();
+
+  constructor(private readonly root: string) {
+    this.location = root;
+  }
+
+  async prepare(): Promise<void> {
+    try {
+      await mkdir(join(this.root, TMP_DIR), { recursive: true });
+    } catch (err) {
+      throw describeSystemError(err, `cannot create repository folder ${this.root}`);
+    }
+  }
+
+  private path(key: string): string {
+    if (key.includes('..') || key.startsWith('/')) throw new Error(`invalid object key ${key}`);
+    return join(this.root, ...key.split('/'));
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.knownDirs.add(dir);
+  }
+
+  async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
+    const final = this.path(key);
+    const tmp = join(this.root, TMP_DIR, `${randomBytes(12).toString('hex')}.upload`);
+    try {
+      await this.ensureDir(dirname(final));
+      await this.ensureDir(join(this.root, TMP_DIR));
+      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await chmod(tmp, 0o444);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw describeSystemError(err, `cannot write ${key} to ${this.root}`);
+    }
+    try {
+      await link(tmp, final);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        // Keys are content hashes: an existing object must be the same bytes. A size
+        // mismatch means an earlier object was damaged; never paper over that.
+        const existing = await stat(final);
+        if (existing.size !== data.length) {
+          throw new IntegrityError(
+            `object ${key} already exists in ${this.root} with ${existing.size} bytes instead of ${data.length}: it is damaged (run "stackvault check")`,
+          );
+        }
+        return { created: false };
+      }
+      throw describeSystemError(err, `cannot store ${key} in ${this.root}`);
+    }
+    await unlink(tmp).catch(() => undefined);
+    await fsyncDir(dirname(final));
+    return { created: true };
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Buffer> {
+    const file = this.path(key);
+    let fh;
+    try {
+      fh = await open(file, 'r');
+    } catch (err) {
+      throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
+    }
+    try {
+      if (!range) return await fh.readFile();
+      const buf = Buffer.allocUnsafe(range.length);
+      let done = 0;
+      while (done < range.length) {
+        const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
+        if (bytesRead === 0) {
+          throw new IntegrityError(
+            `object ${key} in ${this.root} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}, it ends at ${range.offset + done}`,
+          );
+        }
+        done += bytesRead;
+      }
+      return buf;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const st = await stat(this.path(key));
+      return { key, size: st.size, created: st.mtime };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw describeSystemError(err, `cannot stat ${key} in ${this.root}`);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const start = this.path(prefix.replace(/\/$/, ''));
+    yield* this.walk(start);
+  }
+
+  private async *walk(dir: string): AsyncIterable<ObjectInfo> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw describeSystemError(err, `cannot list ${dir}`);
+    }
+    for (const entry of entries) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        yield* this.walk(full);
+      } else if (entry.isFile()) {
+        const st = await lstat(full);
+        yield { key: relative(this.root, full).split(sep).join('/'), size: st.size, created: st.mtime };
+      }
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await unlink(this.path(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw describeSystemError(err, `cannot delete ${key}`);
+    }
+  }
+
+  async staleUploads(olderThanMs: number, now: Date): Promise<ObjectInfo[]> {
+    const stale: ObjectInfo[] = [];
+    for await (const info of this.walk(join(this.root, TMP_DIR))) {
+      if (now.getTime() - info.created.getTime() > olderThanMs) stale.push(info);
+    }
+    return stale;
+  }
+
+  async deleteStaleUpload(key: string): Promise<void> {
+    if (!key.startsWith(`${TMP_DIR}/`)) throw new Error(`${key} is not a temporary upload`);
+    await this.delete(key);
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

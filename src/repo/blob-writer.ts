@@ -1,0 +1,92 @@
+import { TaskLimiter } from '../util/concurrency.js';
+import { compressIfSmaller } from './compression.js';
+import { objectHash, seal } from './crypto.js';
+import { encodeIndexFile } from './index.js';
+import { objectKey } from './layout.js';
+import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
+import type { Repository } from './repository.js';
+
+const MAX_BLOBS_PER_INDEX_FILE = 50_000;
+const INDEX_FLUSH_INTERVAL_MS = 5 * 60_000;
+
+export interface SaveResult {
+  id: string;
+  /** false when the repository already had the blob */
+  added: boolean;
+  /** bytes stored for it (0 when deduplicated) */
+  storedBytes: number;
+}
+
+/**
+ * Turns blobs into packs: deduplicates against the index, compresses, encrypts, fills
+ * packs per blob type, uploads full packs (a few at a time) and writes index files for
+ * uploaded packs. flush() must finish before anything references the blobs.
+ */
+export class BlobWriter {
+  private readonly packers: Record<BlobType, PackBuilder> = { data: new PackBuilder(), tree: new PackBuilder() };
+  /** ids written in this session whose pack is not in the index yet */
+  private readonly pending = new Set<string>();
+  private readonly uploads = new TaskLimiter(2);
+  private unindexed = new Map<string, PackedBlob[]>();
+  private unindexedBlobs = 0;
+  private lastIndexWrite = Date.now();
+  packsWritten = 0;
+  bytesUploaded = 0;
+
+  constructor(private readonly repo: Repository) {}
+
+  has(id: string): boolean {
+    return this.pending.has(id) || this.repo.index.has(id);
+  }
+
+  async save(type: BlobType, data: Buffer, knownId?: string): Promise<SaveResult> {
+    const id = knownId ?? this.repo.blobId(data);
+    if (this.has(id)) return { id, added: false, storedBytes: 0 };
+    this.pending.add(id);
+    const compressed = compressIfSmaller(data);
+    const stored = seal(this.repo.master.encryptionKey, compressed ?? data);
+    const packer = this.packers[type];
+    packer.add({ id, type, rawLength: data.length, compressed: compressed !== null }, stored);
+    if (packer.size >= this.repo.config.packSize) await this.finishPack(type);
+    return { id, added: true, storedBytes: stored.length };
+  }
+
+  private async finishPack(type: BlobType): Promise<void> {
+    const packer = this.packers[type];
+    if (packer.count === 0) return;
+    this.packers[type] = new PackBuilder();
+    const { bytes, blobs } = packer.finish(this.repo.master.encryptionKey);
+    const packId = objectHash(bytes);
+    await this.uploads.submit(async () => {
+      await this.repo.backend.put(objectKey('data', packId), bytes);
+      this.packsWritten++;
+      this.bytesUploaded += bytes.length;
+      this.repo.index.addPack(packId, blobs);
+      for (const b of blobs) this.pending.delete(b.id);
+      this.unindexed.set(packId, blobs);
+      this.unindexedBlobs += blobs.length;
+      if (this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE || Date.now() - this.lastIndexWrite > INDEX_FLUSH_INTERVAL_MS) {
+        await this.writeIndex();
+      }
+    });
+  }
+
+  /** Index files along the way keep a long backup's uploads usable if it is interrupted. */
+  private async writeIndex(): Promise<void> {
+    if (this.unindexed.size === 0) return;
+    const packs = this.unindexed;
+    this.unindexed = new Map();
+    this.unindexedBlobs = 0;
+    this.lastIndexWrite = Date.now();
+    const id = await this.repo.saveObject('index', encodeIndexFile(packs));
+    this.repo.noteIndexFile(id);
+  }
+
+  /** Upload every partial pack and index everything written. */
+  async flush(): Promise<void> {
+    await this.finishPack('data');
+    await this.finishPack('tree');
+    await this.uploads.drain();
+    await this.writeIndex();
+  }
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+
+export interface ChunkerParams {
+  min: number;
+  avg: number;
+  max: number;
+}
+
+export const DEFAULT_CHUNKER: ChunkerParams = { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 };
+
+/**
+ * Content-defined chunking with FastCDC (gear rolling hash, normalized chunking).
+ * The gear table is derived from the repository's secret seed so boundaries cannot be
+ * predicted by someone who knows a file's content but not the key.
+ */
+export class Chunker {
+  private readonly gear = new Int32Array(256);
+  private readonly maskSmall: number;
+  private readonly maskLarge: number;
+
+  constructor(
+    seed: Buffer,
+    readonly params: ChunkerParams = DEFAULT_CHUNKER,
+  ) {
+    const bits = Math.round(Math.log2(params.avg));
+    if (2 ** bits !== params.avg || params.min >= params.avg || params.avg >= params.max || params.min < 64) {
+      throw new Error(`invalid chunker parameters ${JSON.stringify(params)}: need 64 <= min < avg < max with avg a power of two`);
+    }
+    for (let i = 0; i < 256; i++) {
+      this.gear[i] = createHash('sha256').update(seed).update(Uint8Array.of(i)).digest().readInt32LE(0);
+    }
+    // The gear hash shifts left each byte, so its high bits depend on the last 32 bytes: test high bits.
+    this.maskSmall = topBits(Math.min(bits + 2, 31));
+    this.maskLarge = topBits(Math.max(bits - 2, 1));
+  }
+
+  /**
+   * Length of the next chunk of buf[start, end). The caller passes at least `max` bytes
+   * unless the input ends before that.
+   */
+  cut(buf: Uint8Array, start: number, end: number): number {
+    const { min, avg, max } = this.params;
+    let n = end - start;
+    if (n <= min) return n;
+    if (n > max) n = max;
+    const normal = Math.min(avg, n);
+    const gear = this.gear;
+    const maskSmall = this.maskSmall;
+    const maskLarge = this.maskLarge;
+    let h = 0;
+    let i = start + min;
+    const normalEnd = start + normal;
+    const hardEnd = start + n;
+    for (; i < normalEnd; i++) {
+      h = ((h << 1) + gear[buf[i]!]!) | 0;
+      if ((h & maskSmall) === 0) return i - start + 1;
+    }
+    for (; i < hardEnd; i++) {
+      h = ((h << 1) + gear[buf[i]!]!) | 0;
+      if ((h & maskLarge) === 0) return i - start + 1;
+    }
+    return n;
+  }
+
+  /** Chunks of an open file, read in large blocks; each yielded buffer is the caller's to keep. */
+  async *chunkFile(fh: FileHandle, onRead?: (bytes: number) => void): AsyncGenerator<Buffer> {
+    const { max } = this.params;
+    const readSize = Math.max(4 * 1024 * 1024, max);
+    const buf = Buffer.allocUnsafe(max + readSize);
+    let start = 0;
+    let end = 0;
+    let eof = false;
+    for (;;) {
+      while (!eof && end - start < max) {
+        if (start > 0 && buf.length - end < readSize) {
+          buf.copyWithin(0, start, end);
+          end -= start;
+          start = 0;
+        }
+        const { bytesRead } = await fh.read(buf, end, buf.length - end, null);
+        if (bytesRead === 0) eof = true;
+        else {
+          end += bytesRead;
+          onRead?.(bytesRead);
+        }
+      }
+      if (end === start) return;
+      const length = this.cut(buf, start, end);
+      yield Buffer.from(buf.subarray(start, start + length));
+      start += length;
+    }
+  }
+}
+
+function topBits(count: number): number {
+  return (~0 << (32 - count)) | 0;
+}

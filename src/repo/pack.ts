@@ -1,0 +1,108 @@
+import { IntegrityError } from '../util/errors.js';
+import { seal, unseal } from './crypto.js';
+
+export type BlobType = 'data' | 'tree';
+
+/** Where a blob sits inside a pack. */
+export interface PackedBlob {
+  id: string;
+  type: BlobType;
+  offset: number;
+  /** stored bytes (after compression and encryption) */
+  length: number;
+  /** bytes of the original content */
+  rawLength: number;
+  compressed: boolean;
+}
+
+/**
+ * Pack layout (see docs/format.md):
+ *   blob 0 | blob 1 | ... | sealed header | u32le header length | "SVP1"
+ * The header lists every blob (type, flags, stored length, raw length, id), so the index
+ * can be rebuilt from packs alone.
+ */
+export const PACK_MAGIC = Buffer.from('SVP1', 'ascii');
+const TRAILER_BYTES = 8;
+const ENTRY_BYTES = 1 + 1 + 4 + 4 + 32;
+const TYPE_CODES: Record<BlobType, number> = { data: 0, tree: 1 };
+const FLAG_COMPRESSED = 1;
+
+export class PackBuilder {
+  private readonly parts: Buffer[] = [];
+  private readonly entries: PackedBlob[] = [];
+  private bytes = 0;
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  get count(): number {
+    return this.entries.length;
+  }
+
+  add(blob: Omit<PackedBlob, 'offset' | 'length'>, stored: Buffer): void {
+    this.entries.push({ ...blob, offset: this.bytes, length: stored.length });
+    this.parts.push(stored);
+    this.bytes += stored.length;
+  }
+
+  /** The finished pack bytes and the blobs in it. */
+  finish(encryptionKey: Buffer | null): { bytes: Buffer; blobs: PackedBlob[] } {
+    const header = Buffer.alloc(this.entries.length * ENTRY_BYTES);
+    this.entries.forEach((e, i) => {
+      const at = i * ENTRY_BYTES;
+      header.writeUInt8(TYPE_CODES[e.type], at);
+      header.writeUInt8(e.compressed ? FLAG_COMPRESSED : 0, at + 1);
+      header.writeUInt32LE(e.length, at + 2);
+      header.writeUInt32LE(e.rawLength, at + 6);
+      header.write(e.id, at + 10, 'hex');
+    });
+    const sealedHeader = seal(encryptionKey, header);
+    const trailer = Buffer.alloc(TRAILER_BYTES);
+    trailer.writeUInt32LE(sealedHeader.length, 0);
+    PACK_MAGIC.copy(trailer, 4);
+    const bytes = Buffer.concat([...this.parts, sealedHeader, trailer]);
+    return { bytes, blobs: this.entries };
+  }
+}
+
+/** Length of the sealed header, read from a pack's last 8 bytes. */
+export function headerLengthFromTrailer(trailer: Buffer, packId: string): number {
+  if (trailer.length !== TRAILER_BYTES || !trailer.subarray(4).equals(PACK_MAGIC)) {
+    throw new IntegrityError(`pack ${packId} is damaged: its trailer is not a stackvault pack trailer`);
+  }
+  return trailer.readUInt32LE(0);
+}
+
+export const PACK_TRAILER_BYTES = TRAILER_BYTES;
+
+/** The blobs listed in a pack's header; `tail` holds the sealed header followed by the trailer. */
+export function parsePackHeader(tail: Buffer, packSize: number, encryptionKey: Buffer | null, packId: string): PackedBlob[] {
+  const headerLength = headerLengthFromTrailer(tail.subarray(tail.length - TRAILER_BYTES), packId);
+  if (headerLength + TRAILER_BYTES > packSize || headerLength + TRAILER_BYTES > tail.length) {
+    throw new IntegrityError(`pack ${packId} is damaged: header length ${headerLength} does not fit the pack`);
+  }
+  const sealed = tail.subarray(tail.length - TRAILER_BYTES - headerLength, tail.length - TRAILER_BYTES);
+  const header = unseal(encryptionKey, sealed, `header of pack ${packId}`);
+  if (header.length % ENTRY_BYTES !== 0) throw new IntegrityError(`pack ${packId} is damaged: header has a partial entry`);
+  const blobs: PackedBlob[] = [];
+  let offset = 0;
+  for (let at = 0; at < header.length; at += ENTRY_BYTES) {
+    const code = header.readUInt8(at);
+    if (code !== 0 && code !== 1) throw new IntegrityError(`pack ${packId} is damaged: unknown blob type ${code}`);
+    const length = header.readUInt32LE(at + 2);
+    blobs.push({
+      type: code === 0 ? 'data' : 'tree',
+      compressed: (header.readUInt8(at + 1) & FLAG_COMPRESSED) !== 0,
+      offset,
+      length,
+      rawLength: header.readUInt32LE(at + 6),
+      id: header.toString('hex', at + 10, at + 10 + 32),
+    });
+    offset += length;
+  }
+  if (offset + headerLength + TRAILER_BYTES !== packSize) {
+    throw new IntegrityError(`pack ${packId} is damaged: its header describes ${offset} bytes of blobs, the pack holds ${packSize - headerLength - TRAILER_BYTES}`);
+  }
+  return blobs;
+}

@@ -1,0 +1,250 @@
+import { randomBytes } from 'node:crypto';
+import { IntegrityError, RepositoryNotFoundError, StackvaultError, UsageError, WrongPasswordError, errorMessage } from '../util/errors.js';
+import type { Backend, ObjectInfo } from './backends/backend.js';
+import { BlobWriter } from './blob-writer.js';
+import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './chunker.js';
+import { compress, decompress } from './compression.js';
+import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMasterKey, type KeyFile, type MasterKey } from './crypto.js';
+import { MasterIndex, decodeIndexFile, type IndexFile } from './index.js';
+import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './layout.js';
+import type { BlobType } from './pack.js';
+
+export const FORMAT_VERSION = 1;
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+
+/** The repository's plaintext config object, written once by init. */
+export interface RepoConfig {
+  version: number;
+  id: string;
+  created: string;
+  encryption: 'aes-256-gcm' | 'none';
+  compression: 'zstd';
+  chunker: ChunkerParams;
+  packSize: number;
+  /** objects may not be deleted before they are this many days old */
+  immutabilityDays: number;
+  /** only for unencrypted repositories: the non-secret keys that otherwise live in key files */
+  plainKeys?: { idKey: string; chunkerSeed: string };
+}
+
+export interface InitOptions {
+  /** null for an unencrypted repository */
+  password: string | null;
+  immutabilityDays: number;
+  packSize?: number;
+  chunker?: ChunkerParams;
+}
+
+export class Repository {
+  readonly index = new MasterIndex();
+  readonly chunker: Chunker;
+  private indexLoaded = false;
+  /** index files in use after supersedes are applied */
+  private readonly activeIndexIds = new Set<string>();
+  private readonly supersededIndexIds = new Set<string>();
+
+  private constructor(
+    readonly backend: Backend,
+    readonly config: RepoConfig,
+    readonly master: MasterKey,
+  ) {
+    this.chunker = new Chunker(master.chunkerSeed, config.chunker);
+  }
+
+  static async init(backend: Backend, options: InitOptions): Promise<Repository> {
+    if (await backend.stat(CONFIG_KEY)) {
+      throw new StackvaultError(`a repository already exists at ${backend.location}`);
+    }
+    if (!Number.isFinite(options.immutabilityDays) || options.immutabilityDays < 0) {
+      throw new UsageError('immutability must be zero or more days');
+    }
+    const encrypted = options.password !== null;
+    if (encrypted && !options.password) throw new UsageError('the password is empty');
+    const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
+    if (packSize < 1 << 20 || packSize > 1 << 30) throw new UsageError('pack size must be between 1 MiB and 1 GiB');
+    const master = newMasterKey(encrypted);
+    const config: RepoConfig = {
+      version: FORMAT_VERSION,
+      id: randomBytes(16).toString('hex'),
+      created: new Date().toISOString(),
+      encryption: encrypted ? 'aes-256-gcm' : 'none',
+      compression: 'zstd',
+      chunker: options.chunker ?? DEFAULT_CHUNKER,
+      packSize,
+      immutabilityDays: options.immutabilityDays,
+      ...(encrypted ? {} : { plainKeys: { idKey: master.idKey.toString('base64'), chunkerSeed: master.chunkerSeed.toString('base64') } }),
+    };
+    await backend.prepare();
+    // The key file first: a config without a key would be a repository nobody can open.
+    if (encrypted) {
+      const keyFile = Buffer.from(JSON.stringify(await wrapMasterKey(master, options.password!)));
+      await backend.put(objectKey('keys', objectHash(keyFile)), keyFile);
+    }
+    const { created } = await backend.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2) + '\n'));
+    if (!created) throw new StackvaultError(`a repository already exists at ${backend.location}`);
+    return new Repository(backend, config, master);
+  }
+
+  /** Open a repository; `password` is needed only when it is encrypted. */
+  static async open(backend: Backend, password: string | undefined): Promise<Repository> {
+    let raw: Buffer;
+    try {
+      if (!(await backend.stat(CONFIG_KEY))) throw new RepositoryNotFoundError(backend.location);
+      raw = await backend.get(CONFIG_KEY);
+    } catch (err) {
+      if (err instanceof StackvaultError) throw err;
+      throw new StackvaultError(`cannot open repository at ${backend.location}: ${errorMessage(err)}`);
+    }
+    let config: RepoConfig;
+    try {
+      config = JSON.parse(raw.toString('utf8')) as RepoConfig;
+    } catch {
+      throw new IntegrityError(`the config of the repository at ${backend.location} is damaged (not JSON)`);
+    }
+    if (config.version > FORMAT_VERSION) {
+      throw new StackvaultError(`the repository at ${backend.location} has format version ${config.version}; this stackvault reads up to ${FORMAT_VERSION}`);
+    }
+    if (config.encryption === 'none') {
+      if (!config.plainKeys) throw new IntegrityError(`the config of the repository at ${backend.location} has no keys`);
+      return new Repository(backend, config, {
+        encryptionKey: null,
+        idKey: Buffer.from(config.plainKeys.idKey, 'base64'),
+        chunkerSeed: Buffer.from(config.plainKeys.chunkerSeed, 'base64'),
+      });
+    }
+    if (password === undefined) {
+      throw new UsageError(
+        `the repository at ${backend.location} is encrypted: give its password in STACKVAULT_PASSWORD, STACKVAULT_PASSWORD_FILE or --password-file`,
+      );
+    }
+    for await (const info of backend.list('keys/')) {
+      const keyFile = JSON.parse((await backend.get(info.key)).toString('utf8')) as KeyFile;
+      const master = await unwrapMasterKey(keyFile, password);
+      if (master) return new Repository(backend, config, master);
+    }
+    throw new WrongPasswordError(backend.location);
+  }
+
+  /** Add a key file so that another passphrase opens the repository too. */
+  async addKey(password: string): Promise<string> {
+    if (!this.master.encryptionKey) throw new UsageError('the repository is not encrypted: it has no keys');
+    const keyFile = Buffer.from(JSON.stringify(await wrapMasterKey(this.master, password)));
+    const id = objectHash(keyFile);
+    await this.backend.put(objectKey('keys', id), keyFile);
+    return id;
+  }
+
+  // ---- whole objects: index files, snapshots, forget records ----
+
+  encodeObject(value: unknown): Buffer {
+    const json = Buffer.from(JSON.stringify(value));
+    const body = Buffer.concat([Uint8Array.of(1), compress(json)]);
+    return seal(this.master.encryptionKey, body);
+  }
+
+  decodeObject<T>(bytes: Buffer, what: string): T {
+    const body = unseal(this.master.encryptionKey, bytes, what);
+    let json: Buffer;
+    try {
+      json = body[0] === 1 ? decompress(body.subarray(1)) : body.subarray(1);
+      return JSON.parse(json.toString('utf8')) as T;
+    } catch (err) {
+      throw new IntegrityError(`${what} is damaged: ${errorMessage(err)}`);
+    }
+  }
+
+  async saveObject(kind: Exclude<ObjectKind, 'data' | 'keys'>, value: unknown): Promise<string> {
+    const bytes = this.encodeObject(value);
+    const id = objectHash(bytes);
+    await this.backend.put(objectKey(kind, id), bytes);
+    return id;
+  }
+
+  async loadObject<T>(kind: Exclude<ObjectKind, 'data' | 'keys'>, id: string): Promise<T> {
+    const what = `${kind === 'snapshots' ? 'snapshot' : kind === 'forget' ? 'forget record' : 'index file'} ${id}`;
+    const bytes = await this.backend.get(objectKey(kind, id));
+    if (objectHash(bytes) !== id) throw new IntegrityError(`${what} is damaged: its content does not match its name`);
+    return this.decodeObject<T>(bytes, what);
+  }
+
+  async listObjects(kind: ObjectKind): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    for await (const info of this.backend.list(`${kind}/`)) out.push(info);
+    return out;
+  }
+
+  async listIds(kind: ObjectKind): Promise<string[]> {
+    return (await this.listObjects(kind)).map((o) => idFromKey(o.key));
+  }
+
+  // ---- index ----
+
+  /**
+   * Load every index file once, dropping those that a newer index supersedes. A damaged
+   * index file fails the load unless `onDamaged` takes it (check does, to report it).
+   */
+  async loadIndex(onDamaged?: (id: string, err: unknown) => void): Promise<void> {
+    if (this.indexLoaded) return;
+    const files = new Map<string, IndexFile>();
+    for (const id of await this.listIds('index')) {
+      try {
+        files.set(id, await this.loadObject<IndexFile>('index', id));
+      } catch (err) {
+        if (!onDamaged) throw err;
+        onDamaged(id, err);
+      }
+    }
+    for (const file of files.values()) for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
+    for (const [id, file] of files) {
+      if (this.supersededIndexIds.has(id)) continue;
+      this.activeIndexIds.add(id);
+      for (const [packId, blobs] of decodeIndexFile(file, id)) this.index.addPack(packId, blobs);
+    }
+    this.indexLoaded = true;
+  }
+
+  /** index files in use and those superseded but still stored, as read by loadIndex */
+  indexFiles(): { active: string[]; superseded: string[] } {
+    return { active: [...this.activeIndexIds], superseded: [...this.supersededIndexIds] };
+  }
+
+  noteIndexFile(id: string): void {
+    this.activeIndexIds.add(id);
+  }
+
+  // ---- blobs ----
+
+  newBlobWriter(): BlobWriter {
+    return new BlobWriter(this);
+  }
+
+  blobId(data: Uint8Array): string {
+    return blobId(this.master.idKey, data);
+  }
+
+  /** Load, decrypt, decompress and verify one blob. Never returns data that does not hash to its id. */
+  async loadBlob(id: string, expectedType?: BlobType): Promise<Buffer> {
+    const entry = this.index.get(id);
+    if (!entry) throw new IntegrityError(`blob ${id} is missing: no index entry (run "stackvault check")`);
+    if (expectedType && entry.type !== expectedType) {
+      throw new IntegrityError(`blob ${id} is a ${entry.type} blob, expected ${expectedType}`);
+    }
+    const stored = await this.backend.get(objectKey('data', entry.pack), { offset: entry.offset, length: entry.length });
+    return this.decodeBlob(id, entry, stored);
+  }
+
+  decodeBlob(id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {
+    const what = `blob ${id.slice(0, 16)} in pack ${entry.pack.slice(0, 16)}`;
+    const plain = unseal(this.master.encryptionKey, stored, what);
+    let data: Buffer;
+    try {
+      data = entry.compressed ? decompress(plain) : plain;
+    } catch {
+      throw new IntegrityError(`${what} is damaged: it does not decompress`);
+    }
+    if (data.length !== entry.rawLength || blobId(this.master.idKey, data) !== id) {
+      throw new IntegrityError(`${what} is damaged: its content does not match its hash`);
+    }
+    return data;
+  }
+}

@@ -1,0 +1,366 @@
+import type { BigIntStats } from 'node:fs';
+import { lstat, open, readlink } from 'node:fs/promises';
+import { hostname, userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { BlobWriter } from '../repo/blob-writer.js';
+import type { Repository } from '../repo/repository.js';
+import { ExclusionMatcher, resolveExclusionClasses } from '../sources/exclusions.js';
+import { entryType, measureTree, sortedNames } from '../sources/files.js';
+import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
+import { PROGRAM } from '../util/version.js';
+import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
+import { TreeLoader, nodeFromStat, saveTree, type Tree, type TreeNode } from './tree.js';
+
+export interface FilesSourceSpec {
+  name: string;
+  path: string;
+  include?: string[];
+  exclude?: string[];
+  /** exclusion classes in force; defaults to the built-in classes */
+  exclusionClasses?: Record<string, readonly string[]>;
+}
+
+export interface BackupProgress {
+  filesDone: number;
+  bytesDone: number;
+  /** totals grow while the scan runs; scanDone says they are final */
+  filesTotal: number;
+  bytesTotal: number;
+  scanDone: boolean;
+  bytesAdded: number;
+  errors: number;
+  currentPath: string;
+}
+
+export interface BackupOptions {
+  sources: FilesSourceSpec[];
+  host?: string;
+  stack?: string | null;
+  tags?: string[];
+  /** a snapshot id to compare against; undefined picks the latest matching one; null reads every file */
+  parent?: string | null;
+  progress?: (p: BackupProgress) => void;
+  signal?: AbortSignal;
+  now?: () => Date;
+}
+
+export interface BackupResult {
+  id: string;
+  snapshot: Snapshot;
+  errorCount: number;
+}
+
+const MAX_RECORDED_ERRORS = 1000;
+
+export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
+  const now = options.now ?? (() => new Date());
+  const started = now();
+  const host = options.host ?? hostname();
+  const stack = options.stack ?? null;
+  const sources = options.sources.map((s) => ({ ...s, path: resolve(s.path) }));
+  await validateSources(sources);
+
+  await repo.loadIndex();
+  const refs = await listSnapshots(repo);
+  const parent = pickParent(refs, options.parent, host, stack, sources);
+  const loader = new TreeLoader(repo);
+  const parentRoot = parent ? await loader.load(parent.snapshot.tree) : undefined;
+
+  const progress: BackupProgress = { filesDone: 0, bytesDone: 0, filesTotal: 0, bytesTotal: 0, scanDone: false, bytesAdded: 0, errors: 0, currentPath: '' };
+  const report = () => options.progress?.(progress);
+  const scan = scanTotals(sources, progress, options.signal).then(report, () => undefined);
+
+  const writer = repo.newBlobWriter();
+  const rootNodes: TreeNode[] = [];
+  const records: SourceRecord[] = [];
+  for (const source of sources) {
+    const exclusionClasses = source.exclusionClasses ?? resolveExclusionClasses();
+    const walker = new SourceWalker(repo, writer, loader, source, exclusionClasses, progress, report, options.signal);
+    const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
+    const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
+    const rootStat = await lstat(source.path, { bigint: true });
+    const subtree = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined);
+    rootNodes.push({ ...nodeFromStat(source.name, 'dir', rootStat), subtree });
+    records.push(walker.record(subtree));
+  }
+  const rootTree = await saveTree(writer, { nodes: rootNodes.sort((a, b) => (a.name < b.name ? -1 : 1)) });
+  // Everything the manifest references must be stored and indexed before the manifest exists.
+  await writer.flush();
+  await scan;
+  throwIfAborted(options.signal);
+
+  let username = 'unknown';
+  try {
+    username = userInfo().username;
+  } catch {
+    /* no passwd entry */
+  }
+  const snapshot: Snapshot = {
+    version: 1,
+    time: started.toISOString(),
+    host,
+    username,
+    stack,
+    tags: [...new Set(options.tags ?? [])].sort(),
+    program: PROGRAM,
+    parent: parent?.id ?? null,
+    tree: rootTree,
+    sources: records,
+    durationMs: now().getTime() - started.getTime(),
+  };
+  const id = await repo.saveObject('snapshots', snapshot);
+  return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
+}
+
+async function validateSources(sources: FilesSourceSpec[]): Promise<void> {
+  if (sources.length === 0) throw new UsageError('nothing to back up: give folders or configure sources in stackvault.yaml');
+  const names = new Set<string>();
+  for (const s of sources) {
+    if (!/^[A-Za-z0-9._-]+$/.test(s.name) || s.name === '.' || s.name === '..') {
+      throw new UsageError(`source name "${s.name}" may only hold letters, digits, ".", "_" and "-"`);
+    }
+    if (names.has(s.name)) throw new UsageError(`two sources are named "${s.name}"`);
+    names.add(s.name);
+    let st;
+    try {
+      st = await lstat(s.path);
+    } catch (err) {
+      throw new UsageError(`source "${s.name}": cannot read ${s.path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such folder' : errorMessage(err)}`);
+    }
+    if (!st.isDirectory()) throw new UsageError(`source "${s.name}": ${s.path} is not a folder`);
+  }
+}
+
+function pickParent(
+  refs: SnapshotRef[],
+  wanted: string | null | undefined,
+  host: string,
+  stack: string | null,
+  sources: FilesSourceSpec[],
+): SnapshotRef | undefined {
+  if (wanted === null) return undefined;
+  if (wanted !== undefined) {
+    const hit = refs.filter((r) => r.id.startsWith(wanted));
+    if (hit.length !== 1) throw new UsageError(`parent snapshot ${wanted} ${hit.length ? 'is ambiguous' : 'does not exist'}`);
+    return hit[0];
+  }
+  for (let i = refs.length - 1; i >= 0; i--) {
+    const s = refs[i]!.snapshot;
+    if (s.host === host && s.stack === stack && sources.some((src) => s.sources.some((p) => p.name === src.name && p.path === src.path))) {
+      return refs[i];
+    }
+  }
+  return undefined;
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+}
+
+/** Walks one files source, storing file content and one tree per folder. */
+class SourceWalker {
+  private readonly matcher: ExclusionMatcher;
+  private readonly stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
+  private readonly excluded = new Map<string, ExclusionRecord>();
+  private readonly errors: Array<{ path: string; message: string }> = [];
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly writer: BlobWriter,
+    private readonly loader: TreeLoader,
+    private readonly source: FilesSourceSpec,
+    private readonly exclusionClasses: Record<string, readonly string[]>,
+    private readonly progress: BackupProgress,
+    private readonly report: () => void,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: exclusionClasses });
+  }
+
+  record(_subtree: string): SourceRecord {
+    return {
+      name: this.source.name,
+      kind: 'files',
+      path: this.source.path,
+      include: this.source.include ?? [],
+      exclude: this.source.exclude ?? [],
+      exclusionClasses: this.exclusionClasses,
+      excluded: [...this.excluded.values()].sort((a, b) => a.class.localeCompare(b.class)),
+      stats: this.stats,
+      errors: this.errors.slice(0, MAX_RECORDED_ERRORS),
+    };
+  }
+
+  private fail(relPath: string, err: unknown): void {
+    this.progress.errors++;
+    if (this.errors.length < MAX_RECORDED_ERRORS) this.errors.push({ path: `/${this.source.name}/${relPath}`, message: errorMessage(err) });
+  }
+
+  private async exclude(reason: string, full: string, st: BigIntStats): Promise<void> {
+    const rec = this.excluded.get(reason) ?? { class: reason, count: 0, bytes: 0 };
+    if (st.isDirectory()) {
+      const m = await measureTree(full);
+      rec.count += m.count;
+      rec.bytes += m.bytes;
+    } else {
+      rec.count += 1;
+      rec.bytes += Number(st.size);
+    }
+    this.excluded.set(reason, rec);
+  }
+
+  /** Store the folder at `dir` and return its tree id; `insideInclude` means an include pattern matched an ancestor. */
+  async saveDir(dir: string, relDir: string, parentTreeId: string | undefined, insideInclude = false): Promise<string> {
+    throwIfAborted(this.signal);
+    const parentNodes = new Map<string, TreeNode>();
+    if (parentTreeId) {
+      try {
+        for (const n of (await this.loader.load(parentTreeId)).nodes) parentNodes.set(n.name, n);
+      } catch {
+        /* a damaged parent only costs re-reading files */
+      }
+    }
+    const nodes: TreeNode[] = [];
+    let names: string[];
+    try {
+      names = await sortedNames(dir);
+    } catch (err) {
+      this.fail(relDir, err);
+      names = [];
+    }
+    for (const name of names) {
+      const full = join(dir, name);
+      const rel = relDir ? `${relDir}/${name}` : name;
+      let st: BigIntStats;
+      try {
+        st = await lstat(full, { bigint: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.fail(rel, err);
+        continue;
+      }
+      const type = entryType(st);
+      if (!type) continue;
+      const isDir = type === 'dir';
+      const verdict = this.matcher.classify(rel, isDir);
+      if (verdict.excluded) {
+        await this.exclude(verdict.reason, full, st);
+        continue;
+      }
+      const included = insideInclude || !this.matcher.hasIncludes || this.matcher.isIncluded(rel, isDir);
+      if (!included && !isDir) {
+        await this.exclude('include', full, st);
+        continue;
+      }
+      const node = nodeFromStat(name, type, st);
+      try {
+        if (isDir) {
+          node.subtree = await this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
+          if (!included && (await this.loader.load(node.subtree)).nodes.length === 0) continue;
+          this.stats.dirs++;
+        } else if (type === 'file') {
+          await this.saveFile(full, rel, st, node, parentNodes.get(name));
+        } else {
+          if (type === 'symlink') node.target = await readlink(full);
+          if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
+          this.stats.others++;
+        }
+      } catch (err) {
+        if (err instanceof StackvaultError && err.exitCode === 130) throw err;
+        if (isRepositoryFailure(err)) throw err;
+        this.fail(rel, err);
+        continue;
+      }
+      nodes.push(node);
+    }
+    return saveTree(this.writer, { nodes } satisfies Tree);
+  }
+
+  private async saveFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): Promise<void> {
+    this.progress.currentPath = `/${this.source.name}/${rel}`;
+    this.stats.files++;
+    if (
+      previous &&
+      previous.type === 'file' &&
+      previous.size === Number(st.size) &&
+      previous.mtime === node.mtime &&
+      previous.ctime === node.ctime &&
+      previous.inode === node.inode &&
+      previous.content &&
+      previous.content.every((id) => this.writer.has(id))
+    ) {
+      node.size = previous.size;
+      node.content = previous.content;
+      this.stats.unchangedFiles++;
+      this.stats.bytes += node.size;
+      this.progress.filesDone++;
+      this.progress.bytesDone += node.size;
+      return;
+    }
+    const fh = await open(full, 'r');
+    const content: string[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of this.repo.chunker.chunkFile(fh)) {
+        throwIfAborted(this.signal);
+        const saved = await this.writer.save('data', chunk);
+        content.push(saved.id);
+        size += chunk.length;
+        this.stats.bytesAdded += saved.storedBytes;
+        this.progress.bytesAdded += saved.storedBytes;
+        this.progress.bytesDone += chunk.length;
+        this.report();
+      }
+    } finally {
+      await fh.close();
+    }
+    node.size = size;
+    node.content = content;
+    this.stats.bytes += size;
+    this.stats.bytesRead += size;
+    if (previous) this.stats.changedFiles++;
+    else this.stats.newFiles++;
+    this.progress.filesDone++;
+    this.report();
+  }
+}
+
+/** Failures of the repository (full disk, damaged object) end the backup; failures of one source file do not. */
+function isRepositoryFailure(err: unknown): boolean {
+  return err instanceof StackvaultError;
+}
+
+/** Totals for progress and ETA: a stat-only walk that runs alongside the backup. */
+async function scanTotals(sources: FilesSourceSpec[], progress: BackupProgress, signal?: AbortSignal): Promise<void> {
+  for (const source of sources) {
+    const matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: source.exclusionClasses ?? resolveExclusionClasses() });
+    const pending: Array<[string, string, boolean]> = [[resolve(source.path), '', false]];
+    while (pending.length > 0) {
+      if (signal?.aborted) return;
+      const [dir, relDir, insideInclude] = pending.pop()!;
+      let names: string[];
+      try {
+        names = await sortedNames(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const full = join(dir, name);
+        const rel = relDir ? `${relDir}/${name}` : name;
+        try {
+          const st = await lstat(full);
+          const isDir = st.isDirectory();
+          if (matcher.classify(rel, isDir).excluded) continue;
+          const included = insideInclude || !matcher.hasIncludes || matcher.isIncluded(rel, isDir);
+          if (isDir) pending.push([full, rel, included]);
+          else if (st.isFile() && included) {
+            progress.filesTotal++;
+            progress.bytesTotal += st.size;
+          }
+        } catch {
+          /* vanished: the backup will notice */
+        }
+      }
+    }
+  }
+  progress.scanDone = true;
+}

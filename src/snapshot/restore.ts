@@ -1,0 +1,190 @@
+import { randomBytes } from 'node:crypto';
+import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Repository } from '../repo/repository.js';
+import { applyMetadata } from '../sources/files-restore.js';
+import { StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
+import type { SnapshotRef } from './snapshot.js';
+import { TreeLoader, childPath, type TreeNode } from './tree.js';
+import { normalizeSnapshotPath, walkTree } from './walk.js';
+
+export interface RestoreProgress {
+  filesDone: number;
+  filesTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+  errors: number;
+  currentPath: string;
+}
+
+export interface RestoreOptions {
+  target: string;
+  /** snapshot paths ("/source/dir") to restore; everything when empty */
+  include?: string[];
+  /** restore into a folder that already holds files, replacing what has the same name */
+  force?: boolean;
+  progress?: (p: RestoreProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface RestoreResult {
+  files: number;
+  dirs: number;
+  bytes: number;
+  errors: Array<{ path: string; message: string }>;
+}
+
+/**
+ * Restore a snapshot into a folder. Each file is written to a temporary name and renamed
+ * only after every blob has been verified, so a damaged blob never leaves wrong data
+ * under the file's name: that file is reported and the rest of the restore goes on.
+ */
+export async function restore(repo: Repository, ref: SnapshotRef, options: RestoreOptions): Promise<RestoreResult> {
+  const includes = (options.include ?? []).map(normalizeSnapshotPath);
+  const selected = (path: string): 'all' | 'ancestor' | 'no' => {
+    if (includes.length === 0 || includes.includes('/')) return 'all';
+    if (includes.some((inc) => path === inc || path.startsWith(inc + '/'))) return 'all';
+    if (includes.some((inc) => inc.startsWith(path + '/'))) return 'ancestor';
+    return 'no';
+  };
+  await prepareTarget(options.target, options.force ?? false);
+  await repo.loadIndex();
+  const loader = new TreeLoader(repo);
+
+  const progress: RestoreProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: 0, currentPath: '' };
+  const matchedIncludes = new Set<string>();
+  for await (const { path, node } of walkTree(loader, ref.snapshot.tree)) {
+    if (selected(path) !== 'all') continue;
+    for (const inc of includes) if (path === inc || path.startsWith(inc + '/')) matchedIncludes.add(inc);
+    if (node.type === 'file') {
+      progress.filesTotal++;
+      progress.bytesTotal += node.size ?? 0;
+    }
+  }
+  const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc));
+  if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
+
+  const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, errors: [] };
+  const hardLinks = new Map<string, string>();
+  const fail = (path: string, err: unknown) => {
+    progress.errors++;
+    result.errors.push({ path, message: errorMessage(err) });
+  };
+
+  const restoreDir = async (treeId: string, dir: string, snapPath: string): Promise<void> => {
+    const tree = await loader.load(treeId);
+    for (const node of tree.nodes) {
+      if (options.signal?.aborted) throw new StackvaultError('restore interrupted', 130);
+      const path = childPath(snapPath, node.name);
+      const choice = selected(path);
+      if (choice === 'no') continue;
+      const dest = join(dir, node.name);
+      try {
+        if (node.type === 'dir') {
+          await makeDir(dest);
+          if (node.subtree) await restoreDir(node.subtree, dest, path);
+          await applyMetadata(dest, node);
+          if (choice === 'all') result.dirs++;
+        } else if (node.type === 'file') {
+          progress.currentPath = path;
+          await restoreFile(repo, node, dest, hardLinks, progress, options.progress);
+          result.files++;
+          result.bytes += node.size ?? 0;
+        } else if (node.type === 'symlink') {
+          await removeExisting(dest);
+          await symlink(node.target ?? '', dest);
+          await applyMetadata(dest, node);
+        }
+        // fifos, sockets and devices are recorded in the snapshot but not recreated
+      } catch (err) {
+        if (err instanceof StackvaultError && err.exitCode === 130) throw err;
+        fail(path, err);
+      }
+      options.progress?.(progress);
+    }
+  };
+  await restoreDir(ref.snapshot.tree, options.target, '/');
+  options.progress?.(progress);
+  return result;
+}
+
+async function prepareTarget(target: string, force: boolean): Promise<void> {
+  try {
+    const entries = await readdir(target);
+    if (entries.length > 0 && !force) {
+      throw new UsageError(`target ${target} is not empty; restore into an empty folder or add --force to write into it`);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      if (err instanceof StackvaultError) throw err;
+      throw describeSystemError(err, `cannot use ${target} as restore target`);
+    }
+    try {
+      await mkdir(target, { recursive: true });
+    } catch (e) {
+      throw describeSystemError(e, `cannot create restore target ${target}`);
+    }
+  }
+}
+
+async function makeDir(path: string): Promise<void> {
+  try {
+    await mkdir(path, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const st = await lstat(path);
+    if (!st.isDirectory()) {
+      await rm(path, { force: true });
+      await mkdir(path, { mode: 0o700 });
+    }
+  }
+}
+
+async function removeExisting(path: string): Promise<void> {
+  try {
+    const st = await lstat(path);
+    if (st.isDirectory()) await rm(path, { recursive: true, force: true });
+    else await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+async function restoreFile(
+  repo: Repository,
+  node: TreeNode,
+  dest: string,
+  hardLinks: Map<string, string>,
+  progress: RestoreProgress,
+  report?: (p: RestoreProgress) => void,
+): Promise<void> {
+  const linkKey = node.nlink > 1 ? `${node.dev}:${node.inode}` : undefined;
+  const firstLink = linkKey ? hardLinks.get(linkKey) : undefined;
+  if (firstLink) {
+    await removeExisting(dest);
+    await link(firstLink, dest);
+    progress.filesDone++;
+    progress.bytesDone += node.size ?? 0;
+    return;
+  }
+  const tmp = `${dest}.sv-restore-${randomBytes(6).toString('hex')}`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    for (const id of node.content ?? []) {
+      const data = await repo.loadBlob(id, 'data');
+      await fh.write(data);
+      progress.bytesDone += data.length;
+      report?.(progress);
+    }
+    await fh.close();
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await removeExisting(dest);
+  await rename(tmp, dest);
+  await applyMetadata(dest, node);
+  if (linkKey) hardLinks.set(linkKey, dest);
+  progress.filesDone++;
+}

@@ -1,0 +1,123 @@
+import type { Repository } from '../repo/repository.js';
+import { UsageError } from '../util/errors.js';
+
+export interface ExclusionRecord {
+  /** an exclusion class name, or "exclude" for the source's own patterns, or "include" for what include patterns left out */
+  class: string;
+  count: number;
+  bytes: number;
+}
+
+export interface SourceStats {
+  files: number;
+  dirs: number;
+  others: number;
+  bytes: number;
+  newFiles: number;
+  changedFiles: number;
+  unchangedFiles: number;
+  /** bytes read from the source (unchanged files are not read) */
+  bytesRead: number;
+  /** bytes this backup added to the repository, after deduplication and compression */
+  bytesAdded: number;
+}
+
+export interface SourceRecord {
+  name: string;
+  kind: 'files';
+  path: string;
+  include: string[];
+  exclude: string[];
+  /** the exclusion classes in force, with their patterns */
+  exclusionClasses: Record<string, readonly string[]>;
+  excluded: ExclusionRecord[];
+  stats: SourceStats;
+  /** entries that could not be read; the snapshot is complete except for these */
+  errors: Array<{ path: string; message: string }>;
+}
+
+/** The snapshot manifest: written last, it is the commit point of a backup. */
+export interface Snapshot {
+  version: 1;
+  time: string;
+  host: string;
+  username: string;
+  stack: string | null;
+  tags: string[];
+  program: string;
+  parent: string | null;
+  /** root tree: one folder per source, named after it */
+  tree: string;
+  sources: SourceRecord[];
+  durationMs: number;
+}
+
+export interface SnapshotRef {
+  id: string;
+  snapshot: Snapshot;
+}
+
+/** Forget records mark snapshots as forgotten without touching the immutable snapshot object. */
+export interface ForgetRecord {
+  version: 1;
+  time: string;
+  snapshots: string[];
+}
+
+export async function forgottenIds(repo: Repository): Promise<Map<string, string>> {
+  const forgotten = new Map<string, string>();
+  for (const recordId of await repo.listIds('forget')) {
+    const record = await repo.loadObject<ForgetRecord>('forget', recordId);
+    for (const id of record.snapshots) forgotten.set(id, recordId);
+  }
+  return forgotten;
+}
+
+/** Every snapshot not forgotten, oldest first. */
+export async function listSnapshots(repo: Repository, options: { includeForgotten?: boolean } = {}): Promise<SnapshotRef[]> {
+  const forgotten = options.includeForgotten ? new Map() : await forgottenIds(repo);
+  const refs: SnapshotRef[] = [];
+  for (const id of await repo.listIds('snapshots')) {
+    if (forgotten.has(id)) continue;
+    refs.push({ id, snapshot: await repo.loadObject<Snapshot>('snapshots', id) });
+  }
+  return refs.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
+}
+
+export async function forgetSnapshots(repo: Repository, ids: string[], now = new Date()): Promise<string | null> {
+  if (ids.length === 0) return null;
+  const record: ForgetRecord = { version: 1, time: now.toISOString(), snapshots: [...ids].sort() };
+  return repo.saveObject('forget', record);
+}
+
+export interface SnapshotFilter {
+  host?: string;
+  stack?: string;
+  tags?: string[];
+}
+
+export function matchesFilter(s: Snapshot, filter: SnapshotFilter): boolean {
+  if (filter.host && s.host !== filter.host) return false;
+  if (filter.stack && s.stack !== filter.stack) return false;
+  if (filter.tags && filter.tags.length > 0 && !filter.tags.every((t) => s.tags.includes(t))) return false;
+  return true;
+}
+
+/** Resolve "latest" or an id prefix (at least 4 hex digits) to one snapshot. */
+export function findSnapshot(refs: SnapshotRef[], ref: string, filter: SnapshotFilter = {}): SnapshotRef {
+  const candidates = refs.filter((r) => matchesFilter(r.snapshot, filter));
+  if (ref === 'latest') {
+    const latest = candidates[candidates.length - 1];
+    if (!latest) throw new UsageError('no snapshot matches (the repository has no snapshots, or none with that host/stack/tag)');
+    return latest;
+  }
+  if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`"${ref}" is not a snapshot id (give "latest" or at least 4 hex digits)`);
+  const hits = refs.filter((r) => r.id.startsWith(ref));
+  if (hits.length === 0) throw new UsageError(`no snapshot with id ${ref}`);
+  if (hits.length > 1) throw new UsageError(`snapshot id ${ref} is ambiguous: ${hits.map((h) => h.id.slice(0, 12)).join(', ')}`);
+  return hits[0]!;
+}
+
+export function shortId(id: string): string {
+  return id.slice(0, 8);
+}

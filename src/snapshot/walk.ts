@@ -1,0 +1,38 @@
+import { UsageError } from '../util/errors.js';
+import { TreeLoader, childPath, type TreeNode } from './tree.js';
+
+export interface WalkEntry {
+  path: string;
+  node: TreeNode;
+}
+
+/** Depth-first, in stored order; folders come before what they hold. */
+export async function* walkTree(loader: TreeLoader, treeId: string, base = '/'): AsyncGenerator<WalkEntry> {
+  const tree = await loader.load(treeId);
+  for (const node of tree.nodes) {
+    const path = childPath(base, node.name);
+    yield { path, node };
+    if (node.type === 'dir' && node.subtree) yield* walkTree(loader, node.subtree, path);
+  }
+}
+
+/** Normalize a user's snapshot path: "/source/dir/file", no trailing slash. */
+export function normalizeSnapshotPath(path: string): string {
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new UsageError(`path ${path} may not contain ".."`);
+  return '/' + parts.join('/');
+}
+
+/** The node at `path` in the tree, or undefined. */
+export async function findNode(loader: TreeLoader, rootTree: string, path: string): Promise<TreeNode | undefined> {
+  const parts = normalizeSnapshotPath(path).split('/').filter(Boolean);
+  let treeId: string | undefined = rootTree;
+  let node: TreeNode | undefined;
+  for (const part of parts) {
+    if (!treeId) return undefined;
+    node = (await loader.load(treeId)).nodes.find((n) => n.name === part);
+    if (!node) return undefined;
+    treeId = node.subtree;
+  }
+  return node;
+}

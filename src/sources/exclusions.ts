@@ -1,0 +1,94 @@
+import picomatch from 'picomatch';
+
+/**
+ * Named classes of exclusion patterns. Contact-center stacks hold call and voice
+ * recordings and detailed logs that are large and usually kept elsewhere or not at all;
+ * they are left out by default and every snapshot reports what was left out.
+ * Prompts and sounds (e.g. Asterisk's sounds folder) are NOT recordings and are kept.
+ */
+export const DEFAULT_EXCLUSION_CLASSES: Readonly<Record<string, readonly string[]>> = {
+  recordings: ['recordings/', 'call-recordings/', 'voice-recordings/', 'monitor/', '*.recording.*'],
+  logs: ['*.log', '*.log.[0-9]*', '*.log.gz', 'logs/', 'log/'],
+};
+
+/**
+ * Pattern rules (gitignore-like, relative to the source folder):
+ * - a pattern without "/" (other than a trailing one) matches a name at any depth;
+ * - a pattern with "/" matches the path from the source folder ("/" at the start anchors it);
+ * - a trailing "/" matches folders only; "*" stays within a name, "**" crosses folders.
+ */
+interface CompiledPattern {
+  source: string;
+  dirOnly: boolean;
+  test: (relPath: string, name: string) => boolean;
+}
+
+function compile(pattern: string): CompiledPattern {
+  let p = pattern.trim();
+  const dirOnly = p.endsWith('/');
+  if (dirOnly) p = p.replace(/\/+$/, '');
+  const anchored = p.includes('/');
+  if (p.startsWith('/')) p = p.slice(1);
+  const isMatch = picomatch(p, { dot: true });
+  return {
+    source: pattern,
+    dirOnly,
+    test: anchored ? (relPath) => isMatch(relPath) : (_relPath, name) => isMatch(name),
+  };
+}
+
+export type Verdict = { excluded: false } | { excluded: true; reason: string };
+
+export interface ExclusionRules {
+  /** user patterns that exclude */
+  exclude?: readonly string[];
+  /** if given, only matching paths (and what lies below a matching folder) are kept */
+  include?: readonly string[];
+  /** active classes: name -> patterns */
+  classes?: Readonly<Record<string, readonly string[]>>;
+}
+
+export class ExclusionMatcher {
+  private readonly exclude: CompiledPattern[];
+  private readonly include: CompiledPattern[];
+  private readonly classes: Array<{ name: string; patterns: CompiledPattern[] }>;
+
+  constructor(rules: ExclusionRules) {
+    this.exclude = (rules.exclude ?? []).map(compile);
+    this.include = (rules.include ?? []).map(compile);
+    this.classes = Object.entries(rules.classes ?? {}).map(([name, patterns]) => ({ name, patterns: patterns.map(compile) }));
+  }
+
+  get hasIncludes(): boolean {
+    return this.include.length > 0;
+  }
+
+  /** Why relPath (relative to the source folder, "/"-separated) is left out, if it is. */
+  classify(relPath: string, isDir: boolean): Verdict {
+    const name = relPath.slice(relPath.lastIndexOf('/') + 1);
+    const hit = (p: CompiledPattern) => (!p.dirOnly || isDir) && p.test(relPath, name);
+    for (const cls of this.classes) {
+      if (cls.patterns.some(hit)) return { excluded: true, reason: cls.name };
+    }
+    if (this.exclude.some(hit)) return { excluded: true, reason: 'exclude' };
+    return { excluded: false };
+  }
+
+  /** With include patterns: whether relPath itself is named by one (everything below it is then kept). */
+  isIncluded(relPath: string, isDir: boolean): boolean {
+    const name = relPath.slice(relPath.lastIndexOf('/') + 1);
+    return this.include.some((p) => (!p.dirOnly || isDir) && p.test(relPath, name));
+  }
+}
+
+/** The classes in force: defaults, changed or added by the stack, minus those it disables. */
+export function resolveExclusionClasses(
+  overrides: Readonly<Record<string, readonly string[] | false>> = {},
+): Record<string, readonly string[]> {
+  const out: Record<string, readonly string[]> = { ...DEFAULT_EXCLUSION_CLASSES };
+  for (const [name, patterns] of Object.entries(overrides)) {
+    if (patterns === false) delete out[name];
+    else out[name] = patterns;
+  }
+  return out;
+}

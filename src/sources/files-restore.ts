@@ -1,0 +1,34 @@
+import { chmod, lchown, lutimes, utimes } from 'node:fs/promises';
+
+/** What a restore applies to a path once its content is in place. */
+export interface RestorableMetadata {
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** nanoseconds since the epoch, decimal */
+  mtime: string;
+}
+
+const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Seconds as a double: lutimes/utimes take seconds; sub-microsecond precision is lost. */
+export function nsToSeconds(ns: string): number {
+  const big = BigInt(ns);
+  return Number(big / 1_000_000_000n) + Number(big % 1_000_000_000n) / 1e9;
+}
+
+/**
+ * Owner (only as root, like tar and restic), mode, then times last: chmod and chown
+ * would otherwise not disturb mtime, but writing does, so callers finish content first.
+ */
+export async function applyMetadata(path: string, meta: RestorableMetadata): Promise<void> {
+  if (canChown) await lchown(path, meta.uid, meta.gid);
+  const seconds = nsToSeconds(meta.mtime);
+  if (meta.type === 'symlink') {
+    await lutimes(path, seconds, seconds);
+    return;
+  }
+  await chmod(path, meta.mode);
+  await utimes(path, seconds, seconds);
+}
