@@ -35,6 +35,8 @@ export interface PrunePlan {
   /** not needed, but still inside the immutability period or the in-flight grace */
   keepForNow: { packs: PruneCandidate[]; snapshots: PruneCandidate[]; indexFiles: PruneCandidate[] };
   bytesFreed: number;
+  /** index files the rewritten index supersedes: exactly those this plan saw */
+  supersedeIndexFiles: string[];
 }
 
 export interface PruneOptions {
@@ -87,6 +89,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
     delete: { packs: [], snapshots: [], forgetRecords: [], indexFiles: [], staleUploads: [] },
     keepForNow: { packs: [], snapshots: [], indexFiles: [] },
     bytesFreed: 0,
+    supersedeIndexFiles: [],
   };
 
   const indexed = repo.index.packs();
@@ -130,6 +133,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   const { superseded } = repo.indexFiles();
   const rewriteIndex = plan.delete.packs.length > 0;
   const indexInfos = await repo.listObjects('index');
+  if (rewriteIndex) plan.supersedeIndexFiles = indexInfos.map((i) => idFromKey(i.key)).sort();
   for (const info of indexInfos) {
     const id = idFromKey(info.key);
     // With a rewrite, the new index supersedes every current index file.
@@ -154,15 +158,18 @@ export interface PruneResult {
   newIndex: string | null;
 }
 
-/** Carry out a plan: new index first, then deletions, so a crash at any point leaves a valid repository. */
+/**
+ * Carry out a plan: the new index first, then deletions, so a crash at any point leaves a
+ * valid repository. Index files written after the plan (a concurrent backup) stay in force.
+ */
 export async function executePrune(repo: Repository, plan: PrunePlan): Promise<PruneResult> {
   let newIndex: string | null = null;
   if (plan.delete.packs.length > 0) {
+    await repo.loadIndex();
     const gone = new Set(plan.delete.packs.map((c) => idFromKey(c.key)));
     const remaining = new Map<string, PackedBlob[]>();
     for (const [packId, blobs] of repo.index.packs()) if (!gone.has(packId)) remaining.set(packId, blobs);
-    const { active, superseded } = repo.indexFiles();
-    newIndex = await repo.saveObject('index', encodeIndexFile(remaining, [...active, ...superseded].sort()));
+    newIndex = await repo.saveObject('index', encodeIndexFile(remaining, plan.supersedeIndexFiles));
   }
   let deleted = 0;
   for (const c of plan.delete.packs) {
