@@ -34,7 +34,7 @@ export function parseConfig(text: string, path: string): LoadedConfig {
     const pos = lineCounter.linePos(e.pos[0]);
     throw new UsageError(`${path}:${pos.line}:${pos.col}: not valid YAML: ${e.message.split('\n')[0]}`);
   }
-  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  const parsed = configSchema.safeParse(doc.toJS() ?? {}, { reportInput: true });
   if (!parsed.success) {
     const lines = parsed.error.issues.slice(0, 10).map((issue) => describeIssue(issue, doc, lineCounter, path));
     throw new UsageError(`invalid config:\n  ${lines.join('\n  ')}`);
@@ -76,8 +76,13 @@ function describeIssue(issue: z.core.$ZodIssue, doc: ReturnType<typeof parseDocu
     const at = locateKey(doc, lineCounter, issue.path, keys[0]!, file) ?? where;
     return `${at}: ${field === '(top level)' ? '' : field + ': '}unknown field${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}`;
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return `${where}: ${field}: missing (expected ${issue.expected})`;
+  if (issue.code === 'invalid_type') {
+    if (issue.input === undefined) return `${where}: ${field}: missing (expected ${issue.expected})`;
+    const found = issue.input === null ? 'nothing' : Array.isArray(issue.input) ? 'a list' : `${typeof issue.input} ${JSON.stringify(issue.input)}`;
+    return `${where}: ${field}: expected ${issue.expected}, found ${found}`;
+  }
+  if (issue.code === 'invalid_value') {
+    return `${where}: ${field}: expected ${issue.values.map((v) => JSON.stringify(v)).join(' or ')}, found ${JSON.stringify(issue.input)}`;
   }
   return `${where}: ${field}: ${issue.message}`;
 }

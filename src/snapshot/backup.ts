@@ -79,9 +79,9 @@ export async function backup(repo: Repository, options: BackupOptions): Promise<
     const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
     const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
     const rootStat = await lstat(source.path, { bigint: true });
-    const subtree = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined);
+    const { id: subtree } = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined);
     rootNodes.push({ ...nodeFromStat(source.name, 'dir', rootStat), subtree });
-    records.push(walker.record(subtree));
+    records.push(walker.record());
   }
   const rootTree = await saveTree(writer, { nodes: rootNodes.sort((a, b) => (a.name < b.name ? -1 : 1)) });
   // Everything the manifest references must be stored and indexed before the manifest exists.
@@ -177,7 +177,7 @@ class SourceWalker {
     this.matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: exclusionClasses });
   }
 
-  record(_subtree: string): SourceRecord {
+  record(): SourceRecord {
     return {
       name: this.source.name,
       kind: 'files',
@@ -209,8 +209,11 @@ class SourceWalker {
     this.excluded.set(reason, rec);
   }
 
-  /** Store the folder at `dir` and return its tree id; `insideInclude` means an include pattern matched an ancestor. */
-  async saveDir(dir: string, relDir: string, parentTreeId: string | undefined, insideInclude = false): Promise<string> {
+  /**
+   * Store the folder at `dir`: its tree id and how many entries it holds. `insideInclude`
+   * means an include pattern matched an ancestor.
+   */
+  async saveDir(dir: string, relDir: string, parentTreeId: string | undefined, insideInclude = false): Promise<{ id: string; entries: number }> {
     throwIfAborted(this.signal);
     const parentNodes = new Map<string, TreeNode>();
     if (parentTreeId) {
@@ -254,8 +257,10 @@ class SourceWalker {
       const node = nodeFromStat(name, type, st);
       try {
         if (isDir) {
-          node.subtree = await this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
-          if (!included && (await this.loader.load(node.subtree)).nodes.length === 0) continue;
+          const sub = await this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
+          // A folder kept only because include patterns might match inside it goes if nothing did.
+          if (!included && sub.entries === 0) continue;
+          node.subtree = sub.id;
           this.stats.dirs++;
         } else if (type === 'file') {
           await this.saveFile(full, rel, st, node, parentNodes.get(name));
@@ -272,7 +277,7 @@ class SourceWalker {
       }
       nodes.push(node);
     }
-    return saveTree(this.writer, { nodes } satisfies Tree);
+    return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
   }
 
   private async saveFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): Promise<void> {

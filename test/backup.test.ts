@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { appendFile, mkdir, writeFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../src/repo/backends/local.js';
+import { Repository } from '../src/repo/repository.js';
+import { resolveExclusionClasses } from '../src/sources/exclusions.js';
+import { backup } from '../src/snapshot/backup.js';
+import { check } from '../src/snapshot/check.js';
+import { rebuildIndex } from '../src/snapshot/repair.js';
+import { restore } from '../src/snapshot/restore.js';
+import { listSnapshots } from '../src/snapshot/snapshot.js';
+import { TreeLoader } from '../src/snapshot/tree.js';
+import { walkTree } from '../src/snapshot/walk.js';
+import { makeRichTree, pseudoRandom, pseudoText, tempDir } from './helpers.js';
+
+async function stackFolder(root: string): Promise<void> {
+  await mkdir(join(root, 'prompts/en'), { recursive: true });
+  await mkdir(join(root, 'recordings/2026/11'), { recursive: true });
+  await mkdir(join(root, 'spool/monitor'), { recursive: true });
+  await mkdir(join(root, 'logs'), { recursive: true });
+  await writeFile(join(root, 'prompts/en/welcome.wav'), pseudoRandom(1, 40_000));
+  await writeFile(join(root, 'recordings/2026/11/call-1.wav'), pseudoRandom(2, 100_000));
+  await writeFile(join(root, 'recordings/2026/11/call-2.wav'), pseudoRandom(3, 50_000));
+  await writeFile(join(root, 'spool/monitor/call-3.wav'), pseudoRandom(4, 30_000));
+  await writeFile(join(root, 'logs/app.log'), pseudoText(5, 10_000));
+  await writeFile(join(root, 'server.log'), pseudoText(6, 2_000));
+  await writeFile(join(root, 'server.log.1'), pseudoText(7, 1_000));
+  await writeFile(join(root, 'settings.ini'), 'a=1\n');
+  await writeFile(join(root, 'cache.tmp'), 'x');
+}
+
+async function paths(repo: Repository, tree: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of walkTree(new TreeLoader(repo), tree)) out.push(e.path);
+  return out;
+}
+
+test('exclusion classes leave out recordings and logs by default, and the snapshot records count, bytes and class', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'stack');
+  await stackFolder(src);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: src, exclude: ['*.tmp'] }] });
+  const stored = await paths(repo, saved.snapshot.tree);
+  assert.ok(stored.includes('/data/prompts/en/welcome.wav'), 'prompts are not recordings');
+  assert.ok(stored.includes('/data/settings.ini'));
+  for (const p of stored) assert.doesNotMatch(p, /recordings\/|monitor\/|\.log|cache\.tmp/);
+  const excluded = Object.fromEntries(saved.snapshot.sources[0]!.excluded.map((e) => [e.class, [e.count, e.bytes]]));
+  assert.deepEqual(excluded, { recordings: [3, 180_000], logs: [3, 13_000], exclude: [1, 1] });
+  assert.deepEqual(Object.keys(saved.snapshot.sources[0]!.exclusionClasses).sort(), ['logs', 'recordings']);
+});
+
+test('a stack can change a class or switch it off', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'stack');
+  await stackFolder(src);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const classes = resolveExclusionClasses({ logs: false, recordings: ['recordings/'] });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: src, exclusionClasses: classes }] });
+  const stored = await paths(repo, saved.snapshot.tree);
+  assert.ok(stored.includes('/data/logs/app.log'));
+  assert.ok(stored.includes('/data/spool/monitor/call-3.wav'));
+  assert.ok(!stored.some((p) => p.includes('/recordings/')));
+  assert.deepEqual(saved.snapshot.sources[0]!.excluded, [{ class: 'recordings', count: 2, bytes: 150_000 }]);
+});
+
+test('include patterns keep only what they name', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'stack');
+  await stackFolder(src);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: src, include: ['prompts/', '*.ini'] }] });
+  assert.deepEqual((await paths(repo, saved.snapshot.tree)).sort(), ['/data', '/data/prompts', '/data/prompts/en', '/data/prompts/en/welcome.wav', '/data/settings.ini']);
+});
+
+test('unchanged files are not re-read; changed ones are', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await makeRichTree(src);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const spec = [{ name: 'data', path: src, exclusionClasses: {} }];
+  const first = await backup(repo, { sources: spec });
+  const second = await backup(repo, { sources: spec });
+  const s2 = second.snapshot.sources[0]!.stats;
+  assert.equal(second.snapshot.parent, first.id);
+  assert.equal(s2.bytesRead, 0);
+  assert.equal(s2.unchangedFiles, s2.files);
+  assert.equal(second.snapshot.tree, first.snapshot.tree, 'an unchanged tree is stored as the same tree');
+
+  await appendFile(join(src, 'docs/text.txt'), 'one more line\n');
+  const third = await backup(repo, { sources: spec });
+  const s3 = third.snapshot.sources[0]!.stats;
+  assert.equal(s3.changedFiles, 1);
+  assert.equal(s3.unchangedFiles, s3.files - 1);
+  assert.equal(s3.bytesRead, 3_000_000 + 'one more line\n'.length);
+  assert.ok(s3.bytesAdded < 1_500_000, `a small change added ${s3.bytesAdded} bytes`);
+
+  const forced = await backup(repo, { sources: spec, parent: null });
+  assert.ok(forced.snapshot.sources[0]!.stats.bytesRead > 15_000_000, 'without a parent every file is read');
+});
+
+test('unreadable entries are reported and the rest is saved', { skip: process.getuid?.() === 0 ? 'root reads everything' : false }, async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await mkdir(src);
+  await writeFile(join(src, 'ok.txt'), 'fine');
+  await writeFile(join(src, 'locked.txt'), 'secret');
+  const { chmod } = await import('node:fs/promises');
+  await chmod(join(src, 'locked.txt'), 0);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'd', path: src }] });
+  assert.equal(saved.errorCount, 1);
+  assert.match(saved.snapshot.sources[0]!.errors[0]!.path, /locked\.txt/);
+});
+
+test('the index can be rebuilt from packs alone', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await makeRichTree(src);
+  const repoDir = join(dir, 'repo');
+  const repo = await Repository.init(new LocalBackend(repoDir), { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  await backup(repo, { sources: [{ name: 'data', path: src }] });
+  // Lose every index file (as if they never reached the storage).
+  await rm(join(repoDir, 'index'), { recursive: true });
+  const bare = await Repository.open(new LocalBackend(repoDir), 'pw');
+  const rebuilt = await rebuildIndex(bare);
+  assert.deepEqual(rebuilt.damaged, []);
+  const reopened = await Repository.open(new LocalBackend(repoDir), 'pw');
+  assert.deepEqual((await check(reopened, { readData: true })).errors, []);
+  const [ref] = await listSnapshots(reopened);
+  assert.deepEqual((await restore(reopened, ref!, { target: join(dir, 'out') })).errors, []);
+});

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { Chunker } from '../src/repo/chunker.js';
+import { pseudoRandom } from './helpers.js';
+
+function chunks(chunker: Chunker, data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < data.length; ) {
+    const n = chunker.cut(data, at, Math.min(data.length, at + chunker.params.max));
+    out.push(data.subarray(at, at + n));
+    at += n;
+  }
+  return out;
+}
+
+const params = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+
+test('chunks respect min and max and average near the target', () => {
+  const chunker = new Chunker(randomBytes(32), params);
+  const data = pseudoRandom(3, 16 * 1024 * 1024);
+  const parts = chunks(chunker, data);
+  assert.equal(Buffer.concat(parts).equals(data), true);
+  for (const p of parts.slice(0, -1)) {
+    assert.ok(p.length >= params.min && p.length <= params.max, `chunk of ${p.length} bytes`);
+  }
+  const mean = data.length / parts.length;
+  assert.ok(mean > params.avg * 0.6 && mean < params.avg * 1.6, `mean chunk ${mean}`);
+});
+
+test('boundaries follow content: an insertion changes only nearby chunks', () => {
+  const chunker = new Chunker(Buffer.alloc(32, 7), params);
+  const data = pseudoRandom(4, 8 * 1024 * 1024);
+  const shifted = Buffer.concat([data.subarray(0, 1000), Buffer.from('inserted bytes'), data.subarray(1000)]);
+  const a = new Set(chunks(chunker, data).map((c) => c.toString('base64')));
+  const b = chunks(chunker, shifted);
+  const shared = b.filter((c) => a.has(c.toString('base64'))).length;
+  assert.ok(shared >= b.length - 3, `only ${shared} of ${b.length} chunks survived an insertion`);
+});
+
+test('the seed changes the boundaries', () => {
+  const data = pseudoRandom(5, 4 * 1024 * 1024);
+  const a = chunks(new Chunker(Buffer.alloc(32, 1), params), data).map((c) => c.length);
+  const b = chunks(new Chunker(Buffer.alloc(32, 2), params), data).map((c) => c.length);
+  assert.notDeepEqual(a, b);
+});

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadConfig, parseConfig } from '../src/config/load.js';
+import { UsageError } from '../src/util/errors.js';
+import { runCli, tempDir } from './helpers.js';
+
+const valid = `version: 1
+stack: acme
+repository:
+  url: ./repo
+  password_env: ACME_PASSWORD
+sources:
+  - name: data
+    type: files
+    path: ./data
+    exclude: ["*.tmp"]
+retention:
+  keep_daily: 7
+`;
+
+function errorOf(text: string): string {
+  try {
+    parseConfig(text, '/etc/acme/stackvault.yaml');
+  } catch (err) {
+    assert.ok(err instanceof UsageError, `expected a UsageError, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail('the config was accepted');
+}
+
+test('a valid config loads', () => {
+  const { config, baseDir } = parseConfig(valid, '/etc/acme/stackvault.yaml');
+  assert.equal(config.stack, 'acme');
+  assert.equal(config.sources[0]!.path, './data');
+  assert.equal(baseDir, '/etc/acme');
+});
+
+test('a wrong type names file, line, field and what is expected', () => {
+  const msg = errorOf(valid.replace('keep_daily: 7', 'keep_daily: seven'));
+  assert.match(msg, /\/etc\/acme\/stackvault\.yaml:12:15: retention\.keep_daily: expected number, found string "seven"/);
+});
+
+test('an unknown field is named with its line', () => {
+  const msg = errorOf(valid.replace('    path: ./data', '    path: ./data\n    pahts: ./other'));
+  assert.match(msg, /stackvault\.yaml:10:5: sources\[0\]: unknown field "pahts"/);
+});
+
+test('a missing field is reported at its parent', () => {
+  const msg = errorOf(valid.replace('  url: ./repo\n', ''));
+  assert.match(msg, /stackvault\.yaml:4:3: repository\.url: missing/);
+});
+
+test('broken YAML names the line', () => {
+  const msg = errorOf('stack: acme\nsources: [\n');
+  assert.match(msg, /stackvault\.yaml:\d+:\d+: not valid YAML/);
+});
+
+test('an unknown exclusion class is named', () => {
+  const msg = errorOf(valid.replace('    exclude: ["*.tmp"]', '    exclusions: [recordings, voicemail]'));
+  assert.match(msg, /sources\[0\]\.exclusions: unknown exclusion class "voicemail" \(known: recordings, logs\)/);
+});
+
+test('the CLI exits 2 with the config error and changes nothing', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'stackvault.yaml'), valid.replace('stack: acme', 'stack: Acme Corp'));
+  const result = await runCli(['backup'], { cwd: dir });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /stackvault\.yaml:2:8: stack: a stack name is lower case/);
+  assert.throws(() => loadConfig(join(dir, 'missing.yaml')), /cannot read config .*missing\.yaml: no such file/);
+});

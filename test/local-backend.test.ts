@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../src/repo/backends/local.js';
+import { IntegrityError } from '../src/util/errors.js';
+import { tempDir } from './helpers.js';
+
+test('put is put-if-absent: a second put leaves the object untouched', async (t) => {
+  const dir = await tempDir(t);
+  const backend = new LocalBackend(dir);
+  await backend.prepare();
+  assert.deepEqual(await backend.put('data/ab/abcd', Buffer.from('first')), { created: true });
+  const before = await stat(join(dir, 'data/ab/abcd'));
+  assert.deepEqual(await backend.put('data/ab/abcd', Buffer.from('other')), { created: false });
+  assert.equal((await backend.get('data/ab/abcd')).toString(), 'first');
+  const after = await stat(join(dir, 'data/ab/abcd'));
+  assert.equal(after.ino, before.ino);
+  assert.equal(after.mtimeMs, before.mtimeMs);
+  assert.equal(after.mode & 0o777, 0o444, 'stored objects are read-only');
+  assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
+});
+
+test('an existing object of another size is reported as damaged, not silently accepted', async (t) => {
+  const dir = await tempDir(t);
+  const backend = new LocalBackend(dir);
+  await backend.prepare();
+  await backend.put('index/x', Buffer.from('12345'));
+  await assert.rejects(backend.put('index/x', Buffer.from('123')), IntegrityError);
+});
+
+test('ranges, listing and stat; temporary uploads are not listed', async (t) => {
+  const dir = await tempDir(t);
+  const backend = new LocalBackend(dir);
+  await backend.prepare();
+  await backend.put('snapshots/s1', Buffer.from('0123456789'));
+  await writeFile(join(dir, 'tmp', 'leftover.upload'), 'partial');
+  assert.equal((await backend.get('snapshots/s1', { offset: 3, length: 4 })).toString(), '3456');
+  await assert.rejects(backend.get('snapshots/s1', { offset: 8, length: 4 }), /truncated/);
+  const listed = [];
+  for await (const info of backend.list('snapshots/')) listed.push(info.key);
+  assert.deepEqual(listed, ['snapshots/s1']);
+  assert.equal((await backend.stat('snapshots/s1'))?.size, 10);
+  assert.equal(await backend.stat('snapshots/none'), undefined);
+  const stale = await backend.staleUploads(-1, new Date());
+  assert.deepEqual(stale.map((s) => s.key), ['tmp/leftover.upload']);
+});
+
+test('a write that cannot happen names the object and the reason, and leaves nothing', async (t) => {
+  const dir = await tempDir(t);
+  const backend = new LocalBackend(join(dir, 'repo'));
+  await backend.prepare();
+  await writeFile(join(dir, 'repo', 'data'), 'a file where a folder should be');
+  await assert.rejects(backend.put('data/ab/abcd', Buffer.from('x')), /cannot write data\/ab\/abcd to .*repo/);
+  assert.deepEqual(await readdir(join(dir, 'repo', 'tmp')), []);
+});
