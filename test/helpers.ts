@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, link, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile, lstat, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -118,6 +118,10 @@ export async function makeRichTree(root: string, seed = 1): Promise<void> {
   await stamp('deep/a/b/c/d', 1_300_000_000);
   await stamp('deep/a', 1_400_000_000);
   await stamp('docs/empty-folder', 1_500_000_000);
+  // Nanoseconds that a double cannot carry exactly (as git checkouts and most file systems produce).
+  for (const [file, when] of [['docs/text.txt', '@1600000000.123456999'], ['bin/tool.sh', '@1700000000.000000001'], ['names/-dash', '@1795565081.680548012'], ['docs/empty-folder', '@1795565081.680548012']]) {
+    execFileSync('touch', ['-m', '-d', when!, join(root, file!)]);
+  }
 }
 
 /** Every object in a repository folder with inode, mtime and content hash. */

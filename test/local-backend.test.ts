@@ -54,3 +54,11 @@ test('a write that cannot happen names the object and the reason, and leaves not
   await assert.rejects(backend.put('data/ab/abcd', Buffer.from('x')), /cannot write data\/ab\/abcd to .*repo/);
   assert.deepEqual(await readdir(join(dir, 'repo', 'tmp')), []);
 });
+
+test('a repository is created only in a new or empty folder', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'someones-file.txt'), 'do not mix');
+  await assert.rejects(new LocalBackend(dir).prepare(), /is not empty and holds no repository/);
+  assert.deepEqual(await readdir(dir), ['someones-file.txt']);
+  await new LocalBackend(join(dir, 'new')).prepare();
+});

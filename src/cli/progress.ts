@@ -38,7 +38,7 @@ class TerminalProgress implements ProgressSink {
     this.bar = new cliProgress.SingleBar(
       {
         stream: process.stderr,
-        format: `${action} [{bar}] {percentage}% {done}/{total} {items} {rate} ETA {eta} {errors}`,
+        format: `${action} [{bar}] {percentage}% {doneBytes}/{totalBytes} {items} {rate} ETA {etaText} {errors}`,
         barsize: 24,
         hideCursor: true,
         clearOnComplete: true,
@@ -56,11 +56,11 @@ class TerminalProgress implements ProgressSink {
     const rate = elapsed > 0 ? s.bytesDone / elapsed : 0;
     const eta = s.totalsFinal && rate > 0 ? formatDuration((s.bytesTotal - s.bytesDone) / rate) : '--:--';
     const payload = {
-      done: formatBytes(s.bytesDone),
-      total: s.totalsFinal ? formatBytes(s.bytesTotal) : `${formatBytes(s.bytesTotal)}+`,
+      doneBytes: formatBytes(s.bytesDone),
+      totalBytes: s.totalsFinal ? formatBytes(s.bytesTotal) : `${formatBytes(s.bytesTotal)}+`,
       items: `${s.itemsDone}/${s.itemsTotal}${s.totalsFinal ? '' : '+'} files`,
       rate: `${formatBytes(rate)}/s`,
-      eta,
+      etaText: eta,
       errors: s.errors ? `${s.errors} errors` : '',
     };
     const total = Math.max(s.bytesTotal, s.bytesDone, 1);

@@ -12,10 +12,17 @@ export interface RestorableMetadata {
 
 const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
 
-/** Seconds as a double: lutimes/utimes take seconds; sub-microsecond precision is lost. */
+/**
+ * Seconds as a double for utimes/lutimes, which take nothing finer. A double near today's
+ * epoch carries about a quarter of a microsecond, and libuv truncates it to nanoseconds,
+ * so aiming at the exact microsecond can land one nanosecond short of it. Aiming at the
+ * middle of the microsecond restores it exactly; finer digits cannot be restored.
+ */
 export function nsToSeconds(ns: string): number {
   const big = BigInt(ns);
-  return Number(big / 1_000_000_000n) + Number(big % 1_000_000_000n) / 1e9;
+  const seconds = big / 1_000_000_000n;
+  const micros = (big % 1_000_000_000n) / 1000n;
+  return Number(seconds) + (Number(micros) * 1000 + 500) / 1e9;
 }
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { IntegrityError, describeSystemError } from '../../util/errors.js';
+import { IntegrityError, StackvaultError, describeSystemError } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 
 const TMP_DIR = 'tmp';
@@ -23,6 +23,14 @@ export class LocalBackend implements Backend {
   }
 
   async prepare(): Promise<void> {
+    // A repository goes into a new or empty folder only: never scatter objects among someone's files.
+    const existing = await readdir(this.root).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw describeSystemError(err, `cannot use ${this.root} for a repository`);
+    });
+    if (existing.length > 0) {
+      throw new StackvaultError(`${this.root} is not empty and holds no repository: give a new or empty folder`);
+    }
     try {
       await mkdir(join(this.root, TMP_DIR), { recursive: true });
     } catch (err) {
