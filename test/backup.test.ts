@@ -12,7 +12,7 @@ import { restore } from '../src/snapshot/restore.js';
 import { listSnapshots } from '../src/snapshot/snapshot.js';
 import { TreeLoader } from '../src/snapshot/tree.js';
 import { walkTree } from '../src/snapshot/walk.js';
-import { makeRichTree, pseudoRandom, pseudoText, tempDir } from './helpers.js';
+import { makeRichTree, pseudoRandom, pseudoText, runCli, tempDir } from './helpers.js';
 
 async function stackFolder(root: string): Promise<void> {
   await mkdir(join(root, 'prompts/en'), { recursive: true });
@@ -100,18 +100,28 @@ test('unchanged files are not re-read; changed ones are', async (t) => {
   assert.ok(forced.snapshot.sources[0]!.stats.bytesRead > 15_000_000, 'without a parent every file is read');
 });
 
-test('unreadable entries are reported and the rest is saved', { skip: process.getuid?.() === 0 ? 'root reads everything' : false }, async (t) => {
+test('unreadable entries are reported, the rest is saved, and the CLI exits 3', async (t) => {
   const dir = await tempDir(t);
+  const { chmod } = await import('node:fs/promises');
+  // As root every file is readable, so the backup runs as an unprivileged user then.
+  const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+  await chmod(dir, 0o777);
   const src = join(dir, 'tree');
   await mkdir(src);
+  await chmod(src, 0o755);
   await writeFile(join(src, 'ok.txt'), 'fine');
+  await chmod(join(src, 'ok.txt'), 0o644);
   await writeFile(join(src, 'locked.txt'), 'secret');
-  const { chmod } = await import('node:fs/promises');
   await chmod(join(src, 'locked.txt'), 0);
-  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
-  const saved = await backup(repo, { sources: [{ name: 'd', path: src }] });
-  assert.equal(saved.errorCount, 1);
-  assert.match(saved.snapshot.sources[0]!.errors[0]!.path, /locked\.txt/);
+  const repo = join(dir, 'repo');
+  assert.equal((await runCli(['init', '--repo', repo, '--no-encryption'], asUser)).code, 0);
+  const result = await runCli(['backup', '--repo', repo, '--json', src], asUser);
+  assert.equal(result.code, 3, result.stderr);
+  const summary = JSON.parse(result.stdout.trim().split('\n').pop()!) as { error_count: number; sources: Array<{ errors: Array<{ path: string }> }> };
+  assert.equal(summary.error_count, 1);
+  assert.equal(summary.sources[0]!.errors[0]!.path, '/tree/locked.txt');
+  const listed = await runCli(['ls', '--repo', repo, 'latest'], asUser);
+  assert.deepEqual(listed.stdout.trim().split('\n'), ['/tree', '/tree/ok.txt']);
 });
 
 test('the index can be rebuilt from packs alone', async (t) => {

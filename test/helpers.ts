@@ -23,12 +23,17 @@ export interface CliResult {
 }
 
 /** Run the real stackvault command in a child process. */
-export function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number; uid?: number; gid?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: options.cwd,
       env: { ...process.env, STACKVAULT_PASSWORD: undefined, STACKVAULT_REPOSITORY: undefined, STACKVAULT_PASSWORD_FILE: undefined, STACKVAULT_CONFIG: undefined, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      uid: options.uid,
+      gid: options.gid,
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { BlobWriter } from '../repo/blob-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { ExclusionMatcher, resolveExclusionClasses } from '../sources/exclusions.js';
-import { entryType, measureTree, sortedNames } from '../sources/files.js';
+import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
@@ -270,8 +270,8 @@ class SourceWalker {
           this.stats.others++;
         }
       } catch (err) {
-        if (err instanceof StackvaultError && err.exitCode === 130) throw err;
-        if (isRepositoryFailure(err)) throw err;
+        // Our own errors (repository full or damaged, interrupted) end the backup; a source file's error does not.
+        if (err instanceof StackvaultError) throw err;
         this.fail(rel, err);
         continue;
       }
@@ -329,43 +329,31 @@ class SourceWalker {
   }
 }
 
-/** Failures of the repository (full disk, damaged object) end the backup; failures of one source file do not. */
-function isRepositoryFailure(err: unknown): boolean {
-  return err instanceof StackvaultError;
-}
-
 /** Totals for progress and ETA: a stat-only walk that runs alongside the backup. */
 async function scanTotals(sources: FilesSourceSpec[], progress: BackupProgress, signal?: AbortSignal): Promise<void> {
   for (const source of sources) {
     const matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: source.exclusionClasses ?? resolveExclusionClasses() });
-    const pending: Array<[string, string, boolean]> = [[resolve(source.path), '', false]];
-    while (pending.length > 0) {
-      if (signal?.aborted) return;
-      const [dir, relDir, insideInclude] = pending.pop()!;
-      let names: string[];
-      try {
-        names = await sortedNames(dir);
-      } catch {
-        continue;
-      }
-      for (const name of names) {
-        const full = join(dir, name);
-        const rel = relDir ? `${relDir}/${name}` : name;
-        try {
-          const st = await lstat(full);
-          const isDir = st.isDirectory();
-          if (matcher.classify(rel, isDir).excluded) continue;
-          const included = insideInclude || !matcher.hasIncludes || matcher.isIncluded(rel, isDir);
-          if (isDir) pending.push([full, rel, included]);
-          else if (st.isFile() && included) {
-            progress.filesTotal++;
-            progress.bytesTotal += st.size;
-          }
-        } catch {
-          /* vanished: the backup will notice */
+    /** folders an include pattern matched: everything below them is kept */
+    const includedDirs = new Set<string>();
+    await statWalk(
+      resolve(source.path),
+      (rel, st) => {
+        const isDir = st.isDirectory();
+        if (matcher.classify(rel, isDir).excluded) return false;
+        const parent = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+        const included = !matcher.hasIncludes || includedDirs.has(parent) || matcher.isIncluded(rel, isDir);
+        if (isDir) {
+          if (included) includedDirs.add(rel);
+          return true;
         }
-      }
-    }
+        if (st.isFile() && included) {
+          progress.filesTotal++;
+          progress.bytesTotal += st.size;
+        }
+        return false;
+      },
+      signal,
+    );
   }
   progress.scanDone = true;
 }

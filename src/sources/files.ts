@@ -1,4 +1,4 @@
-import type { BigIntStats } from 'node:fs';
+import type { BigIntStats, Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -25,32 +25,45 @@ export async function sortedNames(dir: string): Promise<string[]> {
   return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** Count and size of everything below an excluded folder (stat only, nothing is read). */
-export async function measureTree(dir: string): Promise<{ count: number; bytes: number }> {
-  let count = 0;
-  let bytes = 0;
-  const pending = [dir];
+/**
+ * A stat-only walk below `root` (nothing is read). `visit` sees each entry with its path
+ * relative to root and says whether to descend into it (only folders are descended).
+ * Entries that vanish or cannot be listed are passed over: callers only measure.
+ */
+export async function statWalk(root: string, visit: (rel: string, st: Stats) => boolean, signal?: AbortSignal): Promise<void> {
+  const pending: Array<[string, string]> = [[root, '']];
   while (pending.length > 0) {
-    const current = pending.pop()!;
+    if (signal?.aborted) return;
+    const [dir, relDir] = pending.pop()!;
     let names: string[];
     try {
-      names = await readdir(current);
+      names = await readdir(dir);
     } catch {
       continue;
     }
     for (const name of names) {
-      const full = join(current, name);
+      const full = join(dir, name);
+      const rel = relDir ? `${relDir}/${name}` : name;
+      let st: Stats;
       try {
-        const st = await lstat(full);
-        if (st.isDirectory()) pending.push(full);
-        else {
-          count++;
-          bytes += st.size;
-        }
+        st = await lstat(full);
       } catch {
-        /* vanished while measuring: nothing to count */
+        continue;
       }
+      if (visit(rel, st) && st.isDirectory()) pending.push([full, rel]);
     }
   }
+}
+
+/** Count and size of everything below an excluded folder. */
+export async function measureTree(dir: string): Promise<{ count: number; bytes: number }> {
+  let count = 0;
+  let bytes = 0;
+  await statWalk(dir, (_rel, st) => {
+    if (st.isDirectory()) return true;
+    count++;
+    bytes += st.size;
+    return false;
+  });
   return { count, bytes };
 }
