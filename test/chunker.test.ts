@@ -44,3 +44,23 @@ test('the seed changes the boundaries', () => {
   const b = chunks(new Chunker(Buffer.alloc(32, 2), params), data).map((c) => c.length);
   assert.notDeepEqual(a, b);
 });
+
+test('chunkFile gives the same chunks whatever the size hint, also when the file is larger than it says', async (t) => {
+  const { mkdtemp, open, rm, writeFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'sv-chunk-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const chunker = new Chunker(Buffer.alloc(32, 9), params);
+  const data = pseudoRandom(6, 3 * 1024 * 1024 + 17);
+  const file = join(dir, 'f');
+  await writeFile(file, data);
+  const expected = chunks(chunker, data).map((c) => c.toString('base64'));
+  for (const hint of [undefined, data.length, 10, 0, 200_000]) {
+    const fh = await open(file, 'r');
+    const got: string[] = [];
+    for await (const c of chunker.chunkFile(fh, hint)) got.push(c.toString('base64'));
+    await fh.close();
+    assert.deepEqual(got, expected, `size hint ${hint}`);
+  }
+});

@@ -6,6 +6,7 @@ import type { BlobWriter } from '../repo/blob-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { ExclusionMatcher, resolveExclusionClasses } from '../sources/exclusions.js';
 import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
+import { Semaphore, mapConcurrent } from '../util/concurrency.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
@@ -51,6 +52,9 @@ export interface BackupResult {
 }
 
 const MAX_RECORDED_ERRORS = 1000;
+/** files read at once: enough to hide per-file I/O latency, few enough to bound buffers (each up to max chunk + 4 MiB) */
+const FILE_CONCURRENCY = 6;
+const STAT_CONCURRENCY = 16;
 
 export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
   const now = options.now ?? (() => new Date());
@@ -163,6 +167,7 @@ class SourceWalker {
   private readonly stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
   private readonly excluded = new Map<string, ExclusionRecord>();
   private readonly errors: Array<{ path: string; message: string }> = [];
+  private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
 
   constructor(
     private readonly repo: Repository,
@@ -223,7 +228,6 @@ class SourceWalker {
         /* a damaged parent only costs re-reading files */
       }
     }
-    const nodes: TreeNode[] = [];
     let names: string[];
     try {
       names = await sortedNames(dir);
@@ -231,14 +235,20 @@ class SourceWalker {
       this.fail(relDir, err);
       names = [];
     }
-    for (const name of names) {
+    const stats = await mapConcurrent(names, STAT_CONCURRENCY, (name) =>
+      lstat(join(dir, name), { bigint: true }).catch((err: NodeJS.ErrnoException) => err),
+    );
+    // Slots keep the tree in name order while files finish in any order.
+    const slots: Array<TreeNode | undefined> = new Array(names.length);
+    const fileTasks: Array<Promise<void>> = [];
+    let fatal: unknown;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
       const full = join(dir, name);
       const rel = relDir ? `${relDir}/${name}` : name;
-      let st: BigIntStats;
-      try {
-        st = await lstat(full, { bigint: true });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.fail(rel, err);
+      const st = stats[i]!;
+      if (st instanceof Error) {
+        if ((st as NodeJS.ErrnoException).code !== 'ENOENT') this.fail(rel, st);
         continue;
       }
       const type = entryType(st);
@@ -255,6 +265,27 @@ class SourceWalker {
         continue;
       }
       const node = nodeFromStat(name, type, st);
+      if (type === 'file') {
+        // Reading overlaps with hashing and compressing: several files are in flight, bounded for the whole walk.
+        const release = await this.fileSlots.acquire();
+        if (fatal !== undefined) {
+          release();
+          break;
+        }
+        fileTasks.push(
+          this.saveFile(full, rel, st, node, parentNodes.get(name))
+            .then(() => {
+              slots[i] = node;
+            })
+            .catch((err: unknown) => {
+              // Our own errors (repository full or damaged, interrupted) end the backup; a source file's error does not.
+              if (err instanceof StackvaultError) fatal ??= err;
+              else this.fail(rel, err);
+            })
+            .finally(release),
+        );
+        continue;
+      }
       try {
         if (isDir) {
           const sub = await this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
@@ -262,21 +293,22 @@ class SourceWalker {
           if (!included && sub.entries === 0) continue;
           node.subtree = sub.id;
           this.stats.dirs++;
-        } else if (type === 'file') {
-          await this.saveFile(full, rel, st, node, parentNodes.get(name));
         } else {
           if (type === 'symlink') node.target = await readlink(full);
           if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
           this.stats.others++;
         }
       } catch (err) {
-        // Our own errors (repository full or damaged, interrupted) end the backup; a source file's error does not.
-        if (err instanceof StackvaultError) throw err;
-        this.fail(rel, err);
+        if (err instanceof StackvaultError) fatal ??= err;
+        else this.fail(rel, err);
+        if (fatal !== undefined) break;
         continue;
       }
-      nodes.push(node);
+      slots[i] = node;
     }
+    await Promise.all(fileTasks);
+    if (fatal !== undefined) throw fatal;
+    const nodes = slots.filter((n): n is TreeNode => n !== undefined);
     return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
   }
 
@@ -305,7 +337,7 @@ class SourceWalker {
     const content: string[] = [];
     let size = 0;
     try {
-      for await (const chunk of this.repo.chunker.chunkFile(fh)) {
+      for await (const chunk of this.repo.chunker.chunkFile(fh, Number(st.size))) {
         throwIfAborted(this.signal);
         const saved = await this.writer.save('data', chunk);
         content.push(saved.id);

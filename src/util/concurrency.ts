@@ -37,3 +37,37 @@ export class TaskLimiter {
     if (this.firstError !== undefined) throw this.firstError;
   }
 }
+
+/** A counting semaphore: at most `permits` holders at once. */
+export class Semaphore {
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private permits: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.permits > 0) this.permits--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.permits++;
+    };
+  }
+}
+
+/** map() with at most `limit` calls in flight; results keep the input order. */
+export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
