@@ -107,6 +107,8 @@ export async function makeRichTree(root: string, seed = 1): Promise<void> {
   await symlink('/etc/hostname', join(root, 'names/abs-link'));
   await symlink('does-not-exist', join(root, 'names/dangling'));
   await link(join(root, 'docs/small.txt'), join(root, 'names/hardlink-to-small'));
+  await link(join(root, 'docs/small.txt'), join(root, 'docs/small-same-folder-link.txt'));
+  await link(join(root, 'bin/large.bin'), join(root, 'bin/large-link.bin'));
   await chmod(join(root, 'deep/a'), 0o750);
   await chmod(join(root, 'docs/empty-folder'), 0o1777);
   if (process.getuid?.() === 0) {

@@ -3,10 +3,13 @@ import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from '
 import { join } from 'node:path';
 import type { Repository } from '../repo/repository.js';
 import { applyMetadata } from '../sources/files-restore.js';
+import { Semaphore } from '../util/concurrency.js';
 import { StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
 import { normalizeSnapshotPath, walkTree } from './walk.js';
+
+const FILE_CONCURRENCY = 6;
 
 export interface RestoreProgress {
   filesDone: number;
@@ -65,7 +68,10 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
 
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, errors: [] };
-  const hardLinks = new Map<string, string>();
+  /** dev:inode -> the restored path of the first link, once it is complete (undefined if it failed) */
+  const hardLinks = new Map<string, Promise<string | undefined>>();
+  // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
+  const fileSlots = new Semaphore(FILE_CONCURRENCY);
   const fail = (path: string, err: unknown) => {
     progress.errors++;
     result.errors.push({ path, message: errorMessage(err) });
@@ -73,6 +79,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
 
   const restoreDir = async (treeId: string, dir: string, snapPath: string): Promise<void> => {
     const tree = await loader.load(treeId);
+    const fileTasks: Array<Promise<void>> = [];
     for (const node of tree.nodes) {
       if (options.signal?.aborted) throw new StackvaultError('restore interrupted', 130);
       const path = childPath(snapPath, node.name);
@@ -86,10 +93,21 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
           await applyMetadata(dest, node);
           if (choice === 'all') result.dirs++;
         } else if (node.type === 'file') {
+          const release = await fileSlots.acquire();
           progress.currentPath = path;
-          await restoreFile(repo, node, dest, hardLinks, progress, options.progress);
-          result.files++;
-          result.bytes += node.size ?? 0;
+          fileTasks.push(
+            restoreFile(repo, node, dest, hardLinks, progress, options.progress)
+              .then(() => {
+                result.files++;
+                result.bytes += node.size ?? 0;
+              })
+              .catch((err: unknown) => fail(path, err))
+              .finally(() => {
+                release();
+                options.progress?.(progress);
+              }),
+          );
+          continue;
         } else if (node.type === 'symlink') {
           await removeExisting(dest);
           await symlink(node.target ?? '', dest);
@@ -102,6 +120,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
       }
       options.progress?.(progress);
     }
+    await Promise.all(fileTasks);
   };
   await restoreDir(ref.snapshot.tree, options.target, '/');
   options.progress?.(progress);
@@ -154,12 +173,12 @@ async function restoreFile(
   repo: Repository,
   node: TreeNode,
   dest: string,
-  hardLinks: Map<string, string>,
+  hardLinks: Map<string, Promise<string | undefined>>,
   progress: RestoreProgress,
   report?: (p: RestoreProgress) => void,
 ): Promise<void> {
   const linkKey = node.nlink > 1 ? `${node.dev}:${node.inode}` : undefined;
-  const firstLink = linkKey ? hardLinks.get(linkKey) : undefined;
+  const firstLink = linkKey ? await hardLinks.get(linkKey) : undefined;
   if (firstLink) {
     await removeExisting(dest);
     await link(firstLink, dest);
@@ -167,6 +186,22 @@ async function restoreFile(
     progress.bytesDone += node.size ?? 0;
     return;
   }
+  if (linkKey && !hardLinks.has(linkKey)) {
+    // The first of a link group: later links wait for it, and write content themselves if it fails.
+    const written = writeFileContent(repo, node, dest, progress, report);
+    hardLinks.set(
+      linkKey,
+      written.then(
+        () => dest,
+        () => undefined,
+      ),
+    );
+    return written;
+  }
+  return writeFileContent(repo, node, dest, progress, report);
+}
+
+async function writeFileContent(repo: Repository, node: TreeNode, dest: string, progress: RestoreProgress, report?: (p: RestoreProgress) => void): Promise<void> {
   const tmp = `${dest}.sv-restore-${randomBytes(6).toString('hex')}`;
   const fh = await open(tmp, 'wx', 0o600);
   try {
@@ -185,6 +220,5 @@ async function restoreFile(
   await removeExisting(dest);
   await rename(tmp, dest);
   await applyMetadata(dest, node);
-  if (linkKey) hardLinks.set(linkKey, dest);
   progress.filesDone++;
 }
