@@ -134,3 +134,18 @@ test('demo backs up the example stack, restores it and reports a match', async (
   assert.match(result.stdout, /RESULT: the restored stack matches the original/);
   assert.match(result.stdout, /excluded by class recordings: 2 files/);
 });
+
+test('check --read-data-subset reads a share of the packs; a bad subset is a usage error', async (t) => {
+  const { repo, env } = await repoWithTwoSnapshots(t);
+  for (const subset of ['1/2', '2/2', '50%', '100%']) {
+    const result = await runCli(['check', '--repo', repo, '--read-data-subset', subset, '--json'], { env });
+    assert.equal(result.code, 0, `${subset}: ${result.stderr}`);
+    const report = JSON.parse(result.stdout.trim().split('\n').pop()!) as { packsRead: number; packs: number };
+    assert.ok(report.packsRead <= report.packs, subset);
+    if (subset === '100%') assert.equal(report.packsRead, report.packs);
+    if (subset === '50%') assert.equal(report.packsRead, Math.ceil(report.packs / 2));
+  }
+  const bad = await runCli(['check', '--repo', repo, '--read-data-subset', '3/2'], { env });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--read-data-subset 3\/2/);
+});

@@ -34,7 +34,7 @@ class TerminalProgress implements ProgressSink {
   private startedBar = false;
   private lastRender = 0;
 
-  constructor(private readonly action: string) {
+  constructor(action: string) {
     this.bar = new cliProgress.SingleBar(
       {
         stream: process.stderr,
@@ -75,7 +75,6 @@ class TerminalProgress implements ProgressSink {
 
   stop(): void {
     if (this.startedBar) this.bar.stop();
-    void this.action;
   }
 }
 

@@ -88,9 +88,8 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
 
   if (options.readData) {
     progress.phase = 'data';
-    const chosen = [...packs.keys()].filter((id) => stored.has(id) && (!subset || subset(id, packs.size)));
-    if (subset && subset.random) chooseRandom(chosen, subset.random);
-    const selected = subset && subset.random ? chosen.slice(0, Math.max(1, Math.ceil((packs.size * subset.random) / 100))) : chosen;
+    const chosen = [...packs.keys()].filter((id) => stored.has(id) && (!subset || subset(id)));
+    const selected = subset?.percent ? shuffled(chosen).slice(0, Math.max(1, Math.ceil((packs.size * subset.percent) / 100))) : chosen;
     progress.packsTotal = selected.length;
     progress.bytesTotal = selected.reduce((n, id) => n + (stored.get(id) ?? 0), 0);
     for (const packId of selected) {
@@ -204,7 +203,8 @@ async function checkSnapshots(
   }
 }
 
-type SubsetFilter = ((packId: string, total: number) => boolean) & { random?: number };
+/** Which packs a subset reads; with `percent`, a random share of them. */
+type SubsetFilter = ((packId: string) => boolean) & { percent?: number };
 
 function parseSubset(spec: string): SubsetFilter {
   const group = /^(\d+)\/(\d+)$/.exec(spec);
@@ -219,15 +219,15 @@ function parseSubset(spec: string): SubsetFilter {
     const p = Number(percent[1]);
     if (!(p > 0 && p <= 100)) throw new UsageError(`--read-data-subset ${spec}: the percentage must be above 0 and at most 100`);
     const filter: SubsetFilter = () => true;
-    filter.random = p;
+    filter.percent = p;
     return filter;
   }
   throw new UsageError(`--read-data-subset ${spec}: expected n/t (e.g. 1/5) or a percentage (e.g. 10%)`);
 }
 
-function chooseRandom(ids: string[], _percent: number): void {
-  // Order by a per-run random key so repeated checks cover different packs over time.
+/** A new random order each run, so repeated partial checks cover different packs over time. */
+function shuffled(ids: string[]): string[] {
   const salt = Math.random().toString();
-  const key = (id: string) => createHash('sha256').update(salt).update(id).digest('hex');
-  ids.sort((a, b) => (key(a) < key(b) ? -1 : 1));
+  const keyed = ids.map((id) => [createHash('sha256').update(salt).update(id).digest('hex'), id] as const);
+  return keyed.sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, id]) => id);
 }
