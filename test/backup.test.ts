@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../src/repo/backends/local.js';
 import { Repository } from '../src/repo/repository.js';
-import { resolveExclusionClasses } from '../src/sources/exclusions.js';
+import { resolveExclusionClasses } from '../src/config/exclusion-classes.js';
 import { backup } from '../src/snapshot/backup.js';
 import { check } from '../src/snapshot/check.js';
 import { rebuildIndex } from '../src/snapshot/repair.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isNode, parseDocument, type Node } from 'yaml';
 import type { z } from 'zod';
-import { resolveExclusionClasses } from '../sources/exclusions.js';
+import { resolveExclusionClasses } from './exclusion-classes.js';
 import { UsageError } from '../util/errors.js';
 import { configSchema, type StackConfig } from './schema.js';
 
@@ -40,7 +40,7 @@ export function parseConfig(text: string, path: string): LoadedConfig {
     throw new UsageError(`invalid config:\n  ${lines.join('\n  ')}`);
   }
   const config = parsed.data;
-  const known = Object.keys(resolveExclusionClasses(config.exclusion_classes as Record<string, string[] | false> | undefined));
+  const known = Object.keys(resolveExclusionClasses(config.exclusion_classes));
   config.sources.forEach((source, i) => {
     for (const cls of source.exclusions ?? []) {
       if (!known.includes(cls)) {

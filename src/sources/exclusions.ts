@@ -1,17 +1,6 @@
 import picomatch from 'picomatch';
 
 /**
- * Named classes of exclusion patterns. Contact-center stacks hold call and voice
- * recordings and detailed logs that are large and usually kept elsewhere or not at all;
- * they are left out by default and every snapshot reports what was left out.
- * Prompts and sounds (e.g. Asterisk's sounds folder) are NOT recordings and are kept.
- */
-export const DEFAULT_EXCLUSION_CLASSES: Readonly<Record<string, readonly string[]>> = {
-  recordings: ['recordings/', 'call-recordings/', 'voice-recordings/', 'monitor/', '*.recording.*'],
-  logs: ['*.log', '*.log.[0-9]*', '*.log.gz', 'logs/', 'log/'],
-};
-
-/**
  * Pattern rules (gitignore-like, relative to the source folder):
  * - a pattern without "/" (other than a trailing one) matches a name at any depth;
  * - a pattern with "/" matches the path from the source folder ("/" at the start anchors it);
@@ -79,16 +68,4 @@ export class ExclusionMatcher {
     const name = relPath.slice(relPath.lastIndexOf('/') + 1);
     return this.include.some((p) => (!p.dirOnly || isDir) && p.test(relPath, name));
   }
-}
-
-/** The classes in force: defaults, changed or added by the stack, minus those it disables. */
-export function resolveExclusionClasses(
-  overrides: Readonly<Record<string, readonly string[] | false>> = {},
-): Record<string, readonly string[]> {
-  const out: Record<string, readonly string[]> = { ...DEFAULT_EXCLUSION_CLASSES };
-  for (const [name, patterns] of Object.entries(overrides)) {
-    if (patterns === false) delete out[name];
-    else out[name] = patterns;
-  }
-  return out;
 }

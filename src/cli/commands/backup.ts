@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
-import type { LoadedConfig } from '../../config/load.js';
-import { resolveExclusionClasses } from '../../sources/exclusions.js';
+import { resolveExclusionClasses } from '../../config/exclusion-classes.js';
+import { resolveSources } from '../../config/sources.js';
 import { backup, type FilesSourceSpec } from '../../snapshot/backup.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
@@ -19,18 +19,6 @@ interface BackupFlags {
   exclusionClasses: boolean;
   parent?: string;
   force?: boolean;
-}
-
-/** Sources from stackvault.yaml, with their exclusion classes resolved. */
-export function sourcesFromConfig(loaded: LoadedConfig): FilesSourceSpec[] {
-  const classes = resolveExclusionClasses(loaded.config.exclusion_classes as Record<string, string[] | false> | undefined);
-  return loaded.config.sources.map((s) => ({
-    name: s.name,
-    path: resolve(loaded.baseDir, s.path),
-    include: s.include,
-    exclude: s.exclude,
-    exclusionClasses: s.exclusions ? Object.fromEntries(s.exclusions.map((c) => [c, classes[c]!])) : classes,
-  }));
 }
 
 function sourcesFromPaths(paths: string[], flags: BackupFlags): FilesSourceSpec[] {
@@ -90,7 +78,7 @@ Examples:
     .action(async (paths: string[], flags: BackupFlags) => {
       const ctx = context();
       const loaded = paths.length === 0 ? ctx.requireConfig('backup without paths') : ctx.config();
-      const sources = paths.length > 0 ? sourcesFromPaths(paths, flags) : sourcesFromConfig(loaded!);
+      const sources = paths.length > 0 ? sourcesFromPaths(paths, flags) : resolveSources(loaded!);
       if (paths.length === 0 && (flags.exclude.length || flags.include.length)) {
         throw new UsageError('--exclude and --include go with folders given on the command line; put patterns for configured sources in stackvault.yaml');
       }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../config/load.js';
+import { resolveSources } from '../../config/sources.js';
 import { LocalBackend } from '../../repo/backends/local.js';
 import { Repository } from '../../repo/repository.js';
 import { ExclusionMatcher } from '../../sources/exclusions.js';
@@ -16,7 +17,6 @@ import { StackvaultError } from '../../util/errors.js';
 import { formatBytes } from '../../util/format.js';
 import type { CliContext } from '../context.js';
 import { emit } from '../output.js';
-import { sourcesFromConfig } from './backup.js';
 
 export const EXAMPLE_STACK = fileURLToPath(new URL('../../../../examples/contact-center/', import.meta.url));
 
@@ -33,7 +33,7 @@ export function registerDemoCommand(program: Command, context: () => CliContext)
       const ctx = context();
       const workdir = flags.workdir ? resolve(flags.workdir) : await mkdtemp(join(tmpdir(), 'stackvault-demo-'));
       const loaded = loadConfig(join(EXAMPLE_STACK, 'stackvault.yaml'));
-      const sources = sourcesFromConfig(loaded);
+      const sources = resolveSources(loaded);
       const password = randomBytes(18).toString('base64url');
       await mkdir(workdir, { recursive: true });
       await writeFile(join(workdir, 'password'), password + '\n', { mode: 0o600 });
