@@ -78,8 +78,7 @@ export class BlobWriter {
     this.unindexed = new Map();
     this.unindexedBlobs = 0;
     this.lastIndexWrite = Date.now();
-    const id = await this.repo.saveObject('index', encodeIndexFile(packs));
-    this.repo.noteIndexFile(id);
+    await this.repo.saveObject('index', encodeIndexFile(packs));
   }
 
   /** Upload every partial pack and index everything written. */

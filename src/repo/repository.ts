@@ -39,8 +39,7 @@ export class Repository {
   readonly index = new MasterIndex();
   readonly chunker: Chunker;
   private indexLoaded = false;
-  /** index files in use after supersedes are applied */
-  private readonly activeIndexIds = new Set<string>();
+  /** stored index files that another index file supersedes (prune may delete them) */
   private readonly supersededIndexIds = new Set<string>();
 
   private constructor(
@@ -197,19 +196,14 @@ export class Repository {
     for (const file of files.values()) for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
     for (const [id, file] of files) {
       if (this.supersededIndexIds.has(id)) continue;
-      this.activeIndexIds.add(id);
       for (const [packId, blobs] of decodeIndexFile(file, id)) this.index.addPack(packId, blobs);
     }
     this.indexLoaded = true;
   }
 
-  /** index files in use and those superseded but still stored, as read by loadIndex */
-  indexFiles(): { active: string[]; superseded: string[] } {
-    return { active: [...this.activeIndexIds], superseded: [...this.supersededIndexIds] };
-  }
-
-  noteIndexFile(id: string): void {
-    this.activeIndexIds.add(id);
+  /** index files superseded by another, as read by loadIndex */
+  supersededIndexFiles(): string[] {
+    return [...this.supersededIndexIds];
   }
 
   // ---- blobs ----

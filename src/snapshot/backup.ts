@@ -169,6 +169,8 @@ class SourceWalker {
   private readonly excluded = new Map<string, ExclusionRecord>();
   private readonly errors: Array<{ path: string; message: string }> = [];
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
+  /** the first repository error (full, damaged, interrupted): it ends the whole walk, not just one folder */
+  private fatal: unknown;
 
   constructor(
     private readonly repo: Repository,
@@ -242,8 +244,7 @@ class SourceWalker {
     // Slots keep the tree in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(names.length);
     const fileTasks: Array<Promise<void>> = [];
-    let fatal: unknown;
-    for (let i = 0; i < names.length; i++) {
+    for (let i = 0; i < names.length && this.fatal === undefined; i++) {
       const name = names[i]!;
       const full = join(dir, name);
       const rel = relDir ? `${relDir}/${name}` : name;
@@ -269,7 +270,7 @@ class SourceWalker {
       if (type === 'file') {
         // Reading overlaps with hashing and compressing: several files are in flight, bounded for the whole walk.
         const release = await this.fileSlots.acquire();
-        if (fatal !== undefined) {
+        if (this.fatal !== undefined) {
           release();
           break;
         }
@@ -280,7 +281,7 @@ class SourceWalker {
             })
             .catch((err: unknown) => {
               // Our own errors (repository full or damaged, interrupted) end the backup; a source file's error does not.
-              if (err instanceof StackvaultError) fatal ??= err;
+              if (err instanceof StackvaultError) this.fatal ??= err;
               else this.fail(rel, err);
             })
             .finally(release),
@@ -300,15 +301,14 @@ class SourceWalker {
           this.stats.others++;
         }
       } catch (err) {
-        if (err instanceof StackvaultError) fatal ??= err;
+        if (err instanceof StackvaultError) this.fatal ??= err;
         else this.fail(rel, err);
-        if (fatal !== undefined) break;
         continue;
       }
       slots[i] = node;
     }
     await Promise.all(fileTasks);
-    if (fatal !== undefined) throw fatal;
+    if (this.fatal !== undefined) throw this.fatal;
     const nodes = slots.filter((n): n is TreeNode => n !== undefined);
     return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
   }

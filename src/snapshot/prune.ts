@@ -130,7 +130,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
     if (past(info, immutableMs)) plan.delete.forgetRecords.push(candidate(info, immutableMs));
   }
 
-  const { superseded } = repo.indexFiles();
+  const superseded = repo.supersededIndexFiles();
   const rewriteIndex = plan.delete.packs.length > 0;
   const indexInfos = await repo.listObjects('index');
   if (rewriteIndex) plan.supersedeIndexFiles = indexInfos.map((i) => idFromKey(i.key)).sort();
