@@ -33,7 +33,8 @@ function errorOf(text: string): string {
 test('a valid config loads', () => {
   const { config, baseDir } = parseConfig(valid, '/etc/acme/stackvault.yaml');
   assert.equal(config.stack, 'acme');
-  assert.equal(config.sources[0]!.path, './data');
+  const first = config.sources[0]!;
+  assert.equal(first.type === 'files' && first.path, './data');
   assert.equal(baseDir, '/etc/acme');
 });
 

@@ -42,6 +42,12 @@ export function parseConfig(text: string, path: string): LoadedConfig {
   const config = parsed.data;
   const known = Object.keys(resolveExclusionClasses(config.exclusion_classes));
   config.sources.forEach((source, i) => {
+    if (source.type !== 'files') {
+      if (source.socket === undefined && source.host === undefined) {
+        throw new UsageError(`${locate(doc, lineCounter, ['sources', i], path)}: sources[${i}]: a ${source.type} source needs host (and port) or socket`);
+      }
+      return;
+    }
     for (const cls of source.exclusions ?? []) {
       if (!known.includes(cls)) {
         const where = locate(doc, lineCounter, ['sources', i, 'exclusions'], path);

@@ -14,6 +14,35 @@ const filesSource = z
     exclusions: z.array(z.string()).optional(),
   });
 
+const mariadbSource = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"'),
+  type: z.literal(['mariadb', 'mysql']),
+  /** host and port, or a Unix socket */
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  socket: z.string().min(1).optional(),
+  user: z.string().min(1).default('root'),
+  /** where the password comes from; it is never written to a snapshot or a log */
+  password_env: z.string().optional(),
+  password_file: z.string().optional(),
+  /** true for TLS with the system's CAs, or files for a private CA and client certificates */
+  tls: z
+    .union([
+      z.boolean(),
+      z.strictObject({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional(), verify: z.boolean().optional() }),
+    ])
+    .optional(),
+  /** databases to back up; every database but the server's own (mysql, sys, ...) when omitted */
+  databases: z.array(z.string().min(1)).optional(),
+  exclude_databases: z.array(z.string().min(1)).optional(),
+  /** "database.table": keep the table's definition, leave out its rows */
+  exclude_table_data: z.array(z.string().regex(/^[^.]+\..+$/, 'expected "database.table"')).optional(),
+  /** back up user accounts and their grants too */
+  users: z.boolean().optional(),
+  /** connections that read (and on restore, load) table data at once */
+  threads: z.number().int().min(1).max(64).optional(),
+});
+
 const durationText = z.string().regex(/^(\d+[ymwdh])+$|^\d+$/, 'expected a duration such as 30d, 12h or 1y6m');
 
 export const configSchema = z.strictObject({
@@ -27,7 +56,7 @@ export const configSchema = z.strictObject({
     /** days every object stays immutable; recorded in the repository at init */
     immutability_days: z.number().int().min(0).optional(),
   }),
-  sources: z.array(filesSource).min(1, 'at least one source is needed'),
+  sources: z.array(z.discriminatedUnion('type', [filesSource, mariadbSource])).min(1, 'at least one source is needed'),
   /** change a default class (recordings, logs), add one, or switch one off with false */
   exclusion_classes: z.record(z.string(), z.union([patternList, z.literal(false)])).optional(),
   tags: z.array(z.string()).optional(),

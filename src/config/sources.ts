@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { UsageError } from '../util/errors.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import type { LoadedConfig } from './load.js';
 
 /** A files source of stackvault.yaml with its path made absolute and its exclusion classes resolved. */
 export interface ResolvedFilesSource {
+  kind: 'files';
   name: string;
   path: string;
   include?: string[];
@@ -11,13 +14,67 @@ export interface ResolvedFilesSource {
   exclusionClasses: Record<string, readonly string[]>;
 }
 
-export function resolveSources(loaded: LoadedConfig): ResolvedFilesSource[] {
+/** A database source with its password and TLS files read: ready to connect. */
+export interface ResolvedDatabaseSource {
+  kind: 'mariadb';
+  name: string;
+  connection: {
+    host?: string;
+    port?: number;
+    socket?: string;
+    user: string;
+    password?: string;
+    tls?: { ca?: string; cert?: string; key?: string; verify?: boolean };
+  };
+  databases?: string[];
+  excludeDatabases?: string[];
+  excludeTableData?: string[];
+  users?: boolean;
+  threads?: number;
+}
+
+export type ResolvedSource = ResolvedFilesSource | ResolvedDatabaseSource;
+
+function readSecretFile(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`${what}: cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(err)}`);
+  }
+}
+
+export function resolveSources(loaded: LoadedConfig): ResolvedSource[] {
   const classes = resolveExclusionClasses(loaded.config.exclusion_classes);
-  return loaded.config.sources.map((s) => ({
-    name: s.name,
-    path: resolve(loaded.baseDir, s.path),
-    include: s.include,
-    exclude: s.exclude,
-    exclusionClasses: s.exclusions ? Object.fromEntries(s.exclusions.map((c) => [c, classes[c]!])) : classes,
-  }));
+  return loaded.config.sources.map((s, i): ResolvedSource => {
+    if (s.type === 'files') {
+      return {
+        kind: 'files',
+        name: s.name,
+        path: resolve(loaded.baseDir, s.path),
+        include: s.include,
+        exclude: s.exclude,
+        exclusionClasses: s.exclusions ? Object.fromEntries(s.exclusions.map((c) => [c, classes[c]!])) : classes,
+      };
+    }
+    const where = `${loaded.file}: sources[${i}] ("${s.name}")`;
+    let password: string | undefined;
+    if (s.password_file) password = readSecretFile(resolve(loaded.baseDir, s.password_file), `${where}.password_file`).split(/\r?\n/)[0]!;
+    else if (s.password_env) {
+      password = process.env[s.password_env];
+      if (password === undefined) throw new UsageError(`${where}.password_env names ${s.password_env}, but that variable is not set`);
+    }
+    const tlsFile = (f: string | undefined, field: string) => (f ? readSecretFile(resolve(loaded.baseDir, f), `${where}.tls.${field}`) : undefined);
+    const tls = s.tls === true ? {} : s.tls ? { ca: tlsFile(s.tls.ca, 'ca'), cert: tlsFile(s.tls.cert, 'cert'), key: tlsFile(s.tls.key, 'key'), verify: s.tls.verify } : undefined;
+    return {
+      kind: 'mariadb',
+      name: s.name,
+      connection: { host: s.host, port: s.port, socket: s.socket ? resolve(loaded.baseDir, s.socket) : undefined, user: s.user, password, tls },
+      databases: s.databases,
+      excludeDatabases: s.exclude_databases,
+      excludeTableData: s.exclude_table_data,
+      users: s.users,
+      threads: s.threads,
+    };
+  });
 }

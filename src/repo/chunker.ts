@@ -99,6 +99,38 @@ export class Chunker {
       start += length;
     }
   }
+
+  /** Chunks of a stream of any block sizes (a database dump); each yielded buffer is the caller's to keep. */
+  async *chunkStream(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    const { max } = this.params;
+    const buf = Buffer.allocUnsafe(max + READ_BLOCK);
+    let start = 0;
+    let end = 0;
+    for await (const block of source) {
+      let offset = 0;
+      while (offset < block.length) {
+        if (end === buf.length) {
+          buf.copyWithin(0, start, end);
+          end -= start;
+          start = 0;
+        }
+        const n = Math.min(block.length - offset, buf.length - end);
+        block.copy(buf, end, offset, offset + n);
+        end += n;
+        offset += n;
+        while (end - start >= max) {
+          const length = this.cut(buf, start, end);
+          yield Buffer.from(buf.subarray(start, start + length));
+          start += length;
+        }
+      }
+    }
+    while (end > start) {
+      const length = this.cut(buf, start, end);
+      yield Buffer.from(buf.subarray(start, start + length));
+      start += length;
+    }
+  }
 }
 
 const READ_BLOCK = 4 * 1024 * 1024;

@@ -6,14 +6,18 @@ import type { BlobWriter } from '../repo/blob-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { resolveExclusionClasses } from '../config/exclusion-classes.js';
 import { ExclusionMatcher } from '../sources/exclusions.js';
+import { describeEndpoint } from '../sources/mariadb/connection.js';
+import { dumpMariadb, type MariadbSourceSpec } from '../sources/mariadb/dump.js';
 import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
 import { Semaphore, mapConcurrent } from '../util/concurrency.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
+import { DumpTreeWriter } from './dump-tree.js';
 import { TreeLoader, nodeFromStat, saveTree, type Tree, type TreeNode } from './tree.js';
 
 export interface FilesSourceSpec {
+  kind?: 'files';
   name: string;
   path: string;
   include?: string[];
@@ -34,8 +38,10 @@ export interface BackupProgress {
   currentPath: string;
 }
 
+export type SourceSpec = FilesSourceSpec | MariadbSourceSpec;
+
 export interface BackupOptions {
-  sources: FilesSourceSpec[];
+  sources: SourceSpec[];
   host?: string;
   stack?: string | null;
   tags?: string[];
@@ -62,8 +68,9 @@ export async function backup(repo: Repository, options: BackupOptions): Promise<
   const started = now();
   const host = options.host ?? hostname();
   const stack = options.stack ?? null;
-  const sources = options.sources.map((s) => ({ ...s, path: resolve(s.path) }));
-  await validateSources(sources);
+  const sources = options.sources.filter(isFilesSource).map((s) => ({ ...s, path: resolve(s.path) }));
+  const databases = options.sources.filter((s): s is MariadbSourceSpec => s.kind === 'mariadb');
+  await validateSources(sources, databases);
 
   await repo.loadIndex();
   const refs = await listSnapshots(repo);
@@ -87,6 +94,46 @@ export async function backup(repo: Repository, options: BackupOptions): Promise<
     const { id: subtree } = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined);
     rootNodes.push({ ...nodeFromStat(source.name, 'dir', rootStat), subtree });
     records.push(walker.record());
+  }
+  for (const source of databases) {
+    const stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
+    const sink = new DumpTreeWriter(repo, writer, stats, started, (n) => (progress.bytesAdded += n), options.signal);
+    const before = { done: progress.bytesDone, total: progress.bytesTotal };
+    const dumped = await dumpMariadb(source, sink, {
+      signal: options.signal,
+      progress: (p) => {
+        progress.currentPath = `/${source.name}/${p.current}`;
+        progress.bytesDone = before.done + p.bytesDone;
+        progress.bytesTotal = before.total + Math.max(p.bytesEstimate, p.bytesDone);
+        report();
+      },
+    });
+    const subtree = await sink.saveTree();
+    const timeNs = (BigInt(started.getTime()) * 1_000_000n).toString();
+    rootNodes.push({ name: source.name, type: 'dir', mode: 0o700, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mtime: timeNs, ctime: timeNs, inode: '0', dev: '0', nlink: 1, subtree });
+    const c = source.connection;
+    records.push({
+      name: source.name,
+      kind: 'mariadb',
+      path: `mariadb://${c.user}@${describeEndpoint(c)}`,
+      database: {
+        server: `${dumped.manifest.server.flavor} ${dumped.manifest.server.version}`,
+        consistency: dumped.manifest.consistency,
+        lockMs: dumped.lockMs,
+        binlog: dumped.manifest.binlog,
+        databases: dumped.manifest.databases,
+        tables: dumped.tables,
+        rows: dumped.rows,
+        users: dumped.manifest.users,
+        warnings: dumped.manifest.warnings,
+      },
+      include: [],
+      exclude: [],
+      exclusionClasses: {},
+      excluded: [],
+      stats,
+      errors: [],
+    });
   }
   const rootTree = await saveTree(writer, { nodes: rootNodes.sort((a, b) => (a.name < b.name ? -1 : 1)) });
   // Everything the manifest references must be stored and indexed before the manifest exists.
@@ -117,15 +164,21 @@ export async function backup(repo: Repository, options: BackupOptions): Promise<
   return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
 }
 
-async function validateSources(sources: FilesSourceSpec[]): Promise<void> {
-  if (sources.length === 0) throw new UsageError('nothing to back up: give folders or configure sources in stackvault.yaml');
+function isFilesSource(s: SourceSpec): s is FilesSourceSpec {
+  return s.kind === undefined || s.kind === 'files';
+}
+
+async function validateSources(sources: FilesSourceSpec[], databases: MariadbSourceSpec[]): Promise<void> {
+  if (sources.length + databases.length === 0) throw new UsageError('nothing to back up: give folders or configure sources in stackvault.yaml');
   const names = new Set<string>();
-  for (const s of sources) {
+  for (const s of [...sources, ...databases]) {
     if (!/^[A-Za-z0-9._-]+$/.test(s.name) || s.name === '.' || s.name === '..') {
       throw new UsageError(`source name "${s.name}" may only hold letters, digits, ".", "_" and "-"`);
     }
     if (names.has(s.name)) throw new UsageError(`two sources are named "${s.name}"`);
     names.add(s.name);
+  }
+  for (const s of sources) {
     let st;
     try {
       st = await lstat(s.path);

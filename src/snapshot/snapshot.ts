@@ -22,10 +22,26 @@ export interface SourceStats {
   bytesAdded: number;
 }
 
+/** What a database source's dump recorded about itself (never its password). */
+export interface DatabaseRecord {
+  server: string;
+  consistency: string;
+  /** milliseconds commits were held back to align the dump's connections */
+  lockMs: number;
+  binlog: { gtid?: string; file?: string; position?: string } | null;
+  databases: string[];
+  tables: number;
+  rows: number;
+  users: boolean;
+  warnings: string[];
+}
+
 export interface SourceRecord {
   name: string;
-  kind: 'files';
+  kind: 'files' | 'mariadb';
+  /** a folder, or for a database where it was read from (mariadb://user@host:port) */
   path: string;
+  database?: DatabaseRecord;
   include: string[];
   exclude: string[];
   /** the exclusion classes in force, with their patterns */

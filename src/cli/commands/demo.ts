@@ -45,6 +45,7 @@ export function registerDemoCommand(program: Command, context: () => CliContext)
       const restored = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
       const comparisons: Array<CompareResult & { source: string }> = [];
       for (const source of sources) {
+        if (source.kind !== 'files') continue;
         const matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: source.exclusionClasses });
         comparisons.push({
           source: source.name,

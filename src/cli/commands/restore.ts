@@ -1,62 +1,194 @@
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { resolveSources, type ResolvedDatabaseSource } from '../../config/sources.js';
+import { restoreDatabaseSource } from '../../snapshot/restore-database.js';
 import { restore } from '../../snapshot/restore.js';
-import { shortId } from '../../snapshot/snapshot.js';
+import { shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { StackvaultError, UsageError } from '../../util/errors.js';
-import { formatBytes } from '../../util/format.js';
+import { formatBytes, formatDuration } from '../../util/format.js';
 import type { CliContext } from '../context.js';
 import { collect, emit, interruptSignal } from '../output.js';
 import { createProgress } from '../progress.js';
 import { addFilterOptions, filterFrom, resolveSnapshot } from './browse.js';
 
+interface RestoreFlags {
+  target?: string;
+  include: string[];
+  source: string[];
+  force?: boolean;
+  host?: string;
+  stack?: string;
+  tag: string[];
+  dbHost?: string;
+  dbPort?: string;
+  dbSocket?: string;
+  dbUser?: string;
+  dbPasswordEnv?: string;
+  dbPasswordFile?: string;
+  renameDb: string[];
+  database: string[];
+  users?: boolean;
+  threads?: string;
+}
+
+function parseRenames(values: string[]): Record<string, string> {
+  const renames: Record<string, string> = {};
+  for (const v of values) {
+    const m = /^([^=]+)=([^=]+)$/.exec(v);
+    if (!m) throw new UsageError(`--rename-db ${v}: expected OLD=NEW`);
+    renames[m[1]!] = m[2]!;
+  }
+  return renames;
+}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} ${value}: expected a whole number above 0`);
+  return n;
+}
+
+/** The server to restore a database source into: flags first, then the source's settings in stackvault.yaml. */
+function targetServer(ctx: CliContext, source: string, flags: RestoreFlags): ResolvedDatabaseSource['connection'] {
+  const loaded = ctx.config();
+  const configured = loaded ? resolveSources(loaded).find((s): s is ResolvedDatabaseSource => s.kind === 'mariadb' && s.name === source) : undefined;
+  const fromFlags = flags.dbHost !== undefined || flags.dbSocket !== undefined;
+  if (!fromFlags && !configured) {
+    throw new UsageError(`no server to restore "${source}" into: give --db-host (and --db-port) or --db-socket, or configure source "${source}" in stackvault.yaml`);
+  }
+  let password = fromFlags ? undefined : configured?.connection.password;
+  if (flags.dbPasswordFile) {
+    try {
+      password = readFileSync(flags.dbPasswordFile, 'utf8').split(/\r?\n/)[0]!;
+    } catch {
+      throw new UsageError(`--db-password-file: cannot read ${flags.dbPasswordFile}`);
+    }
+  } else if (flags.dbPasswordEnv) {
+    password = process.env[flags.dbPasswordEnv];
+    if (password === undefined) throw new UsageError(`--db-password-env names ${flags.dbPasswordEnv}, but that variable is not set`);
+  }
+  const base = fromFlags ? { user: 'root' } : configured!.connection;
+  return {
+    ...base,
+    host: fromFlags ? flags.dbHost : base.host,
+    port: positiveInt(flags.dbPort, '--db-port') ?? (fromFlags ? undefined : base.port),
+    socket: fromFlags ? flags.dbSocket : base.socket,
+    user: flags.dbUser ?? base.user,
+    password,
+  };
+}
+
+async function restoreDatabases(ctx: CliContext, repo: Parameters<typeof restoreDatabaseSource>[0], ref: SnapshotRef, names: string[], flags: RestoreFlags): Promise<void> {
+  const renames = parseRenames(flags.renameDb);
+  for (const name of names) {
+    const connection = targetServer(ctx, name, flags);
+    const sink = createProgress(`restore ${name}`, { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
+    const started = Date.now();
+    const summary = await restoreDatabaseSource(repo, ref, name, {
+      connection,
+      rename: renames,
+      databases: flags.database.length ? flags.database : undefined,
+      force: flags.force,
+      users: flags.users,
+      threads: positiveInt(flags.threads, '--threads'),
+      signal: interruptSignal(),
+      progress: (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.rowsDone, itemsTotal: 0, totalsFinal: true, current: `${p.phase} ${p.current}` }),
+    });
+    sink.stop();
+    const seconds = (Date.now() - started) / 1000;
+    emit(
+      ctx,
+      () =>
+        [
+          ...summary.warnings.map((w) => `warning: ${w}`),
+          `restored source ${name} of snapshot ${shortId(ref.id)} in ${formatDuration(seconds)}: ` +
+            summary.databases.map((d) => (d.from === d.to ? d.to : `${d.from} as ${d.to}`)).join(', ') +
+            `; ${summary.tables} tables, ${summary.rows} rows, ${formatBytes(summary.bytes)}`,
+        ].join('\n'),
+      () => ({ message_type: 'summary', snapshot_id: ref.id, source: name, seconds, ...summary }),
+    );
+  }
+}
+
 export function registerRestoreCommand(program: Command, context: () => CliContext): void {
   addFilterOptions(
     program
       .command('restore')
-      .description('restore a snapshot into a folder')
+      .description('restore a snapshot into a folder, or its database sources into a server')
       .argument('<snapshot>', 'snapshot id or "latest"')
-      .requiredOption('-t, --target <folder>', 'where to restore; must be empty unless --force')
+      .option('-t, --target <folder>', 'restore files into this folder; must be empty unless --force')
       .option('-i, --include <path>', 'restore only this snapshot path, e.g. /data/prompts (repeatable)', collect, [])
-      .option('--force', 'restore into a folder that is not empty, replacing files with the same names'),
+      .option('-s, --source <name>', 'restore this source (repeatable); a database source goes into a server', collect, [])
+      .option('--force', 'restore into a folder that is not empty, or replace databases that exist and are not empty')
+      .option('--db-host <host>', 'database server to restore into (default: the source\'s server in stackvault.yaml)')
+      .option('--db-port <port>', 'its port (default 3306)')
+      .option('--db-socket <path>', 'its Unix socket, instead of host and port')
+      .option('--db-user <user>', 'user to log in as (default: the source\'s user, or root)')
+      .option('--db-password-env <var>', 'environment variable holding that user\'s password')
+      .option('--db-password-file <file>', 'file whose first line is that user\'s password')
+      .option('--rename-db <old=new>', 'restore database OLD under the name NEW (repeatable)', collect, [])
+      .option('--database <name>', 'restore only this database of the source (repeatable)', collect, [])
+      .option('--users', 'also create the users and grants the snapshot holds')
+      .option('--threads <n>', 'connections loading data at once (default 2)'),
   )
     .addHelpText(
       'after',
       `
-Each source of the snapshot becomes a folder in the target (e.g. <target>/data).
-A file whose data fails verification is not written; it is reported and the exit code is 1.
+Files: each source of the snapshot becomes a folder in the target (e.g. <target>/data); a
+database source appears there as its dump files. A file whose data fails verification is
+not written; it is reported and the exit code is 1.
+
+Databases: --source NAME loads a database source into a server (the one in stackvault.yaml,
+or --db-host/--db-socket). A database that exists and holds anything is left alone unless
+--force is given; --rename-db restores beside it.
 
 Examples:
   stackvault restore latest --target /tmp/restore
-  stackvault restore 1a2b3c4d --target /srv/acme --include /data/prompts --force`,
+  stackvault restore 1a2b3c4d --target /srv/acme --include /data/prompts --force
+  stackvault restore latest --source db                                  # into the configured server
+  stackvault restore latest --source db --rename-db shop=shop_check      # beside the live database
+  stackvault restore latest --source db --db-host 10.0.0.5 --db-user root --db-password-env NEW_DB_PW`,
     )
-    .action(async (snapshot: string, flags: { target: string; include: string[]; force?: boolean; host?: string; stack?: string; tag: string[] }) => {
+    .action(async (snapshot: string, flags: RestoreFlags) => {
       const ctx = context();
-      if (!flags.target) throw new UsageError('--target is required');
       const repo = await ctx.openRepository();
       const ref = await resolveSnapshot(repo, snapshot, filterFrom(flags));
-      const sink = createProgress('restore', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
-      const target = resolve(flags.target);
-      const result = await restore(repo, ref, {
-        target,
-        include: flags.include,
-        force: flags.force,
-        signal: interruptSignal(),
-        progress: (p) =>
-          sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
-      });
-      sink.stop();
-      emit(
-        ctx,
-        () =>
-          [
-            ...result.errors.map((e) => `error: ${e.path}: ${e.message}`),
-            `restored snapshot ${shortId(ref.id)} to ${target}: ${result.files} files, ${result.dirs} folders, ${formatBytes(result.bytes)}` +
-              (result.errors.length ? `; ${result.errors.length} FAILED` : ''),
-          ].join('\n'),
-        () => ({ message_type: 'summary', snapshot_id: ref.id, target, files: result.files, dirs: result.dirs, bytes: result.bytes, errors: result.errors }),
-      );
-      if (result.errors.length > 0) {
-        throw new StackvaultError(`${result.errors.length} entries could not be restored (first: ${result.errors[0]!.path}: ${result.errors[0]!.message})`);
+      const known = new Map(ref.snapshot.sources.map((s) => [s.name, s.kind]));
+      const unknown = flags.source.filter((s) => !known.has(s));
+      if (unknown.length) throw new UsageError(`snapshot ${shortId(ref.id)} has no source ${unknown.join(', ')} (it has ${[...known.keys()].join(', ')})`);
+      const databaseSources = flags.source.filter((s) => known.get(s) === 'mariadb');
+      const fileSources = flags.source.filter((s) => known.get(s) === 'files');
+      if (!flags.target && (fileSources.length > 0 || flags.source.length === 0)) {
+        throw new UsageError(flags.source.length === 0 ? 'give --target for files, or --source NAME to restore a database source into its server' : `--target is needed for the files source ${fileSources.join(', ')}`);
       }
+      if (flags.target && (flags.source.length === 0 || fileSources.length > 0)) {
+        const sink = createProgress('restore', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
+        const target = resolve(flags.target);
+        const include = flags.include.length > 0 || flags.source.length === 0 ? flags.include : fileSources.map((s) => `/${s}`);
+        const result = await restore(repo, ref, {
+          target,
+          include,
+          force: flags.force,
+          signal: interruptSignal(),
+          progress: (p) =>
+            sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
+        });
+        sink.stop();
+        emit(
+          ctx,
+          () =>
+            [
+              ...result.errors.map((e) => `error: ${e.path}: ${e.message}`),
+              `restored snapshot ${shortId(ref.id)} to ${target}: ${result.files} files, ${result.dirs} folders, ${formatBytes(result.bytes)}` +
+                (result.errors.length ? `; ${result.errors.length} FAILED` : ''),
+            ].join('\n'),
+          () => ({ message_type: 'summary', snapshot_id: ref.id, target, files: result.files, dirs: result.dirs, bytes: result.bytes, errors: result.errors }),
+        );
+        if (result.errors.length > 0) {
+          throw new StackvaultError(`${result.errors.length} entries could not be restored (first: ${result.errors[0]!.path}: ${result.errors[0]!.message})`);
+        }
+      }
+      await restoreDatabases(ctx, repo, ref, databaseSources, flags);
     });
 }

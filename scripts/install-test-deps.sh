@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests use (real servers, no mocks): MariaDB server and
+# client. Idempotent: does nothing when everything is there. Needs root (or sudo).
+set -euo pipefail
+
+packages=()
+command -v mariadb-install-db >/dev/null 2>&1 && { [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1; } || packages+=(mariadb-server)
+command -v mariadb-dump >/dev/null 2>&1 || packages+=(mariadb-client)
+
+if [ ${#packages[@]} -eq 0 ]; then
+  echo "test dependencies are installed"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing ${packages[*]}"
+export DEBIAN_FRONTEND=noninteractive
+timeout 600 $SUDO apt-get update -qq
+# The package's own service is not needed: every test starts a throwaway server of its own.
+timeout 900 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}"

@@ -1,0 +1,384 @@
+import { StackvaultError, UsageError } from '../../util/errors.js';
+import type { DumpSink } from '../dump-sink.js';
+import {
+  isIntegerType,
+  listDatabases,
+  readEvents,
+  readRoutines,
+  readSequence,
+  readTables,
+  readTriggers,
+  readUsers,
+  readViews,
+  showCreateTable,
+  type TableInfo,
+} from './catalog.js';
+import { Connection, ServerError, type ConnectOptions } from './connection.js';
+import { DUMP_FORMAT, encodeJson, type DatabaseSchema, type DumpManifest, type TablePart, type TableSchema } from './format.js';
+import { SYSTEM_SCHEMAS, fileName, ident, qualified } from './sql.js';
+import { TsvEncoder } from './tsv.js';
+
+export interface MariadbSourceSpec {
+  kind: 'mariadb';
+  name: string;
+  connection: ConnectOptions;
+  /** databases to dump; every database but the server's own when omitted */
+  databases?: string[];
+  excludeDatabases?: string[];
+  /** "database.table" names whose data is left out (their definition is kept) */
+  excludeTableData?: string[];
+  users?: boolean;
+  /** worker connections reading table data at once */
+  threads?: number;
+  /** about how many rows go into one part of a big table */
+  rowsPerPart?: number;
+}
+
+export interface DumpProgress {
+  rowsDone: number;
+  rowsEstimate: number;
+  bytesDone: number;
+  /** the server's idea of the data size: a guess for an ETA, not a promise */
+  bytesEstimate: number;
+  current: string;
+}
+
+export interface DumpSummary {
+  manifest: DumpManifest;
+  tables: number;
+  rows: number;
+  /** bytes of table data in text form */
+  bytes: number;
+  /** how long writes were held back to align the workers */
+  lockMs: number;
+}
+
+export const DEFAULT_ROWS_PER_PART = 200_000;
+export const DEFAULT_THREADS = 2;
+/** Engines whose tables a consistent-snapshot transaction covers. */
+const TRANSACTIONAL_ENGINES = new Set(['innodb', 'rocksdb', 'tokudb']);
+
+interface PartJob {
+  database: string;
+  table: TableSchema;
+  part: TablePart;
+  sql: string;
+  estimatedRows: number;
+}
+
+/** Session settings for reading: stable text for every type, no character set conversion. */
+async function prepareSession(conn: Connection, forData: boolean): Promise<void> {
+  await conn.execute('SET NAMES utf8mb4');
+  await conn.execute("SET SESSION sql_mode = ''");
+  await conn.execute("SET SESSION time_zone = '+00:00'");
+  if (forData) {
+    await conn.execute('SET SESSION character_set_results = binary');
+    await conn.execute('SET SESSION net_write_timeout = 3600');
+    await conn.execute('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+  }
+}
+
+export async function connectTo(spec: { name: string; connection: ConnectOptions }): Promise<Connection> {
+  try {
+    return await Connection.connect(spec.connection);
+  } catch (err) {
+    throw new StackvaultError(`source "${spec.name}": ${(err as Error).message}`);
+  }
+}
+
+function selectedDatabases(all: string[], spec: MariadbSourceSpec): string[] {
+  if (spec.databases && spec.databases.length > 0) {
+    const missing = spec.databases.filter((d) => !all.includes(d));
+    if (missing.length > 0) throw new UsageError(`source "${spec.name}": no database ${missing.map((m) => `"${m}"`).join(', ')} on the server`);
+    return [...spec.databases].sort();
+  }
+  const excluded = new Set([...SYSTEM_SCHEMAS, ...(spec.excludeDatabases ?? [])]);
+  return all.filter((d) => !excluded.has(d));
+}
+
+/**
+ * Split a table into parts by ranges of its primary key's first column. Boundaries sit at
+ * multiples of a power of two, so they stay put from one night to the next and an
+ * unchanged range produces the same bytes.
+ */
+async function planParts(conn: Connection, database: string, table: TableInfo, rowsPerPart: number): Promise<Array<{ file: string; where: string }>> {
+  const first = table.primaryKey[0];
+  if (!first || !isIntegerType(table.columnTypes.get(first)) || table.estimatedRows < 2 * rowsPerPart) return [{ file: 'all.tsv', where: '' }];
+  const [[min, max]] = (await conn.queryStrings(`SELECT MIN(${ident(first)}), MAX(${ident(first)}) FROM ${qualified(database, table.name)}`)) as [[string | null, string | null]];
+  if (min === null || max === null) return [{ file: 'all.tsv', where: '' }];
+  const lo = BigInt(min);
+  const hi = BigInt(max);
+  const span = hi - lo + 1n;
+  const wanted = (span * BigInt(rowsPerPart)) / BigInt(Math.max(1, table.estimatedRows));
+  let step = 1n;
+  while (step < wanted) step <<= 1n;
+  const floorDiv = (a: bigint) => (a >= 0n ? a / step : -((-a + step - 1n) / step));
+  const firstIndex = floorDiv(lo);
+  const lastIndex = floorDiv(hi);
+  const column = ident(first);
+  const parts: Array<{ file: string; where: string }> = [];
+  for (let k = firstIndex; k <= lastIndex; k++) {
+    // The first and last parts are open-ended, so rows written after planning are never missed.
+    const conditions: string[] = [];
+    if (k > firstIndex) conditions.push(`${column} >= ${k * step}`);
+    if (k < lastIndex) conditions.push(`${column} < ${(k + 1n) * step}`);
+    const index = k < 0n ? `n${(-k).toString().padStart(10, '0')}` : k.toString().padStart(10, '0');
+    parts.push({ file: `part-${index}.tsv`, where: conditions.length ? ` WHERE ${conditions.join(' AND ')}` : '' });
+  }
+  return parts;
+}
+
+function selectList(table: TableSchema): string {
+  return table.columns.map((c) => (c.load === 'bit' ? `${ident(c.name)} + 0` : c.load === 'float' ? `CAST(${ident(c.name)} AS DOUBLE)` : ident(c.name))).join(', ');
+}
+
+async function* tableText(conn: Connection, sql: string, done: (rows: number, bytes: number) => void, progress: (bytes: number, rows: number) => void): AsyncGenerator<Buffer> {
+  let encoder: TsvEncoder | undefined;
+  let reportedRows = 0;
+  for await (const _ of conn.streamRows(
+    sql,
+    (columns) => (encoder = new TsvEncoder(columns)),
+    (row) => encoder!.addRow(row),
+  )) {
+    const block = encoder!.take();
+    progress(block.length, encoder!.rows - reportedRows);
+    reportedRows = encoder!.rows;
+    yield block;
+  }
+  if (encoder && encoder.buffered > 0) {
+    const block = encoder.take();
+    progress(block.length, encoder.rows - reportedRows);
+    yield block;
+  }
+  done(encoder?.rows ?? 0, encoder?.bytes ?? 0);
+}
+
+/**
+ * Take a consistent logical dump: several worker connections read table data inside
+ * transactions that all see one moment, aligned by holding commits back for as long as it
+ * takes to open them. Data streams into the sink part by part; nothing touches disk.
+ */
+export async function dumpMariadb(
+  spec: MariadbSourceSpec,
+  sink: DumpSink,
+  options: { signal?: AbortSignal; progress?: (p: DumpProgress) => void } = {},
+): Promise<DumpSummary> {
+  const rowsPerPart = spec.rowsPerPart ?? DEFAULT_ROWS_PER_PART;
+  const control = await connectTo(spec);
+  const workers: Connection[] = [];
+  const abort = () => {
+    control.destroy();
+    for (const w of workers) w.destroy();
+  };
+  options.signal?.addEventListener('abort', abort);
+  try {
+    await prepareSession(control, false);
+    const flavor = control.isMariaDB ? 'mariadb' : 'mysql';
+    const databaseInfo = await listDatabases(control);
+    const databases = selectedDatabases(
+      databaseInfo.map((d) => d.name),
+      spec,
+    );
+    const excludedData = new Set(spec.excludeTableData ?? []);
+    const warnings: string[] = [];
+
+    // Plan: every table's parts, biggest tables first so the last part to finish is a small one.
+    const schemas = new Map<string, DatabaseSchema>();
+    const tableInfos = new Map<string, TableInfo[]>();
+    const jobs: PartJob[] = [];
+    for (const database of databases) {
+      const info = databaseInfo.find((d) => d.name === database)!;
+      const tables = await readTables(control, database);
+      tableInfos.set(database, tables);
+      const schema: DatabaseSchema = { name: database, characterSet: info.characterSet, collation: info.collation, tables: [], sequences: [], views: [], routines: [], triggers: [], events: [] };
+      schemas.set(database, schema);
+      for (const t of tables.filter((t) => t.type === 'table')) {
+        const table: TableSchema = { name: t.name, engine: t.engine, create: '', columns: t.columns, primaryKey: t.primaryKey, parts: [] };
+        schema.tables.push(table);
+        if (t.engine && !TRANSACTIONAL_ENGINES.has(t.engine.toLowerCase())) {
+          warnings.push(`${database}.${t.name} uses ${t.engine}, which has no transactions: its data may not match the moment of the other tables`);
+        }
+        if (excludedData.has(`${database}.${t.name}`) || t.columns.length === 0) continue;
+        const parts = await planParts(control, database, t, rowsPerPart);
+        const order = t.primaryKey.length ? ` ORDER BY ${t.primaryKey.map(ident).join(', ')}` : '';
+        for (const p of parts) {
+          const part: TablePart = { file: p.file, rows: 0, bytes: 0 };
+          table.parts.push(part);
+          jobs.push({
+            database,
+            table,
+            part,
+            sql: `SELECT ${selectList(table)} FROM ${qualified(database, t.name)}${p.where}${order}`,
+            estimatedRows: Math.ceil(t.estimatedRows / parts.length),
+          });
+        }
+      }
+    }
+    const tableSize = new Map<TableSchema, number>();
+    for (const [db, infos] of tableInfos) for (const t of infos) {
+      const s = schemas.get(db)!.tables.find((x) => x.name === t.name);
+      if (s) tableSize.set(s, t.dataLength);
+    }
+    jobs.sort((a, b) => tableSize.get(b.table)! - tableSize.get(a.table)! || 0);
+
+    // Align: hold commits back, open one snapshot transaction per worker, note the binlog position, release.
+    const threads = Math.max(1, Math.min(spec.threads ?? DEFAULT_THREADS, Math.max(1, jobs.length)));
+    for (let i = 0; i < threads; i++) {
+      const w = await connectTo(spec);
+      workers.push(w);
+      await prepareSession(w, true);
+    }
+    let consistency: DumpManifest['consistency'] = 'single-connection';
+    let lockMs = 0;
+    let binlog: DumpManifest['binlog'] = null;
+    let unlock: string | undefined;
+    if (workers.length > 1) {
+      const lockStart = Date.now();
+      try {
+        if (flavor === 'mariadb') {
+          await control.execute('BACKUP STAGE START');
+          unlock = 'BACKUP STAGE END';
+          await control.execute('BACKUP STAGE BLOCK_COMMIT');
+          consistency = 'backup-stage';
+        } else {
+          await control.execute('FLUSH TABLES WITH READ LOCK');
+          unlock = 'UNLOCK TABLES';
+          consistency = 'flush-tables-with-read-lock';
+        }
+      } catch (err) {
+        if (!(err instanceof ServerError) || (err.code !== 1227 && err.code !== 1044 && err.code !== 1045)) throw err;
+        // Without the RELOAD privilege one connection still gives a consistent dump, only slower.
+        if (unlock) await control.execute(unlock).catch(() => undefined);
+        unlock = undefined;
+        warnings.push(`the backup user may not hold commits back (${err.serverMessage}); the data was read over one connection`);
+        for (const w of workers.splice(1)) await w.close();
+      }
+      try {
+        for (const w of workers) await w.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+        binlog = await readBinlogPosition(control, flavor);
+      } finally {
+        if (unlock) await control.execute(unlock);
+        lockMs = Date.now() - lockStart;
+      }
+    }
+    if (workers.length === 1) {
+      await workers[0]!.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+      binlog ??= await readBinlogPosition(workers[0]!, flavor);
+    }
+
+    const progress: DumpProgress = {
+      rowsDone: 0,
+      rowsEstimate: jobs.reduce((n, j) => n + j.estimatedRows, 0),
+      bytesDone: 0,
+      bytesEstimate: [...tableSize.values()].reduce((n, b) => n + b, 0),
+      current: '',
+    };
+    const report = () => options.progress?.(progress);
+    let next = 0;
+    let failure: unknown;
+    const runWorker = async (conn: Connection) => {
+      while (failure === undefined && next < jobs.length) {
+        const job = jobs[next++]!;
+        progress.current = `${job.database}.${job.table.name}`;
+        const path = `${fileName(job.database)}/${fileName(job.table.name)}/${job.part.file}`;
+        const content = tableText(
+          conn,
+          job.sql,
+          (rows, bytes) => {
+            job.part.rows = rows;
+            job.part.bytes = bytes;
+          },
+          (bytes, rows) => {
+            progress.bytesDone += bytes;
+            progress.rowsDone += rows;
+            report();
+          },
+        );
+        await sink.writeFile(path, content);
+      }
+    };
+    // Definitions are read on the control connection while the workers stream data.
+    const definitions = readDefinitions(control, schemas, tableInfos);
+    definitions.catch((err: unknown) => {
+      failure ??= err;
+      abort();
+    });
+    await Promise.all(
+      workers.map((w) =>
+        runWorker(w).catch((err: unknown) => {
+          failure ??= err;
+          abort();
+        }),
+      ),
+    );
+    if (options.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+    if (failure !== undefined) throw describeDumpError(spec.name, failure);
+    await definitions;
+    const users = spec.users ? await readUsers(control) : undefined;
+    for (const w of workers) await w.execute('COMMIT');
+
+    for (const database of databases) {
+      await sink.writeFile(`${fileName(database)}/schema.json`, encodeJson(schemas.get(database)));
+    }
+    if (users) await sink.writeFile('users.json', encodeJson(users));
+    const manifest: DumpManifest = {
+      format: DUMP_FORMAT,
+      server: { version: control.serverVersion, flavor },
+      consistency,
+      binlog,
+      databases,
+      users: users !== undefined,
+      warnings,
+    };
+    await sink.writeFile('dump.json', encodeJson(manifest));
+    const tables = [...schemas.values()].flatMap((s) => s.tables);
+    const allParts = tables.flatMap((t) => t.parts);
+    return {
+      manifest,
+      tables: tables.length,
+      rows: allParts.reduce((n, p) => n + p.rows, 0),
+      bytes: allParts.reduce((n, p) => n + p.bytes, 0),
+      lockMs,
+    };
+  } catch (err) {
+    if (options.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+    throw describeDumpError(spec.name, err);
+  } finally {
+    options.signal?.removeEventListener('abort', abort);
+    for (const w of workers) await w.close();
+    await control.close();
+  }
+}
+
+function describeDumpError(source: string, err: unknown): unknown {
+  if (err instanceof ServerError) return new StackvaultError(`source "${source}": ${err.serverMessage} (server error ${err.code})`);
+  return err;
+}
+
+async function readBinlogPosition(conn: Connection, flavor: 'mariadb' | 'mysql'): Promise<DumpManifest['binlog']> {
+  try {
+    const status = await conn.queryObjects('SHOW MASTER STATUS');
+    const gtid = flavor === 'mariadb' ? (await conn.queryStrings('SELECT @@gtid_binlog_pos'))[0]![0] ?? undefined : (status[0]?.Executed_Gtid_Set ?? undefined);
+    if (status.length === 0 && !gtid) return null;
+    return { gtid: gtid || undefined, file: status[0]?.File ?? undefined, position: status[0]?.Position ?? undefined };
+  } catch {
+    // Reading the position needs a privilege (BINLOG MONITOR / REPLICATION CLIENT) the dump itself does not.
+    return null;
+  }
+}
+
+async function readDefinitions(conn: Connection, schemas: Map<string, DatabaseSchema>, tableInfos: Map<string, TableInfo[]>): Promise<void> {
+  for (const [database, schema] of schemas) {
+    const infos = tableInfos.get(database)!;
+    for (const table of schema.tables) table.create = await showCreateTable(conn, database, table.name);
+    for (const t of infos.filter((t) => t.type === 'sequence')) schema.sequences.push(await readSequence(conn, database, t.name));
+    schema.views = await readViews(
+      conn,
+      database,
+      infos.filter((t) => t.type === 'view').map((t) => t.name),
+    );
+    schema.routines = await readRoutines(conn, database);
+    schema.triggers = await readTriggers(conn, database);
+    schema.events = await readEvents(conn, database);
+  }
+}
