@@ -47,7 +47,7 @@ async function serverBinary(): Promise<string> {
   return found;
 }
 
-export async function startMariadb(t?: TestContext, options: { bufferPool?: string; extraArgs?: string[] } = {}): Promise<TestServer> {
+export async function startMariadb(t?: TestContext, options: { bufferPool?: string; binlog?: boolean; extraArgs?: string[] } = {}): Promise<TestServer> {
   const binary = await serverBinary();
   const dir = await mkdtemp(join(tmpdir(), 'sv-mariadb-'));
   const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
@@ -65,8 +65,7 @@ export async function startMariadb(t?: TestContext, options: { bufferPool?: stri
     '--skip-name-resolve',
     `--innodb-buffer-pool-size=${options.bufferPool ?? '128M'}`,
     '--max-allowed-packet=256M',
-    '--log-bin=binlog',
-    '--server-id=1',
+    ...(options.binlog === false ? [] : ['--log-bin=binlog', '--server-id=1']),
     '--innodb-flush-log-at-trx-commit=2',
     ...asRoot,
     ...(options.extraArgs ?? []),

@@ -1,0 +1,28 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+/** Running and measuring the tools a benchmark compares. */
+export interface Step {
+  seconds: number;
+  peakRssMb: number | null;
+}
+
+export function run(cmd: string, args: string[], env: Record<string, string> = {}): Step {
+  const hasTime = existsSync('/usr/bin/time');
+  const started = process.hrtime.bigint();
+  const result = hasTime
+    ? spawnSync('/usr/bin/time', ['-f', '%M', cmd, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 })
+    : spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (result.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${result.status}):\n${result.stderr}`);
+  const rss = hasTime ? Number(result.stderr.trim().split('\n').pop()) / 1024 : null;
+  return { seconds, peakRssMb: rss };
+}
+
+export function du(path: string): number {
+  return Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
+}
+
+export function has(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
