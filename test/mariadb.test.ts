@@ -58,3 +58,74 @@ test('a database with every type and object comes back identical on another serv
   const probe = 'SELECT NEXTVAL(shop.order_numbers), NEXTVAL(legacy.kundennummer); SELECT SUM(gen_v), SUM(hidden), COUNT(gen_s) FROM shop.all_types; CALL legacy.gruss();';
   assert.equal(await b.client(probe), await a.client(probe));
 });
+
+test('a dump taken while writers move money between tables is consistent', async (t) => {
+  const [server, target] = await Promise.all([startMariadb(t), startMariadb(t)]);
+  const rows = 100_000;
+  await server.client(`
+    CREATE DATABASE bank;
+    USE bank;
+    CREATE TABLE bank.a (id INT PRIMARY KEY, balance INT NOT NULL) ENGINE=InnoDB;
+    CREATE TABLE bank.b (id INT PRIMARY KEY, balance INT NOT NULL) ENGINE=InnoDB;
+    INSERT INTO bank.a SELECT seq, 100 FROM seq_1_to_${rows};
+    INSERT INTO bank.b SELECT seq, 100 FROM seq_1_to_${rows};`);
+  const total = String(2 * rows * 100);
+
+  // Writers keep SUM(a) + SUM(b) constant: every transaction takes from one table and gives to the other.
+  let stop = false;
+  let transfers = 0;
+  const writer = async (seed: number) => {
+    const conn = await server.connect();
+    let x = seed;
+    while (!stop) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      const from = 1 + (x % rows);
+      const to = 1 + ((x >> 8) % rows);
+      const amount = 1 + (x % 7);
+      await conn.execute('BEGIN');
+      await conn.execute(`UPDATE bank.a SET balance = balance - ${amount} WHERE id = ${from}`);
+      await conn.execute(`UPDATE bank.b SET balance = balance + ${amount} WHERE id = ${to}`);
+      await conn.execute('COMMIT');
+      transfers++;
+    }
+    await conn.close();
+  };
+  const writers = [writer(1), writer(2), writer(3)];
+  while (transfers < 200) await new Promise((r) => setTimeout(r, 10));
+
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const startedAt = transfers;
+  const saved = await backup(repo, { sources: [source(server, { databases: ['bank'], rowsPerPart: 5_000 })] });
+  const during = transfers - startedAt;
+  stop = true;
+  await Promise.all(writers);
+  assert.ok(during > 50, `writers kept writing during the dump (${during} transfers)`);
+  assert.equal(saved.snapshot.sources[0]!.database!.consistency, 'backup-stage');
+
+  await restoreDatabaseSource(repo, { id: saved.id, snapshot: saved.snapshot }, 'db', { connection: { socket: target.socket, user: 'root' } });
+  const sums = await target.client('SELECT (SELECT SUM(balance) FROM bank.a) + (SELECT SUM(balance) FROM bank.b); SELECT COUNT(*) > 0 FROM bank.a WHERE balance <> 100;');
+  assert.deepEqual(sums.trim().split('\n'), [total, '1']);
+});
+
+test('nightly dumps are stable: unchanged data adds nothing, a few changed rows add little', async (t) => {
+  const server = await startMariadb(t);
+  await createFixture(server);
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const spec = source(server, { databases: ['shop'] });
+  const first = await backup(repo, { sources: [spec] });
+  const firstAdded = first.snapshot.sources[0]!.stats.bytesAdded;
+
+  const unchanged = await backup(repo, { sources: [spec] });
+  assert.equal(unchanged.snapshot.sources[0]!.stats.bytesAdded, 0, 'the same data gives the same bytes');
+
+  await server.client(`
+    USE shop;
+    UPDATE shop.calls SET seconds = seconds + 1 WHERE id IN (17, 30000, 59990);
+    INSERT INTO shop.calls SELECT 60000 + seq, 1, NOW(), 1, 'answered', NULL FROM seq_1_to_50;`);
+  const changed = await backup(repo, { sources: [spec] });
+  const added = changed.snapshot.sources[0]!.stats.bytesAdded;
+  assert.ok(added > 0 && added < firstAdded * 0.25, `added ${added} of ${firstAdded}`);
+  assert.ok(changed.snapshot.sources[0]!.stats.files > 10, 'the calls table was split into parts');
+});

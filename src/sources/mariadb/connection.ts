@@ -397,11 +397,12 @@ export class Connection {
   }
 
   /**
-   * Stream a result set: `onColumns` sees the column definitions, then every row packet is
-   * passed to `onRow` without copying (valid only during the call). `onRow` returns true
-   * when the consumer wants to pause: the generator yields so its caller can drain output.
+   * Stream a result set: `onColumns` sees the column definitions, then every row is passed
+   * to `onRow` as a range of a buffer, without copying (valid only during the call).
+   * `onRow` returns true when the consumer wants to pause: the generator yields so its
+   * caller can drain output.
    */
-  async *streamRows(sql: string, onColumns: (columns: ColumnDef[]) => void, onRow: (packet: Buffer) => boolean): AsyncGenerator<void> {
+  async *streamRows(sql: string, onColumns: (columns: ColumnDef[]) => void, onRow: (buf: Buffer, start: number, end: number) => boolean): AsyncGenerator<void> {
     this.begin(sql);
     let finished = false;
     try {
@@ -418,8 +419,7 @@ export class Connection {
       onColumns(await this.readColumns(new PayloadCursor(first).lenencInt() ?? 0));
       const reader = this.reader;
       for (;;) {
-        const p = reader.next();
-        if (p === null) {
+        if (!reader.nextPayload()) {
           try {
             await reader.wait();
           } catch (err) {
@@ -427,12 +427,15 @@ export class Connection {
           }
           continue;
         }
-        if (isEofPacket(p)) break;
-        if (p[0] === 0xff) {
+        const buf = reader.payload;
+        const start = reader.payloadStart;
+        const length = reader.payloadEnd - start;
+        if (buf[start] === 0xfe && length < 9) break;
+        if (buf[start] === 0xff) {
           finished = true;
-          throw parseError(p);
+          throw parseError(buf.subarray(start, reader.payloadEnd));
         }
-        if (onRow(p)) yield;
+        if (onRow(buf, start, reader.payloadEnd)) yield;
       }
       finished = true;
     } finally {

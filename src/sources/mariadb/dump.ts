@@ -138,7 +138,7 @@ async function* tableText(conn: Connection, sql: string, done: (rows: number, by
   for await (const _ of conn.streamRows(
     sql,
     (columns) => (encoder = new TsvEncoder(columns)),
-    (row) => encoder!.addRow(row),
+    (buf, start, end) => encoder!.addRow(buf, start, end),
   )) {
     const block = encoder!.take();
     progress(block.length, encoder!.rows - reportedRows);

@@ -9,28 +9,47 @@ export const MAX_PACKET_PAYLOAD = 0xffffff;
 
 /** Received bytes waiting to be parsed: enough to keep the server streaming, bounded so a slow consumer pauses the socket. */
 const HIGH_WATER = 8 * 1024 * 1024;
+const INITIAL_BUFFER = 1024 * 1024;
 
 export class ConnectionClosedError extends Error {}
 
 /**
- * Reads packets from a socket. `next()` is synchronous and returns null when a whole
- * packet has not arrived yet, so a result set of millions of rows is parsed without an
- * await per row; `wait()` resolves when more bytes arrive. A returned payload is only
- * valid until the following call (it may point into the receive buffer).
+ * Reads packets from a socket into one reusable buffer and parses them in place: a result
+ * set of millions of rows costs no allocation and no await per row. `nextPayload()` is
+ * synchronous and says whether a whole packet was there; its bytes are then
+ * `payload[payloadStart, payloadEnd)`, valid until control returns to the event loop.
  */
 export class PacketReader {
-  private head: Buffer = Buffer.alloc(0);
-  private offset = 0;
-  private readonly queue: Buffer[] = [];
-  private queuedBytes = 0;
+  private buf = Buffer.allocUnsafe(INITIAL_BUFFER);
+  private start = 0;
+  private end = 0;
   private waiter: (() => void) | undefined;
   private ended: Error | undefined;
+  private paused = false;
   sequence = 0;
+  payload: Buffer = this.buf;
+  payloadStart = 0;
+  payloadEnd = 0;
 
   private readonly onData = (chunk: Buffer) => {
-    this.queue.push(chunk);
-    this.queuedBytes += chunk.length;
-    if (this.queuedBytes > HIGH_WATER) this.socket.pause();
+    if (this.end + chunk.length > this.buf.length) {
+      const unread = this.end - this.start;
+      if (unread + chunk.length > this.buf.length) {
+        const grown = Buffer.allocUnsafe(Math.max(this.buf.length, 2 * (unread + chunk.length)));
+        this.buf.copy(grown, 0, this.start, this.end);
+        this.buf = grown;
+      } else {
+        this.buf.copyWithin(0, this.start, this.end);
+      }
+      this.start = 0;
+      this.end = unread;
+    }
+    chunk.copy(this.buf, this.end);
+    this.end += chunk.length;
+    if (this.end - this.start > HIGH_WATER && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
     const w = this.waiter;
     this.waiter = undefined;
     w?.();
@@ -53,12 +72,14 @@ export class PacketReader {
     this.socket.off('error', this.onError);
   }
 
-  private finish(err: Error): void {
-    this.ended ??= err;
-    this.wake();
+  private resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket.resume();
   }
 
-  private wake(): void {
+  private finish(err: Error): void {
+    this.ended ??= err;
     const w = this.waiter;
     this.waiter = undefined;
     w?.();
@@ -66,78 +87,66 @@ export class PacketReader {
 
   /**
    * Resolves when more bytes have arrived; rejects when the connection is gone. Called only
-   * after next() returned null, so whatever is queued is not yet a whole packet.
+   * after nextPayload() found no whole packet.
    */
   wait(): Promise<void> {
     if (this.ended) return Promise.reject(this.ended);
     // A packet larger than the high-water mark needs more than a paused socket holds.
-    if (this.socket.isPaused()) this.socket.resume();
+    this.resume();
     return new Promise((resolve, reject) => {
       this.waiter = () => (this.ended ? reject(this.ended) : resolve());
     });
   }
 
-  /** Make at least `n` unread bytes contiguous in `head`, or return false. */
-  private ensure(n: number): boolean {
-    let available = this.head.length - this.offset;
-    if (available >= n) return true;
-    if (available + this.queuedBytes < n) return false;
-    const parts: Buffer[] = [this.head.subarray(this.offset)];
-    while (available < n) {
-      const chunk = this.queue.shift()!;
-      this.queuedBytes -= chunk.length;
-      parts.push(chunk);
-      available += chunk.length;
-    }
-    this.head = parts.length === 2 && parts[0]!.length === 0 ? parts[1]! : Buffer.concat(parts, available);
-    this.offset = 0;
-    if (this.queuedBytes <= HIGH_WATER / 2 && this.socket.isPaused()) this.socket.resume();
+  /** Parse the next whole packet, if it is there, into payload/payloadStart/payloadEnd. */
+  nextPayload(): boolean {
+    const buf = this.buf;
+    const at = this.start;
+    if (this.end - at < 4) return false;
+    const length = buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16);
+    if (length === MAX_PACKET_PAYLOAD) return this.nextLong();
+    if (this.end - at < 4 + length) return false;
+    this.sequence = (buf[at + 3]! + 1) & 0xff;
+    this.payload = buf;
+    this.payloadStart = at + 4;
+    this.payloadEnd = at + 4 + length;
+    this.start = this.payloadEnd;
+    if (this.start === this.end) this.start = this.end = 0;
+    if (this.paused && this.end - this.start <= HIGH_WATER / 2) this.resume();
     return true;
   }
 
-  /** The next whole packet's payload, or null when it has not fully arrived. */
-  next(): Buffer | null {
-    if (!this.ensure(4)) return null;
-    const length = this.head.readUIntLE(this.offset, 3);
-    if (length === MAX_PACKET_PAYLOAD) return this.nextLong();
-    if (!this.ensure(4 + length)) return null;
-    this.sequence = (this.head[this.offset + 3]! + 1) & 0xff;
-    const start = this.offset + 4;
-    this.offset = start + length;
-    return this.head.subarray(start, start + length);
-  }
-
   /** A payload split over several packets: rows with a value of 16 MiB or more. */
-  private nextLong(): Buffer | null {
+  private nextLong(): boolean {
     // Measure the whole chain first so a partial chain leaves the reader untouched.
+    const buf = this.buf;
+    let at = this.start;
     let total = 0;
-    let headers = 0;
+    const pieces: Array<[number, number]> = [];
     for (;;) {
-      if (!this.ensure(headers * 4 + total + 4)) return null;
-      const length = this.head.readUIntLE(this.offset + headers * 4 + total, 3);
-      headers++;
-      if (!this.ensure(headers * 4 + total + length)) return null;
+      if (this.end - at < 4) return false;
+      const length = buf.readUIntLE(at, 3);
+      if (this.end - at < 4 + length) return false;
+      pieces.push([at + 4, at + 4 + length]);
+      this.sequence = (buf[at + 3]! + 1) & 0xff;
       total += length;
+      at += 4 + length;
       if (length < MAX_PACKET_PAYLOAD) break;
     }
     const payload = Buffer.allocUnsafe(total);
     let copied = 0;
-    for (let i = 0; i < headers; i++) {
-      const length = this.head.readUIntLE(this.offset, 3);
-      this.sequence = (this.head[this.offset + 3]! + 1) & 0xff;
-      this.head.copy(payload, copied, this.offset + 4, this.offset + 4 + length);
-      copied += length;
-      this.offset += 4 + length;
-    }
-    return payload;
+    for (const [from, to] of pieces) copied += buf.copy(payload, copied, from, to);
+    this.start = at;
+    this.payload = payload;
+    this.payloadStart = 0;
+    this.payloadEnd = total;
+    return true;
   }
 
+  /** The next whole packet's payload as its own Buffer (for everything but the row stream). */
   async read(): Promise<Buffer> {
-    for (;;) {
-      const packet = this.next();
-      if (packet) return packet;
-      await this.wait();
-    }
+    while (!this.nextPayload()) await this.wait();
+    return Buffer.from(this.payload.subarray(this.payloadStart, this.payloadEnd));
   }
 }
 
