@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,12 +51,17 @@ export async function startMariadb(t?: TestContext, options: { bufferPool?: stri
   const binary = await serverBinary();
   const dir = await mkdtemp(join(tmpdir(), 'sv-mariadb-'));
   const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
-  await run('mariadb-install-db', ['--no-defaults', `--datadir=${dir}/data`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asRoot], { timeout: 120_000 });
+  // A temp folder of its own: servers bootstrapped at once in the shared /tmp collide on temporary table names.
+  await mkdir(join(dir, 'tmp'));
+  await run('mariadb-install-db', ['--no-defaults', `--datadir=${dir}/data`, `--tmpdir=${dir}/tmp`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asRoot], {
+    timeout: 120_000,
+  });
   const port = await freePort();
   const socket = join(dir, 'mysqld.sock');
   const args = [
     '--no-defaults',
     `--datadir=${dir}/data`,
+    `--tmpdir=${dir}/tmp`,
     `--socket=${socket}`,
     `--port=${port}`,
     '--bind-address=127.0.0.1',
@@ -73,6 +78,11 @@ export async function startMariadb(t?: TestContext, options: { bufferPool?: stri
   const child: ChildProcess = spawn(binary, args, { stdio: 'ignore' });
   let exited = false;
   child.on('exit', () => (exited = true));
+  // Never outlive the test process, and never keep it alive: a test that failed before it
+  // could register its cleanup must still end, and take its server with it.
+  child.unref();
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const deadline = Date.now() + 60_000;
   for (;;) {
     try {
@@ -109,7 +119,9 @@ export async function startMariadb(t?: TestContext, options: { bufferPool?: stri
     },
     dump: async (dumpArgs) => (await run('mariadb-dump', [...clientArgs, ...dumpArgs], { maxBuffer: 256 * 1024 * 1024 })).stdout,
     stop: async () => {
+      process.off('exit', killOnExit);
       if (!exited) {
+        child.ref();
         child.kill('SIGTERM');
         await new Promise<void>((resolve) => {
           if (exited) resolve();
