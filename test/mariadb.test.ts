@@ -12,7 +12,7 @@ import { startMariadb, type TestServer } from './mariadb-server.js';
 import { tempDir } from './helpers.js';
 
 function source(server: TestServer, extra: Partial<MariadbSourceSpec> = {}): MariadbSourceSpec {
-  return { kind: 'mariadb', name: 'db', connection: { host: server.host, port: server.port, user: 'root' }, threads: 2, rowsPerPart: 4000, ...extra };
+  return { kind: 'mariadb', name: 'db', connection: { host: server.host, port: server.port, user: 'root' }, threads: 2, rowsPerPart: 4096, ...extra };
 }
 
 /** What the server's own tool prints of the definitions, minus the lines that name the host or the time. */
@@ -96,7 +96,7 @@ test('a dump taken while writers move money between tables is consistent', async
   const dir = await tempDir(t);
   const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
   const startedAt = transfers;
-  const saved = await backup(repo, { sources: [source(server, { databases: ['bank'], rowsPerPart: 5_000 })] });
+  const saved = await backup(repo, { sources: [source(server, { databases: ['bank'], rowsPerPart: 4096 })] });
   const during = transfers - startedAt;
   stop = true;
   await Promise.all(writers);

@@ -53,7 +53,8 @@ export interface DumpSummary {
   lockMs: number;
 }
 
-export const DEFAULT_ROWS_PER_PART = 200_000;
+/** a power of two: see partStep */
+export const DEFAULT_ROWS_PER_PART = 262_144;
 export const DEFAULT_THREADS = 2;
 /** Engines whose tables a consistent-snapshot transaction covers. */
 const TRANSACTIONAL_ENGINES = new Set(['innodb', 'rocksdb', 'tokudb']);
@@ -97,6 +98,18 @@ function selectedDatabases(all: string[], spec: MariadbSourceSpec): string[] {
 }
 
 /**
+ * The width of a part in key values: a power of two near span * rowsPerPart / rows. The
+ * row count is the server's estimate, which moves by several percent from one night to the
+ * next; rounding in the log domain with rowsPerPart a power of two puts a dense table's
+ * width halfway between two rounding boundaries, so the estimate must be off by more than
+ * 40% before the parts (and with them deduplication) shift.
+ */
+export function partStep(span: bigint, estimatedRows: number, rowsPerPart: number): bigint {
+  const wanted = (Number(span) * rowsPerPart) / Math.max(1, estimatedRows);
+  return 1n << BigInt(Math.max(0, Math.round(Math.log2(Math.max(1, wanted)))));
+}
+
+/**
  * Split a table into parts by ranges of its primary key's first column. Boundaries sit at
  * multiples of a power of two, so they stay put from one night to the next and an
  * unchanged range produces the same bytes.
@@ -108,10 +121,7 @@ async function planParts(conn: Connection, database: string, table: TableInfo, r
   if (min === null || max === null) return [{ file: 'all.tsv', where: '' }];
   const lo = BigInt(min);
   const hi = BigInt(max);
-  const span = hi - lo + 1n;
-  const wanted = (span * BigInt(rowsPerPart)) / BigInt(Math.max(1, table.estimatedRows));
-  let step = 1n;
-  while (step < wanted) step <<= 1n;
+  const step = partStep(hi - lo + 1n, table.estimatedRows, rowsPerPart);
   const floorDiv = (a: bigint) => (a >= 0n ? a / step : -((-a + step - 1n) / step));
   const firstIndex = floorDiv(lo);
   const lastIndex = floorDiv(hi);
