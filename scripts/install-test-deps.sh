@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests use (real servers, no mocks): MariaDB server and
-# client. Idempotent: does nothing when everything is there. Needs root (or sudo).
+# client, and rclone (a backend, and the WebDAV/SFTP servers its tests talk to). Azurite
+# and the S3 server come from npm. Idempotent: does nothing when everything is there.
+# Needs root (or sudo).
 set -euo pipefail
 
 packages=()
 command -v mariadb-install-db >/dev/null 2>&1 && { [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1; } || packages+=(mariadb-server)
 command -v mariadb-dump >/dev/null 2>&1 || packages+=(mariadb-client)
+command -v rclone >/dev/null 2>&1 || packages+=(rclone)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "test dependencies are installed"

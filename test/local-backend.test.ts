@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../src/repo/backends/local.js';
 import { IntegrityError } from '../src/util/errors.js';
+import { backendContract } from './backend-contract.js';
 import { tempDir } from './helpers.js';
 
 test('put is put-if-absent: a second put leaves the object untouched', async (t) => {
@@ -62,3 +63,5 @@ test('a repository is created only in a new or empty folder', async (t) => {
   assert.deepEqual(await readdir(dir), ['someones-file.txt']);
   await new LocalBackend(join(dir, 'new')).prepare();
 });
+
+backendContract('local', async (t) => new LocalBackend(join(await tempDir(t), 'repo')));

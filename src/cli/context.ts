@@ -48,7 +48,7 @@ export class CliContext {
     if (this.options.repo) return openBackend(this.options.repo);
     if (process.env.STACKVAULT_REPOSITORY) return openBackend(process.env.STACKVAULT_REPOSITORY);
     const c = this.config();
-    if (c) return openBackend(c.config.repository.url, c.baseDir);
+    if (c) return openBackend(c.config.repository.url, { baseDir: c.baseDir });
     throw new UsageError('no repository given: use --repo, STACKVAULT_REPOSITORY, or repository.url in stackvault.yaml');
   }
 

@@ -74,6 +74,8 @@ export class Repository {
       ...(encrypted ? {} : { plainKeys: { idKey: master.idKey.toString('base64'), chunkerSeed: master.chunkerSeed.toString('base64') } }),
     };
     await backend.prepare();
+    // Before any object: a repository that promises immutability the storage cannot enforce is refused.
+    await backend.useImmutability?.(options.immutabilityDays);
     // The key file first: a config without a key would be a repository nobody can open.
     if (encrypted) {
       const keyFile = Buffer.from(JSON.stringify(await wrapMasterKey(master, options.password!)));
@@ -103,6 +105,7 @@ export class Repository {
     if (config.version > FORMAT_VERSION) {
       throw new StackvaultError(`the repository at ${backend.location} has format version ${config.version}; this stackvault reads up to ${FORMAT_VERSION}`);
     }
+    await backend.useImmutability?.(config.immutabilityDays);
     if (config.encryption === 'none') {
       if (!config.plainKeys) throw new IntegrityError(`the config of the repository at ${backend.location} has no keys`);
       return new Repository(backend, config, {

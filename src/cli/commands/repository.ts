@@ -26,7 +26,7 @@ Examples:
     .action(async (opts: { encryption: boolean; immutability?: string; packSize: string }) => {
       const ctx = context();
       const cfg = ctx.config();
-      const backend = ctx.options.repo || process.env.STACKVAULT_REPOSITORY || !cfg ? ctx.backend() : openBackend(cfg.config.repository.url, cfg.baseDir);
+      const backend = ctx.options.repo || process.env.STACKVAULT_REPOSITORY || !cfg ? ctx.backend() : openBackend(cfg.config.repository.url, { baseDir: cfg.baseDir });
       let password: string | null = null;
       if (opts.encryption) {
         const given = ctx.password();

@@ -1,10 +1,17 @@
 /**
- * The contract every storage backend fulfils. Backends store opaque objects under keys
- * such as "data/ab/ab12..."; they know nothing of packs, snapshots or encryption.
+ * The contract every storage backend fulfils (test/backend-contract.ts holds the tests
+ * every backend passes). Backends store opaque objects under keys such as
+ * "data/ab/ab12..."; they know nothing of packs, snapshots or encryption.
  *
  * WORM rules every backend upholds:
  * - put() never replaces: if the key exists it leaves it untouched and reports created=false.
+ *   Keys are content hashes, so an existing object of the same key holds the same bytes;
+ *   one of another size is damage and put() says so.
  * - Nothing but delete() removes an object, and only prune calls delete().
+ * - A failed put() leaves no object under its key that get() or list() would show.
+ *
+ * Network backends throw TransientError for what a retry may cure (a dropped connection,
+ * a 5xx, a stall, a short body); withRetries() retries those and nothing else.
  */
 export interface ObjectInfo {
   key: string;
@@ -31,6 +38,14 @@ export interface Backend {
   /** every object whose key starts with prefix, in no particular order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   delete(key: string): Promise<void>;
+  /**
+   * Check that the storage enforces `days` of immutability, or fail naming what is
+   * missing; new objects are protected for that long from then on. Called when a
+   * repository is created or opened. Backends without the method rely on prune's age rule.
+   */
+  useImmutability?(days: number): Promise<void>;
+  /** stop helper processes and connections; the backend is unusable afterwards */
+  close?(): Promise<void>;
   /** leftovers of interrupted uploads older than the given age, for prune to remove */
   staleUploads?(olderThanMs: number, now: Date): Promise<ObjectInfo[]>;
   deleteStaleUpload?(key: string): Promise<void>;

@@ -1,18 +1,100 @@
 import { resolve } from 'node:path';
 import { UsageError } from '../../util/errors.js';
+import { AzureBackend } from './azure.js';
 import type { Backend } from './backend.js';
 import { LocalBackend } from './local.js';
+import { RcloneBackend } from './rclone.js';
+import { withRetries, type RetryOptions } from './retry.js';
+import { S3Backend } from './s3.js';
+
+export interface OpenOptions {
+  /** relative folder paths are taken from here */
+  baseDir?: string;
+  /** per-request time limit of network backends */
+  timeoutMs?: number;
+  retry?: Partial<RetryOptions>;
+  /** environment to read credentials from */
+  env?: NodeJS.ProcessEnv;
+}
+
+export const DEFAULT_TIMEOUT_MS = 120_000;
+
+const USAGE = 'a folder path, local:/path, s3://bucket/path, azure://container/path or rclone:remote:path';
 
 /**
- * A backend from a repository location: a plain path or "local:/path" for a folder
- * (local disk or a mounted SMB/NFS share). Remote schemes come with their backends.
+ * A backend from a repository location:
+ * - a folder (local disk or a mounted SMB/NFS share): `/mnt/backup/acme` or `local:/mnt/backup/acme`
+ * - `s3://bucket/path?endpoint=https://...&region=eu-central-1&path_style=true&lock_mode=COMPLIANCE`
+ * - `azure://container/path?lock_mode=locked` (account from AZURE_STORAGE_* variables)
+ * - `rclone:remote:path` (any remote of rclone's config)
+ * Network backends come wrapped in retries with backoff. Secrets never go into the location.
  */
-export function openBackend(location: string, baseDir = process.cwd()): Backend {
+export function openBackend(location: string, options: OpenOptions = {}): Backend {
   if (!location) throw new UsageError('no repository given (use --repo, STACKVAULT_REPOSITORY or repository.url in stackvault.yaml)');
-  const scheme = /^([a-z][a-z0-9+]*):(?!\\)/i.exec(location)?.[1];
-  if (scheme && scheme !== 'local' && !/^[a-z]$/i.test(scheme)) {
-    throw new UsageError(`repository ${location}: unknown backend "${scheme}" (supported: a folder path or local:/path)`);
+  const env = options.env ?? process.env;
+  const timeoutMs = options.timeoutMs ?? (Number(env.STACKVAULT_BACKEND_TIMEOUT_MS) || DEFAULT_TIMEOUT_MS);
+  const scheme = /^([a-z][a-z0-9+]*):(?!\\)/i.exec(location)?.[1]?.toLowerCase();
+  if (!scheme || /^[a-z]$/i.test(scheme) || scheme === 'local') {
+    const path = scheme === 'local' ? location.slice('local:'.length) : location;
+    return new LocalBackend(resolve(options.baseDir ?? process.cwd(), path));
   }
-  const path = scheme === 'local' ? location.slice('local:'.length) : location;
-  return new LocalBackend(resolve(baseDir, path));
+  if (scheme === 'rclone') {
+    return withRetries(new RcloneBackend({ remote: location.slice('rclone:'.length), binary: env.STACKVAULT_RCLONE ?? 'rclone', timeoutMs, env }), options.retry);
+  }
+  if (scheme === 's3' || scheme === 'azure') {
+    const url = parseUrl(location);
+    const params = url.searchParams;
+    const known = scheme === 's3' ? ['endpoint', 'region', 'path_style', 'lock_mode'] : ['lock_mode'];
+    for (const name of params.keys()) {
+      if (!known.includes(name)) throw new UsageError(`repository ${url.origin}${url.pathname}: unknown option "${name}" (known: ${known.join(', ')})`);
+    }
+    const container = url.hostname;
+    const prefix = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, '');
+    if (!container) throw new UsageError(`repository ${location}: no ${scheme === 's3' ? 'bucket' : 'container'} named (${scheme}://NAME/path)`);
+    if (scheme === 's3') {
+      const lockMode = (params.get('lock_mode') ?? 'GOVERNANCE').toUpperCase();
+      if (lockMode !== 'GOVERNANCE' && lockMode !== 'COMPLIANCE') throw new UsageError(`repository ${location}: lock_mode is GOVERNANCE or COMPLIANCE, not "${lockMode}"`);
+      const endpoint = params.get('endpoint') ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+      return withRetries(
+        new S3Backend({
+          bucket: container,
+          prefix,
+          endpoint,
+          region: params.get('region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+          pathStyle: (params.get('path_style') ?? (endpoint ? 'true' : 'false')) === 'true',
+          lockMode,
+          timeoutMs,
+          credentials:
+            env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+              ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN }
+              : undefined,
+        }),
+        options.retry,
+      );
+    }
+    const lockMode = (params.get('lock_mode') ?? 'unlocked').toLowerCase();
+    if (lockMode !== 'unlocked' && lockMode !== 'locked') throw new UsageError(`repository ${location}: lock_mode is unlocked or locked, not "${lockMode}"`);
+    return withRetries(
+      new AzureBackend({
+        container,
+        prefix,
+        connectionString: env.AZURE_STORAGE_CONNECTION_STRING,
+        account: env.AZURE_STORAGE_ACCOUNT,
+        accountKey: env.AZURE_STORAGE_KEY,
+        sasToken: env.AZURE_STORAGE_SAS_TOKEN,
+        policyMode: lockMode === 'locked' ? 'Locked' : 'Unlocked',
+        timeoutMs,
+      }),
+      options.retry,
+    );
+  }
+  throw new UsageError(`repository ${location}: unknown backend "${scheme}" (supported: ${USAGE})`);
+}
+
+function parseUrl(location: string): URL {
+  try {
+    return new URL(location);
+  } catch {
+    throw new UsageError(`repository ${location}: not a valid location (expected ${USAGE})`);
+  }
 }

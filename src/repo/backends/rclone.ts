@@ -1,0 +1,259 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { IntegrityError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+
+export interface RcloneOptions {
+  /** an rclone remote and path, "remote:path", as rclone itself takes it */
+  remote: string;
+  /** the rclone binary */
+  binary: string;
+  timeoutMs: number;
+  /** where rclone finds its config (RCLONE_CONFIG, RCLONE_CONFIG_*) */
+  env?: NodeJS.ProcessEnv;
+}
+
+interface RcloneItem {
+  Path: string;
+  Size: number;
+  ModTime: string;
+  IsDir: boolean;
+}
+
+/**
+ * Any rclone remote (SFTP, WebDAV, SMB, Azure, S3, ...), with credentials from rclone's own
+ * config file or RCLONE_CONFIG_* variables. One `rclone rcd` helper per backend, on a
+ * loopback port with a random password, answers every request over HTTP: objects are read
+ * in ranges without a process per read.
+ *
+ * rclone has no put-if-absent; put() looks first and never uploads over an existing key.
+ * Two writers racing for one key write the same bytes, as keys are content hashes.
+ */
+export class RcloneBackend implements Backend {
+  readonly location: string;
+  private helper: Promise<{ url: string; auth: string; child: ChildProcess }> | undefined;
+  private readonly uploading = new Map<string, Promise<{ created: boolean }>>();
+
+  constructor(private readonly options: RcloneOptions) {
+    if (!/^[^:/]*:/.test(options.remote)) throw new UsageError(`repository rclone:${options.remote}: expected rclone:REMOTE:PATH, e.g. rclone:backup:acme`);
+    this.location = `rclone:${options.remote}`;
+  }
+
+  private start(): Promise<{ url: string; auth: string; child: ChildProcess }> {
+    this.helper ??= new Promise((resolve, reject) => {
+      const user = randomBytes(8).toString('hex');
+      const pass = randomBytes(16).toString('hex');
+      const child = spawn(this.options.binary, ['rcd', '--rc-addr', '127.0.0.1:0', '--rc-user', user, '--rc-pass', pass, '--rc-serve', '--log-level', 'NOTICE'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: this.options.env ?? process.env,
+      });
+      let log = '';
+      const onData = (chunk: Buffer) => {
+        log += chunk.toString();
+        const port = /Serving remote control on http:\/\/127\.0\.0\.1:(\d+)/.exec(log)?.[1];
+        if (!port) return;
+        child.stderr!.off('data', onData);
+        child.stderr!.resume();
+        // Running from now on, the helper never keeps stackvault alive.
+        child.unref();
+        (child.stderr as unknown as { unref?: () => void }).unref?.();
+        resolve({ url: `http://127.0.0.1:${port}`, auth: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`, child });
+      };
+      child.stderr!.on('data', onData);
+      child.once('error', (err) => {
+        this.helper = undefined;
+        reject(new UsageError(`repository ${this.location}: cannot run ${this.options.binary}: ${errorMessage(err)} (install rclone)`));
+      });
+      child.once('exit', (code) => {
+        this.helper = undefined;
+        reject(new StackvaultError(`repository ${this.location}: rclone stopped (exit ${code}): ${redact(log.trim().split('\n').slice(-3).join(' '))}`));
+      });
+      // The helper never outlives stackvault.
+      process.once('exit', () => child.kill());
+    });
+    return this.helper;
+  }
+
+  private get root(): string {
+    return this.options.remote;
+  }
+
+  /** One call of rclone's remote-control API. */
+  private async call<T>(method: string, body: Record<string, unknown>, what: string): Promise<T> {
+    const { url, auth } = await this.start();
+    let response: Response;
+    try {
+      response = await fetch(`${url}/${method}`, {
+        method: 'POST',
+        headers: { authorization: auth, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+    } catch (err) {
+      if (isTransientNetworkError(err)) throw new TransientError(`${what} on ${this.location}: ${errorMessage(err)}`);
+      throw new StackvaultError(`${what} on ${this.location}: ${errorMessage(err)}`);
+    }
+    const text = await response.text().catch(() => '');
+    if (!response.ok) throw this.error(response.status, text, what);
+    return JSON.parse(text) as T;
+  }
+
+  private error(status: number, text: string, what: string): StackvaultError {
+    let message = text;
+    try {
+      message = (JSON.parse(text) as { error?: string }).error ?? text;
+    } catch {
+      /* not JSON */
+    }
+    const full = `${what} on ${this.location}: ${redact(message.trim() || `HTTP ${status}`)}`;
+    // rclone answers 500 for its remote's failures; those that name the network may pass.
+    if (isTransientStatus(status) && (status !== 500 || /timeout|connection|reset|refused|EOF|temporar|5\d\d|unavailable|broken pipe/i.test(message))) return new TransientError(full);
+    if (/didn't find section in config file|couldn't find type/i.test(message)) return new UsageError(`${full} (configure the remote with "rclone config" or RCLONE_CONFIG_* variables)`);
+    return new StackvaultError(full);
+  }
+
+  async prepare(): Promise<void> {
+    for await (const _ of this.list('')) {
+      throw new StackvaultError(`${this.location} is not empty and holds no repository: give a new or empty folder`);
+    }
+  }
+
+  async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
+    // Two uploads of one key at once trip over each other on some remotes (SFTP): the second waits.
+    const earlier = this.uploading.get(key);
+    if (earlier) await earlier.catch(() => undefined);
+    const upload = this.upload(key, data);
+    this.uploading.set(key, upload);
+    try {
+      return await upload;
+    } finally {
+      if (this.uploading.get(key) === upload) this.uploading.delete(key);
+    }
+  }
+
+  private async upload(key: string, data: Uint8Array): Promise<{ created: boolean }> {
+    const existing = await this.stat(key);
+    if (existing) {
+      if (existing.size !== data.length) {
+        throw new IntegrityError(`object ${key} already exists in ${this.location} with ${existing.size} bytes instead of ${data.length}: it is damaged (run "stackvault check")`);
+      }
+      return { created: false };
+    }
+    const { url, auth } = await this.start();
+    const slash = key.lastIndexOf('/');
+    const form = new FormData();
+    form.append('file', new Blob([data]), key.slice(slash + 1));
+    const query = new URLSearchParams({ fs: this.root, remote: slash < 0 ? '' : key.slice(0, slash) });
+    try {
+      const response = await fetch(`${url}/operations/uploadfile?${query}`, {
+        method: 'POST',
+        headers: { authorization: auth },
+        body: form,
+        signal: AbortSignal.timeout(this.options.timeoutMs + Math.round(data.length / 1000)),
+      });
+      const text = await response.text().catch(() => '');
+      if (!response.ok) throw this.error(response.status, text, `storing ${key}`);
+    } catch (err) {
+      // Another writer may have stored the same bytes meanwhile (keys are content hashes).
+      if ((await this.stat(key).catch(() => undefined))?.size === data.length) return { created: false };
+      await this.removeBrokenUpload(key, data.length);
+      if (err instanceof StackvaultError) throw err;
+      if (isTransientNetworkError(err)) throw new TransientError(`storing ${key} on ${this.location}: ${errorMessage(err)}`);
+      throw new StackvaultError(`storing ${key} on ${this.location}: ${errorMessage(err)}`);
+    }
+    const stored = await this.stat(key);
+    if (!stored || stored.size !== data.length) {
+      await this.removeBrokenUpload(key, data.length);
+      throw new TransientError(`storing ${key} on ${this.location}: the upload did not arrive whole`);
+    }
+    return { created: true };
+  }
+
+  /**
+   * Some remotes (SFTP, WebDAV) show a file while it is written. A failed upload of ours
+   * that left one of the wrong size is removed, so that the retry can store the object:
+   * nothing can reference an object whose bytes do not match its name.
+   */
+  private async removeBrokenUpload(key: string, size: number): Promise<void> {
+    try {
+      const left = await this.stat(key);
+      if (left && left.size !== size) await this.delete(key);
+    } catch {
+      /* the retry or check will report it */
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Buffer> {
+    const { url, auth } = await this.start();
+    const path = key.split('/').map(encodeURIComponent).join('/');
+    let response: Response;
+    let body: Buffer;
+    try {
+      response = await fetch(`${url}/${encodeURIComponent(`[${this.root}]`)}/${path}`, {
+        headers: { authorization: auth, ...(range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) },
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+      if (response.status === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
+      if (response.status === 416 && range) throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}`);
+      if (!response.ok) throw this.error(response.status, await response.text().catch(() => ''), `reading ${key}`);
+      body = Buffer.from(await response.arrayBuffer());
+    } catch (err) {
+      if (err instanceof StackvaultError) throw err;
+      if (isTransientNetworkError(err)) throw new TransientError(`reading ${key} from ${this.location}: ${errorMessage(err)}`);
+      throw new StackvaultError(`reading ${key} from ${this.location}: ${errorMessage(err)}`);
+    }
+    const expected = range ? range.length : Number(response.headers.get('content-length') ?? body.length);
+    if (body.length !== expected) {
+      const info = range ? await this.stat(key) : undefined;
+      if (range && info && range.offset + range.length > info.size) {
+        throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}, it ends at ${info.size}`);
+      }
+      throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${expected} bytes)`);
+    }
+    return body;
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    const { item } = await this.call<{ item: RcloneItem | null }>('operations/stat', { fs: this.root, remote: key }, `looking up ${key}`);
+    if (!item || item.IsDir) return undefined;
+    return { key, size: item.Size, created: new Date(item.ModTime) };
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const dir = prefix.replace(/\/$/, '');
+    let list: RcloneItem[];
+    try {
+      ({ list } = await this.call<{ list: RcloneItem[] }>('operations/list', { fs: this.root, remote: dir, opt: { recurse: true, filesOnly: true } }, `listing ${prefix}`));
+    } catch (err) {
+      if (err instanceof StackvaultError && /directory not found|not found|doesn't exist/i.test(err.message) && !(err instanceof TransientError)) return;
+      throw err;
+    }
+    for (const item of list) {
+      if (item.IsDir || !item.Path.startsWith(prefix)) continue;
+      yield { key: item.Path, size: item.Size, created: new Date(item.ModTime) };
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.call('operations/deletefile', { fs: this.root, remote: key }, `deleting ${key}`);
+    } catch (err) {
+      if (err instanceof StackvaultError && /not found/i.test(err.message)) return;
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const helper = this.helper;
+    this.helper = undefined;
+    if (!helper) return;
+    const { child } = await helper.catch(() => ({ child: undefined }));
+    if (!child || child.exitCode !== null) return;
+    child.ref();
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill();
+    });
+  }
+}

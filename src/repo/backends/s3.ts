@@ -1,0 +1,229 @@
+import { createHash } from 'node:crypto';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  GetObjectLockConfigurationCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  PutObjectRetentionCommand,
+  S3Client,
+  S3ServiceException,
+  CreateBucketCommand,
+} from '@aws-sdk/client-s3';
+import { IntegrityError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+
+export interface S3Options {
+  bucket: string;
+  /** folder inside the bucket, "" for its root */
+  prefix: string;
+  /** another S3 service than AWS (MinIO, Ceph, Wasabi, a test server) */
+  endpoint?: string;
+  region: string;
+  /** bucket in the path instead of the host name: what most non-AWS services want */
+  pathStyle: boolean;
+  /** Object Lock mode for every object: GOVERNANCE can be lifted with a special permission, COMPLIANCE by nobody */
+  lockMode: 'GOVERNANCE' | 'COMPLIANCE';
+  timeoutMs: number;
+  /** keys given explicitly; otherwise the SDK's chain (environment, profile, instance role) */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+}
+
+/**
+ * Amazon S3 and S3-compatible services. Writes are put-if-absent (If-None-Match: *, and a
+ * HEAD first, so a service that ignores the condition still never gets an overwrite from
+ * us) with a SHA-256 checksum the service verifies. When the repository promises
+ * immutability the bucket must have Object Lock, and every object is written with a
+ * retain-until date; `extendRetention` moves that date for objects still needed.
+ */
+export class S3Backend implements Backend {
+  readonly location: string;
+  private readonly client: S3Client;
+  private immutabilityDays = 0;
+
+  constructor(private readonly options: S3Options) {
+    this.location = `s3://${options.bucket}/${options.prefix}`.replace(/\/$/, '');
+    this.client = new S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: options.pathStyle,
+      credentials: options.credentials,
+      maxAttempts: 1,
+      requestHandler: { requestTimeout: options.timeoutMs, connectionTimeout: Math.min(options.timeoutMs, 10_000) },
+      // The checksum we send is the one the service verifies; no second, streaming one.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_SUPPORTED',
+    });
+  }
+
+  private objectKey(key: string): string {
+    return this.options.prefix ? `${this.options.prefix}/${key}` : key;
+  }
+
+  private fail(err: unknown, what: string): never {
+    const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+    const name = err instanceof S3ServiceException ? err.name : '';
+    const message = `${what} on ${this.location}: ${redact(name ? `${name} (${status ?? 'no status'})` : errorMessage(err))}`;
+    if ((status !== undefined && isTransientStatus(status)) || isTransientNetworkError(err)) throw new TransientError(message);
+    if (name === 'CredentialsProviderError' || (err as Error).name === 'CredentialsProviderError') {
+      throw new UsageError(`${what} on ${this.location}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`);
+    }
+    if (status === 403) throw new StackvaultError(`${message}: the credentials may not do this`);
+    if (name === 'NoSuchBucket') throw new UsageError(`${what} on ${this.location}: bucket "${this.options.bucket}" does not exist`);
+    throw new StackvaultError(message);
+  }
+
+  async prepare(): Promise<void> {
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: this.options.bucket }));
+    } catch (err) {
+      const name = err instanceof S3ServiceException ? err.name : '';
+      // An existing bucket is the usual case: buckets with Object Lock are made by an administrator.
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists' && !(err instanceof S3ServiceException && err.$metadata.httpStatusCode === 409)) {
+        this.fail(err, 'creating the bucket');
+      }
+    }
+    for await (const _ of this.list('')) {
+      throw new StackvaultError(`${this.location} is not empty and holds no repository: give a new or empty bucket or folder`);
+    }
+  }
+
+  async useImmutability(days: number): Promise<void> {
+    this.immutabilityDays = days;
+    if (days <= 0) return;
+    let enabled = false;
+    try {
+      const lock = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }));
+      enabled = lock.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+    } catch (err) {
+      const name = err instanceof S3ServiceException ? err.name : '';
+      if (name !== 'ObjectLockConfigurationNotFoundError' && name !== 'NotImplemented' && name !== 'InvalidRequest') this.fail(err, 'reading the Object Lock configuration');
+    }
+    if (!enabled) {
+      throw new StackvaultError(
+        `the repository at ${this.location} promises ${days} days of immutability, but bucket "${this.options.bucket}" has no Object Lock: create the bucket with Object Lock enabled, or create the repository with --immutability 0`,
+      );
+    }
+  }
+
+  private retainUntil(): Date {
+    return new Date(Date.now() + this.immutabilityDays * 86_400_000);
+  }
+
+  async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
+    const existing = await this.stat(key);
+    if (existing) return this.existing(key, existing, data.length);
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.options.bucket,
+          Key: this.objectKey(key),
+          Body: data,
+          ContentLength: data.length,
+          IfNoneMatch: '*',
+          ChecksumSHA256: createHash('sha256').update(data).digest('base64'),
+          ...(this.immutabilityDays > 0 ? { ObjectLockMode: this.options.lockMode, ObjectLockRetainUntilDate: this.retainUntil() } : {}),
+        }),
+      );
+      return { created: true };
+    } catch (err) {
+      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      if (status === 412 || status === 409) {
+        const info = await this.stat(key);
+        if (info) return this.existing(key, info, data.length);
+      }
+      this.fail(err, `storing ${key}`);
+    }
+  }
+
+  private existing(key: string, info: ObjectInfo, size: number): { created: boolean } {
+    if (info.size !== size) {
+      throw new IntegrityError(`object ${key} already exists in ${this.location} with ${info.size} bytes instead of ${size}: it is damaged (run "stackvault check")`);
+    }
+    return { created: false };
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Buffer> {
+    let body: Buffer;
+    try {
+      const response = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.options.bucket,
+          Key: this.objectKey(key),
+          ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : { ChecksumMode: 'ENABLED' }),
+        }),
+      );
+      body = Buffer.from(await response.Body!.transformToByteArray());
+      if (response.ContentLength !== undefined && body.length !== response.ContentLength) {
+        throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${response.ContentLength} bytes)`);
+      }
+    } catch (err) {
+      if (err instanceof TransientError) throw err;
+      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      if (status === 416 && range) throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}`);
+      if (status === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
+      this.fail(err, `reading ${key}`);
+    }
+    if (range && body.length !== range.length) {
+      const info = await this.stat(key);
+      if (info && range.offset + range.length > info.size) {
+        throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}, it ends at ${info.size}`);
+      }
+      throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${range.length} bytes)`);
+    }
+    return body;
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }));
+      return { key, size: head.ContentLength ?? 0, created: head.LastModified ?? new Date(0) };
+    } catch (err) {
+      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      if (status === 404) return undefined;
+      this.fail(err, `looking up ${key}`);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.objectKey(prefix), ContinuationToken: token }));
+      } catch (err) {
+        this.fail(err, `listing ${prefix}`);
+      }
+      for (const item of page.Contents ?? []) {
+        yield { key: item.Key!.slice(strip), size: item.Size ?? 0, created: item.LastModified ?? new Date(0) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }));
+    } catch (err) {
+      this.fail(err, `deleting ${key}`);
+    }
+  }
+
+  /** Move an object's retain-until date to `until` (Object Lock only ever lets it grow). */
+  async extendRetention(key: string, until: Date): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectRetentionCommand({ Bucket: this.options.bucket, Key: this.objectKey(key), Retention: { Mode: this.options.lockMode, RetainUntilDate: until } }),
+      );
+    } catch (err) {
+      this.fail(err, `extending the retention of ${key}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}

@@ -1,0 +1,14 @@
+import { after, before } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { openBackend } from '../src/repo/backends/open.js';
+import { backendContract } from './backend-contract.js';
+import { startS3rver, type StorageServer } from './storage-servers.js';
+
+let s3: StorageServer;
+const env = () => ({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: s3.url });
+before(async () => {
+  s3 = await startS3rver(undefined, 'backups');
+});
+after(() => s3.stop());
+
+backendContract('s3 (s3rver)', async () => openBackend(`s3://backups/${randomBytes(6).toString('hex')}`, { env: env() }));
