@@ -67,6 +67,8 @@ export class S3Backend implements Backend {
     const name = err instanceof S3ServiceException ? err.name : '';
     const message = `${what} on ${this.location}: ${redact(name ? `${name} (${status ?? 'no status'})` : errorMessage(err))}`;
     if ((status !== undefined && isTransientStatus(status)) || isTransientNetworkError(err)) throw new TransientError(message);
+    // An answer the SDK could not even parse (cut short, garbled on the way) is worth another try.
+    if (!(err instanceof S3ServiceException) && /parse error|unexpected (content|end)|deserializ/i.test(errorMessage(err))) throw new TransientError(message);
     if (name === 'CredentialsProviderError' || (err as Error).name === 'CredentialsProviderError') {
       throw new UsageError(`${what} on ${this.location}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`);
     }
