@@ -16,12 +16,30 @@ export interface FaultProxy {
   rate: number;
   /** faults injected so far, by kind */
   injected: Record<Fault, number>;
-  /** every request forwarded to the server: method and path */
-  forwarded: Array<{ method: string; path: string }>;
+  /** every request forwarded to the server or answered by `intercept` */
+  forwarded: Array<{ method: string; path: string; headers: IncomingMessage['headers']; body: Buffer }>;
   stop(): Promise<void>;
 }
 
-export async function startFaultProxy(target: string, options: { seed: number; rate: number; faults?: Fault[]; stallMs?: number }): Promise<FaultProxy> {
+/** An answer the proxy gives in the server's place: for a feature the test server lacks. */
+export interface Answer {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+export async function startFaultProxy(
+  target: string,
+  options: {
+    seed: number;
+    rate: number;
+    faults?: Fault[];
+    stallMs?: number;
+    intercept?: (method: string, path: string) => Answer | undefined;
+    /** change the server's response headers, e.g. to add one it does not send */
+    rewrite?: (method: string, path: string, headers: IncomingMessage['headers']) => void;
+  },
+): Promise<FaultProxy> {
   const faults = options.faults ?? ALL_FAULTS;
   const stallMs = options.stallMs ?? 5000;
   let state = options.seed >>> 0 || 1;
@@ -47,7 +65,7 @@ export async function startFaultProxy(target: string, options: { seed: number; r
 
   const forward = (req: IncomingMessage, body: Buffer): Promise<{ status: number; headers: IncomingMessage['headers']; body: Buffer }> =>
     new Promise((resolve, reject) => {
-      proxy.forwarded.push({ method: req.method ?? 'GET', path: req.url ?? '/' });
+      proxy.forwarded.push({ method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body });
       const out = request(
         { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
         (res) => {
@@ -65,6 +83,12 @@ export async function startFaultProxy(target: string, options: { seed: number; r
     const parts: Buffer[] = [];
     for await (const d of req) parts.push(d as Buffer);
     const body = Buffer.concat(parts);
+    const stand = options.intercept?.(req.method ?? 'GET', req.url ?? '/');
+    if (stand) {
+      proxy.forwarded.push({ method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body });
+      res.writeHead(stand.status, stand.headers ?? {});
+      return res.end(stand.body ?? '');
+    }
     const fault = random() < proxy.rate ? faults[Math.floor(random() * faults.length)]! : undefined;
     if (fault) proxy.injected[fault]++;
     if (fault === 'drop-before') return req.socket.destroy();
@@ -85,6 +109,7 @@ export async function startFaultProxy(target: string, options: { seed: number; r
     if (fault === 'drop-after') return req.socket.destroy();
     const headers = { ...answer.headers };
     delete headers['transfer-encoding'];
+    options.rewrite?.(req.method ?? 'GET', req.url ?? '/', headers);
     // A HEAD answer has no body but says how long the object is: leave its length alone.
     if (req.method !== 'HEAD') headers['content-length'] = String(answer.body.length);
     if (fault === 'truncate' && answer.body.length > 1) {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { executePrune, planPrune, type PrunePlan } from '../../snapshot/prune.js';
+import { extendLocks } from '../../snapshot/extend-locks.js';
 import { applyRetention, isEmptyPolicy, type GroupKey, type RetentionPolicy } from '../../snapshot/retention.js';
 import { findSnapshot, forgetSnapshots, listSnapshots, matchesFilter, shortId } from '../../snapshot/snapshot.js';
 import type { Repository } from '../../repo/repository.js';
@@ -145,6 +146,26 @@ Examples:
     .action(async (flags: { yes?: boolean }) => {
       const ctx = context();
       await runPrune(ctx, await ctx.openRepository(), flags.yes ?? false);
+    });
+  registerExtendLocks(program, context);
+}
+
+function registerExtendLocks(program: Command, context: () => CliContext): void {
+  program
+    .command('extend-locks')
+    .description("keep what kept snapshots need immutable for another full period (S3 Object Lock, Azure per-blob policies); run at least every half period")
+    .option('--dry-run', 'count what would be extended, change nothing')
+    .addHelpText('after', `\nExamples:\n  stackvault extend-locks --dry-run\n  stackvault extend-locks --json`)
+    .action(async (flags: { dryRun?: boolean }) => {
+      const ctx = context();
+      const result = await extendLocks(await ctx.openRepository(), { dryRun: flags.dryRun });
+      emit(
+        ctx,
+        () =>
+          `${flags.dryRun ? 'would extend' : 'extended'} the locks of ${result.extended} objects to ${result.until}; ` +
+          `${result.recent} recent objects keep the lock of their upload; ${result.unneeded} objects no kept snapshot needs are left to expire`,
+        () => ({ message_type: 'extend_locks', dry_run: flags.dryRun ?? false, ...result }),
+      );
     });
 }
 

@@ -184,6 +184,16 @@ export class AzureBackend implements Backend {
     }
   }
 
+  /** Only per-blob policies need extending; a container-level policy covers every blob by itself. */
+  async extendRetention(key: string, until: Date): Promise<void> {
+    if (!this.perBlobPolicy) return;
+    try {
+      await this.container.getBlobClient(this.blobName(key)).setImmutabilityPolicy({ expiriesOn: until, policyMode: this.options.policyMode });
+    } catch (err) {
+      this.fail(err, `extending the immutability policy of ${key}`);
+    }
+  }
+
   async delete(key: string): Promise<void> {
     try {
       await this.container.getBlobClient(this.blobName(key)).deleteIfExists();

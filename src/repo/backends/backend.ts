@@ -44,6 +44,12 @@ export interface Backend {
    * repository is created or opened. Backends without the method rely on prune's age rule.
    */
   useImmutability?(days: number): Promise<void>;
+  /**
+   * Keep an object immutable until `until` (S3 Object Lock retain-until, an Azure blob's
+   * immutability policy); locks only ever grow. Absent where the storage protects objects
+   * by itself or not at all.
+   */
+  extendRetention?(key: string, until: Date): Promise<void>;
   /** stop helper processes and connections; the backend is unusable afterwards */
   close?(): Promise<void>;
   /** leftovers of interrupted uploads older than the given age, for prune to remove */

@@ -49,6 +49,7 @@ export function withRetries(backend: Backend, options: Partial<RetryOptions> = {
     delete: (key: string) => attempt(`deleting ${key}`, () => backend.delete(key)),
   };
   if (backend.useImmutability) wrapped.useImmutability = (days) => attempt('checking immutability', () => backend.useImmutability!(days));
+  if (backend.extendRetention) wrapped.extendRetention = (key, until) => attempt(`extending the lock of ${key}`, () => backend.extendRetention!(key, until));
   if (backend.close) wrapped.close = () => backend.close!();
   if (backend.staleUploads) wrapped.staleUploads = (age, now) => attempt('listing stale uploads', () => backend.staleUploads!(age, now));
   if (backend.deleteStaleUpload) wrapped.deleteStaleUpload = (key) => attempt(`deleting ${key}`, () => backend.deleteStaleUpload!(key));
