@@ -25,10 +25,17 @@ Environment:
   STACKVAULT_PASSWORD        repository password
   STACKVAULT_PASSWORD_FILE   file holding the password (like --password-file)
   STACKVAULT_CONFIG          stackvault.yaml to use (like --config)
+  STACKVAULT_THREADS         threads that compress and encrypt (default: the cores, at most 4)
+  AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN
+                             Azure credentials for azure:// repositories
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_ENDPOINT_URL
+                             S3 credentials and endpoint for s3:// repositories
+  RCLONE_CONFIG, RCLONE_CONFIG_<REMOTE>_*   rclone's own configuration for rclone: repositories
 
 Examples:
   stackvault demo                                   # back up the example stack, restore it, compare
   stackvault init --repo /mnt/backup/acme --immutability 30d
+  stackvault init --repo 's3://acme-backups/stack?region=eu-central-1' --immutability 30d
   stackvault backup                                 # sources from ./stackvault.yaml
   stackvault snapshots --json
   stackvault restore latest --target /tmp/restore
@@ -42,7 +49,7 @@ export function buildProgram(): Command {
     .name('stackvault')
     .description('Back up, restore and move docker-compose stacks: every deployment is a restore.')
     .version(VERSION, '-V, --version')
-    .option('-r, --repo <location>', 'repository location (a folder, local:/path)')
+    .option('-r, --repo <location>', 'repository location: a folder, s3://bucket/path, azure://container/path or rclone:remote:path')
     .option('-c, --config <file>', 'stackvault.yaml to use (default: ./stackvault.yaml if present)')
     .option('--password-file <file>', 'read the repository password from this file')
     .option('--json', 'machine-readable output (JSON, or JSON lines for progress)')
