@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openBackend } from '../src/repo/backends/open.js';
 import { Repository } from '../src/repo/repository.js';
 import { backup } from '../src/snapshot/backup.js';
+import { check } from '../src/snapshot/check.js';
+import { planPrune } from '../src/snapshot/prune.js';
+import { restore } from '../src/snapshot/restore.js';
+import { compareTrees } from '../src/sources/compare.js';
 import { extendLocks } from '../src/snapshot/extend-locks.js';
 import { forgetSnapshots } from '../src/snapshot/snapshot.js';
 import { startFaultProxy } from './fault-proxy.js';
@@ -101,4 +106,41 @@ test('Azure version-level WORM: every blob gets an immutability policy for the p
   const result = await extendLocks(await Repository.open(backend, 'pw'), { now: new Date(Date.now() + 5 * DAY) });
   assert.equal(proxy.forwarded.filter((r) => r.path.includes('comp=immutabilityPolicies')).length, result.extended);
   assert.ok(result.extended > 10);
+});
+
+test('Azure container with a time-based retention policy: backups, check and restore work where nothing can be deleted or overwritten', async (t) => {
+  const azurite = await startAzurite(t);
+  let refusedDeletes = 0;
+  const proxy = await startFaultProxy(azurite.url, {
+    seed: 1,
+    rate: 0,
+    // The real service reports the policy on the container and refuses every delete;
+    // overwrites Azurite refuses itself, since every write is If-None-Match: *.
+    rewrite: (_method, path, headers) => {
+      if (/restype=container/.test(path) && !/comp=/.test(path)) headers['x-ms-has-immutability-policy'] = 'true';
+    },
+    intercept: (method, path) => {
+      if (method !== 'DELETE' || /restype=container/.test(path)) return undefined;
+      refusedDeletes++;
+      return { status: 409, headers: { 'x-ms-error-code': 'BlobImmutableDueToPolicy' }, body: '' };
+    },
+  });
+  t.after(() => proxy.stop());
+  const backend = openBackend('azure://retained/acme', { env: { AZURE_STORAGE_CONNECTION_STRING: azuriteConnectionString(proxy.url) } });
+  const dir = await tempDir(t);
+  const source = join(dir, 'data');
+  await makeRichTree(source, 4);
+  const repo = await Repository.init(backend, { password: 'pw', immutabilityDays: 30, packSize: 1 << 20 });
+  await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  await writeFile(join(source, 'docs', 'changed.txt'), 'a change for the second night');
+  const second = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  assert.equal(refusedDeletes, 0, 'backups never try to delete');
+  assert.equal(proxy.forwarded.filter((r) => r.method === 'PUT' && r.path.includes('comp=immutabilityPolicies')).length, 0, 'the container policy covers every blob: no per-blob policies');
+  const reopened = await Repository.open(backend, 'pw');
+  assert.deepEqual((await check(reopened, { readData: true })).errors, []);
+  await restore(reopened, { id: second.id, snapshot: second.snapshot }, { target: join(dir, 'restored') });
+  assert.deepEqual((await compareTrees(source, join(dir, 'restored', 'data'), { owners: false })).differences, []);
+  // Prune inside the period deletes nothing, so it never meets the policy either.
+  const plan = await planPrune(reopened);
+  assert.equal(Object.values(plan.delete).flat().length, 0);
 });

@@ -10,10 +10,18 @@ import {
   S3Client,
   S3ServiceException,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  CompleteMultipartUploadCommand,
+  AbortMultipartUploadCommand,
 } from '@aws-sdk/client-s3';
 import { IntegrityError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+
+const MULTIPART_ABOVE = 64 * 1024 * 1024;
+const PART_SIZE = 16 * 1024 * 1024;
+const PART_ATTEMPTS = 5;
 
 export interface S3Options {
   bucket: string;
@@ -27,6 +35,9 @@ export interface S3Options {
   /** Object Lock mode for every object: GOVERNANCE can be lifted with a special permission, COMPLIANCE by nobody */
   lockMode: 'GOVERNANCE' | 'COMPLIANCE';
   timeoutMs: number;
+  /** objects larger than this go up in parts of partSize, each checked and retried on its own */
+  multipartAbove?: number;
+  partSize?: number;
   /** keys given explicitly; otherwise the SDK's chain (environment, profile, instance role) */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
@@ -118,6 +129,10 @@ export class S3Backend implements Backend {
     const existing = await this.stat(key);
     if (existing) return this.existing(key, existing, data.length);
     try {
+      if (data.length > (this.options.multipartAbove ?? MULTIPART_ABOVE)) {
+        await this.putInParts(key, data);
+        return { created: true };
+      }
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.options.bucket,
@@ -137,6 +152,48 @@ export class S3Backend implements Backend {
         if (info) return this.existing(key, info, data.length);
       }
       this.fail(err, `storing ${key}`);
+    }
+  }
+
+  /**
+   * A multipart upload: parts carry their own SHA-256 and are retried one by one, and the
+   * object appears only when the upload is completed with If-None-Match: *. A failed
+   * upload is aborted, so its parts never linger (they were never an object).
+   */
+  private async putInParts(key: string, data: Uint8Array): Promise<void> {
+    const Bucket = this.options.bucket;
+    const Key = this.objectKey(key);
+    const partSize = this.options.partSize ?? PART_SIZE;
+    const { UploadId } = await this.client.send(
+      new CreateMultipartUploadCommand({
+        Bucket,
+        Key,
+        ChecksumAlgorithm: 'SHA256',
+        ...(this.immutabilityDays > 0 ? { ObjectLockMode: this.options.lockMode, ObjectLockRetainUntilDate: this.retainUntil() } : {}),
+      }),
+    );
+    try {
+      const parts: Array<{ PartNumber: number; ETag?: string; ChecksumSHA256?: string }> = [];
+      for (let offset = 0, PartNumber = 1; offset < data.length; offset += partSize, PartNumber++) {
+        const body = data.subarray(offset, offset + partSize);
+        const ChecksumSHA256 = createHash('sha256').update(body).digest('base64');
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const { ETag } = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: body, ContentLength: body.length, ChecksumSHA256 }));
+            parts.push({ PartNumber, ETag, ChecksumSHA256 });
+            break;
+          } catch (err) {
+            const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+            const transient = (status !== undefined && isTransientStatus(status)) || isTransientNetworkError(err);
+            if (!transient || attempt >= PART_ATTEMPTS) throw err;
+            await new Promise((resolve) => setTimeout(resolve, Math.random() * 200 * 2 ** attempt));
+          }
+        }
+      }
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, IfNoneMatch: '*', MultipartUpload: { Parts: parts } }));
+    } catch (err) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+      throw err;
     }
   }
 
