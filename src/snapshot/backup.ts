@@ -219,10 +219,6 @@ function throwIfAborted(signal?: AbortSignal): void {
 class SourceWalker {
   private readonly matcher: ExclusionMatcher;
   private readonly stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
-  private readonly countAdded = (storedBytes: number): void => {
-    this.stats.bytesAdded += storedBytes;
-    this.progress.bytesAdded += storedBytes;
-  };
   private readonly excluded = new Map<string, ExclusionRecord>();
   private readonly errors: Array<{ path: string; message: string }> = [];
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
@@ -397,9 +393,11 @@ class SourceWalker {
     try {
       for await (const chunk of this.repo.chunker.chunkFile(fh, Number(st.size))) {
         throwIfAborted(this.signal);
-        const saved = await this.writer.save('data', chunk, this.countAdded);
+        const saved = await this.writer.save('data', chunk);
         content.push(saved.id);
         size += chunk.length;
+        this.stats.bytesAdded += saved.storedBytes;
+        this.progress.bytesAdded += saved.storedBytes;
         this.progress.bytesDone += chunk.length;
         this.report();
       }

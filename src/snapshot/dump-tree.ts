@@ -23,11 +23,6 @@ export class DumpTreeWriter implements DumpSink {
     private readonly signal?: AbortSignal,
   ) {}
 
-  private readonly countAdded = (storedBytes: number): void => {
-    this.stats.bytesAdded += storedBytes;
-    this.onAdded(storedBytes);
-  };
-
   async writeFile(path: string, content: AsyncIterable<Buffer> | Buffer): Promise<{ size: number }> {
     if (this.files.has(path)) throw new Error(`internal error: ${path} written twice`);
     const blocks = Buffer.isBuffer(content) ? (async function* () { yield content; })() : content;
@@ -35,9 +30,11 @@ export class DumpTreeWriter implements DumpSink {
     let size = 0;
     for await (const chunk of this.repo.chunker.chunkStream(blocks)) {
       if (this.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
-      const saved = await this.writer.save('data', chunk, this.countAdded);
+      const saved = await this.writer.save('data', chunk);
       ids.push(saved.id);
       size += chunk.length;
+      this.stats.bytesAdded += saved.storedBytes;
+      this.onAdded(saved.storedBytes);
     }
     this.files.set(path, { size, content: ids });
     this.stats.files++;
