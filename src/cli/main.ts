@@ -25,7 +25,6 @@ Environment:
   STACKVAULT_PASSWORD        repository password
   STACKVAULT_PASSWORD_FILE   file holding the password (like --password-file)
   STACKVAULT_CONFIG          stackvault.yaml to use (like --config)
-  STACKVAULT_THREADS         threads that compress and encrypt (default: the cores, at most 4)
   AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN
                              Azure credentials for azure:// repositories
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_ENDPOINT_URL

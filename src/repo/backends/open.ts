@@ -1,11 +1,12 @@
 import { resolve } from 'node:path';
 import { UsageError } from '../../util/errors.js';
-import { AzureBackend } from './azure.js';
+import type { AzureOptions } from './azure.js';
 import type { Backend } from './backend.js';
+import { lazyBackend } from './lazy.js';
 import { LocalBackend } from './local.js';
-import { RcloneBackend } from './rclone.js';
+import type { RcloneOptions } from './rclone.js';
 import { withRetries, type RetryOptions } from './retry.js';
-import { S3Backend } from './s3.js';
+import type { S3Options } from './s3.js';
 
 export interface OpenOptions {
   /** relative folder paths are taken from here */
@@ -39,7 +40,10 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
     return new LocalBackend(resolve(options.baseDir ?? process.cwd(), path));
   }
   if (scheme === 'rclone') {
-    return withRetries(new RcloneBackend({ remote: location.slice('rclone:'.length), binary: env.STACKVAULT_RCLONE ?? 'rclone', timeoutMs, env }), options.retry);
+    const rclone: RcloneOptions = { remote: location.slice('rclone:'.length), binary: env.STACKVAULT_RCLONE ?? 'rclone', timeoutMs, env };
+    if (!/^[^:/]*:/.test(rclone.remote)) throw new UsageError(`repository ${location}: expected rclone:REMOTE:PATH, e.g. rclone:backup:acme`);
+    const load = async () => new (await import('./rclone.js')).RcloneBackend(rclone);
+    return withRetries(lazyBackend(location, load, ['close']), options.retry);
   }
   if (scheme === 's3' || scheme === 'azure') {
     const url = parseUrl(location);
@@ -55,38 +59,36 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
       const lockMode = (params.get('lock_mode') ?? 'GOVERNANCE').toUpperCase();
       if (lockMode !== 'GOVERNANCE' && lockMode !== 'COMPLIANCE') throw new UsageError(`repository ${location}: lock_mode is GOVERNANCE or COMPLIANCE, not "${lockMode}"`);
       const endpoint = params.get('endpoint') ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
-      return withRetries(
-        new S3Backend({
-          bucket: container,
-          prefix,
-          endpoint,
-          region: params.get('region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-          pathStyle: (params.get('path_style') ?? (endpoint ? 'true' : 'false')) === 'true',
-          lockMode,
-          timeoutMs,
-          credentials:
-            env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-              ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN }
-              : undefined,
-        }),
-        options.retry,
-      );
+      const s3: S3Options = {
+        bucket: container,
+        prefix,
+        endpoint,
+        region: params.get('region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+        pathStyle: (params.get('path_style') ?? (endpoint ? 'true' : 'false')) === 'true',
+        lockMode,
+        timeoutMs,
+        credentials:
+          env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+            ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN }
+            : undefined,
+      };
+      const load = async () => new (await import('./s3.js')).S3Backend(s3);
+      return withRetries(lazyBackend(`s3://${container}/${prefix}`.replace(/\/$/, ''), load, ['useImmutability', 'extendRetention', 'close']), options.retry);
     }
     const lockMode = (params.get('lock_mode') ?? 'unlocked').toLowerCase();
     if (lockMode !== 'unlocked' && lockMode !== 'locked') throw new UsageError(`repository ${location}: lock_mode is unlocked or locked, not "${lockMode}"`);
-    return withRetries(
-      new AzureBackend({
-        container,
-        prefix,
-        connectionString: env.AZURE_STORAGE_CONNECTION_STRING,
-        account: env.AZURE_STORAGE_ACCOUNT,
-        accountKey: env.AZURE_STORAGE_KEY,
-        sasToken: env.AZURE_STORAGE_SAS_TOKEN,
-        policyMode: lockMode === 'locked' ? 'Locked' : 'Unlocked',
-        timeoutMs,
-      }),
-      options.retry,
-    );
+    const azure: AzureOptions = {
+      container,
+      prefix,
+      connectionString: env.AZURE_STORAGE_CONNECTION_STRING,
+      account: env.AZURE_STORAGE_ACCOUNT,
+      accountKey: env.AZURE_STORAGE_KEY,
+      sasToken: env.AZURE_STORAGE_SAS_TOKEN,
+      policyMode: lockMode === 'locked' ? 'Locked' : 'Unlocked',
+      timeoutMs,
+    };
+    const load = async () => new (await import('./azure.js')).AzureBackend(azure);
+    return withRetries(lazyBackend(`azure://${container}/${prefix}`.replace(/\/$/, ''), load, ['useImmutability', 'extendRetention', 'close']), options.retry);
   }
   throw new UsageError(`repository ${location}: unknown backend "${scheme}" (supported: ${USAGE})`);
 }

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { IntegrityError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
 export interface RcloneOptions {
@@ -36,7 +37,6 @@ export class RcloneBackend implements Backend {
   private readonly uploading = new Map<string, Promise<{ created: boolean }>>();
 
   constructor(private readonly options: RcloneOptions) {
-    if (!/^[^:/]*:/.test(options.remote)) throw new UsageError(`repository rclone:${options.remote}: expected rclone:REMOTE:PATH, e.g. rclone:backup:acme`);
     this.location = `rclone:${options.remote}`;
   }
 
@@ -114,9 +114,7 @@ export class RcloneBackend implements Backend {
   }
 
   async prepare(): Promise<void> {
-    for await (const _ of this.list('')) {
-      throw new StackvaultError(`${this.location} is not empty and holds no repository: give a new or empty folder`);
-    }
+    await refuseIfNotEmpty(this, 'folder');
   }
 
   async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
@@ -134,12 +132,7 @@ export class RcloneBackend implements Backend {
 
   private async upload(key: string, data: Uint8Array): Promise<{ created: boolean }> {
     const existing = await this.stat(key);
-    if (existing) {
-      if (existing.size !== data.length) {
-        throw new IntegrityError(`object ${key} already exists in ${this.location} with ${existing.size} bytes instead of ${data.length}: it is damaged (run "stackvault check")`);
-      }
-      return { created: false };
-    }
+    if (existing) return alreadyStored(this.location, key, existing.size, data.length);
     const { url, auth } = await this.start();
     const slash = key.lastIndexOf('/');
     const form = new FormData();
@@ -195,7 +188,7 @@ export class RcloneBackend implements Backend {
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
       if (response.status === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
-      if (response.status === 416 && range) throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}`);
+      if (response.status === 416 && range) throw truncated(this.location, key, range);
       if (!response.ok) throw this.error(response.status, await response.text().catch(() => ''), `reading ${key}`);
       body = Buffer.from(await response.arrayBuffer());
     } catch (err) {
@@ -203,12 +196,9 @@ export class RcloneBackend implements Backend {
       if (isTransientNetworkError(err)) throw new TransientError(`reading ${key} from ${this.location}: ${errorMessage(err)}`);
       throw new StackvaultError(`reading ${key} from ${this.location}: ${errorMessage(err)}`);
     }
-    const expected = range ? range.length : Number(response.headers.get('content-length') ?? body.length);
-    if (body.length !== expected) {
-      const info = range ? await this.stat(key) : undefined;
-      if (range && info && range.offset + range.length > info.size) {
-        throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}, it ends at ${info.size}`);
-      }
+    if (range && body.length !== range.length) await shortRead(this, key, range, body.length);
+    const expected = Number(response.headers.get('content-length') ?? body.length);
+    if (!range && body.length !== expected) {
       throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${expected} bytes)`);
     }
     return body;
