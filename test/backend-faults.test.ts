@@ -28,7 +28,7 @@ async function listing(backend: Backend): Promise<Map<string, ObjectInfo>> {
  * a lighter rain of faults) succeeds; check reads every byte; restore is byte-equal; and no
  * object that existed before a backup is changed or removed by it.
  */
-async function underFaults(t: TestContext, proxy: FaultProxy, open: () => Backend): Promise<void> {
+async function underFaults(t: TestContext, proxy: FaultProxy, open: () => Backend, options: { deletesBrokenUploads?: boolean } = {}): Promise<void> {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
   await makeRichTree(source);
@@ -61,6 +61,8 @@ async function underFaults(t: TestContext, proxy: FaultProxy, open: () => Backen
     assert.equal(now.size, info.size, `${key} kept its size`);
     assert.equal(now.created.getTime(), info.created.getTime(), `${key} was not written again`);
   }
+  // rclone's WebDAV may show a half-written file after a cut upload, which stackvault removes; nothing else is ever deleted.
+  if (!options.deletesBrokenUploads) assert.deepEqual(proxy.forwarded.filter((r) => r.method === 'DELETE'), [], 'backups delete nothing');
   const injected = Object.values(proxy.injected).reduce((a, b) => a + b, 0);
   assert.ok(injected >= 10, `faults were injected: ${JSON.stringify(proxy.injected)}`);
 
@@ -94,7 +96,7 @@ test('rclone (WebDAV): backups survive dropped connections, 503s, cut bodies and
   const proxy = await startFaultProxy(dav.url, { seed: 13, rate: 0 });
   t.after(() => proxy.stop());
   const env = { PATH: process.env.PATH, HOME: process.env.HOME, ...dav.env, RCLONE_CONFIG_FAULTY_URL: proxy.url };
-  await underFaults(t, proxy, () => openBackend('rclone:faulty:repo', { ...impatient, timeoutMs: 20_000, env }));
+  await underFaults(t, proxy, () => openBackend('rclone:faulty:repo', { ...impatient, timeoutMs: 20_000, env }), { deletesBrokenUploads: true });
 });
 
 test('a repository that promises immutability is refused where the storage cannot enforce it, and nothing is written', async (t) => {

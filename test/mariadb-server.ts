@@ -1,12 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestContext } from 'node:test';
 import { Connection } from '../src/sources/mariadb/connection.js';
+import { freePort } from './storage-servers.js';
 
 const run = promisify(execFile);
 
@@ -26,17 +26,6 @@ export interface TestServer {
   /** mariadb-dump with the given arguments, as the server's own tool prints it */
   dump(args: string[]): Promise<string>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Debian puts the server in /usr/sbin, which a non-root PATH often lacks. */

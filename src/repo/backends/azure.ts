@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
-import { IntegrityError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
 /** Blocks of a chunked upload: each is checked by the service against its MD5 on arrival. */
@@ -72,9 +73,7 @@ export class AzureBackend implements Backend {
     } catch (err) {
       this.fail(err, 'creating the container');
     }
-    for await (const _ of this.list('')) {
-      throw new StackvaultError(`${this.location} is not empty and holds no repository: give a new or empty container or folder`);
-    }
+    await refuseIfNotEmpty(this, 'container or folder');
   }
 
   async useImmutability(days: number): Promise<void> {
@@ -114,18 +113,12 @@ export class AzureBackend implements Backend {
       });
       return { created: true };
     } catch (err) {
-      if (err instanceof RestError && (err.statusCode === 409 || err.statusCode === 412)) return this.existing(key, data.length);
+      if (err instanceof RestError && (err.statusCode === 409 || err.statusCode === 412)) {
+        const info = await this.stat(key);
+        if (info) return alreadyStored(this.location, key, info.size, data.length);
+      }
       this.fail(err, `storing ${key}`);
     }
-  }
-
-  /** put() found the key taken: the same bytes (content-addressed), unless the sizes differ. */
-  private async existing(key: string, size: number): Promise<{ created: boolean }> {
-    const info = await this.stat(key);
-    if (info && info.size !== size) {
-      throw new IntegrityError(`object ${key} already exists in ${this.location} with ${info.size} bytes instead of ${size}: it is damaged (run "stackvault check")`);
-    }
-    return { created: false };
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
@@ -137,20 +130,11 @@ export class AzureBackend implements Backend {
       contentMD5 = range ? undefined : response.blobContentMD5 ?? response.contentMD5;
       body = await readAll(response.readableStreamBody);
     } catch (err) {
-      if (err instanceof RestError && err.statusCode === 416 && range) {
-        throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}`);
-      }
+      if (err instanceof RestError && err.statusCode === 416 && range) throw truncated(this.location, key, range);
       if (err instanceof RestError && err.statusCode === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
       this.fail(err, `reading ${key}`);
     }
-    if (range && body.length !== range.length) {
-      // The service ends a range at the blob's end; a shorter body than that is a cut connection.
-      const info = await this.stat(key);
-      if (info && range.offset + range.length > info.size) {
-        throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}, it ends at ${info.size}`);
-      }
-      throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${range.length} bytes)`);
-    }
+    if (range && body.length !== range.length) await shortRead(this, key, range, body.length);
     if (contentMD5 && !Buffer.from(contentMD5).equals(md5(body))) {
       throw new TransientError(`reading ${key} from ${this.location}: the content does not match its MD5 (damaged in transit)`);
     }

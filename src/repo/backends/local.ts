@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { IntegrityError, StackvaultError, describeSystemError } from '../../util/errors.js';
+import { StackvaultError, describeSystemError } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { alreadyStored, truncated } from './objects.js';
 
 const TMP_DIR = 'tmp';
 
@@ -74,13 +75,7 @@ export class LocalBackend implements Backend {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
         // Keys are content hashes: an existing object must be the same bytes. A size
         // mismatch means an earlier object was damaged; never paper over that.
-        const existing = await stat(final);
-        if (existing.size !== data.length) {
-          throw new IntegrityError(
-            `object ${key} already exists in ${this.root} with ${existing.size} bytes instead of ${data.length}: it is damaged (run "stackvault check")`,
-          );
-        }
-        return { created: false };
+        return alreadyStored(this.root, key, (await stat(final)).size, data.length);
       }
       throw describeSystemError(err, `cannot store ${key} in ${this.root}`);
     }
@@ -104,9 +99,7 @@ export class LocalBackend implements Backend {
       while (done < range.length) {
         const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
         if (bytesRead === 0) {
-          throw new IntegrityError(
-            `object ${key} in ${this.root} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}, it ends at ${range.offset + done}`,
-          );
+          throw truncated(this.root, key, range, range.offset + done);
         }
         done += bytesRead;
       }

@@ -15,8 +15,9 @@ import {
   CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
 } from '@aws-sdk/client-s3';
-import { IntegrityError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
 const MULTIPART_ABOVE = 64 * 1024 * 1024;
@@ -98,9 +99,7 @@ export class S3Backend implements Backend {
         this.fail(err, 'creating the bucket');
       }
     }
-    for await (const _ of this.list('')) {
-      throw new StackvaultError(`${this.location} is not empty and holds no repository: give a new or empty bucket or folder`);
-    }
+    await refuseIfNotEmpty(this, 'bucket or folder');
   }
 
   async useImmutability(days: number): Promise<void> {
@@ -127,7 +126,7 @@ export class S3Backend implements Backend {
 
   async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
     const existing = await this.stat(key);
-    if (existing) return this.existing(key, existing, data.length);
+    if (existing) return alreadyStored(this.location, key, existing.size, data.length);
     try {
       if (data.length > (this.options.multipartAbove ?? MULTIPART_ABOVE)) {
         await this.putInParts(key, data);
@@ -149,7 +148,7 @@ export class S3Backend implements Backend {
       const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
       if (status === 412 || status === 409) {
         const info = await this.stat(key);
-        if (info) return this.existing(key, info, data.length);
+        if (info) return alreadyStored(this.location, key, info.size, data.length);
       }
       this.fail(err, `storing ${key}`);
     }
@@ -197,13 +196,6 @@ export class S3Backend implements Backend {
     }
   }
 
-  private existing(key: string, info: ObjectInfo, size: number): { created: boolean } {
-    if (info.size !== size) {
-      throw new IntegrityError(`object ${key} already exists in ${this.location} with ${info.size} bytes instead of ${size}: it is damaged (run "stackvault check")`);
-    }
-    return { created: false };
-  }
-
   async get(key: string, range?: ByteRange): Promise<Buffer> {
     let body: Buffer;
     try {
@@ -221,17 +213,11 @@ export class S3Backend implements Backend {
     } catch (err) {
       if (err instanceof TransientError) throw err;
       const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-      if (status === 416 && range) throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}`);
+      if (status === 416 && range) throw truncated(this.location, key, range);
       if (status === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
       this.fail(err, `reading ${key}`);
     }
-    if (range && body.length !== range.length) {
-      const info = await this.stat(key);
-      if (info && range.offset + range.length > info.size) {
-        throw new IntegrityError(`object ${key} in ${this.location} is truncated: wanted bytes ${range.offset}..${range.offset + range.length}, it ends at ${info.size}`);
-      }
-      throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${range.length} bytes)`);
-    }
+    if (range && body.length !== range.length) await shortRead(this, key, range, body.length);
     return body;
   }
 
