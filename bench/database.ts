@@ -1,8 +1,9 @@
 /**
  * Database benchmark: a generated contact-center database (calls, customers, queue
  * events; about 3.4 million rows, 500 MB as text) on a throwaway MariaDB server, dumped
- * and restored by stackvault, by mariadb-dump | mariadb, and by mydumper/myloader, all in
- * one run on the same server. Every restore is checked with CHECKSUM TABLE.
+ * and restored by stackvault, by mariadb-dump | mariadb, and by mydumper/myloader (plain
+ * and with --compress), all in one run on the same server. Every restore is checked with
+ * CHECKSUM TABLE.
  *
  *   BENCH_DB_ROWS=500000 BENCH_ONLY=database npm run bench      # smaller than the default
  *
@@ -151,6 +152,16 @@ export async function benchDatabase(work: string): Promise<{ lines: string[]; re
       const restore = run('myloader', ['--socket', server.socket, '--user', 'root', '--threads', '2', '--directory', dir]);
       await verify('myloader');
       results.push({ tool: 'mydumper', dump, restore, size });
+
+      // The same with compressed output: closer to what a repository holds.
+      process.stderr.write('mydumper -c/myloader -t 2...\n');
+      const compressedDir = join(work, 'mydumper-c');
+      const compressedDump = run('mydumper', ['--socket', server.socket, '--user', 'root', '--threads', '2', '--compress', '--database', 'bench', '--outputdir', compressedDir]);
+      const compressedSize = du(compressedDir);
+      await dropBench();
+      const compressedRestore = run('myloader', ['--socket', server.socket, '--user', 'root', '--threads', '2', '--directory', compressedDir]);
+      await verify('myloader (compressed)');
+      results.push({ tool: 'mydumper -c', dump: compressedDump, restore: compressedRestore, size: compressedSize });
     } else {
       process.stderr.write('mydumper not installed: skipped (apt-get install mydumper)\n');
     }
@@ -167,11 +178,11 @@ export async function benchDatabase(work: string): Promise<{ lines: string[]; re
 
     const by = (tool: string) => results.find((r) => r.tool === tool);
     const mine = by('stackvault')!;
-    const mydumper = by('mydumper');
+    const baselines = ['mydumper', 'mydumper -c'].flatMap((tool) => by(tool) ?? []);
     const lines = [`database: ${totalRows} rows (calls ${calls}, customers ${customers}, queue events ${events}), MariaDB ${(await server.client('SELECT VERSION()')).trim()}`, ''];
-    lines.push(['measure'.padEnd(26), ...results.map((r) => r.tool.padStart(14)), ...(mydumper ? ['stackvault/mydumper'.padStart(22)] : [])].join(''));
+    lines.push(['measure'.padEnd(26), ...results.map((r) => r.tool.padStart(14)), ...baselines.map((b) => `stackvault/${b.tool}`.padStart(24))].join(''));
     const row = (name: string, get: (r: DatabaseResult) => number) =>
-      lines.push([name.padEnd(26), ...results.map((r) => get(r).toFixed(2).padStart(14)), ...(mydumper ? [(get(mine) / get(mydumper)).toFixed(2).padStart(22)] : [])].join(''));
+      lines.push([name.padEnd(26), ...results.map((r) => get(r).toFixed(2).padStart(14)), ...baselines.map((b) => (get(mine) / get(b)).toFixed(2).padStart(24))].join(''));
     row('dump (s)', (r) => r.dump.seconds);
     row('restore (s)', (r) => r.restore.seconds);
     row('size (MiB)', (r) => r.size / 1048576);
