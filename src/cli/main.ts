@@ -8,6 +8,7 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerRepositoryCommands } from './commands/repository.js';
 import { registerRestoreCommand } from './commands/restore.js';
 import { registerRetentionCommands } from './commands/retention.js';
+import { registerRunCommand } from './commands/run.js';
 import { CliContext, type GlobalOptions } from './context.js';
 
 const EXIT_CODES = `
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
   registerBrowseCommands(program, ctx);
   registerRestoreCommand(program, ctx);
   registerRetentionCommands(program, ctx);
+  registerRunCommand(program, ctx);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

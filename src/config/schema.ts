@@ -1,3 +1,4 @@
+import { Cron } from 'croner';
 import { z } from 'zod';
 
 /** stackvault.yaml, version 1. Keys are snake_case like borgmatic's and compose's. */
@@ -43,6 +44,42 @@ const mariadbSource = z.strictObject({
   threads: z.number().int().min(1).max(64).optional(),
 });
 
+/** A cron expression (5 fields, or 6 with seconds first), checked by the scheduler's own parser. */
+const cronText = z.string().refine(
+  (expr) => {
+    try {
+      new Cron(expr, { paused: true });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected a cron expression such as "0 2 * * *" (minute hour day month weekday)' },
+);
+
+const timeZone = z.string().refine(
+  (zone) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: zone });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected an IANA time zone such as "Europe/Berlin" or "UTC"' },
+);
+
+const shareText = z.string().regex(/^(\d+(\.\d+)?%|\d+\/\d+)$/, 'expected a share such as "5%" or "1/20"');
+
+const databaseServer = z.strictObject({
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  socket: z.string().min(1).optional(),
+  user: z.string().min(1).default('root'),
+  password_env: z.string().optional(),
+  password_file: z.string().optional(),
+});
+
 const durationText = z.string().regex(/^(\d+[ymwdh])+$|^\d+$/, 'expected a duration such as 30d, 12h or 1y6m');
 
 export const configSchema = z.strictObject({
@@ -60,6 +97,46 @@ export const configSchema = z.strictObject({
   /** change a default class (recordings, logs), add one, or switch one off with false */
   exclusion_classes: z.record(z.string(), z.union([patternList, z.literal(false)])).optional(),
   tags: z.array(z.string()).optional(),
+  /** what the task runner (stackvault run) does when */
+  schedule: z
+    .strictObject({
+      /** time zone of the cron expressions; the host's when omitted */
+      time_zone: timeZone.optional(),
+      /** backup, then retention (forget, prune, extend-locks), then check */
+      backup: cronText.default('0 2 * * *'),
+      /** a restore drill into a scratch place; false for none */
+      drill: z.union([cronText, z.literal(false)]).default('0 4 * * 0'),
+      /** share of packs that the check after each backup reads back; false for a structure check only */
+      check_subset: z.union([shareText, z.literal(false)]).default('5%'),
+      /** after forgetting by the retention rules, free what nothing needs (within the immutability rules) */
+      prune: z.boolean().default(true),
+    })
+    .optional(),
+  runner: z
+    .strictObject({
+      /** host:port of /healthz, /metrics and /api/status; false for none */
+      listen: z.union([z.string().regex(/^[^:]*:\d+$/, 'expected host:port, e.g. 127.0.0.1:9180'), z.literal(false)]).default('127.0.0.1:9180'),
+      /** the job history (SQLite) */
+      history: z.string().default('.stackvault/history.sqlite'),
+    })
+    .optional(),
+  drill: z
+    .strictObject({
+      /** scratch folder the drill restores into (emptied before each drill); a temporary folder when omitted */
+      target: z.string().optional(),
+      /** scratch server for database sources; their drill is skipped without one */
+      database: databaseServer.optional(),
+    })
+    .optional(),
+  notify: z
+    .strictObject({
+      /** JSON POST after a job fails (and succeeds, with on_success) */
+      webhook: z.url().optional(),
+      /** healthchecks.io-style URL: /start, the URL itself on success, /fail on failure */
+      ping_url: z.url().optional(),
+      on_success: z.boolean().default(false),
+    })
+    .optional(),
   retention: z
     .strictObject({
       keep_last: z.number().int().min(-1).optional(),

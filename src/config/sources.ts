@@ -57,19 +57,11 @@ export function resolveSources(loaded: LoadedConfig): ResolvedSource[] {
         exclusionClasses: s.exclusions ? Object.fromEntries(s.exclusions.map((c) => [c, classes[c]!])) : classes,
       };
     }
-    const where = `${loaded.file}: sources[${i}] ("${s.name}")`;
-    let password: string | undefined;
-    if (s.password_file) password = readSecretFile(resolve(loaded.baseDir, s.password_file), `${where}.password_file`).split(/\r?\n/)[0]!;
-    else if (s.password_env) {
-      password = process.env[s.password_env];
-      if (password === undefined) throw new UsageError(`${where}.password_env names ${s.password_env}, but that variable is not set`);
-    }
-    const tlsFile = (f: string | undefined, field: string) => (f ? readSecretFile(resolve(loaded.baseDir, f), `${where}.tls.${field}`) : undefined);
-    const tls = s.tls === true ? {} : s.tls ? { ca: tlsFile(s.tls.ca, 'ca'), cert: tlsFile(s.tls.cert, 'cert'), key: tlsFile(s.tls.key, 'key'), verify: s.tls.verify } : undefined;
+    const connection = resolveConnection(loaded, s, `${loaded.file}: sources[${i}] ("${s.name}")`);
     return {
       kind: 'mariadb',
       name: s.name,
-      connection: { host: s.host, port: s.port, socket: s.socket ? resolve(loaded.baseDir, s.socket) : undefined, user: s.user, password, tls },
+      connection,
       databases: s.databases,
       excludeDatabases: s.exclude_databases,
       excludeTableData: s.exclude_table_data,
@@ -77,4 +69,27 @@ export function resolveSources(loaded: LoadedConfig): ResolvedSource[] {
       threads: s.threads,
     };
   });
+}
+
+interface ServerFields {
+  host?: string;
+  port?: number;
+  socket?: string;
+  user: string;
+  password_env?: string;
+  password_file?: string;
+  tls?: boolean | { ca?: string; cert?: string; key?: string; verify?: boolean };
+}
+
+/** How to reach a database server of stackvault.yaml: its password and TLS files read, paths made absolute. */
+export function resolveConnection(loaded: LoadedConfig, s: ServerFields, where: string): ResolvedDatabaseSource['connection'] {
+  let password: string | undefined;
+  if (s.password_file) password = readSecretFile(resolve(loaded.baseDir, s.password_file), `${where}.password_file`).split(/\r?\n/)[0]!;
+  else if (s.password_env) {
+    password = process.env[s.password_env];
+    if (password === undefined) throw new UsageError(`${where}.password_env names ${s.password_env}, but that variable is not set`);
+  }
+  const tlsFile = (f: string | undefined, field: string) => (f ? readSecretFile(resolve(loaded.baseDir, f), `${where}.tls.${field}`) : undefined);
+  const tls = s.tls === true ? {} : s.tls ? { ca: tlsFile(s.tls.ca, 'ca'), cert: tlsFile(s.tls.cert, 'cert'), key: tlsFile(s.tls.key, 'key'), verify: s.tls.verify } : undefined;
+  return { host: s.host, port: s.port, socket: s.socket ? resolve(loaded.baseDir, s.socket) : undefined, user: s.user, password, tls };
 }

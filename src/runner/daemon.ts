@@ -1,0 +1,161 @@
+import { errorMessage } from '../util/errors.js';
+import type { JobHistory, RunStatus } from './history.js';
+import type { JobOutcome } from './jobs.js';
+import type { JobEvent, Notifier } from './notify.js';
+import type { Schedule } from './schedule.js';
+
+/** Time as the daemon sees it: the system's, or a test's that it moves by hand. */
+export interface Clock {
+  now(): Date;
+  /** resolves after ms, or early when the signal aborts */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => new Date(),
+  sleep: (ms, signal) =>
+    new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+    }),
+};
+
+export interface Step {
+  name: string;
+  run(signal: AbortSignal): Promise<JobOutcome>;
+}
+
+/** A scheduled chain of steps: "backup" is backup, retention, check; "drill" is the restore drill. */
+export interface ScheduledJob {
+  name: string;
+  schedule: Schedule;
+  steps: Step[];
+}
+
+export type Log = (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+
+export interface RunnerOptions {
+  jobs: ScheduledJob[];
+  history: JobHistory;
+  clock?: Clock;
+  notifier?: Notifier;
+  log?: Log;
+  stack: string;
+  host: string;
+  /** after each chain: e.g. measure the repository for the metrics */
+  afterJob?: (job: string) => Promise<void>;
+}
+
+/** Never sleep longer than this at once, so a changed system clock is noticed. */
+const MAX_SLEEP_MS = 60_000;
+
+/**
+ * The scheduler: one job at a time (a job whose time comes while another runs waits for
+ * it), a run missed while the daemon was down is caught up once at start, and stopping
+ * (the signal) abandons the current job safely: backups commit nothing until their
+ * snapshot is written, so an abandoned one leaves only unreferenced data.
+ */
+export class Runner {
+  readonly next = new Map<string, { at: Date; scheduledFor: Date; catchUp: boolean }>();
+  current: { job: string; step: string; started: Date } | null = null;
+  private readonly clock: Clock;
+  private readonly log: Log;
+
+  constructor(private readonly options: RunnerOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? (() => undefined);
+  }
+
+  /** Plan the first run of every job: now for one that was missed, else its next scheduled moment. */
+  plan(): void {
+    const now = this.clock.now();
+    const interrupted = this.options.history.markInterrupted(now);
+    if (interrupted > 0) this.log('warn', 'runs cut short by the last stop are marked interrupted', { runs: interrupted });
+    for (const job of this.options.jobs) {
+      const last = this.options.history.last(job.steps[0]!.name);
+      const missed = job.schedule.missed(last ? new Date(last.started) : undefined, now);
+      if (missed) {
+        this.log('info', 'catching up a run missed while the task runner was down', { job: job.name, missed: missed.toISOString() });
+        this.next.set(job.name, { at: now, scheduledFor: missed, catchUp: true });
+      } else {
+        const at = job.schedule.next(now);
+        this.next.set(job.name, { at, scheduledFor: at, catchUp: false });
+      }
+    }
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    this.plan();
+    while (!signal.aborted) {
+      const [name, due] = [...this.next].sort((a, b) => a[1].at.getTime() - b[1].at.getTime())[0]!;
+      const wait = due.at.getTime() - this.clock.now().getTime();
+      if (wait > 0) {
+        await this.clock.sleep(Math.min(wait, MAX_SLEEP_MS), signal);
+        continue;
+      }
+      const job = this.options.jobs.find((j) => j.name === name)!;
+      await this.runJob(job, due.scheduledFor, signal);
+      // Moments that passed while the job ran are not run again: the job just ran.
+      const at = job.schedule.next(this.clock.now());
+      this.next.set(name, { at, scheduledFor: at, catchUp: false });
+    }
+  }
+
+  /** Run a job's steps in order; a step that fails stops the chain. Returns the worst status. */
+  async runJob(job: ScheduledJob, scheduledFor: Date | null, signal: AbortSignal): Promise<RunStatus> {
+    const notifier = this.options.notifier;
+    await notifier?.ping('start', `${job.name} started`);
+    let overall: RunStatus = 'success';
+    let firstError: string | undefined;
+    for (const step of job.steps) {
+      const started = this.clock.now();
+      const id = this.options.history.begin(step.name, started, scheduledFor);
+      this.current = { job: job.name, step: step.name, started };
+      this.log('info', 'job started', { job: step.name });
+      let status: Exclude<RunStatus, 'running'>;
+      let outcome: JobOutcome = {};
+      let error: string | undefined;
+      try {
+        outcome = await step.run(signal);
+        status = outcome.problem ? 'failed' : 'success';
+        error = outcome.problem;
+      } catch (err) {
+        status = signal.aborted ? 'interrupted' : 'failed';
+        error = errorMessage(err);
+      }
+      const finished = this.clock.now();
+      const durationMs = finished.getTime() - started.getTime();
+      this.options.history.finish(id, { status, finished, durationMs, bytesAdded: outcome.bytesAdded, snapshot: outcome.snapshot, error, details: outcome.details });
+      this.current = null;
+      this.log(status === 'success' ? 'info' : 'error', `job ${status}`, { job: step.name, durationMs, error, snapshot: outcome.snapshot });
+      if (status !== 'success') {
+        overall = status;
+        firstError ??= `${step.name}: ${error}`;
+      }
+      await notifier?.stepFinished({
+        ...this.event(step.name, status, started),
+        finished: finished.toISOString(),
+        durationMs,
+        error,
+        snapshot: outcome.snapshot,
+        bytesAdded: outcome.bytesAdded,
+      });
+      // A step that threw stops the chain; one that ran with a problem (a partial backup) does not.
+      if (status !== 'success' && !outcome.problem) break;
+      if (signal.aborted) break;
+    }
+    await this.options.afterJob?.(job.name).catch((err: unknown) => this.log('warn', 'measuring the repository failed', { error: errorMessage(err) }));
+    await notifier?.ping(overall === 'success' ? 'success' : 'fail', firstError ?? `${job.name} done`);
+    return overall;
+  }
+
+  private event(job: string, status: JobEvent['status'], started: Date): JobEvent {
+    return { stack: this.options.stack, host: this.options.host, job, status, started: started.toISOString() };
+  }
+}

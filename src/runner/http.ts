@@ -1,0 +1,42 @@
+import { createServer, type Server } from 'node:http';
+import { UsageError, errorMessage } from '../util/errors.js';
+
+export interface StatusEndpoints {
+  /** healthy, and if not, why */
+  health(): { healthy: boolean; problems: string[] };
+  metrics(): string;
+  status(): unknown;
+}
+
+/** /healthz, /metrics (Prometheus text format) and /api/status (JSON) on host:port. */
+export async function startStatusServer(listen: string, endpoints: StatusEndpoints): Promise<Server> {
+  const at = listen.lastIndexOf(':');
+  const host = listen.slice(0, at) || '127.0.0.1';
+  const port = Number(listen.slice(at + 1));
+  const server = createServer((req, res) => {
+    try {
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      } else if (path === '/healthz') {
+        const health = endpoints.health();
+        res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: health.healthy ? 'ok' : 'failing', problems: health.problems }) + '\n');
+      } else if (path === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(endpoints.metrics());
+      } else if (path === '/api/status') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(endpoints.status(), null, 2) + '\n');
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /metrics or /api/status\n');
+      }
+    } catch (err) {
+      res.writeHead(500, { 'content-type': 'text/plain' }).end(`${errorMessage(err)}\n`);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new UsageError(`runner.listen ${listen}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.code === 'EACCES' ? 'not allowed to listen there' : err.message}`)),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

@@ -1,0 +1,206 @@
+import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import type { ResolvedSource } from '../config/sources.js';
+import type { Repository } from '../repo/repository.js';
+import { backup } from '../snapshot/backup.js';
+import { check } from '../snapshot/check.js';
+import { extendLocks } from '../snapshot/extend-locks.js';
+import { executePrune, planPrune } from '../snapshot/prune.js';
+import { restoreDatabaseSource } from '../snapshot/restore-database.js';
+import { restore } from '../snapshot/restore.js';
+import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../snapshot/retention.js';
+import { forgetSnapshots, listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
+import { TreeLoader } from '../snapshot/tree.js';
+import { walkTree } from '../snapshot/walk.js';
+import { Connection, type ConnectOptions } from '../sources/mariadb/connection.js';
+import { StackvaultError, UsageError } from '../util/errors.js';
+
+/** What a job reports when it is done; a thrown error is a failed job. */
+export interface JobOutcome {
+  snapshot?: string;
+  bytesAdded?: number;
+  /** set when the job ran but its result needs attention (a partial backup, damage found) */
+  problem?: string;
+  details?: Record<string, unknown>;
+}
+
+/** What jobs need from the daemon: the stack's configuration and its repository. */
+export interface JobContext {
+  loaded: LoadedConfig;
+  sources: ResolvedSource[];
+  host: string;
+  openRepository(): Promise<Repository>;
+  /** the scratch database server of drills, when configured */
+  drillDatabase?: ConnectOptions;
+}
+
+export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<JobOutcome> {
+  const repo = await ctx.openRepository();
+  const { config } = ctx.loaded;
+  const result = await backup(repo, { sources: ctx.sources, host: ctx.host, stack: config.stack, tags: config.tags ?? [], signal });
+  const bytesAdded = result.snapshot.sources.reduce((n, s) => n + s.stats.bytesAdded, 0);
+  return {
+    snapshot: result.id,
+    bytesAdded,
+    problem: result.errorCount > 0 ? `snapshot ${result.id.slice(0, 8)} saved, but ${result.errorCount} entries could not be read` : undefined,
+    details: { sources: result.snapshot.sources.map((s) => ({ name: s.name, ...s.stats, unreadable: s.errors.length })) },
+  };
+}
+
+/** Forget by the retention rules, prune within the immutability rules, keep locks alive. */
+export async function retentionJob(ctx: JobContext): Promise<JobOutcome> {
+  const repo = await ctx.openRepository();
+  const { config } = ctx.loaded;
+  const r = config.retention;
+  const policy: RetentionPolicy = r
+    ? { last: r.keep_last, hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly, yearly: r.keep_yearly, within: r.keep_within, tags: r.keep_tags }
+    : {};
+  let forgotten: string[] = [];
+  if (!isEmptyPolicy(policy)) {
+    const mine = (await listSnapshots(repo)).filter((s) => s.snapshot.stack === config.stack);
+    forgotten = applyRetention(mine, policy).flatMap((d) => d.remove.map((x) => x.id));
+    await forgetSnapshots(repo, forgotten);
+  }
+  const details: Record<string, unknown> = { forgotten: forgotten.length };
+  if (config.schedule?.prune ?? true) {
+    const plan = await planPrune(repo);
+    const pruned = await executePrune(repo, plan);
+    Object.assign(details, { deleted: pruned.deleted, bytesFreed: pruned.bytesFreed });
+  }
+  if (repo.config.immutabilityDays > 0 && repo.backend.extendRetention) {
+    details.locksExtended = (await extendLocks(await ctx.openRepository())).extended;
+  }
+  return { details };
+}
+
+export async function checkJob(ctx: JobContext): Promise<JobOutcome> {
+  const repo = await ctx.openRepository();
+  const subset = ctx.loaded.config.schedule?.check_subset ?? '5%';
+  const result = await check(repo, subset === false ? {} : { readDataSubset: subset });
+  return {
+    problem: result.errors.length > 0 ? `check found ${result.errors.length} problems: ${result.errors.slice(0, 3).join('; ')}` : undefined,
+    details: { snapshots: result.snapshots, packs: result.packs, packsRead: result.packsRead, bytesRead: result.bytesRead, errors: result.errors.slice(0, 20) },
+  };
+}
+
+const DRILL_MARKER = '.stackvault-drill';
+
+/**
+ * A restore drill: the newest snapshot of the stack goes into a scratch folder (and its
+ * databases into a scratch server, under drill_ names), is verified against the snapshot
+ * (every file re-hashed chunk by chunk; every table's rows counted by the server), and
+ * the time it took is the stack's measured recovery time (RTO).
+ */
+export async function drillJob(ctx: JobContext, signal: AbortSignal): Promise<JobOutcome> {
+  const repo = await ctx.openRepository();
+  const { config } = ctx.loaded;
+  const snapshots = (await listSnapshots(repo)).filter((s) => s.snapshot.stack === config.stack);
+  const ref = snapshots[snapshots.length - 1];
+  if (!ref) throw new StackvaultError(`no snapshot of stack "${config.stack}" to drill with`);
+  const target = await scratchFolder(config.drill?.target ? join(ctx.loaded.baseDir, config.drill.target) : undefined);
+  const started = Date.now();
+  try {
+    const report: Record<string, unknown> = { snapshot: ref.id, snapshotTime: ref.snapshot.time, target };
+    const fileSources = ref.snapshot.sources.filter((s) => s.kind === 'files').map((s) => `/${s.name}`);
+    let filesRestored = 0;
+    if (fileSources.length > 0) {
+      const restored = await restore(repo, ref, { target, include: fileSources, force: true, signal });
+      if (restored.errors.length > 0) throw new StackvaultError(`the drill could not restore ${restored.errors.length} files: ${restored.errors[0]!.path}: ${restored.errors[0]!.message}`);
+      filesRestored = restored.files;
+    }
+    const databases: Array<Record<string, unknown>> = [];
+    for (const source of ref.snapshot.sources.filter((s) => s.kind === 'mariadb')) {
+      if (!ctx.drillDatabase) {
+        databases.push({ source: source.name, skipped: 'no drill.database server configured' });
+        continue;
+      }
+      databases.push(await drillDatabase(repo, ref, source.name, ctx.drillDatabase, signal));
+    }
+    const rtoMs = Date.now() - started;
+    const verified = await verifyFiles(repo, ref, target, fileSources);
+    Object.assign(report, { rtoMs, filesRestored, filesVerified: verified.files, bytesVerified: verified.bytes, databases });
+    if (verified.mismatches.length > 0) {
+      return { problem: `the drill restored ${verified.mismatches.length} files that differ from the snapshot: ${verified.mismatches.slice(0, 3).join(', ')}`, details: report };
+    }
+    return { snapshot: ref.id, details: report };
+  } finally {
+    await emptyScratch(target);
+  }
+}
+
+async function scratchFolder(configured: string | undefined): Promise<string> {
+  if (!configured) return mkdtemp(join(tmpdir(), 'stackvault-drill-'));
+  await mkdir(configured, { recursive: true });
+  const entries = await readdir(configured);
+  // Only a folder the drill made (or an empty one) is emptied: never someone's files.
+  if (entries.length > 0 && !entries.includes(DRILL_MARKER)) {
+    throw new UsageError(`drill.target ${configured} holds files that a drill did not put there; give an empty folder`);
+  }
+  await emptyScratch(configured);
+  await writeFile(join(configured, DRILL_MARKER), 'restore drills of stackvault use this folder; it is emptied before and after each drill\n');
+  return configured;
+}
+
+async function emptyScratch(folder: string): Promise<void> {
+  for (const entry of await readdir(folder).catch(() => [] as string[])) {
+    if (entry !== DRILL_MARKER) await rm(join(folder, entry), { recursive: true, force: true });
+  }
+}
+
+/** Re-read every restored file and hash it chunk by chunk the way backup did: the bytes on disk must be the snapshot's. */
+async function verifyFiles(repo: Repository, ref: SnapshotRef, target: string, roots: string[]): Promise<{ files: number; bytes: number; mismatches: string[] }> {
+  const loader = new TreeLoader(repo);
+  const out = { files: 0, bytes: 0, mismatches: [] as string[] };
+  for await (const { path, node } of walkTree(loader, ref.snapshot.tree)) {
+    if (node.type !== 'file' || !roots.some((r) => path.startsWith(`${r}/`))) continue;
+    const ids: string[] = [];
+    let size = 0;
+    try {
+      const fh = await open(join(target, path), 'r');
+      try {
+        for await (const chunk of repo.chunker.chunkFile(fh, node.size ?? 0)) {
+          ids.push(repo.blobId(chunk));
+          size += chunk.length;
+        }
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      out.mismatches.push(path);
+      continue;
+    }
+    out.files++;
+    out.bytes += size;
+    if (size !== (node.size ?? 0) || ids.join() !== (node.content ?? []).join()) out.mismatches.push(path);
+  }
+  return out;
+}
+
+async function drillDatabase(repo: Repository, ref: SnapshotRef, source: string, server: ConnectOptions, signal: AbortSignal): Promise<Record<string, unknown>> {
+  const record = ref.snapshot.sources.find((s) => s.name === source)!.database!;
+  const rename = Object.fromEntries(record.databases.map((d) => [d, `drill_${d}`]));
+  const started = Date.now();
+  const summary = await restoreDatabaseSource(repo, ref, source, { connection: server, rename, force: true, signal });
+  const restoreMs = Date.now() - started;
+  const conn = await Connection.connect(server);
+  try {
+    // The server counts what it holds; it must be every row the dump wrote.
+    let rows = 0;
+    const checksums: Record<string, string> = {};
+    for (const { to } of summary.databases) {
+      const tables = await conn.queryStrings(`SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '${to.replace(/'/g, "''")}' AND TABLE_TYPE = 'BASE TABLE'`);
+      for (const [table] of tables) {
+        const name = `\`${to.replace(/`/g, '``')}\`.\`${table!.replace(/`/g, '``')}\``;
+        rows += Number((await conn.queryStrings(`SELECT COUNT(*) FROM ${name}`))[0]![0]);
+        checksums[`${to}.${table}`] = (await conn.queryStrings(`CHECKSUM TABLE ${name}`))[0]![1] ?? '';
+      }
+    }
+    for (const { to } of summary.databases) await conn.execute(`DROP DATABASE \`${to.replace(/`/g, '``')}\``);
+    if (rows !== record.rows) throw new StackvaultError(`the drill of source "${source}" restored ${rows} rows, the snapshot holds ${record.rows}`);
+    return { source, databases: summary.databases, tables: summary.tables, rows, restoreMs, checksums };
+  } finally {
+    await conn.close();
+  }
+}

@@ -1,0 +1,180 @@
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import { resolveConnection, resolveSources } from '../config/sources.js';
+import { openBackend } from '../repo/backends/open.js';
+import { Repository } from '../repo/repository.js';
+import { listSnapshots } from '../snapshot/snapshot.js';
+import { UsageError } from '../util/errors.js';
+import { Runner, systemClock, type Clock, type Log, type ScheduledJob } from './daemon.js';
+import { JobHistory } from './history.js';
+import { startStatusServer } from './http.js';
+import { backupJob, checkJob, drillJob, retentionJob, type JobContext } from './jobs.js';
+import { Notifier } from './notify.js';
+import { Schedule } from './schedule.js';
+import { statusEndpoints, type RepositoryStats } from './status.js';
+
+export interface TaskRunnerOptions {
+  loaded: LoadedConfig;
+  /** repository location; repository.url of the config when omitted */
+  repository?: string;
+  password: string | undefined;
+  /** host:port for health and metrics, false for none; runner.listen of the config when omitted */
+  listen?: string | false;
+  log: Log;
+  clock?: Clock;
+}
+
+export interface TaskRunner {
+  runner: Runner;
+  history: JobHistory;
+  jobs: ScheduledJob[];
+  /** where /healthz, /metrics and /api/status answer */
+  url: string | null;
+  /** run one job now, outside the schedule (still one at a time) */
+  runNow(job: string): Promise<string>;
+  /** run on schedule until stop() */
+  serve(): Promise<void>;
+  /** abandon the current job safely and stop */
+  stop(): Promise<void>;
+}
+
+/**
+ * The task runner of a stack, put together from its stackvault.yaml: the scheduled jobs,
+ * the history, notifications, and the status server. Only one runner may use a history.
+ */
+export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskRunner> {
+  const { loaded, log } = options;
+  const { config } = loaded;
+  const schedule = config.schedule;
+  const timeZone = schedule?.time_zone;
+  const host = config.host ?? hostname();
+  const location = options.repository ?? config.repository.url;
+  const ctx: JobContext = {
+    loaded,
+    sources: resolveSources(loaded),
+    host,
+    openRepository: async () => Repository.open(openBackend(location, { baseDir: loaded.baseDir }), options.password),
+    drillDatabase: config.drill?.database ? resolveConnection(loaded, config.drill.database, `${loaded.file}: drill.database`) : undefined,
+  };
+  const jobs: ScheduledJob[] = [
+    {
+      name: 'backup',
+      schedule: new Schedule(schedule?.backup ?? '0 2 * * *', timeZone),
+      steps: [
+        { name: 'backup', run: (signal) => backupJob(ctx, signal) },
+        { name: 'retention', run: () => retentionJob(ctx) },
+        { name: 'check', run: () => checkJob(ctx) },
+      ],
+    },
+  ];
+  const drill = schedule?.drill ?? '0 4 * * 0';
+  if (drill !== false) jobs.push({ name: 'drill', schedule: new Schedule(drill, timeZone), steps: [{ name: 'drill', run: (signal) => drillJob(ctx, signal) }] });
+
+  const historyFile = resolve(loaded.baseDir, config.runner?.history ?? '.stackvault/history.sqlite');
+  const history = new JobHistory(historyFile);
+  const releaseLock = lockHistory(historyFile, history);
+  let repository: RepositoryStats | undefined;
+  const measure = async () => {
+    const repo = await ctx.openRepository();
+    let sizeBytes = 0;
+    let objects = 0;
+    for await (const info of repo.backend.list('')) {
+      sizeBytes += info.size;
+      objects++;
+    }
+    repository = { sizeBytes, objects, snapshots: (await listSnapshots(repo)).length, measured: new Date().toISOString() };
+  };
+  const notify = config.notify;
+  const runner = new Runner({
+    jobs,
+    history,
+    clock: options.clock ?? systemClock,
+    notifier: notify ? new Notifier({ webhook: notify.webhook, pingUrl: notify.ping_url, onSuccess: notify.on_success }, (m, f) => log('warn', m, f)) : undefined,
+    log,
+    stack: config.stack,
+    host,
+    afterJob: measure,
+  });
+  const endpoints = statusEndpoints({ stack: config.stack, jobs, runner, history, repository: () => repository, now: () => (options.clock ?? systemClock).now() });
+  const listen = options.listen ?? config.runner?.listen ?? '127.0.0.1:9180';
+  let server: Server | undefined;
+  try {
+    server = listen === false ? undefined : await startStatusServer(listen, endpoints);
+  } catch (err) {
+    releaseLock();
+    history.close();
+    throw err;
+  }
+  const address = server?.address();
+  const url = address && typeof address === 'object' ? `http://${address.address}:${address.port}` : null;
+  measure().catch(() => undefined);
+
+  const controller = new AbortController();
+  let serving: Promise<void> | undefined;
+  let oneAtATime: Promise<unknown> = Promise.resolve();
+  let stopping: Promise<void> | undefined;
+  return {
+    runner,
+    history,
+    jobs,
+    url,
+    runNow: (name) => {
+      const job = jobs.find((j) => j.name === name);
+      if (!job) throw new UsageError(`no job "${name}" (jobs: ${jobs.map((j) => j.name).join(', ')})`);
+      const run = oneAtATime.then(() => runner.runJob(job, null, controller.signal));
+      oneAtATime = run.catch(() => undefined);
+      return run;
+    },
+    serve: () => (serving ??= runner.run(controller.signal)),
+    stop: () =>
+      (stopping ??= (async () => {
+        controller.abort();
+        await serving?.catch(() => undefined);
+        await oneAtATime;
+        await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+        history.close();
+        releaseLock();
+      })()),
+  };
+}
+
+/** One runner per history: a second would run jobs on top of the first one's. */
+function lockHistory(historyFile: string, history: JobHistory): () => void {
+  const lock = `${historyFile}.lock`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lock, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => {
+        try {
+          unlinkSync(lock);
+        } catch {
+          /* already gone */
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(lock, 'utf8'));
+      if (pid && isAlive(pid)) {
+        history.close();
+        throw new UsageError(`another task runner (pid ${pid}) uses ${historyFile}; stop it first`);
+      }
+      // Left by a runner that was killed: take it over.
+      unlinkSync(lock);
+    }
+  }
+  throw new UsageError(`cannot lock ${historyFile}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
