@@ -131,3 +131,21 @@ test('credentials never appear in errors', async (t) => {
   assert.match(s3err.message, /s3:\/\/bucket\/repo/);
   assert.ok(!s3err.message.includes('top-secret-value'), s3err.message);
 });
+
+test('a listing cut short is read again, on Azure and S3', async (t) => {
+  const [azurite, s3] = await Promise.all([startAzurite(t), startS3rver(t, 'cut')]);
+  for (const [server, open] of [
+    [azurite, (url: string) => openBackend('azure://cut/repo', { ...impatient, env: { AZURE_STORAGE_CONNECTION_STRING: azuriteConnectionString(url) } })],
+    [s3, (url: string) => openBackend('s3://cut/repo', { ...impatient, env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: url } })],
+  ] as const) {
+    const proxy = await startFaultProxy(server.url, { seed: 5, rate: 0 });
+    t.after(() => proxy.stop());
+    const backend = open(proxy.url);
+    await backend.prepare();
+    for (let i = 0; i < 30; i++) await backend.put(`index/${String(i).padStart(4, '0')}`, Buffer.from(`index file ${i}`));
+    const cut = await startFaultProxy(server.url, { seed: 5, rate: 1, faults: ['truncate'], budget: 2 });
+    t.after(() => cut.stop());
+    assert.equal((await listing(open(cut.url))).size, 30);
+    assert.equal(cut.injected.truncate, 2);
+  }
+});

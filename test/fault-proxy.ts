@@ -35,6 +35,8 @@ export async function startFaultProxy(
     rate: number;
     faults?: Fault[];
     stallMs?: number;
+    /** inject at most this many faults, then pass everything */
+    budget?: number;
     intercept?: (method: string, path: string) => Answer | undefined;
     /** change the server's response headers, e.g. to add one it does not send */
     rewrite?: (method: string, path: string, headers: IncomingMessage['headers']) => void;
@@ -89,7 +91,8 @@ export async function startFaultProxy(
       res.writeHead(stand.status, stand.headers ?? {});
       return res.end(stand.body ?? '');
     }
-    const fault = random() < proxy.rate ? faults[Math.floor(random() * faults.length)]! : undefined;
+    const injectedSoFar = Object.values(proxy.injected).reduce((a, b) => a + b, 0);
+    const fault = random() < proxy.rate && injectedSoFar < (options.budget ?? Infinity) ? faults[Math.floor(random() * faults.length)]! : undefined;
     if (fault) proxy.injected[fault]++;
     if (fault === 'drop-before') return req.socket.destroy();
     if (fault === 'error-503') {

@@ -63,6 +63,8 @@ export class AzureBackend implements Backend {
     const code = err instanceof RestError ? (err.code ?? '') : '';
     const message = `${what} on ${this.location}: ${redact(code ? `${code} (${status})` : errorMessage(err))}`;
     if ((err instanceof RestError && isTransientStatus(status) && status !== undefined) || isTransientNetworkError(err)) throw new TransientError(message);
+    // No status: the request never got a whole answer (a cut body fails to parse, a socket fails to send).
+    if (err instanceof RestError && status === undefined) throw new TransientError(message);
     if (status === 403) throw new StackvaultError(`${message}: the credentials may not do this`);
     throw new StackvaultError(message);
   }
