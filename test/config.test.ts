@@ -71,3 +71,12 @@ test('the CLI exits 2 with the config error and changes nothing', async (t) => {
   assert.match(result.stderr, /stackvault\.yaml:2:8: stack: a stack name is lower case/);
   assert.throws(() => loadConfig(join(dir, 'missing.yaml')), /cannot read config .*missing\.yaml: no such file/);
 });
+
+test('task runner settings: a bad cron expression, time zone or share is named with its line', () => {
+  assert.match(errorOf(`${valid}schedule:\n  backup: "every night"\n`), /stackvault\.yaml:14:11: schedule\.backup: expected a cron expression/);
+  assert.match(errorOf(`${valid}schedule:\n  time_zone: Europe/Berlín\n`), /:14:14: schedule\.time_zone: expected an IANA time zone/);
+  assert.match(errorOf(`${valid}schedule:\n  check_subset: lots\n`), /:14:17: schedule\.check_subset: .*expected a share such as "5%"/);
+  assert.match(errorOf(`${valid}notify:\n  webhook: not a url\n`), /:14:12: notify\.webhook/);
+  const { config } = parseConfig(`${valid}schedule:\n  time_zone: Europe/Berlin\n  drill: false\n`, '/etc/acme/stackvault.yaml');
+  assert.deepEqual(config.schedule, { time_zone: 'Europe/Berlin', backup: '0 2 * * *', drill: false, check_subset: '5%', prune: true });
+});
