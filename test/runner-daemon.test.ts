@@ -208,13 +208,14 @@ test('a restore drill restores files and databases into scratch places, verifies
   t.after(() => history.close());
   const drill = history.last('drill')!;
   assert.equal(drill.status, 'success', drill.error ?? '');
-  const report = drill.details as { rtoMs: number; filesVerified: number; databases: Array<{ rows: number; databases: Array<{ to: string }>; checksums: Record<string, string> }> };
+  const report = drill.details as { rtoMs: number; filesVerified: number; databases: Array<{ rows: number; tables: number; verified: number; databases: Array<{ to: string }> }> };
   assert.ok(report.filesVerified >= 10);
   assert.ok(report.rtoMs > 0);
   const db = report.databases[0]!;
   assert.deepEqual(db.databases.map((d) => d.to), ['drill_shop']);
   assert.equal(db.rows, Number((await server.client('SELECT (SELECT COUNT(*) FROM shop.all_types) + (SELECT COUNT(*) FROM shop.calls) + (SELECT COUNT(*) FROM shop.call_notes) + (SELECT COUNT(*) FROM shop.customers) + (SELECT COUNT(*) FROM shop.orders) + (SELECT COUNT(*) FROM shop.no_key) + (SELECT COUNT(*) FROM shop.archive) + (SELECT COUNT(*) FROM shop.big_blob)')).trim()));
-  assert.equal(db.checksums['drill_shop.calls'], (await server.client('CHECKSUM TABLE shop.calls')).trim().split('\t')[1]);
+  assert.equal(db.verified, db.tables);
+  assert.ok(db.tables >= 8);
   assert.doesNotMatch(await server.client('SHOW DATABASES'), /drill_/, 'the scratch databases are dropped');
   assert.deepEqual((await import('node:fs/promises').then((fs) => fs.readdir(join(dir, 'drill')))).sort(), ['.stackvault-drill'], 'the scratch folder is emptied');
 });

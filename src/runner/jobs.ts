@@ -8,7 +8,7 @@ import { backup } from '../snapshot/backup.js';
 import { check } from '../snapshot/check.js';
 import { extendLocks } from '../snapshot/extend-locks.js';
 import { executePrune, planPrune } from '../snapshot/prune.js';
-import { restoreDatabaseSource } from '../snapshot/restore-database.js';
+import { restoreDatabaseSource, verifyDatabaseSource } from '../snapshot/restore-database.js';
 import { restore } from '../snapshot/restore.js';
 import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../snapshot/retention.js';
 import { forgetSnapshots, listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
@@ -90,7 +90,8 @@ const DRILL_MARKER = '.stackvault-drill';
 /**
  * A restore drill: the newest snapshot of the stack goes into a scratch folder (and its
  * databases into a scratch server, under drill_ names), is verified against the snapshot
- * (every file re-hashed chunk by chunk; every table's rows counted by the server), and
+ * (every file re-hashed chunk by chunk; every table read back from the server and
+ * compared byte for byte with the dump), and
  * the time it took is the stack's measured recovery time (RTO).
  */
 export async function drillJob(ctx: JobContext, signal: AbortSignal): Promise<JobOutcome> {
@@ -184,23 +185,19 @@ async function drillDatabase(repo: Repository, ref: SnapshotRef, source: string,
   const started = Date.now();
   const summary = await restoreDatabaseSource(repo, ref, source, { connection: server, rename, force: true, signal });
   const restoreMs = Date.now() - started;
-  const conn = await Connection.connect(server);
   try {
-    // The server counts what it holds; it must be every row the dump wrote.
-    let rows = 0;
-    const checksums: Record<string, string> = {};
-    for (const { to } of summary.databases) {
-      const tables = await conn.queryStrings(`SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '${to.replace(/'/g, "''")}' AND TABLE_TYPE = 'BASE TABLE'`);
-      for (const [table] of tables) {
-        const name = `\`${to.replace(/`/g, '``')}\`.\`${table!.replace(/`/g, '``')}\``;
-        rows += Number((await conn.queryStrings(`SELECT COUNT(*) FROM ${name}`))[0]![0]);
-        checksums[`${to}.${table}`] = (await conn.queryStrings(`CHECKSUM TABLE ${name}`))[0]![1] ?? '';
-      }
-    }
-    for (const { to } of summary.databases) await conn.execute(`DROP DATABASE \`${to.replace(/`/g, '``')}\``);
-    if (rows !== record.rows) throw new StackvaultError(`the drill of source "${source}" restored ${rows} rows, the snapshot holds ${record.rows}`);
-    return { source, databases: summary.databases, tables: summary.tables, rows, restoreMs, checksums };
+    // Read back the way the dump read: every table must be byte for byte what the snapshot holds.
+    const verdicts = await verifyDatabaseSource(repo, ref, source, { connection: server, rename });
+    const differing = verdicts.filter((v) => !v.equal).map((v) => `${v.database}.${v.table}`);
+    if (differing.length > 0) throw new StackvaultError(`the drill of source "${source}" restored tables that differ from the snapshot: ${differing.join(', ')}`);
+    const rows = verdicts.reduce((n, v) => n + v.rows, 0);
+    return { source, databases: summary.databases, tables: verdicts.length, rows, restoreMs, verified: verdicts.length };
   } finally {
-    await conn.close();
+    const conn = await Connection.connect(server);
+    try {
+      for (const { to } of summary.databases) await conn.execute(`DROP DATABASE IF EXISTS \`${to.replace(/`/g, '``')}\``);
+    } finally {
+      await conn.close();
+    }
   }
 }

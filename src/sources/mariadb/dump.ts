@@ -68,7 +68,7 @@ interface PartJob {
 }
 
 /** Session settings for reading: stable text for every type, no character set conversion. */
-async function prepareSession(conn: Connection, forData: boolean): Promise<void> {
+export async function prepareSession(conn: Connection, forData: boolean): Promise<void> {
   await conn.execute('SET NAMES utf8mb4');
   await conn.execute("SET SESSION sql_mode = ''");
   await conn.execute("SET SESSION time_zone = '+00:00'");
@@ -138,11 +138,11 @@ async function planParts(conn: Connection, database: string, table: TableInfo, r
   return parts;
 }
 
-function selectList(table: TableSchema): string {
+export function selectList(table: TableSchema): string {
   return table.columns.map((c) => (c.load === 'bit' ? `${ident(c.name)} + 0` : c.load === 'float' ? `CAST(${ident(c.name)} AS DOUBLE)` : ident(c.name))).join(', ');
 }
 
-async function* tableText(conn: Connection, sql: string, done: (rows: number, bytes: number) => void, progress: (bytes: number, rows: number) => void): AsyncGenerator<Buffer> {
+export async function* tableText(conn: Connection, sql: string, done: (rows: number, bytes: number) => void, progress: (bytes: number, rows: number) => void): AsyncGenerator<Buffer> {
   let encoder: TsvEncoder | undefined;
   let reportedRows = 0;
   for await (const _ of conn.streamRows(

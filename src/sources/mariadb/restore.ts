@@ -43,7 +43,7 @@ const DEFAULT_THREADS = 2;
 /** Errors that mean "something this view needs does not exist yet": try again after the other views. */
 const MISSING_DEPENDENCY = new Set([1146, 1356, 1305, 1449]);
 
-async function readJson<T>(reader: DumpReader, path: string): Promise<T> {
+export async function readJson<T>(reader: DumpReader, path: string): Promise<T> {
   if (!reader.has(path)) throw new IntegrityError(`the dump has no ${path}`);
   try {
     return JSON.parse((await readWhole(reader, path)).toString('utf8')) as T;
