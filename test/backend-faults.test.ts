@@ -130,6 +130,10 @@ test('credentials never appear in errors', async (t) => {
   assert.ok(s3err instanceof StackvaultError);
   assert.match(s3err.message, /s3:\/\/bucket\/repo/);
   assert.ok(!s3err.message.includes('top-secret-value'), s3err.message);
+
+  // An rclone remote given on the fly carries its password in the location.
+  const onTheFly = openBackend('rclone::sftp,host=127.0.0.1,port=9,user=bob,pass=top-secret-value:backups');
+  assert.equal(onTheFly.location, 'rclone::sftp,host=127.0.0.1,port=9,user=bob,pass=***:backups');
 });
 
 test('a listing cut short is read again, on Azure and S3', async (t) => {

@@ -3,6 +3,7 @@ import { UsageError } from '../../util/errors.js';
 import type { AzureOptions } from './azure.js';
 import type { Backend } from './backend.js';
 import { lazyBackend } from './lazy.js';
+import { redact } from './transient.js';
 import { LocalBackend } from './local.js';
 import type { RcloneOptions } from './rclone.js';
 import { withRetries, type RetryOptions } from './retry.js';
@@ -43,7 +44,7 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
     const rclone: RcloneOptions = { remote: location.slice('rclone:'.length), binary: env.STACKVAULT_RCLONE ?? 'rclone', timeoutMs, env };
     if (!/^[^:/]*:/.test(rclone.remote)) throw new UsageError(`repository ${location}: expected rclone:REMOTE:PATH, e.g. rclone:backup:acme`);
     const load = async () => new (await import('./rclone.js')).RcloneBackend(rclone);
-    return withRetries(lazyBackend(location, load, ['close']), options.retry);
+    return withRetries(lazyBackend(redact(location), load, ['close']), options.retry);
   }
   if (scheme === 's3' || scheme === 'azure') {
     const url = parseUrl(location);

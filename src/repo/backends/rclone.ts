@@ -37,7 +37,8 @@ export class RcloneBackend implements Backend {
   private readonly uploading = new Map<string, Promise<{ created: boolean }>>();
 
   constructor(private readonly options: RcloneOptions) {
-    this.location = `rclone:${options.remote}`;
+    // An on-the-fly remote (":sftp,host=...,pass=...:path") may hold a password.
+    this.location = redact(`rclone:${options.remote}`);
   }
 
   private start(): Promise<{ url: string; auth: string; child: ChildProcess }> {

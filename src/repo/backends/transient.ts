@@ -37,7 +37,7 @@ export function isTransientNetworkError(err: unknown): boolean {
 /** Secrets that SDKs and URLs like to put into messages: signatures, keys, tokens, passwords. */
 export function redact(text: string): string {
   return text
-    .replace(/(AccountKey|SharedAccessSignature|SharedAccessKey|password|pass|secret)=([^;&\s]+)/gi, '$1=***')
+    .replace(/(AccountKey|SharedAccessSignature|SharedAccessKey|password|pass|secret|key|token)=([^;&\s,:]+)/gi, '$1=***')
     .replace(/([?&](sig|se|sv|sp|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|token)=)[^&\s"]+/gi, '$1***')
     .replace(/(\/\/[^/\s:@]+):[^@/\s]+@/g, '$1:***@');
 }
