@@ -77,6 +77,7 @@ test('task runner settings: a bad cron expression, time zone or share is named w
   assert.match(errorOf(`${valid}schedule:\n  time_zone: Europe/Berlín\n`), /:14:14: schedule\.time_zone: expected an IANA time zone/);
   assert.match(errorOf(`${valid}schedule:\n  check_subset: lots\n`), /:14:17: schedule\.check_subset: .*expected a share such as "5%"/);
   assert.match(errorOf(`${valid}notify:\n  webhook: not a url\n`), /:14:12: notify\.webhook/);
+  assert.match(errorOf(`${valid}drill:\n  database:\n    user: backup\n`), /:15:5: drill\.database needs host \(and port\) or socket/);
   const { config } = parseConfig(`${valid}schedule:\n  time_zone: Europe/Berlin\n  drill: false\n`, '/etc/acme/stackvault.yaml');
   assert.deepEqual(config.schedule, { time_zone: 'Europe/Berlin', backup: '0 2 * * *', drill: false, check_subset: '5%', prune: true });
 });

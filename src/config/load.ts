@@ -55,6 +55,10 @@ export function parseConfig(text: string, path: string): LoadedConfig {
       }
     }
   });
+  const drillServer = config.drill?.database;
+  if (drillServer && drillServer.socket === undefined && drillServer.host === undefined) {
+    throw new UsageError(`${locate(doc, lineCounter, ['drill', 'database'], path)}: drill.database needs host (and port) or socket`);
+  }
   return { file: path, baseDir: dirname(path), config };
 }
 

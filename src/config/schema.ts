@@ -15,15 +15,13 @@ const filesSource = z
     exclusions: z.array(z.string()).optional(),
   });
 
-const mariadbSource = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"'),
-  type: z.literal(['mariadb', 'mysql']),
+/** How to reach a database server; the password is never written to a snapshot or a log. */
+const serverFields = {
   /** host and port, or a Unix socket */
   host: z.string().min(1).optional(),
   port: z.number().int().min(1).max(65535).optional(),
   socket: z.string().min(1).optional(),
   user: z.string().min(1).default('root'),
-  /** where the password comes from; it is never written to a snapshot or a log */
   password_env: z.string().optional(),
   password_file: z.string().optional(),
   /** true for TLS with the system's CAs, or files for a private CA and client certificates */
@@ -33,6 +31,12 @@ const mariadbSource = z.strictObject({
       z.strictObject({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional(), verify: z.boolean().optional() }),
     ])
     .optional(),
+};
+
+const mariadbSource = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"'),
+  type: z.literal(['mariadb', 'mysql']),
+  ...serverFields,
   /** databases to back up; every database but the server's own (mysql, sys, ...) when omitted */
   databases: z.array(z.string().min(1)).optional(),
   exclude_databases: z.array(z.string().min(1)).optional(),
@@ -71,14 +75,7 @@ const timeZone = z.string().refine(
 
 const shareText = z.string().regex(/^(\d+(\.\d+)?%|\d+\/\d+)$/, 'expected a share such as "5%" or "1/20"');
 
-const databaseServer = z.strictObject({
-  host: z.string().min(1).optional(),
-  port: z.number().int().min(1).max(65535).optional(),
-  socket: z.string().min(1).optional(),
-  user: z.string().min(1).default('root'),
-  password_env: z.string().optional(),
-  password_file: z.string().optional(),
-});
+const databaseServer = z.strictObject(serverFields);
 
 const durationText = z.string().regex(/^(\d+[ymwdh])+$|^\d+$/, 'expected a duration such as 30d, 12h or 1y6m');
 
