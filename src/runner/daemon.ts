@@ -107,7 +107,7 @@ export class Runner {
     }
   }
 
-  /** Run a job's steps in order; a step that fails stops the chain. Returns the worst status. */
+  /** Run a job's steps in order; a step that throws stops the chain. Returns the status of the last step that did not succeed. */
   async runJob(job: ScheduledJob, scheduledFor: Date | null, signal: AbortSignal): Promise<RunStatus> {
     const notifier = this.options.notifier;
     await notifier?.ping('start', `${job.name} started`);
