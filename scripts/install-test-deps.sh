@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests use (real servers, no mocks): MariaDB server and
-# client, and rclone (a backend, and the WebDAV/SFTP servers its tests talk to). Azurite
-# and the S3 server come from npm. Idempotent: does nothing when everything is there.
-# Needs root (or sudo).
+# client; rclone (a backend, and the WebDAV/SFTP servers its tests talk to); Podman with
+# runc, docker-compose v1 and busybox-static (real containers: the tests start their own
+# Podman API service with their own containers.conf and build their images from busybox,
+# so nothing on the host is configured and no registry is needed). Azurite and the S3
+# server come from npm. Idempotent: does nothing when everything is there. Needs root (or sudo).
 set -euo pipefail
 
 packages=()
 command -v mariadb-install-db >/dev/null 2>&1 && { [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1; } || packages+=(mariadb-server)
 command -v mariadb-dump >/dev/null 2>&1 || packages+=(mariadb-client)
 command -v rclone >/dev/null 2>&1 || packages+=(rclone)
+command -v podman >/dev/null 2>&1 || packages+=(podman)
+{ command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ]; } || packages+=(runc)
+command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
+dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "test dependencies are installed"
