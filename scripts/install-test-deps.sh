@@ -15,6 +15,7 @@ command -v podman >/dev/null 2>&1 || packages+=(podman)
 { command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ]; } || packages+=(runc)
 command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
 dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
+command -v git >/dev/null 2>&1 || packages+=(git)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "test dependencies are installed"

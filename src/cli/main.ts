@@ -9,6 +9,7 @@ import { registerRepositoryCommands } from './commands/repository.js';
 import { registerRestoreCommand } from './commands/restore.js';
 import { registerRetentionCommands } from './commands/retention.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerStackCommands } from './commands/stack.js';
 import { CliContext, type GlobalOptions } from './context.js';
 
 const EXIT_CODES = `
@@ -67,6 +68,7 @@ export function buildProgram(): Command {
   registerRestoreCommand(program, ctx);
   registerRetentionCommands(program, ctx);
   registerRunCommand(program, ctx);
+  registerStackCommands(program, ctx);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -83,6 +83,14 @@ export const configSchema = z.strictObject({
   version: z.literal(1).default(1),
   stack: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, 'a stack name is lower case letters, digits, ".", "_" and "-"'),
   host: z.string().optional(),
+  /** the application this stack runs: its wanted version, and the images of each version */
+  application: z
+    .strictObject({
+      version: z.union([z.string().min(1), z.number().transform(String)]),
+      /** per version, the variables the compose files take image names from, e.g. WEB_IMAGE */
+      images: z.record(z.string(), z.record(z.string(), z.string().min(1))).optional(),
+    })
+    .optional(),
   repository: z.strictObject({
     url: z.string().min(1),
     password_env: z.string().optional(),
