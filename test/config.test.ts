@@ -81,3 +81,12 @@ test('task runner settings: a bad cron expression, time zone or share is named w
   const { config } = parseConfig(`${valid}schedule:\n  time_zone: Europe/Berlin\n  drill: false\n`, '/etc/acme/stackvault.yaml');
   assert.deepEqual(config.schedule, { time_zone: 'Europe/Berlin', backup: '0 2 * * *', drill: false, check_subset: '5%', prune: true });
 });
+
+test("the README's stackvault.yaml example is a valid config", async () => {
+  const { readFile } = await import('node:fs/promises');
+  const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const example = /## stackvault\.yaml[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+  const { config } = parseConfig(example, '/srv/acme/stackvault.yaml');
+  assert.equal(config.application?.version, '2');
+  assert.equal(config.application?.images?.['2']?.WEB_IMAGE, 'registry.example.com/acme/web:2.0');
+});
