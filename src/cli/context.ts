@@ -74,7 +74,7 @@ export class CliContext {
   }
 }
 
-function readPasswordFile(file: string): string {
+export function readPasswordFile(file: string): string {
   try {
     // Only the first line: password files written with echo end in a newline that is not part of the password.
     return readFileSync(file, 'utf8').split(/\r?\n/)[0]!;

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, StackvaultError, errorMessage } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
 import { registerBackupCommand } from './commands/backup.js';
+import { registerCopyCommand } from './commands/copy.js';
 import { registerBrowseCommands } from './commands/browse.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerRepositoryCommands } from './commands/repository.js';
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
   registerBackupCommand(program, ctx);
   registerBrowseCommands(program, ctx);
   registerRestoreCommand(program, ctx);
+  registerCopyCommand(program, ctx);
   registerRetentionCommands(program, ctx);
   registerRunCommand(program, ctx);
   registerStackCommands(program, ctx);

@@ -66,6 +66,8 @@ export interface Snapshot {
   tree: string;
   sources: SourceRecord[];
   durationMs: number;
+  /** set on a copy (stackvault copy, a release brought into a stack's repository): where it came from */
+  copiedFrom?: { repository: string; snapshot: string };
 }
 
 export interface SnapshotRef {
