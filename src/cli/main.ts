@@ -6,6 +6,7 @@ import { registerBackupCommand } from './commands/backup.js';
 import { registerCopyCommand } from './commands/copy.js';
 import { registerBrowseCommands } from './commands/browse.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerReleaseCommands } from './commands/release.js';
 import { registerRepositoryCommands } from './commands/repository.js';
 import { registerRestoreCommand } from './commands/restore.js';
 import { registerRetentionCommands } from './commands/retention.js';
@@ -50,7 +51,8 @@ export function buildProgram(): Command {
   program
     .name('stackvault')
     .description('Back up, restore and move docker-compose stacks: every deployment is a restore.')
-    .version(VERSION, '-V, --version')
+    // Not commander's .version(): it would take every --version, also "release publish --version 2".
+    .addHelpText('beforeAll', `stackvault ${VERSION} (stackvault -V or --version prints the version)\n`)
     .option('-r, --repo <location>', 'repository location: a folder, s3://bucket/path, azure://container/path or rclone:remote:path')
     .option('-c, --config <file>', 'stackvault.yaml to use (default: ./stackvault.yaml if present)')
     .option('--password-file <file>', 'read the repository password from this file')
@@ -68,14 +70,25 @@ export function buildProgram(): Command {
   registerBrowseCommands(program, ctx);
   registerRestoreCommand(program, ctx);
   registerCopyCommand(program, ctx);
+  registerReleaseCommands(program, ctx);
   registerRetentionCommands(program, ctx);
   registerRunCommand(program, ctx);
   registerStackCommands(program, ctx);
-  for (const cmd of program.commands) cmd.exitOverride();
+  const overrideExits = (cmd: Command): void => {
+    for (const sub of cmd.commands) {
+      sub.exitOverride();
+      overrideExits(sub);
+    }
+  };
+  overrideExits(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv.length === 3 && (argv[2] === '--version' || argv[2] === '-V')) {
+    process.stdout.write(`${VERSION}\n`);
+    return ExitCode.ok;
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -86,9 +86,19 @@ export const configSchema = z.strictObject({
   /** the application this stack runs: its wanted version, and the images of each version */
   application: z
     .strictObject({
+      /** the application's name in the vendor's release store; the stack's name when omitted */
+      name: z.string().min(1).optional(),
       version: z.union([z.string().min(1), z.number().transform(String)]),
       /** per version, the variables the compose files take image names from, e.g. WEB_IMAGE */
       images: z.record(z.string(), z.record(z.string(), z.string().min(1))).optional(),
+    })
+    .optional(),
+  /** the vendor's repository of releases (stackvault release pull) */
+  release_store: z
+    .strictObject({
+      url: z.string().min(1),
+      password_env: z.string().optional(),
+      password_file: z.string().optional(),
     })
     .optional(),
   repository: z.strictObject({
