@@ -10,7 +10,7 @@ import { extendLocks } from '../snapshot/extend-locks.js';
 import { executePrune, planPrune } from '../snapshot/prune.js';
 import { restoreDatabaseSource, verifyDatabaseSource } from '../snapshot/restore-database.js';
 import { restore } from '../snapshot/restore.js';
-import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../snapshot/retention.js';
+import { applyRetention, isEmptyPolicy, retentionPolicyOf } from '../snapshot/retention.js';
 import { forgetSnapshots, listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { walkTree } from '../snapshot/walk.js';
@@ -53,10 +53,7 @@ export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<J
 export async function retentionJob(ctx: JobContext): Promise<JobOutcome> {
   const repo = await ctx.openRepository();
   const { config } = ctx.loaded;
-  const r = config.retention;
-  const policy: RetentionPolicy = r
-    ? { last: r.keep_last, hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly, yearly: r.keep_yearly, within: r.keep_within, tags: r.keep_tags }
-    : {};
+  const policy = retentionPolicyOf(config.retention);
   let forgotten: string[] = [];
   if (!isEmptyPolicy(policy)) {
     const mine = (await listSnapshots(repo)).filter((s) => s.snapshot.stack === config.stack);

@@ -1,3 +1,4 @@
+import type { StackConfig } from '../config/schema.js';
 import { parseDuration } from '../util/format.js';
 import type { Snapshot, SnapshotRef } from './snapshot.js';
 
@@ -13,6 +14,12 @@ export interface RetentionPolicy {
   within?: string;
   /** keep every snapshot that has all of these tags */
   tags?: string[];
+}
+
+/** The retention rules of stackvault.yaml; an empty policy when it has none. */
+export function retentionPolicyOf(r: StackConfig['retention']): RetentionPolicy {
+  if (!r) return {};
+  return { last: r.keep_last, hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly, yearly: r.keep_yearly, within: r.keep_within, tags: r.keep_tags };
 }
 
 export type GroupKey = 'host' | 'stack' | 'paths' | 'tags';

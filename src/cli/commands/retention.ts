@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { executePrune, planPrune, type PrunePlan } from '../../snapshot/prune.js';
 import { extendLocks } from '../../snapshot/extend-locks.js';
-import { applyRetention, isEmptyPolicy, type GroupKey, type RetentionPolicy } from '../../snapshot/retention.js';
+import { applyRetention, isEmptyPolicy, retentionPolicyOf, type GroupKey, type RetentionPolicy } from '../../snapshot/retention.js';
 import { findSnapshot, forgetSnapshots, listSnapshots, matchesFilter, shortId } from '../../snapshot/snapshot.js';
 import type { Repository } from '../../repo/repository.js';
 import { UsageError } from '../../util/errors.js';
@@ -181,7 +181,5 @@ function policyFrom(flags: ForgetFlags, ctx: CliContext): RetentionPolicy {
     tags: flags.keepTag.length ? flags.keepTag : undefined,
   };
   if (!isEmptyPolicy(fromFlags)) return fromFlags;
-  const r = ctx.config()?.config.retention;
-  if (!r) return fromFlags;
-  return { last: r.keep_last, hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly, yearly: r.keep_yearly, within: r.keep_within, tags: r.keep_tags };
+  return retentionPolicyOf(ctx.config()?.config.retention);
 }
