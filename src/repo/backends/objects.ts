@@ -34,3 +34,24 @@ export async function refuseIfNotEmpty(backend: Backend, place: string): Promise
     throw new StackvaultError(`${backend.location} is not empty and holds no repository: give a new or empty ${place}`);
   }
 }
+
+/**
+ * Puts of one key, one at a time: a second put of a key waits for the first and then finds
+ * the object. Some stores show an object while it is still being written (rclone's SFTP,
+ * some S3 servers), and a look in the middle would see a short, seemingly damaged object.
+ */
+export class PerKeyQueue {
+  private readonly running = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const earlier = this.running.get(key);
+    if (earlier) await earlier.catch(() => undefined);
+    const current = work();
+    this.running.set(key, current);
+    try {
+      return await current;
+    } finally {
+      if (this.running.get(key) === current) this.running.delete(key);
+    }
+  }
+}

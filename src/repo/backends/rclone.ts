@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
-import { alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
+import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
 export interface RcloneOptions {
@@ -34,7 +34,7 @@ interface RcloneItem {
 export class RcloneBackend implements Backend {
   readonly location: string;
   private helper: Promise<{ url: string; auth: string; child: ChildProcess }> | undefined;
-  private readonly uploading = new Map<string, Promise<{ created: boolean }>>();
+  private readonly uploads = new PerKeyQueue();
 
   constructor(private readonly options: RcloneOptions) {
     // An on-the-fly remote (":sftp,host=...,pass=...:path") may hold a password.
@@ -119,16 +119,7 @@ export class RcloneBackend implements Backend {
   }
 
   async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
-    // Two uploads of one key at once trip over each other on some remotes (SFTP): the second waits.
-    const earlier = this.uploading.get(key);
-    if (earlier) await earlier.catch(() => undefined);
-    const upload = this.upload(key, data);
-    this.uploading.set(key, upload);
-    try {
-      return await upload;
-    } finally {
-      if (this.uploading.get(key) === upload) this.uploading.delete(key);
-    }
+    return this.uploads.run(key, () => this.upload(key, data));
   }
 
   private async upload(key: string, data: Uint8Array): Promise<{ created: boolean }> {

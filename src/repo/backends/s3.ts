@@ -17,7 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
-import { alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
+import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
 // The SDK warns on every run under Node 20 about its own future releases: news for us when
@@ -58,6 +58,7 @@ export class S3Backend implements Backend {
   readonly location: string;
   private readonly client: S3Client;
   private immutabilityDays = 0;
+  private readonly uploads = new PerKeyQueue();
 
   constructor(private readonly options: S3Options) {
     this.location = `s3://${options.bucket}/${options.prefix}`.replace(/\/$/, '');
@@ -129,6 +130,10 @@ export class S3Backend implements Backend {
   }
 
   async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
+    return this.uploads.run(key, () => this.upload(key, data));
+  }
+
+  private async upload(key: string, data: Uint8Array): Promise<{ created: boolean }> {
     const existing = await this.stat(key);
     if (existing) return alreadyStored(this.location, key, existing.size, data.length);
     try {
