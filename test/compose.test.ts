@@ -39,6 +39,9 @@ test('the compose adapter starts a stack on Podman, waits for its health checks,
   const page = await compose.engine.exec(web.Id, ['/bin/wget', '-q', '-O', '-', 'http://127.0.0.1:8080/']);
   assert.equal(page.exitCode, 0);
   assert.match(page.output, /hello from the stack/);
+  // 51 bytes of output: its frame header's length byte is a printable "3", which must not leak into the text.
+  const echoed = await compose.engine.exec(web.Id, ['/bin/echo', 'x'.repeat(50)]);
+  assert.equal(echoed.output, 'x'.repeat(50) + '\n');
   await compose.down(project);
   assert.deepEqual(await compose.containers(project), []);
 });

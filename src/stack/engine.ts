@@ -20,6 +20,18 @@ export class Engine {
   }
 
   async call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const { status, raw } = await this.callRaw(method, path, body);
+    const text = raw.toString('utf8');
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* a stream or plain text */
+    }
+    return { status, body: parsed as T };
+  }
+
+  private async callRaw(method: string, path: string, body?: unknown): Promise<{ status: number; raw: Buffer }> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
       const req = request(
@@ -35,16 +47,7 @@ export class Engine {
         (res) => {
           const parts: Buffer[] = [];
           res.on('data', (d: Buffer) => parts.push(d));
-          res.on('end', () => {
-            const text = Buffer.concat(parts).toString('utf8');
-            let parsed: unknown = text;
-            try {
-              parsed = text ? JSON.parse(text) : undefined;
-            } catch {
-              /* a stream or plain text */
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed as T });
-          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, raw: Buffer.concat(parts) }));
           res.on('error', reject);
         },
       );
@@ -80,12 +83,27 @@ export class Engine {
   async exec(id: string, cmd: string[]): Promise<{ exitCode: number; output: string }> {
     const created = await this.call<{ Id: string }>('POST', `/containers/${encodeURIComponent(id)}/exec`, { Cmd: cmd, AttachStdout: true, AttachStderr: true });
     if (created.status !== 201) throw new StackvaultError(`cannot run ${cmd.join(' ')} in container ${id} (HTTP ${created.status})`);
-    const started = await this.call<string>('POST', `/exec/${created.body.Id}/start`, { Detach: false, Tty: false });
+    const started = await this.callRaw('POST', `/exec/${created.body.Id}/start`, { Detach: false, Tty: false });
     const inspected = await this.call<{ ExitCode: number | null }>('GET', `/exec/${created.body.Id}/json`);
-    // The attached output is multiplexed with 8-byte frame headers: keep the printable text.
-    const output = String(started.body ?? '').replace(/[\x00-\x08\x0e-\x1f]/g, '');
-    return { exitCode: inspected.body.ExitCode ?? -1, output };
+    return { exitCode: inspected.body.ExitCode ?? -1, output: demultiplex(started.raw).toString('utf8') };
   }
+}
+
+/**
+ * Attached output without a terminal comes in frames: a byte for the stream (stdout 1,
+ * stderr 2), three zero bytes, the payload's length (4 bytes, big-endian), the payload.
+ */
+export function demultiplex(raw: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  while (at + 8 <= raw.length && raw[at]! <= 2 && raw[at + 1] === 0 && raw[at + 2] === 0 && raw[at + 3] === 0) {
+    const size = raw.readUInt32BE(at + 4);
+    parts.push(raw.subarray(at + 8, at + 8 + size));
+    at += 8 + size;
+  }
+  // Anything that is not framed (an engine that sends plain output) is kept as it came.
+  if (at < raw.length) parts.push(raw.subarray(at));
+  return Buffer.concat(parts);
 }
 
 export interface ContainerSummary {
@@ -100,4 +118,5 @@ export interface ContainerDetails {
   Name: string;
   State: { Status: string; Running: boolean; ExitCode: number; Health?: { Status: string } };
   Config: { Labels: Record<string, string>; Healthcheck?: { Test?: string[] } };
+  NetworkSettings?: { IPAddress?: string; Networks?: Record<string, { IPAddress?: string }> };
 }
