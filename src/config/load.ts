@@ -43,8 +43,11 @@ export function parseConfig(text: string, path: string): LoadedConfig {
   const known = Object.keys(resolveExclusionClasses(config.exclusion_classes));
   config.sources.forEach((source, i) => {
     if (source.type !== 'files') {
-      if (source.socket === undefined && source.host === undefined) {
-        throw new UsageError(`${locate(doc, lineCounter, ['sources', i], path)}: sources[${i}]: a ${source.type} source needs host (and port) or socket`);
+      const ways = [source.socket, source.host, source.service].filter((w) => w !== undefined).length;
+      if (ways !== 1) {
+        throw new UsageError(
+          `${locate(doc, lineCounter, ['sources', i], path)}: sources[${i}]: a ${source.type} source needs ${ways === 0 ? '' : 'only one of '}host (and port), socket, or service (its compose service)`,
+        );
       }
       return;
     }

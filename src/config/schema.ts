@@ -37,6 +37,8 @@ const mariadbSource = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"'),
   type: z.literal(['mariadb', 'mysql']),
   ...serverFields,
+  /** the compose service the server runs as: reached at its address in the stack's network, so its port need not be published */
+  service: z.string().min(1).optional(),
   /** databases to back up; every database but the server's own (mysql, sys, ...) when omitted */
   databases: z.array(z.string().min(1)).optional(),
   exclude_databases: z.array(z.string().min(1)).optional(),
@@ -91,6 +93,17 @@ export const configSchema = z.strictObject({
       version: z.union([z.string().min(1), z.number().transform(String)]),
       /** per version, the variables the compose files take image names from, e.g. WEB_IMAGE */
       images: z.record(z.string(), z.record(z.string(), z.string().min(1))).optional(),
+    })
+    .optional(),
+  /** the stack's containers (stackvault up, update, rollback) */
+  compose: z
+    .strictObject({
+      /** compose files, relative to stackvault.yaml */
+      files: z.array(z.string().min(1)).min(1).default(['docker-compose.yml']),
+      /** the compose project name; the stack's name when omitted */
+      project: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'a compose project name is lower case letters, digits, "_" and "-"').optional(),
+      /** seconds to wait for every health check after starting */
+      health_timeout: z.number().int().min(1).default(300),
     })
     .optional(),
   /** the vendor's repository of releases (stackvault release pull) */

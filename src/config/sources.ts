@@ -26,6 +26,8 @@ export interface ResolvedDatabaseSource {
     password?: string;
     tls?: { ca?: string; cert?: string; key?: string; verify?: boolean };
   };
+  /** the compose service the server runs as; its address in the stack's network is found when the stack runs */
+  service?: string;
   databases?: string[];
   excludeDatabases?: string[];
   excludeTableData?: string[];
@@ -62,6 +64,7 @@ export function resolveSources(loaded: LoadedConfig): ResolvedSource[] {
       kind: 'mariadb',
       name: s.name,
       connection,
+      service: s.service,
       databases: s.databases,
       excludeDatabases: s.exclude_databases,
       excludeTableData: s.exclude_table_data,

@@ -7,7 +7,7 @@ import { Semaphore } from '../util/concurrency.js';
 import { StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
-import { normalizeSnapshotPath, walkTree } from './walk.js';
+import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
 
 const FILE_CONCURRENCY = 6;
 
@@ -26,6 +26,8 @@ export interface RestoreOptions {
   include?: string[];
   /** restore into a folder that already holds files, replacing what has the same name */
   force?: boolean;
+  /** a snapshot folder ("/source/dir") whose content goes straight into target, like restic's snapshot:/path */
+  from?: string;
   progress?: (p: RestoreProgress) => void;
   signal?: AbortSignal;
 }
@@ -53,10 +55,17 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   await prepareTarget(options.target, options.force ?? false);
   await repo.loadIndex();
   const loader = new TreeLoader(repo);
+  const from = normalizeSnapshotPath(options.from ?? '/');
+  let rootTree = ref.snapshot.tree;
+  if (from !== '/') {
+    const node = await findNode(loader, rootTree, from);
+    if (node?.type !== 'dir' || !node.subtree) throw new UsageError(`not a folder in snapshot ${ref.id.slice(0, 8)}: ${from}`);
+    rootTree = node.subtree;
+  }
 
   const progress: RestoreProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: 0, currentPath: '' };
   const matchedIncludes = new Set<string>();
-  for await (const { path, node } of walkTree(loader, ref.snapshot.tree)) {
+  for await (const { path, node } of walkTree(loader, rootTree, from)) {
     if (selected(path) !== 'all') continue;
     for (const inc of includes) if (path === inc || path.startsWith(inc + '/')) matchedIncludes.add(inc);
     if (node.type === 'file') {
@@ -122,7 +131,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
     }
     await Promise.all(fileTasks);
   };
-  await restoreDir(ref.snapshot.tree, options.target, '/');
+  await restoreDir(rootTree, options.target, from);
   options.progress?.(progress);
   return result;
 }
