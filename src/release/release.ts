@@ -5,6 +5,8 @@ import type { Repository } from '../repo/repository.js';
 import { backup, type SourceSpec } from '../snapshot/backup.js';
 import { copySnapshot, type CopyResult } from '../snapshot/copy.js';
 import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
+import { TreeLoader } from '../snapshot/tree.js';
+import { findNode } from '../snapshot/walk.js';
 import { UsageError } from '../util/errors.js';
 
 /**
@@ -85,4 +87,52 @@ export async function publishRelease(
 /** Bring a release into a stack's own repository, so that repository alone can rebuild the stack. */
 export async function pullRelease(releases: Repository, target: Repository, application: string, version: string, signal?: AbortSignal): Promise<CopyResult> {
   return copySnapshot(releases, target, await findRelease(releases, application, version), { signal });
+}
+
+/** One step of a release's migrations, read from the release snapshot. */
+export interface Migration {
+  /** "version/NNN-name.ext": what the migration history records, once */
+  id: string;
+  version: string;
+  name: string;
+  kind: 'sql' | 'sh';
+  text: string;
+}
+
+/** The migrations a release brings, in the order of their numbers. */
+export async function releaseMigrations(repo: Repository, ref: SnapshotRef): Promise<Migration[]> {
+  const version = releaseVersion(ref);
+  if (version === undefined) throw new UsageError(`snapshot ${ref.id.slice(0, 8)} is not a release`);
+  await repo.loadIndex();
+  const loader = new TreeLoader(repo);
+  const folder = await findNode(loader, ref.snapshot.tree, '/migrations');
+  if (!folder?.subtree) return [];
+  const migrations: Migration[] = [];
+  for (const node of (await loader.load(folder.subtree)).nodes) {
+    const kind = /^\d+-.*\.(sql|sh)$/.exec(node.name)?.[1] as 'sql' | 'sh' | undefined;
+    if (node.type !== 'file' || !kind) continue;
+    // Migrations are small scripts: whole in memory is fine.
+    const parts: Buffer[] = [];
+    for (const id of node.content ?? []) parts.push(await repo.loadBlob(id, 'data'));
+    migrations.push({ id: `${version}/${node.name}`, version, name: node.name, kind, text: Buffer.concat(parts).toString('utf8') });
+  }
+  const number = (m: Migration) => Number(/^\d+/.exec(m.name)![0]);
+  return migrations.sort((a, b) => number(a) - number(b) || a.name.localeCompare(b.name));
+}
+
+/** Order versions as people write them: numeric parts by number ("1.10" after "1.9"), the rest by text. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.+-]/);
+  const pb = b.split(/[.+-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i];
+    const y = pb[i];
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    const nx = /^\d+$/.test(x) ? Number(x) : NaN;
+    const ny = /^\d+$/.test(y) ? Number(y) : NaN;
+    const diff = !Number.isNaN(nx) && !Number.isNaN(ny) ? nx - ny : x.localeCompare(y);
+    if (diff !== 0) return Math.sign(diff);
+  }
+  return 0;
 }

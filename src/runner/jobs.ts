@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { ResolvedSource } from '../config/sources.js';
+import { stackBackupInputs } from '../stack/stack.js';
 import type { Repository } from '../repo/repository.js';
 import { backup } from '../snapshot/backup.js';
 import { check } from '../snapshot/check.js';
@@ -39,7 +40,9 @@ export interface JobContext {
 export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<JobOutcome> {
   const repo = await ctx.openRepository();
   const { config } = ctx.loaded;
-  const result = await backup(repo, { sources: ctx.sources, host: ctx.host, stack: config.stack, tags: config.tags ?? [], signal });
+  // Asked each night: the incarnation, the version and the database's address change with updates.
+  const inputs = await stackBackupInputs(ctx.loaded);
+  const result = await backup(repo, { sources: inputs.sources, host: ctx.host, stack: config.stack, tags: [...(config.tags ?? []), ...inputs.tags], signal });
   const bytesAdded = result.snapshot.sources.reduce((n, s) => n + s.stats.bytesAdded, 0);
   return {
     snapshot: result.id,

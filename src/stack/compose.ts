@@ -59,14 +59,26 @@ export class Compose {
     }
   }
 
-  /** Create and start the stack's containers (recreating those whose configuration changed). */
-  async up(project: ComposeProject): Promise<void> {
-    await this.compose(project, ['up', '-d', '--remove-orphans']);
+  /** Create and start the stack's containers, or only these services (recreating those whose configuration changed). */
+  async up(project: ComposeProject, services: string[] = []): Promise<void> {
+    await this.compose(project, ['up', '-d', ...(services.length ? ['--no-deps'] : ['--remove-orphans']), ...services]);
   }
 
   /** Stop and remove the containers; named volumes stay unless asked. */
   async down(project: ComposeProject, options: { volumes?: boolean } = {}): Promise<void> {
     await this.compose(project, ['down', '--remove-orphans', ...(options.volumes ? ['--volumes'] : [])]);
+  }
+
+  /**
+   * Where a service's container is reached from this host: its address in the stack's
+   * network, so a database whose port is not published is still reachable.
+   */
+  async serviceAddress(project: ComposeProject, service: string): Promise<string> {
+    const container = (await this.containers(project)).find((c) => c.Config.Labels[SERVICE_LABEL] === service && c.State.Running);
+    if (!container) throw new StackvaultError(`stack "${project.name}" has no running container of service "${service}"`);
+    const address = Object.values(container.NetworkSettings?.Networks ?? {}).find((n) => n.IPAddress)?.IPAddress ?? container.NetworkSettings?.IPAddress;
+    if (!address) throw new StackvaultError(`service "${service}" of stack "${project.name}" has no network address (network_mode host or none?)`);
+    return address;
   }
 
   async containers(project: ComposeProject): Promise<ContainerDetails[]> {
@@ -78,12 +90,12 @@ export class Compose {
    * Wait until every container runs and every health check passes; fail naming the
    * services that did not, with what their check last said.
    */
-  async waitHealthy(project: ComposeProject, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<void> {
+  async waitHealthy(project: ComposeProject, options: { timeoutMs?: number; intervalMs?: number; services?: string[] } = {}): Promise<void> {
     const deadline = Date.now() + (options.timeoutMs ?? 120_000);
     let failing: string[] = [];
     for (;;) {
-      const containers = await this.containers(project);
-      if (containers.length === 0) throw new StackvaultError(`stack "${project.name}" has no containers: was it started?`);
+      const containers = (await this.containers(project)).filter((c) => !options.services || options.services.includes(c.Config.Labels[SERVICE_LABEL] ?? ''));
+      if (containers.length === 0) throw new StackvaultError(`stack "${project.name}" has no containers${options.services ? ` for ${options.services.join(', ')}` : ''}: was it started?`);
       failing = [];
       for (const c of containers) {
         const service = c.Config.Labels[SERVICE_LABEL] ?? c.Name;

@@ -78,3 +78,54 @@ async function versionAt(dir: string, commit: string, configPath: string): Promi
     return null;
   }
 }
+
+/** The commit the stack folder's repository is at: the incarnation being deployed. */
+export async function headCommit(dir: string): Promise<string> {
+  try {
+    return (await git(dir, ['rev-parse', 'HEAD'])).trim();
+  } catch (err) {
+    throw new UsageError(`${dir} is not a committed stack repository (${(err as Error).message}): "git init", add stackvault.yaml and the compose files, and commit`);
+  }
+}
+
+/** A commit (full hash) named by a hash, a prefix, a tag or a branch of the stack repository. */
+export async function resolveCommit(dir: string, ref: string): Promise<string | undefined> {
+  return git(dir, ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]).then(
+    (out) => out.trim(),
+    () => undefined,
+  );
+}
+
+/** Files of the stack folder that differ from the last commit (what `up` would deploy but no incarnation holds). */
+export async function uncommittedChanges(dir: string): Promise<string[]> {
+  const out = await git(dir, ['status', '--porcelain', '--untracked-files=no', '--', '.']);
+  return out.split('\n').filter((l) => l.trim()).map((l) => l.slice(3));
+}
+
+/**
+ * Commit the stack folder as it now is. Someone with no git identity of their own (a fresh
+ * host, CI) still gets a commit, authored by stackvault.
+ */
+export async function commitStack(dir: string, message: string): Promise<string> {
+  const identity = await git(dir, ['config', 'user.email']).then(
+    () => [],
+    () => ['-c', 'user.name=stackvault', '-c', 'user.email=stackvault@localhost'],
+  );
+  // Tracked files only: data folders and secrets next to the config never go into git.
+  await git(dir, ['add', '--update', '--', '.']);
+  const staged = await git(dir, ['diff', '--cached', '--name-only', '--', '.']);
+  if (staged.trim()) await git(dir, [...identity, 'commit', '--quiet', '-m', message, '--', '.']);
+  return headCommit(dir);
+}
+
+/** Put the stack folder's tracked files back as they were at an incarnation, as a new commit. */
+export async function returnToIncarnation(dir: string, commit: string, message: string): Promise<string> {
+  // Files added since go too: the folder becomes exactly what the incarnation held.
+  const now = (await git(dir, ['ls-files', '--', '.'])).split('\n').filter(Boolean);
+  const then = new Set((await git(dir, ['ls-tree', '-r', '--name-only', '--full-name', commit, '--', '.'])).split('\n').filter(Boolean));
+  const prefix = (await git(dir, ['rev-parse', '--show-prefix'])).trim();
+  const added = now.filter((f) => !then.has(prefix + f));
+  if (added.length > 0) await git(dir, ['rm', '--quiet', '--', ...added]);
+  await git(dir, ['checkout', commit, '--', '.']);
+  return commitStack(dir, message);
+}

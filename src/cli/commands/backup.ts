@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { resolveExclusionClasses } from '../../config/exclusion-classes.js';
-import { resolveSources } from '../../config/sources.js';
+import { stackBackupInputs } from '../../stack/stack.js';
 import { backup, type FilesSourceSpec } from '../../snapshot/backup.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
@@ -78,13 +78,14 @@ Examples:
     .action(async (paths: string[], flags: BackupFlags) => {
       const ctx = context();
       const loaded = paths.length === 0 ? ctx.requireConfig('backup without paths') : ctx.config();
-      const sources = paths.length > 0 ? sourcesFromPaths(paths, flags) : resolveSources(loaded!);
+      const inputs = paths.length > 0 ? { sources: sourcesFromPaths(paths, flags), tags: [] } : await stackBackupInputs(loaded!);
+      const sources = inputs.sources;
       if (paths.length === 0 && (flags.exclude.length || flags.include.length)) {
         throw new UsageError('--exclude and --include go with folders given on the command line; put patterns for configured sources in stackvault.yaml');
       }
       const repo = await ctx.openRepository();
       const sink = createProgress('backup', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
-      const tags = [...(loaded?.config.tags ?? []), ...flags.tag];
+      const tags = [...(loaded?.config.tags ?? []), ...inputs.tags, ...flags.tag];
       const result = await backup(repo, {
         sources,
         host: flags.host ?? loaded?.config.host,

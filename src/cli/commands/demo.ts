@@ -19,6 +19,8 @@ import type { CliContext } from '../context.js';
 import { emit } from '../output.js';
 
 export const EXAMPLE_STACK = fileURLToPath(new URL('../../../../examples/contact-center/', import.meta.url));
+/** the data folders as the example's release 1 ships them, one per files source */
+const EXAMPLE_DATA = join(EXAMPLE_STACK, 'vendor', 'releases', '1', 'files');
 
 /**
  * The main job on a built-in default: back up the bundled example stack into a new local
@@ -27,13 +29,15 @@ export const EXAMPLE_STACK = fileURLToPath(new URL('../../../../examples/contact
 export function registerDemoCommand(program: Command, context: () => CliContext): void {
   program
     .command('demo')
-    .description('back up the bundled example stack to a local repository, restore it elsewhere and show that they match')
+    .description('back up the bundled example stack\'s data to a local repository, restore it elsewhere and show that they match')
     .option('--workdir <folder>', 'where to put the repository and the restore (default: a new temporary folder)')
     .action(async (flags: { workdir?: string }) => {
       const ctx = context();
       const workdir = flags.workdir ? resolve(flags.workdir) : await mkdtemp(join(tmpdir(), 'stackvault-demo-'));
       const loaded = loadConfig(join(EXAMPLE_STACK, 'stackvault.yaml'));
-      const sources = resolveSources(loaded);
+      // The files sources, on the data release 1 ships: the stack's database needs its containers (stackvault up).
+      const files = { ...loaded, config: { ...loaded.config, sources: loaded.config.sources.filter((s) => s.type === 'files') } };
+      const sources = resolveSources(files).map((s) => ({ ...s, path: join(EXAMPLE_DATA, s.name) }));
       const password = randomBytes(18).toString('base64url');
       await mkdir(workdir, { recursive: true });
       await writeFile(join(workdir, 'password'), password + '\n', { mode: 0o600 });
@@ -58,7 +62,7 @@ export function registerDemoCommand(program: Command, context: () => CliContext)
         ctx,
         () =>
           [
-            `example stack:  ${EXAMPLE_STACK}`,
+            `example data:   ${EXAMPLE_DATA}`,
             `repository:     ${repoPath} (encrypted; password in ${join(workdir, 'password')})`,
             `snapshot:       ${saved.id.slice(0, 8)}`,
             ...saved.snapshot.sources.flatMap((s) => [

@@ -11,7 +11,7 @@ import { readPasswordFile, type CliContext } from '../context.js';
 import { emit, interruptSignal } from '../output.js';
 
 /** The release store: --from-repo, or release_store in stackvault.yaml; its password from the flag, the config or STACKVAULT_RELEASE_PASSWORD. */
-async function openReleaseStore(ctx: CliContext, flags: { fromRepo?: string; fromPasswordFile?: string }): Promise<Repository> {
+export async function openReleaseStore(ctx: CliContext, flags: { fromRepo?: string; fromPasswordFile?: string }): Promise<Repository> {
   const loaded = ctx.config();
   const store = loaded?.config.release_store;
   const location = flags.fromRepo ?? store?.url;

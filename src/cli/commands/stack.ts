@@ -1,10 +1,99 @@
 import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { Compose } from '../../stack/compose.js';
+import { rollback, up, update, type LifecycleReport } from '../../stack/lifecycle.js';
+import type { StackContext } from '../../stack/stack.js';
 import { stackHistory } from '../../stack/stack-repository.js';
-import { UsageError } from '../../util/errors.js';
+import { StackvaultError, UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
-import { emit } from '../output.js';
+import { emit, interruptSignal } from '../output.js';
+import { openReleaseStore } from './release.js';
+
+async function stackContext(ctx: CliContext, what: string): Promise<StackContext> {
+  const loaded = ctx.requireConfig(what);
+  const repo = await ctx.openRepository();
+  const compose = await Compose.detect();
+  if (!(await compose.engine.ping())) throw new UsageError(`no container engine answers at ${compose.engine.dockerHost}: start Docker or "podman system service", or set DOCKER_HOST`);
+  return {
+    loaded,
+    reload: () => loadConfig(loaded.file),
+    repo,
+    compose,
+    openReleaseStore: loaded.config.release_store ? () => openReleaseStore(ctx, {}) : undefined,
+    log: (message) => {
+      if (!ctx.options.quiet) process.stderr.write(`stackvault: ${message}\n`);
+    },
+    signal: interruptSignal(),
+  };
+}
+
+/** Print what a step did; a step that failed and went back exits non-zero, saying both. */
+function finish(ctx: CliContext, report: LifecycleReport): void {
+  const short = (id: string) => id.slice(0, 8);
+  if (report.failed) {
+    if (ctx.json) process.stdout.write(JSON.stringify(report) + '\n');
+    throw new StackvaultError(
+      `${report.action} to version ${report.version} failed: ${report.failed.error}\n` +
+        `went back to version ${report.failed.backTo.version} (incarnation ${short(report.failed.backTo.incarnation)}${report.preStepSnapshot ? `, data of snapshot ${short(report.preStepSnapshot)}` : ''}); the stack runs`,
+    );
+  }
+  emit(
+    ctx,
+    () =>
+      [
+        report.restoredFrom ? `restored ${report.restoredFrom.kind} ${short(report.restoredFrom.id)} (version ${report.restoredFrom.version})` : '',
+        report.preStepSnapshot ? `snapshot before the step: ${short(report.preStepSnapshot)}` : '',
+        report.migrations.length ? `migrations applied: ${report.migrations.join(', ')}` : '',
+        `stack runs version ${report.version}, incarnation ${short(report.incarnation)}, healthy`,
+      ]
+        .filter(Boolean)
+        .join('\n'),
+    () => report,
+  );
+}
 
 export function registerStackCommands(program: Command, context: () => CliContext): void {
+  program
+    .command('up')
+    .description('bring this host to the incarnation the stack repository is at: restore onto an empty host, migrate older data, start and health-check the containers')
+    .addHelpText(
+      'after',
+      `
+An empty host (no .stackvault/state.json) gets the newest snapshot of the stack, or the
+vanilla release of application.version when the stack has none. Data of an older version
+is snapshotted and migrated. Any failure restores the pre-step snapshot and the previous
+incarnation. Disaster recovery and moving a stack are "git clone" of the stack repository
+and "stackvault up" on the new host.
+
+Examples:
+  stackvault up
+  git clone ssh://git@example.com/stacks/customer-a.git && cd customer-a && stackvault up`,
+    )
+    .action(async () => {
+      const ctx = context();
+      finish(ctx, await up(await stackContext(ctx, 'up')));
+    });
+
+  program
+    .command('update')
+    .description('change application.version in the stack repository, commit, and bring the host there (snapshot, migrations, containers)')
+    .requiredOption('--to <version>', 'the version to run')
+    .addHelpText('after', `\nExamples:\n  stackvault update --to 2.4.0`)
+    .action(async (flags: { to: string }) => {
+      const ctx = context();
+      finish(ctx, await update(await stackContext(ctx, 'update'), flags.to));
+    });
+
+  program
+    .command('rollback')
+    .description('go back to an incarnation or a snapshot: its config and its data together')
+    .requiredOption('--to <incarnation|snapshot>', 'a commit of the stack repository (see history) or a snapshot id (see snapshots)')
+    .addHelpText('after', `\nExamples:\n  stackvault rollback --to 3f2a91c0        # a commit: with the newest snapshot taken under it\n  stackvault rollback --to 7c0e5d12        # a snapshot: with the incarnation it was taken under`)
+    .action(async (flags: { to: string }) => {
+      const ctx = context();
+      finish(ctx, await rollback(await stackContext(ctx, 'rollback'), flags.to));
+    });
+
   program
     .command('history')
     .description("list the stack's incarnations: the commits of its stack repository, with what each changed")

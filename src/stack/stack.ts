@@ -1,0 +1,194 @@
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import { resolveSources, type ResolvedDatabaseSource, type ResolvedFilesSource, type ResolvedSource } from '../config/sources.js';
+import { RELEASE_TAG } from '../release/release.js';
+import type { Repository } from '../repo/repository.js';
+import { backup, type BackupResult } from '../snapshot/backup.js';
+import { restoreDatabaseSource } from '../snapshot/restore-database.js';
+import { restore } from '../snapshot/restore.js';
+import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
+import { TreeLoader } from '../snapshot/tree.js';
+import { findNode } from '../snapshot/walk.js';
+import { clearSourceContents } from '../sources/files-clear.js';
+import { StackvaultError, UsageError } from '../util/errors.js';
+import { Compose, type ComposeProject } from './compose.js';
+import { readHostState } from './host-state.js';
+import { headCommit } from './stack-repository.js';
+
+export const INCARNATION_TAG = 'incarnation=';
+const VERSION_TAG = 'version=';
+const MARIADB_PORT = 3306;
+
+/** A stack as its stackvault.yaml describes it: its containers, its data, its repository. */
+export interface StackContext {
+  /** stackvault.yaml as it is now; `reload` reads it again after the stack repository changed */
+  loaded: LoadedConfig;
+  reload(): LoadedConfig;
+  repo: Repository;
+  compose: Compose;
+  /** the vendor's release store, opened when a release is not in the stack's repository yet */
+  openReleaseStore?: () => Promise<Repository>;
+  log(message: string): void;
+  signal?: AbortSignal;
+}
+
+export function stackDir(ctx: StackContext): string {
+  return ctx.loaded.baseDir;
+}
+
+/** The application version stackvault.yaml asks for. */
+export function wantedVersion(loaded: LoadedConfig): string {
+  const version = loaded.config.application?.version;
+  if (version === undefined) throw new UsageError(`${loaded.file}: application.version is missing: which version of the application does this stack run?`);
+  return version;
+}
+
+export function applicationName(loaded: LoadedConfig): string {
+  return loaded.config.application?.name ?? loaded.config.stack;
+}
+
+/** The compose project of the stack, with the image variables of a version when one is given. */
+export function composeProject(loaded: LoadedConfig, version?: string): ComposeProject {
+  const compose = loaded.config.compose;
+  const images = loaded.config.application?.images;
+  if (version !== undefined && images && !images[version]) {
+    throw new UsageError(`${loaded.file}: application.images has no entry for version ${version} (it has ${Object.keys(images).join(', ')}): add the images that version runs`);
+  }
+  return {
+    name: compose?.project ?? loaded.config.stack.replace(/[^a-z0-9_-]/g, '-'),
+    files: (compose?.files ?? ['docker-compose.yml']).map((f) => resolve(loaded.baseDir, f)),
+    directory: loaded.baseDir,
+    env: (version !== undefined ? images?.[version] : undefined) ?? {},
+  };
+}
+
+export const healthTimeoutMs = (loaded: LoadedConfig) => (loaded.config.compose?.health_timeout ?? 300) * 1000;
+
+/** The compose services the stack's databases run as. */
+export function databaseServices(sources: ResolvedSource[]): string[] {
+  return sources.flatMap((s) => (s.kind === 'mariadb' && s.service ? [s.service] : []));
+}
+
+/**
+ * Sources ready to connect: a database that runs as a compose service is reached at its
+ * container's address in the stack's network, so its port need not be published.
+ */
+export async function reachDatabases(sources: ResolvedSource[], compose: Compose, project: ComposeProject): Promise<ResolvedSource[]> {
+  return Promise.all(
+    sources.map(async (s) => {
+      if (s.kind !== 'mariadb' || !s.service) return s;
+      const host = await compose.serviceAddress(project, s.service);
+      return { ...s, connection: { ...s.connection, host, port: s.connection.port ?? MARIADB_PORT } };
+    }),
+  );
+}
+
+/** The tags that tie a snapshot to what produced it: the data's version and the incarnation. */
+export async function incarnationTags(loaded: LoadedConfig, at?: { version: string; incarnation: string }): Promise<string[]> {
+  const version = at?.version ?? loaded.config.application?.version;
+  const incarnation = at?.incarnation ?? (await headCommit(loaded.baseDir).catch(() => undefined));
+  return [...(version !== undefined ? [VERSION_TAG + version] : []), ...(incarnation ? [INCARNATION_TAG + incarnation] : [])];
+}
+
+export const tagValue = (ref: SnapshotRef, prefix: string) => ref.snapshot.tags.find((t) => t.startsWith(prefix))?.slice(prefix.length);
+export const snapshotVersion = (ref: SnapshotRef) => tagValue(ref, VERSION_TAG);
+export const snapshotIncarnation = (ref: SnapshotRef) => tagValue(ref, INCARNATION_TAG);
+
+/** The stack's own snapshots (not releases), oldest first. */
+export async function stackSnapshots(ctx: StackContext): Promise<SnapshotRef[]> {
+  const refs = (await listSnapshots(ctx.repo)).filter((r) => r.snapshot.stack === ctx.loaded.config.stack && !r.snapshot.tags.includes(RELEASE_TAG));
+  return refs.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time));
+}
+
+/** Back up the running stack: every source, its databases reached inside the stack's network. */
+export async function snapshotStack(ctx: StackContext, at: { version: string; incarnation: string }, extraTags: string[]): Promise<BackupResult> {
+  const sources = await reachDatabases(resolveSources(ctx.loaded), ctx.compose, composeProject(ctx.loaded, at.version));
+  const tags = [...(ctx.loaded.config.tags ?? []), ...(await incarnationTags(ctx.loaded, at)), ...extraTags];
+  const saved = await backup(ctx.repo, { sources, stack: ctx.loaded.config.stack, host: ctx.loaded.config.host, tags, signal: ctx.signal });
+  if (saved.errorCount > 0) throw new StackvaultError(`the snapshot before this step could not read ${saved.errorCount} entries; nothing was changed`);
+  return saved;
+}
+
+/**
+ * What a backup of the stack as configured takes (databases reached inside the stack's
+ * network) and the tags that tie it to the version and incarnation this host runs.
+ */
+export async function stackBackupInputs(loaded: LoadedConfig, compose?: Compose): Promise<{ sources: ResolvedSource[]; tags: string[] }> {
+  let sources = resolveSources(loaded);
+  const state = await readHostState(loaded.baseDir);
+  if (databaseServices(sources).length > 0) {
+    // Only the containers' addresses are needed: no image variables.
+    sources = await reachDatabases(sources, compose ?? (await Compose.detect()), composeProject(loaded));
+  }
+  return { sources, tags: await incarnationTags(loaded, state) };
+}
+
+const filesRules = (s: ResolvedFilesSource) => ({ include: s.include, exclude: s.exclude, classes: s.exclusionClasses });
+
+/** How many files the stack's files sources hold that a backup would take (what a restore would replace). */
+export async function dataOnHost(loaded: LoadedConfig): Promise<Array<{ source: string; path: string; files: number }>> {
+  const found = [];
+  for (const s of resolveSources(loaded)) {
+    if (s.kind !== 'files') continue;
+    const { removed } = await clearSourceContents(s.path, filesRules(s), { dryRun: true });
+    if (removed > 0) found.push({ source: s.name, path: s.path, files: removed });
+  }
+  return found;
+}
+
+/**
+ * Put a snapshot's data (or a release's vanilla data) in place: the stack goes down, each
+ * files source is cleared of what backups hold (what they leave out, like recordings,
+ * stays) and restored, and each database is started on its own and restored into.
+ */
+export async function restoreStackData(ctx: StackContext, ref: SnapshotRef, kind: 'snapshot' | 'release', version: string): Promise<void> {
+  const project = composeProject(ctx.loaded, version);
+  const sources = resolveSources(ctx.loaded);
+  const stored = new Set(ref.snapshot.sources.map((s) => s.name));
+  await ctx.compose.down(project);
+  for (const s of sources) {
+    if (s.kind !== 'files') continue;
+    const from = kind === 'release' ? `/files/${s.name}` : `/${s.name}`;
+    await mkdir(s.path, { recursive: true });
+    await clearSourceContents(s.path, filesRules(s));
+    if (kind === 'snapshot' && !stored.has(s.name)) throw new StackvaultError(`snapshot ${ref.id.slice(0, 8)} has no source "${s.name}"`);
+    if (kind === 'release' && !(await releaseHasFolder(ctx, ref, from))) continue;
+    ctx.log(`restoring ${s.name} into ${s.path}`);
+    const result = await restore(ctx.repo, ref, { target: s.path, from, force: true, signal: ctx.signal });
+    if (result.errors.length > 0) throw new StackvaultError(`restoring ${s.name} failed for ${result.errors.length} files, first ${result.errors[0]!.path}: ${result.errors[0]!.message}`);
+  }
+  const databases = sources.filter((s): s is ResolvedDatabaseSource => s.kind === 'mariadb');
+  if (databases.length === 0) return;
+  const services = databaseServices(databases);
+  if (services.length > 0) {
+    await ctx.compose.up(project, services);
+    await ctx.compose.waitHealthy(project, { services, timeoutMs: healthTimeoutMs(ctx.loaded) });
+  }
+  const reached = (await reachDatabases(databases, ctx.compose, project)) as ResolvedDatabaseSource[];
+  for (const [i, s] of reached.entries()) {
+    // A release holds one vanilla database, "database", for the stack's (first) database source.
+    const name = kind === 'release' ? (i === 0 && stored.has('database') ? 'database' : undefined) : s.name;
+    if (name === undefined) continue;
+    if (!stored.has(name)) throw new StackvaultError(`snapshot ${ref.id.slice(0, 8)} has no database source "${name}"`);
+    ctx.log(`restoring database ${s.name}`);
+    await withRetriesWhileStarting(() => restoreDatabaseSource(ctx.repo, ref, name, { connection: s.connection, force: true, users: s.users, threads: s.threads, signal: ctx.signal }));
+  }
+}
+
+async function releaseHasFolder(ctx: StackContext, ref: SnapshotRef, path: string): Promise<boolean> {
+  await ctx.repo.loadIndex();
+  return (await findNode(new TreeLoader(ctx.repo), ref.snapshot.tree, path))?.type === 'dir';
+}
+
+/** A database whose health check just passed may still refuse its first connections for a moment. */
+async function withRetriesWhileStarting<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (attempt >= 10 || !/ECONNREFUSED|cannot connect|Can't connect/i.test((err as Error).message)) throw err;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
+}
