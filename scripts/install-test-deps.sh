@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests use (real servers, no mocks): MariaDB server and
 # client; rclone (a backend, and the WebDAV/SFTP servers its tests talk to); Podman with
-# runc, docker-compose v1 and busybox-static (real containers: the tests start their own
+# runc, netavark, aardvark-dns, docker-compose v1 and busybox-static (real containers: the tests start their own
 # Podman API service with their own containers.conf and build their images from busybox,
 # so nothing on the host is configured and no registry is needed). Azurite and the S3
 # server come from npm. Idempotent: does nothing when everything is there. Needs root (or sudo).
@@ -15,6 +15,9 @@ command -v podman >/dev/null 2>&1 || packages+=(podman)
 { command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ]; } || packages+=(runc)
 command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
 dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
+# netavark and aardvark-dns: containers of a stack find each other by service name.
+dpkg -s netavark >/dev/null 2>&1 || packages+=(netavark)
+dpkg -s aardvark-dns >/dev/null 2>&1 || packages+=(aardvark-dns)
 command -v git >/dev/null 2>&1 || packages+=(git)
 
 if [ ${#packages[@]} -eq 0 ]; then

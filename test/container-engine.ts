@@ -20,13 +20,14 @@ export interface TestEngine {
 
 /**
  * A Podman API service of the test's own, on a socket in a temp folder, with its own
- * containers.conf (no ulimits, runc, cgroupfs: what works in this sandbox), stopped when
+ * containers.conf (no ulimits, runc, cgroupfs, netavark: what works in this sandbox), stopped when
  * the test ends. Needs Debian's podman, runc and docker-compose (scripts/install-test-deps.sh).
  */
 export async function startPodman(t: TestContext): Promise<TestEngine> {
   const dir = await mkdtemp(join(tmpdir(), 'sv-podman-'));
   const conf = join(dir, 'containers.conf');
-  await writeFile(conf, '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n');
+  // netavark: compose networks get DNS (aardvark), so services reach each other by name.
+  await writeFile(conf, '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n[network]\nnetwork_backend = "netavark"\n');
   const socket = join(dir, 'podman.sock');
   const env = { ...process.env, CONTAINERS_CONF: conf, DOCKER_HOST: `unix://${socket}` };
   const child = spawn('podman', ['system', 'service', '--time=0', `unix://${socket}`], { env, stdio: 'ignore' });
