@@ -144,6 +144,8 @@ test('the one procedure with real containers: install, backup, update with migra
     assert.equal((await readFile(join(hostA, 'data', 'recordings', '2026', '11', '25', 'call-000200.wav'))).length, 4096);
     assert.match(await git(hostA, 'log', '-1', '--format=%s'), /stackvault: update to version 2/);
     assert.match((parse(await readFile(join(hostA, 'stackvault.yaml'), 'utf8')) as { application: { version: string } }).application.version, /^2$/);
+    const here = JSON.parse((await ok(hostA, 'release', 'list', '--here', '--json')).stdout) as Array<{ version: string }>;
+    assert.deepEqual(here.map((r) => r.version), ['1', '2']);
     await git(hostA, 'push', '--quiet', 'origin', 'HEAD');
     // up again changes nothing: the migrations ran once.
     const again = await ok(hostA, 'up');
@@ -157,12 +159,23 @@ test('the one procedure with real containers: install, backup, update with migra
     await mkdir(join(release3, 'migrations'));
     await writeFile(join(release3, 'migrations', '001-drop-agents.sh'), 'rm "$STACKVAULT_SOURCE_DATA/shared/agents.csv"\n');
     await writeFile(join(release3, 'migrations', '002-rename.sql'), "UPDATE contactcenter.queues SET name = CONCAT(name, '-broken');\nALTER TABLE contactcenter.no_such_table ADD COLUMN x INT;\n");
-    const published = await runCli(['release', 'publish', '--repo', releases, '--application', 'contact-center', '--version', '3', release3], { env: { STACKVAULT_PASSWORD: 'vendor secret' } });
-    assert.equal(published.code, 0, published.stderr);
     const config = parse(await readFile(join(hostA, 'stackvault.yaml'), 'utf8')) as Record<string, any>;
     config.application.images['3'] = config.application.images['2'];
     await writeFile(join(hostA, 'stackvault.yaml'), stringify(config));
     await git(hostA, 'commit', '--quiet', '-am', 'images of version 3');
+    // Asked for what cannot be: refused before anything changes.
+    const head = await git(hostA, 'rev-parse', 'HEAD');
+    const noImages = await cli(hostA, 'update', '--to', '9');
+    assert.equal(noImages.code, 2, noImages.stderr);
+    assert.match(noImages.stderr, /application\.images has no entry for version 9/);
+    const noRelease = await cli(hostA, 'update', '--to', '3');
+    assert.equal(noRelease.code, 2, noRelease.stderr);
+    assert.match(noRelease.stderr, /no release 3 of contact-center in .* \(it has 1, 2\)/);
+    assert.equal(await git(hostA, 'rev-parse', 'HEAD'), head);
+    assert.match(await status(), /^version: 2$/m);
+
+    const published = await runCli(['release', 'publish', '--repo', releases, '--application', 'contact-center', '--version', '3', release3], { env: { STACKVAULT_PASSWORD: 'vendor secret' } });
+    assert.equal(published.code, 0, published.stderr);
     const agents = await readFile(join(hostA, 'data', 'shared', 'agents.csv'), 'utf8');
 
     const failed = await cli(hostA, 'update', '--to', '3');
@@ -192,6 +205,15 @@ test('the one procedure with real containers: install, backup, update with migra
     host = hostB;
     await mkdir(join(hostB, 'secrets'));
     await writeFile(join(hostB, 'secrets', 'db_root_password'), 'db-secret\n');
+    // Files without a record of what runs here are never restored over.
+    await mkdir(join(hostB, 'data', 'shared'), { recursive: true });
+    await writeFile(join(hostB, 'data', 'shared', 'stray.csv'), 'who wrote this?\n');
+    const refused = await cli(hostB, 'up');
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /this host runs no stack .*\/data holds 1 file: up restores onto an empty host only/);
+    assert.equal(await readFile(join(hostB, 'data', 'shared', 'stray.csv'), 'utf8'), 'who wrote this?\n');
+    await rm(join(hostB, 'data'), { recursive: true });
+
     const result = await ok(hostB, 'up');
     assert.match(result.stdout, /restored snapshot \w+ \(version 2\)/);
     const page = await status();

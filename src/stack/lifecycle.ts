@@ -57,17 +57,21 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
   const state = await readHostState(dir);
   const report: LifecycleReport = { action, migrations: [], version: target, incarnation };
   composeProject(ctx.loaded, target); // a version without images fails here, before anything changes
+  // Checks and the pre-step snapshot come before the try: when they fail nothing has
+  // changed, so there is nothing to go back from (or to clear).
   let pre: SnapshotRef | undefined;
+  if (state) {
+    if (compareVersions(state.version, target) > 0) throw newerDataError(state.version, target);
+    if (state.incarnation !== incarnation || state.version !== target) pre = await preStepSnapshot(ctx, state, action);
+    report.preStepSnapshot = pre?.id;
+  } else {
+    await refuseIfHostHasData(ctx);
+  }
+  let installing = false;
   try {
     let dataVersion: string;
     if (!state) {
-      const found = await dataOnHost(ctx.loaded);
-      if (found.length > 0) {
-        throw new UsageError(
-          `this host runs no stack (no ${'.stackvault/state.json'}), yet ${found.map((f) => `${f.path} holds ${f.files} files`).join(' and ')}: ` +
-            'up restores onto an empty host only; move those files away, or run the stack where they came from',
-        );
-      }
+      installing = true;
       const newest = (await stackSnapshots(ctx)).at(-1);
       if (newest) {
         dataVersion = snapshotVersion(newest) ?? target;
@@ -84,13 +88,6 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
       }
     } else {
       dataVersion = state.version;
-      if (compareVersions(dataVersion, target) > 0) throw newerDataError(dataVersion, target);
-      if (state.incarnation !== incarnation || dataVersion !== target) {
-        ctx.log(`snapshot before the step (version ${state.version}, incarnation ${short(state.incarnation)})`);
-        const saved = await snapshotStack(ctx, state, ['pre-' + action]);
-        pre = { id: saved.id, snapshot: saved.snapshot };
-        report.preStepSnapshot = saved.id;
-      }
     }
     if (dataVersion !== target) report.migrations = await migrate(ctx, dataVersion, target, state);
     const project = composeProject(ctx.loaded, target);
@@ -101,12 +98,42 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
     return report;
   } catch (err) {
     if (!state) {
-      await abandonInstall(ctx, target).catch(() => undefined);
+      if (installing) await abandonInstall(ctx, target).catch(() => undefined);
       throw new StackvaultError(`${action} failed: ${errorMessage(err)}\nthe host is empty again; fix the cause and run "stackvault up"`);
     }
+    // Nothing was being deployed (the same incarnation, started again): there is nothing to go back to.
+    if (!pre) throw err;
     await goBack(ctx, state, pre, incarnation, err);
-    report.failed = { error: errorMessage(err), backTo: { version: state.version, incarnation: (await headCommit(dir)) } };
+    report.failed = { error: errorMessage(err), backTo: { version: state.version, incarnation: await headCommit(dir) } };
     return report;
+  }
+}
+
+/**
+ * The snapshot a failed step goes back to. The databases must run to be dumped: after a
+ * reboot they may not, so they are started first with the images of the version the data
+ * is at (the running containers, if they run, are left as they are).
+ */
+async function preStepSnapshot(ctx: StackContext, state: HostState, action: LifecycleReport['action']): Promise<SnapshotRef> {
+  const services = databaseServices(resolveSources(ctx.loaded));
+  if (services.length > 0) {
+    const hasImages = ctx.loaded.config.application?.images?.[state.version] !== undefined || !ctx.loaded.config.application?.images;
+    const project = composeProject(ctx.loaded, hasImages ? state.version : wantedVersion(ctx.loaded));
+    await ctx.compose.up(project, services);
+    await ctx.compose.waitHealthy(project, { services, timeoutMs: healthTimeoutMs(ctx.loaded) });
+  }
+  ctx.log(`snapshot before the step (version ${state.version}, incarnation ${short(state.incarnation)})`);
+  const saved = await snapshotStack(ctx, state, ['pre-' + action]);
+  return { id: saved.id, snapshot: saved.snapshot };
+}
+
+async function refuseIfHostHasData(ctx: StackContext): Promise<void> {
+  const found = await dataOnHost(ctx.loaded);
+  if (found.length > 0) {
+    throw new UsageError(
+      `this host runs no stack (no .stackvault/state.json), yet ${found.map((f) => `${f.path} holds ${f.files} file${f.files === 1 ? '' : 's'}`).join(' and ')}: ` +
+        'up restores onto an empty host only; move those files away, or run the stack where they came from',
+    );
   }
 }
 
@@ -224,6 +251,11 @@ export async function update(ctx: StackContext, version: string): Promise<Lifecy
   if (current === version) throw new UsageError(`stackvault.yaml already asks for version ${version}: run "stackvault up"`);
   if (compareVersions(version, current) < 0) throw new UsageError(`${version} is older than ${current}: going back is "stackvault rollback --to <incarnation or snapshot>", which restores the data of then`);
   composeProject({ ...ctx.loaded, config: { ...ctx.loaded.config, application: { ...ctx.loaded.config.application!, version } } }, version);
+  // Before anything changes: the release (its migrations) must be there.
+  await findRelease(ctx.repo, applicationName(ctx.loaded), version).catch(async (err: unknown) => {
+    if (!ctx.openReleaseStore) throw err;
+    await findRelease(await ctx.openReleaseStore(), applicationName(ctx.loaded), version);
+  });
   const text = await readFile(ctx.loaded.file, 'utf8');
   const doc = parseDocument(text);
   doc.setIn(['application', 'version'], version);
@@ -246,13 +278,8 @@ export async function rollback(ctx: StackContext, to: string): Promise<Lifecycle
   const version = snapshotVersion(snapshot) ?? wantedVersion(ctx.loaded);
   const state = await readHostState(dir);
   const report: LifecycleReport = { action: 'rollback', migrations: [], version, incarnation };
-  let pre: SnapshotRef | undefined;
-  if (state) {
-    ctx.log(`snapshot before the rollback (version ${state.version}, incarnation ${short(state.incarnation)})`);
-    const saved = await snapshotStack(ctx, state, ['pre-rollback']);
-    pre = { id: saved.id, snapshot: saved.snapshot };
-    report.preStepSnapshot = saved.id;
-  }
+  const pre = state ? await preStepSnapshot(ctx, state, 'rollback') : undefined;
+  report.preStepSnapshot = pre?.id;
   const before = await headCommit(dir);
   try {
     await ctx.compose.down(composeProject(ctx.loaded, wantedVersion(ctx.loaded)));
@@ -267,7 +294,7 @@ export async function rollback(ctx: StackContext, to: string): Promise<Lifecycle
     report.restoredFrom = { kind: 'snapshot', id: snapshot.id, version };
     return report;
   } catch (err) {
-    if (!state) throw err;
+    if (!state || !pre) throw err;
     await goBack(ctx, state, pre, before, err);
     report.failed = { error: errorMessage(err), backTo: { version: state.version, incarnation: await headCommit(dir) } };
     return report;
