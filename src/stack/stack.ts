@@ -110,18 +110,17 @@ export async function snapshotStack(ctx: StackContext, at: { version: string; in
   return saved;
 }
 
-/**
- * What a backup of the stack as configured takes (databases reached inside the stack's
- * network) and the tags that tie it to the version and incarnation this host runs.
- */
+/** The sources of stackvault.yaml ready to connect: databases that run as compose services reached inside the stack's network. */
+export async function reachStackSources(loaded: LoadedConfig, compose?: Compose): Promise<ResolvedSource[]> {
+  const sources = resolveSources(loaded);
+  if (databaseServices(sources).length === 0) return sources;
+  // Only the containers' addresses are needed: no image variables.
+  return reachDatabases(sources, compose ?? (await Compose.detect()), composeProject(loaded));
+}
+
+/** What a backup of the stack takes, and the tags that tie it to the version and incarnation this host runs. */
 export async function stackBackupInputs(loaded: LoadedConfig, compose?: Compose): Promise<{ sources: ResolvedSource[]; tags: string[] }> {
-  let sources = resolveSources(loaded);
-  const state = await readHostState(loaded.baseDir);
-  if (databaseServices(sources).length > 0) {
-    // Only the containers' addresses are needed: no image variables.
-    sources = await reachDatabases(sources, compose ?? (await Compose.detect()), composeProject(loaded));
-  }
-  return { sources, tags: await incarnationTags(loaded, state) };
+  return { sources: await reachStackSources(loaded, compose), tags: await incarnationTags(loaded, await readHostState(loaded.baseDir)) };
 }
 
 const filesRules = (s: ResolvedFilesSource) => ({ include: s.include, exclude: s.exclude, classes: s.exclusionClasses });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { resolveSources, type ResolvedDatabaseSource } from '../../config/sources.js';
+import { reachStackSources } from '../../stack/stack.js';
 import { restoreDatabaseSource } from '../../snapshot/restore-database.js';
 import { restore } from '../../snapshot/restore.js';
 import { shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
@@ -50,10 +51,12 @@ function positiveInt(value: string | undefined, flag: string): number | undefine
 }
 
 /** The server to restore a database source into: flags first, then the source's settings in stackvault.yaml. */
-function targetServer(ctx: CliContext, source: string, flags: RestoreFlags): ResolvedDatabaseSource['connection'] {
+async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags): Promise<ResolvedDatabaseSource['connection']> {
   const loaded = ctx.config();
-  const configured = loaded ? resolveSources(loaded).find((s): s is ResolvedDatabaseSource => s.kind === 'mariadb' && s.name === source) : undefined;
   const fromFlags = flags.dbHost !== undefined || flags.dbSocket !== undefined;
+  // A database that runs as a compose service is reached inside the stack's network.
+  const sources = loaded && !fromFlags ? await reachStackSources(loaded) : loaded ? resolveSources(loaded) : [];
+  const configured = sources.find((s): s is ResolvedDatabaseSource => s.kind === 'mariadb' && s.name === source);
   if (!fromFlags && !configured) {
     throw new UsageError(`no server to restore "${source}" into: give --db-host (and --db-port) or --db-socket, or configure source "${source}" in stackvault.yaml`);
   }
@@ -82,7 +85,7 @@ function targetServer(ctx: CliContext, source: string, flags: RestoreFlags): Res
 async function restoreDatabases(ctx: CliContext, repo: Parameters<typeof restoreDatabaseSource>[0], ref: SnapshotRef, names: string[], flags: RestoreFlags): Promise<void> {
   const renames = parseRenames(flags.renameDb);
   for (const name of names) {
-    const connection = targetServer(ctx, name, flags);
+    const connection = await targetServer(ctx, name, flags);
     const sink = createProgress(`restore ${name}`, { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
     const started = Date.now();
     const summary = await restoreDatabaseSource(repo, ref, name, {
