@@ -13,18 +13,22 @@ export interface ProgressSample {
 }
 
 export interface ProgressSink {
+  /** false when nothing is shown: callers can then skip work done only for progress (a totals scan) */
+  readonly active?: boolean;
   update(sample: ProgressSample): void;
   stop(): void;
 }
+
+const SILENT: ProgressSink = { active: false, update() {}, stop() {} };
 
 /**
  * A bar with bytes, items, rate and ETA on a terminal; JSON lines (one per second) with
  * --json; nothing when output goes to a file or --quiet is set.
  */
 export function createProgress(action: string, mode: { json: boolean; quiet: boolean; enabled: boolean }): ProgressSink {
-  if (mode.quiet || !mode.enabled) return { update() {}, stop() {} };
+  if (mode.quiet || !mode.enabled) return SILENT;
   if (mode.json) return new JsonProgress(action);
-  if (!process.stderr.isTTY) return { update() {}, stop() {} };
+  if (!process.stderr.isTTY) return SILENT;
   return new TerminalProgress(action);
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
+import type { Readable } from '../util/plain-file.js';
 
 export interface ChunkerParams {
   min: number;
@@ -69,7 +69,7 @@ export class Chunker {
    * small, and a buffer of max+4 MiB per file costs more in allocation and GC than the
    * hashing. The buffer grows if the file turns out larger than its hint.
    */
-  async *chunkFile(fh: FileHandle, sizeHint = Number.POSITIVE_INFINITY): AsyncGenerator<Buffer> {
+  async *chunkFile(fh: Readable, sizeHint = Number.POSITIVE_INFINITY): AsyncGenerator<Buffer> {
     const { max } = this.params;
     const capacity = max + READ_BLOCK;
     let buf = Buffer.allocUnsafe(Math.min(capacity, Math.max(MIN_BUFFER, sizeHint + 1)));
@@ -89,13 +89,18 @@ export class Chunker {
             buf = grown;
           }
         }
-        const { bytesRead } = await fh.read(buf, end, Math.min(buf.length - end, READ_BLOCK), null);
-        if (bytesRead === 0) eof = true;
-        else end += bytesRead;
+        const wanted = Math.min(buf.length - end, READ_BLOCK);
+        const { bytesRead } = await fh.read(buf, end, wanted, null);
+        end += bytesRead;
+        // A regular file reads short only at its end: no second read just to see 0 bytes.
+        if (bytesRead < wanted) eof = true;
       }
       if (end === start) return;
       const length = this.cut(buf, start, end);
-      yield Buffer.from(buf.subarray(start, start + length));
+      // The last chunk is the buffer's last use: hand it over without a copy.
+      const last = eof && start + length === end;
+      yield last ? buf.subarray(start, end) : Buffer.from(buf.subarray(start, start + length));
+      if (last) return;
       start += length;
     }
   }

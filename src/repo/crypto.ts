@@ -27,10 +27,27 @@ export function newMasterKey(encrypted: boolean): MasterKey {
   };
 }
 
+/**
+ * Random nonces, drawn from the CSPRNG a pool at a time: one call per blob cost more than
+ * the encryption of a small blob. Every nonce is still fresh random bytes, used once.
+ */
+const NONCE_POOL_BYTES = 4096 * NONCE_BYTES;
+let noncePool = Buffer.alloc(0);
+let noncePoolAt = 0;
+function freshNonce(): Buffer {
+  if (noncePoolAt + NONCE_BYTES > noncePool.length) {
+    noncePool = randomBytes(NONCE_POOL_BYTES);
+    noncePoolAt = 0;
+  }
+  const nonce = noncePool.subarray(noncePoolAt, noncePoolAt + NONCE_BYTES);
+  noncePoolAt += NONCE_BYTES;
+  return nonce;
+}
+
 /** nonce || ciphertext || tag with a fresh random nonce; a copy of the input without encryption. */
 export function seal(key: Buffer | null, plain: Uint8Array): Buffer {
   if (!key) return Buffer.from(plain);
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = freshNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   const out = Buffer.allocUnsafe(plain.length + SEAL_OVERHEAD);
   nonce.copy(out, 0);

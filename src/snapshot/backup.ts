@@ -1,5 +1,6 @@
 import type { BigIntStats } from 'node:fs';
-import { lstat, open, readlink } from 'node:fs/promises';
+import { lstat, readlink } from 'node:fs/promises';
+import { AdaptiveReader } from '../util/plain-file.js';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { BlobWriter } from '../repo/blob-writer.js';
@@ -80,7 +81,8 @@ export async function backup(repo: Repository, options: BackupOptions): Promise<
 
   const progress: BackupProgress = { filesDone: 0, bytesDone: 0, filesTotal: 0, bytesTotal: 0, scanDone: false, bytesAdded: 0, errors: 0, currentPath: '' };
   const report = () => options.progress?.(progress);
-  const scan = scanTotals(sources, progress, options.signal).then(report, () => undefined);
+  // Totals only serve a progress display: without one, the second walk would cost a stat per file for nothing.
+  const scan = options.progress ? scanTotals(sources, progress, options.signal).then(report, () => undefined) : Promise.resolve();
 
   const writer = repo.newBlobWriter();
   const rootNodes: TreeNode[] = [];
@@ -222,6 +224,7 @@ class SourceWalker {
   private readonly excluded = new Map<string, ExclusionRecord>();
   private readonly errors: Array<{ path: string; message: string }> = [];
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
+  private readonly reader = new AdaptiveReader();
   /** the first repository error (full, damaged, interrupted): it ends the whole walk, not just one folder */
   private fatal: unknown;
 
@@ -291,8 +294,8 @@ class SourceWalker {
       this.fail(relDir, err);
       names = [];
     }
-    const stats = await mapConcurrent(names, STAT_CONCURRENCY, (name) =>
-      lstat(join(dir, name), { bigint: true }).catch((err: NodeJS.ErrnoException) => err),
+    const stats = await mapConcurrent(names, this.reader.blocking ? 1 : STAT_CONCURRENCY, (name) =>
+      this.reader.lstat(join(dir, name)).catch((err: NodeJS.ErrnoException) => err),
     );
     // Slots keep the tree in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(names.length);
@@ -387,7 +390,7 @@ class SourceWalker {
       this.progress.bytesDone += node.size;
       return;
     }
-    const fh = await open(full, 'r');
+    const fh = await this.reader.open(full, Number(st.size));
     const content: string[] = [];
     let size = 0;
     try {

@@ -93,7 +93,7 @@ Examples:
         tags,
         parent: flags.force ? null : flags.parent,
         signal: interruptSignal(),
-        progress: (p) =>
+        progress: sink.active === false ? undefined : (p) =>
           sink.update({
             bytesDone: p.bytesDone,
             bytesTotal: p.bytesTotal,
