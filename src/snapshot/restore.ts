@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Repository } from '../repo/repository.js';
-import { applyMetadata } from '../sources/files-restore.js';
+import { applyMetadata, writeSmallFile } from '../sources/files-restore.js';
 import { Semaphore } from '../util/concurrency.js';
+import { BlockingWhileFast, SMALL_FILE_BYTES } from '../util/plain-file.js';
 import { StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
@@ -40,9 +41,10 @@ export interface RestoreResult {
 }
 
 /**
- * Restore a snapshot into a folder. Each file is written to a temporary name and renamed
- * only after every blob has been verified, so a damaged blob never leaves wrong data
- * under the file's name: that file is reported and the rest of the restore goes on.
+ * Restore a snapshot into a folder. A damaged blob never leaves wrong data under a file's
+ * name: a small file's blobs are all verified before the file is created, a larger file
+ * is written to a temporary name and renamed once every blob has been verified. That file
+ * is reported and the rest of the restore goes on.
  */
 export async function restore(repo: Repository, ref: SnapshotRef, options: RestoreOptions): Promise<RestoreResult> {
   const includes = (options.include ?? []).map(normalizeSnapshotPath);
@@ -77,6 +79,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
 
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, errors: [] };
+  const writer: FileWriter = { repo, progress, report: options.progress, io: new BlockingWhileFast(), replaceExisting: options.force ?? false, tmpPrefix: randomBytes(4).toString('hex'), tmpCount: 0 };
   /** dev:inode -> the restored path of the first link, once it is complete (undefined if it failed) */
   const hardLinks = new Map<string, Promise<string | undefined>>();
   // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
@@ -105,7 +108,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
           const release = await fileSlots.acquire();
           progress.currentPath = path;
           fileTasks.push(
-            restoreFile(repo, node, dest, hardLinks, progress, options.progress)
+            restoreFile(writer, node, dest, hardLinks)
               .then(() => {
                 result.files++;
                 result.bytes += node.size ?? 0;
@@ -178,14 +181,20 @@ async function removeExisting(path: string): Promise<void> {
   }
 }
 
-async function restoreFile(
-  repo: Repository,
-  node: TreeNode,
-  dest: string,
-  hardLinks: Map<string, Promise<string | undefined>>,
-  progress: RestoreProgress,
-  report?: (p: RestoreProgress) => void,
-): Promise<void> {
+/** What writing files needs throughout one restore. */
+interface FileWriter {
+  repo: Repository;
+  progress: RestoreProgress;
+  report?: (p: RestoreProgress) => void;
+  io: BlockingWhileFast;
+  /** the target held files: a name may exist already */
+  replaceExisting: boolean;
+  tmpPrefix: string;
+  tmpCount: number;
+}
+
+async function restoreFile(writer: FileWriter, node: TreeNode, dest: string, hardLinks: Map<string, Promise<string | undefined>>): Promise<void> {
+  const { progress } = writer;
   const linkKey = node.nlink > 1 ? `${node.dev}:${node.inode}` : undefined;
   const firstLink = linkKey ? await hardLinks.get(linkKey) : undefined;
   if (firstLink) {
@@ -197,7 +206,7 @@ async function restoreFile(
   }
   if (linkKey && !hardLinks.has(linkKey)) {
     // The first of a link group: later links wait for it, and write content themselves if it fails.
-    const written = writeFileContent(repo, node, dest, progress, report);
+    const written = writeFileContent(writer, node, dest);
     hardLinks.set(
       linkKey,
       written.then(
@@ -207,11 +216,23 @@ async function restoreFile(
     );
     return written;
   }
-  return writeFileContent(repo, node, dest, progress, report);
+  return writeFileContent(writer, node, dest);
 }
 
-async function writeFileContent(repo: Repository, node: TreeNode, dest: string, progress: RestoreProgress, report?: (p: RestoreProgress) => void): Promise<void> {
-  const tmp = `${dest}.sv-restore-${randomBytes(6).toString('hex')}`;
+async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string): Promise<void> {
+  const { repo, progress, report } = writer;
+  if (writer.io.blocking && (node.size ?? 0) <= SMALL_FILE_BYTES) {
+    // Every blob is verified before a byte is written; then the file goes out in blocking calls.
+    const parts: Buffer[] = [];
+    for (const id of node.content ?? []) parts.push(await repo.loadBlob(id, 'data'));
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    writer.io.timed(() => writeSmallFile(dest, data, node, writer.replaceExisting));
+    progress.bytesDone += data.length;
+    progress.filesDone++;
+    report?.(progress);
+    return;
+  }
+  const tmp = `${dest}.sv-restore-${writer.tmpPrefix}${(writer.tmpCount++).toString(36)}`;
   const fh = await open(tmp, 'wx', 0o600);
   try {
     for (const id of node.content ?? []) {

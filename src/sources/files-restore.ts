@@ -1,3 +1,4 @@
+import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { chmod, lchown, lutimes, utimes } from 'node:fs/promises';
 
 /** What a restore applies to a path once its content is in place. */
@@ -38,4 +39,35 @@ export async function applyMetadata(path: string, meta: RestorableMetadata): Pro
   }
   await chmod(path, meta.mode);
   await utimes(path, seconds, seconds);
+}
+
+/**
+ * A small file whose content the caller has verified, with its metadata, in blocking
+ * calls on one descriptor: created under its name (what was there goes first when
+ * `replaceExisting`), written, owner, mode and times set. No name ever holds data that
+ * failed its check; a temporary name and a rename would double the directory updates,
+ * which are most of a small file's cost.
+ */
+export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetadata, replaceExisting: boolean): void {
+  if (replaceExisting) {
+    try {
+      if (lstatSync(dest).isDirectory()) rmSync(dest, { recursive: true, force: true });
+      else unlinkSync(dest);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  const fd = openSync(dest, 'wx', 0o600);
+  try {
+    for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, data.length - at);
+    if (canChown) fchownSync(fd, meta.uid, meta.gid);
+    fchmodSync(fd, meta.mode);
+    const seconds = nsToSeconds(meta.mtime);
+    futimesSync(fd, seconds, seconds);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(dest);
+    throw err;
+  }
+  closeSync(fd);
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { close as closeFd, constants, open as openFd, read as readFd } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { StackvaultError, describeSystemError } from '../../util/errors.js';
@@ -7,6 +7,8 @@ import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { alreadyStored, truncated } from './objects.js';
 
 const TMP_DIR = 'tmp';
+const MAX_OPEN_OBJECTS = 32;
+const OPEN_OBJECT_IDLE_MS = 2000;
 
 /**
  * A repository in a folder: a local disk or an SMB/NFS share mounted on the host.
@@ -18,6 +20,13 @@ const TMP_DIR = 'tmp';
 export class LocalBackend implements Backend {
   readonly location: string;
   private readonly knownDirs = new Set<string>();
+  /**
+   * Objects kept open for ranged reads: a restore or check reads many blobs from few packs,
+   * and opening and closing the pack around each blob cost more than reading it. Objects
+   * never change once written, so an open descriptor always reads what the name holds.
+   */
+  private readonly openObjects = new Map<string, { fd: Promise<number>; users: number; lastUse: number }>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly root: string) {
     this.location = root;
@@ -85,6 +94,7 @@ export class LocalBackend implements Backend {
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
+    if (range) return this.getRange(key, range);
     const file = this.path(key);
     let fh;
     try {
@@ -93,20 +103,65 @@ export class LocalBackend implements Backend {
       throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
     }
     try {
-      if (!range) return await fh.readFile();
+      return await fh.readFile();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async getRange(key: string, range: ByteRange): Promise<Buffer> {
+    const file = this.path(key);
+    let entry = this.openObjects.get(file);
+    if (!entry) {
+      entry = { fd: new Promise((resolve, reject) => openFd(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))), users: 0, lastUse: 0 };
+      this.openObjects.set(file, entry);
+      this.evictIdle(MAX_OPEN_OBJECTS);
+    }
+    entry.users++;
+    try {
+      let fd: number;
+      try {
+        fd = await entry.fd;
+      } catch (err) {
+        if (this.openObjects.get(file) === entry) this.openObjects.delete(file);
+        throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
+      }
       const buf = Buffer.allocUnsafe(range.length);
       let done = 0;
       while (done < range.length) {
-        const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
-        if (bytesRead === 0) {
-          throw truncated(this.root, key, range, range.offset + done);
-        }
+        const bytesRead = await new Promise<number>((resolve, reject) =>
+          readFd(fd, buf, done, range.length - done, range.offset + done, (err, n) => (err ? reject(describeSystemError(err, `cannot read ${key} from ${this.root}`)) : resolve(n))),
+        );
+        if (bytesRead === 0) throw truncated(this.root, key, range, range.offset + done);
         done += bytesRead;
       }
       return buf;
     } finally {
-      await fh.close();
+      entry.users--;
+      entry.lastUse = Date.now();
+      this.sweeper ??= setInterval(() => this.evictIdle(0, OPEN_OBJECT_IDLE_MS), OPEN_OBJECT_IDLE_MS).unref();
     }
+  }
+
+  /** Close unused descriptors: the least recently used beyond `keep`, and those idle for `idleMs`. */
+  private evictIdle(keep: number, idleMs = Number.POSITIVE_INFINITY): void {
+    const idle = [...this.openObjects.entries()].filter(([, e]) => e.users === 0).sort((a, b) => a[1].lastUse - b[1].lastUse);
+    let excess = this.openObjects.size - keep;
+    const now = Date.now();
+    for (const [file, e] of idle) {
+      if (excess <= 0 && now - e.lastUse < idleMs) continue;
+      this.openObjects.delete(file);
+      excess--;
+      void e.fd.then((fd) => closeFd(fd, () => undefined), () => undefined);
+    }
+    if (this.openObjects.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.evictIdle(0, 0);
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
