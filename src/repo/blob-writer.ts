@@ -1,5 +1,6 @@
 import { TaskLimiter } from '../util/concurrency.js';
 import { compressIfSmaller } from './compression.js';
+import type { EncodedBlob } from './file-encoder.js';
 import { objectHash, seal } from './crypto.js';
 import { encodeIndexFile } from './index.js';
 import { objectKey } from './layout.js';
@@ -49,6 +50,16 @@ export class BlobWriter {
     packer.add({ id, type, rawLength: data.length, compressed: compressed !== null }, stored);
     if (packer.size >= this.repo.config.packSize) await this.finishPack(type);
     return { id, added: true, storedBytes: stored.length };
+  }
+
+  /** Store a blob a FileEncoder already compressed and encrypted; a duplicate is dropped. */
+  async addEncoded(type: BlobType, blob: EncodedBlob): Promise<SaveResult> {
+    if (this.has(blob.id)) return { id: blob.id, added: false, storedBytes: 0 };
+    this.pending.add(blob.id);
+    const packer = this.packers[type];
+    packer.add({ id: blob.id, type, rawLength: blob.rawLength, compressed: blob.compressed }, blob.stored);
+    if (packer.size >= this.repo.config.packSize) await this.finishPack(type);
+    return { id: blob.id, added: true, storedBytes: blob.stored.length };
   }
 
   private async finishPack(type: BlobType): Promise<void> {

@@ -1,6 +1,8 @@
 import type { BigIntStats } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { AdaptiveReader } from '../util/plain-file.js';
+import { FileEncoder } from '../repo/file-encoder.js';
+import type { SaveResult } from '../repo/blob-writer.js';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { BlobWriter } from '../repo/blob-writer.js';
@@ -63,6 +65,10 @@ const MAX_RECORDED_ERRORS = 1000;
 /** files read at once: enough to hide per-file I/O latency, few enough to bound buffers (each up to max chunk + 4 MiB) */
 const FILE_CONCURRENCY = 6;
 const STAT_CONCURRENCY = 16;
+/** Files this large are encoded on a worker thread; smaller ones cost less to do on the spot than to hand over. */
+const WORKER_FILE_BYTES = 64 * 1024;
+/** Folders walked ahead of the ones still finishing; bounds the listings held in memory. */
+const MAX_OPEN_DIRS = 8;
 
 export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
   const now = options.now ?? (() => new Date());
@@ -225,6 +231,14 @@ class SourceWalker {
   private readonly errors: Array<{ path: string; message: string }> = [];
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
   private readonly reader = new AdaptiveReader();
+  /** folders whose walk runs while the walk has gone on past them */
+  private openDirs = 0;
+  private encoders: FileEncoder | null | undefined;
+
+  private encoder(): FileEncoder | null {
+    if (this.encoders === undefined) this.encoders = FileEncoder.for(this.repo.master, this.repo.chunker.params);
+    return this.encoders;
+  }
   /** the first repository error (full, damaged, interrupted): it ends the whole walk, not just one folder */
   private fatal: unknown;
 
@@ -344,14 +358,31 @@ class SourceWalker {
         );
         continue;
       }
-      try {
-        if (isDir) {
-          const sub = await this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
+      if (isDir) {
+        const finish = (sub: { id: string; entries: number }) => {
           // A folder kept only because include patterns might match inside it goes if nothing did.
-          if (!included && sub.entries === 0) continue;
+          if (!included && sub.entries === 0) return;
           node.subtree = sub.id;
           this.stats.dirs++;
+          slots[i] = node;
+        };
+        const failed = (err: unknown) => {
+          if (err instanceof StackvaultError) this.fatal ??= err;
+          else this.fail(rel, err);
+        };
+        const sub = this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
+        if (this.openDirs < MAX_OPEN_DIRS) {
+          // The walk goes on to the next folder while this one's last files are still being
+          // read: otherwise every folder would wait for its slowest file, idling the pipeline.
+          this.openDirs++;
+          fileTasks.push(sub.then(finish, failed).finally(() => this.openDirs--));
         } else {
+          await sub.then(finish, failed);
+        }
+        continue;
+      }
+      try {
+        {
           if (type === 'symlink') node.target = await readlink(full);
           if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
           this.stats.others++;
@@ -390,22 +421,33 @@ class SourceWalker {
       this.progress.bytesDone += node.size;
       return;
     }
-    const fh = await this.reader.open(full, Number(st.size));
     const content: string[] = [];
     let size = 0;
-    try {
-      for await (const chunk of this.repo.chunker.chunkFile(fh, Number(st.size))) {
+    const stored = (saved: SaveResult, length: number) => {
+      content.push(saved.id);
+      size += length;
+      this.stats.bytesAdded += saved.storedBytes;
+      this.progress.bytesAdded += saved.storedBytes;
+      this.progress.bytesDone += length;
+      this.report();
+    };
+    const encoder = Number(st.size) >= WORKER_FILE_BYTES ? this.encoder() : null;
+    if (encoder) {
+      // A large file goes to a worker thread whole: read, chunk, hash, compress, encrypt.
+      for await (const blob of encoder.encode(full, Number(st.size))) {
         throwIfAborted(this.signal);
-        const saved = await this.writer.save('data', chunk);
-        content.push(saved.id);
-        size += chunk.length;
-        this.stats.bytesAdded += saved.storedBytes;
-        this.progress.bytesAdded += saved.storedBytes;
-        this.progress.bytesDone += chunk.length;
-        this.report();
+        stored(await this.writer.addEncoded('data', blob), blob.rawLength);
       }
-    } finally {
-      await fh.close();
+    } else {
+      const fh = await this.reader.open(full, Number(st.size));
+      try {
+        for await (const chunk of this.repo.chunker.chunkFile(fh, Number(st.size))) {
+          throwIfAborted(this.signal);
+          stored(await this.writer.save('data', chunk), chunk.length);
+        }
+      } finally {
+        await fh.close();
+      }
     }
     node.size = size;
     node.content = content;

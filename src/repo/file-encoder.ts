@@ -1,0 +1,104 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { ChunkerParams } from './chunker.js';
+import type { MasterKey } from './crypto.js';
+
+/** A blob as the file encoder produced it, ready for a pack. */
+export interface EncodedBlob {
+  id: string;
+  rawLength: number;
+  compressed: boolean;
+  stored: Buffer;
+}
+
+type Reply =
+  | { type: 'blob'; job: number; id: string; rawLength: number; compressed: boolean; stored: Uint8Array }
+  | { type: 'done'; job: number }
+  | { type: 'error'; job: number; message: string; code?: string; syscall?: string; path?: string };
+
+interface Job {
+  queue: Array<Reply>;
+  wake?: () => void;
+}
+
+/**
+ * Large files are read, chunked, hashed, compressed and encrypted on worker threads, so a
+ * backup uses every core: the main thread keeps the walk, the small files and the packs.
+ * Duplicates are only found once their blob arrives, so a deduplicated chunk of a large
+ * file costs its compression; unchanged files are not read at all, so this is rare.
+ */
+export class FileEncoder {
+  private readonly workers: Array<{ worker: Worker; jobs: Map<number, Job> }> = [];
+  private nextJob = 0;
+  private static encoders = new Map<string, FileEncoder>();
+
+  private constructor(master: MasterKey, params: ChunkerParams, size: number) {
+    for (let i = 0; i < size; i++) {
+      const worker = new Worker(new URL('./file-encoder-worker.js', import.meta.url), {
+        workerData: { seed: master.chunkerSeed, params, idKey: master.idKey, key: master.encryptionKey },
+      });
+      const slot = { worker, jobs: new Map<number, Job>() };
+      worker.on('message', (reply: Reply) => {
+        const job = slot.jobs.get(reply.job);
+        if (!job) return;
+        job.queue.push(reply);
+        job.wake?.();
+      });
+      worker.on('error', (err) => {
+        for (const [n, job] of slot.jobs) {
+          job.queue.push({ type: 'error', job: n, message: `the file encoder stopped: ${err.message}` });
+          job.wake?.();
+        }
+      });
+      worker.unref();
+      this.workers.push(slot);
+    }
+  }
+
+  /** The encoder of a repository's keys, or null on one core, where the main thread is all there is. */
+  static for(master: MasterKey, params: ChunkerParams): FileEncoder | null {
+    const size = Math.max(0, availableParallelism() - 1);
+    if (size === 0) return null;
+    const name = `${master.idKey.toString('hex')}:${JSON.stringify(params)}`;
+    let encoder = FileEncoder.encoders.get(name);
+    if (!encoder) {
+      encoder = new FileEncoder(master, params, size);
+      FileEncoder.encoders.set(name, encoder);
+    }
+    return encoder;
+  }
+
+  /** The file's blobs in order; an error reading it is thrown as the file-system error it was. */
+  async *encode(path: string, size: number): AsyncGenerator<EncodedBlob> {
+    const slot = this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+    const n = this.nextJob++;
+    const job: Job = { queue: [] };
+    slot.jobs.set(n, job);
+    if (slot.jobs.size === 1) slot.worker.ref();
+    let finished = false;
+    try {
+      slot.worker.postMessage({ type: 'file', job: n, path, size });
+      for (;;) {
+        if (job.queue.length === 0) await new Promise<void>((resolve) => (job.wake = resolve));
+        job.wake = undefined;
+        const reply = job.queue.shift()!;
+        if (reply.type === 'done') {
+          finished = true;
+          return;
+        }
+        if (reply.type === 'error') {
+          finished = true;
+          throw Object.assign(new Error(reply.message), { code: reply.code, syscall: reply.syscall, path: reply.path });
+        }
+        const stored = Buffer.from(reply.stored.buffer, reply.stored.byteOffset, reply.stored.byteLength);
+        yield { id: reply.id, rawLength: reply.rawLength, compressed: reply.compressed, stored };
+        slot.worker.postMessage({ type: 'more', job: n });
+      }
+    } finally {
+      // Stopped early (interrupted, or the backup failed): the worker drops the rest of the file.
+      if (!finished) slot.worker.postMessage({ type: 'cancel', job: n });
+      slot.jobs.delete(n);
+      if (slot.jobs.size === 0) slot.worker.unref();
+    }
+  }
+}

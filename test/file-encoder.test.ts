@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../src/repo/backends/local.js';
+import { decompress } from '../src/repo/compression.js';
+import { unseal } from '../src/repo/crypto.js';
+import { FileEncoder } from '../src/repo/file-encoder.js';
+import { Repository } from '../src/repo/repository.js';
+import { PlainFile } from '../src/util/plain-file.js';
+import { pseudoRandom, pseudoText, tempDir } from './helpers.js';
+
+test('a worker thread encodes a file into exactly the blobs the main thread would, and reports read errors as they were', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const file = join(dir, 'big.bin');
+  await writeFile(file, Buffer.concat([pseudoText(1, 3 << 20), pseudoRandom(2, 5 << 20)]));
+  const expected: string[] = [];
+  const fh = await PlainFile.open(file);
+  for await (const chunk of repo.chunker.chunkFile(fh, 8 << 20)) expected.push(repo.blobId(chunk));
+  await fh.close();
+
+  const encoder = FileEncoder.for(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  const blobs = [];
+  for await (const blob of encoder.encode(file, 8 << 20)) blobs.push(blob);
+  assert.deepEqual(blobs.map((b) => b.id), expected);
+  assert.ok(blobs.length > 2);
+  // Each stored blob opens with the repository's key and has the content its id names.
+  for (const blob of blobs) {
+    const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
+    const content = blob.compressed ? decompress(plain) : plain;
+    assert.equal(content.length, blob.rawLength);
+    assert.equal(repo.blobId(content), blob.id);
+  }
+  // A consumer that stops early cancels the rest; the encoder stays usable.
+  for await (const blob of encoder.encode(file, 8 << 20)) {
+    assert.equal(blob.id, expected[0]);
+    break;
+  }
+  const missing = encoder.encode(join(dir, 'missing.bin'), 1 << 20);
+  await assert.rejects(missing.next(), { code: 'ENOENT' });
+  const again = [];
+  for await (const blob of encoder.encode(file, 8 << 20)) again.push(blob.id);
+  assert.deepEqual(again, expected);
+});
