@@ -8,6 +8,7 @@ import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMa
 import { MasterIndex, decodeIndexFile, type IndexFile } from './index.js';
 import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './layout.js';
 import type { BlobType } from './pack.js';
+import { decodeBlob } from './pack-verify.js';
 
 export const FORMAT_VERSION = 1;
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
@@ -231,17 +232,6 @@ export class Repository {
   }
 
   decodeBlob(id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {
-    const what = `blob ${id.slice(0, 16)} in pack ${entry.pack.slice(0, 16)}`;
-    const plain = unseal(this.master.encryptionKey, stored, what);
-    let data: Buffer;
-    try {
-      data = entry.compressed ? decompress(plain) : plain;
-    } catch {
-      throw new IntegrityError(`${what} is damaged: it does not decompress`);
-    }
-    if (data.length !== entry.rawLength || blobId(this.master.idKey, data) !== id) {
-      throw new IntegrityError(`${what} is damaged: its content does not match its hash`);
-    }
-    return data;
+    return decodeBlob(this.master, id, entry, stored);
   }
 }

@@ -1,11 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { Repository } from '../repo/repository.js';
-import { SEAL_OVERHEAD, objectHash } from '../repo/crypto.js';
+import { SEAL_OVERHEAD } from '../repo/crypto.js';
 import { idFromKey, isObjectId, objectKey } from '../repo/layout.js';
-import { PACK_TRAILER_BYTES, parsePackHeader, type PackedBlob } from '../repo/pack.js';
+import { PACK_TRAILER_BYTES, type PackedBlob } from '../repo/pack.js';
+import { PackVerifierPool } from '../repo/pack-verifier-pool.js';
+import { verifyPack } from '../repo/pack-verify.js';
+import { mapConcurrent } from '../util/concurrency.js';
 import { UsageError, errorMessage } from '../util/errors.js';
 import { listSnapshots, shortId, type SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath } from './tree.js';
+
+/** Packs read or being verified at once: one per worker and one more being read. */
+const PACKS_IN_FLIGHT = 3;
 
 export interface CheckOptions {
   readData?: boolean;
@@ -92,11 +98,17 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
     const selected = subset?.percent ? shuffled(chosen).slice(0, Math.max(1, Math.ceil((packs.size * subset.percent) / 100))) : chosen;
     progress.packsTotal = selected.length;
     progress.bytesTotal = selected.reduce((n, id) => n + (stored.get(id) ?? 0), 0);
-    for (const packId of selected) {
-      await readPack(repo, packId, packs.get(packId)!, result, badBlobs);
-      progress.packsDone++;
-      progress.bytesDone += stored.get(packId) ?? 0;
-      options.progress?.(progress);
+    // Packs are verified on worker threads, one per core, while the next ones are read.
+    const verifier = selected.length > 1 ? new PackVerifierPool(repo.master) : undefined;
+    try {
+      await mapConcurrent(selected, verifier ? PACKS_IN_FLIGHT : 1, async (packId) => {
+        await readPack(repo, packId, packs.get(packId)!, result, badBlobs, verifier);
+        progress.packsDone++;
+        progress.bytesDone += stored.get(packId) ?? 0;
+        options.progress?.(progress);
+      });
+    } finally {
+      await verifier?.close();
     }
     result.packsRead = selected.length;
     result.bytesRead = progress.bytesDone;
@@ -111,7 +123,7 @@ function expectedPackSize(blobs: PackedBlob[], encrypted: boolean): number {
   return blobBytes + blobs.length * PACK_HEADER_ENTRY_BYTES + (encrypted ? SEAL_OVERHEAD : 0) + PACK_TRAILER_BYTES;
 }
 
-async function readPack(repo: Repository, packId: string, indexed: PackedBlob[], result: CheckResult, badBlobs: Map<string, string>): Promise<void> {
+async function readPack(repo: Repository, packId: string, indexed: PackedBlob[], result: CheckResult, badBlobs: Map<string, string>, verifier?: PackVerifierPool): Promise<void> {
   let bytes: Buffer;
   try {
     bytes = await repo.backend.get(objectKey('data', packId));
@@ -120,28 +132,16 @@ async function readPack(repo: Repository, packId: string, indexed: PackedBlob[],
     for (const b of indexed) badBlobs.set(b.id, `pack ${shortId(packId)} cannot be read`);
     return;
   }
-  const hashOk = objectHash(bytes) === packId;
-  let damagedBlobs = 0;
-  for (const blob of indexed) {
-    try {
-      repo.decodeBlob(blob.id, { pack: packId, ...blob }, bytes.subarray(blob.offset, blob.offset + blob.length));
-    } catch (err) {
-      damagedBlobs++;
-      badBlobs.set(blob.id, errorMessage(err));
-      result.errors.push(errorMessage(err));
-    }
+  const verdict = verifier ? await verifier.verify(packId, bytes, indexed) : verifyPack(repo.master, packId, bytes, indexed);
+  const hashOk = verdict.hashOk;
+  const damagedBlobs = verdict.damaged.length;
+  for (const { id, message } of verdict.damaged) {
+    badBlobs.set(id, message);
+    result.errors.push(message);
   }
-  let headerOk = true;
-  try {
-    const header = parsePackHeader(bytes, bytes.length, repo.master.encryptionKey, packId);
-    const indexedIds = new Set(indexed.map((b) => `${b.id}@${b.offset}+${b.length}`));
-    if (header.length !== indexed.length || header.some((b) => !indexedIds.has(`${b.id}@${b.offset}+${b.length}`))) {
-      result.errors.push(`pack ${shortId(packId)}: its header does not match the index`);
-    }
-  } catch (err) {
-    headerOk = false;
-    result.errors.push(errorMessage(err));
-  }
+  const headerOk = verdict.headerError === undefined;
+  if (verdict.headerError !== undefined) result.errors.push(verdict.headerError);
+  else if (verdict.headerMismatch) result.errors.push(`pack ${shortId(packId)}: its header does not match the index`);
   if (!hashOk) {
     const where = damagedBlobs > 0 ? `${damagedBlobs} blob(s) damaged` : headerOk ? 'every blob verifies' : 'its header is damaged, every blob verifies';
     result.errors.push(`pack ${shortId(packId)} is damaged: its content does not match its name (${where})`);

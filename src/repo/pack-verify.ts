@@ -1,0 +1,51 @@
+import { errorMessage, IntegrityError } from '../util/errors.js';
+import { decompress } from './compression.js';
+import { blobId, objectHash, unseal, type MasterKey } from './crypto.js';
+import { parsePackHeader, type PackedBlob } from './pack.js';
+
+/** Decrypt, decompress and re-hash one stored blob; an IntegrityError says what is wrong. */
+export function decodeBlob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {
+  const what = `blob ${id.slice(0, 16)} in pack ${entry.pack.slice(0, 16)}`;
+  const plain = unseal(master.encryptionKey, stored, what);
+  let data: Buffer;
+  try {
+    data = entry.compressed ? decompress(plain) : plain;
+  } catch {
+    throw new IntegrityError(`${what} is damaged: it does not decompress`);
+  }
+  if (data.length !== entry.rawLength || blobId(master.idKey, data) !== id) {
+    throw new IntegrityError(`${what} is damaged: its content does not match its hash`);
+  }
+  return data;
+}
+
+export interface PackVerdict {
+  /** the pack's bytes hash to its name */
+  hashOk: boolean;
+  /** blobs that do not decode, with why */
+  damaged: Array<{ id: string; message: string }>;
+  /** the header cannot be read, or why */
+  headerError?: string;
+  /** the header lists other blobs than the index */
+  headerMismatch: boolean;
+}
+
+/** Everything check --read-data proves about one pack: its name, each blob, its header against the index. */
+export function verifyPack(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, packId: string, bytes: Buffer, indexed: PackedBlob[]): PackVerdict {
+  const verdict: PackVerdict = { hashOk: objectHash(bytes) === packId, damaged: [], headerMismatch: false };
+  for (const blob of indexed) {
+    try {
+      decodeBlob(master, blob.id, { pack: packId, ...blob }, bytes.subarray(blob.offset, blob.offset + blob.length));
+    } catch (err) {
+      verdict.damaged.push({ id: blob.id, message: errorMessage(err) });
+    }
+  }
+  try {
+    const header = parsePackHeader(bytes, bytes.length, master.encryptionKey, packId);
+    const indexedIds = new Set(indexed.map((b) => `${b.id}@${b.offset}+${b.length}`));
+    verdict.headerMismatch = header.length !== indexed.length || header.some((b) => !indexedIds.has(`${b.id}@${b.offset}+${b.length}`));
+  } catch (err) {
+    verdict.headerError = errorMessage(err);
+  }
+  return verdict;
+}
