@@ -11,6 +11,8 @@ import { TreeLoader, childPath, type TreeNode } from './tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
 
 const FILE_CONCURRENCY = 6;
+/** Folders restored ahead of the ones still finishing. */
+const MAX_OPEN_DIRS = 8;
 
 export interface RestoreProgress {
   filesDone: number;
@@ -84,6 +86,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   const hardLinks = new Map<string, Promise<string | undefined>>();
   // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
   const fileSlots = new Semaphore(FILE_CONCURRENCY);
+  let openDirs = 0;
   const fail = (path: string, err: unknown) => {
     progress.errors++;
     result.errors.push({ path, message: errorMessage(err) });
@@ -101,9 +104,26 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
       try {
         if (node.type === 'dir') {
           await makeDir(dest);
-          if (node.subtree) await restoreDir(node.subtree, dest, path);
-          await applyMetadata(dest, node);
-          if (choice === 'all') result.dirs++;
+          const sub = (async () => {
+            if (node.subtree) await restoreDir(node.subtree, dest, path);
+            await applyMetadata(dest, node);
+            if (choice === 'all') result.dirs++;
+          })();
+          if (openDirs < MAX_OPEN_DIRS) {
+            // The restore goes on to the next folders while this one's last files are written:
+            // otherwise every folder waits for its slowest file and the pipeline idles.
+            openDirs++;
+            fileTasks.push(
+              sub
+                .catch((err: unknown) => {
+                  if (err instanceof StackvaultError && err.exitCode === 130) throw err;
+                  fail(path, err);
+                })
+                .finally(() => openDirs--),
+            );
+            continue;
+          }
+          await sub;
         } else if (node.type === 'file') {
           const release = await fileSlots.acquire();
           progress.currentPath = path;
