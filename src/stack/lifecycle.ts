@@ -98,7 +98,8 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
     return report;
   } catch (err) {
     if (!state) {
-      if (installing) await abandonInstall(ctx, target).catch(() => undefined);
+      if (!installing) throw err;
+      await abandonInstall(ctx, target).catch(() => undefined);
       throw new StackvaultError(`${action} failed: ${errorMessage(err)}\nthe host is empty again; fix the cause and run "stackvault up"`);
     }
     // Nothing was being deployed (the same incarnation, started again): there is nothing to go back to.
@@ -213,15 +214,15 @@ function stateHistory(state: HostState | undefined): MigrationHistory {
  * that ran before (as a new commit that says why), the pre-step snapshot is restored, and
  * the previous containers start again.
  */
-async function goBack(ctx: StackContext, state: HostState, pre: SnapshotRef | undefined, failedIncarnation: string, cause: unknown): Promise<void> {
+async function goBack(ctx: StackContext, state: HostState, pre: SnapshotRef, failedIncarnation: string, cause: unknown): Promise<void> {
   const dir = stackDir(ctx);
   ctx.log(`failed: ${errorMessage(cause)}`);
-  ctx.log(`going back to incarnation ${short(state.incarnation)} (version ${state.version})${pre ? ` and snapshot ${short(pre.id)}` : ''}`);
+  ctx.log(`going back to incarnation ${short(state.incarnation)} (version ${state.version}) and snapshot ${short(pre.id)}`);
   try {
     await ctx.compose.down(composeProject(ctx.loaded, wantedVersion(ctx.loaded))).catch(() => undefined);
     const back = await returnToIncarnation(dir, state.incarnation, `stackvault: back to ${short(state.incarnation)} after ${short(failedIncarnation)} failed\n\n${errorMessage(cause)}`);
     ctx.loaded = ctx.reload();
-    if (pre) await restoreStackData(ctx, pre, 'snapshot', state.version);
+    await restoreStackData(ctx, pre, 'snapshot', state.version);
     const project = composeProject(ctx.loaded, state.version);
     await ctx.compose.up(project);
     await ctx.compose.waitHealthy(project, { timeoutMs: healthTimeoutMs(ctx.loaded) });
@@ -229,7 +230,7 @@ async function goBack(ctx: StackContext, state: HostState, pre: SnapshotRef | un
   } catch (err) {
     throw new StackvaultError(
       `the step failed (${errorMessage(cause)}) and going back failed too: ${errorMessage(err)}. ` +
-        `Nothing was deleted: ${pre ? `the data before the step is snapshot ${short(pre.id)}; ` : ''}run "stackvault rollback --to ${short(state.incarnation)}" once the cause is fixed`,
+        `Nothing was deleted: the data before the step is snapshot ${short(pre.id)}; run "stackvault rollback --to ${short(pre.id)}" once the cause is fixed`,
     );
   }
 }
