@@ -9,6 +9,9 @@ export interface Step {
 
 export function run(cmd: string, args: string[], env: Record<string, string> = {}): Step {
   const hasTime = existsSync('/usr/bin/time');
+  // Every step starts with nothing left to write back from the one before (or from
+  // generating the data): otherwise whichever tool runs first pays for the others.
+  spawnSync('sync');
   const started = process.hrtime.bigint();
   const result = hasTime
     ? spawnSync('/usr/bin/time', ['-f', '%M', cmd, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 })
