@@ -114,6 +114,7 @@ test('the one procedure with real containers: install, backup, update with migra
   });
 
   let v1Incarnation = '';
+  let undoTo = '';
   await t.test('a backup of the running stack reaches the database inside its network and records version and incarnation', async () => {
     await sql(hostA, "INSERT INTO contactcenter.calls (queue_id, started_at, seconds) VALUES (1, '2026-11-25 09:00:00', 125), (2, '2026-11-25 09:05:00', 60)");
     await writeFile(join(hostA, 'data', 'shared', 'agents-added.csv'), 'id,name\n7,Ada\n');
@@ -240,5 +241,17 @@ test('the one procedure with real containers: install, backup, update with migra
     assert.equal((parse(await readFile(join(hostB, 'stackvault.yaml'), 'utf8')) as { application: { version: string } }).application.version, '1');
     assert.match(await git(hostB, 'log', '-1', '--format=%s'), new RegExp(`stackvault: rollback to ${v1Incarnation.slice(0, 8)}`));
     await assert.rejects(readdir(join(hostB, 'data', 'media')), { code: 'ENOENT' });
+    undoTo = /snapshot before the step: (\w+)/.exec(result.stdout)![1]!;
+  });
+
+  await t.test('a rollback is undone by rolling back to the snapshot taken before it', async () => {
+    const result = await ok(hostB, 'rollback', '--to', undoTo);
+    assert.match(result.stdout, /stack runs version 2/);
+    const page = await status();
+    assert.match(page, /^version: 2$/m);
+    assert.match(page, /^status: ok$/m);
+    assert.match(page, /^queues: sales:5 support:5 billing:9$/m);
+    assert.equal(await sql(hostB, 'SELECT COUNT(*), SUM(seconds) FROM contactcenter.calls'), '3\t200');
+    assert.equal((parse(await readFile(join(hostB, 'stackvault.yaml'), 'utf8')) as { application: { version: string } }).application.version, '2');
   });
 });
