@@ -20,8 +20,9 @@ test('a worker thread encodes a file into exactly the blobs the main thread woul
   for await (const chunk of repo.chunker.chunkFile(fh, 8 << 20)) expected.push(repo.blobId(chunk));
   await fh.close();
 
-  const encoder = FileEncoder.for(repo.master, repo.chunker.params);
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
   if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
   const blobs = [];
   for await (const blob of encoder.encode(file, 8 << 20)) blobs.push(blob);
   assert.deepEqual(blobs.map((b) => b.id), expected);

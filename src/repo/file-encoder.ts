@@ -30,10 +30,25 @@ interface Job {
 export class FileEncoder {
   private readonly workers: Array<{ worker: Worker; jobs: Map<number, Job> }> = [];
   private nextJob = 0;
-  private static encoders = new Map<string, FileEncoder>();
 
-  private constructor(master: MasterKey, params: ChunkerParams, size: number) {
-    for (let i = 0; i < size; i++) {
+  private constructor(
+    private readonly master: MasterKey,
+    private readonly params: ChunkerParams,
+    private readonly size: number,
+  ) {}
+
+  /**
+   * An encoder for one backup, or null on one core, where the main thread is all there
+   * is. Its workers start with the first large file and end with close().
+   */
+  static create(master: MasterKey, params: ChunkerParams): FileEncoder | null {
+    const size = Math.max(0, availableParallelism() - 1);
+    return size === 0 ? null : new FileEncoder(master, params, size);
+  }
+
+  private start(): void {
+    const { master, params } = this;
+    for (let i = 0; i < this.size; i++) {
       const worker = new Worker(new URL('./file-encoder-worker.js', import.meta.url), {
         workerData: { seed: master.chunkerSeed, params, idKey: master.idKey, key: master.encryptionKey },
       });
@@ -55,21 +70,13 @@ export class FileEncoder {
     }
   }
 
-  /** The encoder of a repository's keys, or null on one core, where the main thread is all there is. */
-  static for(master: MasterKey, params: ChunkerParams): FileEncoder | null {
-    const size = Math.max(0, availableParallelism() - 1);
-    if (size === 0) return null;
-    const name = `${master.idKey.toString('hex')}:${JSON.stringify(params)}`;
-    let encoder = FileEncoder.encoders.get(name);
-    if (!encoder) {
-      encoder = new FileEncoder(master, params, size);
-      FileEncoder.encoders.set(name, encoder);
-    }
-    return encoder;
+  async close(): Promise<void> {
+    await Promise.all(this.workers.splice(0).map((w) => w.worker.terminate()));
   }
 
   /** The file's blobs in order; an error reading it is thrown as the file-system error it was. */
   async *encode(path: string, size: number): AsyncGenerator<EncodedBlob> {
+    if (this.workers.length === 0) this.start();
     const slot = this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     const n = this.nextJob++;
     const job: Job = { queue: [] };

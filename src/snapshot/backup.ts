@@ -71,6 +71,16 @@ const WORKER_FILE_BYTES = 64 * 1024;
 const MAX_OPEN_DIRS = 8;
 
 export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
+  // Worker threads for large files live as long as this backup.
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  try {
+    return await backupWith(repo, options, encoder);
+  } finally {
+    await encoder?.close();
+  }
+}
+
+async function backupWith(repo: Repository, options: BackupOptions, encoder: FileEncoder | null): Promise<BackupResult> {
   const now = options.now ?? (() => new Date());
   const started = now();
   const host = options.host ?? hostname();
@@ -95,7 +105,7 @@ export async function backup(repo: Repository, options: BackupOptions): Promise<
   const records: SourceRecord[] = [];
   for (const source of sources) {
     const exclusionClasses = source.exclusionClasses ?? resolveExclusionClasses();
-    const walker = new SourceWalker(repo, writer, loader, source, exclusionClasses, progress, report, options.signal);
+    const walker = new SourceWalker(repo, writer, loader, source, exclusionClasses, progress, report, options.signal, encoder);
     const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
     const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
     const rootStat = await lstat(source.path, { bigint: true });
@@ -233,12 +243,6 @@ class SourceWalker {
   private readonly reader = new AdaptiveReader();
   /** folders whose walk runs while the walk has gone on past them */
   private openDirs = 0;
-  private encoders: FileEncoder | null | undefined;
-
-  private encoder(): FileEncoder | null {
-    if (this.encoders === undefined) this.encoders = FileEncoder.for(this.repo.master, this.repo.chunker.params);
-    return this.encoders;
-  }
   /** the first repository error (full, damaged, interrupted): it ends the whole walk, not just one folder */
   private fatal: unknown;
 
@@ -251,6 +255,7 @@ class SourceWalker {
     private readonly progress: BackupProgress,
     private readonly report: () => void,
     private readonly signal?: AbortSignal,
+    private readonly encoder: FileEncoder | null = null,
   ) {
     this.matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: exclusionClasses });
   }
@@ -431,7 +436,7 @@ class SourceWalker {
       this.progress.bytesDone += length;
       this.report();
     };
-    const encoder = Number(st.size) >= WORKER_FILE_BYTES ? this.encoder() : null;
+    const encoder = Number(st.size) >= WORKER_FILE_BYTES ? this.encoder : null;
     if (encoder) {
       // A large file goes to a worker thread whole: read, chunk, hash, compress, encrypt.
       for await (const blob of encoder.encode(full, Number(st.size))) {
