@@ -9,6 +9,8 @@ import { alreadyStored, truncated } from './objects.js';
 const TMP_DIR = 'tmp';
 const MAX_OPEN_OBJECTS = 32;
 const OPEN_OBJECT_IDLE_MS = 2000;
+const READ_WINDOW = 1024 * 1024;
+const MAX_WINDOWS = 16;
 
 /**
  * A repository in a folder: a local disk or an SMB/NFS share mounted on the host.
@@ -27,6 +29,9 @@ export class LocalBackend implements Backend {
    */
   private readonly openObjects = new Map<string, { fd: Promise<number>; users: number; lastUse: number }>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** recently read windows of objects, for small ranged reads */
+  private readonly windows = new Map<string, Promise<Buffer>>();
+  private lastRead = 0;
 
   constructor(private readonly root: string) {
     this.location = root;
@@ -126,21 +131,53 @@ export class LocalBackend implements Backend {
         if (this.openObjects.get(file) === entry) this.openObjects.delete(file);
         throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
       }
-      const buf = Buffer.allocUnsafe(range.length);
-      let done = 0;
-      while (done < range.length) {
-        const bytesRead = await new Promise<number>((resolve, reject) =>
-          readFd(fd, buf, done, range.length - done, range.offset + done, (err, n) => (err ? reject(describeSystemError(err, `cannot read ${key} from ${this.root}`)) : resolve(n))),
-        );
-        if (bytesRead === 0) throw truncated(this.root, key, range, range.offset + done);
-        done += bytesRead;
+      const start = Math.floor(range.offset / READ_WINDOW) * READ_WINDOW;
+      if (range.offset + range.length <= start + READ_WINDOW) {
+        // A small range comes out of a window read once: a restore reads a pack's blobs in
+        // about the order they were written, and one read per blob was a system call each.
+        const window = await this.window(file, key, fd, start);
+        const from = range.offset - start;
+        if (from + range.length > window.length) throw truncated(this.root, key, range, start + window.length);
+        return Buffer.from(window.subarray(from, from + range.length));
       }
+      const buf = await this.readAt(key, fd, range.offset, range.length);
+      if (buf.length < range.length) throw truncated(this.root, key, range, range.offset + buf.length);
       return buf;
     } finally {
       entry.users--;
-      entry.lastUse = Date.now();
+      entry.lastUse = this.lastRead = Date.now();
       this.sweeper ??= setInterval(() => this.evictIdle(0, OPEN_OBJECT_IDLE_MS), OPEN_OBJECT_IDLE_MS).unref();
     }
+  }
+
+  /** Up to `length` bytes at `offset`: fewer only where the object ends. */
+  private async readAt(key: string, fd: number, offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const bytesRead = await new Promise<number>((resolve, reject) =>
+        readFd(fd, buf, done, length - done, offset + done, (err, n) => (err ? reject(describeSystemError(err, `cannot read ${key} from ${this.root}`)) : resolve(n))),
+      );
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done === length ? buf : buf.subarray(0, done);
+  }
+
+  /** The window of an object at `start` (shorter at its end), read once while recently used. */
+  private window(file: string, key: string, fd: number, start: number): Promise<Buffer> {
+    const name = `${file}@${start}`;
+    let window = this.windows.get(name);
+    if (window) {
+      // Most recently used last: Map keeps insertion order.
+      this.windows.delete(name);
+    } else {
+      window = this.readAt(key, fd, start, READ_WINDOW);
+      window.catch(() => this.windows.delete(name));
+    }
+    this.windows.set(name, window);
+    while (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value!);
+    return window;
   }
 
   /** Close unused descriptors: the least recently used beyond `keep`, and those idle for `idleMs`. */
@@ -148,6 +185,8 @@ export class LocalBackend implements Backend {
     const idle = [...this.openObjects.entries()].filter(([, e]) => e.users === 0).sort((a, b) => a[1].lastUse - b[1].lastUse);
     let excess = this.openObjects.size - keep;
     const now = Date.now();
+    // Windows go with idleness too: a later read then sees the disk, not an old copy.
+    if (now - this.lastRead >= idleMs) this.windows.clear();
     for (const [file, e] of idle) {
       if (excess <= 0 && now - e.lastUse < idleMs) continue;
       this.openObjects.delete(file);
@@ -161,6 +200,7 @@ export class LocalBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.windows.clear();
     this.evictIdle(0, 0);
   }
 
