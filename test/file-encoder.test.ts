@@ -7,6 +7,7 @@ import { decompress } from '../src/repo/compression.js';
 import { unseal } from '../src/repo/crypto.js';
 import { FileEncoder } from '../src/repo/file-encoder.js';
 import { Repository } from '../src/repo/repository.js';
+import { StackvaultError } from '../src/util/errors.js';
 import { PlainFile } from '../src/util/plain-file.js';
 import { pseudoRandom, pseudoText, tempDir } from './helpers.js';
 
@@ -44,4 +45,7 @@ test('a worker thread encodes a file into exactly the blobs the main thread woul
   const again = [];
   for await (const blob of encoder.encode(file, 8 << 20)) again.push(blob.id);
   assert.deepEqual(again, expected);
+  // A worker that dies is the backup's failure, not the file's: a StackvaultError ends the walk.
+  for (const slot of (encoder as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers) await slot.worker.terminate();
+  await assert.rejects(encoder.encode(file, 8 << 20).next(), (err: Error) => err instanceof StackvaultError && /file encoder thread stopped/.test(err.message));
 });

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
+import { StackvaultError } from '../util/errors.js';
 import type { MasterKey } from './crypto.js';
 
 /** A blob as the file encoder produced it, ready for a pack. */
@@ -14,7 +15,7 @@ export interface EncodedBlob {
 type Reply =
   | { type: 'blob'; job: number; id: string; rawLength: number; compressed: boolean; stored: Uint8Array }
   | { type: 'done'; job: number }
-  | { type: 'error'; job: number; message: string; code?: string; syscall?: string; path?: string };
+  | { type: 'error'; job: number; message: string; code?: string; syscall?: string; path?: string; workerDied?: boolean };
 
 interface Job {
   queue: Array<Reply>;
@@ -28,7 +29,7 @@ interface Job {
  * file costs its compression; unchanged files are not read at all, so this is rare.
  */
 export class FileEncoder {
-  private readonly workers: Array<{ worker: Worker; jobs: Map<number, Job> }> = [];
+  private readonly workers: Array<{ worker: Worker; jobs: Map<number, Job>; died?: string }> = [];
   private nextJob = 0;
 
   private constructor(
@@ -52,25 +53,34 @@ export class FileEncoder {
       const worker = new Worker(new URL('./file-encoder-worker.js', import.meta.url), {
         workerData: { seed: master.chunkerSeed, params, idKey: master.idKey, key: master.encryptionKey },
       });
-      const slot = { worker, jobs: new Map<number, Job>() };
+      const slot: { worker: Worker; jobs: Map<number, Job>; died?: string } = { worker, jobs: new Map<number, Job>() };
       worker.on('message', (reply: Reply) => {
         const job = slot.jobs.get(reply.job);
         if (!job) return;
         job.queue.push(reply);
         job.wake?.();
       });
-      worker.on('error', (err) => {
+      // A worker that dies (a bug, out of memory) ends the backup: it is not the file's fault.
+      const died = (why: string) => {
+        slot.died ??= why;
         for (const [n, job] of slot.jobs) {
-          job.queue.push({ type: 'error', job: n, message: `the file encoder stopped: ${err.message}` });
+          job.queue.push({ type: 'error', job: n, message: `the file encoder thread stopped: ${why}`, workerDied: true });
           job.wake?.();
         }
+      };
+      worker.on('error', (err) => died(err.message));
+      worker.on('exit', (code) => {
+        if (!this.closing) died(`it exited with code ${code}`);
       });
       worker.unref();
       this.workers.push(slot);
     }
   }
 
+  private closing = false;
+
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.splice(0).map((w) => w.worker.terminate()));
   }
 
@@ -78,6 +88,7 @@ export class FileEncoder {
   async *encode(path: string, size: number): AsyncGenerator<EncodedBlob> {
     if (this.workers.length === 0) this.start();
     const slot = this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+    if (slot.died) throw new StackvaultError(`the file encoder thread stopped: ${slot.died}`);
     const n = this.nextJob++;
     const job: Job = { queue: [] };
     slot.jobs.set(n, job);
@@ -95,6 +106,7 @@ export class FileEncoder {
         }
         if (reply.type === 'error') {
           finished = true;
+          if (reply.workerDied) throw new StackvaultError(reply.message);
           throw Object.assign(new Error(reply.message), { code: reply.code, syscall: reply.syscall, path: reply.path });
         }
         const stored = Buffer.from(reply.stored.buffer, reply.stored.byteOffset, reply.stored.byteLength);

@@ -7,9 +7,8 @@ export interface Readable {
 }
 
 /**
- * A file opened for reading on a bare descriptor. fs/promises' FileHandle costs a class,
- * a close promise and a finalizer per file; over tens of thousands of small files in a
- * backup that showed as a fifth of the time.
+ * A file opened for reading on a bare descriptor: fs/promises' FileHandle adds a class, a
+ * close promise and a finalizer per file, for nothing a backup or an encoder worker uses.
  */
 export class PlainFile implements Readable {
   private constructor(private readonly fd: number) {}
