@@ -3,12 +3,12 @@ import { parseDocument } from 'yaml';
 import { resolveSources, type ResolvedDatabaseSource } from '../config/sources.js';
 import { compareVersions, findRelease, listReleases, pullRelease, releaseMigrations, type Migration } from '../release/release.js';
 import type { SnapshotRef } from '../snapshot/snapshot.js';
-import { clearSourceContents } from '../sources/files-clear.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { readHostState, writeHostState, type HostState } from './host-state.js';
 import { applyMigrations, databaseHistory, type MigrationHistory } from './migrations.js';
 import {
   applicationName,
+  clearStackData,
   composeProject,
   dataOnHost,
   databaseServices,
@@ -238,9 +238,7 @@ async function goBack(ctx: StackContext, state: HostState, pre: SnapshotRef, fai
 /** A first install failed: take down what started and clear what the restore wrote (all of it is in the repository). */
 async function abandonInstall(ctx: StackContext, version: string): Promise<void> {
   await ctx.compose.down(composeProject(ctx.loaded, version));
-  for (const s of resolveSources(ctx.loaded)) {
-    if (s.kind === 'files') await clearSourceContents(s.path, { include: s.include, exclude: s.exclude, classes: s.exclusionClasses });
-  }
+  await clearStackData(ctx.loaded);
 }
 
 /** Change the application version in the stack repository, commit, and bring the host there. */

@@ -136,6 +136,11 @@ export async function dataOnHost(loaded: LoadedConfig): Promise<Array<{ source: 
   return found;
 }
 
+/** Clear what backups hold from every files source (what the rules leave out stays). */
+export async function clearStackData(loaded: LoadedConfig): Promise<void> {
+  for (const s of resolveSources(loaded)) if (s.kind === 'files') await clearSourceContents(s.path, filesRules(s));
+}
+
 /**
  * Put a snapshot's data (or a release's vanilla data) in place: the stack goes down, each
  * files source is cleared of what backups hold (what they leave out, like recordings,
