@@ -12,7 +12,10 @@ export class PackVerifierPool {
   private readonly workers: Array<{ worker: Worker; pending: Map<number, { resolve(v: PackVerdict): void; reject(e: Error): void }> }> = [];
   private next = 0;
 
-  constructor(master: MasterKey, size = availableParallelism()) {
+  constructor(
+    master: MasterKey,
+    readonly size = availableParallelism(),
+  ) {
     for (let i = 0; i < size; i++) {
       const worker = new Worker(new URL('./pack-verify-worker.js', import.meta.url), { workerData: { encryptionKey: master.encryptionKey, idKey: master.idKey } });
       const slot = { worker, pending: new Map<number, { resolve(v: PackVerdict): void; reject(e: Error): void }>() };

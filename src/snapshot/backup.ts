@@ -1,11 +1,9 @@
 import type { BigIntStats } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
-import { AdaptiveReader } from '../util/plain-file.js';
-import { FileEncoder } from '../repo/file-encoder.js';
-import type { SaveResult } from '../repo/blob-writer.js';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { BlobWriter } from '../repo/blob-writer.js';
+import type { BlobWriter, SaveResult } from '../repo/blob-writer.js';
+import { FileEncoder } from '../repo/file-encoder.js';
 import type { Repository } from '../repo/repository.js';
 import { resolveExclusionClasses } from '../config/exclusion-classes.js';
 import { ExclusionMatcher } from '../sources/exclusions.js';
@@ -14,6 +12,7 @@ import { dumpMariadb, type MariadbSourceSpec } from '../sources/mariadb/dump.js'
 import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
 import { Semaphore, mapConcurrent } from '../util/concurrency.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
+import { AdaptiveReader } from '../util/plain-file.js';
 import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
 import { DumpTreeWriter } from './dump-tree.js';
@@ -354,11 +353,7 @@ class SourceWalker {
             .then(() => {
               slots[i] = node;
             })
-            .catch((err: unknown) => {
-              // Our own errors (repository full or damaged, interrupted) end the backup; a source file's error does not.
-              if (err instanceof StackvaultError) this.fatal ??= err;
-              else this.fail(rel, err);
-            })
+            .catch((err: unknown) => this.failed(rel, err))
             .finally(release),
         );
         continue;
@@ -371,10 +366,7 @@ class SourceWalker {
           this.stats.dirs++;
           slots[i] = node;
         };
-        const failed = (err: unknown) => {
-          if (err instanceof StackvaultError) this.fatal ??= err;
-          else this.fail(rel, err);
-        };
+        const failed = (err: unknown) => this.failed(rel, err);
         const sub = this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
         if (this.openDirs < MAX_OPEN_DIRS) {
           // The walk goes on to the next folder while this one's last files are still being
@@ -387,14 +379,11 @@ class SourceWalker {
         continue;
       }
       try {
-        {
-          if (type === 'symlink') node.target = await readlink(full);
-          if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
-          this.stats.others++;
-        }
+        if (type === 'symlink') node.target = await readlink(full);
+        if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
+        this.stats.others++;
       } catch (err) {
-        if (err instanceof StackvaultError) this.fatal ??= err;
-        else this.fail(rel, err);
+        this.failed(rel, err);
         continue;
       }
       slots[i] = node;
@@ -403,6 +392,12 @@ class SourceWalker {
     if (this.fatal !== undefined) throw this.fatal;
     const nodes = slots.filter((n): n is TreeNode => n !== undefined);
     return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
+  }
+
+  /** Our own errors (repository full or damaged, interrupted) end the backup; a source entry's error does not. */
+  private failed(rel: string, err: unknown): void {
+    if (err instanceof StackvaultError) this.fatal ??= err;
+    else this.fail(rel, err);
   }
 
   private async saveFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): Promise<void> {

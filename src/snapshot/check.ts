@@ -10,9 +10,6 @@ import { UsageError, errorMessage } from '../util/errors.js';
 import { listSnapshots, shortId, type SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath } from './tree.js';
 
-/** Packs read or being verified at once: one per worker and one more being read. */
-const PACKS_IN_FLIGHT = 3;
-
 export interface CheckOptions {
   readData?: boolean;
   /** "n/t" (the n-th of t groups of packs) or "x%" (a random share of packs) */
@@ -101,7 +98,8 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
     // Packs are verified on worker threads, one per core, while the next ones are read.
     const verifier = selected.length > 1 ? new PackVerifierPool(repo.master) : undefined;
     try {
-      await mapConcurrent(selected, verifier ? PACKS_IN_FLIGHT : 1, async (packId) => {
+      // One pack per worker, and one more being read.
+      await mapConcurrent(selected, verifier ? verifier.size + 1 : 1, async (packId) => {
         await readPack(repo, packId, packs.get(packId)!, result, badBlobs, verifier);
         progress.packsDone++;
         progress.bytesDone += stored.get(packId) ?? 0;
