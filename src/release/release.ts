@@ -29,9 +29,13 @@ export interface ReleaseInfo {
   migrations: number;
 }
 
-export function releaseVersion(ref: SnapshotRef): string | undefined {
-  if (!ref.snapshot.tags.includes(RELEASE_TAG)) return undefined;
+/** The application version a snapshot holds data of (its version= tag), release or not. */
+export function snapshotVersion(ref: SnapshotRef): string | undefined {
   return ref.snapshot.tags.find((t) => t.startsWith('version='))?.slice('version='.length);
+}
+
+export function releaseVersion(ref: SnapshotRef): string | undefined {
+  return ref.snapshot.tags.includes(RELEASE_TAG) ? snapshotVersion(ref) : undefined;
 }
 
 export async function listReleases(repo: Repository, application?: string): Promise<ReleaseInfo[]> {

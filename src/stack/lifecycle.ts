@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { resolveSources, type ResolvedDatabaseSource } from '../config/sources.js';
-import { compareVersions, findRelease, listReleases, pullRelease, releaseMigrations, type Migration } from '../release/release.js';
+import { compareVersions, findRelease, listReleases, pullRelease, releaseMigrations, snapshotVersion, type Migration } from '../release/release.js';
 import type { SnapshotRef } from '../snapshot/snapshot.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { readHostState, writeHostState, type HostState } from './host-state.js';
@@ -17,7 +17,6 @@ import {
   restoreStackData,
   snapshotIncarnation,
   snapshotStack,
-  snapshotVersion,
   stackDir,
   stackSnapshots,
   wantedVersion,
@@ -191,13 +190,11 @@ async function migrate(ctx: StackContext, from: string, to: string, state: HostS
   if (database?.databases && !database.databases.includes('stackvault')) {
     throw new UsageError(`sources "${database.name}": add "stackvault" to its databases, so the migration history is backed up and restored with the data`);
   }
-  const history: MigrationHistory & { connection?: Awaited<ReturnType<typeof databaseHistory>>['connection'] } = database
-    ? await databaseHistory(database.connection)
-    : stateHistory(state);
+  const history = database ? await databaseHistory(database.connection) : stateHistory(state);
   try {
     const env: Record<string, string> = { STACKVAULT_FROM_VERSION: from, STACKVAULT_TO_VERSION: to, STACKVAULT_STACK_DIR: stackDir(ctx) };
     for (const s of sources) if (s.kind === 'files') env[`STACKVAULT_SOURCE_${s.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = s.path;
-    return await applyMigrations(migrations, { history, connection: history.connection, cwd: stackDir(ctx), env, log: ctx.log, signal: ctx.signal });
+    return await applyMigrations(migrations, { history, cwd: stackDir(ctx), env, log: ctx.log, signal: ctx.signal });
   } finally {
     await history.close();
   }

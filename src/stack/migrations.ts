@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Migration } from '../release/release.js';
 import { Connection, type ConnectOptions } from '../sources/mariadb/connection.js';
+import { literal } from '../sources/mariadb/sql.js';
 import { StackvaultError } from '../util/errors.js';
 
 /**
@@ -37,7 +38,7 @@ export function splitSqlStatements(script: string): string[] {
       while (j < script.length && script[j] !== ch) j += script[j] === '\\' && ch !== '`' ? 2 : 1;
       current += script.slice(i, j + 1);
       i = j + 1;
-    } else if (script.startsWith('--', i) && /[ \t\r\n]/.test(script[i + 2] ?? ' ') || ch === '#') {
+    } else if ((script.startsWith('--', i) && /[ \t\r\n]/.test(script[i + 2] ?? ' ')) || ch === '#') {
       const end = script.indexOf('\n', i);
       i = end === -1 ? script.length : end + 1;
       current += '\n';
@@ -59,6 +60,8 @@ export function splitSqlStatements(script: string): string[] {
 
 /** Which migrations ran on a stack's data, each recorded once. */
 export interface MigrationHistory {
+  /** the stack's database, when the history lives there: SQL migrations run on it */
+  connection?: Connection;
   applied(): Promise<Set<string>>;
   record(migration: Migration): Promise<void>;
   close(): Promise<void>;
@@ -70,7 +73,7 @@ const HISTORY_DATABASE = 'stackvault';
  * The history as a table in the stack's own database server (stackvault.migrations), so it
  * is dumped, restored and rolled back with the data it describes.
  */
-export async function databaseHistory(connection: ConnectOptions): Promise<MigrationHistory & { connection: Connection }> {
+export async function databaseHistory(connection: ConnectOptions): Promise<MigrationHistory> {
   const conn = await Connection.connect(connection);
   await conn.execute(`CREATE DATABASE IF NOT EXISTS ${HISTORY_DATABASE}`);
   await conn.execute(
@@ -81,9 +84,8 @@ export async function databaseHistory(connection: ConnectOptions): Promise<Migra
     connection: conn,
     applied: async () => new Set((await conn.queryStrings(`SELECT id FROM ${HISTORY_DATABASE}.migrations`)).map((r) => r[0]!)),
     record: async (m) => {
-      const quote = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
       await conn.execute(
-        `INSERT INTO ${HISTORY_DATABASE}.migrations (id, version, name, sha256, applied_at) VALUES (${quote(m.id)}, ${quote(m.version)}, ${quote(m.name)}, '${sha256(m.text)}', NOW(3))`,
+        `INSERT INTO ${HISTORY_DATABASE}.migrations (id, version, name, sha256, applied_at) VALUES (${literal(m.id)}, ${literal(m.version)}, ${literal(m.name)}, '${sha256(m.text)}', NOW(3))`,
       );
     },
     close: () => conn.close(),
@@ -94,8 +96,6 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 
 export interface ApplyOptions {
   history: MigrationHistory;
-  /** runs the SQL migrations; required when there are any */
-  connection?: Connection;
   /** file-system steps run here, with these variables (each files source's path, the versions) */
   cwd: string;
   env: Record<string, string>;
@@ -113,8 +113,9 @@ export async function applyMigrations(migrations: Migration[], options: ApplyOpt
     options.log(`migration ${m.id}`);
     try {
       if (m.kind === 'sql') {
-        if (!options.connection) throw new StackvaultError('an SQL migration needs the stack\'s database, and stackvault.yaml has no mariadb source');
-        for (const statement of splitSqlStatements(m.text)) await options.connection.execute(statement);
+        const connection = options.history.connection;
+        if (!connection) throw new StackvaultError("an SQL migration needs the stack's database, and stackvault.yaml has no mariadb source");
+        for (const statement of splitSqlStatements(m.text)) await connection.execute(statement);
       } else {
         await runShellStep(m, options);
       }

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveSources, type ResolvedDatabaseSource, type ResolvedFilesSource, type ResolvedSource } from '../config/sources.js';
-import { RELEASE_TAG } from '../release/release.js';
+import { RELEASE_TAG, versionTag } from '../release/release.js';
 import type { Repository } from '../repo/repository.js';
 import { backup, type BackupResult } from '../snapshot/backup.js';
 import { restoreDatabaseSource } from '../snapshot/restore-database.js';
@@ -16,8 +16,7 @@ import { Compose, type ComposeProject } from './compose.js';
 import { readHostState } from './host-state.js';
 import { headCommit } from './stack-repository.js';
 
-export const INCARNATION_TAG = 'incarnation=';
-const VERSION_TAG = 'version=';
+const INCARNATION_TAG = 'incarnation=';
 const MARIADB_PORT = 3306;
 
 /** A stack as its stackvault.yaml describes it: its containers, its data, its repository. */
@@ -88,12 +87,11 @@ export async function reachDatabases(sources: ResolvedSource[], compose: Compose
 export async function incarnationTags(loaded: LoadedConfig, at?: { version: string; incarnation: string }): Promise<string[]> {
   const version = at?.version ?? loaded.config.application?.version;
   const incarnation = at?.incarnation ?? (await headCommit(loaded.baseDir).catch(() => undefined));
-  return [...(version !== undefined ? [VERSION_TAG + version] : []), ...(incarnation ? [INCARNATION_TAG + incarnation] : [])];
+  return [...(version !== undefined ? [versionTag(version)] : []), ...(incarnation ? [INCARNATION_TAG + incarnation] : [])];
 }
 
-export const tagValue = (ref: SnapshotRef, prefix: string) => ref.snapshot.tags.find((t) => t.startsWith(prefix))?.slice(prefix.length);
-export const snapshotVersion = (ref: SnapshotRef) => tagValue(ref, VERSION_TAG);
-export const snapshotIncarnation = (ref: SnapshotRef) => tagValue(ref, INCARNATION_TAG);
+/** The commit of the stack repository a snapshot was taken under. */
+export const snapshotIncarnation = (ref: SnapshotRef) => ref.snapshot.tags.find((t) => t.startsWith(INCARNATION_TAG))?.slice(INCARNATION_TAG.length);
 
 /** The stack's own snapshots (not releases), oldest first. */
 export async function stackSnapshots(ctx: StackContext): Promise<SnapshotRef[]> {
