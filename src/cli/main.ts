@@ -64,6 +64,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str) });
   const ctx = () => (context ??= new CliContext(program.opts<GlobalOptions>()));
+  program.hook('preAction', () => ctx().prepare());
   registerDemoCommand(program, ctx);
   registerRepositoryCommands(program, ctx);
   registerBackupCommand(program, ctx);

@@ -1,4 +1,5 @@
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
 import { formatBytes, formatDuration } from '../util/format.js';
 
 /** Numbers a long operation reports; totals may still grow while a scan runs. */
@@ -39,7 +40,9 @@ class TerminalProgress implements ProgressSink {
   private lastRender = 0;
 
   constructor(action: string) {
-    this.bar = new cliProgress.SingleBar(
+    // Required only when a bar is drawn: scripts, cron jobs and --quiet runs skip loading it.
+    const bars = createRequire(import.meta.url)('cli-progress') as typeof cliProgress;
+    this.bar = new bars.SingleBar(
       {
         stream: process.stderr,
         format: `${action} [{bar}] {percentage}% {doneBytes}/{totalBytes} {items} {rate} ETA {etaText} {errors}`,
@@ -48,7 +51,7 @@ class TerminalProgress implements ProgressSink {
         clearOnComplete: true,
         fps: 5,
       },
-      cliProgress.Presets.shades_classic,
+      bars.Presets.shades_classic,
     );
   }
 

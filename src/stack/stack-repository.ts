@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import { basename, dirname } from 'node:path';
-import { parse } from 'yaml';
 import { UsageError } from '../util/errors.js';
 
 /** One commit of the stack repository: an incarnation of the stack, and what it changed. */
@@ -71,6 +70,8 @@ async function versionAt(dir: string, commit: string, configPath: string): Promi
   } catch {
     return null;
   }
+  // Loaded here: the backup that asks for HEAD should not pay for the YAML parser.
+  const { parse } = await import('yaml');
   try {
     const version = (parse(text) as { application?: { version?: unknown } } | null)?.application?.version;
     return version === undefined || version === null ? null : String(version);

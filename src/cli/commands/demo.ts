@@ -4,7 +4,6 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../../config/load.js';
 import { resolveSources } from '../../config/sources.js';
 import { LocalBackend } from '../../repo/backends/local.js';
 import { Repository } from '../../repo/repository.js';
@@ -34,6 +33,7 @@ export function registerDemoCommand(program: Command, context: () => CliContext)
     .action(async (flags: { workdir?: string }) => {
       const ctx = context();
       const workdir = flags.workdir ? resolve(flags.workdir) : await mkdtemp(join(tmpdir(), 'stackvault-demo-'));
+      const { loadConfig } = await import('../../config/load.js');
       const loaded = loadConfig(join(EXAMPLE_STACK, 'stackvault.yaml'));
       // The files sources, on the data release 1 ships: the stack's database needs its containers (stackvault up).
       const files = { ...loaded, config: { ...loaded.config, sources: loaded.config.sources.filter((s) => s.type === 'files') } };

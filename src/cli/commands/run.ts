@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import pino from 'pino';
 import type { Log } from '../../runner/daemon.js';
-import { startTaskRunner } from '../../runner/service.js';
 import { ExitCode } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 
@@ -28,6 +26,8 @@ Examples:
     .action(async (flags: { once?: string; listen?: string | boolean }) => {
       const ctx = context();
       const loaded = ctx.requireConfig('run');
+      // Loaded here, not at start-up: logging and the runner's database are the run command's alone.
+      const [{ default: pino }, { startTaskRunner }] = await Promise.all([import('pino'), import('../../runner/service.js')]);
       const logger = pino({ base: { stack: loaded.config.stack }, timestamp: pino.stdTimeFunctions.isoTime });
       const log: Log = (level, message, fields) => logger[level](fields ?? {}, message);
       const runner = await startTaskRunner({

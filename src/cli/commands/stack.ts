@@ -1,16 +1,18 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
 import { Compose } from '../../stack/compose.js';
-import { rollback, up, update, type LifecycleReport } from '../../stack/lifecycle.js';
+import type { LifecycleReport } from '../../stack/lifecycle.js';
 import type { StackContext } from '../../stack/stack.js';
-import { stackHistory } from '../../stack/stack-repository.js';
 import { StackvaultError, UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 import { emit, interruptSignal } from '../output.js';
 import { openReleaseStore } from './release.js';
 
+/** The lifecycle (and the git and YAML code under it) is loaded only by the commands that run it. */
+const lifecycle = () => import('../../stack/lifecycle.js');
+
 async function stackContext(ctx: CliContext, what: string): Promise<StackContext> {
   const loaded = ctx.requireConfig(what);
+  const { loadConfig } = await import('../../config/load.js');
   const repo = await ctx.openRepository();
   const compose = await Compose.detect();
   if (!(await compose.engine.ping())) throw new UsageError(`no container engine answers at ${compose.engine.dockerHost}: start Docker or "podman system service", or set DOCKER_HOST`);
@@ -71,7 +73,7 @@ Examples:
     )
     .action(async () => {
       const ctx = context();
-      finish(ctx, await up(await stackContext(ctx, 'up')));
+      finish(ctx, await (await lifecycle()).up(await stackContext(ctx, 'up')));
     });
 
   program
@@ -81,7 +83,7 @@ Examples:
     .addHelpText('after', `\nExamples:\n  stackvault update --to 2.4.0`)
     .action(async (flags: { to: string }) => {
       const ctx = context();
-      finish(ctx, await update(await stackContext(ctx, 'update'), flags.to));
+      finish(ctx, await (await lifecycle()).update(await stackContext(ctx, 'update'), flags.to));
     });
 
   program
@@ -91,7 +93,7 @@ Examples:
     .addHelpText('after', `\nExamples:\n  stackvault rollback --to 3f2a91c0        # a commit: with the newest snapshot taken under it\n  stackvault rollback --to 7c0e5d12        # a snapshot: with the incarnation it was taken under`)
     .action(async (flags: { to: string }) => {
       const ctx = context();
-      finish(ctx, await rollback(await stackContext(ctx, 'rollback'), flags.to));
+      finish(ctx, await (await lifecycle()).rollback(await stackContext(ctx, 'rollback'), flags.to));
     });
 
   program
@@ -104,6 +106,7 @@ Examples:
       const loaded = ctx.requireConfig('history');
       const limit = Number(flags.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: expected a whole number of at least 1, found "${flags.limit}"`);
+      const { stackHistory } = await import('../../stack/stack-repository.js');
       const incarnations = await stackHistory(loaded.file, { limit });
       emit(
         ctx,
