@@ -1,13 +1,9 @@
 import { IntegrityError } from '../util/errors.js';
-import type { BlobType, PackedBlob } from './pack.js';
+import type { PackedBlob } from './pack.js';
 
-export interface IndexEntry {
+/** Where a blob is stored: its pack and its place in it. */
+export interface IndexEntry extends PackedBlob {
   pack: string;
-  type: BlobType;
-  offset: number;
-  length: number;
-  rawLength: number;
-  compressed: boolean;
 }
 
 /** An index file: packs and the blobs in them. `supersedes` names index files it replaces (written by prune). */
@@ -28,12 +24,14 @@ export function encodeIndexFile(packs: Map<string, PackedBlob[]>, supersedes: st
   };
 }
 
-export function decodeIndexFile(file: IndexFile, name: string): Map<string, PackedBlob[]> {
+/** Blobs come back as index entries (with their pack), so loading an index makes one object per blob. */
+export function decodeIndexFile(file: IndexFile, name: string): Map<string, IndexEntry[]> {
   if (file.version !== 1 || !Array.isArray(file.packs)) throw new IntegrityError(`index ${name} has an unknown format`);
-  const packs = new Map<string, PackedBlob[]>();
+  const packs = new Map<string, IndexEntry[]>();
   for (const p of file.packs) {
+    const pack = p.id;
     packs.set(
-      p.id,
+      pack,
       p.blobs.map(([id, type, offset, length, rawLength, compressed]) => ({
         id,
         type: type === 'd' ? 'data' : 'tree',
@@ -41,6 +39,7 @@ export function decodeIndexFile(file: IndexFile, name: string): Map<string, Pack
         length,
         rawLength,
         compressed: compressed === 1,
+        pack,
       })),
     );
   }
@@ -57,9 +56,7 @@ export class MasterIndex {
     this.packBlobs.set(packId, blobs);
     for (const b of blobs) {
       // A blob stored twice (two concurrent backups) is fine: either copy serves.
-      if (!this.blobs.has(b.id)) {
-        this.blobs.set(b.id, { pack: packId, type: b.type, offset: b.offset, length: b.length, rawLength: b.rawLength, compressed: b.compressed });
-      }
+      if (!this.blobs.has(b.id)) this.blobs.set(b.id, (b as Partial<IndexEntry>).pack === packId ? (b as IndexEntry) : { ...b, pack: packId });
     }
   }
 
