@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, writeFile, rm } from 'node:fs/promises';
+import { appendFile, chmod, lstat, mkdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../src/repo/backends/local.js';
@@ -10,7 +10,7 @@ import { check } from '../src/snapshot/check.js';
 import { rebuildIndex } from '../src/snapshot/repair.js';
 import { restore } from '../src/snapshot/restore.js';
 import { listSnapshots } from '../src/snapshot/snapshot.js';
-import { TreeLoader } from '../src/snapshot/tree.js';
+import { TreeLoader, sameNodes } from '../src/snapshot/tree.js';
 import { walkTree } from '../src/snapshot/walk.js';
 import { makeRichTree, pseudoRandom, pseudoText, runCli, tempDir } from './helpers.js';
 
@@ -98,6 +98,45 @@ test('unchanged files are not re-read; changed ones are', async (t) => {
 
   const forced = await backup(repo, { sources: spec, parent: null });
   assert.ok(forced.snapshot.sources[0]!.stats.bytesRead > 15_000_000, 'without a parent every file is read');
+});
+
+test('a folder keeps its stored tree only while every entry is the same', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await makeRichTree(src);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const spec = [{ name: 'data', path: src, exclusionClasses: {} }];
+  const subtree = async (snapshotTree: string, path: string[]) => {
+    const loader = new TreeLoader(repo);
+    let id = snapshotTree;
+    for (const name of path) id = (await loader.load(id)).nodes.find((n) => n.name === name)!.subtree!;
+    return id;
+  };
+  const first = await backup(repo, { sources: spec });
+  // Only metadata changes, no content: a mode, a removed link, a symlink's target.
+  await chmod(join(src, 'bin/tool.sh'), 0o700);
+  await rm(join(src, 'names/hardlink-to-small'));
+  await rm(join(src, 'names/rel-link'));
+  await symlink('../docs/text.txt', join(src, 'names/rel-link'));
+  const second = await backup(repo, { sources: spec });
+  assert.equal(await subtree(second.snapshot.tree, ['data', 'deep']), await subtree(first.snapshot.tree, ['data', 'deep']));
+  assert.notEqual(await subtree(second.snapshot.tree, ['data', 'bin']), await subtree(first.snapshot.tree, ['data', 'bin']));
+  assert.notEqual(await subtree(second.snapshot.tree, ['data', 'names']), await subtree(first.snapshot.tree, ['data', 'names']));
+  const target = join(dir, 'restored');
+  await restore(repo, { id: second.id, snapshot: second.snapshot }, { target });
+  assert.equal((await lstat(join(target, 'data/bin/tool.sh'))).mode & 0o777, 0o700);
+  assert.equal(await readlink(join(target, 'data/names/rel-link')), '../docs/text.txt');
+  await assert.rejects(lstat(join(target, 'data/names/hardlink-to-small')), { code: 'ENOENT' });
+});
+
+test('stored trees match by value, whatever the order of their fields', () => {
+  const node = { name: 'a', type: 'file' as const, mode: 0o644, uid: 0, gid: 0, mtime: '1', ctime: '2', inode: '3', dev: '4', nlink: 1, size: 5, content: ['x', 'y'] };
+  const reordered = JSON.parse(JSON.stringify({ content: ['x', 'y'], size: 5, nlink: 1, dev: '4', inode: '3', ctime: '2', mtime: '1', gid: 0, uid: 0, mode: 0o644, type: 'file', name: 'a' }));
+  assert.ok(sameNodes([node], [reordered]));
+  assert.ok(!sameNodes([node], [{ ...node, content: ['x', 'z'] }]));
+  assert.ok(!sameNodes([node], [{ ...node, content: ['x'] }]));
+  assert.ok(!sameNodes([node], [{ ...node, rdev: 0 }]));
+  assert.ok(!sameNodes([node], [node, node]));
 });
 
 test('unreadable entries are reported, the rest is saved, and the CLI exits 3', async (t) => {

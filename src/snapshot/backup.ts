@@ -10,13 +10,13 @@ import { ExclusionMatcher } from '../sources/exclusions.js';
 import { describeEndpoint } from '../sources/mariadb/connection.js';
 import { dumpMariadb, type MariadbSourceSpec } from '../sources/mariadb/dump.js';
 import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
-import { Semaphore, mapConcurrent } from '../util/concurrency.js';
+import { Semaphore } from '../util/concurrency.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { AdaptiveReader } from '../util/plain-file.js';
 import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
 import { DumpTreeWriter } from './dump-tree.js';
-import { TreeLoader, nodeFromStat, saveTree, type Tree, type TreeNode } from './tree.js';
+import { TreeLoader, nodeFromStat, sameNodes, saveTree, type Tree, type TreeNode } from './tree.js';
 
 export interface FilesSourceSpec {
   kind?: 'files';
@@ -88,8 +88,7 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   const databases = options.sources.filter((s): s is MariadbSourceSpec => s.kind === 'mariadb');
   await validateSources(sources, databases);
 
-  await repo.loadIndex();
-  const refs = await listSnapshots(repo);
+  const [, refs] = await Promise.all([repo.loadIndex(), listSnapshots(repo)]);
   const parent = pickParent(refs, options.parent, host, stack, sources);
   const loader = new TreeLoader(repo);
   const parentRoot = parent ? await loader.load(parent.snapshot.tree) : undefined;
@@ -298,9 +297,11 @@ class SourceWalker {
   async saveDir(dir: string, relDir: string, parentTreeId: string | undefined, insideInclude = false): Promise<{ id: string; entries: number }> {
     throwIfAborted(this.signal);
     const parentNodes = new Map<string, TreeNode>();
+    let parentTree: Tree | undefined;
     if (parentTreeId) {
       try {
-        for (const n of (await this.loader.load(parentTreeId)).nodes) parentNodes.set(n.name, n);
+        parentTree = await this.loader.load(parentTreeId);
+        for (const n of parentTree.nodes) parentNodes.set(n.name, n);
       } catch {
         /* a damaged parent only costs re-reading files */
       }
@@ -312,9 +313,7 @@ class SourceWalker {
       this.fail(relDir, err);
       names = [];
     }
-    const stats = await mapConcurrent(names, this.reader.blocking ? 1 : STAT_CONCURRENCY, (name) =>
-      this.reader.lstat(join(dir, name)).catch((err: NodeJS.ErrnoException) => err),
-    );
+    const stats = await this.reader.lstatAll(dir, names, STAT_CONCURRENCY);
     // Slots keep the tree in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(names.length);
     const fileTasks: Array<Promise<void>> = [];
@@ -342,6 +341,10 @@ class SourceWalker {
       }
       const node = nodeFromStat(name, type, st);
       if (type === 'file') {
+        if (this.reuseUnchanged(rel, st, node, parentNodes.get(name))) {
+          slots[i] = node;
+          continue;
+        }
         // Reading overlaps with hashing and compressing: several files are in flight, bounded for the whole walk.
         const release = await this.fileSlots.acquire();
         if (this.fatal !== undefined) {
@@ -391,6 +394,8 @@ class SourceWalker {
     await Promise.all(fileTasks);
     if (this.fatal !== undefined) throw this.fatal;
     const nodes = slots.filter((n): n is TreeNode => n !== undefined);
+    // An unchanged folder is the parent's tree: no serialising and hashing it again.
+    if (parentTree && sameNodes(nodes, parentTree.nodes) && this.writer.has(parentTreeId!)) return { id: parentTreeId!, entries: nodes.length };
     return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
   }
 
@@ -400,10 +405,13 @@ class SourceWalker {
     else this.fail(rel, err);
   }
 
-  private async saveFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): Promise<void> {
-    this.progress.currentPath = `/${this.source.name}/${rel}`;
-    this.stats.files++;
-    if (
+  /**
+   * A file whose size, times and inode match the parent snapshot's keeps its content list
+   * without being read. Decided here, synchronously: a no-change backup is 50,000 of these,
+   * and a slot and a promise each were a tenth of its time.
+   */
+  private reuseUnchanged(rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): boolean {
+    if (!(
       previous &&
       previous.type === 'file' &&
       previous.size === Number(st.size) &&
@@ -412,15 +420,23 @@ class SourceWalker {
       previous.inode === node.inode &&
       previous.content &&
       previous.content.every((id) => this.writer.has(id))
-    ) {
-      node.size = previous.size;
-      node.content = previous.content;
-      this.stats.unchangedFiles++;
-      this.stats.bytes += node.size;
-      this.progress.filesDone++;
-      this.progress.bytesDone += node.size;
-      return;
+    )) {
+      return false;
     }
+    this.progress.currentPath = `/${this.source.name}/${rel}`;
+    this.stats.files++;
+    node.size = previous.size;
+    node.content = previous.content;
+    this.stats.unchangedFiles++;
+    this.stats.bytes += node.size;
+    this.progress.filesDone++;
+    this.progress.bytesDone += node.size;
+    return true;
+  }
+
+  private async saveFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): Promise<void> {
+    this.progress.currentPath = `/${this.source.name}/${rel}`;
+    this.stats.files++;
     const content: string[] = [];
     let size = 0;
     const stored = (saved: SaveResult, length: number) => {

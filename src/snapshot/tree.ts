@@ -47,6 +47,29 @@ export function nodeFromStat(name: string, type: EntryType, st: BigIntStats): Tr
   };
 }
 
+/**
+ * Whether two node lists hold the same values, so the stored tree of one stands for the
+ * other. Field by field, not by key order: a tree written by an older version with its
+ * fields in another order still matches.
+ */
+export function sameNodes(a: readonly TreeNode[], b: readonly TreeNode[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!sameNode(a[i]!, b[i]!)) return false;
+  return true;
+}
+
+function sameNode(a: TreeNode, b: TreeNode): boolean {
+  const keys = Object.keys(a) as Array<keyof TreeNode>;
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const key of keys) {
+    const x = a[key];
+    const y = b[key];
+    if (x === y) continue;
+    if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length || x.some((id, i) => id !== y[i])) return false;
+  }
+  return true;
+}
+
 export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> {
   const { id } = await writer.save('tree', Buffer.from(JSON.stringify(tree)));
   return id;

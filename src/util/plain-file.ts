@@ -1,5 +1,7 @@
 import { close, closeSync, lstatSync, open, openSync, read, readSync, type BigIntStats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mapConcurrent } from './concurrency.js';
 
 /** What the chunker reads from: a FileHandle, or a PlainFile. */
 export interface Readable {
@@ -112,6 +114,25 @@ export class AdaptiveReader {
   async lstat(path: string): Promise<BigIntStats> {
     if (!this.blocking) return lstat(path, { bigint: true });
     return this.timed(() => lstatSync(path, { bigint: true }));
+  }
+
+  /**
+   * The entries of one folder, each a stat or the error that stat gave. While blocking
+   * calls pay, one loop without a promise per entry (a no-change backup is mostly this).
+   */
+  async lstatAll(dir: string, names: readonly string[], concurrency: number): Promise<Array<BigIntStats | NodeJS.ErrnoException>> {
+    const one = (name: string) => this.lstat(join(dir, name)).catch((err: NodeJS.ErrnoException) => err);
+    if (!this.blocking) return mapConcurrent(names, concurrency, one);
+    const stats: Array<BigIntStats | NodeJS.ErrnoException> = [];
+    for (let i = 0; i < names.length; i++) {
+      if (!this.blocking) return stats.concat(await mapConcurrent(names.slice(i), concurrency, one));
+      try {
+        stats.push(this.timed(() => lstatSync(join(dir, names[i]!), { bigint: true })));
+      } catch (err) {
+        stats.push(err as NodeJS.ErrnoException);
+      }
+    }
+    return stats;
   }
 }
 
