@@ -9,6 +9,15 @@ import { MasterIndex, decodeIndexFile, type IndexFile } from './index.js';
 import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './layout.js';
 import type { BlobType } from './pack.js';
 import { decodeBlob } from './pack-verify.js';
+import { mapConcurrent } from '../util/concurrency.js';
+
+/** whole objects (index files, snapshots) fetched at once */
+const OBJECTS_IN_FLIGHT = 8;
+
+/** An object that could not be loaded, among others that could (see Repository.loadObjects). */
+export class LoadFailure {
+  constructor(readonly error: unknown) {}
+}
 
 export const FORMAT_VERSION = 1;
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
@@ -170,6 +179,15 @@ export class Repository {
     return this.decodeObject<T>(bytes, what);
   }
 
+  /**
+   * Several whole objects, fetched a few at a time: on S3 or Azure each is a round trip,
+   * and a repository holds one index file per backup. Each result is the object or the
+   * error loading it gave, in the order of `ids`.
+   */
+  loadObjects<T>(kind: Exclude<ObjectKind, 'data' | 'keys'>, ids: readonly string[]): Promise<Array<T | LoadFailure>> {
+    return mapConcurrent(ids, OBJECTS_IN_FLIGHT, (id) => this.loadObject<T>(kind, id).catch((error: unknown) => new LoadFailure(error)));
+  }
+
   async listObjects(kind: ObjectKind): Promise<ObjectInfo[]> {
     const out: ObjectInfo[] = [];
     for await (const info of this.backend.list(`${kind}/`)) out.push(info);
@@ -189,13 +207,13 @@ export class Repository {
   async loadIndex(onDamaged?: (id: string, err: unknown) => void): Promise<void> {
     if (this.indexLoaded) return;
     const files = new Map<string, IndexFile>();
-    for (const id of await this.listIds('index')) {
-      try {
-        files.set(id, await this.loadObject<IndexFile>('index', id));
-      } catch (err) {
-        if (!onDamaged) throw err;
-        onDamaged(id, err);
-      }
+    const ids = await this.listIds('index');
+    const loaded = await this.loadObjects<IndexFile>('index', ids);
+    for (const [i, id] of ids.entries()) {
+      const file = loaded[i]!;
+      if (!(file instanceof LoadFailure)) files.set(id, file);
+      else if (onDamaged) onDamaged(id, file.error);
+      else throw file.error;
     }
     for (const file of files.values()) for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
     for (const [id, file] of files) {

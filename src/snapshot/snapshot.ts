@@ -1,4 +1,4 @@
-import type { Repository } from '../repo/repository.js';
+import { LoadFailure, type Repository } from '../repo/repository.js';
 import { UsageError } from '../util/errors.js';
 
 export interface ExclusionRecord {
@@ -82,23 +82,25 @@ export interface ForgetRecord {
   snapshots: string[];
 }
 
+function loaded<T>(result: T | LoadFailure): T {
+  if (result instanceof LoadFailure) throw result.error;
+  return result;
+}
+
 export async function forgottenIds(repo: Repository): Promise<Map<string, string>> {
   const forgotten = new Map<string, string>();
-  for (const recordId of await repo.listIds('forget')) {
-    const record = await repo.loadObject<ForgetRecord>('forget', recordId);
-    for (const id of record.snapshots) forgotten.set(id, recordId);
-  }
+  const recordIds = await repo.listIds('forget');
+  const records = await repo.loadObjects<ForgetRecord>('forget', recordIds);
+  for (const [i, recordId] of recordIds.entries()) for (const id of loaded(records[i]!).snapshots) forgotten.set(id, recordId);
   return forgotten;
 }
 
 /** Every snapshot not forgotten, oldest first. */
 export async function listSnapshots(repo: Repository, options: { includeForgotten?: boolean } = {}): Promise<SnapshotRef[]> {
   const forgotten = options.includeForgotten ? new Map() : await forgottenIds(repo);
-  const refs: SnapshotRef[] = [];
-  for (const id of await repo.listIds('snapshots')) {
-    if (forgotten.has(id)) continue;
-    refs.push({ id, snapshot: await repo.loadObject<Snapshot>('snapshots', id) });
-  }
+  const ids = (await repo.listIds('snapshots')).filter((id) => !forgotten.has(id));
+  const snapshots = await repo.loadObjects<Snapshot>('snapshots', ids);
+  const refs: SnapshotRef[] = ids.map((id, i) => ({ id, snapshot: loaded(snapshots[i]!) }));
   return refs.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
 }
 
