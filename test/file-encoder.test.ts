@@ -49,3 +49,32 @@ test('a worker thread encodes a file into exactly the blobs the main thread woul
   for (const slot of (encoder as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers) await slot.worker.terminate();
   await assert.rejects(encoder.encode(file, 8 << 20).next(), (err: Error) => err instanceof StackvaultError && /file encoder thread stopped/.test(err.message));
 });
+
+test('small files go to a worker in batches: each gets its own blobs or its own error', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
+  // More files than one batch holds, text and random, one empty, and one that is missing.
+  const contents = Array.from({ length: 150 }, (_, i) => (i === 7 ? Buffer.alloc(0) : i % 2 ? pseudoText(i, 1000 + i * 37) : pseudoRandom(i, 500 + i * 11)));
+  const paths = contents.map((_, i) => join(dir, `f${i}`));
+  await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
+  const results = await Promise.allSettled(
+    [...paths, join(dir, 'missing')].map((p, i) => encoder.encodeSmall(p, contents[i]?.length ?? 10)),
+  );
+  for (const [i, content] of contents.entries()) {
+    const result = results[i]!;
+    assert.equal(result.status, 'fulfilled');
+    const blobs = (result as PromiseFulfilledResult<Awaited<ReturnType<FileEncoder['encodeSmall']>>>).value;
+    assert.deepEqual(blobs.map((b) => b.id), content.length ? [repo.blobId(content)] : []);
+    for (const blob of blobs) {
+      const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
+      assert.deepEqual(blob.compressed ? decompress(plain) : plain, content);
+    }
+  }
+  const missing = results.at(-1)!;
+  assert.equal(missing.status, 'rejected');
+  assert.equal((missing as PromiseRejectedResult).reason.code, 'ENOENT');
+  assert.ok(!((missing as PromiseRejectedResult).reason instanceof StackvaultError), 'a missing file is that file\'s error, not the backup\'s');
+});

@@ -1,8 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { PlainFile } from '../util/plain-file.js';
+import { AdaptiveReader } from '../util/plain-file.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { compressIfSmaller } from './compression.js';
 import { blobId, seal } from './crypto.js';
+import type { BatchResult } from './file-encoder.js';
 
 /**
  * Reads a file and turns it into stored blobs: chunk, hash, compress, encrypt. Up to
@@ -10,36 +11,104 @@ import { blobId, seal } from './crypto.js';
  * a slow consumer bounds what is in flight while a fast one never leaves the worker idle.
  */
 const AHEAD = 2;
+/** Jobs run at once: while one waits for the main thread to take its blobs, another is encoded. The rest queue. */
+const FILES_AT_ONCE = 3;
 const data = workerData as { seed: Uint8Array; params: ChunkerParams; idKey: Uint8Array; key: Uint8Array | null };
 const chunker = new Chunker(Buffer.from(data.seed), data.params);
 const idKey = Buffer.from(data.idKey);
 const key = data.key ? Buffer.from(data.key) : null;
 
-type Request = { type: 'file'; job: number; path: string; size: number } | { type: 'more'; job: number } | { type: 'cancel'; job: number };
+type Request =
+  | { type: 'file'; job: number; path: string; size: number }
+  | { type: 'batch'; job: number; files: Array<{ path: string; size: number }> }
+  | { type: 'more'; job: number }
+  | { type: 'cancel'; job: number };
+/**
+ * Files of every size are read with blocking calls while those are fast: this thread has
+ * nothing else to do meanwhile, and the thread pool is busy writing packs (measured: a
+ * 1 GiB backup 5.78 s -> 5.61 s). Slow storage turns reads asynchronous, as on the main thread.
+ */
+const reader = new AdaptiveReader(undefined, Number.POSITIVE_INFINITY);
 const waiting = new Map<number, () => void>();
 const unacknowledged = new Map<number, number>();
 const cancelled = new Set<number>();
 
+type Queued = { job: number; path: string; size: number } | { job: number; files: Array<{ path: string; size: number }> };
+const queued: Queued[] = [];
+let running = 0;
+
+function startQueued(): void {
+  while (running < FILES_AT_ONCE && queued.length > 0) {
+    const next = queued.shift()!;
+    if (cancelled.delete(next.job)) continue;
+    running++;
+    void ('files' in next ? encodeBatch(next.job, next.files) : encodeFile(next.job, next.path, next.size)).finally(() => {
+      running--;
+      startQueued();
+    });
+  }
+}
+
 parentPort!.on('message', (msg: Request) => {
-  if (msg.type === 'file') void encodeFile(msg.job, msg.path, msg.size);
-  else if (msg.type === 'cancel') cancelled.add(msg.job);
+  if (msg.type === 'file' || msg.type === 'batch') {
+    queued.push(msg);
+    startQueued();
+  } else if (msg.type === 'cancel') cancelled.add(msg.job);
   else unacknowledged.set(msg.job, (unacknowledged.get(msg.job) ?? 1) - 1);
   const resume = waiting.get(msg.job);
   waiting.delete(msg.job);
   resume?.();
 });
 
+function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed: boolean; sealed: Buffer } {
+  const compressed = compressIfSmaller(chunk);
+  return { id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, sealed: seal(key, compressed ?? chunk) };
+}
+
+/**
+ * Small files, many per message: their blobs go back in one buffer, with each file's
+ * blobs (or its error) in order. A message per small file would cost more than the file.
+ */
+async function encodeBatch(job: number, files: Array<{ path: string; size: number }>): Promise<void> {
+  const results: BatchResult[] = [];
+  const parts: Buffer[] = [];
+  let total = 0;
+  for (const { path, size } of files) {
+    try {
+      const blobs: BatchResult & { blobs: unknown } = { blobs: [] };
+      const file = await reader.open(path, size);
+      try {
+        for await (const chunk of chunker.chunkFile(file, size)) {
+          const { sealed, ...blob } = encodeChunk(chunk);
+          blobs.blobs.push({ ...blob, offset: total, length: sealed.length });
+          parts.push(sealed);
+          total += sealed.length;
+        }
+      } finally {
+        await file.close();
+      }
+      results.push(blobs);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      results.push({ error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } });
+    }
+  }
+  // One buffer of its own (not Node's shared pool), so it can be transferred without a copy.
+  const bytes = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (const part of parts) at += part.copy(bytes, at);
+  parentPort!.postMessage({ type: 'batch', job, results, bytes }, [bytes.buffer as ArrayBuffer]);
+}
+
 async function encodeFile(job: number, path: string, size: number): Promise<void> {
-  let file: PlainFile | undefined;
+  let file: Awaited<ReturnType<AdaptiveReader['open']>> | undefined;
   try {
-    file = await PlainFile.open(path);
+    file = await reader.open(path, size);
     for await (const chunk of chunker.chunkFile(file, size)) {
       if (cancelled.has(job)) break;
-      const id = blobId(idKey, chunk);
-      const compressed = compressIfSmaller(chunk);
-      const sealed = seal(key, compressed ?? chunk);
+      const { sealed, ...blob } = encodeChunk(chunk);
       const stored = sealed.byteOffset === 0 && sealed.buffer.byteLength === sealed.length ? sealed : Buffer.from(sealed);
-      parentPort!.postMessage({ type: 'blob', job, id, rawLength: chunk.length, compressed: compressed !== null, stored }, [stored.buffer as ArrayBuffer]);
+      parentPort!.postMessage({ type: 'blob', job, ...blob, stored }, [stored.buffer as ArrayBuffer]);
       unacknowledged.set(job, (unacknowledged.get(job) ?? 0) + 1);
       while ((unacknowledged.get(job) ?? 0) >= AHEAD && !cancelled.has(job)) await new Promise<void>((resolve) => waiting.set(job, resolve));
     }

@@ -12,14 +12,32 @@ export interface EncodedBlob {
   stored: Buffer;
 }
 
+/** One small file of a batch, as the worker returns it: its blobs' places in the batch's buffer, or its error. */
+export type BatchResult =
+  | { blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }> }
+  | { error: { message: string; code?: string; syscall?: string; path?: string } };
+
+/** Small files sent to a worker in one message, and the most bytes of them. */
+const BATCH_FILES = 64;
+const BATCH_BYTES = 1024 * 1024;
+/** batches sent and not yet answered; one more may be filling */
+const BATCHES_IN_FLIGHT = 2;
+
 type Reply =
   | { type: 'blob'; job: number; id: string; rawLength: number; compressed: boolean; stored: Uint8Array }
+  | { type: 'batch'; job: number; results: BatchResult[]; bytes: Uint8Array }
   | { type: 'done'; job: number }
   | { type: 'error'; job: number; message: string; code?: string; syscall?: string; path?: string; workerDied?: boolean };
 
 interface Job {
   queue: Array<Reply>;
   wake?: () => void;
+}
+
+interface WorkerSlot {
+  worker: Worker;
+  jobs: Map<number, Job>;
+  died?: string;
 }
 
 /**
@@ -29,7 +47,7 @@ interface Job {
  * file costs its compression; unchanged files are not read at all, so this is rare.
  */
 export class FileEncoder {
-  private readonly workers: Array<{ worker: Worker; jobs: Map<number, Job>; died?: string }> = [];
+  private readonly workers: WorkerSlot[] = [];
   private nextJob = 0;
 
   private constructor(
@@ -53,7 +71,7 @@ export class FileEncoder {
       const worker = new Worker(new URL('./file-encoder-worker.js', import.meta.url), {
         workerData: { seed: master.chunkerSeed, params, idKey: master.idKey, key: master.encryptionKey },
       });
-      const slot: { worker: Worker; jobs: Map<number, Job>; died?: string } = { worker, jobs: new Map<number, Job>() };
+      const slot: WorkerSlot = { worker, jobs: new Map<number, Job>() };
       worker.on('message', (reply: Reply) => {
         const job = slot.jobs.get(reply.job);
         if (!job) return;
@@ -78,14 +96,85 @@ export class FileEncoder {
   }
 
   private closing = false;
+  private batch: Array<{ path: string; size: number; settle: (result: EncodedBlob[] | Error) => void }> = [];
+  private batchBytes = 0;
+  private batchesInFlight = 0;
+  private largeFilesInFlight = 0;
+
+  /**
+   * Whether a small file should go to a worker rather than be encoded on the main thread:
+   * only while the workers have room (no more than one large file each, few batches
+   * waiting). Otherwise the main thread, which also walks and writes packs, does it, so
+   * neither thread waits for the other.
+   */
+  acceptsSmallFile(): boolean {
+    return this.largeFilesInFlight <= this.size && this.batchesInFlight < BATCHES_IN_FLIGHT * this.size;
+  }
+
+  /** A small file's blobs, encoded on a worker along with other small files. */
+  encodeSmall(path: string, size: number): Promise<EncodedBlob[]> {
+    return new Promise<EncodedBlob[] | Error>((settle) => {
+      if (this.batch.length === 0) setImmediate(() => this.sendBatch());
+      this.batch.push({ path, size, settle });
+      this.batchBytes += size;
+      if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) this.sendBatch();
+    }).then((result) => {
+      if (result instanceof Error) throw result;
+      return result;
+    });
+  }
+
+  private sendBatch(): void {
+    if (this.batch.length === 0) return;
+    const files = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.batchesInFlight++;
+    let job: ReturnType<FileEncoder['openJob']>;
+    try {
+      job = this.openJob();
+    } catch (err) {
+      for (const f of files) f.settle(err as Error);
+      this.batchesInFlight--;
+      return;
+    }
+    job.slot.worker.postMessage({ type: 'batch', job: job.n, files: files.map(({ path, size }) => ({ path, size })) });
+    void job
+      .next()
+      .then((reply) => {
+        if (reply.type === 'error') {
+          const error = reply.workerDied ? new StackvaultError(reply.message) : new Error(reply.message);
+          for (const f of files) f.settle(error);
+          return;
+        }
+        if (reply.type !== 'batch') throw new Error(`file encoder: unexpected reply ${reply.type} to a batch`);
+        const bytes = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
+        reply.results.forEach((result, i) => {
+          if ('error' in result) {
+            files[i]!.settle(Object.assign(new Error(result.error.message), result.error));
+            return;
+          }
+          files[i]!.settle(
+            result.blobs.map((b) => ({ id: b.id, rawLength: b.rawLength, compressed: b.compressed, stored: bytes.subarray(b.offset, b.offset + b.length) })),
+          );
+        });
+      })
+      .catch((err: unknown) => {
+        for (const f of files) f.settle(err as Error);
+      })
+      .finally(() => {
+        this.batchesInFlight--;
+        job.close();
+      });
+  }
 
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.workers.splice(0).map((w) => w.worker.terminate()));
   }
 
-  /** The file's blobs in order; an error reading it is thrown as the file-system error it was. */
-  async *encode(path: string, size: number): AsyncGenerator<EncodedBlob> {
+  /** A job on the least busy worker: post its request, then take its replies in order, then close it. */
+  private openJob(): { slot: WorkerSlot; n: number; next: () => Promise<Reply>; close: () => void } {
     if (this.workers.length === 0) this.start();
     const slot = this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     if (slot.died) throw new StackvaultError(`the file encoder thread stopped: ${slot.died}`);
@@ -93,13 +182,30 @@ export class FileEncoder {
     const job: Job = { queue: [] };
     slot.jobs.set(n, job);
     if (slot.jobs.size === 1) slot.worker.ref();
+    return {
+      slot,
+      n,
+      next: async () => {
+        if (job.queue.length === 0) await new Promise<void>((resolve) => (job.wake = resolve));
+        job.wake = undefined;
+        return job.queue.shift()!;
+      },
+      close: () => {
+        slot.jobs.delete(n);
+        if (slot.jobs.size === 0) slot.worker.unref();
+      },
+    };
+  }
+
+  /** The file's blobs in order; an error reading it is thrown as the file-system error it was. */
+  async *encode(path: string, size: number): AsyncGenerator<EncodedBlob> {
+    const { slot, n, next, close } = this.openJob();
+    this.largeFilesInFlight++;
     let finished = false;
     try {
       slot.worker.postMessage({ type: 'file', job: n, path, size });
       for (;;) {
-        if (job.queue.length === 0) await new Promise<void>((resolve) => (job.wake = resolve));
-        job.wake = undefined;
-        const reply = job.queue.shift()!;
+        const reply = await next();
         if (reply.type === 'done') {
           finished = true;
           return;
@@ -109,6 +215,7 @@ export class FileEncoder {
           if (reply.workerDied) throw new StackvaultError(reply.message);
           throw Object.assign(new Error(reply.message), { code: reply.code, syscall: reply.syscall, path: reply.path });
         }
+        if (reply.type !== 'blob') throw new Error(`file encoder: unexpected reply ${reply.type} to a file`);
         const stored = Buffer.from(reply.stored.buffer, reply.stored.byteOffset, reply.stored.byteLength);
         yield { id: reply.id, rawLength: reply.rawLength, compressed: reply.compressed, stored };
         slot.worker.postMessage({ type: 'more', job: n });
@@ -116,8 +223,8 @@ export class FileEncoder {
     } finally {
       // Stopped early (interrupted, or the backup failed): the worker drops the rest of the file.
       if (!finished) slot.worker.postMessage({ type: 'cancel', job: n });
-      slot.jobs.delete(n);
-      if (slot.jobs.size === 0) slot.worker.unref();
+      this.largeFilesInFlight--;
+      close();
     }
   }
 }

@@ -66,8 +66,21 @@ const FILE_CONCURRENCY = 6;
 const STAT_CONCURRENCY = 16;
 /** Files this large are encoded on a worker thread; smaller ones cost less to do on the spot than to hand over. */
 const WORKER_FILE_BYTES = 64 * 1024;
+/**
+ * Large files handed to the encoder threads ahead of time (they queue there, holding no
+ * buffers). With one slot pool for all files, a folder of large files filled every slot
+ * and the main thread idled until the worker caught up, then the worker idled through a
+ * folder of small files: each thread was idle a third of the backup.
+ */
+const QUEUED_LARGE_FILES = 64;
 /** Folders walked ahead of the ones still finishing; bounds the listings held in memory. */
 const MAX_OPEN_DIRS = 8;
+
+/** how long the walk may keep the main thread before the encoder threads' replies are let in */
+const YIELD_EVERY_MS = 2;
+
+/** where a file is read and encoded: see SourceWalker.dispatch */
+type FileRoute = 'large' | 'batch' | 'here';
 
 export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
   // Worker threads for large files live as long as this backup.
@@ -238,6 +251,8 @@ class SourceWalker {
   private readonly excluded = new Map<string, ExclusionRecord>();
   private readonly errors: Array<{ path: string; message: string }> = [];
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
+  private readonly largeFileSlots = new Semaphore(QUEUED_LARGE_FILES);
+  private lastYield = 0;
   private readonly reader = new AdaptiveReader();
   /** folders whose walk runs while the walk has gone on past them */
   private openDirs = 0;
@@ -345,14 +360,13 @@ class SourceWalker {
           slots[i] = node;
           continue;
         }
-        // Reading overlaps with hashing and compressing: several files are in flight, bounded for the whole walk.
-        const release = await this.fileSlots.acquire();
+        const { route, release } = await this.dispatch(st);
         if (this.fatal !== undefined) {
           release();
           break;
         }
         fileTasks.push(
-          this.saveFile(full, rel, st, node, parentNodes.get(name))
+          this.saveFile(full, rel, st, node, parentNodes.get(name), route)
             .then(() => {
               slots[i] = node;
             })
@@ -399,6 +413,36 @@ class SourceWalker {
     return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
   }
 
+  /**
+   * Where a file is encoded, and the slot it holds meanwhile. Large files go to the encoder
+   * threads while their queue has room, small ones in batches while those threads have
+   * little else to do; the rest is done on this thread, a few files at a time (reading
+   * overlaps with hashing and compressing). So neither thread waits while the other has
+   * work: a folder of large files, then one of small files, each left a thread idle.
+   */
+  private async dispatch(st: BigIntStats): Promise<{ route: FileRoute; release: () => void }> {
+    if (this.encoder) {
+      if (Number(st.size) >= WORKER_FILE_BYTES) {
+        const release = this.largeFileSlots.tryAcquire();
+        if (release) return { route: 'large', release };
+      } else if (this.encoder.acceptsSmallFile()) {
+        return { route: 'batch', release: () => undefined };
+      }
+    }
+    return { route: 'here', release: await this.fileSlots.acquire() };
+  }
+
+  /**
+   * Small files done here are a chain of already-resolved promises, which can keep the
+   * event loop from the encoder threads' replies for long: their files then wait for
+   * acknowledgements and the threads idle. Every few milliseconds, let the replies in.
+   */
+  private async letRepliesIn(): Promise<void> {
+    if (!this.encoder || performance.now() - this.lastYield < YIELD_EVERY_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.lastYield = performance.now();
+  }
+
   /** Our own errors (repository full or damaged, interrupted) end the backup; a source entry's error does not. */
   private failed(rel: string, err: unknown): void {
     if (err instanceof StackvaultError) this.fatal ??= err;
@@ -434,7 +478,7 @@ class SourceWalker {
     return true;
   }
 
-  private async saveFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): Promise<void> {
+  private async saveFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined, route: FileRoute): Promise<void> {
     this.progress.currentPath = `/${this.source.name}/${rel}`;
     this.stats.files++;
     const content: string[] = [];
@@ -447,14 +491,19 @@ class SourceWalker {
       this.progress.bytesDone += length;
       this.report();
     };
-    const encoder = Number(st.size) >= WORKER_FILE_BYTES ? this.encoder : null;
-    if (encoder) {
+    if (route === 'large') {
       // A large file goes to a worker thread whole: read, chunk, hash, compress, encrypt.
-      for await (const blob of encoder.encode(full, Number(st.size))) {
+      for await (const blob of this.encoder!.encode(full, Number(st.size))) {
+        throwIfAborted(this.signal);
+        stored(await this.writer.addEncoded('data', blob), blob.rawLength);
+      }
+    } else if (route === 'batch') {
+      for (const blob of await this.encoder!.encodeSmall(full, Number(st.size))) {
         throwIfAborted(this.signal);
         stored(await this.writer.addEncoded('data', blob), blob.rawLength);
       }
     } else {
+      await this.letRepliesIn();
       const fh = await this.reader.open(full, Number(st.size));
       try {
         for await (const chunk of this.repo.chunker.chunkFile(fh, Number(st.size))) {

@@ -47,6 +47,17 @@ export class Semaphore {
   async acquire(): Promise<() => void> {
     if (this.permits > 0) this.permits--;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    return this.releaser();
+  }
+
+  /** A permit if one is free now, else undefined (nothing waits). */
+  tryAcquire(): (() => void) | undefined {
+    if (this.permits === 0) return undefined;
+    this.permits--;
+    return this.releaser();
+  }
+
+  private releaser(): () => void {
     let released = false;
     return () => {
       if (released) return;

@@ -94,7 +94,11 @@ export class BlockingWhileFast {
 export class AdaptiveReader {
   private readonly budget: BlockingWhileFast;
 
-  constructor(slowCallNs = SLOW_CALL_NS) {
+  /** `blockingUpTo`: the largest file read with blocking calls (while they are fast) */
+  constructor(
+    slowCallNs = SLOW_CALL_NS,
+    private readonly blockingUpTo = SMALL_FILE_BYTES,
+  ) {
     this.budget = new BlockingWhileFast(slowCallNs);
   }
 
@@ -107,7 +111,7 @@ export class AdaptiveReader {
   }
 
   async open(path: string, size: number): Promise<Readable & { close(): Promise<void> }> {
-    if (!this.blocking || size > SMALL_FILE_BYTES) return PlainFile.open(path);
+    if (!this.blocking || size > this.blockingUpTo) return PlainFile.open(path);
     return new BlockingFile(this.timed(() => openSync(path, 'r')), this.timed);
   }
 
