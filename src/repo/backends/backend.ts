@@ -32,7 +32,10 @@ export interface Backend {
   prepare(): Promise<void>;
   /** store data under key if no object has that key; never overwrites */
   put(key: string, data: Uint8Array): Promise<{ created: boolean }>;
-  /** the whole object, or the bytes of range; fails if the object is shorter than asked */
+  /**
+   * The whole object, or the bytes of range; fails if the object is shorter than asked.
+   * The buffer may share memory with other reads: callers read it, never change it.
+   */
   get(key: string, range?: ByteRange): Promise<Buffer>;
   stat(key: string): Promise<ObjectInfo | undefined>;
   /** every object whose key starts with prefix, in no particular order */

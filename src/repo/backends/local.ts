@@ -138,7 +138,8 @@ export class LocalBackend implements Backend {
         const window = await this.window(file, key, fd, start);
         const from = range.offset - start;
         if (from + range.length > window.length) throw truncated(this.root, key, range, start + window.length);
-        return Buffer.from(window.subarray(from, from + range.length));
+        // A view, not a copy: windows are never written after their read (see Backend.get).
+        return window.subarray(from, from + range.length);
       }
       const buf = await this.readAt(key, fd, range.offset, range.length);
       if (buf.length < range.length) throw truncated(this.root, key, range, range.offset + buf.length);
