@@ -80,12 +80,17 @@ test('the CLI reports a damaged file by snapshot and path, and restore of it fai
   const { dir, repoDir, repo, saved, env } = await setup(t, true);
   const loader = new TreeLoader(repo);
   let victim: { path: string; blob: string } | undefined;
+  let smallVictim: { path: string; blob: string } | undefined;
   for await (const { path, node } of walkTree(loader, saved.snapshot.tree)) {
     if (path === '/data/docs/extra.bin') victim = { path, blob: node.content![0]! };
+    if (path === '/data/names/with space ü €.txt') smallVictim = { path, blob: node.content![0]! };
   }
-  assert.ok(victim);
-  const entry = repo.index.get(victim.blob)!;
-  await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
+  assert.ok(victim && smallVictim);
+  // A large file (written on this thread) and a small one (written by a writer thread).
+  for (const { blob } of [victim, smallVictim]) {
+    const entry = repo.index.get(blob)!;
+    await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
+  }
 
   const checked = await runCli(['check', '--repo', repoDir, '--read-data'], { env });
   assert.equal(checked.code, 1);
@@ -99,4 +104,8 @@ test('the CLI reports a damaged file by snapshot and path, and restore of it fai
   assert.ok(!docs.includes('extra.bin'), 'the damaged file must not be written');
   assert.ok(!docs.some((n) => n.includes('sv-restore')), `temporary file left behind: ${docs.join(', ')}`);
   assert.ok(docs.includes('small.txt'), 'undamaged files are still restored');
+  assert.match(restored.stderr + restored.stdout, /\/data\/names\/with space ü €\.txt.*damaged/);
+  const names = await readdir(join(target, 'data/names'));
+  assert.ok(!names.includes('with space ü €.txt'), 'a damaged small file must not be written');
+  assert.ok(names.includes('-dash') && names.includes('.hidden'), `the rest of its folder is restored: ${names.join(', ')}`);
 });

@@ -1,15 +1,20 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { IntegrityError } from '../util/errors.js';
 import type { MasterKey } from './crypto.js';
+import type { DecodeJob, DecodeRequest } from './decode-worker.js';
 import type { PackedBlob } from './pack.js';
 import type { PackVerdict } from './pack-verify.js';
 
+type Reply = { n: number; verdict?: PackVerdict; results?: Array<number | string>; bytes?: Uint8Array; error?: string };
+
 /**
- * Verifies whole packs on worker threads, one per core, so check --read-data uses every
- * core while the main thread reads the next packs. Workers are unref'd when idle.
+ * Verifies whole packs (check --read-data) and decodes blobs (restore) on worker threads,
+ * so the main thread goes on reading packs and writing files meanwhile. Workers are
+ * unref'd when idle.
  */
-export class PackVerifierPool {
-  private readonly workers: Array<{ worker: Worker; pending: Map<number, { resolve(v: PackVerdict): void; reject(e: Error): void }> }> = [];
+export class DecodePool {
+  private readonly workers: Array<{ worker: Worker; pending: Map<number, { resolve(v: Reply): void; reject(e: Error): void }> }> = [];
   private next = 0;
 
   constructor(
@@ -17,14 +22,13 @@ export class PackVerifierPool {
     readonly size = availableParallelism(),
   ) {
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL('./pack-verify-worker.js', import.meta.url), { workerData: { encryptionKey: master.encryptionKey, idKey: master.idKey } });
-      const slot = { worker, pending: new Map<number, { resolve(v: PackVerdict): void; reject(e: Error): void }>() };
-      worker.on('message', (msg: { n: number; verdict?: PackVerdict; error?: string }) => {
-        const waiting = slot.pending.get(msg.n);
-        slot.pending.delete(msg.n);
+      const worker = new Worker(new URL('./decode-worker.js', import.meta.url), { workerData: { encryptionKey: master.encryptionKey, idKey: master.idKey } });
+      const slot = { worker, pending: new Map<number, { resolve(v: Reply): void; reject(e: Error): void }>() };
+      worker.on('message', (reply: Reply) => {
+        const waiting = slot.pending.get(reply.n);
+        slot.pending.delete(reply.n);
         if (slot.pending.size === 0) worker.unref();
-        if (msg.verdict) waiting?.resolve(msg.verdict);
-        else waiting?.reject(new Error(`verifying a pack failed: ${msg.error}`));
+        waiting?.resolve(reply);
       });
       worker.on('error', (err) => {
         for (const p of slot.pending.values()) p.reject(err);
@@ -35,15 +39,37 @@ export class PackVerifierPool {
     }
   }
 
-  /** The pack's bytes are handed over to the worker: the caller must not use them afterwards. */
-  verify(packId: string, bytes: Buffer, indexed: PackedBlob[]): Promise<PackVerdict> {
+  private async run(job: DistributiveOmit<DecodeJob, 'n' | 'bytes'>, bytes: Buffer): Promise<Reply> {
     const slot = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const n = this.next++;
     const own = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes : Buffer.from(bytes);
     return new Promise((resolve, reject) => {
       slot.pending.set(n, { resolve, reject });
       slot.worker.ref();
-      slot.worker.postMessage({ n, packId, bytes: own, indexed }, [own.buffer as ArrayBuffer]);
+      slot.worker.postMessage({ ...job, n, bytes: own }, [own.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** The pack's bytes are handed over to the worker: the caller must not use them afterwards. */
+  async verify(packId: string, bytes: Buffer, indexed: PackedBlob[]): Promise<PackVerdict> {
+    const reply = await this.run({ kind: 'verify', packId, indexed }, bytes);
+    if (!reply.verdict) throw new Error(`verifying a pack failed: ${reply.error}`);
+    return reply.verdict;
+  }
+
+  /**
+   * Each blob's content, or the IntegrityError saying why it is damaged. `bytes` holds the
+   * blobs' stored bytes one after another and is handed over to the worker.
+   */
+  async decode(blobs: DecodeRequest[], bytes: Buffer): Promise<Array<Buffer | IntegrityError>> {
+    const reply = await this.run({ kind: 'decode', blobs }, bytes);
+    if (!reply.results || !reply.bytes) throw new Error(`decoding blobs failed: ${reply.error}`);
+    const out = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
+    let at = 0;
+    return reply.results.map((r) => {
+      if (typeof r === 'string') return new IntegrityError(r);
+      at += r;
+      return out.subarray(at - r, at);
     });
   }
 
@@ -51,3 +77,5 @@ export class PackVerifierPool {
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

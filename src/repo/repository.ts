@@ -5,7 +5,7 @@ import { BlobWriter } from './blob-writer.js';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './chunker.js';
 import { compress, decompress } from './compression.js';
 import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMasterKey, type KeyFile, type MasterKey } from './crypto.js';
-import { MasterIndex, decodeIndexFile, type IndexFile } from './index.js';
+import { MasterIndex, decodeIndexFile, type IndexEntry, type IndexFile } from './index.js';
 import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './layout.js';
 import type { BlobType } from './pack.js';
 import { decodeBlob } from './pack-verify.js';
@@ -240,13 +240,23 @@ export class Repository {
 
   /** Load, decrypt, decompress and verify one blob. Never returns data that does not hash to its id. */
   async loadBlob(id: string, expectedType?: BlobType): Promise<Buffer> {
+    const { entry, stored } = await this.loadStoredBlob(id, expectedType);
+    return this.decodeBlob(id, entry, stored);
+  }
+
+  /** A blob's length once loaded, from the index. */
+  blobLength(id: string): number | undefined {
+    return this.index.get(id)?.rawLength;
+  }
+
+  /** A blob's bytes as stored (encrypted, maybe compressed), not yet verified, and where they are. */
+  async loadStoredBlob(id: string, expectedType?: BlobType): Promise<{ entry: IndexEntry; stored: Buffer }> {
     const entry = this.index.get(id);
     if (!entry) throw new IntegrityError(`blob ${id} is missing: no index entry (run "stackvault check")`);
     if (expectedType && entry.type !== expectedType) {
       throw new IntegrityError(`blob ${id} is a ${entry.type} blob, expected ${expectedType}`);
     }
-    const stored = await this.backend.get(objectKey('data', entry.pack), { offset: entry.offset, length: entry.length });
-    return this.decodeBlob(id, entry, stored);
+    return { entry, stored: await this.backend.get(objectKey('data', entry.pack), { offset: entry.offset, length: entry.length }) };
   }
 
   decodeBlob(id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {

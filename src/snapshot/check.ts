@@ -3,7 +3,7 @@ import type { Repository } from '../repo/repository.js';
 import { SEAL_OVERHEAD } from '../repo/crypto.js';
 import { idFromKey, isObjectId, objectKey } from '../repo/layout.js';
 import { PACK_TRAILER_BYTES, type PackedBlob } from '../repo/pack.js';
-import { PackVerifierPool } from '../repo/pack-verifier-pool.js';
+import { DecodePool } from '../repo/decode-pool.js';
 import { verifyPack } from '../repo/pack-verify.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { UsageError, errorMessage } from '../util/errors.js';
@@ -96,7 +96,7 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
     progress.packsTotal = selected.length;
     progress.bytesTotal = selected.reduce((n, id) => n + (stored.get(id) ?? 0), 0);
     // Packs are verified on worker threads, one per core, while the next ones are read.
-    const verifier = selected.length > 1 ? new PackVerifierPool(repo.master) : undefined;
+    const verifier = selected.length > 1 ? new DecodePool(repo.master) : undefined;
     try {
       // One pack per worker, and one more being read.
       await mapConcurrent(selected, verifier ? verifier.size + 1 : 1, async (packId) => {
@@ -121,7 +121,7 @@ function expectedPackSize(blobs: PackedBlob[], encrypted: boolean): number {
   return blobBytes + blobs.length * PACK_HEADER_ENTRY_BYTES + (encrypted ? SEAL_OVERHEAD : 0) + PACK_TRAILER_BYTES;
 }
 
-async function readPack(repo: Repository, packId: string, indexed: PackedBlob[], result: CheckResult, badBlobs: Map<string, string>, verifier?: PackVerifierPool): Promise<void> {
+async function readPack(repo: Repository, packId: string, indexed: PackedBlob[], result: CheckResult, badBlobs: Map<string, string>, verifier?: DecodePool): Promise<void> {
   let bytes: Buffer;
   try {
     bytes = await repo.backend.get(objectKey('data', packId));

@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { BlobBatchLoader, type BlobLoader } from '../repo/blob-batch-loader.js';
+import { DecodePool } from '../repo/decode-pool.js';
+import { SmallFileWriters } from './small-file-writers.js';
 import type { Repository } from '../repo/repository.js';
 import { applyMetadata, writeSmallFile } from '../sources/files-restore.js';
 import { Semaphore } from '../util/concurrency.js';
@@ -10,7 +14,22 @@ import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
 
-const FILE_CONCURRENCY = 6;
+/**
+ * Files in flight at once. Their blobs are decoded on a worker in batches, so enough must
+ * be asked for together to fill batches and keep both threads busy; a larger file also
+ * reads ahead. Measured on 1 GiB / 50,000 files into tmpfs: 6 files and one blob at a
+ * time 4.8 s, these 3.9 s. Memory: 128 x 256 KiB + 12 x (4 MiB ahead + one chunk).
+ */
+const SMALL_FILE_CONCURRENCY = 128;
+const FILE_CONCURRENCY = 12;
+/**
+ * Threads writing small files: one per core, and at least two, since much of their time
+ * is spent waiting for the file system. Measured on 1 GiB / 50,000 files to disk: one
+ * thread (the main one) 6.5 s, two writers 5.8 s, four 5.9 s.
+ */
+const SMALL_FILE_WRITERS = Math.max(2, availableParallelism());
+/** bytes of one file's next blobs read and decoded while the current one is written (at least one blob) */
+const BYTES_AHEAD = 4 * 1024 * 1024;
 /** Folders restored ahead of the ones still finishing. */
 const MAX_OPEN_DIRS = 8;
 
@@ -80,12 +99,35 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc));
   if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
 
+  // With more than one core, decoding blobs (decrypt, decompress, verify) goes to worker
+  // threads while this thread reads packs and writes larger files; small files are written there too.
+  const cores = availableParallelism();
+  const pool = cores > 1 ? new DecodePool(repo.master, cores - 1) : undefined;
+  const smallFiles = cores > 1 ? new SmallFileWriters(repo, SMALL_FILE_WRITERS, options.force ?? false) : undefined;
+  try {
+    return await restoreTree(pool ? new BlobBatchLoader(repo, pool) : repo, smallFiles, loader, rootTree, from, selected, progress, options);
+  } finally {
+    await Promise.all([pool?.close(), smallFiles?.close()]);
+  }
+}
+
+async function restoreTree(
+  blobs: BlobLoader,
+  smallFiles: SmallFileWriters | undefined,
+  loader: TreeLoader,
+  rootTree: string,
+  from: string,
+  selected: (path: string) => 'all' | 'ancestor' | 'no',
+  progress: RestoreProgress,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, errors: [] };
-  const writer: FileWriter = { repo, progress, report: options.progress, io: new BlockingWhileFast(), replaceExisting: options.force ?? false, tmpPrefix: randomBytes(4).toString('hex'), tmpCount: 0 };
+  const writer: FileWriter = { blobs, smallFiles, progress, report: options.progress, io: new BlockingWhileFast(), replaceExisting: options.force ?? false, tmpPrefix: randomBytes(4).toString('hex'), tmpCount: 0 };
   /** dev:inode -> the restored path of the first link, once it is complete (undefined if it failed) */
   const hardLinks = new Map<string, Promise<string | undefined>>();
   // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
   const fileSlots = new Semaphore(FILE_CONCURRENCY);
+  const smallFileSlots = new Semaphore(SMALL_FILE_CONCURRENCY);
   let openDirs = 0;
   const fail = (path: string, err: unknown) => {
     progress.errors++;
@@ -125,7 +167,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
           }
           await sub;
         } else if (node.type === 'file') {
-          const release = await fileSlots.acquire();
+          const release = await ((node.size ?? 0) <= SMALL_FILE_BYTES ? smallFileSlots : fileSlots).acquire();
           progress.currentPath = path;
           fileTasks.push(
             restoreFile(writer, node, dest, hardLinks)
@@ -203,7 +245,8 @@ async function removeExisting(path: string): Promise<void> {
 
 /** What writing files needs throughout one restore. */
 interface FileWriter {
-  repo: Repository;
+  blobs: BlobLoader;
+  smallFiles?: SmallFileWriters;
   progress: RestoreProgress;
   report?: (p: RestoreProgress) => void;
   io: BlockingWhileFast;
@@ -240,11 +283,18 @@ async function restoreFile(writer: FileWriter, node: TreeNode, dest: string, har
 }
 
 async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string): Promise<void> {
-  const { repo, progress, report } = writer;
+  const { blobs, progress, report } = writer;
+  if (writer.smallFiles && (node.size ?? 0) <= SMALL_FILE_BYTES) {
+    await writer.smallFiles.write(dest, node);
+    progress.bytesDone += node.size ?? 0;
+    progress.filesDone++;
+    report?.(progress);
+    return;
+  }
   if (writer.io.blocking && (node.size ?? 0) <= SMALL_FILE_BYTES) {
     // Every blob is verified before a byte is written; then the file goes out in blocking calls.
     const parts: Buffer[] = [];
-    for (const id of node.content ?? []) parts.push(await repo.loadBlob(id, 'data'));
+    for (const id of node.content ?? []) parts.push(await blobs.loadBlob(id, 'data'));
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     writer.io.timed(() => writeSmallFile(dest, data, node, writer.replaceExisting));
     progress.bytesDone += data.length;
@@ -255,8 +305,7 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
   const tmp = `${dest}.sv-restore-${writer.tmpPrefix}${(writer.tmpCount++).toString(36)}`;
   const fh = await open(tmp, 'wx', 0o600);
   try {
-    for (const id of node.content ?? []) {
-      const data = await repo.loadBlob(id, 'data');
+    for await (const data of loadAhead(blobs, node.content ?? [])) {
       await fh.write(data);
       progress.bytesDone += data.length;
       report?.(progress);
@@ -271,4 +320,31 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
   await rename(tmp, dest);
   await applyMetadata(dest, node);
   progress.filesDone++;
+}
+
+/**
+ * A file's blobs in order, the next few already being read and decoded while the current
+ * one is written: one at a time, a large file waited for each blob's trip to the decoder.
+ */
+async function* loadAhead(blobs: BlobLoader, ids: readonly string[]): AsyncGenerator<Buffer> {
+  const loading: Array<{ load: Promise<Buffer>; length: number }> = [];
+  let next = 0;
+  let ahead = 0;
+  try {
+    for (;;) {
+      while (next < ids.length && (loading.length === 0 || ahead < BYTES_AHEAD)) {
+        const id = ids[next++]!;
+        const load = blobs.loadBlob(id, 'data');
+        load.catch(() => undefined); // awaited below, or dropped with the file
+        loading.push({ load, length: blobs.blobLength(id) ?? 0 });
+        ahead += loading.at(-1)!.length;
+      }
+      const first = loading.shift();
+      if (!first) return;
+      ahead -= first.length;
+      yield await first.load;
+    }
+  } finally {
+    loading.length = 0;
+  }
 }
