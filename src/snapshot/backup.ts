@@ -10,6 +10,7 @@ import { ExclusionMatcher } from '../sources/exclusions.js';
 import { describeEndpoint } from '../sources/mariadb/connection.js';
 import { dumpMariadb, type MariadbSourceSpec } from '../sources/mariadb/dump.js';
 import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
+import type { ListingPrefetch } from '../sources/listing-prefetch.js';
 import { Semaphore } from '../util/concurrency.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { AdaptiveReader } from '../util/plain-file.js';
@@ -52,6 +53,8 @@ export interface BackupOptions {
   progress?: (p: BackupProgress) => void;
   signal?: AbortSignal;
   now?: () => Date;
+  /** folder listings read ahead (while the repository opened), taken by the walk where they fit */
+  prefetched?: ListingPrefetch;
 }
 
 export interface BackupResult {
@@ -116,7 +119,7 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   const records: SourceRecord[] = [];
   for (const source of sources) {
     const exclusionClasses = source.exclusionClasses ?? resolveExclusionClasses();
-    const walker = new SourceWalker(repo, writer, loader, source, exclusionClasses, progress, report, options.signal, encoder);
+    const walker = new SourceWalker(repo, writer, loader, source, exclusionClasses, progress, report, options.signal, encoder, options.prefetched?.stop());
     const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
     const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
     const rootStat = await lstat(source.path, { bigint: true });
@@ -193,7 +196,7 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
 }
 
-function isFilesSource(s: SourceSpec): s is FilesSourceSpec {
+export function isFilesSource(s: SourceSpec): s is FilesSourceSpec {
   return s.kind === undefined || s.kind === 'files';
 }
 
@@ -269,6 +272,7 @@ class SourceWalker {
     private readonly report: () => void,
     private readonly signal?: AbortSignal,
     private readonly encoder: FileEncoder | null = null,
+    private readonly prefetched?: ListingPrefetch,
   ) {
     this.matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: exclusionClasses });
   }
@@ -321,14 +325,15 @@ class SourceWalker {
         /* a damaged parent only costs re-reading files */
       }
     }
+    const prefetched = this.prefetched?.take(dir);
     let names: string[];
     try {
-      names = await sortedNames(dir);
+      names = prefetched ? prefetched.names : await sortedNames(dir);
     } catch (err) {
       this.fail(relDir, err);
       names = [];
     }
-    const stats = await this.reader.lstatAll(dir, names, STAT_CONCURRENCY);
+    const stats = prefetched ? prefetched.stats : await this.reader.lstatAll(dir, names, STAT_CONCURRENCY);
     // Slots keep the tree in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(names.length);
     const fileTasks: Array<Promise<void>> = [];

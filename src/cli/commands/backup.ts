@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { resolveExclusionClasses } from '../../config/exclusion-classes.js';
 import { stackBackupInputs } from '../../stack/stack.js';
-import { backup, type FilesSourceSpec } from '../../snapshot/backup.js';
+import { backup, isFilesSource, type FilesSourceSpec } from '../../snapshot/backup.js';
+import { ListingPrefetch } from '../../sources/listing-prefetch.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
 import { formatBytes, formatDuration } from '../../util/format.js';
@@ -83,7 +84,9 @@ Examples:
       if (paths.length === 0 && (flags.exclude.length || flags.include.length)) {
         throw new UsageError('--exclude and --include go with folders given on the command line; put patterns for configured sources in stackvault.yaml');
       }
-      const repo = await ctx.openRepository();
+      // The walk starts reading folders while the repository's key is derived.
+      const prefetched = ListingPrefetch.start(sources.filter(isFilesSource).map((s) => resolve(s.path)));
+      const repo = await ctx.openRepository().finally(() => prefetched.stop());
       const sink = createProgress('backup', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
       const tags = [...(loaded?.config.tags ?? []), ...inputs.tags, ...flags.tag];
       const result = await backup(repo, {
@@ -92,6 +95,7 @@ Examples:
         stack: flags.stack ?? loaded?.config.stack ?? null,
         tags,
         parent: flags.force ? null : flags.parent,
+        prefetched,
         signal: interruptSignal(),
         progress: sink.active === false ? undefined : (p) =>
           sink.update({

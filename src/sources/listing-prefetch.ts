@@ -1,0 +1,84 @@
+import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
+import { join } from 'node:path';
+
+/** A folder's entries in name order, each with its lstat result or the error it gave. */
+export interface Listing {
+  names: string[];
+  stats: Array<BigIntStats | NodeJS.ErrnoException>;
+}
+
+/** Entries read ahead at most: bounds the memory a prefetch holds. */
+const MAX_ENTRIES = 50_000;
+/** A blocking call slower than this means slow storage: a prefetch is not worth hogging it. */
+const SLOW_CALL_MS = 1;
+/** How long the prefetch runs before it lets the event loop in (so it notices it is stopped). */
+const SLICE_MS = 1;
+
+/**
+ * Reads folder listings and stats ahead of a backup's walk, in the walk's order, while
+ * the thread would otherwise idle: deriving the repository key takes about 80 ms on the
+ * thread pool, a tenth of a no-change backup of 50,000 files. The walk takes each listing
+ * once (take) and reads on its own where the prefetch did not get to.
+ */
+export class ListingPrefetch {
+  private readonly listings = new Map<string, Listing>();
+  private readonly pending: string[];
+  private stopped = false;
+  private entries = 0;
+
+  private constructor(roots: string[]) {
+    this.pending = [...roots].reverse();
+  }
+
+  static start(roots: string[]): ListingPrefetch {
+    const prefetch = new ListingPrefetch(roots);
+    void prefetch.run();
+    return prefetch;
+  }
+
+  /** Stop reading ahead; what was read stays available to take(). */
+  stop(): this {
+    this.stopped = true;
+    return this;
+  }
+
+  take(dir: string): Listing | undefined {
+    const listing = this.listings.get(dir);
+    this.listings.delete(dir);
+    return listing;
+  }
+
+  private async run(): Promise<void> {
+    let sliceStart = performance.now();
+    while (!this.stopped && this.pending.length > 0 && this.entries < MAX_ENTRIES) {
+      if (performance.now() - sliceStart > SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+        continue;
+      }
+      const dir = this.pending.pop()!;
+      const started = performance.now();
+      let names: string[];
+      try {
+        names = readdirSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      } catch {
+        continue; // the walk reads it again and reports what is wrong
+      }
+      const stats: Listing['stats'] = names.map((name) => {
+        try {
+          return lstatSync(join(dir, name), { bigint: true });
+        } catch (err) {
+          return err as NodeJS.ErrnoException;
+        }
+      });
+      this.listings.set(dir, { names, stats });
+      this.entries += names.length;
+      if ((performance.now() - started) / Math.max(1, names.length + 1) > SLOW_CALL_MS) break;
+      // Depth first in name order, as the walk goes.
+      for (let i = names.length - 1; i >= 0; i--) {
+        const st = stats[i]!;
+        if (!(st instanceof Error) && st.isDirectory()) this.pending.push(join(dir, names[i]!));
+      }
+    }
+  }
+}
