@@ -21,6 +21,7 @@ const key = data.key ? Buffer.from(data.key) : null;
 type Request =
   | { type: 'file'; job: number; path: string; size: number }
   | { type: 'batch'; job: number; files: Array<{ path: string; size: number }> }
+  | { type: 'chunk'; job: number; id: string; data: Uint8Array }
   | { type: 'more'; job: number }
   | { type: 'cancel'; job: number };
 /**
@@ -50,6 +51,18 @@ function startQueued(): void {
 }
 
 parentPort!.on('message', (msg: Request) => {
+  if (msg.type === 'chunk') {
+    // A chunk of a stream, already hashed (and found new) by the main thread: compress and encrypt it.
+    try {
+      const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
+      const compressed = compressIfSmaller(data);
+      const stored = ownBuffer(seal(key, compressed ?? data));
+      parentPort!.postMessage({ type: 'blob', job: msg.job, id: msg.id, rawLength: data.length, compressed: compressed !== null, stored }, [stored.buffer as ArrayBuffer]);
+    } catch (err) {
+      parentPort!.postMessage({ type: 'error', job: msg.job, message: (err as Error).message });
+    }
+    return;
+  }
   if (msg.type === 'file' || msg.type === 'batch') {
     queued.push(msg);
     startQueued();
@@ -59,6 +72,11 @@ parentPort!.on('message', (msg: Request) => {
   waiting.delete(msg.job);
   resume?.();
 });
+
+/** A buffer that owns its memory, so transferring it moves no one else's bytes. */
+function ownBuffer(buf: Buffer): Buffer {
+  return buf.byteOffset === 0 && buf.buffer.byteLength === buf.length ? buf : Buffer.from(buf);
+}
 
 function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed: boolean; sealed: Buffer } {
   const compressed = compressIfSmaller(chunk);
@@ -107,7 +125,7 @@ async function encodeFile(job: number, path: string, size: number): Promise<void
     for await (const chunk of chunker.chunkFile(file, size)) {
       if (cancelled.has(job)) break;
       const { sealed, ...blob } = encodeChunk(chunk);
-      const stored = sealed.byteOffset === 0 && sealed.buffer.byteLength === sealed.length ? sealed : Buffer.from(sealed);
+      const stored = ownBuffer(sealed);
       parentPort!.postMessage({ type: 'blob', job, ...blob, stored }, [stored.buffer as ArrayBuffer]);
       unacknowledged.set(job, (unacknowledged.get(job) ?? 0) + 1);
       while ((unacknowledged.get(job) ?? 0) >= AHEAD && !cancelled.has(job)) await new Promise<void>((resolve) => waiting.set(job, resolve));

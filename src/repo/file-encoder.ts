@@ -197,6 +197,24 @@ export class FileEncoder {
     };
   }
 
+  /**
+   * Compress and encrypt one chunk of a stream (a database dump) on a worker; the caller
+   * has hashed it and found it new. The chunk's memory is handed over: do not use it after.
+   */
+  async encodeChunk(id: string, data: Buffer): Promise<EncodedBlob> {
+    const own = data.byteOffset === 0 && data.buffer.byteLength === data.length ? data : Buffer.from(data);
+    const { slot, n, next, close } = this.openJob();
+    try {
+      slot.worker.postMessage({ type: 'chunk', job: n, id, data: own }, [own.buffer as ArrayBuffer]);
+      const reply = await next();
+      if (reply.type === 'error') throw new StackvaultError(`encoding a chunk failed: ${reply.message}`);
+      if (reply.type !== 'blob') throw new Error(`file encoder: unexpected reply ${reply.type} to a chunk`);
+      return { id: reply.id, rawLength: reply.rawLength, compressed: reply.compressed, stored: Buffer.from(reply.stored.buffer, reply.stored.byteOffset, reply.stored.byteLength) };
+    } finally {
+      close();
+    }
+  }
+
   /** The file's blobs in order; an error reading it is thrown as the file-system error it was. */
   async *encode(path: string, size: number): AsyncGenerator<EncodedBlob> {
     const { slot, n, next, close } = this.openJob();

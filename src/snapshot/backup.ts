@@ -129,7 +129,7 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   }
   for (const source of databases) {
     const stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
-    const sink = new DumpTreeWriter(repo, writer, stats, started, (n) => (progress.bytesAdded += n), options.signal);
+    const sink = new DumpTreeWriter(repo, writer, stats, started, (n) => (progress.bytesAdded += n), options.signal, encoder);
     const before = { done: progress.bytesDone, total: progress.bytesTotal };
     const dumped = await dumpMariadb(source, sink, {
       signal: options.signal,

@@ -1,4 +1,8 @@
-import type { BlobWriter } from '../repo/blob-writer.js';
+import type { BlobWriter, SaveResult } from '../repo/blob-writer.js';
+import type { FileEncoder } from '../repo/file-encoder.js';
+
+/** chunks of one dump file being compressed and encrypted while the next are read */
+const CHUNKS_AHEAD = 4;
 import type { Repository } from '../repo/repository.js';
 import type { DumpReader, DumpSink } from '../sources/dump-sink.js';
 import { StackvaultError, UsageError } from '../util/errors.js';
@@ -21,6 +25,7 @@ export class DumpTreeWriter implements DumpSink {
     private readonly time: Date,
     private readonly onAdded: (storedBytes: number) => void,
     private readonly signal?: AbortSignal,
+    private readonly encoder: FileEncoder | null = null,
   ) {}
 
   async writeFile(path: string, content: AsyncIterable<Buffer> | Buffer): Promise<{ size: number }> {
@@ -28,20 +33,39 @@ export class DumpTreeWriter implements DumpSink {
     const blocks = Buffer.isBuffer(content) ? (async function* () { yield content; })() : content;
     const ids: string[] = [];
     let size = 0;
-    for await (const chunk of this.repo.chunker.chunkStream(blocks)) {
-      if (this.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
-      const saved = await this.writer.save('data', chunk);
+    const storing: Array<Promise<SaveResult>> = [];
+    const stored = (saved: SaveResult) => {
       ids.push(saved.id);
-      size += chunk.length;
       this.stats.bytesAdded += saved.storedBytes;
       this.onAdded(saved.storedBytes);
+    };
+    for await (const chunk of this.repo.chunker.chunkStream(blocks)) {
+      if (this.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+      size += chunk.length;
+      const saving = this.store(chunk);
+      saving.catch(() => undefined); // awaited in order below
+      storing.push(saving);
+      if (storing.length >= CHUNKS_AHEAD) stored(await storing.shift()!);
     }
+    for (const saving of storing) stored(await saving);
     this.files.set(path, { size, content: ids });
     this.stats.files++;
     this.stats.newFiles++;
     this.stats.bytes += size;
     this.stats.bytesRead += size;
     return { size };
+  }
+
+  /**
+   * A new chunk is compressed and encrypted on an encoder thread while this thread goes
+   * on reading rows and chunking; it is hashed here first, so a chunk the repository
+   * already has (most of a nightly dump) costs no compression.
+   */
+  private async store(chunk: Buffer): Promise<SaveResult> {
+    if (!this.encoder) return this.writer.save('data', chunk);
+    const id = this.repo.blobId(chunk);
+    if (this.writer.has(id)) return { id, added: false, storedBytes: 0 };
+    return this.writer.addEncoded('data', await this.encoder.encodeChunk(id, chunk));
   }
 
   /** Store the folders; returns the source folder's tree id. */
