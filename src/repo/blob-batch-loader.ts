@@ -1,3 +1,4 @@
+import { Batcher, concatOwned } from '../util/batcher.js';
 import type { DecodePool } from './decode-pool.js';
 import type { DecodeRequest } from './decode-worker.js';
 import type { BlobType } from './pack.js';
@@ -20,13 +21,22 @@ export interface BlobLoader {
  * hashes to its id, as from Repository.loadBlob.
  */
 export class BlobBatchLoader implements BlobLoader {
-  private batch: Array<{ request: DecodeRequest; stored: Buffer; settle: (result: Buffer | Error) => void }> = [];
-  private batchBytes = 0;
+  private readonly batcher: Batcher<{ request: DecodeRequest; stored: Buffer }, Buffer>;
 
   constructor(
     private readonly repo: Repository,
-    private readonly pool: DecodePool,
-  ) {}
+    pool: DecodePool,
+  ) {
+    this.batcher = new Batcher<{ request: DecodeRequest; stored: Buffer }, Buffer>({ items: BATCH_BLOBS, bytes: BATCH_BYTES }, (blobs, bytes) =>
+      pool.decode(
+        blobs.map((b) => b.request),
+        concatOwned(
+          blobs.map((b) => b.stored),
+          bytes,
+        ),
+      ),
+    );
+  }
 
   blobLength(id: string): number | undefined {
     return this.repo.blobLength(id);
@@ -34,31 +44,7 @@ export class BlobBatchLoader implements BlobLoader {
 
   async loadBlob(id: string, expectedType?: BlobType): Promise<Buffer> {
     const { entry, stored } = await this.repo.loadStoredBlob(id, expectedType);
-    const result = await new Promise<Buffer | Error>((settle) => {
-      // Blobs asked for in the same turn of the event loop go together.
-      if (this.batch.length === 0) setImmediate(() => this.send());
-      this.batch.push({ request: { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: stored.length }, stored, settle });
-      this.batchBytes += stored.length;
-      if (this.batch.length >= BATCH_BLOBS || this.batchBytes >= BATCH_BYTES) this.send();
-    });
-    if (result instanceof Error) throw result;
-    return result;
-  }
-
-  private send(): void {
-    if (this.batch.length === 0) return;
-    const batch = this.batch;
-    const bytes = Buffer.allocUnsafeSlow(this.batchBytes);
-    this.batch = [];
-    this.batchBytes = 0;
-    let at = 0;
-    for (const b of batch) at += b.stored.copy(bytes, at);
-    this.pool.decode(
-      batch.map((b) => b.request),
-      bytes,
-    ).then(
-      (results) => results.forEach((r, i) => batch[i]!.settle(r)),
-      (err: Error) => batch.forEach((b) => b.settle(err)),
-    );
+    const request = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: stored.length };
+    return this.batcher.add({ request, stored }, stored.length);
   }
 }

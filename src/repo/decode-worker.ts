@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { concatOwned } from '../util/batcher.js';
 import { errorMessage } from '../util/errors.js';
 import type { PackedBlob } from './pack.js';
 import { decodeBlob, verifyPack } from './pack-verify.js';
@@ -45,10 +46,7 @@ parentPort!.on('message', (job: DecodeJob) => {
       }
       at += blob.length;
     }
-    // A buffer of its own (not Node's shared pool), so it is transferred, not copied.
-    const out = Buffer.allocUnsafeSlow(total);
-    let written = 0;
-    for (const data of plain) written += data.copy(out, written);
+    const out = concatOwned(plain, total);
     parentPort!.postMessage({ n: job.n, results, bytes: out }, [out.buffer as ArrayBuffer]);
   } catch (err) {
     parentPort!.postMessage({ n: job.n, error: errorMessage(err) });

@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { concatOwned } from '../util/batcher.js';
 import { AdaptiveReader } from '../util/plain-file.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { compressIfSmaller } from './compression.js';
@@ -111,10 +112,7 @@ async function encodeBatch(job: number, files: Array<{ path: string; size: numbe
       results.push({ error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } });
     }
   }
-  // One buffer of its own (not Node's shared pool), so it can be transferred without a copy.
-  const bytes = Buffer.allocUnsafeSlow(total);
-  let at = 0;
-  for (const part of parts) at += part.copy(bytes, at);
+  const bytes = concatOwned(parts, total);
   parentPort!.postMessage({ type: 'batch', job, results, bytes }, [bytes.buffer as ArrayBuffer]);
 }
 

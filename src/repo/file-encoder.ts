@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
+import { Batcher } from '../util/batcher.js';
 import { StackvaultError } from '../util/errors.js';
 import type { MasterKey } from './crypto.js';
 
@@ -96,8 +97,7 @@ export class FileEncoder {
   }
 
   private closing = false;
-  private batch: Array<{ path: string; size: number; settle: (result: EncodedBlob[] | Error) => void }> = [];
-  private batchBytes = 0;
+  private readonly batcher = new Batcher<{ path: string; size: number }, EncodedBlob[]>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.sendBatch(files));
   private batchesInFlight = 0;
   private largeFilesInFlight = 0;
 
@@ -113,59 +113,31 @@ export class FileEncoder {
 
   /** A small file's blobs, encoded on a worker along with other small files. */
   encodeSmall(path: string, size: number): Promise<EncodedBlob[]> {
-    return new Promise<EncodedBlob[] | Error>((settle) => {
-      if (this.batch.length === 0) setImmediate(() => this.sendBatch());
-      this.batch.push({ path, size, settle });
-      this.batchBytes += size;
-      if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) this.sendBatch();
-    }).then((result) => {
-      if (result instanceof Error) throw result;
-      return result;
-    });
+    return this.batcher.add({ path, size }, size);
   }
 
-  private sendBatch(): void {
-    if (this.batch.length === 0) return;
-    const files = this.batch;
-    this.batch = [];
-    this.batchBytes = 0;
+  private async sendBatch(files: Array<{ path: string; size: number }>): Promise<Array<EncodedBlob[] | Error>> {
     this.batchesInFlight++;
-    let job: ReturnType<FileEncoder['openJob']>;
+    let job: ReturnType<FileEncoder['openJob']> | undefined;
     try {
       job = this.openJob();
-    } catch (err) {
-      for (const f of files) f.settle(err as Error);
+      job.slot.worker.postMessage({ type: 'batch', job: job.n, files });
+      const reply = await job.next();
+      if (reply.type === 'error') {
+        const error = reply.workerDied ? new StackvaultError(reply.message) : new Error(reply.message);
+        return files.map(() => error);
+      }
+      if (reply.type !== 'batch') throw new Error(`file encoder: unexpected reply ${reply.type} to a batch`);
+      const bytes = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
+      return reply.results.map((result) =>
+        'error' in result
+          ? Object.assign(new Error(result.error.message), result.error)
+          : result.blobs.map((b) => ({ id: b.id, rawLength: b.rawLength, compressed: b.compressed, stored: bytes.subarray(b.offset, b.offset + b.length) })),
+      );
+    } finally {
       this.batchesInFlight--;
-      return;
+      job?.close();
     }
-    job.slot.worker.postMessage({ type: 'batch', job: job.n, files: files.map(({ path, size }) => ({ path, size })) });
-    void job
-      .next()
-      .then((reply) => {
-        if (reply.type === 'error') {
-          const error = reply.workerDied ? new StackvaultError(reply.message) : new Error(reply.message);
-          for (const f of files) f.settle(error);
-          return;
-        }
-        if (reply.type !== 'batch') throw new Error(`file encoder: unexpected reply ${reply.type} to a batch`);
-        const bytes = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
-        reply.results.forEach((result, i) => {
-          if ('error' in result) {
-            files[i]!.settle(Object.assign(new Error(result.error.message), result.error));
-            return;
-          }
-          files[i]!.settle(
-            result.blobs.map((b) => ({ id: b.id, rawLength: b.rawLength, compressed: b.compressed, stored: bytes.subarray(b.offset, b.offset + b.length) })),
-          );
-        });
-      })
-      .catch((err: unknown) => {
-        for (const f of files) f.settle(err as Error);
-      })
-      .finally(() => {
-        this.batchesInFlight--;
-        job.close();
-      });
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repo/repository.js';
-import type { RestorableMetadata } from '../sources/files-restore.js';
+import { Batcher, concatOwned } from '../util/batcher.js';
 import { IntegrityError } from '../util/errors.js';
 import type { SmallFileJob, SmallFileResult } from './small-file-writer-worker.js';
 import type { TreeNode } from './tree.js';
@@ -20,8 +20,9 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 export class SmallFileWriters {
   private readonly workers: Array<{ worker: Worker; pending: Map<number, (results: SmallFileResult[] | Error) => void> }> = [];
   private next = 0;
-  private batch: Array<{ job: SmallFileJob; stored: Buffer[]; settle: (result: SmallFileResult | Error) => void }> = [];
-  private batchBytes = 0;
+  private readonly batcher = new Batcher<{ job: SmallFileJob; stored: Buffer[] }, SmallFileResult>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files, bytes) =>
+    this.send(files, bytes),
+  );
 
   constructor(
     private readonly repo: Repository,
@@ -52,40 +53,30 @@ export class SmallFileWriters {
   async write(dest: string, node: TreeNode): Promise<void> {
     const blobs: Array<Awaited<ReturnType<Repository['loadStoredBlob']>>> = [];
     for (const id of node.content ?? []) blobs.push(await this.repo.loadStoredBlob(id, 'data'));
-    const meta: RestorableMetadata = { type: node.type, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
-    const result = await new Promise<SmallFileResult | Error>((settle) => {
-      // Files asked for in the same turn of the event loop go together.
-      if (this.batch.length === 0) setImmediate(() => this.send());
-      const job: SmallFileJob = {
-        dest,
-        meta,
-        blobs: blobs.map(({ entry, stored }, i) => ({ id: node.content![i]!, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: stored.length })),
-      };
-      this.batch.push({ job, stored: blobs.map((b) => b.stored), settle });
-      for (const b of blobs) this.batchBytes += b.stored.length;
-      if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) this.send();
-    });
-    if (result instanceof Error) throw result;
+    const job: SmallFileJob = {
+      dest,
+      meta: { type: node.type, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime },
+      blobs: blobs.map(({ entry, stored }, i) => ({ id: node.content![i]!, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: stored.length })),
+    };
+    const stored = blobs.map((b) => b.stored);
+    const result = await this.batcher.add({ job, stored }, stored.reduce((n, b) => n + b.length, 0));
     if ('ok' in result) return;
     throw result.damaged ? new IntegrityError(result.message) : Object.assign(new Error(result.message), { code: result.code });
   }
 
-  private send(): void {
-    if (this.batch.length === 0) return;
-    const batch = this.batch;
-    const bytes = Buffer.allocUnsafeSlow(this.batchBytes);
-    this.batch = [];
-    this.batchBytes = 0;
-    let at = 0;
-    for (const file of batch) for (const stored of file.stored) at += stored.copy(bytes, at);
+  /** One batch to the least busy writer: the files' stored blobs travel in one buffer. */
+  private send(files: Array<{ job: SmallFileJob; stored: Buffer[] }>, bytes: number): Promise<SmallFileResult[] | Error[]> {
+    const buffer = concatOwned(
+      files.flatMap((f) => f.stored),
+      bytes,
+    );
     const slot = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const n = this.next++;
-    slot.pending.set(n, (results) => {
-      if (results instanceof Error) for (const file of batch) file.settle(results);
-      else results.forEach((r, i) => batch[i]!.settle(r));
+    return new Promise((resolve) => {
+      slot.pending.set(n, (results) => resolve(results instanceof Error ? files.map(() => results) : results));
+      slot.worker.ref();
+      slot.worker.postMessage({ n, files: files.map((f) => f.job), bytes: buffer, replaceExisting: this.replaceExisting }, [buffer.buffer as ArrayBuffer]);
     });
-    slot.worker.ref();
-    slot.worker.postMessage({ n, files: batch.map((f) => f.job), bytes, replaceExisting: this.replaceExisting }, [bytes.buffer as ArrayBuffer]);
   }
 
   async close(): Promise<void> {
