@@ -460,16 +460,14 @@ class SourceWalker {
    * and a slot and a promise each were a tenth of its time.
    */
   private reuseUnchanged(rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): boolean {
-    if (!(
-      previous &&
-      previous.type === 'file' &&
-      previous.size === Number(st.size) &&
-      previous.mtime === node.mtime &&
-      previous.ctime === node.ctime &&
-      previous.inode === node.inode &&
-      previous.content &&
-      previous.content.every((id) => this.writer.has(id))
-    )) {
+    if (
+      previous?.type !== 'file' ||
+      previous.size !== Number(st.size) ||
+      previous.mtime !== node.mtime ||
+      previous.ctime !== node.ctime ||
+      previous.inode !== node.inode ||
+      !previous.content?.every((id) => this.writer.has(id))
+    ) {
       return false;
     }
     this.progress.currentPath = `/${this.source.name}/${rel}`;

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { BlobBatchLoader, type BlobLoader } from '../repo/blob-batch-loader.js';
 import { DecodePool } from '../repo/decode-pool.js';
-import { SmallFileWriters } from './small-file-writers.js';
 import type { Repository } from '../repo/repository.js';
 import { applyMetadata, writeSmallFile } from '../sources/files-restore.js';
 import { Semaphore } from '../util/concurrency.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES } from '../util/plain-file.js';
 import { StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
+import { SmallFileWriters } from './small-file-writers.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
@@ -330,21 +330,17 @@ async function* loadAhead(blobs: BlobLoader, ids: readonly string[]): AsyncGener
   const loading: Array<{ load: Promise<Buffer>; length: number }> = [];
   let next = 0;
   let ahead = 0;
-  try {
-    for (;;) {
-      while (next < ids.length && (loading.length === 0 || ahead < BYTES_AHEAD)) {
-        const id = ids[next++]!;
-        const load = blobs.loadBlob(id, 'data');
-        load.catch(() => undefined); // awaited below, or dropped with the file
-        loading.push({ load, length: blobs.blobLength(id) ?? 0 });
-        ahead += loading.at(-1)!.length;
-      }
-      const first = loading.shift();
-      if (!first) return;
-      ahead -= first.length;
-      yield await first.load;
+  for (;;) {
+    while (next < ids.length && (loading.length === 0 || ahead < BYTES_AHEAD)) {
+      const id = ids[next++]!;
+      const load = blobs.loadBlob(id, 'data');
+      load.catch(() => undefined); // awaited below, or dropped with the file
+      loading.push({ load, length: blobs.blobLength(id) ?? 0 });
+      ahead += loading.at(-1)!.length;
     }
-  } finally {
-    loading.length = 0;
+    const first = loading.shift();
+    if (!first) return;
+    ahead -= first.length;
+    yield await first.load;
   }
 }
