@@ -251,12 +251,23 @@ export class Repository {
 
   /** A blob's bytes as stored (encrypted, maybe compressed), not yet verified, and where they are. */
   async loadStoredBlob(id: string, expectedType?: BlobType): Promise<{ entry: IndexEntry; stored: Buffer }> {
+    const entry = this.blobEntry(id, expectedType);
+    return { entry, stored: await this.backend.get(objectKey('data', entry.pack), { offset: entry.offset, length: entry.length }) };
+  }
+
+  /** Where a blob is stored; an IntegrityError if the index does not have it (as that type). */
+  blobEntry(id: string, expectedType?: BlobType): IndexEntry {
     const entry = this.index.get(id);
     if (!entry) throw new IntegrityError(`blob ${id} is missing: no index entry (run "stackvault check")`);
     if (expectedType && entry.type !== expectedType) {
       throw new IntegrityError(`blob ${id} is a ${entry.type} blob, expected ${expectedType}`);
     }
-    return { entry, stored: await this.backend.get(objectKey('data', entry.pack), { offset: entry.offset, length: entry.length }) };
+    return entry;
+  }
+
+  /** The file holding a pack, when the repository is a local folder (see Backend.localFile). */
+  packFile(packId: string): string | undefined {
+    return this.backend.localFile?.(objectKey('data', packId));
   }
 
   decodeBlob(id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {

@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { DecodeRequest } from '../repo/decode-worker.js';
 import { decodeBlob } from '../repo/pack-verify.js';
@@ -13,32 +14,76 @@ const master = {
 export interface SmallFileJob {
   dest: string;
   meta: RestorableMetadata;
-  /** the file's blobs in order; their stored bytes follow one another in the batch's buffer */
-  blobs: DecodeRequest[];
+  /**
+   * The file's blobs in order. A blob with a `file` is read from that pack file at
+   * `offset`; the stored bytes of the others follow one another in the batch's buffer.
+   */
+  blobs: Array<DecodeRequest & { file?: string; offset?: number }>;
 }
 
 export type SmallFileResult = { ok: true } | { message: string; code?: string; damaged: boolean };
 
 parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8Array; replaceExisting: boolean }) => {
   const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
+  const packs = new PackReader();
   const results: SmallFileResult[] = [];
   let at = 0;
-  for (const file of job.files) {
-    const start = at;
-    for (const blob of file.blobs) at += blob.length;
-    try {
-      // Every blob is verified before the file is created: no name ever holds damaged data.
-      const parts: Buffer[] = [];
-      let from = start;
-      for (const blob of file.blobs) {
-        parts.push(decodeBlob(master, blob.id, blob, bytes.subarray(from, from + blob.length)));
-        from += blob.length;
+  try {
+    for (const file of job.files) {
+      const start = at;
+      for (const blob of file.blobs) if (blob.file === undefined) at += blob.length;
+      try {
+        // Every blob is verified before the file is created: no name ever holds damaged data.
+        const parts: Buffer[] = [];
+        let from = start;
+        for (const blob of file.blobs) {
+          let stored: Buffer;
+          if (blob.file !== undefined) {
+            stored = packs.read(blob.file, blob.offset!, blob.length);
+          } else {
+            stored = bytes.subarray(from, from + blob.length);
+            from += blob.length;
+          }
+          parts.push(decodeBlob(master, blob.id, blob, stored));
+        }
+        writeSmallFile(file.dest, parts.length === 1 ? parts[0]! : Buffer.concat(parts), file.meta, job.replaceExisting);
+        results.push({ ok: true });
+      } catch (err) {
+        results.push({ message: errorMessage(err), code: (err as NodeJS.ErrnoException).code, damaged: err instanceof IntegrityError });
       }
-      writeSmallFile(file.dest, parts.length === 1 ? parts[0]! : Buffer.concat(parts), file.meta, job.replaceExisting);
-      results.push({ ok: true });
-    } catch (err) {
-      results.push({ message: errorMessage(err), code: (err as NodeJS.ErrnoException).code, damaged: err instanceof IntegrityError });
     }
+  } finally {
+    packs.close();
   }
   parentPort!.postMessage({ n: job.n, results });
 });
+
+/** Pack files read during one batch: a batch's blobs mostly share a pack or two. */
+class PackReader {
+  private readonly fds = new Map<string, number>();
+
+  read(file: string, offset: number, length: number): Buffer {
+    let fd = this.fds.get(file);
+    if (fd === undefined) {
+      try {
+        fd = openSync(file, 'r');
+      } catch (err) {
+        throw Object.assign(new Error(`cannot read pack ${file}: ${errorMessage(err)}`), { code: (err as NodeJS.ErrnoException).code });
+      }
+      this.fds.set(file, fd);
+    }
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, buf, done, length - done, offset + done);
+      if (n === 0) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
+      done += n;
+    }
+    return buf;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+  }
+}

@@ -51,14 +51,22 @@ export class SmallFileWriters {
 
   /** Restore one small file (content, owner, mode, times) under `dest`; throws what went wrong. */
   async write(dest: string, node: TreeNode): Promise<void> {
-    const blobs: Array<Awaited<ReturnType<Repository['loadStoredBlob']>>> = [];
-    for (const id of node.content ?? []) blobs.push(await this.repo.loadStoredBlob(id, 'data'));
-    const job: SmallFileJob = {
-      dest,
-      meta: { type: node.type, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime },
-      blobs: blobs.map(({ entry, stored }, i) => ({ id: node.content![i]!, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: stored.length })),
-    };
-    const stored = blobs.map((b) => b.stored);
+    const blobs: SmallFileJob['blobs'] = [];
+    const stored: Buffer[] = [];
+    for (const id of node.content ?? []) {
+      const entry = this.repo.blobEntry(id, 'data');
+      const blob = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length };
+      // From a folder repository the writer reads the pack itself; otherwise the bytes travel with the batch.
+      const file = this.repo.packFile(entry.pack);
+      if (file !== undefined) {
+        blobs.push({ ...blob, file, offset: entry.offset });
+        continue;
+      }
+      const loaded = await this.repo.loadStoredBlob(id, 'data');
+      stored.push(loaded.stored);
+      blobs.push({ ...blob, length: loaded.stored.length });
+    }
+    const job: SmallFileJob = { dest, meta: { type: node.type, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime }, blobs };
     const result = await this.batcher.add({ job, stored }, stored.reduce((n, b) => n + b.length, 0));
     if ('ok' in result) return;
     throw result.damaged ? new IntegrityError(result.message) : Object.assign(new Error(result.message), { code: result.code });

@@ -37,6 +37,11 @@ export interface Backend {
    * The buffer may share memory with other reads: callers read it, never change it.
    */
   get(key: string, range?: ByteRange): Promise<Buffer>;
+  /**
+   * The file holding an object, when the repository is a folder on this machine: worker
+   * threads can then read blobs themselves instead of through this thread.
+   */
+  localFile?(key: string): string;
   stat(key: string): Promise<ObjectInfo | undefined>;
   /** every object whose key starts with prefix, in no particular order */
   list(prefix: string): AsyncIterable<ObjectInfo>;

@@ -53,6 +53,10 @@ export class LocalBackend implements Backend {
     }
   }
 
+  localFile(key: string): string {
+    return this.path(key);
+  }
+
   private path(key: string): string {
     if (key.includes('..') || key.startsWith('/')) throw new Error(`invalid object key ${key}`);
     return join(this.root, ...key.split('/'));
