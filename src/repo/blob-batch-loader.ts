@@ -21,19 +21,16 @@ export interface BlobLoader {
  * hashes to its id, as from Repository.loadBlob.
  */
 export class BlobBatchLoader implements BlobLoader {
-  private readonly batcher: Batcher<{ request: DecodeRequest; stored: Buffer }, Buffer>;
+  private readonly batcher: Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer>;
 
   constructor(
     private readonly repo: Repository,
     pool: DecodePool,
   ) {
-    this.batcher = new Batcher<{ request: DecodeRequest; stored: Buffer }, Buffer>({ items: BATCH_BLOBS, bytes: BATCH_BYTES }, (blobs, bytes) =>
+    this.batcher = new Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer>({ items: BATCH_BLOBS, bytes: BATCH_BYTES }, (blobs) =>
       pool.decode(
         blobs.map((b) => b.request),
-        concatOwned(
-          blobs.map((b) => b.stored),
-          bytes,
-        ),
+        concatOwned(blobs.flatMap((b) => (b.stored ? [b.stored] : []))),
       ),
     );
   }
@@ -43,8 +40,12 @@ export class BlobBatchLoader implements BlobLoader {
   }
 
   async loadBlob(id: string, expectedType?: BlobType): Promise<Buffer> {
-    const { entry, stored } = await this.repo.loadStoredBlob(id, expectedType);
-    const request = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: stored.length };
-    return this.batcher.add({ request, stored }, stored.length);
+    const entry = this.repo.blobEntry(id, expectedType);
+    const request = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length };
+    // From a folder repository the worker reads the pack itself; otherwise the bytes travel with the batch.
+    const file = this.repo.packFile(entry.pack);
+    if (file !== undefined) return this.batcher.add({ request: { ...request, file, offset: entry.offset } }, entry.length);
+    const { stored } = await this.repo.loadStoredBlob(id, expectedType);
+    return this.batcher.add({ request: { ...request, length: stored.length }, stored }, stored.length);
   }
 }

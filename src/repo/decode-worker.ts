@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { concatOwned } from '../util/batcher.js';
 import { errorMessage } from '../util/errors.js';
 import type { PackedBlob } from './pack.js';
+import { PackFileReader } from './pack-file-reader.js';
 import { decodeBlob, verifyPack } from './pack-verify.js';
 
 /** Verifies packs and decodes blobs for a DecodePool; see decode-pool.ts. */
@@ -14,13 +15,19 @@ export type DecodeJob =
   | { kind: 'verify'; n: number; packId: string; bytes: Uint8Array; indexed: PackedBlob[] }
   | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array };
 
-/** A stored blob to decode; its stored bytes follow the previous blob's in the job's buffer. */
+/**
+ * A stored blob to decode. With a `file` (a folder repository's pack) it is read from
+ * there at `offset`; otherwise its stored bytes follow the previous such blob's in the
+ * job's buffer.
+ */
 export interface DecodeRequest {
   id: string;
   pack: string;
   compressed: boolean;
   rawLength: number;
   length: number;
+  file?: string;
+  offset?: number;
 }
 
 parentPort!.on('message', (job: DecodeJob) => {
@@ -33,18 +40,25 @@ parentPort!.on('message', (job: DecodeJob) => {
     // Each blob's content (its length) or why it is damaged; the contents go back in one buffer.
     const results: Array<number | string> = [];
     const plain: Buffer[] = [];
+    const packs = new PackFileReader();
     let at = 0;
     let total = 0;
-    for (const blob of job.blobs) {
-      try {
-        const data = decodeBlob(master, blob.id, blob, bytes.subarray(at, at + blob.length));
-        plain.push(data);
-        results.push(data.length);
-        total += data.length;
-      } catch (err) {
-        results.push(errorMessage(err));
+    try {
+      for (const blob of job.blobs) {
+        const inBatch = blob.file === undefined;
+        try {
+          const stored = inBatch ? bytes.subarray(at, at + blob.length) : packs.read(blob.file!, blob.offset!, blob.length);
+          const data = decodeBlob(master, blob.id, blob, stored);
+          plain.push(data);
+          results.push(data.length);
+          total += data.length;
+        } catch (err) {
+          results.push(errorMessage(err));
+        }
+        if (inBatch) at += blob.length;
       }
-      at += blob.length;
+    } finally {
+      packs.close();
     }
     const out = concatOwned(plain, total);
     parentPort!.postMessage({ n: job.n, results, bytes: out }, [out.buffer as ArrayBuffer]);

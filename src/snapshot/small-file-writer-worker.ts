@@ -1,6 +1,6 @@
-import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { DecodeRequest } from '../repo/decode-worker.js';
+import { PackFileReader } from '../repo/pack-file-reader.js';
 import { decodeBlob } from '../repo/pack-verify.js';
 import { writeSmallFile, type RestorableMetadata } from '../sources/files-restore.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
@@ -25,7 +25,7 @@ export type SmallFileResult = { ok: true } | { message: string; code?: string; d
 
 parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8Array; replaceExisting: boolean }) => {
   const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
-  const packs = new PackReader();
+  const packs = new PackFileReader();
   const results: SmallFileResult[] = [];
   let at = 0;
   try {
@@ -57,33 +57,3 @@ parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8
   }
   parentPort!.postMessage({ n: job.n, results });
 });
-
-/** Pack files read during one batch: a batch's blobs mostly share a pack or two. */
-class PackReader {
-  private readonly fds = new Map<string, number>();
-
-  read(file: string, offset: number, length: number): Buffer {
-    let fd = this.fds.get(file);
-    if (fd === undefined) {
-      try {
-        fd = openSync(file, 'r');
-      } catch (err) {
-        throw Object.assign(new Error(`cannot read pack ${file}: ${errorMessage(err)}`), { code: (err as NodeJS.ErrnoException).code });
-      }
-      this.fds.set(file, fd);
-    }
-    const buf = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, buf, done, length - done, offset + done);
-      if (n === 0) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
-      done += n;
-    }
-    return buf;
-  }
-
-  close(): void {
-    for (const fd of this.fds.values()) closeSync(fd);
-    this.fds.clear();
-  }
-}
