@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { IntegrityError } from '../util/errors.js';
+import { IntegrityError, StackvaultError } from '../util/errors.js';
 import type { MasterKey } from './crypto.js';
 import type { DecodeJob, DecodeRequest } from './decode-worker.js';
 import type { PackedBlob } from './pack.js';
@@ -14,7 +14,7 @@ type Reply = { n: number; verdict?: PackVerdict; results?: Array<number | string
  * unref'd when idle.
  */
 export class DecodePool {
-  private readonly workers: Array<{ worker: Worker; pending: Map<number, { resolve(v: Reply): void; reject(e: Error): void }> }> = [];
+  private readonly workers: Array<{ worker: Worker; pending: Map<number, { resolve(v: Reply): void; reject(e: Error): void }>; stopped?: Error }> = [];
   private next = 0;
 
   constructor(
@@ -23,24 +23,29 @@ export class DecodePool {
   ) {
     for (let i = 0; i < size; i++) {
       const worker = new Worker(new URL('./decode-worker.js', import.meta.url), { workerData: { encryptionKey: master.encryptionKey, idKey: master.idKey } });
-      const slot = { worker, pending: new Map<number, { resolve(v: Reply): void; reject(e: Error): void }>() };
+      const slot: (typeof this.workers)[number] = { worker, pending: new Map() };
       worker.on('message', (reply: Reply) => {
         const waiting = slot.pending.get(reply.n);
         slot.pending.delete(reply.n);
         if (slot.pending.size === 0) worker.unref();
         waiting?.resolve(reply);
       });
-      worker.on('error', (err) => {
+      const stopped = (err: Error) => {
+        slot.stopped ??= err;
         for (const p of slot.pending.values()) p.reject(err);
         slot.pending.clear();
-      });
+      };
+      worker.on('error', stopped);
+      worker.on('exit', (code) => stopped(new StackvaultError(`a decode thread stopped (exit code ${code})`)));
       worker.unref();
       this.workers.push(slot);
     }
   }
 
   private async run(job: DistributiveOmit<DecodeJob, 'n' | 'bytes'>, bytes: Buffer): Promise<Reply> {
-    const slot = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const live = this.workers.filter((w) => !w.stopped);
+    if (live.length === 0) throw this.workers[0]?.stopped ?? new StackvaultError('no decode threads');
+    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const n = this.next++;
     const own = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes : Buffer.from(bytes);
     return new Promise((resolve, reject) => {

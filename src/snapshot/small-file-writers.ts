@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repo/repository.js';
 import { Batcher, concatOwned } from '../util/batcher.js';
-import { IntegrityError } from '../util/errors.js';
+import { IntegrityError, StackvaultError } from '../util/errors.js';
 import type { SmallFileJob, SmallFileResult } from './small-file-writer-worker.js';
 import type { TreeNode } from './tree.js';
 
@@ -18,8 +18,9 @@ const BATCH_BYTES = 4 * 1024 * 1024;
  * commits, and decoding leaves the main thread.
  */
 export class SmallFileWriters {
-  private readonly workers: Array<{ worker: Worker; pending: Map<number, (results: SmallFileResult[] | Error) => void> }> = [];
+  private readonly workers: WriterSlot[] = [];
   private next = 0;
+  private readonly inFlight = new Set<Promise<unknown>>();
   private readonly batcher = new Batcher<{ job: SmallFileJob; stored: Buffer[] }, SmallFileResult>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files, bytes) =>
     this.send(files, bytes),
   );
@@ -33,17 +34,20 @@ export class SmallFileWriters {
       const worker = new Worker(new URL('./small-file-writer-worker.js', import.meta.url), {
         workerData: { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey },
       });
-      const slot = { worker, pending: new Map<number, (results: SmallFileResult[] | Error) => void>() };
+      const slot: WriterSlot = { worker, pending: new Map() };
       worker.on('message', (reply: { n: number; results: SmallFileResult[] }) => {
         const settle = slot.pending.get(reply.n);
         slot.pending.delete(reply.n);
         if (slot.pending.size === 0) worker.unref();
         settle?.(reply.results);
       });
-      worker.on('error', (err) => {
+      const stopped = (err: Error) => {
+        slot.stopped ??= err;
         for (const settle of slot.pending.values()) settle(err);
         slot.pending.clear();
-      });
+      };
+      worker.on('error', stopped);
+      worker.on('exit', (code) => stopped(new StackvaultError(`a restore writer thread stopped (exit code ${code})`)));
       worker.unref();
       this.workers.push(slot);
     }
@@ -78,16 +82,34 @@ export class SmallFileWriters {
       files.flatMap((f) => f.stored),
       bytes,
     );
-    const slot = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const live = this.workers.filter((w) => !w.stopped);
+    if (live.length === 0) return Promise.resolve(files.map(() => this.workers[0]!.stopped!));
+    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const n = this.next++;
-    return new Promise((resolve) => {
+    const sent = new Promise<SmallFileResult[] | Error[]>((resolve) => {
       slot.pending.set(n, (results) => resolve(results instanceof Error ? files.map(() => results) : results));
       slot.worker.ref();
       slot.worker.postMessage({ n, files: files.map((f) => f.job), bytes: buffer, replaceExisting: this.replaceExisting }, [buffer.buffer as ArrayBuffer]);
     });
+    this.inFlight.add(sent);
+    void sent.finally(() => this.inFlight.delete(sent));
+    return sent;
   }
 
+  /**
+   * Batches already sent are finished first, even when the restore stopped early
+   * (interrupted, or failed): a writer stopped in the middle of a file would leave part
+   * of it under its name.
+   */
   async close(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
   }
+}
+
+interface WriterSlot {
+  worker: Worker;
+  pending: Map<number, (results: SmallFileResult[] | Error) => void>;
+  /** why the thread stopped, once it has */
+  stopped?: Error;
 }

@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../src/repo/backends/local.js';
+import { Repository } from '../src/repo/repository.js';
+import { backup } from '../src/snapshot/backup.js';
+import { SmallFileWriters } from '../src/snapshot/small-file-writers.js';
+import { TreeLoader } from '../src/snapshot/tree.js';
+import { walkTree } from '../src/snapshot/walk.js';
+import { StackvaultError } from '../src/util/errors.js';
+import { makeRichTree, tempDir } from './helpers.js';
+
+test('restore writer threads write small files whole, and a writer that stops fails its files instead of hanging', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await makeRichTree(src);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: src, exclusionClasses: {} }] });
+  let small: { path: string; node: Parameters<SmallFileWriters['write']>[1] } | undefined;
+  for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (path === '/data/docs/small.txt') small = { path, node };
+  assert.ok(small);
+
+  const writers = new SmallFileWriters(repo, 2, false);
+  const dest = join(dir, 'small.txt');
+  await writers.write(dest, small.node);
+  assert.deepEqual(await readFile(dest), await readFile(join(src, 'docs/small.txt')));
+  assert.equal((await stat(dest)).mode & 0o7777, small.node.mode);
+  await assert.rejects(writers.write(dest, small.node), { code: 'EEXIST' }, 'an existing name is not overwritten without replaceExisting');
+
+  for (const slot of (writers as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers) await slot.worker.terminate();
+  await assert.rejects(writers.write(join(dir, 'other.txt'), small.node), (err: Error) => err instanceof StackvaultError && /writer thread stopped/.test(err.message));
+  await writers.close();
+});
