@@ -63,16 +63,21 @@ async function underFaults(t: TestContext, proxy: FaultProxy, open: () => Backen
   }
   // rclone's WebDAV may show a half-written file after a cut upload, which stackvault removes; nothing else is ever deleted.
   if (!options.deletesBrokenUploads) assert.deepEqual(proxy.forwarded.filter((r) => r.method === 'DELETE'), [], 'backups delete nothing');
-  const injected = Object.values(proxy.injected).reduce((a, b) => a + b, 0);
-  assert.ok(injected >= 10, `faults were injected: ${JSON.stringify(proxy.injected)}`);
 
+  // Reading goes on under faults too: check reads every pack, restore every blob.
+  proxy.rate = 0.1;
   const repo = await Repository.open(backend, 'pw');
   const checked = await check(repo, { readData: true });
   assert.deepEqual(checked.errors, []);
   const target = join(dir, 'target');
   const restored = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
+  proxy.rate = 0;
   assert.deepEqual(restored.errors, []);
   assert.deepEqual((await compareTrees(source, join(target, 'data'), { owners: false })).differences, []);
+  // How many depends on timing (which requests meet the seeded faults); the issue asks for about 10 to 40.
+  const injected = Object.values(proxy.injected).reduce((a, b) => a + b, 0);
+  if (process.env.SV_DEBUG) console.error("faults injected:", JSON.stringify(proxy.injected));
+  assert.ok(injected >= 10, `faults were injected: ${JSON.stringify(proxy.injected)}`);
 }
 
 test('Azure: backups survive dropped connections, 503s, cut bodies and stalls', async (t) => {
