@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { ResolvedSource } from '../config/sources.js';
 import { stackBackupInputs } from '../stack/stack.js';
@@ -15,6 +15,7 @@ import { applyRetention, isEmptyPolicy, retentionPolicyOf } from '../snapshot/re
 import { forgetSnapshots, listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { walkTree } from '../snapshot/walk.js';
+import { ListingPrefetch } from '../sources/listing-prefetch.js';
 import { Connection, type ConnectOptions } from '../sources/mariadb/connection.js';
 import { StackvaultError, UsageError } from '../util/errors.js';
 
@@ -38,11 +39,13 @@ export interface JobContext {
 }
 
 export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<JobOutcome> {
-  const repo = await ctx.openRepository();
   const { config } = ctx.loaded;
   // Asked each night: the incarnation, the version and the database's address change with updates.
   const inputs = await stackBackupInputs(ctx.loaded);
-  const result = await backup(repo, { sources: inputs.sources, host: ctx.host, stack: config.stack, tags: [...(config.tags ?? []), ...inputs.tags], signal });
+  // The walk starts reading folders while the repository's key is derived, as in the CLI.
+  const prefetched = ListingPrefetch.start(inputs.sources.flatMap((s) => (s.kind === 'files' ? [resolve(s.path)] : [])));
+  const repo = await ctx.openRepository().finally(() => prefetched.stop());
+  const result = await backup(repo, { sources: inputs.sources, host: ctx.host, stack: config.stack, tags: [...(config.tags ?? []), ...inputs.tags], signal, prefetched });
   const bytesAdded = result.snapshot.sources.reduce((n, s) => n + s.stats.bytesAdded, 0);
   return {
     snapshot: result.id,
