@@ -15,10 +15,11 @@ export interface BlobLoader {
 }
 
 /**
- * Loads blobs for a restore: stored bytes are read on this thread, and decrypted,
- * decompressed and verified on a worker, many blobs per message. Profiled on a 1 GiB
- * restore, decoding was 40% of the main thread's time. A blob comes back only once it
- * hashes to its id, as from Repository.loadBlob.
+ * Loads blobs for a restore: a worker reads them (from a folder repository's pack files;
+ * from other backends this thread reads the bytes and sends them), decrypts, decompresses
+ * and verifies them, many blobs per message. Profiled on a 1 GiB restore, decoding was
+ * 40% of the main thread's time. A blob comes back only once it hashes to its id, as
+ * from Repository.loadBlob.
  */
 export class BlobBatchLoader implements BlobLoader {
   private readonly batcher: Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer>;

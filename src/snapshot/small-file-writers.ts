@@ -10,12 +10,13 @@ const BATCH_FILES = 64;
 const BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
- * Restores small files on worker threads: this thread reads their stored blobs, a writer
- * decrypts, decompresses and verifies them, then creates the file with blocking calls.
- * Several writers create files at once. On ext4 a file's creation can wait for a journal
- * commit; one thread creating 47,000 files one after another waited 12 s of a 17 s
- * restore, where restic (many goroutines) took 8 s. Writers waiting together share
- * commits, and decoding leaves the main thread.
+ * Restores small files on worker threads. A writer gets a batch of files with where their
+ * stored blobs are (a folder repository's pack files; from other backends this thread
+ * sends the bytes), decrypts, decompresses and verifies every blob, and only then creates
+ * the file with blocking calls. Decoding leaves the main thread, and several files are
+ * created at once: on this machine's disk, when the kernel was slow to allocate inodes
+ * (see docs/performance.md), one thread creating 47,000 files waited 12 s of a 17 s
+ * restore, where restic (many goroutines) took 8 s.
  */
 export class SmallFileWriters {
   private readonly workers: WriterSlot[] = [];
