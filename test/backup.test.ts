@@ -12,6 +12,7 @@ import { restore } from '../src/snapshot/restore.js';
 import { listSnapshots } from '../src/snapshot/snapshot.js';
 import { TreeLoader, sameNodes } from '../src/snapshot/tree.js';
 import { walkTree } from '../src/snapshot/walk.js';
+import { compareTrees } from '../src/sources/compare.js';
 import { makeRichTree, pseudoRandom, pseudoText, runCli, tempDir } from './helpers.js';
 
 async function stackFolder(root: string): Promise<void> {
@@ -137,6 +138,26 @@ test('stored trees match by value, whatever the order of their fields', () => {
   assert.ok(!sameNodes([node], [{ ...node, content: ['x'] }]));
   assert.ok(!sameNodes([node], [{ ...node, rdev: 0 }]));
   assert.ok(!sameNodes([node], [node, node]));
+});
+
+test('a backup long enough to hand files to the encoder thread (after it starts) restores byte-equal', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  // Thousands of small files and some large ones: the first go through this thread while
+  // the encoder thread starts, the rest through its queue and batches.
+  for (let d = 0; d < 40; d++) {
+    await mkdir(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < 60; f++) await writeFile(join(src, `d${d}`, `s${f}.txt`), pseudoText(d * 100 + f, 200 + ((d * 7 + f * 13) % 3000)));
+    await writeFile(join(src, `d${d}`, 'large.bin'), d % 2 ? pseudoRandom(d, 300_000) : pseudoText(d, 700_000));
+  }
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: src, exclusionClasses: {} }] });
+  assert.equal(saved.errorCount, 0);
+  assert.equal(saved.snapshot.sources[0]!.stats.files, 40 * 61);
+  assert.deepEqual((await check(repo, { readData: true })).errors, []);
+  const target = join(dir, 'restored');
+  await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
+  assert.deepEqual((await compareTrees(src, join(target, 'data'), { owners: false })).differences, []);
 });
 
 test('unreadable entries are reported, the rest is saved, and the CLI exits 3', async (t) => {

@@ -138,3 +138,6 @@ async function encodeFile(job: number, path: string, size: number): Promise<void
     await file?.close().catch(() => undefined);
   }
 }
+
+// Modules loaded, buffers set up: the main thread may hand over files now.
+parentPort!.postMessage({ type: 'ready' });

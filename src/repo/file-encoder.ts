@@ -39,6 +39,8 @@ interface WorkerSlot {
   worker: Worker;
   jobs: Map<number, Job>;
   died?: string;
+  /** the thread has loaded its modules and takes work without delay */
+  ready?: boolean;
 }
 
 /**
@@ -73,7 +75,11 @@ export class FileEncoder {
         workerData: { seed: master.chunkerSeed, params, idKey: master.idKey, key: master.encryptionKey },
       });
       const slot: WorkerSlot = { worker, jobs: new Map<number, Job>() };
-      worker.on('message', (reply: Reply) => {
+      worker.on('message', (reply: Reply | { type: 'ready' }) => {
+        if (reply.type === 'ready') {
+          slot.ready = true;
+          return;
+        }
         const job = slot.jobs.get(reply.job);
         if (!job) return;
         job.queue.push(reply);
@@ -100,6 +106,18 @@ export class FileEncoder {
   private readonly batcher = new Batcher<{ path: string; size: number }, EncodedBlob[]>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.sendBatch(files));
   private batchesInFlight = 0;
   private largeFilesInFlight = 0;
+
+  /**
+   * Starts the threads if they are not running yet, and says whether one is ready. A
+   * thread takes about 0.1 s to load its modules; files handed to it meanwhile would
+   * wait, and with them the folders that hold them (a 1%-changed backup idled 0.15 s).
+   * Until then the caller encodes files itself. A backup that finds nothing to read
+   * never starts them.
+   */
+  warm(): boolean {
+    if (this.workers.length === 0) this.start();
+    return this.workers.some((w) => w.ready && !w.died);
+  }
 
   /**
    * Whether a small file should go to a worker rather than be encoded on the main thread:

@@ -426,7 +426,7 @@ class SourceWalker {
    * work: a folder of large files, then one of small files, each left a thread idle.
    */
   private async dispatch(st: BigIntStats): Promise<{ route: FileRoute; release: () => void }> {
-    if (this.encoder) {
+    if (this.encoder?.warm()) {
       if (Number(st.size) >= WORKER_FILE_BYTES) {
         const release = this.largeFileSlots.tryAcquire();
         if (release) return { route: 'large', release };
