@@ -28,6 +28,13 @@ function compile(pattern: string): CompiledPattern {
 
 export type Verdict = { excluded: false } | { excluded: true; reason: string };
 
+const KEPT: Verdict = Object.freeze({ excluded: false });
+
+function anyHit(patterns: readonly CompiledPattern[], relPath: string, name: string, isDir: boolean): boolean {
+  for (const p of patterns) if ((!p.dirOnly || isDir) && p.test(relPath, name)) return true;
+  return false;
+}
+
 export interface ExclusionRules {
   /** user patterns that exclude */
   exclude?: readonly string[];
@@ -54,13 +61,13 @@ export class ExclusionMatcher {
 
   /** Why relPath (relative to the source folder, "/"-separated) is left out, if it is. */
   classify(relPath: string, isDir: boolean): Verdict {
+    // Called for every entry of a backup: plain loops and one shared verdict for the common case.
     const name = relPath.slice(relPath.lastIndexOf('/') + 1);
-    const hit = (p: CompiledPattern) => (!p.dirOnly || isDir) && p.test(relPath, name);
     for (const cls of this.classes) {
-      if (cls.patterns.some(hit)) return { excluded: true, reason: cls.name };
+      if (anyHit(cls.patterns, relPath, name, isDir)) return { excluded: true, reason: cls.name };
     }
-    if (this.exclude.some(hit)) return { excluded: true, reason: 'exclude' };
-    return { excluded: false };
+    if (anyHit(this.exclude, relPath, name, isDir)) return { excluded: true, reason: 'exclude' };
+    return KEPT;
   }
 
   /** With include patterns: whether relPath itself is named by one (everything below it is then kept). */
