@@ -16,7 +16,7 @@ test('a decode pool returns each blob or why it is damaged, and fails (not hangs
   assert.deepEqual(results[0], good);
   assert.ok(results[1] instanceof IntegrityError && /damaged/.test(results[1].message));
 
-  for (const slot of (pool as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers) await slot.worker.terminate();
+  for (const slot of (pool as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool.slots) await slot.worker.terminate();
   await assert.rejects(pool.decode([blob(stored.length)], Buffer.from(stored)), (err: Error) => err instanceof StackvaultError && /decode thread stopped/.test(err.message));
   await pool.close();
 });

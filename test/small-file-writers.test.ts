@@ -28,7 +28,7 @@ test('restore writer threads write small files whole, and a writer that stops fa
   assert.equal((await stat(dest)).mode & 0o7777, small.node.mode);
   await assert.rejects(writers.write(dest, small.node), { code: 'EEXIST' }, 'an existing name is not overwritten without replaceExisting');
 
-  for (const slot of (writers as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers) await slot.worker.terminate();
+  for (const slot of (writers as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool.slots) await slot.worker.terminate();
   await assert.rejects(writers.write(join(dir, 'other.txt'), small.node), (err: Error) => err instanceof StackvaultError && /writer thread stopped/.test(err.message));
   await writers.close();
 });

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
-import { IntegrityError, StackvaultError } from '../util/errors.js';
+import { IntegrityError } from '../util/errors.js';
+import { WorkerPool, ownedBuffer } from '../util/worker-pool.js';
 import type { MasterKey } from './crypto.js';
 import type { DecodeJob, DecodeRequest } from './decode-worker.js';
 import type { PackedBlob } from './pack.js';
@@ -14,45 +14,18 @@ type Reply = { n: number; verdict?: PackVerdict; results?: Array<number | string
  * unref'd when idle.
  */
 export class DecodePool {
-  private readonly workers: Array<{ worker: Worker; pending: Map<number, { resolve(v: Reply): void; reject(e: Error): void }>; stopped?: Error }> = [];
-  private next = 0;
+  private readonly pool: WorkerPool<Reply>;
 
   constructor(
     master: MasterKey,
     readonly size = availableParallelism(),
   ) {
-    for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL('./decode-worker.js', import.meta.url), { workerData: { encryptionKey: master.encryptionKey, idKey: master.idKey } });
-      const slot: (typeof this.workers)[number] = { worker, pending: new Map() };
-      worker.on('message', (reply: Reply) => {
-        const waiting = slot.pending.get(reply.n);
-        slot.pending.delete(reply.n);
-        if (slot.pending.size === 0) worker.unref();
-        waiting?.resolve(reply);
-      });
-      const stopped = (err: Error) => {
-        slot.stopped ??= err;
-        for (const p of slot.pending.values()) p.reject(err);
-        slot.pending.clear();
-      };
-      worker.on('error', stopped);
-      worker.on('exit', (code) => stopped(new StackvaultError(`a decode thread stopped (exit code ${code})`)));
-      worker.unref();
-      this.workers.push(slot);
-    }
+    this.pool = new WorkerPool(new URL('./decode-worker.js', import.meta.url), { encryptionKey: master.encryptionKey, idKey: master.idKey }, size, 'a decode thread');
   }
 
-  private async run(job: DistributiveOmit<DecodeJob, 'n' | 'bytes'>, bytes: Buffer): Promise<Reply> {
-    const live = this.workers.filter((w) => !w.stopped);
-    if (live.length === 0) throw this.workers[0]?.stopped ?? new StackvaultError('no decode threads');
-    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
-    const n = this.next++;
-    const own = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes : Buffer.from(bytes);
-    return new Promise((resolve, reject) => {
-      slot.pending.set(n, { resolve, reject });
-      slot.worker.ref();
-      slot.worker.postMessage({ ...job, n, bytes: own }, [own.buffer as ArrayBuffer]);
-    });
+  private run(job: DistributiveOmit<DecodeJob, 'n' | 'bytes'>, bytes: Buffer): Promise<Reply> {
+    const own = ownedBuffer(bytes);
+    return this.pool.request({ ...job, bytes: own }, [own.buffer as ArrayBuffer]);
   }
 
   /** The pack's bytes are handed over to the worker: the caller must not use them afterwards. */
@@ -78,8 +51,8 @@ export class DecodePool {
     });
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }
 

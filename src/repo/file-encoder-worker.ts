@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { concatOwned } from '../util/batcher.js';
+import { ownedBuffer } from '../util/worker-pool.js';
 import { AdaptiveReader } from '../util/plain-file.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { compressIfSmaller } from './compression.js';
@@ -57,7 +58,7 @@ parentPort!.on('message', (msg: Request) => {
     try {
       const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
       const compressed = compressIfSmaller(data);
-      const stored = ownBuffer(seal(key, compressed ?? data));
+      const stored = ownedBuffer(seal(key, compressed ?? data));
       parentPort!.postMessage({ type: 'blob', job: msg.job, id: msg.id, rawLength: data.length, compressed: compressed !== null, stored }, [stored.buffer as ArrayBuffer]);
     } catch (err) {
       parentPort!.postMessage({ type: 'error', job: msg.job, message: (err as Error).message });
@@ -73,11 +74,6 @@ parentPort!.on('message', (msg: Request) => {
   waiting.delete(msg.job);
   resume?.();
 });
-
-/** A buffer that owns its memory, so transferring it moves no one else's bytes. */
-function ownBuffer(buf: Buffer): Buffer {
-  return buf.byteOffset === 0 && buf.buffer.byteLength === buf.length ? buf : Buffer.from(buf);
-}
 
 function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed: boolean; sealed: Buffer } {
   const compressed = compressIfSmaller(chunk);
@@ -123,7 +119,7 @@ async function encodeFile(job: number, path: string, size: number): Promise<void
     for await (const chunk of chunker.chunkFile(file, size)) {
       if (cancelled.has(job)) break;
       const { sealed, ...blob } = encodeChunk(chunk);
-      const stored = ownBuffer(sealed);
+      const stored = ownedBuffer(sealed);
       parentPort!.postMessage({ type: 'blob', job, ...blob, stored }, [stored.buffer as ArrayBuffer]);
       unacknowledged.set(job, (unacknowledged.get(job) ?? 0) + 1);
       while ((unacknowledged.get(job) ?? 0) >= AHEAD && !cancelled.has(job)) await new Promise<void>((resolve) => waiting.set(job, resolve));

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
 import { Batcher } from '../util/batcher.js';
+import { ownedBuffer } from '../util/worker-pool.js';
 import { StackvaultError } from '../util/errors.js';
 import type { MasterKey } from './crypto.js';
 
@@ -192,7 +193,7 @@ export class FileEncoder {
    * has hashed it and found it new. The chunk's memory is handed over: do not use it after.
    */
   async encodeChunk(id: string, data: Buffer): Promise<EncodedBlob> {
-    const own = data.byteOffset === 0 && data.buffer.byteLength === data.length ? data : Buffer.from(data);
+    const own = ownedBuffer(data);
     const { slot, n, next, close } = this.openJob();
     try {
       slot.worker.postMessage({ type: 'chunk', job: n, id, data: own }, [own.buffer as ArrayBuffer]);

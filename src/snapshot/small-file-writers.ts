@@ -1,7 +1,7 @@
-import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repo/repository.js';
 import { Batcher, concatOwned } from '../util/batcher.js';
-import { IntegrityError, StackvaultError } from '../util/errors.js';
+import { IntegrityError } from '../util/errors.js';
+import { WorkerPool } from '../util/worker-pool.js';
 import type { SmallFileJob, SmallFileResult } from './small-file-writer-worker.js';
 import type { TreeNode } from './tree.js';
 
@@ -19,8 +19,7 @@ const BATCH_BYTES = 4 * 1024 * 1024;
  * restore, where restic (many goroutines) took 8 s.
  */
 export class SmallFileWriters {
-  private readonly workers: WriterSlot[] = [];
-  private next = 0;
+  private readonly pool: WorkerPool<{ n: number; results: SmallFileResult[] }>;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly batcher = new Batcher<{ job: SmallFileJob; stored: Buffer[] }, SmallFileResult>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files, bytes) =>
     this.send(files, bytes),
@@ -31,27 +30,8 @@ export class SmallFileWriters {
     count: number,
     private readonly replaceExisting: boolean,
   ) {
-    for (let i = 0; i < count; i++) {
-      const worker = new Worker(new URL('./small-file-writer-worker.js', import.meta.url), {
-        workerData: { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey },
-      });
-      const slot: WriterSlot = { worker, pending: new Map() };
-      worker.on('message', (reply: { n: number; results: SmallFileResult[] }) => {
-        const settle = slot.pending.get(reply.n);
-        slot.pending.delete(reply.n);
-        if (slot.pending.size === 0) worker.unref();
-        settle?.(reply.results);
-      });
-      const stopped = (err: Error) => {
-        slot.stopped ??= err;
-        for (const settle of slot.pending.values()) settle(err);
-        slot.pending.clear();
-      };
-      worker.on('error', stopped);
-      worker.on('exit', (code) => stopped(new StackvaultError(`a restore writer thread stopped (exit code ${code})`)));
-      worker.unref();
-      this.workers.push(slot);
-    }
+    const keys = { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey };
+    this.pool = new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), keys, count, 'a restore writer thread');
   }
 
   /** Restore one small file (content, owner, mode, times) under `dest`; throws what went wrong. */
@@ -78,23 +58,18 @@ export class SmallFileWriters {
   }
 
   /** One batch to the least busy writer: the files' stored blobs travel in one buffer. */
-  private send(files: Array<{ job: SmallFileJob; stored: Buffer[] }>, bytes: number): Promise<SmallFileResult[] | Error[]> {
+  private async send(files: Array<{ job: SmallFileJob; stored: Buffer[] }>, bytes: number): Promise<SmallFileResult[]> {
     const buffer = concatOwned(
       files.flatMap((f) => f.stored),
       bytes,
     );
-    const live = this.workers.filter((w) => !w.stopped);
-    if (live.length === 0) return Promise.resolve(files.map(() => this.workers[0]!.stopped!));
-    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
-    const n = this.next++;
-    const sent = new Promise<SmallFileResult[] | Error[]>((resolve) => {
-      slot.pending.set(n, (results) => resolve(results instanceof Error ? files.map(() => results) : results));
-      slot.worker.ref();
-      slot.worker.postMessage({ n, files: files.map((f) => f.job), bytes: buffer, replaceExisting: this.replaceExisting }, [buffer.buffer as ArrayBuffer]);
-    });
+    const sent = this.pool.request({ files: files.map((f) => f.job), bytes: buffer, replaceExisting: this.replaceExisting }, [buffer.buffer as ArrayBuffer]);
     this.inFlight.add(sent);
-    void sent.finally(() => this.inFlight.delete(sent));
-    return sent;
+    try {
+      return (await sent).results;
+    } finally {
+      this.inFlight.delete(sent);
+    }
   }
 
   /**
@@ -103,14 +78,7 @@ export class SmallFileWriters {
    * of it under its name.
    */
   async close(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
-    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.pool.close();
   }
-}
-
-interface WriterSlot {
-  worker: Worker;
-  pending: Map<number, (results: SmallFileResult[] | Error) => void>;
-  /** why the thread stopped, once it has */
-  stopped?: Error;
 }

@@ -1,0 +1,59 @@
+import { Worker } from 'node:worker_threads';
+import { StackvaultError } from './errors.js';
+
+/**
+ * Worker threads that answer numbered requests: each request goes to the least busy
+ * thread still running, and its reply (a message with the same `n`) resolves it. A thread
+ * that stops (a crash, running out of memory) rejects what it had and gets nothing more;
+ * when none is left, requests fail at once. Threads are unref'd while idle, so a pool
+ * never keeps the process alive.
+ */
+export class WorkerPool<Reply extends { n: number }> {
+  private readonly slots: Array<{ worker: Worker; pending: Map<number, { resolve(reply: Reply): void; reject(err: Error): void }>; stopped?: Error }> = [];
+  private next = 0;
+
+  /** `what` names a thread in errors ("a decode thread stopped ..."). */
+  constructor(script: URL, workerData: unknown, size: number, what: string) {
+    for (let i = 0; i < size; i++) {
+      const worker = new Worker(script, { workerData });
+      const slot: (typeof this.slots)[number] = { worker, pending: new Map() };
+      worker.on('message', (reply: Reply) => {
+        const waiting = slot.pending.get(reply.n);
+        slot.pending.delete(reply.n);
+        if (slot.pending.size === 0) worker.unref();
+        waiting?.resolve(reply);
+      });
+      const stopped = (err: Error) => {
+        slot.stopped ??= err;
+        for (const p of slot.pending.values()) p.reject(err);
+        slot.pending.clear();
+      };
+      worker.on('error', stopped);
+      worker.on('exit', (code) => stopped(new StackvaultError(`${what} stopped (exit code ${code})`)));
+      worker.unref();
+      this.slots.push(slot);
+    }
+  }
+
+  /** Send `message` (with its number added) to a thread, moving `transfer` there. */
+  request(message: object, transfer: ArrayBuffer[] = []): Promise<Reply> {
+    const live = this.slots.filter((s) => !s.stopped);
+    if (live.length === 0) return Promise.reject(this.slots[0]?.stopped ?? new StackvaultError('no worker threads'));
+    const slot = live.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const n = this.next++;
+    return new Promise((resolve, reject) => {
+      slot.pending.set(n, { resolve, reject });
+      slot.worker.ref();
+      slot.worker.postMessage({ ...message, n }, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}
+
+/** The buffer itself if it owns its memory, else a copy that does: what can be transferred to a thread. */
+export function ownedBuffer(buf: Buffer): Buffer {
+  return buf.byteOffset === 0 && buf.buffer.byteLength === buf.length ? buf : Buffer.from(buf);
+}
