@@ -1,4 +1,5 @@
-import { Batcher, concatOwned } from '../util/batcher.js';
+import { Batcher } from '../util/batcher.js';
+import { concatOwned } from '../util/owned-buffer.js';
 import type { DecodePool } from './decode-pool.js';
 import type { DecodeRequest } from './decode-worker.js';
 import type { BlobType } from './pack.js';

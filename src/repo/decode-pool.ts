@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { IntegrityError } from '../util/errors.js';
-import { WorkerPool, ownedBuffer } from '../util/worker-pool.js';
+import { ownedBuffer } from '../util/owned-buffer.js';
+import { WorkerPool } from '../util/worker-pool.js';
 import type { MasterKey } from './crypto.js';
 import type { DecodeJob, DecodeRequest } from './decode-worker.js';
 import type { PackedBlob } from './pack.js';

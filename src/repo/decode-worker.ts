@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { concatOwned } from '../util/batcher.js';
+import { concatOwned } from '../util/owned-buffer.js';
 import { errorMessage } from '../util/errors.js';
 import type { PackedBlob } from './pack.js';
 import { PackFileReader } from './pack-file-reader.js';

@@ -1,6 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { concatOwned } from '../util/batcher.js';
-import { ownedBuffer } from '../util/worker-pool.js';
+import { concatOwned, ownedBuffer } from '../util/owned-buffer.js';
 import { AdaptiveReader } from '../util/plain-file.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { compressIfSmaller } from './compression.js';

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
 import { Batcher } from '../util/batcher.js';
-import { ownedBuffer } from '../util/worker-pool.js';
+import { ownedBuffer } from '../util/owned-buffer.js';
 import { StackvaultError } from '../util/errors.js';
 import type { MasterKey } from './crypto.js';
 

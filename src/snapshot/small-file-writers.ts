@@ -1,5 +1,6 @@
 import type { Repository } from '../repo/repository.js';
-import { Batcher, concatOwned } from '../util/batcher.js';
+import { Batcher } from '../util/batcher.js';
+import { concatOwned } from '../util/owned-buffer.js';
 import { IntegrityError } from '../util/errors.js';
 import { WorkerPool } from '../util/worker-pool.js';
 import type { SmallFileJob, SmallFileResult } from './small-file-writer-worker.js';

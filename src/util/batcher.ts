@@ -46,14 +46,3 @@ export class Batcher<T, R> {
     );
   }
 }
-
-/** The parts in one buffer of its own (not Node's shared pool), so it can be transferred to a worker. */
-export function concatOwned(parts: readonly Uint8Array[], total = parts.reduce((n, p) => n + p.length, 0)): Buffer {
-  const out = Buffer.allocUnsafeSlow(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}

@@ -52,8 +52,3 @@ export class WorkerPool<Reply extends { n: number }> {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }
-
-/** The buffer itself if it owns its memory, else a copy that does: what can be transferred to a thread. */
-export function ownedBuffer(buf: Buffer): Buffer {
-  return buf.byteOffset === 0 && buf.buffer.byteLength === buf.length ? buf : Buffer.from(buf);
-}
