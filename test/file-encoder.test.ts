@@ -61,12 +61,12 @@ test('small files go to a worker in batches: each gets its own blobs or its own 
   const paths = contents.map((_, i) => join(dir, `f${i}`));
   await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
   const results = await Promise.allSettled(
-    [...paths, join(dir, 'missing')].map((p, i) => encoder.encodeSmall(p, contents[i]?.length ?? 10)),
+    [...paths, join(dir, 'missing')].map((p, i) => encoder.encodeBatched(p, contents[i]?.length ?? 10)),
   );
   for (const [i, content] of contents.entries()) {
     const result = results[i]!;
     assert.equal(result.status, 'fulfilled');
-    const blobs = (result as PromiseFulfilledResult<Awaited<ReturnType<FileEncoder['encodeSmall']>>>).value;
+    const blobs = (result as PromiseFulfilledResult<Awaited<ReturnType<FileEncoder['encodeBatched']>>>).value;
     assert.deepEqual(blobs.map((b) => b.id), content.length ? [repo.blobId(content)] : []);
     for (const blob of blobs) {
       const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');

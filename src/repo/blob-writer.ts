@@ -62,24 +62,47 @@ export class BlobWriter {
     return { id: blob.id, added: true, storedBytes: blob.stored.length };
   }
 
+  /** finished packs waiting for an upload slot: each holds a whole pack in memory */
+  private packsWaiting = 0;
+  private roomWaiters: Array<() => void> = [];
+
+  /**
+   * Resolves once no finished pack waits for an upload slot. Whoever feeds the writer from
+   * many tasks at once (the backup walk) waits here, so memory stays bounded when the
+   * backend is slower than the encoders: each task alone only waits for its own pack.
+   */
+  async room(): Promise<void> {
+    while (this.packsWaiting > 0) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+  }
+
   private async finishPack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
     if (packer.count === 0) return;
     this.packers[type] = new PackBuilder();
     const { bytes, blobs } = packer.finish(this.repo.master.encryptionKey);
     const packId = objectHash(bytes);
-    await this.uploads.submit(async () => {
-      await this.repo.backend.put(objectKey('data', packId), bytes);
-      this.packsWritten++;
-      this.bytesUploaded += bytes.length;
-      this.repo.index.addPack(packId, blobs);
-      for (const b of blobs) this.pending.delete(b.id);
-      this.unindexed.set(packId, blobs);
-      this.unindexedBlobs += blobs.length;
-      if (this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE || Date.now() - this.lastIndexWrite > INDEX_FLUSH_INTERVAL_MS) {
-        await this.writeIndex();
-      }
-    });
+    this.packsWaiting++;
+    try {
+      await this.uploads.submit(() => this.upload(packId, bytes, blobs));
+    } finally {
+      this.packsWaiting--;
+      const waiters = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  private async upload(packId: string, bytes: Buffer, blobs: PackedBlob[]): Promise<void> {
+    await this.repo.backend.put(objectKey('data', packId), bytes);
+    this.packsWritten++;
+    this.bytesUploaded += bytes.length;
+    this.repo.index.addPack(packId, blobs);
+    for (const b of blobs) this.pending.delete(b.id);
+    this.unindexed.set(packId, blobs);
+    this.unindexedBlobs += blobs.length;
+    if (this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE || Date.now() - this.lastIndexWrite > INDEX_FLUSH_INTERVAL_MS) {
+      await this.writeIndex();
+    }
   }
 
   /** Index files along the way keep a long backup's uploads usable if it is interrupted. */

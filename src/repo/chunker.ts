@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readSync } from 'node:fs';
 import type { Readable } from '../util/plain-file.js';
 
 export interface ChunkerParams {
@@ -103,6 +104,42 @@ export class Chunker {
       if (last) return;
       start += length;
     }
+  }
+
+  /**
+   * Chunks of a file read to its end with blocking calls on `fd`, for a worker thread that
+   * has nothing else to do meanwhile. Each chunk is a view into `window`, valid only until
+   * `visit` returns: no buffer is allocated per file or per chunk (allocating one per small
+   * file cost more in garbage collection than the file's hashing). `window` must hold at
+   * least max + one read block (see windowBytes); files of any size stream through it.
+   */
+  chunkFdSync(fd: number, window: Buffer, visit: (chunk: Buffer) => void): void {
+    const { max } = this.params;
+    if (window.length < this.windowBytes) throw new Error(`chunk window of ${window.length} bytes is smaller than ${this.windowBytes}`);
+    let start = 0;
+    let end = 0;
+    let eof = false;
+    for (;;) {
+      while (!eof && end - start < max) {
+        if (window.length - end < READ_BLOCK) {
+          window.copyWithin(0, start, end);
+          end -= start;
+          start = 0;
+        }
+        const bytesRead = readSync(fd, window, end, window.length - end, null);
+        end += bytesRead;
+        if (bytesRead === 0) eof = true;
+      }
+      if (end === start) return;
+      const length = this.cut(window, start, end);
+      visit(window.subarray(start, start + length));
+      start += length;
+    }
+  }
+
+  /** Bytes of the window chunkFdSync reads through. */
+  get windowBytes(): number {
+    return this.params.max + READ_BLOCK;
   }
 
   /** Chunks of a stream of any block sizes (a database dump); each yielded buffer is the caller's to keep. */

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { concatOwned, ownedBuffer } from '../util/owned-buffer.js';
 import { AdaptiveReader } from '../util/plain-file.js';
@@ -40,11 +41,15 @@ const queued: Queued[] = [];
 let running = 0;
 
 function startQueued(): void {
-  while (running < FILES_AT_ONCE && queued.length > 0) {
+  while (queued.length > 0 && ('files' in queued[0]! || running < FILES_AT_ONCE)) {
     const next = queued.shift()!;
     if (cancelled.delete(next.job)) continue;
+    if ('files' in next) {
+      encodeBatch(next.job, next.files);
+      continue;
+    }
     running++;
-    void ('files' in next ? encodeBatch(next.job, next.files) : encodeFile(next.job, next.path, next.size)).finally(() => {
+    void encodeFile(next.job, next.path, next.size).finally(() => {
       running--;
       startQueued();
     });
@@ -79,32 +84,37 @@ function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed
   return { id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, sealed: seal(key, compressed ?? chunk) };
 }
 
+/** The window every batched file is read through (see Chunker.chunkFdSync). */
+const window = Buffer.allocUnsafeSlow(chunker.windowBytes);
+
 /**
- * Small files, many per message: their blobs go back in one buffer, with each file's
+ * Files of a batch, many per message: their blobs go back in one buffer, with each file's
  * blobs (or its error) in order. A message per small file would cost more than the file.
+ * Done with blocking calls from start to end: this thread has nothing else to do, and a
+ * promise, a read buffer and an async generator per file were most of a small file's cost.
  */
-async function encodeBatch(job: number, files: Array<{ path: string; size: number }>): Promise<void> {
+function encodeBatch(job: number, files: Array<{ path: string; size: number }>): void {
   const results: BatchResult[] = [];
   const parts: Buffer[] = [];
   let total = 0;
-  for (const { path, size } of files) {
+  for (const { path } of files) {
+    let fd: number | undefined;
+    const blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }> = [];
     try {
-      const blobs: BatchResult & { blobs: unknown } = { blobs: [] };
-      const file = await reader.open(path, size);
-      try {
-        for await (const chunk of chunker.chunkFile(file, size)) {
-          const { sealed, ...blob } = encodeChunk(chunk);
-          blobs.blobs.push({ ...blob, offset: total, length: sealed.length });
-          parts.push(sealed);
-          total += sealed.length;
-        }
-      } finally {
-        await file.close();
-      }
-      results.push(blobs);
+      fd = openSync(path, 'r');
+      chunker.chunkFdSync(fd, window, (chunk) => {
+        const { sealed, ...blob } = encodeChunk(chunk);
+        blobs.push({ ...blob, offset: total, length: sealed.length });
+        parts.push(sealed);
+        total += sealed.length;
+      });
+      results.push({ blobs });
     } catch (err) {
+      // The file's blobs so far stay in the buffer unreferenced: the main thread takes only listed ones.
       const e = err as NodeJS.ErrnoException;
-      results.push({ error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } });
+      results.push({ error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path ?? path } });
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
   }
   const bytes = concatOwned(parts, total);
