@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { appendFile, chmod, lstat, mkdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { LocalBackend } from '../src/repo/backends/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { resolveExclusionClasses } from '../src/config/exclusion-classes.js';
@@ -200,4 +202,48 @@ test('the index can be rebuilt from packs alone', async (t) => {
   assert.deepEqual((await check(reopened, { readData: true })).errors, []);
   const [ref] = await listSnapshots(reopened);
   assert.deepEqual((await restore(reopened, ref!, { target: join(dir, 'out') })).errors, []);
+});
+
+test('a backup holds no more in memory than its packs in flight while the backend is slow', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  // 128 MiB of incompressible files: far more than the packs and batches in flight.
+  for (let d = 0; d < 32; d++) {
+    await mkdir(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < 32; f++) await writeFile(join(src, `d${d}`, `f${f}`), pseudoRandom(d * 100 + f + 1, 128 * 1024));
+  }
+  /** data puts wait for the test to open the gate: the backend stands still */
+  class StalledBackend extends LocalBackend {
+    gate: Promise<void> | undefined;
+    puts = 0;
+    override async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
+      if (key.startsWith('data/')) {
+        this.puts++;
+        await this.gate;
+      }
+      return super.put(key, data);
+    }
+  }
+  const backend = new StalledBackend(join(dir, 'repo'));
+  const repo = await Repository.init(backend, { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  let open!: () => void;
+  backend.gate = new Promise((resolve) => (open = resolve));
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  const before = process.memoryUsage().arrayBuffers;
+  const done = backup(repo, { sources: [{ name: 'tree', path: src }] });
+  // Wait until the backup stands still behind the stalled uploads.
+  while (backend.puts < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  gc();
+  const held = process.memoryUsage().arrayBuffers - before;
+  open();
+  const result = await done;
+  // Two packs uploading, one waiting, one filling, and the encoders' batches (4 MiB each, 3 per thread).
+  assert.ok(held < 48 * 1024 * 1024, `held ${Math.round(held / 1048576)} MiB of a 128 MiB tree while the backend stood still`);
+  assert.equal(result.errorCount, 0);
+  const [ref] = await listSnapshots(repo);
+  assert.deepEqual((await restore(repo, ref!, { target: join(dir, 'out') })).errors, []);
+  assert.deepEqual((await compareTrees(src, join(dir, 'out', 'tree'))).differences, []);
 });

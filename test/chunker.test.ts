@@ -64,3 +64,29 @@ test('chunkFile gives the same chunks whatever the size hint, also when the file
     assert.deepEqual(got, expected, `size hint ${hint}`);
   }
 });
+
+test('chunkFdSync gives the chunks chunkFile gives, for empty, small and window-spanning files', async (t) => {
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+  const { closeSync, openSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'sv-chunk-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const chunker = new Chunker(Buffer.alloc(32, 9), params);
+  const window = Buffer.alloc(chunker.windowBytes);
+  // 9 MiB is more than the 4.25 MiB window: its data moves to the window's start on the way.
+  for (const size of [0, 7, 5000, params.max, params.max + 1, 9 * 1024 * 1024 + 3]) {
+    const data = pseudoRandom(size + 1, size);
+    const file = join(dir, `f${size}`);
+    await writeFile(file, data);
+    const got: string[] = [];
+    const fd = openSync(file, 'r');
+    try {
+      chunker.chunkFdSync(fd, window, (c) => got.push(c.toString('base64')));
+    } finally {
+      closeSync(fd);
+    }
+    assert.deepEqual(got, chunks(chunker, data).map((c) => c.toString('base64')), `${size} bytes`);
+  }
+  assert.throws(() => chunker.chunkFdSync(0, Buffer.alloc(10), () => undefined), /smaller than/);
+});
