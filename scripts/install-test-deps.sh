@@ -18,6 +18,9 @@ dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
 # netavark and aardvark-dns: containers of a stack find each other by service name.
 dpkg -s netavark >/dev/null 2>&1 || packages+=(netavark)
 dpkg -s aardvark-dns >/dev/null 2>&1 || packages+=(aardvark-dns)
+# netavark sets up each stack network's firewall rules with iptables; without it every
+# container start fails with "netavark: No such file or directory" (seen on a fresh machine).
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || packages+=(iptables)
 command -v git >/dev/null 2>&1 || packages+=(git)
 
 if [ ${#packages[@]} -eq 0 ]; then
