@@ -51,7 +51,7 @@ interface WorkerSlot {
 /**
  * Files are read, chunked, hashed, compressed and encrypted on worker threads, one per
  * core, so a backup uses every core: the main thread keeps the walk, the index and the
- * packs, and encodes files itself only while every worker is full.
+ * packs, and encodes files itself only while the threads are still starting.
  * Duplicates are only found once their blob arrives, so a deduplicated chunk of a large
  * file costs its compression; unchanged files are not read at all, so this is rare.
  */
@@ -129,20 +129,14 @@ export class FileEncoder {
     return this.workers.some((w) => w.ready && !w.died);
   }
 
-  /**
-   * Whether a file of up to BATCHED_FILE_BYTES should go to a worker rather than be
-   * encoded on the main thread: only while the workers have room (a few batches waiting
-   * each). Otherwise the main thread does it, so no thread waits while there is work.
-   */
-  acceptsBatchedFile(): boolean {
-    return this.batchesInFlight < BATCHES_IN_FLIGHT * this.size;
-  }
-
   private roomWaiters: Array<() => void> = [];
 
-  /** Resolves once a batch may be sent (see acceptsBatchedFile). */
+  /**
+   * Resolves once the threads have room for another batch (a few waiting each): a walk
+   * that waits here keeps them fed without piling up files they cannot take yet.
+   */
   async room(): Promise<void> {
-    while (!this.acceptsBatchedFile()) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    while (this.batchesInFlight >= BATCHES_IN_FLIGHT * this.size) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
   }
 
   /** A file's blobs, encoded on a worker along with other files. */
