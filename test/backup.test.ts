@@ -216,12 +216,13 @@ test('a backup holds no more in memory than its packs in flight while the backen
   class StalledBackend extends LocalBackend {
     gate: Promise<void> | undefined;
     puts = 0;
-    override async put(key: string, data: Uint8Array): Promise<{ created: boolean }> {
+    // put() writes through putParts() too: this stalls both.
+    override async putParts(key: string, parts: readonly Uint8Array[]): Promise<{ created: boolean }> {
       if (key.startsWith('data/')) {
         this.puts++;
         await this.gate;
       }
-      return super.put(key, data);
+      return super.putParts(key, parts);
     }
   }
   const backend = new StalledBackend(join(dir, 'repo'));
@@ -234,7 +235,10 @@ test('a backup holds no more in memory than its packs in flight while the backen
   const before = process.memoryUsage().arrayBuffers;
   const done = backup(repo, { sources: [{ name: 'tree', path: src }] });
   // Wait until the backup stands still behind the stalled uploads.
-  while (backend.puts < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let waited = 0; backend.puts < 2; waited += 50) {
+    assert.ok(waited < 30_000, 'the backup never stored a pack');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   await new Promise((resolve) => setTimeout(resolve, 1500));
   gc();
   const held = process.memoryUsage().arrayBuffers - before;

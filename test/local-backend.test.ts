@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { LocalBackend } from '../src/repo/backends/local.js';
 import { IntegrityError } from '../src/util/errors.js';
 import { backendContract } from './backend-contract.js';
-import { tempDir } from './helpers.js';
+import { pseudoRandom, tempDir } from './helpers.js';
 
 test('put is put-if-absent: a second put leaves the object untouched', async (t) => {
   const dir = await tempDir(t);
@@ -19,6 +19,23 @@ test('put is put-if-absent: a second put leaves the object untouched', async (t)
   assert.equal(after.ino, before.ino);
   assert.equal(after.mtimeMs, before.mtimeMs);
   assert.equal(after.mode & 0o777, 0o444, 'stored objects are read-only');
+  assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
+});
+
+test('putParts stores the concatenation of its parts: thousands of small ones and ones larger than a write', async (t) => {
+  const dir = await tempDir(t);
+  const backend = new LocalBackend(dir);
+  await backend.prepare();
+  // More parts than one writev takes (IOV_MAX is 1024), and parts larger than one write group.
+  const parts = [
+    ...Array.from({ length: 3000 }, (_, i) => pseudoRandom(i + 1, 37 + (i % 300))),
+    pseudoRandom(9001, 1_300_000),
+    Buffer.alloc(0),
+    pseudoRandom(9002, 600_000),
+  ];
+  assert.deepEqual(await backend.putParts('data/cd/cdef', parts), { created: true });
+  assert.ok((await backend.get('data/cd/cdef')).equals(Buffer.concat(parts)));
+  assert.deepEqual(await backend.putParts('data/cd/cdef', parts), { created: false });
   assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
 });
 

@@ -1,7 +1,7 @@
 import { TaskLimiter } from '../util/concurrency.js';
 import { compressIfSmaller } from './compression.js';
 import type { EncodedBlob } from './file-encoder.js';
-import { objectHash, seal } from './crypto.js';
+import { objectHashOfParts, seal } from './crypto.js';
 import { encodeIndexFile } from './index.js';
 import { objectKey } from './layout.js';
 import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
@@ -79,11 +79,11 @@ export class BlobWriter {
     const packer = this.packers[type];
     if (packer.count === 0) return;
     this.packers[type] = new PackBuilder();
-    const { bytes, blobs } = packer.finish(this.repo.master.encryptionKey);
-    const packId = objectHash(bytes);
+    const { parts, blobs } = packer.finish(this.repo.master.encryptionKey);
+    const packId = objectHashOfParts(parts);
     this.packsWaiting++;
     try {
-      await this.uploads.submit(() => this.upload(packId, bytes, blobs));
+      await this.uploads.submit(() => this.upload(packId, parts, blobs));
     } finally {
       this.packsWaiting--;
       const waiters = this.roomWaiters;
@@ -92,10 +92,13 @@ export class BlobWriter {
     }
   }
 
-  private async upload(packId: string, bytes: Buffer, blobs: PackedBlob[]): Promise<void> {
-    await this.repo.backend.put(objectKey('data', packId), bytes);
+  private async upload(packId: string, parts: Buffer[], blobs: PackedBlob[]): Promise<void> {
+    const { backend } = this.repo;
+    const key = objectKey('data', packId);
+    if (backend.putParts) await backend.putParts(key, parts);
+    else await backend.put(key, Buffer.concat(parts));
     this.packsWritten++;
-    this.bytesUploaded += bytes.length;
+    this.bytesUploaded += parts.reduce((n, p) => n + p.length, 0);
     this.repo.index.addPack(packId, blobs);
     for (const b of blobs) this.pending.delete(b.id);
     this.unindexed.set(packId, blobs);

@@ -88,6 +88,13 @@ export function objectHash(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** objectHash of the concatenation of parts. */
+export function objectHashOfParts(parts: readonly Uint8Array[]): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest('hex');
+}
+
 // ---- key files: the master key wrapped by a passphrase ----
 
 export interface KeyFile {

@@ -46,8 +46,13 @@ export class PackBuilder {
     this.bytes += stored.length;
   }
 
-  /** The finished pack bytes and the blobs in it. */
-  finish(encryptionKey: Buffer | null): { bytes: Buffer; blobs: PackedBlob[] } {
+  /**
+   * The finished pack as its parts in order (the blobs, the header, the trailer) and the
+   * blobs in it. Parts, not one buffer: a backend that writes to a local file system writes
+   * them as they are, where a 16 MiB copy per pack was a tenth of the main thread's time in
+   * a backup, most of it faulting in fresh memory.
+   */
+  finish(encryptionKey: Buffer | null): { parts: Buffer[]; blobs: PackedBlob[] } {
     const header = Buffer.alloc(this.entries.length * ENTRY_BYTES);
     this.entries.forEach((e, i) => {
       const at = i * ENTRY_BYTES;
@@ -61,8 +66,7 @@ export class PackBuilder {
     const trailer = Buffer.alloc(TRAILER_BYTES);
     trailer.writeUInt32LE(sealedHeader.length, 0);
     PACK_MAGIC.copy(trailer, 4);
-    const bytes = Buffer.concat([...this.parts, sealedHeader, trailer]);
-    return { bytes, blobs: this.entries };
+    return { parts: [...this.parts, sealedHeader, trailer], blobs: this.entries };
   }
 }
 

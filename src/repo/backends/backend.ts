@@ -33,6 +33,12 @@ export interface Backend {
   /** store data under key if no object has that key; never overwrites */
   put(key: string, data: Uint8Array): Promise<{ created: boolean }>;
   /**
+   * put() of the concatenation of parts, without concatenating them first: a backend that
+   * writes to a local file system writes them as they are. Optional: callers concatenate
+   * for backends without it.
+   */
+  putParts?(key: string, parts: readonly Uint8Array[]): Promise<{ created: boolean }>;
+  /**
    * The whole object, or the bytes of range; fails if the object is shorter than asked.
    * The buffer may share memory with other reads: callers read it, never change it.
    */
