@@ -90,3 +90,23 @@ test('chunkFdSync gives the chunks chunkFile gives, for empty, small and window-
   }
   assert.throws(() => chunker.chunkFdSync(0, Buffer.alloc(10), () => undefined), /smaller than/);
 });
+
+test('chunkFile reads a file to its end even when reads come back short before it', async () => {
+  // Some network and FUSE file systems return fewer bytes than asked in the middle of a
+  // file; taking that for the end would store the file cut short, without an error.
+  const chunker = new Chunker(Buffer.alloc(32, 9), params);
+  const data = pseudoRandom(11, 700_000);
+  let at = 0;
+  const shortReads = {
+    async read(buffer: Buffer, offset: number, length: number): Promise<{ bytesRead: number }> {
+      const n = Math.min(length, 4096, data.length - at);
+      data.copy(buffer, offset, at, at + n);
+      at += n;
+      return { bytesRead: n };
+    },
+  };
+  const got: Buffer[] = [];
+  for await (const c of chunker.chunkFile(shortReads, data.length)) got.push(c);
+  assert.equal(Buffer.concat(got).length, data.length);
+  assert.deepEqual(got.map((c) => c.toString('base64')), chunks(chunker, data).map((c) => c.toString('base64')));
+});

@@ -93,8 +93,8 @@ export class Chunker {
         const wanted = Math.min(buf.length - end, READ_BLOCK);
         const { bytesRead } = await fh.read(buf, end, wanted, null);
         end += bytesRead;
-        // A regular file reads short only at its end: no second read just to see 0 bytes.
-        if (bytesRead < wanted) eof = true;
+        // Only 0 bytes is the end: network and FUSE file systems may read short before it.
+        if (bytesRead === 0) eof = true;
       }
       if (end === start) return;
       const length = this.cut(buf, start, end);
