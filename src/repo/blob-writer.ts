@@ -1,4 +1,4 @@
-import { TaskLimiter } from '../util/concurrency.js';
+import { Condition, TaskLimiter } from '../util/concurrency.js';
 import { compressIfSmaller } from './compression.js';
 import type { EncodedBlob } from './file-encoder.js';
 import { objectHashOfParts, seal } from './crypto.js';
@@ -64,15 +64,15 @@ export class BlobWriter {
 
   /** finished packs waiting for an upload slot: each holds a whole pack in memory */
   private packsWaiting = 0;
-  private roomWaiters: Array<() => void> = [];
+  private readonly noPackWaiting = new Condition(() => this.packsWaiting === 0);
 
   /**
    * Resolves once no finished pack waits for an upload slot. Whoever feeds the writer from
    * many tasks at once (the backup walk) waits here, so memory stays bounded when the
    * backend is slower than the encoders: each task alone only waits for its own pack.
    */
-  async room(): Promise<void> {
-    while (this.packsWaiting > 0) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+  room(): Promise<void> {
+    return this.noPackWaiting.wait();
   }
 
   private async finishPack(type: BlobType): Promise<void> {
@@ -86,9 +86,7 @@ export class BlobWriter {
       await this.uploads.submit(() => this.upload(packId, parts, blobs));
     } finally {
       this.packsWaiting--;
-      const waiters = this.roomWaiters;
-      this.roomWaiters = [];
-      for (const wake of waiters) wake();
+      this.noPackWaiting.changed();
     }
   }
 

@@ -85,7 +85,7 @@ export function blobId(idKey: Buffer, data: Uint8Array): string {
 
 /** Name of a stored object: the SHA-256 of its stored bytes, so every object can be verified by its name. */
 export function objectHash(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return objectHashOfParts([data]);
 }
 
 /** objectHash of the concatenation of parts. */

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
 import { Batcher } from '../util/batcher.js';
+import { Condition } from '../util/concurrency.js';
 import { ownedBuffer } from '../util/owned-buffer.js';
 import { StackvaultError } from '../util/errors.js';
 import type { MasterKey } from './crypto.js';
@@ -129,14 +130,14 @@ export class FileEncoder {
     return this.workers.some((w) => w.ready && !w.died);
   }
 
-  private roomWaiters: Array<() => void> = [];
+  private readonly batchRoom = new Condition(() => this.batchesInFlight < BATCHES_IN_FLIGHT * this.size);
 
   /**
    * Resolves once the threads have room for another batch (a few waiting each): a walk
    * that waits here keeps them fed without piling up files they cannot take yet.
    */
-  async room(): Promise<void> {
-    while (this.batchesInFlight >= BATCHES_IN_FLIGHT * this.size) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+  room(): Promise<void> {
+    return this.batchRoom.wait();
   }
 
   /** A file's blobs, encoded on a worker along with other files. */
@@ -165,9 +166,7 @@ export class FileEncoder {
     } finally {
       this.batchesInFlight--;
       job?.close();
-      const waiters = this.roomWaiters;
-      this.roomWaiters = [];
-      for (const wake of waiters) wake();
+      this.batchRoom.changed();
     }
   }
 

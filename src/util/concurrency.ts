@@ -69,6 +69,26 @@ export class Semaphore {
   }
 }
 
+/**
+ * Waiting until a condition on some state holds: whoever changes that state calls
+ * changed(), and every waiter checks the condition again.
+ */
+export class Condition {
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly holds: () => boolean) {}
+
+  async wait(): Promise<void> {
+    while (!this.holds()) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  changed(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
 /** map() with at most `limit` calls in flight; results keep the input order. */
 export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
