@@ -6,7 +6,9 @@ import { Repository } from '../src/repo/repository.js';
 import { backup } from '../src/snapshot/backup.js';
 import { check } from '../src/snapshot/check.js';
 import { restoreDatabaseSource, verifyDatabaseSource } from '../src/snapshot/restore-database.js';
+import { ServerError } from '../src/sources/mariadb/connection.js';
 import type { MariadbSourceSpec } from '../src/sources/mariadb/dump.js';
+import { retryLockConflicts } from '../src/sources/mariadb/restore.js';
 import { FIXTURE_DATABASES, FIXTURE_TABLES, checksums, createFixture } from './mariadb-fixture.js';
 import { startMariadb, type TestServer } from './mariadb-server.js';
 import { tempDir } from './helpers.js';
@@ -138,4 +140,42 @@ test('nightly dumps are stable: unchanged data adds nothing, a few changed rows 
   const added = changed.snapshot.sources[0]!.stats.bytesAdded;
   assert.ok(added > 0 && added < firstAdded * 0.25, `added ${added} of ${firstAdded}`);
   assert.ok(changed.snapshot.sources[0]!.stats.files > 10, 'the calls table was split into parts');
+});
+
+test('a restore statement the server rolls back over a lock conflict runs again; other errors do not', async (t) => {
+  const server = await startMariadb(t);
+  const holder = await server.connect();
+  const loader = await server.connect();
+  t.after(() => Promise.all([holder.close(), loader.close()]));
+  await holder.execute('CREATE DATABASE locks');
+  await holder.execute('CREATE TABLE locks.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB');
+  await holder.execute('INSERT INTO locks.t VALUES (1, 0)');
+  await loader.execute('SET SESSION innodb_lock_wait_timeout = 1');
+  // Another session holds the row past the loader's first lock wait (1 s), then lets go.
+  await holder.execute('BEGIN');
+  await holder.execute('UPDATE locks.t SET v = v + 10 WHERE id = 1');
+  const released = new Promise((resolve) => setTimeout(resolve, 1500)).then(() => holder.execute('COMMIT'));
+  let tries = 0;
+  let undone = 0;
+  await retryLockConflicts(
+    () => {
+      tries++;
+      return loader.execute('UPDATE locks.t SET v = v + 1 WHERE id = 1');
+    },
+    () => undone++,
+  );
+  await released;
+  assert.equal(tries, 2, 'the statement timed out once (error 1205) and ran again');
+  assert.equal(undone, 1);
+  assert.deepEqual(await loader.queryStrings('SELECT v FROM locks.t WHERE id = 1'), [['11']], 'the rolled-back try left nothing behind');
+
+  let syntaxTries = 0;
+  await assert.rejects(
+    retryLockConflicts(() => {
+      syntaxTries++;
+      return loader.execute('UPDATE locks.t SET');
+    }),
+    (err: unknown) => err instanceof ServerError && err.code === 1064,
+  );
+  assert.equal(syntaxTries, 1, 'an error that is not a lock conflict is not retried');
 });

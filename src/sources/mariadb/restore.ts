@@ -130,6 +130,29 @@ function loadStatement(database: string, table: TableSchema): string {
   );
 }
 
+/** ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT: the server rolled the statement back, so running it again is safe. */
+const LOCK_CONFLICTS = new Set([1213, 1205]);
+const LOCK_CONFLICT_TRIES = 5;
+
+/**
+ * Run one job of a parallel phase, again when the server chose it as a deadlock victim or
+ * its lock wait timed out. Parts of one table loaded at once can deadlock on the gaps
+ * between their key ranges (seen once in CI, under load): each job is one autocommitted
+ * statement (a LOAD DATA of one part, or one ALTER TABLE), which the server rolls back
+ * whole, so nothing of the failed try stays. `undo` takes back what the try counted.
+ */
+export async function retryLockConflicts<T>(job: () => Promise<T>, undo: () => void = () => undefined, backoffMs = 50): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await job();
+    } catch (err) {
+      if (!(err instanceof ServerError) || !LOCK_CONFLICTS.has(err.code) || attempt === LOCK_CONFLICT_TRIES) throw err;
+      undo();
+      await new Promise((resolve) => setTimeout(resolve, backoffMs * attempt));
+    }
+  }
+}
+
 /** Run `jobs` over the connections, one job per connection at a time; the first failure stops the rest. */
 async function runParallel<T>(connections: Connection[], jobs: T[], work: (conn: Connection, job: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
   let next = 0;
@@ -250,10 +273,19 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
       async (conn, job) => {
         progress.current = `${job.database}.${job.table.name}`;
         const path = `${fileName(job.source)}/${fileName(job.table.name)}/${job.part.file}`;
-        const ok = await conn.loadLocal(loadStatement(job.database, job.table), countBytes(reader.read(path), (n) => {
-          progress.bytesDone += n;
-          report();
-        }));
+        let counted = 0;
+        const ok = await retryLockConflicts(
+          () =>
+            conn.loadLocal(loadStatement(job.database, job.table), countBytes(reader.read(path), (n) => {
+              counted += n;
+              progress.bytesDone += n;
+              report();
+            })),
+          () => {
+            progress.bytesDone -= counted;
+            counted = 0;
+          },
+        );
         await checkLoaded(conn, job.database, job.table, job.part, ok.affectedRows, ok.warnings, summary);
         summary.rows += job.part.rows;
         summary.bytes += job.part.bytes;
@@ -273,7 +305,7 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
         async (conn, job) => {
           progress.current = `${job.database}.${job.table.name}`;
           report();
-          await conn.execute(`ALTER TABLE ${qualified(job.database, job.table.name)} ${job.clauses.join(', ')}`);
+          await retryLockConflicts(() => conn.execute(`ALTER TABLE ${qualified(job.database, job.table.name)} ${job.clauses.join(', ')}`));
         },
         options.signal,
       );
