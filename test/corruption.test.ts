@@ -86,7 +86,7 @@ test('the CLI reports a damaged file by snapshot and path, and restore of it fai
     if (path === '/data/names/with space ü €.txt') smallVictim = { path, blob: node.content![0]! };
   }
   assert.ok(victim && smallVictim);
-  // A large file (written on this thread) and a small one (written by a writer thread).
+  // A large file (written by a decode thread) and a small one (written by a writer thread).
   for (const { blob } of [victim, smallVictim]) {
     const entry = repo.index.get(blob)!;
     await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));

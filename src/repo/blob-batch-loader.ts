@@ -13,6 +13,11 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 export interface BlobLoader {
   loadBlob(id: string, expectedType?: BlobType): Promise<Buffer>;
   blobLength(id: string): number | undefined;
+  /**
+   * Where present: verify a data blob and write its content into an open file at
+   * `position` without it coming back to this thread; resolves with the bytes written.
+   */
+  writeBlob?(id: string, fd: number, position: number): Promise<number>;
 }
 
 /**
@@ -23,13 +28,13 @@ export interface BlobLoader {
  * from Repository.loadBlob.
  */
 export class BlobBatchLoader implements BlobLoader {
-  private readonly batcher: Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer>;
+  private readonly batcher: Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer | number>;
 
   constructor(
     private readonly repo: Repository,
     pool: DecodePool,
   ) {
-    this.batcher = new Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer>({ items: BATCH_BLOBS, bytes: BATCH_BYTES }, (blobs) =>
+    this.batcher = new Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer | number>({ items: BATCH_BLOBS, bytes: BATCH_BYTES }, (blobs) =>
       pool.decode(
         blobs.map((b) => b.request),
         concatOwned(blobs.flatMap((b) => (b.stored ? [b.stored] : []))),
@@ -42,8 +47,20 @@ export class BlobBatchLoader implements BlobLoader {
   }
 
   async loadBlob(id: string, expectedType?: BlobType): Promise<Buffer> {
+    const content = await this.request(id, expectedType);
+    if (typeof content === 'number') throw new Error('internal error: a loaded blob came back as written');
+    return content;
+  }
+
+  async writeBlob(id: string, fd: number, position: number): Promise<number> {
+    const written = await this.request(id, 'data', { fd, position });
+    if (typeof written !== 'number') throw new Error('internal error: a written blob came back as content');
+    return written;
+  }
+
+  private async request(id: string, expectedType: BlobType | undefined, into?: DecodeRequest['into']): Promise<Buffer | number> {
     const entry = this.repo.blobEntry(id, expectedType);
-    const request = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length };
+    const request: DecodeRequest = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, ...(into && { into }) };
     // From a folder repository the worker reads the pack itself; otherwise the bytes travel with the batch.
     const file = this.repo.packFile(entry.pack);
     if (file !== undefined) return this.batcher.add({ request: { ...request, file, offset: entry.offset } }, entry.length);

@@ -3,11 +3,11 @@ import { IntegrityError } from '../util/errors.js';
 import { ownedBuffer } from '../util/owned-buffer.js';
 import { WorkerPool } from '../util/worker-pool.js';
 import type { MasterKey } from './crypto.js';
-import type { DecodeJob, DecodeRequest } from './decode-worker.js';
+import type { DecodeJob, DecodeRequest, DecodeResult } from './decode-worker.js';
 import type { PackedBlob } from './pack.js';
 import type { PackVerdict } from './pack-verify.js';
 
-type Reply = { n: number; verdict?: PackVerdict; results?: Array<number | string>; bytes?: Uint8Array; error?: string };
+type Reply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes?: Uint8Array; error?: string };
 
 /**
  * Verifies whole packs (check --read-data) and decodes blobs (restore) on worker threads,
@@ -37,16 +37,19 @@ export class DecodePool {
   }
 
   /**
-   * Each blob's content, or the IntegrityError saying why it is damaged. `bytes` holds the
+   * Each blob's content (for a blob with `into`: the bytes written there), the
+   * IntegrityError saying why it is damaged, or the error writing it. `bytes` holds the
    * blobs' stored bytes one after another and is handed over to the worker.
    */
-  async decode(blobs: DecodeRequest[], bytes: Buffer): Promise<Array<Buffer | IntegrityError>> {
+  async decode(blobs: DecodeRequest[], bytes: Buffer): Promise<Array<Buffer | number | Error>> {
     const reply = await this.run({ kind: 'decode', blobs }, bytes);
     if (!reply.results || !reply.bytes) throw new Error(`decoding blobs failed: ${reply.error}`);
     const out = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
     let at = 0;
-    return reply.results.map((r) => {
+    return reply.results.map((r, i) => {
       if (typeof r === 'string') return new IntegrityError(r);
+      if (typeof r === 'object') return Object.assign(new Error(r.writeFailed), { code: r.code });
+      if (blobs[i]!.into) return r;
       at += r;
       return out.subarray(at - r, at);
     });

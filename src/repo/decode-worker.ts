@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { concatOwned } from '../util/owned-buffer.js';
 import { errorMessage } from '../util/errors.js';
@@ -28,6 +29,24 @@ export interface DecodeRequest {
   length: number;
   file?: string;
   offset?: number;
+  /**
+   * Write the content into this open file at this position instead of sending it back:
+   * a restore's larger files, whose content would otherwise cross to the main thread in
+   * fresh memory only to be written from there.
+   */
+  into?: { fd: number; position: number };
+}
+
+/** Per blob: its length (returned in the reply's buffer, or written), why it is damaged, or why writing it failed. */
+export type DecodeResult = number | string | { writeFailed: string; code?: string };
+
+function writeInto(into: { fd: number; position: number }, data: Buffer): DecodeResult {
+  try {
+    for (let at = 0; at < data.length; ) at += writeSync(into.fd, data, at, data.length - at, into.position + at);
+    return data.length;
+  } catch (err) {
+    return { writeFailed: errorMessage(err), code: (err as NodeJS.ErrnoException).code };
+  }
 }
 
 parentPort!.on('message', (job: DecodeJob) => {
@@ -37,8 +56,8 @@ parentPort!.on('message', (job: DecodeJob) => {
       parentPort!.postMessage({ n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed) });
       return;
     }
-    // Each blob's content (its length) or why it is damaged; the contents go back in one buffer.
-    const results: Array<number | string> = [];
+    // Each blob's content (its length) or why it is damaged; the contents not written go back in one buffer.
+    const results: DecodeResult[] = [];
     const plain: Buffer[] = [];
     const packs = new PackFileReader();
     let at = 0;
@@ -49,9 +68,13 @@ parentPort!.on('message', (job: DecodeJob) => {
         try {
           const stored = inBatch ? bytes.subarray(at, at + blob.length) : packs.read(blob.file!, blob.offset!, blob.length);
           const data = decodeBlob(master, blob.id, blob, stored);
-          plain.push(data);
-          results.push(data.length);
-          total += data.length;
+          if (blob.into) {
+            results.push(writeInto(blob.into, data));
+          } else {
+            plain.push(data);
+            total += data.length;
+            results.push(data.length);
+          }
         } catch (err) {
           results.push(errorMessage(err));
         }

@@ -304,11 +304,18 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
   }
   const tmp = `${dest}.sv-restore-${writer.tmpPrefix}${(writer.tmpCount++).toString(36)}`;
   const fh = await open(tmp, 'wx', 0o600);
+  const written = (bytes: number) => {
+    progress.bytesDone += bytes;
+    report?.(progress);
+  };
   try {
-    for await (const data of loadAhead(blobs, node.content ?? [])) {
-      await fh.write(data);
-      progress.bytesDone += data.length;
-      report?.(progress);
+    if (blobs.writeBlob) {
+      await writeAhead(blobs as Required<BlobLoader>, fh.fd, node.content ?? [], written);
+    } else {
+      for await (const data of loadAhead(blobs, node.content ?? [])) {
+        await fh.write(data);
+        written(data.length);
+      }
     }
     await fh.close();
   } catch (err) {
@@ -320,6 +327,40 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
   await rename(tmp, dest);
   await applyMetadata(dest, node);
   progress.filesDone++;
+}
+
+/**
+ * Writes a file's blobs into `fd` on the decode threads, each at its offset, up to
+ * BYTES_AHEAD past the first unfinished one. Their content never comes back to this
+ * thread: measured on the bench's restore, handing it back cost the decode thread a
+ * third of its time faulting in fresh memory. Settles only once no write is in flight,
+ * even when one failed: the caller closes `fd` next, and a write still queued would land
+ * in whatever file reuses the number.
+ */
+async function writeAhead(blobs: Required<BlobLoader>, fd: number, ids: readonly string[], written: (bytes: number) => void): Promise<void> {
+  const writing: Array<{ write: Promise<number>; length: number }> = [];
+  let next = 0;
+  let position = 0;
+  let ahead = 0;
+  try {
+    for (;;) {
+      while (next < ids.length && (writing.length === 0 || ahead < BYTES_AHEAD)) {
+        const id = ids[next++]!;
+        const length = blobs.blobLength(id) ?? 0;
+        const write = blobs.writeBlob(id, fd, position);
+        write.catch(() => undefined); // awaited below
+        writing.push({ write, length });
+        position += length;
+        ahead += length;
+      }
+      const first = writing.shift();
+      if (!first) return;
+      ahead -= first.length;
+      written(await first.write);
+    }
+  } finally {
+    await Promise.allSettled(writing.map((w) => w.write));
+  }
 }
 
 /**
