@@ -57,72 +57,64 @@ interface ToolResult {
   restore: Step;
   check: Step;
   repoBytes: number;
+  /** every run's seconds, per step */
+  runs: Record<StepName, number[]>;
 }
 
+type StepName = 'full' | 'noChange' | 'changed' | 'restore' | 'check';
+
 /**
- * Each step runs this many times and counts with its median: on a virtual machine one
- * run of the same step varied by 10-20% (the kernel's cost of fresh page cache moved with
- * the host's memory), enough to flip a ratio across its target.
+ * Each step runs this many times and counts with its median, and the tools take turns
+ * within every run: on a virtual machine the same step varied by 10-20% from one minute
+ * to the next (the kernel's cost of fresh page cache follows the host's memory), for every
+ * tool alike, enough to put a ratio on either side of its target.
  */
 const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 
-/** The median time of repeated runs of a step, with the highest peak RSS among them. */
-function repeated(step: (run: number) => Step): Step {
-  const all = Array.from({ length: runs }, (_, run) => step(run));
-  const seconds = all.map((s) => s.seconds).sort((a, b) => a - b);
-  const rss = all.map((s) => s.peakRssMb).filter((r): r is number => r !== null);
-  return { seconds: seconds[(seconds.length - 1) >> 1]!, peakRssMb: rss.length > 0 ? Math.max(...rss) : null };
+interface ToolOps {
+  tool: string;
+  init(run: number): Step;
+  /** a backup into the repository of that run (full backups) or the last one */
+  backup(run?: number): Step;
+  restore(run: number): Step;
+  check(): Step;
+  repo(): string;
 }
 
-async function benchTool(tool: string, work: string, src: string, files: string[]): Promise<ToolResult> {
+function toolOps(tool: string, work: string, src: string): ToolOps {
   const repoOf = (run: number) => join(work, `${tool}-repo${run}`);
   const targetOf = (run: number) => join(work, `${tool}-restore${run}`);
   // Every full backup goes into a fresh repository; the last one is used from then on.
-  const repo = repoOf(runs - 1);
-  const sv = (repo: string, args: string[]) => run(process.execPath, [CLI, '--quiet', '--repo', repo, ...args], { STACKVAULT_PASSWORD: password });
-  const restic = (repo: string, args: string[]) => run('restic', ['-q', '-r', repo, ...args], { RESTIC_PASSWORD: password, RESTIC_CACHE_DIR: join(work, 'restic-cache') });
+  const last = repoOf(runs - 1);
+  const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', ...args], { STACKVAULT_PASSWORD: password });
+  const restic = (args: string[]) => run('restic', ['-q', ...args], { RESTIC_PASSWORD: password, RESTIC_CACHE_DIR: join(work, 'restic-cache') });
   const borgEnv = { BORG_PASSPHRASE: password, BORG_BASE_DIR: join(work, 'borg-base'), BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes' };
   const borg = (args: string[]) => run('borg', args, borgEnv);
-  let n = 0;
-  const ops = {
+  let archive = 0;
+  const ops: Record<string, Omit<ToolOps, 'tool' | 'repo'>> = {
     stackvault: {
-      init: (repo: string) => sv(repo, ['init']),
-      backup: (repo: string) => sv(repo, ['backup', src]),
-      restore: (target: string) => sv(repo, ['restore', 'latest', '--target', target]),
-      check: () => sv(repo, ['check', '--read-data']),
+      init: (r) => sv(['--repo', repoOf(r), 'init']),
+      backup: (r) => sv(['--repo', r === undefined ? last : repoOf(r), 'backup', src]),
+      restore: (r) => sv(['--repo', last, 'restore', 'latest', '--target', targetOf(r)]),
+      check: () => sv(['--repo', last, 'check', '--read-data']),
     },
     restic: {
-      init: (repo: string) => restic(repo, ['init']),
-      backup: (repo: string) => restic(repo, ['backup', src]),
-      restore: (target: string) => restic(repo, ['restore', 'latest', '--target', target]),
-      check: () => restic(repo, ['check', '--read-data']),
+      init: (r) => restic(['-r', repoOf(r), 'init']),
+      backup: (r) => restic(['-r', r === undefined ? last : repoOf(r), 'backup', src]),
+      restore: (r) => restic(['-r', last, 'restore', 'latest', '--target', targetOf(r)]),
+      check: () => restic(['-r', last, 'check', '--read-data']),
     },
     borg: {
-      init: (repo: string) => borg(['init', '-e', 'repokey-blake2', repo]),
-      backup: (repo: string) => borg(['create', '--compression', 'zstd,3', `${repo}::a${n++}`, src]),
-      restore: (target: string) => {
-        const last = execFileSync('borg', ['list', '--short', '--last', '1', repo], { env: { ...process.env, ...borgEnv }, encoding: 'utf8' }).trim();
-        return run('sh', ['-c', `mkdir -p "${target}" && cd "${target}" && borg extract "${repo}::${last}"`], borgEnv);
+      init: (r) => borg(['init', '-e', 'repokey-blake2', repoOf(r)]),
+      backup: (r) => borg(['create', '--compression', 'zstd,3', `${r === undefined ? last : repoOf(r)}::a${archive++}`, src]),
+      restore: (r) => {
+        const latest = execFileSync('borg', ['list', '--short', '--last', '1', last], { env: { ...process.env, ...borgEnv }, encoding: 'utf8' }).trim();
+        return run('sh', ['-c', `mkdir -p "${targetOf(r)}" && cd "${targetOf(r)}" && borg extract "${last}::${latest}"`], borgEnv);
       },
-      check: () => borg(['check', '--verify-data', repo]),
+      check: () => borg(['check', '--verify-data', last]),
     },
-  }[tool]!;
-  const full = repeated((r) => {
-    ops.init(repoOf(r));
-    return ops.backup(repoOf(r));
-  });
-  const noChange = repeated(() => ops.backup(repo));
-  let round = 0;
-  const changed = repeated(() => {
-    // Not timed: the same share of files changes before every run, different files each time.
-    changeOnePercent(files, tool.length * 10 + round++);
-    return ops.backup(repo);
-  });
-  const restore = repeated((r) => ops.restore(targetOf(r)));
-  const check = repeated(() => ops.check());
-  const repoBytes = du(repo);
-  // The restored trees stay until every tool has run (see benchFiles).
-  return { tool, full, noChange, changed, restore, check, repoBytes };
+  };
+  return { tool, ...ops[tool]!, repo: () => last };
 }
 
 /** The files benchmark: returns the table's lines and the raw results. */
@@ -131,11 +123,43 @@ export async function benchFiles(work: string): Promise<{ lines: string[]; resul
   process.stderr.write(`generating ${fileCount} files, ${totalMb} MiB in ${src}\n`);
   const files = await generate(src);
   const tools = ['stackvault', ...['restic', 'borg'].filter((t) => has(t) || (process.stderr.write(`${t} not installed: skipped (apt-get install ${t === 'borg' ? 'borgbackup' : t})\n`), false))];
-  const results: ToolResult[] = [];
-  for (const tool of tools) {
-    process.stderr.write(`running ${tool}...\n`);
-    results.push(await benchTool(tool, work, src, files));
-  }
+  const ops = tools.map((tool) => toolOps(tool, work, src));
+  const steps = new Map(tools.map((tool) => [tool, { full: [], noChange: [], changed: [], restore: [], check: [] } as Record<StepName, Step[]>]));
+  const step = (name: StepName, before: (run: number) => void, measure: (op: ToolOps, run: number) => Step) => {
+    for (let r = 0; r < runs; r++) {
+      before(r);
+      for (const op of ops) {
+        process.stderr.write(`${name} ${r + 1}/${runs}: ${op.tool}\n`);
+        steps.get(op.tool)![name].push(measure(op, r));
+      }
+    }
+  };
+  const nothing = () => undefined;
+  step('full', nothing, (op, r) => (op.init(r), op.backup(r)));
+  step('noChange', nothing, (op) => op.backup());
+  // Untimed: another 1% of files changes before each run, the same for every tool.
+  step('changed', (r) => changeOnePercent(files, r), (op) => op.backup());
+  step('restore', nothing, (op, r) => op.restore(r));
+  step('check', nothing, (op) => op.check());
+  const median = (all: Step[]): Step => {
+    const seconds = all.map((s) => s.seconds).sort((a, b) => a - b);
+    const rss = all.map((s) => s.peakRssMb).filter((m): m is number => m !== null);
+    return { seconds: seconds[(seconds.length - 1) >> 1]!, peakRssMb: rss.length > 0 ? Math.max(...rss) : null };
+  };
+  const results: ToolResult[] = ops.map((op) => {
+    const all = steps.get(op.tool)!;
+    const pick = (name: StepName) => median(all[name]);
+    return {
+      tool: op.tool,
+      full: pick('full'),
+      noChange: pick('noChange'),
+      changed: pick('changed'),
+      restore: pick('restore'),
+      check: pick('check'),
+      repoBytes: du(op.repo()),
+      runs: Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.map((s) => Number(s.seconds.toFixed(3)))])) as Record<StepName, number[]>,
+    };
+  });
   // Deleted only now: on an ext4 without a journal (this machine's), files created within a
   // minute or more of a large deletion wait while the kernel skips every recently deleted
   // inode (recently_deleted() in ext4's inode allocator; seen with perf). Deleting one
