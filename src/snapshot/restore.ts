@@ -87,17 +87,22 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   }
 
   const progress: RestoreProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: 0, currentPath: '' };
-  const matchedIncludes = new Set<string>();
-  for await (const { path, node } of walkTree(loader, rootTree, from)) {
-    if (selected(path) !== 'all') continue;
-    for (const inc of includes) if (path === inc || path.startsWith(inc + '/')) matchedIncludes.add(inc);
-    if (node.type === 'file') {
-      progress.filesTotal++;
-      progress.bytesTotal += node.size ?? 0;
+  // A first walk finds the totals for a progress display and checks that every include is
+  // in the snapshot before anything is written. Without either it would only load and
+  // parse every tree twice (the cache holds a few hundred): 0.1 s of a 1 GiB restore.
+  if (options.progress || includes.length > 0) {
+    const matchedIncludes = new Set<string>();
+    for await (const { path, node } of walkTree(loader, rootTree, from)) {
+      if (selected(path) !== 'all') continue;
+      for (const inc of includes) if (path === inc || path.startsWith(inc + '/')) matchedIncludes.add(inc);
+      if (node.type === 'file') {
+        progress.filesTotal++;
+        progress.bytesTotal += node.size ?? 0;
+      }
     }
+    const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc));
+    if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
   }
-  const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc));
-  if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
 
   // With more than one core, decoding blobs (decrypt, decompress, verify) goes to worker
   // threads while this thread reads packs and writes larger files; small files are written there too.

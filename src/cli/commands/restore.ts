@@ -174,8 +174,10 @@ Examples:
           include,
           force: flags.force,
           signal: interruptSignal(),
-          progress: (p) =>
-            sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
+          progress:
+            sink.active === false
+              ? undefined
+              : (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
         });
         sink.stop();
         emit(
