@@ -104,8 +104,10 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
     if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
   }
 
-  // With more than one core, decoding blobs (decrypt, decompress, verify) goes to worker
-  // threads while this thread reads packs and writes larger files; small files are written there too.
+  // With more than one core, blobs are decoded (decrypted, decompressed, verified) and
+  // written on worker threads: a larger file's blobs by the decode threads into the file
+  // this thread opened, small files whole by the writer threads. This thread walks the
+  // trees, makes folders and links, and renames and finishes the larger files.
   const cores = availableParallelism();
   const pool = cores > 1 ? new DecodePool(repo.master, cores - 1) : undefined;
   const smallFiles = cores > 1 ? new SmallFileWriters(repo, SMALL_FILE_WRITERS, options.force ?? false) : undefined;
