@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 export interface Step {
   seconds: number;
   peakRssMb: number | null;
+  /** user + system CPU time of the command and its children */
+  cpuSeconds: number | null;
 }
 
 export function run(cmd: string, args: string[], env: Record<string, string> = {}): Step {
@@ -14,12 +16,12 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
   spawnSync('sync');
   const started = process.hrtime.bigint();
   const result = hasTime
-    ? spawnSync('/usr/bin/time', ['-f', '%M', cmd, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 })
+    ? spawnSync('/usr/bin/time', ['-f', '%M %U %S', cmd, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 })
     : spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (result.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${result.status}):\n${result.stderr}`);
-  const rss = hasTime ? Number(result.stderr.trim().split('\n').pop()) / 1024 : null;
-  return { seconds, peakRssMb: rss };
+  const [rssKb, user, system] = hasTime ? result.stderr.trim().split('\n').pop()!.split(' ').map(Number) : [];
+  return { seconds, peakRssMb: rssKb === undefined ? null : rssKb / 1024, cpuSeconds: user === undefined ? null : user + system! };
 }
 
 export function du(path: string): number {

@@ -158,10 +158,11 @@ export async function benchFiles(work: string): Promise<{ lines: string[]; resul
   step('changed', (r) => changeOnePercent(files, r), (op) => backup(op));
   step('restore', nothing, (op, r) => op.restore(r));
   step('check', nothing, (op) => op.check());
+  const middle = (values: number[]) => values.sort((a, b) => a - b)[(values.length - 1) >> 1]!;
   const median = (all: Step[]): Step => {
-    const seconds = all.map((s) => s.seconds).sort((a, b) => a - b);
     const rss = all.map((s) => s.peakRssMb).filter((m): m is number => m !== null);
-    return { seconds: seconds[(seconds.length - 1) >> 1]!, peakRssMb: rss.length > 0 ? Math.max(...rss) : null };
+    const cpu = all.map((s) => s.cpuSeconds).filter((c): c is number => c !== null);
+    return { seconds: middle(all.map((s) => s.seconds)), peakRssMb: rss.length > 0 ? Math.max(...rss) : null, cpuSeconds: cpu.length > 0 ? middle(cpu) : null };
   };
   const results: ToolResult[] = ops.map((op) => {
     const all = steps.get(op.tool)!;
@@ -191,6 +192,9 @@ export async function benchFiles(work: string): Promise<{ lines: string[]; resul
     ['check --read-data', (r) => r.check.seconds, 's'],
     ['repository size', (r) => r.repoBytes / 1048576, 'MiB'],
     ['peak RSS (max of steps)', (r) => Math.max(...[r.full, r.noChange, r.changed, r.restore, r.check].map((s) => s.peakRssMb ?? 0)), 'MiB'],
+    // Wall time over CPU time: how much of both cores a tool kept busy, and what it spent.
+    ['full backup CPU time', (r) => r.full.cpuSeconds ?? 0, 's'],
+    ['restore CPU time', (r) => r.restore.cpuSeconds ?? 0, 's'],
   ];
   const lines = [`files: ${fileCount} files, ${totalMb} MiB; each time the median of ${runs} runs`, ''];
   lines.push(['measure'.padEnd(26), ...results.map((r) => r.tool.padStart(12)), ...(base ? results.filter((r) => r !== base).map((r) => `${r.tool}/restic`.padStart(18)) : [])].join(''));
