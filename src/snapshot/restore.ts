@@ -316,10 +316,14 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
     report?.(progress);
   };
   try {
-    if (blobs.writeBlob) {
-      await writeAhead(blobs as Required<BlobLoader>, fh.fd, node.content ?? [], written);
+    const ids = node.content ?? [];
+    const { writeBlob } = blobs;
+    if (writeBlob) {
+      // The decode threads write each verified blob at its offset: its content never comes
+      // back here (handing it back cost them a third of their time faulting in fresh memory).
+      for await (const bytes of ahead(blobs, ids, (id, position) => writeBlob.call(blobs, id, fh.fd, position))) written(bytes);
     } else {
-      for await (const data of loadAhead(blobs, node.content ?? [])) {
+      for await (const data of ahead(blobs, ids, (id) => blobs.loadBlob(id, 'data'))) {
         await fh.write(data);
         written(data.length);
       }
@@ -337,58 +341,34 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
 }
 
 /**
- * Writes a file's blobs into `fd` on the decode threads, each at its offset, up to
- * BYTES_AHEAD past the first unfinished one. Their content never comes back to this
- * thread: measured on the bench's restore, handing it back cost the decode thread a
- * third of its time faulting in fresh memory. Settles only once no write is in flight,
- * even when one failed: the caller closes `fd` next, and a write still queued would land
- * in whatever file reuses the number.
+ * What `start` gives for each of a file's blobs, in order, with the next ones already
+ * started up to BYTES_AHEAD past the first unfinished one: one at a time, a large file
+ * waited for each blob's trip to the decode thread. Ends only once nothing it started is
+ * still running, even when one failed: a write still queued after the caller closed the
+ * file would land in whatever file reuses its descriptor.
  */
-async function writeAhead(blobs: Required<BlobLoader>, fd: number, ids: readonly string[], written: (bytes: number) => void): Promise<void> {
-  const writing: Array<{ write: Promise<number>; length: number }> = [];
+async function* ahead<T>(blobs: BlobLoader, ids: readonly string[], start: (id: string, position: number) => Promise<T>): AsyncGenerator<T> {
+  const running: Array<{ result: Promise<T>; length: number }> = [];
   let next = 0;
   let position = 0;
-  let ahead = 0;
+  let bytesAhead = 0;
   try {
     for (;;) {
-      while (next < ids.length && (writing.length === 0 || ahead < BYTES_AHEAD)) {
+      while (next < ids.length && (running.length === 0 || bytesAhead < BYTES_AHEAD)) {
         const id = ids[next++]!;
         const length = blobs.blobLength(id) ?? 0;
-        const write = blobs.writeBlob(id, fd, position);
-        write.catch(() => undefined); // awaited below
-        writing.push({ write, length });
+        const result = start(id, position);
+        result.catch(() => undefined); // awaited below
+        running.push({ result, length });
         position += length;
-        ahead += length;
+        bytesAhead += length;
       }
-      const first = writing.shift();
+      const first = running.shift();
       if (!first) return;
-      ahead -= first.length;
-      written(await first.write);
+      bytesAhead -= first.length;
+      yield await first.result;
     }
   } finally {
-    await Promise.allSettled(writing.map((w) => w.write));
-  }
-}
-
-/**
- * A file's blobs in order, the next few already being read and decoded while the current
- * one is written: one at a time, a large file waited for each blob's trip to the decoder.
- */
-async function* loadAhead(blobs: BlobLoader, ids: readonly string[]): AsyncGenerator<Buffer> {
-  const loading: Array<{ load: Promise<Buffer>; length: number }> = [];
-  let next = 0;
-  let ahead = 0;
-  for (;;) {
-    while (next < ids.length && (loading.length === 0 || ahead < BYTES_AHEAD)) {
-      const id = ids[next++]!;
-      const load = blobs.loadBlob(id, 'data');
-      load.catch(() => undefined); // awaited below, or dropped with the file
-      loading.push({ load, length: blobs.blobLength(id) ?? 0 });
-      ahead += loading.at(-1)!.length;
-    }
-    const first = loading.shift();
-    if (!first) return;
-    ahead -= first.length;
-    yield await first.load;
+    await Promise.allSettled(running.map((r) => r.result));
   }
 }

@@ -81,7 +81,7 @@ export class LocalBackend implements Backend {
       await this.ensureDir(join(this.root, TMP_DIR));
       const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
       try {
-        await writeParts(fh, parts, length);
+        await writeParts(fh, parts);
         await fh.sync();
       } finally {
         await fh.close();
@@ -273,7 +273,7 @@ export class LocalBackend implements Backend {
 /** Parts written in calls of about this many bytes, as writeFile does: one call per part cost a trip through the thread pool each. */
 const WRITE_GROUP_BYTES = 512 * 1024;
 
-async function writeParts(fh: FileHandle, whole: readonly Uint8Array[], length: number): Promise<void> {
+async function writeParts(fh: FileHandle, whole: readonly Uint8Array[]): Promise<void> {
   const parts = whole.flatMap((p) => {
     if (p.length <= WRITE_GROUP_BYTES) return [p];
     const slices: Uint8Array[] = [];
@@ -293,7 +293,6 @@ async function writeParts(fh: FileHandle, whole: readonly Uint8Array[], length: 
     if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
     written += bytes;
   }
-  if (written !== length) throw new Error(`short write: ${written} of ${length} bytes`);
 }
 
 async function fsyncDir(dir: string): Promise<void> {
