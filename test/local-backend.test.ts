@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES } from '../src/util/direct-io.js';
 import { LocalBackend } from '../src/repo/backends/local.js';
+import { PackFileReader } from '../src/repo/pack-file-reader.js';
 import { IntegrityError } from '../src/util/errors.js';
 import { backendContract } from './backend-contract.js';
 import { pseudoRandom, tempDir } from './helpers.js';
+
+const execFileP = promisify(execFile);
 
 test('put is put-if-absent: a second put leaves the object untouched', async (t) => {
   const dir = await tempDir(t);
@@ -22,9 +28,10 @@ test('put is put-if-absent: a second put leaves the object untouched', async (t)
   assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
 });
 
-test('putParts stores the concatenation of its parts: thousands of small ones and ones larger than a write', async (t) => {
+for (const directIo of [true, false]) {
+test(`putParts stores the concatenation of its parts: thousands of small ones and ones larger than a write (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
   const dir = await tempDir(t);
-  const backend = new LocalBackend(dir);
+  const backend = new LocalBackend(dir, { directIo });
   await backend.prepare();
   // More parts than one writev takes (IOV_MAX is 1024), and parts larger than one write group.
   const parts = [
@@ -38,6 +45,113 @@ test('putParts stores the concatenation of its parts: thousands of small ones an
   assert.deepEqual(await backend.putParts('data/cd/cdef', parts), { created: false });
   assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
 });
+
+test(`large objects keep their exact length: block multiples, odd tails, more than one slot (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
+  const dir = await tempDir(t);
+  const backend = new LocalBackend(dir, { directIo });
+  await backend.prepare();
+  // Direct writes go through 4 MiB slots and pad the last block: sizes on and around both.
+  const sizes = [DIRECT_WRITE_MIN_BYTES, DIRECT_WRITE_MIN_BYTES + 1, 4 * 1024 * 1024 - 1, 4 * 1024 * 1024, 4 * 1024 * 1024 + 4095, 9 * 1024 * 1024 + 17];
+  const stored = await Promise.all(
+    sizes.map(async (size, i) => {
+      const parts = [pseudoRandom(100 + i, 1000), pseudoRandom(200 + i, size - 1000 - 7), pseudoRandom(300 + i, 7)];
+      await backend.putParts(`data/0${i}/0${i}`, parts);
+      return Buffer.concat(parts);
+    }),
+  );
+  for (const [i, expected] of stored.entries()) {
+    const key = `data/0${i}/0${i}`;
+    assert.equal((await stat(join(dir, 'data', `0${i}`, `0${i}`))).size, sizes[i], 'no padding is left');
+    assert.ok((await backend.get(key)).equals(expected));
+    // Large ranges are read past the page cache too: at unaligned offsets, and up to the end.
+    for (const [offset, length] of [[1, expected.length - 1], [4095, 70_000], [expected.length - 65_537, 65_537]] as const) {
+      assert.ok((await backend.get(key, { offset, length })).equals(expected.subarray(offset, offset + length)), `${key} at ${offset}, ${length} bytes`);
+    }
+    await assert.rejects(backend.get(key, { offset: expected.length - 70_000, length: 70_001 }), /truncated/);
+  }
+});
+}
+
+test('pack files are read whole and in part, large ranges past the page cache, and a truncated one is damage', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'pack');
+  const bytes = pseudoRandom(5, 6 * 1024 * 1024 + 123);
+  await writeFile(file, bytes);
+  const reader = new PackFileReader();
+  try {
+    for (const [offset, length] of [[0, 10], [17, DIRECT_READ_MIN_BYTES - 1], [17, DIRECT_READ_MIN_BYTES], [4096, 5 * 1024 * 1024], [1, bytes.length - 1]] as const) {
+      assert.ok(reader.read(file, offset, length).equals(bytes.subarray(offset, offset + length)), `at ${offset}, ${length} bytes`);
+    }
+    assert.throws(() => reader.read(file, bytes.length - 100_000, 100_001), IntegrityError);
+    assert.throws(() => reader.read(file, bytes.length - 10, 11), IntegrityError);
+  } finally {
+    reader.close();
+  }
+});
+
+/** Runs `use` on a file system mounted for the test in a temporary folder: needs root. */
+async function onMountedFileSystem(t: TestContext, mount: (dir: string) => string[], use: (dir: string) => Promise<void>): Promise<void> {
+  if (process.getuid?.() !== 0) return t.skip('mounting a file system needs root');
+  const dir = await tempDir(t);
+  await execFileP('mount', mount(dir));
+  try {
+    await use(dir);
+  } finally {
+    // Before tempDir's clean-up, which cannot remove a mount point.
+    await execFileP('umount', [dir]);
+  }
+}
+
+test('a file system that refuses direct writes (ramfs) gets large objects through the page cache', (t) =>
+  onMountedFileSystem(
+    t,
+    (dir) => ['-t', 'ramfs', 'ramfs', dir],
+    async (dir) => {
+      const backend = new LocalBackend(join(dir, 'repo'), { directIo: true });
+      await backend.prepare();
+      const big = pseudoRandom(7, 3 * 1024 * 1024 + 5);
+      assert.deepEqual(await backend.put('data/ef/ef01', big), { created: true });
+      assert.ok((await backend.get('data/ef/ef01')).equals(big));
+      assert.deepEqual(await readdir(join(dir, 'repo', 'tmp')), [], 'no temporary file is left');
+    },
+  ));
+
+test('without address space for aligned memory (ulimit -v), large objects go through the page cache', async (t) => {
+  const dir = await tempDir(t);
+  const backend = new URL('../src/repo/backends/local.js', import.meta.url).href;
+  // WebAssembly memory reserves its address space up front; under this limit Node runs but cannot have any.
+  const script = `
+    const { LocalBackend } = await import(${JSON.stringify(backend)});
+    const b = new LocalBackend(${JSON.stringify(join(dir, 'repo'))}, { directIo: true });
+    await b.prepare();
+    const big = Buffer.alloc(3 * 1024 * 1024 + 1, 7);
+    await b.put('data/ab/ab01', big);
+    if (!(await b.get('data/ab/ab01')).equals(big) || !(await b.get('data/ab/ab01', { offset: 1, length: 200000 })).equals(big.subarray(1, 200001))) throw new Error('bytes differ');
+    console.log('stored');`;
+  const { stdout } = await execFileP('sh', ['-c', `ulimit -v 4000000 && exec "${process.execPath}" --input-type=module -e '${script.replaceAll("'", "'\\''")}'`]);
+  assert.equal(stdout.trim(), 'stored');
+});
+
+for (const directIo of [true, false]) {
+  test(`a full disk fails the write with its reason and leaves nothing (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
+    const image = join(await tempDir(t), 'small.img');
+    await execFileP('truncate', ['-s', '8M', image]);
+    await execFileP('mkfs.ext4', ['-q', '-F', image]);
+    await onMountedFileSystem(
+      t,
+      (dir) => ['-o', 'loop', image, dir],
+      async (dir) => {
+        const backend = new LocalBackend(join(dir, 'repo'), { directIo });
+        await backend.prepare();
+        await backend.put('data/aa/aa01', pseudoRandom(1, 3 * 1024 * 1024));
+        await assert.rejects(backend.put('data/bb/bb01', pseudoRandom(2, 5 * 1024 * 1024 + 3)), /cannot write data\/bb\/bb01 to .*: no space left on device/);
+        assert.deepEqual(await readdir(join(dir, 'repo', 'tmp')), [], 'no temporary file is left');
+        assert.equal(await backend.stat('data/bb/bb01'), undefined);
+        assert.equal((await backend.stat('data/aa/aa01'))?.size, 3 * 1024 * 1024, 'what was stored stays');
+      },
+    );
+  });
+}
 
 test('an existing object of another size is reported as damaged, not silently accepted', async (t) => {
   const dir = await tempDir(t);

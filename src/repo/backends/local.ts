@@ -4,6 +4,7 @@ import { chmod, link, lstat, mkdir, open, readdir, stat, unlink, type FileHandle
 import { dirname, join, relative, sep } from 'node:path';
 import { StackvaultError, describeSystemError } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES, O_DIRECT, directIoRefused, readDirect, writePartsDirect } from '../../util/direct-io.js';
 import { alreadyStored, truncated } from './objects.js';
 
 const TMP_DIR = 'tmp';
@@ -33,9 +34,20 @@ export class LocalBackend implements Backend {
   private readonly windows = new Map<string, Promise<Buffer>>();
   private lastRead = 0;
 
-  constructor(private readonly root: string) {
+  /**
+   * @param directIo write and read large objects past the page cache where the file system
+   * allows (see direct-io.ts); false keeps everything in it
+   */
+  constructor(
+    private readonly root: string,
+    { directIo = O_DIRECT !== 0 }: { directIo?: boolean } = {},
+  ) {
     this.location = root;
+    this.directIo = directIo;
   }
+
+  /** cleared for good once the file system refuses O_DIRECT */
+  private directIo: boolean;
 
   async prepare(): Promise<void> {
     // A repository goes into a new or empty folder only: never scatter objects among someone's files.
@@ -79,13 +91,7 @@ export class LocalBackend implements Backend {
     try {
       await this.ensureDir(dirname(final));
       await this.ensureDir(join(this.root, TMP_DIR));
-      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      try {
-        await writeParts(fh, parts);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await this.writeTemporary(tmp, parts, length);
       await chmod(tmp, 0o444);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
@@ -107,9 +113,49 @@ export class LocalBackend implements Backend {
     return { created: true };
   }
 
+  /**
+   * Writes and fsyncs the temporary file. Large objects go past the page cache (see
+   * direct-io.ts) unless the file system refused that once; then, and for small objects,
+   * through it.
+   */
+  private async writeTemporary(tmp: string, parts: readonly Uint8Array[], length: number): Promise<void> {
+    const direct = this.directIo && length >= DIRECT_WRITE_MIN_BYTES;
+    let fh: FileHandle;
+    try {
+      fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (direct ? O_DIRECT : 0), 0o600);
+    } catch (err) {
+      if (!direct || !directIoRefused(err)) throw err;
+      // Some file systems (ramfs) create the file before they refuse O_DIRECT.
+      this.directIo = false;
+      await unlink(tmp).catch(() => undefined);
+      return this.writeTemporary(tmp, parts, length);
+    }
+    try {
+      if (direct) {
+        try {
+          await fh.truncate(await writePartsDirect(fh.fd, parts));
+        } catch (err) {
+          if (!directIoRefused(err)) throw err;
+          // Opened, but the device wants other alignment: start over through the page cache.
+          this.directIo = false;
+          await fh.close();
+          await unlink(tmp);
+          return this.writeTemporary(tmp, parts, length);
+        }
+      } else {
+        await writeParts(fh, parts);
+      }
+      await fh.sync();
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
   async get(key: string, range?: ByteRange): Promise<Buffer> {
     if (range) return this.getRange(key, range);
     const file = this.path(key);
+    const direct = await this.readDirectly(key, file);
+    if (direct) return direct;
     let fh;
     try {
       fh = await open(file, 'r');
@@ -150,13 +196,44 @@ export class LocalBackend implements Backend {
         // A view, not a copy: windows are never written after their read (see Backend.get).
         return window.subarray(from, from + range.length);
       }
-      const buf = await this.readAt(key, fd, range.offset, range.length);
+      const buf = (await this.readDirectly(key, file, range)) ?? (await this.readAt(key, fd, range.offset, range.length));
       if (buf.length < range.length) throw truncated(this.root, key, range, range.offset + buf.length);
       return buf;
     } finally {
       entry.users--;
       entry.lastUse = this.lastRead = Date.now();
       this.sweeper ??= setInterval(() => this.evictIdle(0, OPEN_OBJECT_IDLE_MS), OPEN_OBJECT_IDLE_MS).unref();
+    }
+  }
+
+  /**
+   * A large range, or a whole large object (check reads packs whole), read past the page
+   * cache (see direct-io.ts): up to the range's bytes, fewer only where the object ends.
+   * Undefined for a small whole object, or where the file system refuses direct reads.
+   */
+  private async readDirectly(key: string, file: string, range?: ByteRange): Promise<Buffer | undefined> {
+    if (!this.directIo || (range && range.length < DIRECT_READ_MIN_BYTES)) return undefined;
+    let fh: FileHandle;
+    try {
+      fh = await open(file, constants.O_RDONLY | O_DIRECT);
+    } catch (err) {
+      if (!directIoRefused(err)) throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
+      this.directIo = false;
+      return undefined;
+    }
+    try {
+      const { offset, length } = range ?? { offset: 0, length: (await fh.stat()).size };
+      if (length < DIRECT_WRITE_MIN_BYTES && !range) return undefined;
+      const buf = Buffer.allocUnsafe(length);
+      const done = await readDirect(fh.fd, buf, offset, length);
+      return done === length ? buf : buf.subarray(0, done);
+    } catch (err) {
+      if (!directIoRefused(err)) throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
+      // Opened for direct reads, but refused them: through the page cache from now on.
+      this.directIo = false;
+      return undefined;
+    } finally {
+      await fh.close();
     }
   }
 
