@@ -16,8 +16,9 @@ export interface BlobLoader {
   /**
    * Where present: verify a data blob and write its content into an open file at
    * `position` without it coming back to this thread; resolves with the bytes written.
+   * `directFd`, the same file opened for direct writes, takes its whole blocks (see direct-io.ts).
    */
-  writeBlob?(id: string, fd: number, position: number): Promise<number>;
+  writeBlob?(id: string, fd: number, position: number, directFd?: number): Promise<number>;
 }
 
 /**
@@ -52,8 +53,8 @@ export class BlobBatchLoader implements BlobLoader {
     return content;
   }
 
-  async writeBlob(id: string, fd: number, position: number): Promise<number> {
-    const written = await this.request(id, 'data', { fd, position });
+  async writeBlob(id: string, fd: number, position: number, directFd?: number): Promise<number> {
+    const written = await this.request(id, 'data', { fd, position, directFd });
     if (typeof written !== 'number') throw new Error('internal error: a written blob came back as content');
     return written;
   }

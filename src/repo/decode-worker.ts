@@ -1,5 +1,5 @@
-import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
+import { writeAtSync } from '../util/direct-io.js';
 import { concatOwned } from '../util/owned-buffer.js';
 import { errorMessage } from '../util/errors.js';
 import type { PackedBlob } from './pack.js';
@@ -34,15 +34,15 @@ export interface DecodeRequest {
    * a restore's larger files, whose content would otherwise cross to the main thread in
    * fresh memory only to be written from there.
    */
-  into?: { fd: number; position: number };
+  into?: { fd: number; position: number; directFd?: number };
 }
 
 /** Per blob: its length (returned in the reply's buffer, or written), why it is damaged, or why writing it failed. */
 export type DecodeResult = number | string | { writeFailed: string; code?: string };
 
-function writeInto(into: { fd: number; position: number }, data: Buffer): DecodeResult {
+function writeInto(into: NonNullable<DecodeRequest['into']>, data: Buffer): DecodeResult {
   try {
-    for (let at = 0; at < data.length; ) at += writeSync(into.fd, data, at, data.length - at, into.position + at);
+    writeAtSync(into.fd, into.directFd, data, into.position);
     return data.length;
   } catch (err) {
     return { writeFailed: errorMessage(err), code: (err as NodeJS.ErrnoException).code };

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { close as closeFd } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -7,6 +8,7 @@ import { DecodePool } from '../repo/decode-pool.js';
 import type { Repository } from '../repo/repository.js';
 import { applyMetadata, writeSmallFile } from '../sources/files-restore.js';
 import { Semaphore } from '../util/concurrency.js';
+import { openForDirectWrites } from '../util/direct-io.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES } from '../util/plain-file.js';
 import { StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
 import { SmallFileWriters } from './small-file-writers.js';
@@ -311,6 +313,7 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
   }
   const tmp = `${dest}.sv-restore-${writer.tmpPrefix}${(writer.tmpCount++).toString(36)}`;
   const fh = await open(tmp, 'wx', 0o600);
+  let directFd: number | undefined;
   const written = (bytes: number) => {
     progress.bytesDone += bytes;
     report?.(progress);
@@ -321,7 +324,9 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
     if (writeBlob) {
       // The decode threads write each verified blob at its offset: its content never comes
       // back here (handing it back cost them a third of their time faulting in fresh memory).
-      for await (const bytes of ahead(blobs, ids, (id, position) => writeBlob.call(blobs, id, fh.fd, position))) written(bytes);
+      // Whole blocks go past the page cache where the file system allows (see direct-io.ts).
+      directFd = await openForDirectWrites(tmp);
+      for await (const bytes of ahead(blobs, ids, (id, position) => writeBlob.call(blobs, id, fh.fd, position, directFd))) written(bytes);
     } else {
       for await (const data of ahead(blobs, ids, (id) => blobs.loadBlob(id, 'data'))) {
         await fh.write(data);
@@ -333,6 +338,9 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
     await fh.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw err;
+  } finally {
+    // After ahead() has settled every write: none can land in a file that reuses the number.
+    if (directFd !== undefined) await new Promise((resolve) => closeFd(directFd!, resolve));
   }
   await removeExisting(dest);
   await rename(tmp, dest);
