@@ -8,6 +8,19 @@ import type { TestContext } from 'node:test';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
+/** Runs `use` on a file system mounted for the test in a temporary folder: needs root. */
+export async function onMountedFileSystem(t: TestContext, mount: (dir: string) => string[], use: (dir: string) => Promise<void>): Promise<void> {
+  if (process.getuid?.() !== 0) return t.skip('mounting a file system needs root');
+  const dir = await tempDir(t);
+  execFileSync('mount', mount(dir));
+  try {
+    await use(dir);
+  } finally {
+    // Before tempDir's clean-up, which cannot remove a mount point.
+    execFileSync('umount', [dir]);
+  }
+}
+
 /** A temporary folder removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'sv-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));

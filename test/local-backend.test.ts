@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES } from '../src/util/direct-io.js';
@@ -9,7 +9,7 @@ import { LocalBackend } from '../src/repo/backends/local.js';
 import { PackFileReader } from '../src/repo/pack-file-reader.js';
 import { IntegrityError } from '../src/util/errors.js';
 import { backendContract } from './backend-contract.js';
-import { pseudoRandom, tempDir } from './helpers.js';
+import { onMountedFileSystem, pseudoRandom, tempDir } from './helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -88,19 +88,6 @@ test('pack files are read whole and in part, large ranges past the page cache, a
     reader.close();
   }
 });
-
-/** Runs `use` on a file system mounted for the test in a temporary folder: needs root. */
-async function onMountedFileSystem(t: TestContext, mount: (dir: string) => string[], use: (dir: string) => Promise<void>): Promise<void> {
-  if (process.getuid?.() !== 0) return t.skip('mounting a file system needs root');
-  const dir = await tempDir(t);
-  await execFileP('mount', mount(dir));
-  try {
-    await use(dir);
-  } finally {
-    // Before tempDir's clean-up, which cannot remove a mount point.
-    await execFileP('umount', [dir]);
-  }
-}
 
 test('a file system that refuses direct writes (ramfs) gets large objects through the page cache', (t) =>
   onMountedFileSystem(
