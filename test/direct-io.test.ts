@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../src/repo/backends/local.js';
@@ -8,7 +9,7 @@ import { backup } from '../src/snapshot/backup.js';
 import { restore } from '../src/snapshot/restore.js';
 import { compareTrees } from '../src/sources/compare.js';
 import { DIRECT_ALIGNMENT, openForDirectWritesSync, writeAtSync } from '../src/util/direct-io.js';
-import { makeRichTree, onMountedFileSystem, pseudoRandom, tempDir } from './helpers.js';
+import { makeRichTree, onMountedFileSystem, pseudoRandom, runCli, tempDir } from './helpers.js';
 
 for (const direct of [true, false]) {
   test(`pieces written at any offset, in any order, meet exactly (${direct ? 'whole blocks past the page cache' : 'all through it'})`, async (t) => {
@@ -47,4 +48,27 @@ test('a restore onto a file system that refuses direct writes (ramfs) writes thr
       assert.ok(cmp.bytes > 15_000_000, `compared ${cmp.bytes} bytes`);
     },
   );
+});
+
+test('STACKVAULT_DIRECT_IO=off keeps everything in the page cache; a value other than on or off is refused before any work', async (t) => {
+  const dir = await tempDir(t);
+  const module = new URL('../src/util/direct-io.js', import.meta.url).href;
+  const flag = (setting: string) =>
+    execFileSync(process.execPath, ['--input-type=module', '-e', `console.log((await import(${JSON.stringify(module)})).O_DIRECT)`], { env: { ...process.env, STACKVAULT_DIRECT_IO: setting }, encoding: 'utf8' }).trim();
+  assert.equal(flag('off'), '0');
+  assert.notEqual(flag('on'), '0');
+
+  const source = join(dir, 'source');
+  await makeRichTree(source);
+  const env = { STACKVAULT_PASSWORD: 'pw', STACKVAULT_DIRECT_IO: 'off' };
+  const repo = join(dir, 'repo');
+  assert.equal((await runCli(['--quiet', 'init', '--repo', repo], { env })).code, 0);
+  assert.equal((await runCli(['--quiet', 'backup', '--repo', repo, source], { env })).code, 0);
+  assert.equal((await runCli(['--quiet', 'restore', 'latest', '--repo', repo, '--target', join(dir, 'target')], { env })).code, 0);
+  assert.deepEqual((await compareTrees(source, join(dir, 'target', 'source'), { owners: false })).differences, []);
+
+  const refused = await runCli(['init', '--repo', join(dir, 'other')], { env: { ...env, STACKVAULT_DIRECT_IO: 'maybe' } });
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /STACKVAULT_DIRECT_IO=maybe: expected on or off/);
+  assert.equal(existsSync(join(dir, 'other')), false, 'nothing was created');
 });

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Backend } from '../repo/backends/backend.js';
 import { openBackend } from '../repo/backends/open.js';
+import { checkDirectIoSetting } from '../util/direct-io.js';
 import { Repository } from '../repo/repository.js';
 import { UsageError } from '../util/errors.js';
 
@@ -33,6 +34,7 @@ export class CliContext {
    * broken stackvault.yaml only fails the commands that use it.
    */
   async prepare(): Promise<void> {
+    checkDirectIoSetting();
     if (this.configFile() !== undefined) this.loadConfig = (await import('../config/load.js')).loadConfig;
   }
 

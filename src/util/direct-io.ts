@@ -1,4 +1,5 @@
 import { constants, open as openFd, openSync, read as readFd, readSync, write as writeFd, writeSync } from 'node:fs';
+import { UsageError } from './errors.js';
 
 /**
  * Writing and reading past the page cache (O_DIRECT): the folder backend's packs, and
@@ -39,8 +40,20 @@ export const DIRECT_ALIGNMENT = 4096;
 const SLOT_BYTES = 4 * 1024 * 1024;
 const WASM_PAGE_BYTES = 65536;
 
-/** O_DIRECT where the platform has it (Linux), else 0: the caller then never tries. */
-export const O_DIRECT: number = constants.O_DIRECT ?? 0;
+/**
+ * O_DIRECT where the platform has it (Linux), else 0: the caller then never tries.
+ * STACKVAULT_DIRECT_IO=off keeps everything in the page cache, as restic's and Borg's
+ * restores do: for a slow disk, where a small restore should return before its data is
+ * written out.
+ */
+export const O_DIRECT: number = process.env.STACKVAULT_DIRECT_IO === 'off' ? 0 : (constants.O_DIRECT ?? 0);
+
+/** Refuses a STACKVAULT_DIRECT_IO other than on or off (the CLI asks before any work). */
+export function checkDirectIoSetting(setting = process.env.STACKVAULT_DIRECT_IO): void {
+  if (setting !== undefined && setting !== '' && setting !== 'on' && setting !== 'off') {
+    throw new UsageError(`STACKVAULT_DIRECT_IO=${setting}: expected on or off`);
+  }
+}
 
 /** Objects at least this large bypass the page cache; smaller ones (trees, indexes) are read back soon. */
 export const DIRECT_WRITE_MIN_BYTES = 1024 * 1024;
