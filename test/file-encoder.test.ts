@@ -78,3 +78,28 @@ test('small files go to a worker in batches: each gets its own blobs or its own 
   assert.equal((missing as PromiseRejectedResult).reason.code, 'ENOENT');
   assert.ok(!((missing as PromiseRejectedResult).reason instanceof StackvaultError), 'a missing file is that file\'s error, not the backup\'s');
 });
+
+for (const password of ['pw', null]) {
+  test(`a batch larger than the worker's staging buffer (random files up to 8 MiB) keeps every blob whole (${password ? 'encrypted' : 'unencrypted'})`, async (t) => {
+    const dir = await tempDir(t);
+    const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password, immutabilityDays: 0 });
+    const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+    if (!encoder) return t.skip('one core: no worker threads');
+    t.after(() => encoder.close());
+    // Incompressible, so a batch's sealed blobs outgrow the 8 MiB it starts with; text between them is compressed.
+    const contents = [pseudoRandom(1, 3 << 20), pseudoText(2, 200_000), pseudoRandom(3, (8 << 20) - 1), pseudoRandom(4, 5 << 20)];
+    const paths = contents.map((_, i) => join(dir, `f${i}`));
+    await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
+    const encoded = await Promise.all(paths.map((p, i) => encoder.encodeBatched(p, contents[i]!.length)));
+    for (const [i, blobs] of encoded.entries()) {
+      const parts = blobs.map((blob) => {
+        const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
+        const content = blob.compressed ? decompress(plain) : plain;
+        assert.equal(repo.blobId(content), blob.id);
+        return content;
+      });
+      assert.ok(Buffer.concat(parts).equals(contents[i]!), `file ${i}`);
+    }
+    assert.ok(encoded[1]!.every((b) => b.compressed), 'text is stored compressed');
+  });
+}

@@ -46,16 +46,24 @@ function freshNonce(): Buffer {
 
 /** nonce || ciphertext || tag with a fresh random nonce; a copy of the input without encryption. */
 export function seal(key: Buffer | null, plain: Uint8Array): Buffer {
-  if (!key) return Buffer.from(plain);
+  const out = Buffer.allocUnsafe(sealedLength(key, plain.length));
+  sealInto(key, plain, out, 0);
+  return out;
+}
+
+/** seal() into `out` at `at`, which has room for sealedLength(key, plain.length) bytes; returns that length. */
+export function sealInto(key: Buffer | null, plain: Uint8Array, out: Buffer, at: number): number {
+  if (!key) {
+    out.set(plain, at);
+    return plain.length;
+  }
   const nonce = freshNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
-  const out = Buffer.allocUnsafe(plain.length + SEAL_OVERHEAD);
-  nonce.copy(out, 0);
-  let at = NONCE_BYTES;
-  at += cipher.update(plain).copy(out, at);
-  at += cipher.final().copy(out, at);
-  cipher.getAuthTag().copy(out, at);
-  return out;
+  let n = nonce.copy(out, at);
+  n += cipher.update(plain).copy(out, at + n);
+  n += cipher.final().copy(out, at + n);
+  n += cipher.getAuthTag().copy(out, at + n);
+  return n;
 }
 
 /** Decrypt and authenticate; `what` names the object in the error. */

@@ -1,10 +1,10 @@
 import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { concatOwned, ownedBuffer } from '../util/owned-buffer.js';
+import { ownedBuffer } from '../util/owned-buffer.js';
 import { AdaptiveReader } from '../util/plain-file.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
-import { compressIfSmaller } from './compression.js';
-import { blobId, seal } from './crypto.js';
+import { compressIfSmaller, compressIfSmallerTransient } from './compression.js';
+import { blobId, seal, sealedLength, sealInto } from './crypto.js';
 import type { BatchResult } from './file-encoder.js';
 
 /**
@@ -95,7 +95,6 @@ const window = Buffer.allocUnsafeSlow(chunker.windowBytes);
  */
 function encodeBatch(job: number, files: Array<{ path: string; size: number }>): void {
   const results: BatchResult[] = [];
-  const parts: Buffer[] = [];
   let total = 0;
   for (const { path } of files) {
     let fd: number | undefined;
@@ -103,10 +102,12 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
     try {
       fd = openSync(path, 'r');
       chunker.chunkFdSync(fd, window, (chunk) => {
-        const { sealed, ...blob } = encodeChunk(chunk);
-        blobs.push({ ...blob, offset: total, length: sealed.length });
-        parts.push(sealed);
-        total += sealed.length;
+        const compressed = compressIfSmallerTransient(chunk);
+        const plain = compressed ?? chunk;
+        makeRoom(total + sealedLength(key, plain.length));
+        const length = sealInto(key, plain, staging, total);
+        blobs.push({ id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, offset: total, length });
+        total += length;
       });
       results.push({ blobs });
     } catch (err) {
@@ -117,8 +118,24 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
       if (fd !== undefined) closeSync(fd);
     }
   }
-  const bytes = concatOwned(parts, total);
+  // Its own memory, of its exact size: the staging buffer stays here for the next batch.
+  const bytes = Buffer.allocUnsafeSlow(total);
+  staging.copy(bytes, 0, 0, total);
   parentPort!.postMessage({ type: 'batch', job, results, bytes }, [bytes.buffer as ArrayBuffer]);
+}
+
+/**
+ * Where a batch's blobs are sealed one after another, reused from batch to batch: sealing
+ * each blob into a buffer of its own and joining them after allocated every byte twice
+ * (and faulted in fresh pages for it; see compressIfSmallerTransient).
+ */
+let staging = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
+
+function makeRoom(bytes: number): void {
+  if (staging.length >= bytes) return;
+  const larger = Buffer.allocUnsafeSlow(Math.max(bytes, staging.length * 2));
+  staging.copy(larger);
+  staging = larger;
 }
 
 async function encodeFile(job: number, path: string, size: number): Promise<void> {
