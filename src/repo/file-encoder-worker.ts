@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ownedBuffer } from '../util/owned-buffer.js';
 import { AdaptiveReader } from '../util/plain-file.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
-import { compressIfSmaller, compressIfSmallerTransient } from './compression.js';
+import { compressIfSmallerTransient } from './compression.js';
 import { blobId, seal, sealedLength, sealInto } from './crypto.js';
 import type { BatchResult } from './file-encoder.js';
 
@@ -61,7 +61,7 @@ parentPort!.on('message', (msg: Request) => {
     // A chunk of a stream, already hashed (and found new) by the main thread: compress and encrypt it.
     try {
       const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
-      const compressed = compressIfSmaller(data);
+      const compressed = compressIfSmallerTransient(data);
       const stored = ownedBuffer(seal(key, compressed ?? data));
       parentPort!.postMessage({ type: 'blob', job: msg.job, id: msg.id, rawLength: data.length, compressed: compressed !== null, stored }, [stored.buffer as ArrayBuffer]);
     } catch (err) {
@@ -80,7 +80,7 @@ parentPort!.on('message', (msg: Request) => {
 });
 
 function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed: boolean; sealed: Buffer } {
-  const compressed = compressIfSmaller(chunk);
+  const compressed = compressIfSmallerTransient(chunk);
   return { id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, sealed: seal(key, compressed ?? chunk) };
 }
 
