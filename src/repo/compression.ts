@@ -1,47 +1,40 @@
-import { Compressor, Decompressor } from 'zstd-napi';
+import { Decompressor } from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
-
-// One reusable context each: creating a zstd context per blob costs more than compressing a small blob.
-let compressor: Compressor | undefined;
-let decompressor: Decompressor | undefined;
 
 export const COMPRESSION_LEVEL = 3;
 
-/** zstd-compressed bytes, or null when compression would not save at least 3%. */
+// One reusable context each: creating a zstd context per blob costs more than compressing a small blob.
+let context: InstanceType<typeof zstdBinding.CCtx> | undefined;
+let decompressor: Decompressor | undefined;
+/** Compressed bytes land here, reused by every compression in this thread. */
+let scratch: Buffer | undefined;
+
+/**
+ * `data` compressed into memory this thread reuses: a view, valid until its next
+ * compression. Compressor.compress allocated room for the worst case per blob and copied
+ * the result into another buffer; a backup's encoder threads faulted in 9,500 fresh pages
+ * for them.
+ */
+function compressIntoScratch(data: Uint8Array): Buffer {
+  const bound = zstdBinding.compressBound(data.length);
+  if (!scratch || scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
+  context ??= new zstdBinding.CCtx();
+  return scratch.subarray(0, context.compress(scratch, data, COMPRESSION_LEVEL));
+}
+
+/**
+ * zstd-compressed bytes, or null when compression would not save at least 3%. The bytes
+ * are a view valid only until this thread compresses again: seal or copy them at once.
+ */
 export function compressIfSmaller(data: Uint8Array): Buffer | null {
   if (data.length < 64) return null;
-  if (!compressor) {
-    compressor = new Compressor();
-    compressor.setParameters({ compressionLevel: COMPRESSION_LEVEL });
-  }
-  const out = compressor.compress(data);
+  const out = compressIntoScratch(data);
   return out.length < data.length * 0.97 ? out : null;
 }
 
-let transientContext: InstanceType<typeof zstdBinding.CCtx> | undefined;
-let transientOut: Buffer | undefined;
-
-/**
- * compressIfSmaller into memory this thread reuses: a view, valid until the next call. For
- * a caller that seals it at once (the encoder threads): Compressor.compress allocates
- * room for the worst case per blob and copies the result into another buffer, and a
- * backup's encoder threads faulted in 9,500 fresh pages for them.
- */
-export function compressIfSmallerTransient(data: Uint8Array): Buffer | null {
-  if (data.length < 64) return null;
-  const bound = zstdBinding.compressBound(data.length);
-  if (!transientOut || transientOut.length < bound) transientOut = Buffer.allocUnsafeSlow(bound);
-  transientContext ??= new zstdBinding.CCtx();
-  const length = transientContext.compress(transientOut, data, COMPRESSION_LEVEL);
-  return length < data.length * 0.97 ? transientOut.subarray(0, length) : null;
-}
-
+/** zstd-compressed bytes of their own. */
 export function compress(data: Uint8Array): Buffer {
-  if (!compressor) {
-    compressor = new Compressor();
-    compressor.setParameters({ compressionLevel: COMPRESSION_LEVEL });
-  }
-  return compressor.compress(data);
+  return Buffer.from(compressIntoScratch(data));
 }
 
 export function decompress(data: Uint8Array): Buffer {

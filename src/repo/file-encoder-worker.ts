@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ownedBuffer } from '../util/owned-buffer.js';
 import { AdaptiveReader } from '../util/plain-file.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
-import { compressIfSmallerTransient } from './compression.js';
+import { compressIfSmaller } from './compression.js';
 import { blobId, seal, sealedLength, sealInto } from './crypto.js';
 import type { BatchResult } from './file-encoder.js';
 
@@ -61,7 +61,7 @@ parentPort!.on('message', (msg: Request) => {
     // A chunk of a stream, already hashed (and found new) by the main thread: compress and encrypt it.
     try {
       const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
-      const compressed = compressIfSmallerTransient(data);
+      const compressed = compressIfSmaller(data);
       const stored = ownedBuffer(seal(key, compressed ?? data));
       parentPort!.postMessage({ type: 'blob', job: msg.job, id: msg.id, rawLength: data.length, compressed: compressed !== null, stored }, [stored.buffer as ArrayBuffer]);
     } catch (err) {
@@ -80,7 +80,7 @@ parentPort!.on('message', (msg: Request) => {
 });
 
 function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed: boolean; sealed: Buffer } {
-  const compressed = compressIfSmallerTransient(chunk);
+  const compressed = compressIfSmaller(chunk);
   return { id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, sealed: seal(key, compressed ?? chunk) };
 }
 
@@ -102,7 +102,7 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
     try {
       fd = openSync(path, 'r');
       chunker.chunkFdSync(fd, window, (chunk) => {
-        const compressed = compressIfSmallerTransient(chunk);
+        const compressed = compressIfSmaller(chunk);
         const plain = compressed ?? chunk;
         makeRoom(total + sealedLength(key, plain.length));
         const length = sealInto(key, plain, staging, total);
@@ -127,7 +127,7 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
 /**
  * Where a batch's blobs are sealed one after another, reused from batch to batch: sealing
  * each blob into a buffer of its own and joining them after allocated every byte twice
- * (and faulted in fresh pages for it; see compressIfSmallerTransient).
+ * (and faulted in fresh pages for it; see compressIfSmaller).
  */
 let staging = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
 

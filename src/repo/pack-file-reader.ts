@@ -17,28 +17,37 @@ export class PackFileReader {
 
   read(file: string, offset: number, length: number): Buffer {
     const buf = Buffer.allocUnsafe(length);
-    const direct = length >= DIRECT_READ_MIN_BYTES ? this.open(file, true) : undefined;
-    let done = 0;
-    try {
-      if (direct !== undefined) done = readDirectSync(direct, buf, offset, length);
-    } catch (err) {
-      if (!directIoRefused(err)) throw err;
-      // Opened for direct reads, but refused them: through the page cache from now on.
-      directReads = false;
-    }
-    if (direct === undefined || !directReads) {
-      const fd = this.open(file, false)!;
-      for (let n = -1; done < length && n !== 0; done += n) n = readSync(fd, buf, done, length - done, offset + done);
-    }
+    const done = (length >= DIRECT_READ_MIN_BYTES ? this.readPastCache(file, buf, offset) : undefined) ?? this.readThroughCache(file, buf, offset);
     if (done < length) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
     return buf;
   }
 
-  /** The pack's descriptor, direct or not; undefined where direct reads are refused. */
+  /** Bytes read into `buf`, fewer only where the pack ends; undefined where direct reads are refused. */
+  private readPastCache(file: string, buf: Buffer, offset: number): number | undefined {
+    const fd = directReads ? this.open(file, true) : undefined;
+    if (fd === undefined) return undefined;
+    try {
+      return readDirectSync(fd, buf, offset, buf.length);
+    } catch (err) {
+      if (!directIoRefused(err)) throw err;
+      // Opened for direct reads, but refused them: through the page cache from now on.
+      directReads = false;
+      return undefined;
+    }
+  }
+
+  private readThroughCache(file: string, buf: Buffer, offset: number): number {
+    const fd = this.open(file, false)!;
+    let done = 0;
+    for (let n = -1; done < buf.length && n !== 0; done += n) n = readSync(fd, buf, done, buf.length - done, offset + done);
+    return done;
+  }
+
+  /** The pack's descriptor, direct or not; undefined where the file system refuses direct reads. */
   private open(file: string, direct: boolean): number | undefined {
     const fds = direct ? this.directFds : this.fds;
     let fd = fds.get(file);
-    if (fd !== undefined || (direct && !directReads)) return fd;
+    if (fd !== undefined) return fd;
     try {
       fd = openSync(file, constants.O_RDONLY | (direct ? O_DIRECT : 0));
     } catch (err) {

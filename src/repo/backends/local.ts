@@ -154,19 +154,21 @@ export class LocalBackend implements Backend {
   async get(key: string, range?: ByteRange): Promise<Buffer> {
     if (range) return this.getRange(key, range);
     const file = this.path(key);
-    const direct = await this.readDirectly(key, file);
-    if (direct) return direct;
     let fh;
     try {
       fh = await open(file, 'r');
     } catch (err) {
       throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
     }
+    let size: number;
     try {
-      return await fh.readFile();
+      size = (await fh.stat()).size;
+      // A large object (a pack, for check --read-data) is read past the page cache, as it was written.
+      if (!this.directIo || size < DIRECT_WRITE_MIN_BYTES) return await fh.readFile();
     } finally {
       await fh.close();
     }
+    return this.getRange(key, { offset: 0, length: size });
   }
 
   private async getRange(key: string, range: ByteRange): Promise<Buffer> {
@@ -207,12 +209,12 @@ export class LocalBackend implements Backend {
   }
 
   /**
-   * A large range, or a whole large object (check reads packs whole), read past the page
-   * cache (see direct-io.ts): up to the range's bytes, fewer only where the object ends.
-   * Undefined for a small whole object, or where the file system refuses direct reads.
+   * A large range read past the page cache (see direct-io.ts): up to its bytes, fewer only
+   * where the object ends. Undefined for a small range, or where the file system refuses
+   * direct reads.
    */
-  private async readDirectly(key: string, file: string, range?: ByteRange): Promise<Buffer | undefined> {
-    if (!this.directIo || (range && range.length < DIRECT_READ_MIN_BYTES)) return undefined;
+  private async readDirectly(key: string, file: string, range: ByteRange): Promise<Buffer | undefined> {
+    if (!this.directIo || range.length < DIRECT_READ_MIN_BYTES) return undefined;
     let fh: FileHandle;
     try {
       fh = await open(file, constants.O_RDONLY | O_DIRECT);
@@ -222,11 +224,9 @@ export class LocalBackend implements Backend {
       return undefined;
     }
     try {
-      const { offset, length } = range ?? { offset: 0, length: (await fh.stat()).size };
-      if (length < DIRECT_WRITE_MIN_BYTES && !range) return undefined;
-      const buf = Buffer.allocUnsafe(length);
-      const done = await readDirect(fh.fd, buf, offset, length);
-      return done === length ? buf : buf.subarray(0, done);
+      const buf = Buffer.allocUnsafe(range.length);
+      const done = await readDirect(fh.fd, buf, range.offset, range.length);
+      return done === range.length ? buf : buf.subarray(0, done);
     } catch (err) {
       if (!directIoRefused(err)) throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
       // Opened for direct reads, but refused them: through the page cache from now on.
