@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, readFile, stat, writeFile, readdir } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../src/repo/backends/local.js';
@@ -108,4 +108,41 @@ test('the CLI reports a damaged file by snapshot and path, and restore of it fai
   const names = await readdir(join(target, 'data/names'));
   assert.ok(!names.includes('with space ü €.txt'), 'a damaged small file must not be written');
   assert.ok(names.includes('-dash') && names.includes('.hidden'), `the rest of its folder is restored: ${names.join(', ')}`);
+});
+
+test('a pack cut short fails exactly the small files whose blobs it lost; their neighbours in the pack are restored', async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  // Small files in several folders, packed together: a restore gathers them and reads
+  // neighbouring blobs in one read, which the cut makes fail.
+  for (let d = 0; d < 6; d++) {
+    await mkdir(join(source, `dir${d}`), { recursive: true });
+    for (let f = 0; f < 40; f++) await writeFile(join(source, `dir${d}`, `f${f}.bin`), pseudoRandom(d * 100 + f + 1, 3_000 + 97 * f));
+  }
+  const repoDir = join(dir, 'repo');
+  const repo = await Repository.init(new LocalBackend(repoDir), { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const files: Array<{ path: string; blobs: string[] }> = [];
+  for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (node.type === 'file') files.push({ path, blobs: node.content ?? [] });
+  const [packId, blobs] = [...repo.index.packs()].sort((x, y) => y[1].length - x[1].length)[0]!;
+  const cut = blobs.map((b) => b.offset).sort((x, y) => x - y)[Math.floor(blobs.length / 2)]! + 10;
+  const lost = new Set(blobs.filter((b) => b.offset + b.length > cut).map((b) => b.id));
+  const damaged = files.filter((f) => f.blobs.some((id) => lost.has(id))).map((f) => f.path);
+  assert.ok(damaged.length > 10 && damaged.length < files.length - 10, `cut loses ${damaged.length} of ${files.length} files`);
+  const packFile = join(repoDir, objectKey('data', packId));
+  await chmod(packFile, 0o644);
+  await truncate(packFile, cut);
+
+  const target = join(dir, 'target');
+  const restored = await runCli(['restore', saved.id.slice(0, 8), '--repo', repoDir, '--target', target], { env: { STACKVAULT_PASSWORD: 'pw' } });
+  assert.equal(restored.code, 1);
+  for (const { path } of files) {
+    const written = await readFile(join(target, path)).catch(() => undefined);
+    if (damaged.includes(path)) {
+      assert.equal(written, undefined, `${path} lost its blob and must not be written`);
+      assert.ok((restored.stderr + restored.stdout).includes(path), `${path} is reported`);
+    } else {
+      assert.ok(written?.equals(await readFile(join(source, path.replace(/^\/data/, '')))), `${path} is restored`);
+    }
+  }
 });

@@ -89,6 +89,49 @@ test('pack files are read whole and in part, large ranges past the page cache, a
   }
 });
 
+test('readAll joins blobs that lie close together in a pack into one read, and leaves the blobs of a failed read for reading one by one', async (t) => {
+  const dir = await tempDir(t);
+  const [a, b] = [join(dir, 'pack-a'), join(dir, 'pack-b')];
+  const bytesA = pseudoRandom(6, 3 * 1024 * 1024);
+  const bytesB = pseudoRandom(7, 200_000);
+  await writeFile(a, bytesA);
+  await writeFile(b, bytesB);
+  const places = [
+    // Asked out of order: two runs in pack a (a gap of 64 KiB joins, one larger does not), one in pack b.
+    { file: a, offset: 70_000, length: 5_000 },
+    { file: b, offset: 10, length: 100 },
+    { file: a, offset: 1_000, length: 4_000 },
+    { file: a, offset: 5_000 + 64 * 1024, length: 900 },
+    { file: a, offset: 2 * 1024 * 1024, length: 300_000 },
+    { file: b, offset: 110, length: 199_890 },
+    { file: a, offset: 1_000, length: 4_000 },
+    // Past the end of pack b: its run fails, and both its blobs are left undefined.
+    { file: b, offset: 199_000, length: 1_001 },
+  ];
+  const reader = new PackFileReader();
+  const reads: Array<[string, number, number]> = [];
+  const readOne = reader.read.bind(reader);
+  reader.read = (file, offset, length) => {
+    reads.push([file, offset, length]);
+    return readOne(file, offset, length);
+  };
+  try {
+    const got = reader.readAll(places);
+    places.forEach((p, i) => {
+      const want = (p.file === a ? bytesA : bytesB).subarray(p.offset, p.offset + p.length);
+      if (p.file === b) assert.equal(got[i], undefined, `blob ${i} shares a read with the blob past the end`);
+      else assert.ok(got[i]?.equals(want), `blob ${i}`);
+    });
+    assert.deepEqual(reads, [
+      [a, 1_000, 70_000 + 5_000 - 1_000],
+      [a, 2 * 1024 * 1024, 300_000],
+      [b, 10, 200_001 - 10],
+    ]);
+  } finally {
+    reader.close();
+  }
+});
+
 test('a file system that refuses direct writes (ramfs) gets large objects through the page cache', (t) =>
   onMountedFileSystem(
     t,

@@ -6,6 +6,20 @@ import { DIRECT_READ_MIN_BYTES, O_DIRECT, directIoRefused, readDirectSync } from
 let directReads = O_DIRECT !== 0;
 
 /**
+ * readAll() joins blobs of one pack into one read when at most this many bytes lie
+ * between them, and makes no read longer than JOIN_MAX_BYTES. Reading 64 KiB more costs
+ * less than another small read: a cold pack's small reads each wait for the disk.
+ */
+const JOIN_GAP_BYTES = 64 * 1024;
+const JOIN_MAX_BYTES = 8 * 1024 * 1024;
+
+export interface PackPlace {
+  file: string;
+  offset: number;
+  length: number;
+}
+
+/**
  * Reads stored blobs straight from the pack files of a folder repository, on a worker
  * thread, with blocking calls; packs stay open until close() (a batch's blobs mostly
  * share a pack or two). Large blobs are read past the page cache, as packs are written
@@ -20,6 +34,40 @@ export class PackFileReader {
     const done = (length >= DIRECT_READ_MIN_BYTES ? this.readPastCache(file, buf, offset) : undefined) ?? this.readThroughCache(file, buf, offset);
     if (done < length) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
     return buf;
+  }
+
+  /**
+   * Many blobs' stored bytes, in the order asked, read in as few calls as their places in
+   * the packs allow (see JOIN_GAP_BYTES). Where a joined read fails or comes up short, its
+   * blobs are undefined: the caller reads those one by one, to say which blob is damaged.
+   */
+  readAll(places: readonly PackPlace[]): Array<Buffer | undefined> {
+    const out = new Array<Buffer | undefined>(places.length);
+    const order = places.map((_, i) => i).sort((a, b) => comparePlaces(places[a]!, places[b]!));
+    for (let first = 0; first < order.length; ) {
+      const start = places[order[first]!]!;
+      let end = start.offset + start.length;
+      let last = first;
+      while (last + 1 < order.length) {
+        const next = places[order[last + 1]!]!;
+        if (next.file !== start.file || next.offset - end > JOIN_GAP_BYTES || next.offset + next.length - start.offset > JOIN_MAX_BYTES) break;
+        end = Math.max(end, next.offset + next.length);
+        last++;
+      }
+      let run: Buffer | undefined;
+      try {
+        run = this.read(start.file, start.offset, end - start.offset);
+      } catch {
+        // left undefined: read one by one, each blob's own error reported
+      }
+      for (let k = first; k <= last; k++) {
+        const place = places[order[k]!]!;
+        const at = place.offset - start.offset;
+        out[order[k]!] = run?.subarray(at, at + place.length);
+      }
+      first = last + 1;
+    }
+    return out;
   }
 
   /** Bytes read into `buf`, fewer only where the pack ends; undefined where direct reads are refused. */
@@ -66,4 +114,9 @@ export class PackFileReader {
     this.fds.clear();
     this.directFds.clear();
   }
+}
+
+function comparePlaces(a: PackPlace, b: PackPlace): number {
+  if (a.file !== b.file) return a.file < b.file ? -1 : 1;
+  return a.offset - b.offset;
 }

@@ -265,6 +265,11 @@ export class Repository {
     return entry;
   }
 
+  /** Whether pack files can be read straight from this machine's file system (a folder repository). */
+  get packsAreLocal(): boolean {
+    return this.backend.localFile !== undefined;
+  }
+
   /** The file holding a pack, when the repository is a local folder (see Backend.localFile). */
   packFile(packId: string): string | undefined {
     return this.backend.localFile?.(objectKey('data', packId));

@@ -21,6 +21,7 @@ import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
  * be asked for together to fill batches and keep both threads busy; a larger file also
  * reads ahead. Measured on 1 GiB / 50,000 files into tmpfs: 6 files and one blob at a
  * time 4.8 s, these 3.9 s. Memory: 128 x 256 KiB + 12 x (4 MiB ahead + one chunk).
+ * The writer threads may want more small files at once (SmallFileWriters.filesInFlight).
  */
 const SMALL_FILE_CONCURRENCY = 128;
 const FILE_CONCURRENCY = 12;
@@ -32,8 +33,12 @@ const FILE_CONCURRENCY = 12;
 const SMALL_FILE_WRITERS = Math.max(2, availableParallelism());
 /** bytes of one file's next blobs read and decoded while the current one is written (at least one blob) */
 const BYTES_AHEAD = 4 * 1024 * 1024;
-/** Folders restored ahead of the ones still finishing. */
-const MAX_OPEN_DIRS = 8;
+/**
+ * Folders restored ahead of the ones still finishing. Enough that the small files gathered
+ * for the writers come from as many folders as a backup packs at once (see
+ * small-file-writers.ts); a folder open costs its tree and its files' tasks.
+ */
+const MAX_OPEN_DIRS = 64;
 
 export interface RestoreProgress {
   filesDone: number;
@@ -136,7 +141,7 @@ async function restoreTree(
   const hardLinks = new Map<string, Promise<string | undefined>>();
   // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
   const fileSlots = new Semaphore(FILE_CONCURRENCY);
-  const smallFileSlots = new Semaphore(SMALL_FILE_CONCURRENCY);
+  const smallFileSlots = new Semaphore(smallFiles?.filesInFlight ?? SMALL_FILE_CONCURRENCY);
   let openDirs = 0;
   const fail = (path: string, err: unknown) => {
     progress.errors++;

@@ -21,14 +21,20 @@ export interface SmallFileJob {
   blobs: Array<DecodeRequest & { file?: string; offset?: number }>;
 }
 
+type PackBlob = SmallFileJob['blobs'][number] & { file: string; offset: number };
+
 export type SmallFileResult = { ok: true } | { message: string; code?: string; damaged: boolean };
 
 parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8Array; replaceExisting: boolean }) => {
   const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
   const packs = new PackFileReader();
   const results: SmallFileResult[] = [];
-  let at = 0;
   try {
+    // The batch's blobs from packs, in few reads (the batch came in pack order); what those
+    // reads could not give is read again per file below, so a damaged blob fails only its file.
+    const fromPacks = job.files.flatMap((file) => file.blobs.filter((blob) => blob.file !== undefined)) as PackBlob[];
+    const read = new Map(packs.readAll(fromPacks).map((stored, i) => [fromPacks[i]!, stored]));
+    let at = 0;
     for (const file of job.files) {
       const start = at;
       for (const blob of file.blobs) if (blob.file === undefined) at += blob.length;
@@ -39,7 +45,7 @@ parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8
         for (const blob of file.blobs) {
           let stored: Buffer;
           if (blob.file !== undefined) {
-            stored = packs.read(blob.file, blob.offset!, blob.length);
+            stored = read.get(blob as PackBlob) ?? packs.read(blob.file, blob.offset!, blob.length);
           } else {
             stored = bytes.subarray(from, from + blob.length);
             from += blob.length;
