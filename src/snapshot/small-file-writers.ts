@@ -47,6 +47,7 @@ export class SmallFileWriters {
   private readonly pool: WorkerPool<{ n: number; results: SmallFileResult[] }>;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly batcher: Batcher<{ job: SmallFileJob; stored: Buffer[]; at: BlobPlace }, SmallFileResult>;
+  private readonly packFiles = new Map<string, string>();
   /** Files a caller should have in flight to keep the writers busy (and the batches in pack order). */
   readonly filesInFlight: number;
 
@@ -72,21 +73,31 @@ export class SmallFileWriters {
     for (const id of node.content ?? []) {
       const entry = this.repo.blobEntry(id, 'data');
       if (at === NO_BLOB) at = { pack: entry.pack, offset: entry.offset };
-      const blob = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length };
       // From a folder repository the writer reads the pack itself; otherwise the bytes travel with the batch.
-      const file = this.repo.packFile(entry.pack);
+      const file = this.packFile(entry.pack);
       if (file !== undefined) {
-        blobs.push({ ...blob, file, offset: entry.offset });
+        blobs.push({ id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, file, offset: entry.offset });
         continue;
       }
       const loaded = await this.repo.loadStoredBlob(id, 'data');
       stored.push(loaded.stored);
-      blobs.push({ ...blob, length: loaded.stored.length });
+      blobs.push({ id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: loaded.stored.length });
     }
     const job: SmallFileJob = { dest, meta: { type: node.type, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime }, blobs };
     const result = await this.batcher.add({ job, stored, at }, blobs.reduce((n, b) => n + b.length, 0));
     if ('ok' in result) return;
     throw result.damaged ? new IntegrityError(result.message) : Object.assign(new Error(result.message), { code: result.code });
+  }
+
+  /** A pack's file, remembered: 50,000 small files asked for the same few paths to be joined again. */
+  private packFile(pack: string): string | undefined {
+    if (!this.repo.packsAreLocal) return undefined;
+    let file = this.packFiles.get(pack);
+    if (file === undefined) {
+      file = this.repo.packFile(pack)!;
+      this.packFiles.set(pack, file);
+    }
+    return file;
   }
 
   /** One batch to the least busy writer: the files' stored blobs travel in one buffer. */
