@@ -177,9 +177,12 @@ export class LocalBackend implements Backend {
     if (!entry) {
       entry = { fd: new Promise((resolve, reject) => openFd(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))), users: 0, lastUse: 0 };
       this.openObjects.set(file, entry);
-      this.evictIdle(MAX_OPEN_OBJECTS);
     }
+    // In use before anything is evicted: a new entry is the least recently used of all, and
+    // evicting it closed the descriptor this read was about to use (a number that another
+    // open may already have taken: the read then came from the wrong file).
     entry.users++;
+    if (this.openObjects.size > MAX_OPEN_OBJECTS) this.evictIdle(MAX_OPEN_OBJECTS);
     try {
       let fd: number;
       try {
