@@ -19,7 +19,8 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
     ? spawnSync('/usr/bin/time', ['-f', '%M %U %S', cmd, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 })
     : spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (result.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${result.status}):\n${result.stderr}`);
+  // What it printed, for a failure to be understood (a check names what is damaged on stdout).
+  if (result.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${result.status}):\n${result.stdout.slice(-20_000)}${result.stderr}`);
   const [rssKb, user, system] = hasTime ? result.stderr.trim().split('\n').pop()!.split(' ').map(Number) : [];
   return { seconds, peakRssMb: rssKb === undefined ? null : rssKb / 1024, cpuSeconds: user === undefined ? null : user + system! };
 }
