@@ -42,3 +42,17 @@ test('gathering: reaching the gathering limit sends at once, without waiting for
   assert.deepEqual(sent, [[4, 3], [2, 1]]);
   await Promise.all(waiting);
 });
+
+test('gathering: after the gathering limit sends mid-turn, what is added next still waits for a quiet turn', async () => {
+  const sent: number[][] = [];
+  const batcher = new Batcher<number, number>({ items: 2, bytes: 1e9 }, async (items) => (sent.push(items), items), { items: 4, bytes: 1e9, order: (x, y) => x - y });
+  const waiting = [4, 3, 2, 1, 9].map((n) => batcher.add(n, 1));
+  assert.deepEqual(sent, [[1, 2], [3, 4]], 'the first four go at once');
+  for (const n of [8, 7]) {
+    await nextTurn();
+    waiting.push(batcher.add(n, 1));
+    assert.equal(sent.length, 2, 'nothing more is sent while every turn adds an item');
+  }
+  await Promise.all(waiting);
+  assert.deepEqual(sent.slice(2), [[7, 8], [9]]);
+});

@@ -31,7 +31,7 @@ const FILE_CONCURRENCY = 12;
  * reads) and to write files. Measured on 1 GiB / 50,000 files to disk, 2 cores: one thread
  * (the main one) 6.5 s, two writers 5.8 s, four 5.9 s while blobs were read one by one
  * through the page cache; since they are read in pack order, three writers took 3.81-4.58 s
- * against two's 4.27-4.80 s (five alternating pairs, three faster in every pair).
+ * against two's 4.27-4.80 s (five alternating pairs; three were faster in each).
  */
 const SMALL_FILE_WRITERS = availableParallelism() + 1;
 /** bytes of one file's next blobs read and decoded while the current one is written (at least one blob) */

@@ -13,6 +13,8 @@ export class Batcher<T, R> {
   private items: Array<{ item: T; bytes: number; settle: (result: R | Error) => void }> = [];
   private bytes = 0;
   private addedThisTurn = false;
+  /** one check for a quiet turn at a time: a second one would take the first's reset flag for a quiet turn */
+  private idleCheckPending = false;
 
   /** `send` answers with one result (or the Error for that item) per item, in order. */
   constructor(
@@ -24,7 +26,10 @@ export class Batcher<T, R> {
   /** Queue an item of `bytes` bytes; resolves with its result, rejects with its error. */
   async add(item: T, bytes: number): Promise<R> {
     const result = await new Promise<R | Error>((settle) => {
-      if (this.items.length === 0) setImmediate(() => this.flushWhenIdle());
+      if (!this.idleCheckPending) {
+        this.idleCheckPending = true;
+        setImmediate(() => this.flushWhenIdle());
+      }
       this.items.push({ item, bytes, settle });
       this.bytes += bytes;
       this.addedThisTurn = true;
@@ -41,6 +46,7 @@ export class Batcher<T, R> {
       setImmediate(() => this.flushWhenIdle());
       return;
     }
+    this.idleCheckPending = false;
     this.flush();
   }
 
