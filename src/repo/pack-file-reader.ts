@@ -116,7 +116,8 @@ export class PackFileReader {
   }
 }
 
-function comparePlaces(a: PackPlace, b: PackPlace): number {
+/** Pack file, then offset: the order in which reads of a pack run forward. */
+export function comparePlaces(a: Pick<PackPlace, 'file' | 'offset'>, b: Pick<PackPlace, 'file' | 'offset'>): number {
   if (a.file !== b.file) return a.file < b.file ? -1 : 1;
   return a.offset - b.offset;
 }

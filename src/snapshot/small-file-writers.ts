@@ -1,3 +1,4 @@
+import { comparePlaces, type PackPlace } from '../repo/pack-file-reader.js';
 import type { Repository } from '../repo/repository.js';
 import { Batcher } from '../util/batcher.js';
 import { concatOwned } from '../util/owned-buffer.js';
@@ -22,17 +23,9 @@ const GATHER_BYTES = 32 * 1024 * 1024;
 /** Small files in flight when stored bytes travel with them (other backends than a folder). */
 const FILES_IN_FLIGHT = 128;
 
-/** Where a file's first blob lies; empty files come first. */
-interface BlobPlace {
-  pack: string;
-  offset: number;
-}
-const NO_BLOB: BlobPlace = { pack: '', offset: 0 };
-
-function comparePlaces(a: BlobPlace, b: BlobPlace): number {
-  if (a.pack !== b.pack) return a.pack < b.pack ? -1 : 1;
-  return a.offset - b.offset;
-}
+/** Where a file's first blob lies, for gathering; empty files come first. */
+type BlobPlace = Pick<PackPlace, 'file' | 'offset'>;
+const NO_BLOB: BlobPlace = { file: '', offset: 0 };
 
 /**
  * Restores small files on worker threads. A writer gets a batch of files with where their
@@ -72,10 +65,10 @@ export class SmallFileWriters {
     let at = NO_BLOB;
     for (const id of node.content ?? []) {
       const entry = this.repo.blobEntry(id, 'data');
-      if (at === NO_BLOB) at = { pack: entry.pack, offset: entry.offset };
       // From a folder repository the writer reads the pack itself; otherwise the bytes travel with the batch.
       const file = this.packFile(entry.pack);
       if (file !== undefined) {
+        if (at === NO_BLOB) at = { file, offset: entry.offset };
         blobs.push({ id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, file, offset: entry.offset });
         continue;
       }

@@ -160,15 +160,17 @@ export class LocalBackend implements Backend {
     } catch (err) {
       throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
     }
-    let size: number;
     try {
-      size = (await fh.stat()).size;
-      // A large object (a pack, for check --read-data) is read past the page cache, as it was written.
-      if (!this.directIo || size < DIRECT_WRITE_MIN_BYTES) return await fh.readFile();
+      const size = (await fh.stat()).size;
+      // A large object (a pack, for check --read-data) is read past the page cache, as it was
+      // written; not through getRange, which would keep a third descriptor of it open.
+      const whole = { offset: 0, length: size };
+      const direct = this.directIo && size >= DIRECT_WRITE_MIN_BYTES ? await this.readDirectly(key, file, whole) : undefined;
+      if (direct && direct.length < size) throw truncated(this.root, key, whole, direct.length);
+      return direct ?? (await fh.readFile());
     } finally {
       await fh.close();
     }
-    return this.getRange(key, { offset: 0, length: size });
   }
 
   private async getRange(key: string, range: ByteRange): Promise<Buffer> {
