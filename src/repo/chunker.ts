@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import type { Readable } from '../util/plain-file.js';
+import { gearScanner, type GearScanner } from './gear-scan.js';
 
 export interface ChunkerParams {
   min: number;
@@ -16,9 +17,11 @@ export const DEFAULT_CHUNKER: ChunkerParams = { min: 512 * 1024, avg: 1024 * 102
  * predicted by someone who knows a file's content but not the key.
  */
 export class Chunker {
-  private readonly gear = new Int32Array(256);
+  private readonly scanner: GearScanner;
   private readonly maskSmall: number;
   private readonly maskLarge: number;
+  /** what chunkFdSync reads through, made on its first use */
+  private window?: Buffer;
 
   constructor(
     seed: Buffer,
@@ -28,9 +31,11 @@ export class Chunker {
     if (2 ** bits !== params.avg || params.min >= params.avg || params.avg >= params.max || params.min < 64) {
       throw new Error(`invalid chunker parameters ${JSON.stringify(params)}: need 64 <= min < avg < max with avg a power of two`);
     }
+    const gear = new Int32Array(256);
     for (let i = 0; i < 256; i++) {
-      this.gear[i] = createHash('sha256').update(seed).update(Uint8Array.of(i)).digest().readInt32LE(0);
+      gear[i] = createHash('sha256').update(seed).update(Uint8Array.of(i)).digest().readInt32LE(0);
     }
+    this.scanner = gearScanner(gear);
     // The gear hash shifts left each byte, so its high bits depend on the last 32 bytes: test high bits.
     this.maskSmall = topBits(Math.min(bits + 2, 31));
     this.maskLarge = topBits(Math.max(bits - 2, 1));
@@ -46,22 +51,11 @@ export class Chunker {
     if (n <= min) return n;
     if (n > max) n = max;
     const normal = Math.min(avg, n);
-    const gear = this.gear;
-    const maskSmall = this.maskSmall;
-    const maskLarge = this.maskLarge;
-    let h = 0;
-    let i = start + min;
-    const normalEnd = start + normal;
-    const hardEnd = start + n;
-    for (; i < normalEnd; i++) {
-      h = ((h << 1) + gear[buf[i]!]!) | 0;
-      if ((h & maskSmall) === 0) return i - start + 1;
-    }
-    for (; i < hardEnd; i++) {
-      h = ((h << 1) + gear[buf[i]!]!) | 0;
-      if ((h & maskLarge) === 0) return i - start + 1;
-    }
-    return n;
+    // Normalized chunking: a cut is harder to find before the average length, easier after.
+    const early = this.scanner.scan(buf, start + min, start + normal, this.maskSmall, 0);
+    if (early >= 0) return early - start;
+    const late = this.scanner.scan(buf, start + normal, start + n, this.maskLarge, this.scanner.h);
+    return late >= 0 ? late - start : n;
   }
 
   /**
@@ -108,14 +102,15 @@ export class Chunker {
 
   /**
    * Chunks of a file read to its end with blocking calls on `fd`, for a worker thread that
-   * has nothing else to do meanwhile. Each chunk is a view into `window`, valid only until
-   * `visit` returns: no buffer is allocated per file or per chunk (allocating one per small
-   * file cost more in garbage collection than the file's hashing). `window` must hold at
-   * least max + one read block (see windowBytes); files of any size stream through it.
+   * has nothing else to do meanwhile. Each chunk is a view into this chunker's window, valid
+   * only until `visit` returns: no buffer is allocated per file or per chunk (allocating one
+   * per small file cost more in garbage collection than the file's hashing), and the window
+   * is hashed where it lies. Files of any size stream through it. `visit` must not chunk
+   * another file with this chunker.
    */
-  chunkFdSync(fd: number, window: Buffer, visit: (chunk: Buffer) => void): void {
+  chunkFdSync(fd: number, visit: (chunk: Buffer) => void): void {
     const { max } = this.params;
-    if (window.length < this.windowBytes) throw new Error(`chunk window of ${window.length} bytes is smaller than ${this.windowBytes}`);
+    const window = (this.window ??= this.scanner.window(max + READ_BLOCK));
     let start = 0;
     let end = 0;
     let eof = false;
@@ -135,11 +130,6 @@ export class Chunker {
       visit(window.subarray(start, start + length));
       start += length;
     }
-  }
-
-  /** Bytes of the window chunkFdSync reads through. */
-  get windowBytes(): number {
-    return this.params.max + READ_BLOCK;
   }
 
   /** Chunks of a stream of any block sizes (a database dump); each yielded buffer is the caller's to keep. */

@@ -84,9 +84,6 @@ function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed
   return { id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, sealed: seal(key, compressed ?? chunk) };
 }
 
-/** The window every batched file is read through (see Chunker.chunkFdSync). */
-const window = Buffer.allocUnsafeSlow(chunker.windowBytes);
-
 /**
  * Files of a batch, many per message: their blobs go back in one buffer, with each file's
  * blobs (or its error) in order. A message per small file would cost more than the file.
@@ -101,7 +98,7 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
     const blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }> = [];
     try {
       fd = openSync(path, 'r');
-      chunker.chunkFdSync(fd, window, (chunk) => {
+      chunker.chunkFdSync(fd, (chunk) => {
         const compressed = compressIfSmaller(chunk);
         const plain = compressed ?? chunk;
         makeRoom(total + sealedLength(key, plain.length));
