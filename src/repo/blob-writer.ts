@@ -1,7 +1,7 @@
 import { Condition, TaskLimiter } from '../util/concurrency.js';
 import { compressIfSmaller } from './compression.js';
 import type { EncodedBlob } from './file-encoder.js';
-import { objectHashOfParts, seal } from './crypto.js';
+import { seal } from './crypto.js';
 import { encodeIndexFile } from './index.js';
 import { objectKey } from './layout.js';
 import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
@@ -47,7 +47,7 @@ export class BlobWriter {
     const compressed = compressIfSmaller(data);
     const stored = seal(this.repo.master.encryptionKey, compressed ?? data);
     const packer = this.packers[type];
-    packer.add({ id, type, rawLength: data.length, compressed: compressed !== null }, stored);
+    packer.add(id, type, data.length, compressed !== null, stored);
     if (packer.size >= this.repo.config.packSize) await this.finishPack(type);
     return { id, added: true, storedBytes: stored.length };
   }
@@ -57,7 +57,7 @@ export class BlobWriter {
     if (this.has(blob.id)) return { id: blob.id, added: false, storedBytes: 0 };
     this.pending.add(blob.id);
     const packer = this.packers[type];
-    packer.add({ id: blob.id, type, rawLength: blob.rawLength, compressed: blob.compressed }, blob.stored);
+    packer.add(blob.id, type, blob.rawLength, blob.compressed, blob.stored);
     if (packer.size >= this.repo.config.packSize) await this.finishPack(type);
     return { id: blob.id, added: true, storedBytes: blob.stored.length };
   }
@@ -75,12 +75,16 @@ export class BlobWriter {
     return this.noPackWaiting.wait();
   }
 
+  /** Whether room() would resolve at once. */
+  hasRoom(): boolean {
+    return this.noPackWaiting.met;
+  }
+
   private async finishPack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
     if (packer.count === 0) return;
     this.packers[type] = new PackBuilder();
-    const { parts, blobs } = packer.finish(this.repo.master.encryptionKey);
-    const packId = objectHashOfParts(parts);
+    const { id: packId, parts, blobs } = packer.finish(this.repo.master.encryptionKey);
     this.packsWaiting++;
     try {
       await this.uploads.submit(() => this.upload(packId, parts, blobs));

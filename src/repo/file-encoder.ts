@@ -140,6 +140,11 @@ export class FileEncoder {
     return this.batchRoom.wait();
   }
 
+  /** Whether room() would resolve at once. */
+  hasRoom(): boolean {
+    return this.batchRoom.met;
+  }
+
   /** A file's blobs, encoded on a worker along with other files. */
   encodeBatched(path: string, size: number): Promise<EncodedBlob[]> {
     return this.batcher.add({ path, size }, size);

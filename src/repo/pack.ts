@@ -1,5 +1,6 @@
 import { IntegrityError } from '../util/errors.js';
-import { seal, unseal } from './crypto.js';
+import { objectHashOfParts, seal, unseal } from './crypto.js';
+import type { IndexEntry } from './index.js';
 
 export type BlobType = 'data' | 'tree';
 
@@ -29,7 +30,7 @@ const FLAG_COMPRESSED = 1;
 
 export class PackBuilder {
   private readonly parts: Buffer[] = [];
-  private readonly entries: PackedBlob[] = [];
+  private readonly entries: IndexEntry[] = [];
   private bytes = 0;
 
   get size(): number {
@@ -40,19 +41,21 @@ export class PackBuilder {
     return this.entries.length;
   }
 
-  add(blob: Omit<PackedBlob, 'offset' | 'length'>, stored: Buffer): void {
-    this.entries.push({ ...blob, offset: this.bytes, length: stored.length });
+  add(id: string, type: BlobType, rawLength: number, compressed: boolean, stored: Buffer): void {
+    // One object per blob, all of one shape, that the index keeps as it is: a backup adds one per chunk.
+    this.entries.push({ id, type, offset: this.bytes, length: stored.length, rawLength, compressed, pack: '' });
     this.parts.push(stored);
     this.bytes += stored.length;
   }
 
   /**
-   * The finished pack as its parts in order (the blobs, the header, the trailer) and the
-   * blobs in it. Parts, not one buffer: a backend that writes to a local file system writes
-   * them as they are, where a 16 MiB copy per pack was a tenth of the main thread's time in
-   * a backup, most of it faulting in fresh memory.
+   * The finished pack: its id (the hash of its bytes), its parts in order (the blobs, the
+   * header, the trailer) and its blobs as index entries. Parts, not one buffer: a backend
+   * that writes to a local file system writes them as they are, where a 16 MiB copy per
+   * pack was a tenth of the main thread's time in a backup, most of it faulting in fresh
+   * memory.
    */
-  finish(encryptionKey: Buffer | null): { parts: Buffer[]; blobs: PackedBlob[] } {
+  finish(encryptionKey: Buffer | null): { id: string; parts: Buffer[]; blobs: IndexEntry[] } {
     const header = Buffer.alloc(this.entries.length * ENTRY_BYTES);
     this.entries.forEach((e, i) => {
       const at = i * ENTRY_BYTES;
@@ -66,7 +69,10 @@ export class PackBuilder {
     const trailer = Buffer.alloc(TRAILER_BYTES);
     trailer.writeUInt32LE(sealedHeader.length, 0);
     PACK_MAGIC.copy(trailer, 4);
-    return { parts: [...this.parts, sealedHeader, trailer], blobs: this.entries };
+    const parts = [...this.parts, sealedHeader, trailer];
+    const id = objectHashOfParts(parts);
+    for (const e of this.entries) e.pack = id;
+    return { id, parts, blobs: this.entries };
   }
 }
 

@@ -1,7 +1,7 @@
 import type { BigIntStats } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { BlobWriter, SaveResult } from '../repo/blob-writer.js';
 import { BATCHED_FILE_BYTES, FileEncoder } from '../repo/file-encoder.js';
 import type { Repository } from '../repo/repository.js';
@@ -13,7 +13,7 @@ import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.
 import type { ListingPrefetch } from '../sources/listing-prefetch.js';
 import { Semaphore } from '../util/concurrency.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
-import { AdaptiveReader } from '../util/plain-file.js';
+import { AdaptiveReader, entryPath } from '../util/plain-file.js';
 import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
 import { DumpTreeWriter } from './dump-tree.js';
@@ -87,6 +87,13 @@ const YIELD_EVERY_MS = 2;
 
 /** where a file is read and encoded: see SourceWalker.dispatch */
 type FileRoute = 'large' | 'batch' | 'here';
+/** a file's route and what to release when it is done */
+interface Ticket {
+  route: FileRoute;
+  release: () => void;
+}
+/** batched files hold no slot of their own: the encoder's room bounds them */
+const BATCH_TICKET: Ticket = Object.freeze({ route: 'batch', release: () => undefined });
 
 export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
   // The encoder threads live as long as this backup.
@@ -258,7 +265,7 @@ class SourceWalker {
   private readonly errors: Array<{ path: string; message: string }> = [];
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
   private readonly largeFileSlots = new Semaphore(QUEUED_LARGE_FILES);
-  private lastYield = 0;
+  private lastYield = performance.now();
   private readonly reader = new AdaptiveReader();
   /** folders whose walk runs while the walk has gone on past them */
   private openDirs = 0;
@@ -342,7 +349,7 @@ class SourceWalker {
     const fileTasks: Array<Promise<void>> = [];
     for (let i = 0; i < names.length && this.fatal === undefined; i++) {
       const name = names[i]!;
-      const full = join(dir, name);
+      const full = entryPath(dir, name);
       const rel = relDir ? `${relDir}/${name}` : name;
       const st = stats[i]!;
       if (st instanceof Error) {
@@ -368,7 +375,8 @@ class SourceWalker {
           slots[i] = node;
           continue;
         }
-        const { route, release } = await this.dispatch(st);
+        const size = Number(st.size);
+        const { route, release } = this.dispatchNow(size) ?? (await this.dispatch(size));
         if (this.fatal !== undefined) {
           release();
           break;
@@ -429,16 +437,31 @@ class SourceWalker {
    * Waiting also for the pack writer keeps memory bounded when the backend is slower than
    * the encoders. Without threads, or until they have started, files are done here.
    */
-  private async dispatch(st: BigIntStats): Promise<{ route: FileRoute; release: () => void }> {
+  private async dispatch(size: number): Promise<Ticket> {
     await this.writer.room();
     if (this.encoder?.warm()) {
-      if (Number(st.size) <= BATCHED_FILE_BYTES) {
+      if (size <= BATCHED_FILE_BYTES) {
         await this.encoder.room();
-        return { route: 'batch', release: () => undefined };
+        return BATCH_TICKET;
       }
       return { route: 'large', release: await this.largeFileSlots.acquire() };
     }
     return { route: 'here', release: await this.fileSlots.acquire() };
+  }
+
+  /**
+   * dispatch() when nothing needs waiting for, as is the case for most files: without a
+   * promise and an async frame per file (55 MiB of a 50,000-file backup's allocations).
+   */
+  private dispatchNow(size: number): Ticket | undefined {
+    if (!this.writer.hasRoom()) return undefined;
+    if (this.encoder?.warm()) {
+      if (size <= BATCHED_FILE_BYTES) return this.encoder.hasRoom() ? BATCH_TICKET : undefined;
+      const release = this.largeFileSlots.tryAcquire();
+      return release && { route: 'large', release };
+    }
+    const release = this.fileSlots.tryAcquire();
+    return release && { route: 'here', release };
   }
 
   /**

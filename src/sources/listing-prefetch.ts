@@ -1,5 +1,5 @@
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
+import { entryPath } from '../util/plain-file.js';
 
 /** A folder's entries in name order, each with its lstat result or the error it gave. */
 export interface Listing {
@@ -66,7 +66,7 @@ export class ListingPrefetch {
       }
       const stats: Listing['stats'] = names.map((name) => {
         try {
-          return lstatSync(join(dir, name), { bigint: true });
+          return lstatSync(entryPath(dir, name), { bigint: true });
         } catch (err) {
           return err as NodeJS.ErrnoException;
         }
@@ -77,7 +77,7 @@ export class ListingPrefetch {
       // Depth first in name order, as the walk goes.
       for (let i = names.length - 1; i >= 0; i--) {
         const st = stats[i]!;
-        if (!(st instanceof Error) && st.isDirectory()) this.pending.push(join(dir, names[i]!));
+        if (!(st instanceof Error) && st.isDirectory()) this.pending.push(entryPath(dir, names[i]!));
       }
     }
   }

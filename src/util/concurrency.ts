@@ -78,6 +78,11 @@ export class Condition {
 
   constructor(private readonly holds: () => boolean) {}
 
+  /** Whether it holds now: a caller that finds it does need no promise to wait on. */
+  get met(): boolean {
+    return this.holds();
+  }
+
   async wait(): Promise<void> {
     while (!this.holds()) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }

@@ -1,7 +1,15 @@
 import { close, closeSync, lstatSync, open, openSync, read, readSync, type BigIntStats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { mapConcurrent } from './concurrency.js';
+
+/**
+ * The path of entry `name` (as listed, so without "/") in folder `dir` (absolute and
+ * normalized). path.join normalizes its result character by character: in a backup of
+ * 50,000 files it allocated 67 MiB, an eighth of the main thread's allocations.
+ */
+export function entryPath(dir: string, name: string): string {
+  return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
+}
 
 /** What the chunker reads from: a FileHandle, or a PlainFile. */
 export interface Readable {
@@ -125,13 +133,13 @@ export class AdaptiveReader {
    * calls pay, one loop without a promise per entry (a no-change backup is mostly this).
    */
   async lstatAll(dir: string, names: readonly string[], concurrency: number): Promise<Array<BigIntStats | NodeJS.ErrnoException>> {
-    const one = (name: string) => this.lstat(join(dir, name)).catch((err: NodeJS.ErrnoException) => err);
+    const one = (name: string) => this.lstat(entryPath(dir, name)).catch((err: NodeJS.ErrnoException) => err);
     if (!this.blocking) return mapConcurrent(names, concurrency, one);
     const stats: Array<BigIntStats | NodeJS.ErrnoException> = [];
     for (let i = 0; i < names.length; i++) {
       if (!this.blocking) return stats.concat(await mapConcurrent(names.slice(i), concurrency, one));
       try {
-        stats.push(this.timed(() => lstatSync(join(dir, names[i]!), { bigint: true })));
+        stats.push(this.timed(() => lstatSync(entryPath(dir, names[i]!), { bigint: true })));
       } catch (err) {
         stats.push(err as NodeJS.ErrnoException);
       }
