@@ -27,3 +27,36 @@ for (const encrypted of [true, false]) {
     assert.ok(cmp.bytes > 15_000_000);
   });
 }
+
+test('a tree whose entry names leave their folder ("../..", "a/b") restores nothing there and says which entries are damaged', async (t) => {
+  const { access, mkdir, writeFile, readFile } = await import('node:fs/promises');
+  const { saveTree, TreeLoader } = await import('../src/snapshot/tree.js');
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  await writeFile(join(source, 'a.txt'), 'forged');
+  await writeFile(join(source, 'b.txt'), 'kept');
+  // Unencrypted: whoever can write to the storage can write trees.
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const loader = new TreeLoader(repo);
+  const root = await loader.load(saved.snapshot.tree);
+  const data = await loader.load(root.nodes[0]!.subtree!);
+  const a = data.nodes.find((n) => n.name === 'a.txt')!;
+  const forged = [...['../../escaped.txt', 'sub/inner.txt', '..', '.', ''].map((name) => ({ ...a, name })), data.nodes.find((n) => n.name === 'b.txt')!];
+  const writer = repo.newBlobWriter();
+  const sub = await saveTree(writer, { nodes: forged });
+  const tree = await saveTree(writer, { nodes: [{ ...root.nodes[0]!, subtree: sub }] });
+  await writer.flush();
+
+  const target = join(dir, 'target');
+  const result = await restore(repo, { id: saved.id, snapshot: { ...saved.snapshot, tree } }, { target });
+  await assert.rejects(access(join(dir, 'escaped.txt')), 'nothing is written outside the target');
+  await assert.rejects(access(join(target, 'data', 'sub')), 'nor below the folder under another name');
+  assert.equal(await readFile(join(target, 'data', 'b.txt'), 'utf8'), 'kept');
+  assert.deepEqual(
+    result.errors.map((e) => e.path),
+    ['/data/../../escaped.txt', '/data/sub/inner.txt', '/data/..', '/data/.', '/data/'],
+  );
+  assert.ok(result.errors.every((e) => /is damaged: .* is not a name a folder can hold/.test(e.message)), result.errors.map((e) => e.message).join('\n'));
+});

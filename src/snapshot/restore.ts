@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { close as closeFd } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { BlobBatchLoader, type BlobLoader } from '../repo/blob-batch-loader.js';
 import { DecodePool } from '../repo/decode-pool.js';
@@ -9,8 +8,8 @@ import type { Repository } from '../repo/repository.js';
 import { applyMetadata, writeSmallFile } from '../sources/files-restore.js';
 import { Semaphore } from '../util/concurrency.js';
 import { openForDirectWrites } from '../util/direct-io.js';
-import { BlockingWhileFast, SMALL_FILE_BYTES } from '../util/plain-file.js';
-import { StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
+import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../util/plain-file.js';
+import { IntegrityError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
 import { SmallFileWriters } from './small-file-writers.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
@@ -157,9 +156,14 @@ async function restoreTree(
     for (const node of tree.nodes) {
       if (options.signal?.aborted) throw new StackvaultError('restore interrupted', 130);
       const path = childPath(snapPath, node.name);
+      if (!isPlainName(node.name)) {
+        // A damaged or forged tree must not write outside the target ("../..") or elsewhere in it ("a/b").
+        fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
+        continue;
+      }
       const choice = selected(path);
       if (choice === 'no') continue;
-      const dest = join(dir, node.name);
+      const dest = entryPath(dir, node.name);
       try {
         if (node.type === 'dir') {
           await makeDir(dest);
@@ -216,6 +220,11 @@ async function restoreTree(
   await restoreDir(rootTree, options.target, from);
   options.progress?.(progress);
   return result;
+}
+
+/** A name one folder entry can have: not empty, not "." or "..", no "/" and no NUL. */
+function isPlainName(name: unknown): name is string {
+  return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
 }
 
 async function prepareTarget(target: string, force: boolean): Promise<void> {
