@@ -60,3 +60,21 @@ test('a tree whose entry names leave their folder ("../..", "a/b") restores noth
   );
   assert.ok(result.errors.every((e) => /is damaged: .* is not a name a folder can hold/.test(e.message)), result.errors.map((e) => e.message).join('\n'));
 });
+
+test('hard links in folders restored side by side come back as links', async (t) => {
+  const { link, mkdir, stat, writeFile } = await import('node:fs/promises');
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  // Each folder's files are restored while the other folders' are: a link group spans them.
+  for (const name of ['a', 'b', 'c']) await mkdir(join(source, name), { recursive: true });
+  await writeFile(join(source, 'a', 'first'), 'shared content');
+  await link(join(source, 'a', 'first'), join(source, 'b', 'second'));
+  await link(join(source, 'a', 'first'), join(source, 'c', 'third'));
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const target = join(dir, 'target');
+  const result = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
+  assert.deepEqual(result.errors, []);
+  const inodes = await Promise.all(['a/first', 'b/second', 'c/third'].map(async (p) => (await stat(join(target, 'data', p))).ino));
+  assert.equal(new Set(inodes).size, 1, `one inode for the three names, not ${inodes.join(', ')}`);
+});

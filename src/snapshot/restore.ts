@@ -188,7 +188,9 @@ async function restoreTree(
           }
           await sub;
         } else if (node.type === 'file') {
-          const release = await ((node.size ?? 0) <= SMALL_FILE_BYTES ? smallFileSlots : fileSlots).acquire();
+          const slots = (node.size ?? 0) <= SMALL_FILE_BYTES ? smallFileSlots : fileSlots;
+          // Most files find a slot free: taking it without a promise spares one per file.
+          const release = slots.tryAcquire() ?? (await slots.acquire());
           progress.currentPath = path;
           fileTasks.push(
             restoreFile(writer, node, dest, hardLinks)
@@ -283,17 +285,11 @@ interface FileWriter {
 }
 
 async function restoreFile(writer: FileWriter, node: TreeNode, dest: string, hardLinks: Map<string, Promise<string | undefined>>): Promise<void> {
-  const { progress } = writer;
   const linkKey = node.nlink > 1 ? `${node.dev}:${node.inode}` : undefined;
-  const firstLink = linkKey ? await hardLinks.get(linkKey) : undefined;
-  if (firstLink) {
-    await removeExisting(dest);
-    await link(firstLink, dest);
-    progress.filesDone++;
-    progress.bytesDone += node.size ?? 0;
-    return;
-  }
-  if (linkKey && !hardLinks.has(linkKey)) {
+  if (linkKey === undefined) return writeFileContent(writer, node, dest);
+  // Claimed before any await: two links of a group must never both find it unclaimed.
+  const first = hardLinks.get(linkKey);
+  if (first === undefined) {
     // The first of a link group: later links wait for it, and write content themselves if it fails.
     const written = writeFileContent(writer, node, dest);
     hardLinks.set(
@@ -305,7 +301,12 @@ async function restoreFile(writer: FileWriter, node: TreeNode, dest: string, har
     );
     return written;
   }
-  return writeFileContent(writer, node, dest);
+  const firstLink = await first;
+  if (firstLink === undefined) return writeFileContent(writer, node, dest);
+  await removeExisting(dest);
+  await link(firstLink, dest);
+  writer.progress.filesDone++;
+  writer.progress.bytesDone += node.size ?? 0;
 }
 
 async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string): Promise<void> {
