@@ -85,6 +85,30 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
     return 'no';
   };
   await prepareTarget(options.target, options.force ?? false);
+  // With more than one core, blobs are decoded (decrypted, decompressed, verified) and
+  // written on worker threads: a larger file's blobs by the decode threads into the file
+  // this thread opened, small files whole by the writer threads. This thread walks the
+  // trees, makes folders and links, and renames and finishes the larger files. The threads
+  // start first: each loads its modules (about 0.1 s) while this thread loads the index.
+  const cores = availableParallelism();
+  const pool = cores > 1 ? new DecodePool(repo.master, cores - 1) : undefined;
+  const smallFiles = cores > 1 ? new SmallFileWriters(repo, SMALL_FILE_WRITERS, options.force ?? false) : undefined;
+  try {
+    return await restoreWith(repo, ref, options, includes, selected, pool, smallFiles);
+  } finally {
+    await Promise.all([pool?.close(), smallFiles?.close()]);
+  }
+}
+
+async function restoreWith(
+  repo: Repository,
+  ref: SnapshotRef,
+  options: RestoreOptions,
+  includes: string[],
+  selected: (path: string) => 'all' | 'ancestor' | 'no',
+  pool: DecodePool | undefined,
+  smallFiles: SmallFileWriters | undefined,
+): Promise<RestoreResult> {
   await repo.loadIndex();
   const loader = new TreeLoader(repo);
   const from = normalizeSnapshotPath(options.from ?? '/');
@@ -113,18 +137,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
     if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
   }
 
-  // With more than one core, blobs are decoded (decrypted, decompressed, verified) and
-  // written on worker threads: a larger file's blobs by the decode threads into the file
-  // this thread opened, small files whole by the writer threads. This thread walks the
-  // trees, makes folders and links, and renames and finishes the larger files.
-  const cores = availableParallelism();
-  const pool = cores > 1 ? new DecodePool(repo.master, cores - 1) : undefined;
-  const smallFiles = cores > 1 ? new SmallFileWriters(repo, SMALL_FILE_WRITERS, options.force ?? false) : undefined;
-  try {
-    return await restoreTree(pool ? new BlobBatchLoader(repo, pool) : repo, smallFiles, loader, rootTree, from, selected, progress, options);
-  } finally {
-    await Promise.all([pool?.close(), smallFiles?.close()]);
-  }
+  return await restoreTree(pool ? new BlobBatchLoader(repo, pool) : repo, smallFiles, loader, rootTree, from, selected, progress, options);
 }
 
 async function restoreTree(
