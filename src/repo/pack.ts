@@ -32,6 +32,13 @@ export class PackBuilder {
   private readonly parts: Buffer[] = [];
   private readonly entries: IndexEntry[] = [];
   private bytes = 0;
+  /**
+   * The first of the blobs added last that lie one after another in memory, as a batch
+   * from an encoder thread does, and their length: they become one part. One part per
+   * blob cost a hash update and a copy call each, 50,000 of them in a 1 GiB backup.
+   */
+  private run: Buffer | undefined;
+  private runLength = 0;
 
   get size(): number {
     return this.bytes;
@@ -44,8 +51,22 @@ export class PackBuilder {
   add(id: string, type: BlobType, rawLength: number, compressed: boolean, stored: Buffer): void {
     // One object per blob, all of one shape, that the index keeps as it is: a backup adds one per chunk.
     this.entries.push({ id, type, offset: this.bytes, length: stored.length, rawLength, compressed, pack: '' });
-    this.parts.push(stored);
     this.bytes += stored.length;
+    const run = this.run;
+    if (run !== undefined && stored.buffer === run.buffer && stored.byteOffset === run.byteOffset + this.runLength) {
+      this.runLength += stored.length;
+      return;
+    }
+    this.endRun();
+    this.run = stored;
+    this.runLength = stored.length;
+  }
+
+  private endRun(): void {
+    const run = this.run;
+    if (run === undefined) return;
+    this.parts.push(this.runLength === run.length ? run : Buffer.from(run.buffer, run.byteOffset, this.runLength));
+    this.run = undefined;
   }
 
   /**
@@ -69,6 +90,7 @@ export class PackBuilder {
     const trailer = Buffer.alloc(TRAILER_BYTES);
     trailer.writeUInt32LE(sealedHeader.length, 0);
     PACK_MAGIC.copy(trailer, 4);
+    this.endRun();
     const parts = [...this.parts, sealedHeader, trailer];
     const id = objectHashOfParts(parts);
     for (const e of this.entries) e.pack = id;
