@@ -16,8 +16,10 @@ test('a listing prefetch reads folders in name order, each taken once, and a bac
   await writeFile(join(src, 'b/z/f'), 'x');
   await symlink('nowhere', join(src, 'b/broken'));
 
-  const prefetch = ListingPrefetch.start([src]);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // Read to the end, whatever the load: a machine busy with other tests made calls slow
+  // enough (over 1 ms each) for the prefetch to stop before b/z, or 50 ms too short to reach it.
+  const prefetch = ListingPrefetch.start([src], { slowCallMs: Number.POSITIVE_INFINITY });
+  await prefetch.finished();
   prefetch.stop();
   const root = prefetch.take(src);
   assert.ok(root, 'the root was listed');

@@ -25,15 +25,25 @@ export class ListingPrefetch {
   private readonly pending: string[];
   private stopped = false;
   private entries = 0;
+  private running: Promise<void> = Promise.resolve();
 
-  private constructor(roots: string[]) {
+  private constructor(
+    roots: string[],
+    private readonly slowCallMs: number,
+  ) {
     this.pending = [...roots].reverse();
   }
 
-  static start(roots: string[]): ListingPrefetch {
-    const prefetch = new ListingPrefetch(roots);
-    void prefetch.run();
+  /** `slowCallMs`: a folder whose calls take longer than this each on average stops the prefetch. */
+  static start(roots: string[], { slowCallMs = SLOW_CALL_MS } = {}): ListingPrefetch {
+    const prefetch = new ListingPrefetch(roots, slowCallMs);
+    prefetch.running = prefetch.run();
     return prefetch;
+  }
+
+  /** Resolves when the prefetch has read all it will. */
+  finished(): Promise<void> {
+    return this.running;
   }
 
   /** Stop reading ahead; what was read stays available to take(). */
@@ -73,7 +83,7 @@ export class ListingPrefetch {
       });
       this.listings.set(dir, { names, stats });
       this.entries += names.length;
-      if ((performance.now() - started) / Math.max(1, names.length + 1) > SLOW_CALL_MS) break;
+      if ((performance.now() - started) / Math.max(1, names.length + 1) > this.slowCallMs) break;
       // Depth first in name order, as the walk goes.
       for (let i = names.length - 1; i >= 0; i--) {
         const st = stats[i]!;
