@@ -77,13 +77,8 @@ export interface RestoreResult {
  * is reported and the rest of the restore goes on.
  */
 export async function restore(repo: Repository, ref: SnapshotRef, options: RestoreOptions): Promise<RestoreResult> {
+  // A bad include path is refused before anything is created.
   const includes = (options.include ?? []).map(normalizeSnapshotPath);
-  const selected = (path: string): 'all' | 'ancestor' | 'no' => {
-    if (includes.length === 0 || includes.includes('/')) return 'all';
-    if (includes.some((inc) => path === inc || path.startsWith(inc + '/'))) return 'all';
-    if (includes.some((inc) => inc.startsWith(path + '/'))) return 'ancestor';
-    return 'no';
-  };
   await prepareTarget(options.target, options.force ?? false);
   // With more than one core, blobs are decoded (decrypted, decompressed, verified) and
   // written on worker threads: a larger file's blobs by the decode threads into the file
@@ -94,7 +89,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   const pool = cores > 1 ? new DecodePool(repo.master, cores - 1) : undefined;
   const smallFiles = cores > 1 ? new SmallFileWriters(repo, SMALL_FILE_WRITERS, options.force ?? false) : undefined;
   try {
-    return await restoreWith(repo, ref, options, includes, selected, pool, smallFiles);
+    return await restoreWith(repo, ref, options, includes, pool, smallFiles);
   } finally {
     await Promise.all([pool?.close(), smallFiles?.close()]);
   }
@@ -105,10 +100,15 @@ async function restoreWith(
   ref: SnapshotRef,
   options: RestoreOptions,
   includes: string[],
-  selected: (path: string) => 'all' | 'ancestor' | 'no',
-  pool: DecodePool | undefined,
-  smallFiles: SmallFileWriters | undefined,
+  pool?: DecodePool,
+  smallFiles?: SmallFileWriters,
 ): Promise<RestoreResult> {
+  const selected = (path: string): 'all' | 'ancestor' | 'no' => {
+    if (includes.length === 0 || includes.includes('/')) return 'all';
+    if (includes.some((inc) => path === inc || path.startsWith(inc + '/'))) return 'all';
+    if (includes.some((inc) => inc.startsWith(path + '/'))) return 'ancestor';
+    return 'no';
+  };
   await repo.loadIndex();
   const loader = new TreeLoader(repo);
   const from = normalizeSnapshotPath(options.from ?? '/');

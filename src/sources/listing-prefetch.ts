@@ -25,20 +25,19 @@ export class ListingPrefetch {
   private readonly pending: string[];
   private stopped = false;
   private entries = 0;
-  private running: Promise<void> = Promise.resolve();
+  private readonly running: Promise<void>;
 
   private constructor(
     roots: string[],
     private readonly slowCallMs: number,
   ) {
     this.pending = [...roots].reverse();
+    this.running = this.run();
   }
 
   /** `slowCallMs`: a folder whose calls take longer than this each on average stops the prefetch. */
   static start(roots: string[], { slowCallMs = SLOW_CALL_MS } = {}): ListingPrefetch {
-    const prefetch = new ListingPrefetch(roots, slowCallMs);
-    prefetch.running = prefetch.run();
-    return prefetch;
+    return new ListingPrefetch(roots, slowCallMs);
   }
 
   /** Resolves when the prefetch has read all it will. */
