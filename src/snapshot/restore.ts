@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { BlobBatchLoader, type BlobLoader } from '../repo/blob-batch-loader.js';
 import { DecodePool } from '../repo/decode-pool.js';
 import type { Repository } from '../repo/repository.js';
-import { applyMetadata, writeSmallFile } from '../sources/files-restore.js';
+import { applyMetadata, writeSmallFile, type SmallFileCreation } from '../sources/files-restore.js';
 import { Semaphore } from '../util/concurrency.js';
 import { openForDirectWrites } from '../util/direct-io.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../util/plain-file.js';
@@ -151,7 +151,7 @@ async function restoreTree(
   options: RestoreOptions,
 ): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, errors: [] };
-  const writer: FileWriter = { blobs, smallFiles, progress, report: options.progress, io: new BlockingWhileFast(), replaceExisting: options.force ?? false, tmpPrefix: randomBytes(4).toString('hex'), tmpCount: 0 };
+  const writer: FileWriter = { blobs, smallFiles, progress, report: options.progress, io: new BlockingWhileFast(), creation: { replaceExisting: options.force ?? false }, tmpPrefix: randomBytes(4).toString('hex'), tmpCount: 0 };
   /** dev:inode -> the restored path of the first link, once it is complete (undefined if it failed) */
   const hardLinks = new Map<string, Promise<string | undefined>>();
   // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
@@ -291,8 +291,8 @@ interface FileWriter {
   progress: RestoreProgress;
   report?: (p: RestoreProgress) => void;
   io: BlockingWhileFast;
-  /** the target held files: a name may exist already */
-  replaceExisting: boolean;
+  /** how this thread creates small files (whether a name may exist already, for one) */
+  creation: SmallFileCreation;
   tmpPrefix: string;
   tmpCount: number;
 }
@@ -336,7 +336,7 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
     const parts: Buffer[] = [];
     for (const id of node.content ?? []) parts.push(await blobs.loadBlob(id, 'data'));
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    writer.io.timed(() => writeSmallFile(dest, data, node, writer.replaceExisting));
+    writer.io.timed(() => writeSmallFile(dest, data, node, writer.creation));
     progress.bytesDone += data.length;
     progress.filesDone++;
     report?.(progress);

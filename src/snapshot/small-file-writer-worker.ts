@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { DecodeRequest } from '../repo/decode-worker.js';
 import { PackFileReader } from '../repo/pack-file-reader.js';
 import { decodeBlob } from '../repo/pack-verify.js';
-import { writeSmallFile, type RestorableMetadata } from '../sources/files-restore.js';
+import { writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../sources/files-restore.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 
 /** Decodes and writes small files for SmallFileWriters; see small-file-writers.ts. */
@@ -10,6 +10,8 @@ const master = {
   encryptionKey: workerData.encryptionKey ? Buffer.from(workerData.encryptionKey as Uint8Array) : null,
   idKey: Buffer.from(workerData.idKey as Uint8Array),
 };
+/** This thread's files of one restore (a pool of writers serves one restore). */
+const creation: SmallFileCreation = { replaceExisting: workerData.replaceExisting as boolean };
 
 export interface SmallFileJob {
   dest: string;
@@ -25,7 +27,7 @@ type PackBlob = SmallFileJob['blobs'][number] & { file: string; offset: number }
 
 export type SmallFileResult = { ok: true } | { message: string; code?: string; damaged: boolean };
 
-parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8Array; replaceExisting: boolean }) => {
+parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8Array }) => {
   const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
   const packs = new PackFileReader();
   const results: SmallFileResult[] = [];
@@ -52,7 +54,7 @@ parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8
           }
           parts.push(decodeBlob(master, blob.id, blob, stored));
         }
-        writeSmallFile(file.dest, parts.length === 1 ? parts[0]! : Buffer.concat(parts), file.meta, job.replaceExisting);
+        writeSmallFile(file.dest, parts.length === 1 ? parts[0]! : Buffer.concat(parts), file.meta, creation);
         results.push({ ok: true });
       } catch (err) {
         results.push({ message: errorMessage(err), code: (err as NodeJS.ErrnoException).code, damaged: err instanceof IntegrityError });

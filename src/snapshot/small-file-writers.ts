@@ -47,10 +47,10 @@ export class SmallFileWriters {
   constructor(
     private readonly repo: Repository,
     count: number,
-    private readonly replaceExisting: boolean,
+    replaceExisting: boolean,
   ) {
-    const keys = { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey };
-    this.pool = new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), keys, count, 'a restore writer thread');
+    const workerData = { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting };
+    this.pool = new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), workerData, count, 'a restore writer thread');
     // Only a folder repository's blobs are read by the writers; other backends' bytes were
     // loaded here already, and gathering them would only hold more of them in memory.
     const readsPacks = repo.packsAreLocal;
@@ -100,7 +100,7 @@ export class SmallFileWriters {
       stored,
       stored.reduce((n, b) => n + b.length, 0),
     );
-    const sent = this.pool.request({ files: files.map((f) => f.job), bytes: buffer, replaceExisting: this.replaceExisting }, [buffer.buffer as ArrayBuffer]);
+    const sent = this.pool.request({ files: files.map((f) => f.job), bytes: buffer }, [buffer.buffer as ArrayBuffer]);
     this.inFlight.add(sent);
     try {
       return (await sent).results;

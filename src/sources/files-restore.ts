@@ -1,4 +1,4 @@
-import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, fstatSync, futimesSync, lstatSync, openSync, rmSync, unlinkSync } from 'node:fs';
 import { chmod, lchown, lutimes, utimes } from 'node:fs/promises';
 import { DIRECT_RESTORE_MIN_BYTES, openForDirectWritesSync, writeAtSync } from '../util/direct-io.js';
 
@@ -13,6 +13,25 @@ export interface RestorableMetadata {
 }
 
 const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
+const ownUid = process.geteuid?.() ?? -1;
+const ownGid = process.getegid?.() ?? -1;
+/** Nothing in stackvault sets the umask, so it stays what it was at start. */
+const umask = process.umask();
+
+/**
+ * How one restore creates small files. Without replaceExisting, the target was empty and
+ * every folder below it is the restore's own, so each new file is treated alike: the
+ * same owner (unless the target is set-group-ID, or a server squashes root) and the same
+ * mode for the same asked one (unless a default ACL narrows it). The first file created
+ * with its final mode shows whether that holds; until it does not, files whose owner
+ * and mode come out right when created skip the chown and chmod (two system calls of
+ * about seven per small file).
+ */
+export interface SmallFileCreation {
+  replaceExisting: boolean;
+  /** undefined until the first file created with its final mode was looked at */
+  createdAsAsked?: boolean;
+}
 
 /**
  * Seconds as a double for utimes/lutimes, which take nothing finer. A double near today's
@@ -45,12 +64,12 @@ export async function applyMetadata(path: string, meta: RestorableMetadata): Pro
 /**
  * A small file whose content the caller has verified, with its metadata, in blocking
  * calls on one descriptor: created under its name (what was there goes first when
- * `replaceExisting`), written, owner, mode and times set. No name ever holds data that
- * failed its check; a temporary name and a rename would double the directory updates,
- * which are most of a small file's cost.
+ * `replaceExisting`), written, owner, mode and times set (see SmallFileCreation). No
+ * name ever holds data that failed its check; a temporary name and a rename would double
+ * the directory updates, which are most of a small file's cost.
  */
-export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetadata, replaceExisting: boolean): void {
-  if (replaceExisting) {
+export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetadata, creation: SmallFileCreation): void {
+  if (creation.replaceExisting) {
     try {
       if (lstatSync(dest).isDirectory()) rmSync(dest, { recursive: true, force: true });
       else unlinkSync(dest);
@@ -58,7 +77,17 @@ export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetad
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
-  const fd = openSync(dest, 'wx', 0o600);
+  const permissions = meta.mode & 0o777;
+  // Special bits are set after the owner (a chown clears them), and the owner must be able
+  // to write the file (the direct-write descriptor below is opened by name).
+  const createWithMode =
+    !creation.replaceExisting &&
+    creation.createdAsAsked !== false &&
+    (meta.mode & 0o7777) === permissions &&
+    (permissions & umask) === 0 &&
+    (permissions & 0o200) !== 0 &&
+    (!canChown || (meta.uid === ownUid && meta.gid === ownGid));
+  const fd = openSync(dest, 'wx', createWithMode ? permissions : 0o600);
   try {
     // A larger one's whole blocks go past the page cache where the file system allows (see direct-io.ts).
     const directFd = data.length >= DIRECT_RESTORE_MIN_BYTES ? openForDirectWritesSync(dest) : undefined;
@@ -67,8 +96,16 @@ export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetad
     } finally {
       if (directFd !== undefined) closeSync(directFd);
     }
-    if (canChown) fchownSync(fd, meta.uid, meta.gid);
-    fchmodSync(fd, meta.mode);
+    let setOwnerAndMode = !createWithMode;
+    if (createWithMode && creation.createdAsAsked === undefined) {
+      const st = fstatSync(fd);
+      creation.createdAsAsked = (st.mode & 0o7777) === permissions && (!canChown || (st.uid === ownUid && st.gid === ownGid));
+      setOwnerAndMode = !creation.createdAsAsked;
+    }
+    if (setOwnerAndMode) {
+      if (canChown) fchownSync(fd, meta.uid, meta.gid);
+      fchmodSync(fd, meta.mode);
+    }
     const seconds = nsToSeconds(meta.mtime);
     futimesSync(fd, seconds, seconds);
   } catch (err) {
