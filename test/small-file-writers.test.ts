@@ -22,13 +22,14 @@ test('restore writer threads write small files whole, and a writer that stops fa
   assert.ok(small);
 
   const writers = new SmallFileWriters(repo, 2, false);
+  const write = (dest: string, node: typeof small.node) => new Promise<void>((resolve, reject) => writers.write(dest, node, (err) => (err ? reject(err) : resolve())));
   const dest = join(dir, 'small.txt');
-  await writers.write(dest, small.node);
+  await write(dest, small.node);
   assert.deepEqual(await readFile(dest), await readFile(join(src, 'docs/small.txt')));
   assert.equal((await stat(dest)).mode & 0o7777, small.node.mode);
-  await assert.rejects(writers.write(dest, small.node), { code: 'EEXIST' }, 'an existing name is not overwritten without replaceExisting');
+  await assert.rejects(write(dest, small.node), { code: 'EEXIST' }, 'an existing name is not overwritten without replaceExisting');
 
   for (const slot of (writers as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool.slots) await slot.worker.terminate();
-  await assert.rejects(writers.write(join(dir, 'other.txt'), small.node), (err: Error) => err instanceof StackvaultError && /writer thread stopped/.test(err.message));
+  await assert.rejects(write(join(dir, 'other.txt'), small.node), (err: Error) => err instanceof StackvaultError && /writer thread stopped/.test(err.message));
   await writers.close();
 });

@@ -166,6 +166,9 @@ async function restoreTree(
   const restoreDir = async (treeId: string, dir: string, snapPath: string): Promise<void> => {
     const tree = await loader.load(treeId);
     const fileTasks: Array<Promise<void>> = [];
+    // Small files handed to the writer threads report back by callback; the folder waits for the count.
+    let writing = 0;
+    let allWritten: (() => void) | undefined;
     for (const node of tree.nodes) {
       if (options.signal?.aborted) throw new StackvaultError('restore interrupted', 130);
       const path = childPath(snapPath, node.name);
@@ -201,10 +204,29 @@ async function restoreTree(
           }
           await sub;
         } else if (node.type === 'file') {
-          const slots = (node.size ?? 0) <= SMALL_FILE_BYTES ? smallFileSlots : fileSlots;
+          const small = (node.size ?? 0) <= SMALL_FILE_BYTES;
+          const slots = small ? smallFileSlots : fileSlots;
           // Most files find a slot free: taking it without a promise spares one per file.
           const release = slots.tryAcquire() ?? (await slots.acquire());
           progress.currentPath = path;
+          if (small && smallFiles && !(node.nlink > 1)) {
+            // Most files go this way: a callback instead of a chain of promises per file.
+            writing++;
+            smallFiles.write(dest, node, (err) => {
+              if (err) {
+                fail(path, err);
+              } else {
+                result.files++;
+                result.bytes += node.size ?? 0;
+                progress.filesDone++;
+                progress.bytesDone += node.size ?? 0;
+              }
+              release();
+              options.progress?.(progress);
+              if (--writing === 0) allWritten?.();
+            });
+            continue;
+          }
           fileTasks.push(
             restoreFile(writer, node, dest, hardLinks)
               .then(() => {
@@ -231,6 +253,7 @@ async function restoreTree(
       options.progress?.(progress);
     }
     await Promise.all(fileTasks);
+    if (writing > 0) await new Promise<void>((resolve) => (allWritten = resolve));
   };
   await restoreDir(rootTree, options.target, from);
   options.progress?.(progress);
@@ -325,7 +348,8 @@ async function restoreFile(writer: FileWriter, node: TreeNode, dest: string, har
 async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string): Promise<void> {
   const { blobs, progress, report } = writer;
   if (writer.smallFiles && (node.size ?? 0) <= SMALL_FILE_BYTES) {
-    await writer.smallFiles.write(dest, node);
+    const { smallFiles } = writer;
+    await new Promise<void>((resolve, reject) => smallFiles.write(dest, node, (err) => (err ? reject(err) : resolve())));
     progress.bytesDone += node.size ?? 0;
     progress.filesDone++;
     report?.(progress);

@@ -1,9 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { DecodeRequest } from '../repo/decode-worker.js';
-import { PackFileReader } from '../repo/pack-file-reader.js';
+import { PackFileReader, type PackPlace } from '../repo/pack-file-reader.js';
 import { decodeBlob } from '../repo/pack-verify.js';
-import { writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../sources/files-restore.js';
+import { writeSmallFile, type SmallFileCreation } from '../sources/files-restore.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
+import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
 
 /** Decodes and writes small files for SmallFileWriters; see small-file-writers.ts. */
 const master = {
@@ -13,55 +13,60 @@ const master = {
 /** This thread's files of one restore (a pool of writers serves one restore). */
 const creation: SmallFileCreation = { replaceExisting: workerData.replaceExisting as boolean };
 
-export interface SmallFileJob {
-  dest: string;
-  meta: RestorableMetadata;
-  /**
-   * The file's blobs in order. A blob with a `file` is read from that pack file at
-   * `offset`; the stored bytes of the others follow one another in the batch's buffer.
-   */
-  blobs: Array<DecodeRequest & { file?: string; offset?: number }>;
-}
-
-type PackBlob = SmallFileJob['blobs'][number] & { file: string; offset: number };
-
-export type SmallFileResult = { ok: true } | { message: string; code?: string; damaged: boolean };
-
-parentPort!.on('message', (job: { n: number; files: SmallFileJob[]; bytes: Uint8Array }) => {
-  const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
+parentPort!.on('message', (batch: SmallFileBatch & { n: number }) => {
+  const { dests, mtimes, files, ids, blobs, packs: packIds, packFiles } = batch;
+  const bytes = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
   const packs = new PackFileReader();
-  const results: SmallFileResult[] = [];
+  const failed: SmallFileFailure[] = [];
   try {
     // The batch's blobs from packs, in few reads (the batch came in pack order); what those
     // reads could not give is read again per file below, so a damaged blob fails only its file.
-    const fromPacks = job.files.flatMap((file) => file.blobs.filter((blob) => blob.file !== undefined)) as PackBlob[];
-    const read = new Map(packs.readAll(fromPacks).map((stored, i) => [fromPacks[i]!, stored]));
+    const places: PackPlace[] = [];
+    for (let b = 0; b < ids.length; b++) {
+      const file = packFiles[blobs[b * BLOB_FIELDS]!]!;
+      if (file !== '') places.push({ file, offset: blobs[b * BLOB_FIELDS + 1]!, length: blobs[b * BLOB_FIELDS + 2]! });
+    }
+    const read = packs.readAll(places);
+    const entry = { pack: '', compressed: false, rawLength: 0 };
+    let blob = 0;
+    let place = 0;
     let at = 0;
-    for (const file of job.files) {
-      const start = at;
-      for (const blob of file.blobs) if (blob.file === undefined) at += blob.length;
+    for (let f = 0; f < dests.length; f++) {
+      const end = blob + files[f * FILE_FIELDS + 3]!;
       try {
         // Every blob is verified before the file is created: no name ever holds damaged data.
         const parts: Buffer[] = [];
-        let from = start;
-        for (const blob of file.blobs) {
+        while (blob < end) {
+          // Taken before anything can throw: the skipping below starts at the next blob.
+          const b = blob++;
+          const pack = blobs[b * BLOB_FIELDS]!;
+          const length = blobs[b * BLOB_FIELDS + 2]!;
+          const file = packFiles[pack]!;
           let stored: Buffer;
-          if (blob.file !== undefined) {
-            stored = read.get(blob as PackBlob) ?? packs.read(blob.file, blob.offset!, blob.length);
+          if (file !== '') {
+            stored = read[place++] ?? packs.read(file, blobs[b * BLOB_FIELDS + 1]!, length);
           } else {
-            stored = bytes.subarray(from, from + blob.length);
-            from += blob.length;
+            stored = bytes.subarray(at, at + length);
+            at += length;
           }
-          parts.push(decodeBlob(master, blob.id, blob, stored));
+          entry.pack = packIds[pack]!;
+          entry.rawLength = blobs[b * BLOB_FIELDS + 3]!;
+          entry.compressed = blobs[b * BLOB_FIELDS + 4] === 1;
+          parts.push(decodeBlob(master, ids[b]!, entry, stored));
         }
-        writeSmallFile(file.dest, parts.length === 1 ? parts[0]! : Buffer.concat(parts), file.meta, creation);
-        results.push({ ok: true });
+        const meta = { type: 'file', mode: files[f * FILE_FIELDS]!, uid: files[f * FILE_FIELDS + 1]!, gid: files[f * FILE_FIELDS + 2]!, mtime: mtimes[f]! };
+        writeSmallFile(dests[f]!, parts.length === 1 ? parts[0]! : Buffer.concat(parts), meta, creation);
       } catch (err) {
-        results.push({ message: errorMessage(err), code: (err as NodeJS.ErrnoException).code, damaged: err instanceof IntegrityError });
+        failed.push([f, errorMessage(err), (err as NodeJS.ErrnoException).code, err instanceof IntegrityError]);
+        // The rest of a failed file's blobs are skipped; their places in the reads and the bytes too.
+        for (; blob < end; blob++) {
+          if (packFiles[blobs[blob * BLOB_FIELDS]!] !== '') place++;
+          else at += blobs[blob * BLOB_FIELDS + 2]!;
+        }
       }
     }
   } finally {
     packs.close();
   }
-  parentPort!.postMessage({ n: job.n, results });
+  parentPort!.postMessage({ n: batch.n, failed });
 });

@@ -1,10 +1,11 @@
-import { comparePlaces, type PackPlace } from '../repo/pack-file-reader.js';
+import type { IndexEntry } from '../repo/index.js';
+import { comparePlaces } from '../repo/pack-file-reader.js';
 import type { Repository } from '../repo/repository.js';
 import { Batcher } from '../util/batcher.js';
 import { concatOwned } from '../util/owned-buffer.js';
 import { IntegrityError } from '../util/errors.js';
 import { WorkerPool } from '../util/worker-pool.js';
-import type { SmallFileJob, SmallFileResult } from './small-file-writer-worker.js';
+import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
 import type { TreeNode } from './tree.js';
 
 /** Small files sent to a writer in one message, and the most stored bytes in one message. */
@@ -23,9 +24,18 @@ const GATHER_BYTES = 32 * 1024 * 1024;
 /** Small files in flight when stored bytes travel with them (other backends than a folder). */
 const FILES_IN_FLIGHT = 128;
 
-/** Where a file's first blob lies, for gathering; empty files come first. */
-type BlobPlace = Pick<PackPlace, 'file' | 'offset'>;
-const NO_BLOB: BlobPlace = { file: '', offset: 0 };
+/**
+ * A small file waiting for its batch, with where its first blob lies (for gathering; empty
+ * files first) and, from other backends than a folder, its blobs' stored bytes.
+ */
+interface PendingFile {
+  dest: string;
+  node: TreeNode;
+  entries: IndexEntry[];
+  stored?: Buffer[];
+  file: string;
+  offset: number;
+}
 
 /**
  * Restores small files on worker threads. A writer gets a batch of files with where their
@@ -37,10 +47,12 @@ const NO_BLOB: BlobPlace = { file: '', offset: 0 };
  * restore, where restic (many goroutines) took 8 s.
  */
 export class SmallFileWriters {
-  private readonly pool: WorkerPool<{ n: number; results: SmallFileResult[] }>;
+  private readonly pool: WorkerPool<{ n: number; failed: SmallFileFailure[] }>;
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly batcher: Batcher<{ job: SmallFileJob; stored: Buffer[]; at: BlobPlace }, SmallFileResult>;
+  private readonly batcher: Batcher<PendingFile, true>;
   private readonly packFiles = new Map<string, string>();
+  /** Only a folder repository's blobs are read by the writers; other backends' bytes are loaded here. */
+  private readonly readsPacks: boolean;
   /** Files a caller should have in flight to keep the writers busy (and the batches in pack order). */
   readonly filesInFlight: number;
 
@@ -51,40 +63,52 @@ export class SmallFileWriters {
   ) {
     const workerData = { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting };
     this.pool = new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), workerData, count, 'a restore writer thread');
-    // Only a folder repository's blobs are read by the writers; other backends' bytes were
-    // loaded here already, and gathering them would only hold more of them in memory.
-    const readsPacks = repo.packsAreLocal;
-    this.batcher = new Batcher({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.send(files), readsPacks ? { items: GATHER_FILES, bytes: GATHER_BYTES, order: (a, b) => comparePlaces(a.at, b.at) } : undefined);
-    this.filesInFlight = readsPacks ? GATHER_FILES + count * 2 * BATCH_FILES : FILES_IN_FLIGHT;
+    // Gathering other backends' bytes would only hold more of them in memory.
+    this.readsPacks = repo.packsAreLocal;
+    this.batcher = new Batcher<PendingFile, true>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.send(files), this.readsPacks ? { items: GATHER_FILES, bytes: GATHER_BYTES, order: comparePlaces } : undefined);
+    this.filesInFlight = this.readsPacks ? GATHER_FILES + count * 2 * BATCH_FILES : FILES_IN_FLIGHT;
   }
 
-  /** Restore one small file (content, owner, mode, times) under `dest`; throws what went wrong. */
-  async write(dest: string, node: TreeNode): Promise<void> {
-    const blobs: SmallFileJob['blobs'] = [];
-    const stored: Buffer[] = [];
-    let at = NO_BLOB;
-    for (const id of node.content ?? []) {
-      const entry = this.repo.blobEntry(id, 'data');
-      // From a folder repository the writer reads the pack itself; otherwise the bytes travel with the batch.
-      const file = this.packFile(entry.pack);
-      if (file !== undefined) {
-        if (at === NO_BLOB) at = { file, offset: entry.offset };
-        blobs.push({ id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, file, offset: entry.offset });
-        continue;
+  /**
+   * Restore one small file (content, owner, mode, times) under `dest`; `done` gets what went
+   * wrong, or nothing. A callback, not a promise: a restore hands over some 50,000 files.
+   */
+  write(dest: string, node: TreeNode, done: (err?: Error) => void): void {
+    const settle = (result: true | Error) => done(result === true ? undefined : result);
+    let pending: PendingFile;
+    let bytes = 0;
+    try {
+      const ids = node.content ?? [];
+      const entries = new Array<IndexEntry>(ids.length);
+      for (let i = 0; i < ids.length; i++) {
+        entries[i] = this.repo.blobEntry(ids[i]!, 'data');
+        bytes += entries[i]!.length;
       }
-      const loaded = await this.repo.loadStoredBlob(id, 'data');
-      stored.push(loaded.stored);
-      blobs.push({ id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: loaded.stored.length });
+      pending = { dest, node, entries, file: '', offset: 0 };
+      if (this.readsPacks && entries.length > 0) {
+        pending.file = this.packFile(entries[0]!.pack);
+        pending.offset = entries[0]!.offset;
+      }
+    } catch (err) {
+      done(err as Error);
+      return;
     }
-    const job: SmallFileJob = { dest, meta: { type: node.type, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime }, blobs };
-    const result = await this.batcher.add({ job, stored, at }, blobs.reduce((n, b) => n + b.length, 0));
-    if ('ok' in result) return;
-    throw result.damaged ? new IntegrityError(result.message) : Object.assign(new Error(result.message), { code: result.code });
+    if (this.readsPacks) {
+      this.batcher.addWith(pending, bytes, settle);
+      return;
+    }
+    // From other backends this thread loads the stored bytes, which then travel with the batch.
+    Promise.all(pending.entries.map((_, i) => this.repo.loadStoredBlob(node.content![i]!, 'data').then((loaded) => loaded.stored))).then(
+      (stored) => {
+        pending.stored = stored;
+        this.batcher.addWith(pending, bytes, settle);
+      },
+      (err: Error) => done(err),
+    );
   }
 
   /** A pack's file, remembered: 50,000 small files asked for the same few paths to be joined again. */
-  private packFile(pack: string): string | undefined {
-    if (!this.repo.packsAreLocal) return undefined;
+  private packFile(pack: string): string {
     let file = this.packFiles.get(pack);
     if (file === undefined) {
       file = this.repo.packFile(pack)!;
@@ -93,17 +117,54 @@ export class SmallFileWriters {
     return file;
   }
 
-  /** One batch to the least busy writer: the files' stored blobs travel in one buffer. */
-  private async send(files: Array<{ job: SmallFileJob; stored: Buffer[] }>): Promise<SmallFileResult[]> {
-    const stored = files.flatMap((f) => f.stored);
-    const buffer = concatOwned(
-      stored,
-      stored.reduce((n, b) => n + b.length, 0),
-    );
-    const sent = this.pool.request({ files: files.map((f) => f.job), bytes: buffer }, [buffer.buffer as ArrayBuffer]);
+  /** One batch to the least busy writer, in columns (see SmallFileBatch); the stored bytes travel in one buffer. */
+  private async send(pending: PendingFile[]): Promise<Array<true | Error>> {
+    const dests: string[] = [];
+    const mtimes: string[] = [];
+    const files = new Float64Array(pending.length * FILE_FIELDS);
+    const ids: string[] = [];
+    const blobs = new Float64Array(pending.reduce((n, p) => n + p.entries.length, 0) * BLOB_FIELDS);
+    const packs: string[] = [];
+    const packFiles: string[] = [];
+    const packIndex = new Map<string, number>();
+    const stored: Buffer[] = [];
+    let b = 0;
+    for (let f = 0; f < pending.length; f++) {
+      const { dest, node, entries, stored: loaded } = pending[f]!;
+      dests.push(dest);
+      mtimes.push(node.mtime);
+      files[f * FILE_FIELDS] = node.mode;
+      files[f * FILE_FIELDS + 1] = node.uid;
+      files[f * FILE_FIELDS + 2] = node.gid;
+      files[f * FILE_FIELDS + 3] = entries.length;
+      for (let i = 0; i < entries.length; i++, b++) {
+        const entry = entries[i]!;
+        let pack = packIndex.get(entry.pack);
+        if (pack === undefined) {
+          pack = packs.length;
+          packIndex.set(entry.pack, pack);
+          packs.push(entry.pack);
+          packFiles.push(this.readsPacks ? this.packFile(entry.pack) : '');
+        }
+        ids.push(node.content![i]!);
+        blobs[b * BLOB_FIELDS] = pack;
+        blobs[b * BLOB_FIELDS + 1] = entry.offset;
+        // What was loaded is what the writer steps over, should a backend have given less.
+        blobs[b * BLOB_FIELDS + 2] = loaded ? loaded[i]!.length : entry.length;
+        blobs[b * BLOB_FIELDS + 3] = entry.rawLength;
+        blobs[b * BLOB_FIELDS + 4] = entry.compressed ? 1 : 0;
+      }
+      if (loaded) stored.push(...loaded);
+    }
+    const bytes = concatOwned(stored);
+    const batch: SmallFileBatch = { dests, mtimes, files, ids, blobs, packs, packFiles, bytes };
+    const sent = this.pool.request(batch, [bytes.buffer as ArrayBuffer]);
     this.inFlight.add(sent);
     try {
-      return (await sent).results;
+      const { failed } = await sent;
+      const results = new Array<true | Error>(pending.length).fill(true);
+      for (const [f, message, code, damaged] of failed) results[f] = damaged ? new IntegrityError(message) : Object.assign(new Error(message), { code });
+      return results;
     } finally {
       this.inFlight.delete(sent);
     }

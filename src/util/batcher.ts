@@ -25,19 +25,22 @@ export class Batcher<T, R> {
 
   /** Queue an item of `bytes` bytes; resolves with its result, rejects with its error. */
   async add(item: T, bytes: number): Promise<R> {
-    const result = await new Promise<R | Error>((settle) => {
-      if (!this.idleCheckPending) {
-        this.idleCheckPending = true;
-        setImmediate(() => this.flushWhenIdle());
-      }
-      this.items.push({ item, bytes, settle });
-      this.bytes += bytes;
-      this.addedThisTurn = true;
-      const full = this.gather ?? this.limits;
-      if (this.items.length >= full.items || this.bytes >= full.bytes) this.flush();
-    });
+    const result = await new Promise<R | Error>((settle) => this.addWith(item, bytes, settle));
     if (result instanceof Error) throw result;
     return result;
+  }
+
+  /** add() for callers with many items, where a promise per item costs: `settle` gets the item's result or its Error. */
+  addWith(item: T, bytes: number, settle: (result: R | Error) => void): void {
+    if (!this.idleCheckPending) {
+      this.idleCheckPending = true;
+      setImmediate(() => this.flushWhenIdle());
+    }
+    this.items.push({ item, bytes, settle });
+    this.bytes += bytes;
+    this.addedThisTurn = true;
+    const full = this.gather ?? this.limits;
+    if (this.items.length >= full.items || this.bytes >= full.bytes) this.flush();
   }
 
   private flushWhenIdle(): void {
