@@ -1,7 +1,7 @@
 import { Batcher } from '../util/batcher.js';
 import { concatOwned } from '../util/owned-buffer.js';
 import type { DecodePool } from './decode-pool.js';
-import type { DecodeRequest } from './decode-worker.js';
+import type { DecodeRequest } from './decode-jobs.js';
 import type { BlobType } from './pack.js';
 import type { Repository } from './repository.js';
 

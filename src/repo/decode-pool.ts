@@ -3,11 +3,9 @@ import { IntegrityError } from '../util/errors.js';
 import { ownedBuffer } from '../util/owned-buffer.js';
 import { WorkerPool } from '../util/worker-pool.js';
 import type { MasterKey } from './crypto.js';
-import type { DecodeJob, DecodeRequest, DecodeResult } from './decode-worker.js';
+import type { DecodeJob, DecodeReply, DecodeRequest } from './decode-jobs.js';
 import type { PackedBlob } from './pack.js';
 import type { PackVerdict } from './pack-verify.js';
-
-type Reply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes?: Uint8Array; error?: string };
 
 /**
  * Verifies whole packs (check --read-data) and decodes blobs (restore) on worker threads,
@@ -15,16 +13,29 @@ type Reply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes
  * unref'd when idle.
  */
 export class DecodePool {
-  private readonly pool: WorkerPool<Reply>;
+  private readonly pool: WorkerPool<DecodeReply>;
+  /** threads that decode: this pool's own, or those of the pool it shares */
+  readonly size: number;
+  private readonly ownsThreads: boolean;
 
-  constructor(
-    master: MasterKey,
-    readonly size = availableParallelism(),
-  ) {
-    this.pool = new WorkerPool(new URL('./decode-worker.js', import.meta.url), { encryptionKey: master.encryptionKey, idKey: master.idKey }, size, 'a decode thread');
+  /**
+   * Its own `size` threads, or the threads of another pool whose thread script also hands
+   * DecodeJobs to runDecodeJob (fewer threads, each compiling the same code); those are
+   * left to that pool's owner to close.
+   */
+  constructor(source: MasterKey | WorkerPool<DecodeReply>, size = availableParallelism()) {
+    if (source instanceof WorkerPool) {
+      this.pool = source;
+      this.size = source.size;
+      this.ownsThreads = false;
+      return;
+    }
+    this.pool = new WorkerPool(new URL('./decode-worker.js', import.meta.url), { encryptionKey: source.encryptionKey, idKey: source.idKey }, size, 'a decode thread');
+    this.size = size;
+    this.ownsThreads = true;
   }
 
-  private run(job: DistributiveOmit<DecodeJob, 'n' | 'bytes'>, bytes: Buffer): Promise<Reply> {
+  private run(job: DistributiveOmit<DecodeJob, 'n' | 'bytes'>, bytes: Buffer): Promise<DecodeReply> {
     const own = ownedBuffer(bytes);
     return this.pool.request({ ...job, bytes: own }, [own.buffer as ArrayBuffer]);
   }
@@ -55,8 +66,9 @@ export class DecodePool {
     });
   }
 
-  close(): Promise<void> {
-    return this.pool.close();
+  /** Stops this pool's own threads; shared ones are left to their owner. */
+  async close(): Promise<void> {
+    if (this.ownsThreads) await this.pool.close();
   }
 }
 

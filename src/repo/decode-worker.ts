@@ -1,91 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { writeAtSync } from '../util/direct-io.js';
-import { concatOwned } from '../util/owned-buffer.js';
-import { errorMessage } from '../util/errors.js';
-import type { PackedBlob } from './pack.js';
-import { PackFileReader } from './pack-file-reader.js';
-import { decodeBlob, verifyPack } from './pack-verify.js';
+import { runDecodeJob, type DecodeJob } from './decode-jobs.js';
 
-/** Verifies packs and decodes blobs for a DecodePool; see decode-pool.ts. */
+/** A DecodePool's own thread: verifies packs and decodes blobs; see decode-pool.ts. */
 const master = {
   encryptionKey: workerData.encryptionKey ? Buffer.from(workerData.encryptionKey as Uint8Array) : null,
   idKey: Buffer.from(workerData.idKey as Uint8Array),
 };
 
-export type DecodeJob =
-  | { kind: 'verify'; n: number; packId: string; bytes: Uint8Array; indexed: PackedBlob[] }
-  | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array };
-
-/**
- * A stored blob to decode. With a `file` (a folder repository's pack) it is read from
- * there at `offset`; otherwise its stored bytes follow the previous such blob's in the
- * job's buffer.
- */
-export interface DecodeRequest {
-  id: string;
-  pack: string;
-  compressed: boolean;
-  rawLength: number;
-  length: number;
-  file?: string;
-  offset?: number;
-  /**
-   * Write the content into this open file at this position instead of sending it back:
-   * a restore's larger files, whose content would otherwise cross to the main thread in
-   * fresh memory only to be written from there.
-   */
-  into?: { fd: number; position: number; directFd?: number };
-}
-
-/** Per blob: its length (returned in the reply's buffer, or written), why it is damaged, or why writing it failed. */
-export type DecodeResult = number | string | { writeFailed: string; code?: string };
-
-function writeInto(into: NonNullable<DecodeRequest['into']>, data: Buffer): DecodeResult {
-  try {
-    writeAtSync(into.fd, into.directFd, data, into.position);
-    return data.length;
-  } catch (err) {
-    return { writeFailed: errorMessage(err), code: (err as NodeJS.ErrnoException).code };
-  }
-}
-
 parentPort!.on('message', (job: DecodeJob) => {
-  try {
-    const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
-    if (job.kind === 'verify') {
-      parentPort!.postMessage({ n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed) });
-      return;
-    }
-    // Each blob's content (its length) or why it is damaged; the contents not written go back in one buffer.
-    const results: DecodeResult[] = [];
-    const plain: Buffer[] = [];
-    const packs = new PackFileReader();
-    let at = 0;
-    let total = 0;
-    try {
-      for (const blob of job.blobs) {
-        const inBatch = blob.file === undefined;
-        try {
-          const stored = inBatch ? bytes.subarray(at, at + blob.length) : packs.read(blob.file!, blob.offset!, blob.length);
-          const data = decodeBlob(master, blob.id, blob, stored);
-          if (blob.into) {
-            results.push(writeInto(blob.into, data));
-          } else {
-            plain.push(data);
-            total += data.length;
-            results.push(data.length);
-          }
-        } catch (err) {
-          results.push(errorMessage(err));
-        }
-        if (inBatch) at += blob.length;
-      }
-    } finally {
-      packs.close();
-    }
-    const out = concatOwned(plain, total);
-    parentPort!.postMessage({ n: job.n, results, bytes: out }, [out.buffer as ArrayBuffer]);
-  } catch (err) {
-    parentPort!.postMessage({ n: job.n, error: errorMessage(err) });
-  }
+  const { reply, transfer } = runDecodeJob(master, job);
+  parentPort!.postMessage(reply, transfer);
 });

@@ -3,7 +3,6 @@ import { close as closeFd } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { BlobBatchLoader, type BlobLoader } from '../repo/blob-batch-loader.js';
-import { DecodePool } from '../repo/decode-pool.js';
 import type { Repository } from '../repo/repository.js';
 import { applyMetadata, writeSmallFile, type SmallFileCreation } from '../sources/files-restore.js';
 import { Semaphore } from '../util/concurrency.js';
@@ -25,12 +24,13 @@ import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
 const SMALL_FILE_CONCURRENCY = 128;
 const FILE_CONCURRENCY = 12;
 /**
- * Threads writing small files: one more than there are cores, since much of their time is
- * spent waiting for the disk, to read a batch's blobs (past the page cache, in few large
- * reads) and to write files. Measured on 1 GiB / 50,000 files to disk, 2 cores: one thread
- * (the main one) 6.5 s, two writers 5.8 s, four 5.9 s while blobs were read one by one
- * through the page cache; since they are read in pack order, three writers took 3.81-4.58 s
- * against two's 4.27-4.80 s (five alternating pairs; three were faster in each).
+ * Threads writing small files and decoding larger files' blobs: one more than there are
+ * cores, since much of their time is spent waiting for the disk, to read a batch's blobs
+ * (past the page cache, in few large reads) and to write files. Measured on 1 GiB / 50,000
+ * files to disk, 2 cores, with small files' threads beside a decode thread of their own:
+ * one thread (the main one) 6.5 s, two writers 5.8 s, four 5.9 s while blobs were read one
+ * by one through the page cache; since they are read in pack order, three writers took
+ * 3.81-4.58 s against two's 4.27-4.80 s (five alternating pairs; three were faster in each).
  */
 const SMALL_FILE_WRITERS = availableParallelism() + 1;
 /** bytes of one file's next blobs read and decoded while the current one is written (at least one blob) */
@@ -81,17 +81,15 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
   const includes = (options.include ?? []).map(normalizeSnapshotPath);
   await prepareTarget(options.target, options.force ?? false);
   // With more than one core, blobs are decoded (decrypted, decompressed, verified) and
-  // written on worker threads: a larger file's blobs by the decode threads into the file
-  // this thread opened, small files whole by the writer threads. This thread walks the
-  // trees, makes folders and links, and renames and finishes the larger files. The threads
-  // start first: each loads its modules (about 0.1 s) while this thread loads the index.
-  const cores = availableParallelism();
-  const pool = cores > 1 ? new DecodePool(repo.master, cores - 1) : undefined;
-  const smallFiles = cores > 1 ? new SmallFileWriters(repo, SMALL_FILE_WRITERS, options.force ?? false) : undefined;
+  // written on worker threads: small files whole, a larger file's blobs into the file this
+  // thread opened. This thread walks the trees, makes folders and links, and renames and
+  // finishes the larger files. The threads start first: each loads its modules (about
+  // 0.1 s) while this thread loads the index.
+  const smallFiles = availableParallelism() > 1 ? new SmallFileWriters(repo, SMALL_FILE_WRITERS, options.force ?? false) : undefined;
   try {
-    return await restoreWith(repo, ref, options, includes, pool, smallFiles);
+    return await restoreWith(repo, ref, options, includes, smallFiles);
   } finally {
-    await Promise.all([pool?.close(), smallFiles?.close()]);
+    await smallFiles?.close();
   }
 }
 
@@ -100,7 +98,6 @@ async function restoreWith(
   ref: SnapshotRef,
   options: RestoreOptions,
   includes: string[],
-  pool?: DecodePool,
   smallFiles?: SmallFileWriters,
 ): Promise<RestoreResult> {
   const selected = (path: string): 'all' | 'ancestor' | 'no' => {
@@ -137,7 +134,7 @@ async function restoreWith(
     if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
   }
 
-  return await restoreTree(pool ? new BlobBatchLoader(repo, pool) : repo, smallFiles, loader, rootTree, from, selected, progress, options);
+  return await restoreTree(smallFiles ? new BlobBatchLoader(repo, smallFiles.decoder) : repo, smallFiles, loader, rootTree, from, selected, progress, options);
 }
 
 async function restoreTree(

@@ -1,11 +1,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { runDecodeJob, type DecodeJob } from '../repo/decode-jobs.js';
 import { PackFileReader, type PackPlace } from '../repo/pack-file-reader.js';
 import { decodeBlob } from '../repo/pack-verify.js';
 import { writeSmallFile, type SmallFileCreation } from '../sources/files-restore.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
 
-/** Decodes and writes small files for SmallFileWriters; see small-file-writers.ts. */
+/** Decodes and writes small files for SmallFileWriters, and serves its DecodePool; see small-file-writers.ts. */
 const master = {
   encryptionKey: workerData.encryptionKey ? Buffer.from(workerData.encryptionKey as Uint8Array) : null,
   idKey: Buffer.from(workerData.idKey as Uint8Array),
@@ -13,7 +14,16 @@ const master = {
 /** This thread's files of one restore (a pool of writers serves one restore). */
 const creation: SmallFileCreation = { replaceExisting: workerData.replaceExisting as boolean };
 
-parentPort!.on('message', (batch: SmallFileBatch & { n: number }) => {
+parentPort!.on('message', (message: (SmallFileBatch & { n: number }) | DecodeJob) => {
+  if ('kind' in message) {
+    const { reply, transfer } = runDecodeJob(master, message);
+    parentPort!.postMessage(reply, transfer);
+    return;
+  }
+  writeBatch(message);
+});
+
+function writeBatch(batch: SmallFileBatch & { n: number }): void {
   const { dests, mtimes, files, ids, blobs, packs: packIds, packFiles } = batch;
   const bytes = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
   const packs = new PackFileReader();
@@ -69,4 +79,4 @@ parentPort!.on('message', (batch: SmallFileBatch & { n: number }) => {
     packs.close();
   }
   parentPort!.postMessage({ n: batch.n, failed });
-});
+}

@@ -1,3 +1,5 @@
+import type { DecodeReply } from '../repo/decode-jobs.js';
+import { DecodePool } from '../repo/decode-pool.js';
 import type { IndexEntry } from '../repo/index.js';
 import { comparePlaces } from '../repo/pack-file-reader.js';
 import type { Repository } from '../repo/repository.js';
@@ -47,7 +49,9 @@ interface PendingFile {
  * restore, where restic (many goroutines) took 8 s.
  */
 export class SmallFileWriters {
-  private readonly pool: WorkerPool<{ n: number; failed: SmallFileFailure[] }>;
+  private readonly pool: WorkerPool<DecodeReply & { failed?: SmallFileFailure[] }>;
+  /** Blob decoding (a restore's larger files) on these same threads. */
+  readonly decoder: DecodePool;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly batcher: Batcher<PendingFile, true>;
   private readonly packFiles = new Map<string, string>();
@@ -63,6 +67,7 @@ export class SmallFileWriters {
   ) {
     const workerData = { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting };
     this.pool = new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), workerData, count, 'a restore writer thread');
+    this.decoder = new DecodePool(this.pool);
     // Gathering other backends' bytes would only hold more of them in memory.
     this.readsPacks = repo.packsAreLocal;
     this.batcher = new Batcher<PendingFile, true>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.send(files), this.readsPacks ? { items: GATHER_FILES, bytes: GATHER_BYTES, order: comparePlaces } : undefined);
@@ -161,7 +166,7 @@ export class SmallFileWriters {
     const sent = this.pool.request(batch, [bytes.buffer as ArrayBuffer]);
     this.inFlight.add(sent);
     try {
-      const { failed } = await sent;
+      const { failed = [] } = await sent;
       const results = new Array<true | Error>(pending.length).fill(true);
       for (const [f, message, code, damaged] of failed) results[f] = damaged ? new IntegrityError(message) : Object.assign(new Error(message), { code });
       return results;

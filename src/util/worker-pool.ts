@@ -48,6 +48,10 @@ export class WorkerPool<Reply extends { n: number }> {
     });
   }
 
+  get size(): number {
+    return this.slots.length;
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
