@@ -11,7 +11,13 @@ import { walkTree } from '../src/snapshot/walk.js';
 import { StackvaultError } from '../src/util/errors.js';
 import { makeRichTree, tempDir } from './helpers.js';
 
-test('restore writer threads write small files whole, and a writer that stops fails its files instead of hanging', async (t) => {
+/** A blob's decode request as a restore makes it for a folder repository: the writer reads the pack itself. */
+function blobPlace(repo: Repository, id: string) {
+  const entry = repo.blobEntry(id, 'data');
+  return { pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, file: repo.packFile(entry.pack)!, offset: entry.offset };
+}
+
+test('restore writer threads write small files whole and decode blobs for larger ones, and a writer that stops fails its files instead of hanging', async (t) => {
   const dir = await tempDir(t);
   const src = join(dir, 'tree');
   await makeRichTree(src);
@@ -28,6 +34,12 @@ test('restore writer threads write small files whole, and a writer that stops fa
   assert.deepEqual(await readFile(dest), await readFile(join(src, 'docs/small.txt')));
   assert.equal((await stat(dest)).mode & 0o7777, small.node.mode);
   await assert.rejects(write(dest, small.node), { code: 'EEXIST' }, 'an existing name is not overwritten without replaceExisting');
+
+  // The same threads decode blobs for the restore's larger files; closing that view leaves them running.
+  const [content] = await writers.decoder.decode([{ id: small.node.content![0]!, ...blobPlace(repo, small.node.content![0]!) }], Buffer.alloc(0));
+  assert.deepEqual(content, await readFile(join(src, 'docs/small.txt')));
+  await writers.decoder.close();
+  await write(join(dir, 'again.txt'), small.node);
 
   for (const slot of (writers as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool.slots) await slot.worker.terminate();
   await assert.rejects(write(join(dir, 'other.txt'), small.node), (err: Error) => err instanceof StackvaultError && /writer thread stopped/.test(err.message));
