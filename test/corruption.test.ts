@@ -146,3 +146,30 @@ test('a pack cut short fails exactly the small files whose blobs it lost; their 
     }
   }
 });
+
+test('a damaged first blob of a small file with several fails that file only: the files after it in its batch get their own blobs', async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  for (let f = 0; f < 30; f++) await writeFile(join(source, `f${String(f).padStart(2, '0')}.bin`), pseudoRandom(f + 1, 6_000 + 97 * f));
+  const repoDir = join(dir, 'repo');
+  // Small chunks: each of these small files has several blobs, read together with its neighbours'.
+  const repo = await Repository.init(new LocalBackend(repoDir), { password: 'pw', immutabilityDays: 0, chunker: { min: 1024, avg: 2048, max: 8192 } });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const files: Array<{ path: string; blobs: string[] }> = [];
+  for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (node.type === 'file') files.push({ path, blobs: node.content ?? [] });
+  const victim = files[10]!;
+  assert.ok(victim.blobs.length >= 3, `${victim.path} has ${victim.blobs.length} blobs`);
+  const entry = repo.blobEntry(victim.blobs[0]!, 'data');
+  await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
+
+  const target = join(dir, 'target');
+  const restored = await runCli(['restore', saved.id.slice(0, 8), '--repo', repoDir, '--target', target], { env: { STACKVAULT_PASSWORD: 'pw' } });
+  assert.equal(restored.code, 1);
+  assert.ok((restored.stderr + restored.stdout).includes(victim.path), `${victim.path} is reported`);
+  for (const { path } of files) {
+    const written = await readFile(join(target, path)).catch(() => undefined);
+    if (path === victim.path) assert.equal(written, undefined, `${path} must not be written`);
+    else assert.ok(written?.equals(await readFile(join(source, path.replace(/^\/data/, '')))), `${path} is restored`);
+  }
+});
