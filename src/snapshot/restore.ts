@@ -163,6 +163,17 @@ async function restoreTree(
     progress.errors++;
     result.errors.push({ path, message: errorMessage(err) });
   };
+  /** A file restored, or failed with `err`: counted, its slot freed, progress reported. */
+  const fileSettled = (path: string, node: TreeNode, release: () => void, err?: Error) => {
+    if (err) {
+      fail(path, err);
+    } else {
+      result.files++;
+      result.bytes += node.size ?? 0;
+    }
+    release();
+    options.progress?.(progress);
+  };
 
   const restoreDir = async (treeId: string, dir: string, snapPath: string): Promise<void> => {
     const tree = await loader.load(treeId);
@@ -214,31 +225,20 @@ async function restoreTree(
             // Most files go this way: a callback instead of a chain of promises per file.
             writing++;
             smallFiles.write(dest, node, (err) => {
-              if (err) {
-                fail(path, err);
-              } else {
-                result.files++;
-                result.bytes += node.size ?? 0;
+              if (!err) {
                 progress.filesDone++;
                 progress.bytesDone += node.size ?? 0;
               }
-              release();
-              options.progress?.(progress);
+              fileSettled(path, node, release, err);
               if (--writing === 0) allWritten?.();
             });
             continue;
           }
           fileTasks.push(
-            restoreFile(writer, node, dest, hardLinks)
-              .then(() => {
-                result.files++;
-                result.bytes += node.size ?? 0;
-              })
-              .catch((err: unknown) => fail(path, err))
-              .finally(() => {
-                release();
-                options.progress?.(progress);
-              }),
+            restoreFile(writer, node, dest, hardLinks).then(
+              () => fileSettled(path, node, release),
+              (err: unknown) => fileSettled(path, node, release, err instanceof Error ? err : new Error(String(err))),
+            ),
           );
           continue;
         } else if (node.type === 'symlink') {
