@@ -59,11 +59,17 @@ test('prune deletes nothing inside the immutability period, and afterwards only 
   const early = await planPrune(await fresh(), { now: new Date(Date.now() + 29 * DAY) });
   assert.equal(Object.values(early.delete).flat().length, 0);
 
-  // 31 days later: the forgotten snapshot's own data goes, and nothing a kept snapshot needs.
+  // 31 days later: the forgotten snapshot's own data is recorded for deletion, nothing deleted yet...
   const late = await planPrune(await fresh(), { now: new Date(Date.now() + 31 * DAY) });
-  assert.ok(late.delete.packs.length > 0, 'unused packs are deletable after the period');
+  assert.ok(late.mark.length > 0, 'unused packs are recorded for deletion after the period');
+  assert.equal(late.delete.packs.length, 0, 'no pack is deleted by the prune that records it');
   assert.equal(late.delete.snapshots.length, 1);
   await executePrune(await fresh(), late);
+  // ...and a prune more than the safety margin later deletes it, and nothing a kept snapshot needs.
+  const later = await planPrune(await fresh(), { now: new Date(Date.now() + 31 * DAY + 2 * 3_600_000) });
+  assert.equal(later.delete.packs.length, late.mark.length, 'the recorded packs are deleted after the safety margin');
+  assert.equal(later.mark.length, 0);
+  await executePrune(await fresh(), later);
 
   const after = await fresh();
   const result = await check(after, { readData: true });

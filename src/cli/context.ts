@@ -86,7 +86,10 @@ export class CliContext {
 
   async openRepository(): Promise<Repository> {
     const backend = this.backend();
-    return Repository.open(backend, this.password());
+    const repo = await Repository.open(backend, this.password());
+    // Damage is skipped, not fatal: say so once per object, on stderr, so that --json output stays clean.
+    repo.onDamage = (key, message) => process.stderr.write(`warning: ${key} is damaged and skipped: ${message} (run "stackvault check")\n`);
+    return repo;
   }
 }
 

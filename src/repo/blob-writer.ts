@@ -1,14 +1,22 @@
 import { Condition, TaskLimiter } from '../util/concurrency.js';
+import { ObjectNotFoundError, StackvaultError } from '../util/errors.js';
 import { compressIfSmaller } from './compression.js';
 import type { EncodedBlob } from './file-encoder.js';
 import { seal } from './crypto.js';
 import { encodeIndexFile } from './index.js';
 import { objectKey } from './layout.js';
 import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
-import type { Repository } from './repository.js';
+import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from './repository.js';
 
+/*
+ * Index checkpoints: an interrupted backup's packs are known to the next one, which
+ * deduplicates against them instead of uploading everything again (on WORM storage an
+ * orphan pack costs its bytes for the whole immutability period). At most this much is
+ * uploaded, or this much time passes, before the packs are indexed.
+ */
 const MAX_BLOBS_PER_INDEX_FILE = 50_000;
-const INDEX_FLUSH_INTERVAL_MS = 5 * 60_000;
+const INDEX_CHECKPOINT_BYTES = 32 * 1024 * 1024;
+const INDEX_FLUSH_INTERVAL_MS = 60_000;
 
 export interface SaveResult {
   id: string;
@@ -21,7 +29,14 @@ export interface SaveResult {
 /**
  * Turns blobs into packs: deduplicates against the index, compresses, encrypts, fills
  * packs per blob type, uploads full packs (a few at a time) and writes index files for
- * uploaded packs. flush() must finish before anything references the blobs.
+ * uploaded packs. commit() stores the object (a snapshot) that references the blobs.
+ *
+ * Prune deletes in two phases (docs/format.md, "Deleting"): it first writes a deletion
+ * record naming packs, and deletes them only DELETION_MARGIN_MS later. The writer never
+ * deduplicates against a pack so named; it watches for new records at every index
+ * checkpoint and before it commits, and writes again every blob it relied on from a
+ * pack that a new record names. So a committed object never references a blob that a
+ * prune could delete.
  */
 export class BlobWriter {
   private readonly packers: Record<BlobType, PackBuilder> = { data: new PackBuilder(), tree: new PackBuilder() };
@@ -30,17 +45,40 @@ export class BlobWriter {
   private readonly uploads = new TaskLimiter(2);
   private unindexed = new Map<string, PackedBlob[]>();
   private unindexedBlobs = 0;
+  private unindexedBytes = 0;
   private lastIndexWrite = Date.now();
+  /** blobs of earlier writers that what this writer stores references */
+  private readonly relied = new Set<string>();
+  /** packs this writer uploaded */
+  private readonly ownPacks = new Set<string>();
+  private lastDeletionCheck = Date.now();
+  /** a deletion record may have come and gone between two checks: confirm every pack relied on before committing */
+  private checkGapTooLong = false;
+  private deletionCheckDue = false;
+  private deletionCheck: Promise<void> | undefined;
+  private failure: unknown;
   packsWritten = 0;
   bytesUploaded = 0;
+  /** blobs written again because a prune means to delete the pack they were in */
+  blobsRewritten = 0;
 
   constructor(private readonly repo: Repository) {}
 
+  /**
+   * Whether the blob is stored (or being stored) where no prune will delete it: this
+   * writer's own, or indexed in a pack no deletion record names. A blob found in the
+   * index is remembered, to be written again should a deletion record name its pack.
+   */
   has(id: string): boolean {
-    return this.pending.has(id) || this.repo.index.has(id);
+    if (this.pending.has(id)) return true;
+    const entry = this.repo.index.get(id);
+    if (!entry || this.repo.index.isDoomed(entry.pack)) return false;
+    this.relied.add(id);
+    return true;
   }
 
   async save(type: BlobType, data: Buffer, knownId?: string): Promise<SaveResult> {
+    this.watchDeletions();
     const id = knownId ?? this.repo.blobId(data);
     if (this.has(id)) return { id, added: false, storedBytes: 0 };
     this.pending.add(id);
@@ -54,6 +92,7 @@ export class BlobWriter {
 
   /** Store a blob a FileEncoder already compressed and encrypted; a duplicate is dropped. */
   async addEncoded(type: BlobType, blob: EncodedBlob): Promise<SaveResult> {
+    this.watchDeletions();
     if (this.has(blob.id)) return { id: blob.id, added: false, storedBytes: 0 };
     this.pending.add(blob.id);
     const packer = this.packers[type];
@@ -99,14 +138,23 @@ export class BlobWriter {
     const key = objectKey('data', packId);
     if (backend.putParts) await backend.putParts(key, parts);
     else await backend.put(key, Buffer.concat(parts));
+    const bytes = parts.reduce((n, p) => n + p.length, 0);
     this.packsWritten++;
-    this.bytesUploaded += parts.reduce((n, p) => n + p.length, 0);
+    this.bytesUploaded += bytes;
     this.repo.index.addPack(packId, blobs);
+    this.ownPacks.add(packId);
     for (const b of blobs) this.pending.delete(b.id);
     this.unindexed.set(packId, blobs);
     this.unindexedBlobs += blobs.length;
-    if (this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE || Date.now() - this.lastIndexWrite > INDEX_FLUSH_INTERVAL_MS) {
+    this.unindexedBytes += bytes;
+    if (
+      this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE ||
+      this.unindexedBytes >= INDEX_CHECKPOINT_BYTES ||
+      Date.now() - this.lastIndexWrite > INDEX_FLUSH_INTERVAL_MS
+    ) {
       await this.writeIndex();
+      // Not from here, inside an upload slot: writing blobs again needs upload slots itself.
+      this.deletionCheckDue = true;
     }
   }
 
@@ -116,15 +164,122 @@ export class BlobWriter {
     const packs = this.unindexed;
     this.unindexed = new Map();
     this.unindexedBlobs = 0;
+    this.unindexedBytes = 0;
     this.lastIndexWrite = Date.now();
     await this.repo.saveObject('index', encodeIndexFile(packs));
   }
 
   /** Upload every partial pack and index everything written. */
   async flush(): Promise<void> {
+    this.throwIfFailed();
     await this.finishPack('data');
     await this.finishPack('tree');
     await this.uploads.drain();
     await this.writeIndex();
   }
+
+  /**
+   * Store `value` (a snapshot) once everything it references is stored, indexed and out
+   * of reach of any prune: the commit point. Deletion records are read once more right
+   * before, and the object is written well within DELETION_MARGIN_MS of that reading, so
+   * a prune that records a pack after it cannot delete that pack before it sees `value`.
+   */
+  async commit(kind: 'snapshots', value: unknown): Promise<string> {
+    await this.flush();
+    for (;;) {
+      await this.deletionCheck;
+      this.throwIfFailed();
+      const checked = Date.now();
+      const rewritten = await this.rewriteDoomed();
+      if (rewritten > 0) {
+        await this.flush();
+        continue;
+      }
+      if (this.checkGapTooLong) await this.confirmPacksExist();
+      // Held up (a stopped process, a stalled disk) since the check: check again.
+      if (Date.now() - checked > DELETION_MARGIN_MS / 4) continue;
+      return this.repo.saveObject(kind, value);
+    }
+  }
+
+  /** Start a check for new deletion records when a checkpoint asked for one; it runs beside the writes. */
+  private watchDeletions(): void {
+    this.throwIfFailed();
+    if (!this.deletionCheckDue || this.deletionCheck) return;
+    this.deletionCheckDue = false;
+    this.deletionCheck = this.rewriteDoomed()
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.failure ??= err;
+        },
+      )
+      .finally(() => {
+        this.deletionCheck = undefined;
+      });
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Read new deletion records and write again every blob this writer relied on, or
+   * wrote, in a pack they name. Returns how many blobs were written again.
+   */
+  private async rewriteDoomed(): Promise<number> {
+    const now = Date.now();
+    if (now - this.lastDeletionCheck > DELETION_RECORDS_KEPT_MS / 2) this.checkGapTooLong = true;
+    this.lastDeletionCheck = now;
+    const records = await this.repo.refreshDeletions();
+    if (records.length === 0) return 0;
+    const doomed = new Set(records.flatMap((r) => r.packs));
+    const again = new Set<string>();
+    for (const id of this.relied) {
+      const entry = this.repo.index.get(id);
+      if (entry && doomed.has(entry.pack)) again.add(id);
+    }
+    const packs = this.repo.index.packs();
+    for (const packId of this.ownPacks) if (doomed.has(packId)) for (const b of packs.get(packId) ?? []) again.add(b.id);
+    for (const id of again) await this.writeAgain(id);
+    return again.size;
+  }
+
+  /** Copy a blob, verified, from a pack that prune means to delete into a new pack. */
+  private async writeAgain(id: string): Promise<void> {
+    if (this.pending.has(id)) return;
+    const entry = this.repo.index.get(id);
+    if (!entry || !this.repo.index.isDoomed(entry.pack)) return;
+    let stored: Buffer;
+    try {
+      stored = Buffer.from((await this.repo.loadStoredBlob(id)).stored);
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) throw prunedWhileRunning(entry.pack);
+      throw err;
+    }
+    this.repo.decodeBlob(id, entry, stored);
+    this.pending.add(id);
+    this.blobsRewritten++;
+    const packer = this.packers[entry.type];
+    packer.add(id, entry.type, entry.rawLength, entry.compressed, stored);
+    if (packer.size >= this.repo.config.packSize) await this.finishPack(entry.type);
+  }
+
+  /** After a long gap between checks: every pack relied on must still be there. */
+  private async confirmPacksExist(): Promise<void> {
+    const present = new Set(await this.repo.listIds('data'));
+    const needed = new Set<string>(this.ownPacks);
+    for (const id of this.relied) {
+      const entry = this.repo.index.get(id);
+      if (entry && !this.pending.has(id)) needed.add(entry.pack);
+    }
+    for (const packId of needed) if (!present.has(packId)) throw prunedWhileRunning(packId);
+    this.checkGapTooLong = false;
+  }
+}
+
+function prunedWhileRunning(packId: string): StackvaultError {
+  return new StackvaultError(
+    `a prune deleted pack ${packId.slice(0, 12)}, which this backup relies on, while the backup ran (held up longer than prune's safety margin); nothing was committed: run it again`,
+  );
 }

@@ -46,18 +46,36 @@ export function decodeIndexFile(file: IndexFile, name: string): Map<string, Inde
   return packs;
 }
 
-/** The union of all index files in memory: blob id -> where it is stored. */
+/**
+ * The union of all index files in memory: blob id -> where it is stored. Packs that a
+ * deletion record names (prune's first phase) are "doomed": still readable, but a blob
+ * found only there is not there for a writer to deduplicate against (see BlobWriter.has).
+ */
 export class MasterIndex {
   private readonly blobs = new Map<string, IndexEntry>();
   private readonly packBlobs = new Map<string, PackedBlob[]>();
+  private readonly doomed = new Set<string>();
 
   addPack(packId: string, blobs: PackedBlob[]): void {
     if (this.packBlobs.has(packId)) return;
     this.packBlobs.set(packId, blobs);
+    const doomed = this.doomed.has(packId);
     for (const b of blobs) {
-      // A blob stored twice (two concurrent backups) is fine: either copy serves.
-      if (!this.blobs.has(b.id)) this.blobs.set(b.id, (b as Partial<IndexEntry>).pack === packId ? (b as IndexEntry) : { ...b, pack: packId });
+      // A blob stored twice (two concurrent backups, or written again because prune means to
+      // delete its pack) is fine: either copy serves, the one prune keeps is preferred.
+      const known = this.blobs.get(b.id);
+      if (known && (doomed || !this.doomed.has(known.pack))) continue;
+      this.blobs.set(b.id, (b as Partial<IndexEntry>).pack === packId ? (b as IndexEntry) : { ...b, pack: packId });
     }
+  }
+
+  /** Packs prune means to delete: set before packs are added, so that other copies are preferred. */
+  doom(packIds: Iterable<string>): void {
+    for (const id of packIds) this.doomed.add(id);
+  }
+
+  isDoomed(packId: string): boolean {
+    return this.doomed.has(packId);
   }
 
   has(id: string): boolean {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { IntegrityError, RepositoryNotFoundError, StackvaultError, UsageError, WrongPasswordError, errorMessage } from '../util/errors.js';
+import { IntegrityError, ObjectNotFoundError, RepositoryNotFoundError, StackvaultError, UsageError, WrongPasswordError, errorMessage } from '../util/errors.js';
 import type { Backend, ObjectInfo } from './backends/backend.js';
 import { BlobWriter } from './blob-writer.js';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './chunker.js';
@@ -7,7 +7,7 @@ import { compress, decompress } from './compression.js';
 import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMasterKey, type KeyFile, type MasterKey } from './crypto.js';
 import { MasterIndex, decodeIndexFile, type IndexEntry, type IndexFile } from './index.js';
 import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './layout.js';
-import type { BlobType } from './pack.js';
+import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './pack.js';
 import { decodeBlob } from './pack-verify.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
@@ -20,6 +20,13 @@ export class LoadFailure {
 }
 
 export const FORMAT_VERSION = 1;
+
+const OBJECT_NAMES: Record<Exclude<ObjectKind, 'data' | 'keys'>, string> = {
+  snapshots: 'snapshot',
+  forget: 'forget record',
+  index: 'index file',
+  deletions: 'deletion record',
+};
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
 /** The repository's plaintext config object, written once by init. */
@@ -45,12 +52,47 @@ export interface InitOptions {
   chunker?: ChunkerParams;
 }
 
+/**
+ * Prune's safety margin: packs named in a deletion record are deleted no sooner than this
+ * after the record was written. Writers read new records at every index checkpoint (at
+ * least every minute while they upload) and right before they commit, so any writer that
+ * relies on such a pack has written its blobs again long before.
+ */
+export const DELETION_MARGIN_MS = 60 * 60_000;
+/** Deletion records stay at least this long after their packs are gone, for writers that were held up. */
+export const DELETION_RECORDS_KEPT_MS = 7 * 86_400_000;
+
+/** A deletion record: packs that prune's first phase means to delete (see docs/format.md). */
+export interface DeletionRecord {
+  version: 1;
+  time: string;
+  packs: string[];
+}
+
+/** A deletion record as found in the repository, with when the storage says it was written. */
+export interface KnownDeletion {
+  id: string;
+  created: Date;
+  packs: string[];
+}
+
 export class Repository {
   readonly index = new MasterIndex();
   readonly chunker: Chunker;
   private indexLoaded = false;
   /** stored index files that another index file supersedes (prune may delete them) */
   private readonly supersededIndexIds = new Set<string>();
+  /** index files whose packs are in `index` */
+  private readonly loadedIndexIds = new Set<string>();
+  private readonly deletions = new Map<string, KnownDeletion>();
+  /**
+   * Damaged objects found so far (key -> what is wrong). On WORM storage a damaged object
+   * can never be replaced or deleted early, so it is reported and skipped, never allowed
+   * to block the rest of the repository.
+   */
+  readonly damage = new Map<string, string>();
+  /** told once about each damaged object (the CLI prints a warning) */
+  onDamage?: (key: string, message: string) => void;
 
   private constructor(
     readonly backend: Backend,
@@ -173,7 +215,7 @@ export class Repository {
   }
 
   async loadObject<T>(kind: Exclude<ObjectKind, 'data' | 'keys'>, id: string): Promise<T> {
-    const what = `${kind === 'snapshots' ? 'snapshot' : kind === 'forget' ? 'forget record' : 'index file'} ${id}`;
+    const what = `${OBJECT_NAMES[kind]} ${id}`;
     const bytes = await this.backend.get(objectKey(kind, id));
     if (objectHash(bytes) !== id) throw new IntegrityError(`${what} is damaged: its content does not match its name`);
     return this.decodeObject<T>(bytes, what);
@@ -198,29 +240,111 @@ export class Repository {
     return (await this.listObjects(kind)).map((o) => idFromKey(o.key));
   }
 
+  /** Record a damaged object once: it is skipped, and whoever watches is told. */
+  reportDamage(key: string, err: unknown): void {
+    if (this.damage.has(key)) return;
+    const message = errorMessage(err);
+    this.damage.set(key, message);
+    this.onDamage?.(key, message);
+  }
+
+  /**
+   * The objects loaded, in the order of `ids`, skipping what is damaged (reported) or gone
+   * (deleted by prune since the listing). Any other failure, such as an unreachable
+   * server, is thrown: only proven damage may be skipped.
+   */
+  async loadIntact<T>(kind: Exclude<ObjectKind, 'data' | 'keys'>, ids: readonly string[]): Promise<Array<{ id: string; value: T }>> {
+    const loaded = await this.loadObjects<T>(kind, ids);
+    const out: Array<{ id: string; value: T }> = [];
+    for (const [i, id] of ids.entries()) {
+      const result = loaded[i]!;
+      if (!(result instanceof LoadFailure)) out.push({ id, value: result });
+      else if (result.error instanceof IntegrityError) this.reportDamage(objectKey(kind, id), result.error);
+      else if (!(result.error instanceof ObjectNotFoundError)) throw result.error;
+    }
+    return out;
+  }
+
   // ---- index ----
 
   /**
    * Load every index file once, dropping those that a newer index supersedes. A damaged
-   * index file fails the load unless `onDamaged` takes it (check does, to report it).
+   * index file is reported and skipped: its packs are missing from the index until
+   * `repair index` writes one that lists them again (and supersedes the damaged file).
    */
-  async loadIndex(onDamaged?: (id: string, err: unknown) => void): Promise<void> {
+  async loadIndex(): Promise<void> {
     if (this.indexLoaded) return;
-    const files = new Map<string, IndexFile>();
-    const ids = await this.listIds('index');
-    const loaded = await this.loadObjects<IndexFile>('index', ids);
-    for (const [i, id] of ids.entries()) {
-      const file = loaded[i]!;
-      if (!(file instanceof LoadFailure)) files.set(id, file);
-      else if (onDamaged) onDamaged(id, file.error);
-      else throw file.error;
-    }
-    for (const file of files.values()) for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
-    for (const [id, file] of files) {
-      if (this.supersededIndexIds.has(id)) continue;
-      for (const [packId, blobs] of decodeIndexFile(file, id)) this.index.addPack(packId, blobs);
-    }
+    // Deletion records first: a blob stored twice then comes from the copy prune keeps.
+    await this.refreshDeletions();
+    await this.addIndexFiles(await this.listIds('index'));
     this.indexLoaded = true;
+  }
+
+  /**
+   * Load the index files not loaded yet, say whether any of them supersedes others (a
+   * prune or repair rewrote the index). An index file that vanished between the listing
+   * and the read was deleted by prune, which deletes only superseded files: the files
+   * superseding it are then listed again.
+   */
+  private async addIndexFiles(ids: readonly string[]): Promise<boolean> {
+    const files = new Map<string, IndexFile>();
+    const wanted = ids.filter((id) => !this.loadedIndexIds.has(id) && !this.damage.has(objectKey('index', id)));
+    for (const { id, value } of await this.loadIntact<IndexFile>('index', wanted)) files.set(id, value);
+    const vanished = wanted.some((id) => !files.has(id) && !this.damage.has(objectKey('index', id)));
+    let supersedes = false;
+    for (const file of files.values()) {
+      for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
+      if ((file.supersedes ?? []).length > 0) supersedes = true;
+    }
+    for (const [id, file] of files) {
+      this.loadedIndexIds.add(id);
+      if (this.supersededIndexIds.has(id)) continue;
+      let packs;
+      try {
+        packs = decodeIndexFile(file, id);
+      } catch (err) {
+        this.reportDamage(objectKey('index', id), err);
+        continue;
+      }
+      for (const [packId, blobs] of packs) this.index.addPack(packId, blobs);
+    }
+    if (vanished) {
+      const again = (await this.listIds('index')).filter((id) => !this.loadedIndexIds.has(id));
+      if (again.length > 0 && (await this.addIndexFiles(again))) supersedes = true;
+    }
+    return supersedes;
+  }
+
+  /** Index files written since the index was loaded (a concurrent backup, prune or repair); true if one supersedes others. */
+  async loadNewIndexFiles(): Promise<boolean> {
+    return this.addIndexFiles(await this.listIds('index'));
+  }
+
+  /**
+   * Read deletion records not seen yet and doom their packs in the index. Returns the
+   * new records. A damaged record is reported and skipped: prune cannot read it either,
+   * so it never deletes the packs it names.
+   */
+  async refreshDeletions(): Promise<KnownDeletion[]> {
+    const infos = (await this.listObjects('deletions')).filter((i) => !this.deletions.has(idFromKey(i.key)) && !this.damage.has(i.key));
+    const created = new Map(infos.map((i) => [idFromKey(i.key), i.created]));
+    const found: KnownDeletion[] = [];
+    for (const { id, value } of await this.loadIntact<DeletionRecord>('deletions', [...created.keys()])) {
+      if (!Array.isArray(value.packs)) {
+        this.reportDamage(objectKey('deletions', id), new IntegrityError(`deletion record ${id} has an unknown format`));
+        continue;
+      }
+      const known = { id, created: created.get(id)!, packs: value.packs };
+      this.deletions.set(id, known);
+      this.index.doom(known.packs);
+      found.push(known);
+    }
+    return found;
+  }
+
+  /** Deletion records read so far (refreshDeletions). */
+  knownDeletions(): KnownDeletion[] {
+    return [...this.deletions.values()];
   }
 
   /** index files superseded by another, as read by loadIndex */
@@ -263,6 +387,16 @@ export class Repository {
       throw new IntegrityError(`blob ${id} is a ${entry.type} blob, expected ${expectedType}`);
     }
     return entry;
+  }
+
+  /** A pack's blobs as its own header lists them: two ranged reads, whatever the index says. */
+  async readPackHeader(packId: string, size: number): Promise<PackedBlob[]> {
+    const key = objectKey('data', packId);
+    const trailer = await this.backend.get(key, { offset: size - PACK_TRAILER_BYTES, length: PACK_TRAILER_BYTES });
+    const headerLength = headerLengthFromTrailer(trailer, packId);
+    const tailLength = Math.min(size, headerLength + PACK_TRAILER_BYTES);
+    const tail = await this.backend.get(key, { offset: size - tailLength, length: tailLength });
+    return parsePackHeader(tail, size, this.master.encryptionKey, packId);
   }
 
   /** Whether pack files can be read straight from this machine's file system (a folder repository). */

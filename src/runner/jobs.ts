@@ -70,7 +70,7 @@ export async function retentionJob(ctx: JobContext): Promise<JobOutcome> {
   if (config.schedule?.prune ?? true) {
     const plan = await planPrune(repo);
     const pruned = await executePrune(repo, plan);
-    Object.assign(details, { deleted: pruned.deleted, bytesFreed: pruned.bytesFreed });
+    Object.assign(details, { deleted: pruned.deleted, bytesFreed: pruned.bytesFreed, packsRecordedForDeletion: plan.mark.length });
   }
   if (repo.config.immutabilityDays > 0 && repo.backend.extendRetention) {
     details.locksExtended = (await extendLocks(await ctx.openRepository())).extended;

@@ -178,8 +178,6 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
     });
   }
   const rootTree = await saveTree(writer, { nodes: rootNodes.sort((a, b) => (a.name < b.name ? -1 : 1)) });
-  // Everything the manifest references must be stored and indexed before the manifest exists.
-  await writer.flush();
   await scan;
   throwIfAborted(options.signal);
 
@@ -202,7 +200,8 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
     sources: records,
     durationMs: now().getTime() - started.getTime(),
   };
-  const id = await repo.saveObject('snapshots', snapshot);
+  // Everything the manifest references is stored, indexed and out of any prune's reach first.
+  const id = await writer.commit('snapshots', snapshot);
   return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
 }
 

@@ -56,13 +56,20 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
   const progress: CheckProgress = { phase: 'index', packsDone: 0, packsTotal: 0, bytesDone: 0, bytesTotal: 0 };
   const subset = options.readDataSubset ? parseSubset(options.readDataSubset) : undefined;
 
+  // Snapshots, then index, then packs: each is written before the next, so a backup or
+  // prune running meanwhile cannot make a consistent repository look damaged.
+  progress.phase = 'snapshots';
+  options.progress?.(progress);
+  const refs = await listSnapshots(repo);
+  result.snapshots = refs.length;
+  await repo.loadIndex();
   const stored = new Map<string, number>();
   for (const info of await repo.listObjects('data')) {
     const id = idFromKey(info.key);
     if (!isObjectId(id)) result.warnings.push(`unexpected object ${info.key}`);
     else stored.set(id, info.size);
   }
-  await repo.loadIndex((id, err) => result.errors.push(`index file ${shortId(id)}: ${errorMessage(err)}`));
+  for (const [key, message] of repo.damage) result.errors.push(`${key} is damaged and skipped: ${message}`);
   const packs = repo.index.packs();
   result.packs = packs.size;
   /** blob id -> why it cannot be read */
@@ -71,22 +78,20 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
     const size = stored.get(packId);
     const expected = expectedPackSize(blobs, repo.master.encryptionKey !== null);
     if (size === undefined) {
-      result.errors.push(`pack ${shortId(packId)} is missing (listed in the index)`);
-      for (const b of blobs) badBlobs.set(b.id, `pack ${shortId(packId)} is missing`);
+      // Prune deletes only packs it recorded for deletion: their absence is damage only where a snapshot needs them.
+      if (!repo.index.isDoomed(packId)) result.errors.push(`pack ${shortId(packId)} is missing (listed in the index)`);
+      for (const b of blobs) if (repo.index.get(b.id)?.pack === packId) badBlobs.set(b.id, `pack ${shortId(packId)} is missing`);
     } else if (size !== expected) {
       result.errors.push(`pack ${shortId(packId)} has ${size} bytes, the index says ${expected}`);
     }
   }
-  for (const packId of stored.keys()) {
-    if (!packs.has(packId)) {
-      result.warnings.push(`pack ${shortId(packId)} is not in any index (left by an interrupted backup; harmless, prune removes it)`);
-    }
+  const unindexed = [...stored].filter(([packId]) => !packs.has(packId));
+  if (unindexed.length > 0) {
+    const bytes = unindexed.reduce((n, [, size]) => n + size, 0);
+    result.warnings.push(
+      `${unindexed.length} packs (${bytes} bytes) are in no index: left by interrupted backups, or listed by a damaged index file ("stackvault repair index" indexes them again; prune removes those no snapshot needs)`,
+    );
   }
-
-  progress.phase = 'snapshots';
-  options.progress?.(progress);
-  const refs = await listSnapshots(repo);
-  result.snapshots = refs.length;
   const loader = new TreeLoader(repo, 64);
 
   if (options.readData) {

@@ -74,6 +74,6 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
   const tree = await copyTree(ref.snapshot.tree);
   // Everything the snapshot references is stored and indexed before the snapshot exists.
   await writer.flush();
-  result.id = await to.saveObject('snapshots', { ...ref.snapshot, tree, parent: null, copiedFrom: origin });
+  result.id = await writer.commit('snapshots', { ...ref.snapshot, tree, parent: null, copiedFrom: origin });
   return result;
 }

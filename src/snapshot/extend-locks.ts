@@ -29,7 +29,7 @@ export async function extendLocks(repo: Repository, options: { now?: Date; dryRu
   const now = options.now ?? new Date();
   const until = new Date(now.getTime() + days * DAY_MS);
   const plan = await planPrune(repo, { now });
-  const unneeded = new Set([...Object.values(plan.delete), ...Object.values(plan.keepForNow)].flat().map((c) => c.key));
+  const unneeded = new Set([...Object.values(plan.delete), ...Object.values(plan.keepForNow), plan.mark].flat().map((c) => c.key));
   const due: string[] = [];
   let recent = 0;
   for await (const info of repo.backend.list('')) {

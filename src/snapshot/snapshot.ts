@@ -1,5 +1,6 @@
-import { LoadFailure, type Repository } from '../repo/repository.js';
-import { UsageError } from '../util/errors.js';
+import { objectKey } from '../repo/layout.js';
+import type { Repository } from '../repo/repository.js';
+import { IntegrityError, UsageError } from '../util/errors.js';
 
 export interface ExclusionRecord {
   /** an exclusion class name, or "exclude" for the source's own patterns, or "include" for what include patterns left out */
@@ -82,25 +83,37 @@ export interface ForgetRecord {
   snapshots: string[];
 }
 
-function loaded<T>(result: T | LoadFailure): T {
-  if (result instanceof LoadFailure) throw result.error;
-  return result;
-}
-
+/**
+ * Snapshot id -> the forget record that forgets it. A damaged forget record is reported
+ * and skipped: the snapshots it forgot count as kept again, which loses nothing.
+ */
 export async function forgottenIds(repo: Repository): Promise<Map<string, string>> {
   const forgotten = new Map<string, string>();
-  const recordIds = await repo.listIds('forget');
-  const records = await repo.loadObjects<ForgetRecord>('forget', recordIds);
-  for (const [i, recordId] of recordIds.entries()) for (const id of loaded(records[i]!).snapshots) forgotten.set(id, recordId);
+  for (const { id: recordId, value } of await repo.loadIntact<ForgetRecord>('forget', await repo.listIds('forget'))) {
+    if (!Array.isArray(value.snapshots)) {
+      repo.reportDamage(objectKey('forget', recordId), new IntegrityError(`forget record ${recordId} has an unknown format`));
+      continue;
+    }
+    for (const id of value.snapshots) forgotten.set(id, recordId);
+  }
   return forgotten;
 }
 
-/** Every snapshot not forgotten, oldest first. */
+/**
+ * Every snapshot not forgotten, oldest first. A damaged snapshot is reported (see
+ * Repository.damage) and skipped: every other snapshot stays usable.
+ */
 export async function listSnapshots(repo: Repository, options: { includeForgotten?: boolean } = {}): Promise<SnapshotRef[]> {
   const forgotten = options.includeForgotten ? new Map() : await forgottenIds(repo);
   const ids = (await repo.listIds('snapshots')).filter((id) => !forgotten.has(id));
-  const snapshots = await repo.loadObjects<Snapshot>('snapshots', ids);
-  const refs: SnapshotRef[] = ids.map((id, i) => ({ id, snapshot: loaded(snapshots[i]!) }));
+  const refs: SnapshotRef[] = [];
+  for (const { id, value } of await repo.loadIntact<Snapshot>('snapshots', ids)) {
+    if (typeof value.tree !== 'string' || typeof value.time !== 'string' || !Array.isArray(value.sources)) {
+      repo.reportDamage(objectKey('snapshots', id), new IntegrityError(`snapshot ${id} has an unknown format`));
+      continue;
+    }
+    refs.push({ id, snapshot: value });
+  }
   return refs.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
 }
 

@@ -46,6 +46,16 @@ export class WrongPasswordError extends StackvaultError {
 /** Stored data does not match what was written: corruption, truncation or tampering. */
 export class IntegrityError extends StackvaultError {}
 
+/** A repository object that is not there (never written, or deleted by prune). */
+export class ObjectNotFoundError extends StackvaultError {
+  constructor(
+    readonly key: string,
+    location: string,
+  ) {
+    super(`cannot read ${key} from ${location}: no such object`);
+  }
+}
+
 /** Turn a Node.js system error into a sentence that names the object and what went wrong. */
 export function describeSystemError(err: unknown, what: string): StackvaultError {
   const e = err as NodeJS.ErrnoException;

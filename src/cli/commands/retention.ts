@@ -20,22 +20,30 @@ const count = (v: string) => {
 function describePlan(plan: PrunePlan): string {
   const d = plan.delete;
   const k = plan.keepForNow;
+  const marked = plan.mark.reduce((n, c) => n + c.size, 0);
   const lines = [
-    `prune plan (immutability ${plan.immutabilityDays} days, now ${plan.now}):`,
+    `prune plan (immutability ${plan.immutabilityDays} days, safety margin ${plan.safetyMarginMinutes} minutes, now ${plan.now}):`,
     `  ${plan.snapshotsKept} snapshots kept; ${plan.packsUsed} of ${plan.packs} packs hold their data (${formatBytes(plan.unusedBytesInUsedPacks)} unused inside them)`,
-    `  delete: ${d.packs.length} unused packs, ${d.snapshots.length} forgotten snapshots, ${d.forgetRecords.length} forget records, ${d.indexFiles.length} superseded index files, ${d.staleUploads.length} stale uploads: ${formatBytes(plan.bytesFreed)}`,
+    `  delete: ${d.packs.length} unused packs recorded for deletion earlier, ${d.snapshots.length} forgotten snapshots, ${d.forgetRecords.length} forget records, ${d.indexFiles.length} superseded index files, ${d.deletionRecords.length} deletion records, ${d.staleUploads.length} stale uploads: ${formatBytes(plan.bytesFreed)}`,
   ];
+  if (plan.mark.length > 0) {
+    lines.push(`  record for deletion: ${plan.mark.length} unused packs (${formatBytes(marked)}); a prune at least ${plan.safetyMarginMinutes} minutes later deletes them, running backups write again what they need of them`);
+  }
+  if (plan.reprieved.length > 0) lines.push(`  kept: ${plan.reprieved.length} packs recorded for deletion that a snapshot saved since needs`);
+  if (plan.unindexedPacks > 0) lines.push(`  indexed again from their headers: ${plan.unindexedPacks} packs no index listed`);
+  if (plan.markingHeldBack) lines.push(`  held back: ${plan.markingHeldBack}`);
+  for (const damage of plan.damaged) lines.push(`  damaged, skipped: ${damage}`);
   const waiting = [...k.packs, ...k.snapshots, ...k.indexFiles];
   if (waiting.length > 0) {
     const next = waiting.map((c) => c.deletableAfter).sort()[0];
-    lines.push(`  not yet deletable (immutable or possibly in use by a running backup): ${k.packs.length} packs, ${k.snapshots.length} snapshots, ${k.indexFiles.length} index files; the first may go after ${next}`);
+    lines.push(`  not yet deletable (immutable, recorded less than the safety margin ago, or possibly in use by a running backup): ${k.packs.length} packs, ${k.snapshots.length} snapshots, ${k.indexFiles.length} index files; the first may go after ${next}`);
   }
   return lines.join('\n');
 }
 
 export async function runPrune(ctx: CliContext, repo: Repository, yes: boolean): Promise<void> {
   const plan = await planPrune(repo);
-  const nothing = Object.values(plan.delete).every((l) => l.length === 0);
+  const nothing = Object.values(plan.delete).every((l) => l.length === 0) && plan.mark.length === 0 && plan.supersedeIndexFiles.length === 0;
   if (!yes || nothing) {
     emit(
       ctx,
@@ -47,8 +55,11 @@ export async function runPrune(ctx: CliContext, repo: Repository, yes: boolean):
   const result = await executePrune(repo, plan);
   emit(
     ctx,
-    () => describePlan(plan) + `\ndeleted ${result.deleted} objects, freed ${formatBytes(result.bytesFreed)}`,
-    () => ({ message_type: 'prune_plan', executed: true, ...plan, deleted: result.deleted, new_index: result.newIndex }),
+    () =>
+      describePlan(plan) +
+      `\ndeleted ${result.deleted} objects, freed ${formatBytes(result.bytesFreed)}` +
+      (result.deletionRecord ? `; recorded ${plan.mark.length} packs for deletion (deletion record ${result.deletionRecord.slice(0, 8)})` : ''),
+    () => ({ message_type: 'prune_plan', executed: true, ...plan, deleted: result.deleted, new_index: result.newIndex, deletion_record: result.deletionRecord }),
   );
 }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
-import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
@@ -133,7 +133,7 @@ export class AzureBackend implements Backend {
       body = await readAll(response.readableStreamBody);
     } catch (err) {
       if (err instanceof RestError && err.statusCode === 416 && range) throw truncated(this.location, key, range);
-      if (err instanceof RestError && err.statusCode === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
+      if (err instanceof RestError && err.statusCode === 404) throw new ObjectNotFoundError(key, this.location);
       this.fail(err, `reading ${key}`);
     }
     if (range && body.length !== range.length) await shortRead(this, key, range, body.length);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { close as closeFd, constants, open as openFd, read as readFd } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { StackvaultError, describeSystemError } from '../../util/errors.js';
+import { ObjectNotFoundError, StackvaultError, describeSystemError } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES, O_DIRECT, directIoRefused, readDirect, writePartsDirect } from '../../util/direct-io.js';
 import { alreadyStored, truncated } from './objects.js';
@@ -158,7 +158,7 @@ export class LocalBackend implements Backend {
     try {
       fh = await open(file, 'r');
     } catch (err) {
-      throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
+      throw readError(err, key, this.root);
     }
     try {
       const size = (await fh.stat()).size;
@@ -191,7 +191,7 @@ export class LocalBackend implements Backend {
         fd = await entry.fd;
       } catch (err) {
         if (this.openObjects.get(file) === entry) this.openObjects.delete(file);
-        throw describeSystemError(err, `cannot read ${key} from ${this.root}`);
+        throw readError(err, key, this.root);
       }
       const start = Math.floor(range.offset / READ_WINDOW) * READ_WINDOW;
       if (range.offset + range.length <= start + READ_WINDOW) {
@@ -384,4 +384,10 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** A missing object is its own error: readers skip what prune deleted between a listing and a read. */
+function readError(err: unknown, key: string, root: string): Error {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new ObjectNotFoundError(key, root);
+  return describeSystemError(err, `cannot read ${key} from ${root}`);
 }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
@@ -179,7 +179,7 @@ export class RcloneBackend implements Backend {
         headers: { authorization: auth, ...(range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) },
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
-      if (response.status === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
+      if (response.status === 404) throw new ObjectNotFoundError(key, this.location);
       if (response.status === 416 && range) throw truncated(this.location, key, range);
       if (!response.ok) throw this.error(response.status, await response.text().catch(() => ''), `reading ${key}`);
       body = Buffer.from(await response.arrayBuffer());

@@ -15,7 +15,7 @@ import {
   CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
 } from '@aws-sdk/client-s3';
-import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
@@ -223,7 +223,7 @@ export class S3Backend implements Backend {
       if (err instanceof TransientError) throw err;
       const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
       if (status === 416 && range) throw truncated(this.location, key, range);
-      if (status === 404) throw new StackvaultError(`cannot read ${key} from ${this.location}: no such object`);
+      if (status === 404) throw new ObjectNotFoundError(key, this.location);
       this.fail(err, `reading ${key}`);
     }
     if (range && body.length !== range.length) await shortRead(this, key, range, body.length);
