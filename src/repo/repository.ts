@@ -288,9 +288,18 @@ export class Repository {
    */
   private async addIndexFiles(ids: readonly string[]): Promise<boolean> {
     const files = new Map<string, IndexFile>();
-    const wanted = ids.filter((id) => !this.loadedIndexIds.has(id) && !this.damage.has(objectKey('index', id)));
-    for (const { id, value } of await this.loadIntact<IndexFile>('index', wanted)) files.set(id, value);
-    const vanished = wanted.some((id) => !files.has(id) && !this.damage.has(objectKey('index', id)));
+    const wanted = ids.filter((id) => !this.loadedIndexIds.has(id));
+    const loaded = await this.loadObjects<IndexFile>('index', wanted);
+    /** index files that do not verify: damage, unless another index file replaces them */
+    const damaged = new Map<string, unknown>();
+    let vanished = false;
+    for (const [i, id] of wanted.entries()) {
+      const result = loaded[i]!;
+      if (!(result instanceof LoadFailure)) files.set(id, result);
+      else if (result.error instanceof IntegrityError) damaged.set(id, result.error);
+      else if (result.error instanceof ObjectNotFoundError) vanished = true;
+      else throw result.error;
+    }
     let supersedes = false;
     for (const file of files.values()) {
       for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
@@ -303,10 +312,15 @@ export class Repository {
       try {
         packs = decodeIndexFile(file, id);
       } catch (err) {
-        this.reportDamage(objectKey('index', id), err);
+        damaged.set(id, err);
         continue;
       }
       for (const [packId, blobs] of packs) this.index.addPack(packId, blobs);
+    }
+    // A damaged index file that `repair index` (or prune) has replaced is harmless: it waits for prune.
+    for (const [id, err] of damaged) {
+      this.loadedIndexIds.add(id);
+      if (!this.supersededIndexIds.has(id)) this.reportDamage(objectKey('index', id), err);
     }
     if (vanished) {
       const again = (await this.listIds('index')).filter((id) => !this.loadedIndexIds.has(id));

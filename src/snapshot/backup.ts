@@ -117,7 +117,8 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   const [, refs] = await Promise.all([repo.loadIndex(), listSnapshots(repo)]);
   const parent = pickParent(refs, options.parent, host, stack, sources);
   const loader = new TreeLoader(repo);
-  const parentRoot = parent ? await loader.load(parent.snapshot.tree) : undefined;
+  // A parent whose tree cannot be read (damaged, or its index file is) only costs reading every file.
+  const parentRoot = parent ? await loader.load(parent.snapshot.tree).catch(() => undefined) : undefined;
 
   const progress: BackupProgress = { filesDone: 0, bytesDone: 0, filesTotal: 0, bytesTotal: 0, scanDone: false, bytesAdded: 0, errors: 0, currentPath: '' };
   const report = () => options.progress?.(progress);

@@ -126,7 +126,9 @@ async function restoreWith(
   // parse every tree twice (the cache holds a few hundred): 0.1 s of a 1 GiB restore.
   if (options.progress || includes.length > 0) {
     const matchedIncludes = new Set<string>();
-    for await (const { path, node } of walkTree(loader, rootTree, from)) {
+    // A folder whose tree is damaged is left to the restore, which names it; the totals leave it out.
+    const unreadable: string[] = [];
+    for await (const { path, node } of walkTree(loader, rootTree, from, (path) => unreadable.push(path))) {
       if (selected(path) !== 'all') continue;
       for (const inc of includes) if (path === inc || path.startsWith(inc + '/')) matchedIncludes.add(inc);
       if (node.type === 'file') {
@@ -134,7 +136,8 @@ async function restoreWith(
         progress.bytesTotal += node.size ?? 0;
       }
     }
-    const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc));
+    const hidden = (inc: string) => unreadable.some((dir) => dir === '/' || inc === dir || inc.startsWith(dir + '/'));
+    const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc) && !hidden(inc));
     if (missing.length > 0) throw new UsageError(`not in snapshot ${ref.id.slice(0, 8)}: ${missing.join(', ')}`);
   }
 

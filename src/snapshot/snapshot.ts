@@ -136,8 +136,11 @@ export function matchesFilter(s: Snapshot, filter: SnapshotFilter): boolean {
   return true;
 }
 
-/** Resolve "latest" or an id prefix (at least 4 hex digits) to one snapshot. */
-export function findSnapshot(refs: SnapshotRef[], ref: string, filter: SnapshotFilter = {}): SnapshotRef {
+/**
+ * Resolve "latest" or an id prefix (at least 4 hex digits) to one snapshot. `damaged`
+ * ids (whose manifest cannot be read) match an id prefix too, with a placeholder manifest.
+ */
+export function findSnapshot(refs: SnapshotRef[], ref: string, filter: SnapshotFilter = {}, damaged: readonly string[] = []): SnapshotRef {
   const candidates = refs.filter((r) => matchesFilter(r.snapshot, filter));
   if (ref === 'latest') {
     const latest = candidates[candidates.length - 1];
@@ -146,10 +149,26 @@ export function findSnapshot(refs: SnapshotRef[], ref: string, filter: SnapshotF
   }
   if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`"${ref}" is not a snapshot id (give "latest" or at least 4 hex digits)`);
   const hits = refs.filter((r) => r.id.startsWith(ref));
+  for (const id of damaged) if (id.startsWith(ref)) hits.push({ id, snapshot: DAMAGED_SNAPSHOT });
   if (hits.length === 0) throw new UsageError(`no snapshot with id ${ref}`);
   if (hits.length > 1) throw new UsageError(`snapshot id ${ref} is ambiguous: ${hits.map((h) => h.id.slice(0, 12)).join(', ')}`);
   return hits[0]!;
 }
+
+/** Stands for a snapshot whose manifest is damaged: it can be named (to forget it), not used. */
+const DAMAGED_SNAPSHOT: Snapshot = Object.freeze({
+  version: 1,
+  time: '',
+  host: '',
+  username: '',
+  stack: null,
+  tags: [],
+  program: '',
+  parent: null,
+  tree: '',
+  sources: [],
+  durationMs: 0,
+});
 
 export function shortId(id: string): string {
   return id.slice(0, 8);

@@ -6,13 +6,24 @@ export interface WalkEntry {
   node: TreeNode;
 }
 
-/** Depth-first, in stored order; folders come before what they hold. */
-export async function* walkTree(loader: TreeLoader, treeId: string, base = '/'): AsyncGenerator<WalkEntry> {
-  const tree = await loader.load(treeId);
+/**
+ * Depth-first, in stored order; folders come before what they hold. With `unreadable`, a
+ * folder whose tree cannot be loaded (damaged, missing) is passed to it and skipped
+ * instead of ending the walk.
+ */
+export async function* walkTree(loader: TreeLoader, treeId: string, base = '/', unreadable?: (path: string, err: unknown) => void): AsyncGenerator<WalkEntry> {
+  let tree;
+  try {
+    tree = await loader.load(treeId);
+  } catch (err) {
+    if (!unreadable) throw err;
+    unreadable(base, err);
+    return;
+  }
   for (const node of tree.nodes) {
     const path = childPath(base, node.name);
     yield { path, node };
-    if (node.type === 'dir' && node.subtree) yield* walkTree(loader, node.subtree, path);
+    if (node.type === 'dir' && node.subtree) yield* walkTree(loader, node.subtree, path, unreadable);
   }
 }
 

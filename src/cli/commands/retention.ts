@@ -117,7 +117,7 @@ Examples:
       let forget: string[];
       let decisions: ReturnType<typeof applyRetention> = [];
       if (ids.length > 0) {
-        forget = ids.map((id) => findSnapshot(all, id).id);
+        forget = ids.map((id) => findSnapshot(all, id, {}, damagedSnapshotIds(repo)).id);
       } else {
         const policy = policyFrom(flags, ctx);
         if (isEmptyPolicy(policy)) throw new UsageError('no snapshots and no retention rules given: nothing to forget (give ids, --keep-* rules, or retention in stackvault.yaml)');
@@ -178,6 +178,11 @@ function registerExtendLocks(program: Command, context: () => CliContext): void 
         () => ({ message_type: 'extend_locks', dry_run: flags.dryRun ?? false, ...result }),
       );
     });
+}
+
+/** Damaged snapshots can be forgotten by id too: that is how an operator lets prune go on. */
+function damagedSnapshotIds(repo: Repository): string[] {
+  return [...repo.damage.keys()].filter((key) => key.startsWith('snapshots/')).map((key) => key.slice('snapshots/'.length));
 }
 
 function policyFrom(flags: ForgetFlags, ctx: CliContext): RetentionPolicy {
