@@ -11,11 +11,14 @@ import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from '.
 /*
  * Index checkpoints: an interrupted backup's packs are known to the next one, which
  * deduplicates against them instead of uploading everything again (on WORM storage an
- * orphan pack costs its bytes for the whole immutability period). At most this much is
- * uploaded, or this much time passes, before the packs are indexed.
+ * orphan pack costs its bytes for the whole immutability period). Packs are indexed once
+ * 16 MiB or a twentieth of what the writer uploaded so far is unindexed, whichever is
+ * more, or after a minute: an interruption loses at most that, while a 50 GB backup
+ * writes about 120 index files, not thousands (each is a request for every later reader).
  */
 const MAX_BLOBS_PER_INDEX_FILE = 50_000;
-const INDEX_CHECKPOINT_BYTES = 32 * 1024 * 1024;
+const INDEX_CHECKPOINT_MIN_BYTES = 16 * 1024 * 1024;
+const INDEX_CHECKPOINT_SHARE = 0.05;
 const INDEX_FLUSH_INTERVAL_MS = 60_000;
 
 export interface SaveResult {
@@ -149,7 +152,7 @@ export class BlobWriter {
     this.unindexedBytes += bytes;
     if (
       this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE ||
-      this.unindexedBytes >= INDEX_CHECKPOINT_BYTES ||
+      this.unindexedBytes >= Math.max(INDEX_CHECKPOINT_MIN_BYTES, this.bytesUploaded * INDEX_CHECKPOINT_SHARE) ||
       Date.now() - this.lastIndexWrite > INDEX_FLUSH_INTERVAL_MS
     ) {
       await this.writeIndex();
