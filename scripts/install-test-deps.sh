@@ -22,6 +22,8 @@ dpkg -s aardvark-dns >/dev/null 2>&1 || packages+=(aardvark-dns)
 # container start fails with "netavark: No such file or directory" (seen on a fresh machine).
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || packages+=(iptables)
 command -v git >/dev/null 2>&1 || packages+=(git)
+# The signal tests press Ctrl-C on a real terminal.
+command -v tmux >/dev/null 2>&1 || packages+=(tmux)
 # The direct-I/O tests fill a small loop-mounted ext4 to see a full disk named as such.
 { command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } || packages+=(e2fsprogs)
 

@@ -85,7 +85,21 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Output into a pipe whose reader went away (`stackvault ls | head`) ends the process
+ * quietly, as SIGPIPE ends restic or git: exit 141 (128 + SIGPIPE), no stack trace.
+ */
+function exitQuietlyOnBrokenPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(141);
+      throw err;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnBrokenPipe();
   if (argv.length === 3 && (argv[2] === '--version' || argv[2] === '-V')) {
     process.stdout.write(`${VERSION}\n`);
     return ExitCode.ok;

@@ -22,6 +22,13 @@ export interface ProgressSink {
 
 const SILENT: ProgressSink = { active: false, update() {}, stop() {} };
 
+/** bars on the terminal now: an interrupted process clears them and shows the cursor again before it exits */
+const activeBars = new Set<ProgressSink>();
+
+export function stopProgressBars(): void {
+  for (const bar of [...activeBars]) bar.stop();
+}
+
 /**
  * A bar with bytes, items, rate and ETA on a terminal; JSON lines (one per second) with
  * --json; nothing when output goes to a file or --quiet is set.
@@ -74,6 +81,7 @@ class TerminalProgress implements ProgressSink {
     if (!this.startedBar) {
       this.bar.start(total, s.bytesDone, payload);
       this.startedBar = true;
+      activeBars.add(this);
     } else {
       this.bar.setTotal(total);
       this.bar.update(s.bytesDone, payload);
@@ -81,7 +89,8 @@ class TerminalProgress implements ProgressSink {
   }
 
   stop(): void {
-    if (this.startedBar) this.bar.stop();
+    if (!activeBars.delete(this)) return;
+    this.bar.stop();
   }
 }
 

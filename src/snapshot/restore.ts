@@ -155,7 +155,17 @@ async function restoreTree(
   options: RestoreOptions,
 ): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, errors: [] };
-  const writer: FileWriter = { blobs, smallFiles, progress, report: options.progress, io: new BlockingWhileFast(), creation: { replaceExisting: options.force ?? false }, tmpPrefix: randomBytes(4).toString('hex'), tmpCount: 0 };
+  const writer: FileWriter = {
+    blobs,
+    smallFiles,
+    progress,
+    report: options.progress,
+    io: new BlockingWhileFast(),
+    creation: { replaceExisting: options.force ?? false },
+    tmpPrefix: randomBytes(4).toString('hex'),
+    tmpCount: 0,
+    signal: options.signal,
+  };
   /** dev:inode -> the restored path of the first link, once it is complete (undefined if it failed) */
   const hardLinks = new Map<string, Promise<string | undefined>>();
   // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
@@ -185,7 +195,7 @@ async function restoreTree(
     let writing = 0;
     let allWritten: (() => void) | undefined;
     for (const node of tree.nodes) {
-      if (options.signal?.aborted) throw new StackvaultError('restore interrupted', 130);
+      throwIfInterrupted(options.signal);
       const path = childPath(snapPath, node.name);
       if (!isPlainName(node.name)) {
         // A damaged or forged tree must not write outside the target ("../..") or elsewhere in it ("a/b").
@@ -260,8 +270,14 @@ async function restoreTree(
     if (writing > 0) await new Promise<void>((resolve) => (allWritten = resolve));
   };
   await restoreDir(rootTree, options.target, from);
+  // The last files may have been written after the signal: the restore did not finish.
+  throwIfInterrupted(options.signal);
   options.progress?.(progress);
   return result;
+}
+
+function throwIfInterrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new StackvaultError('restore interrupted; files not yet complete were not written under their names', 130);
 }
 
 /** A name one folder entry can have: not empty, not "." or "..", no "/" and no NUL. */
@@ -322,6 +338,7 @@ interface FileWriter {
   creation: SmallFileCreation;
   tmpPrefix: string;
   tmpCount: number;
+  signal?: AbortSignal;
 }
 
 async function restoreFile(writer: FileWriter, node: TreeNode, dest: string, hardLinks: Map<string, Promise<string | undefined>>): Promise<void> {
@@ -385,9 +402,13 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
       // back here (handing it back cost them a third of their time faulting in fresh memory).
       // Whole blocks go past the page cache where the file system allows (see direct-io.ts).
       directFd = await openForDirectWrites(tmp);
-      for await (const bytes of ahead(blobs, ids, (id, position) => writeBlob.call(blobs, id, fh.fd, position, directFd))) written(bytes);
+      for await (const bytes of ahead(blobs, ids, (id, position) => writeBlob.call(blobs, id, fh.fd, position, directFd))) {
+        throwIfInterrupted(writer.signal);
+        written(bytes);
+      }
     } else {
       for await (const data of ahead(blobs, ids, (id) => blobs.loadBlob(id, 'data'))) {
+        throwIfInterrupted(writer.signal);
         await fh.write(data);
         written(data.length);
       }

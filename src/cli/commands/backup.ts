@@ -89,26 +89,30 @@ Examples:
       const repo = await ctx.openRepository().finally(() => prefetched.stop());
       const sink = createProgress('backup', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
       const tags = [...(loaded?.config.tags ?? []), ...inputs.tags, ...flags.tag];
-      const result = await backup(repo, {
-        sources,
-        host: flags.host ?? loaded?.config.host,
-        stack: flags.stack ?? loaded?.config.stack ?? null,
-        tags,
-        parent: flags.force ? null : flags.parent,
-        prefetched,
-        signal: interruptSignal(),
-        progress: sink.active === false ? undefined : (p) =>
-          sink.update({
-            bytesDone: p.bytesDone,
-            bytesTotal: p.bytesTotal,
-            itemsDone: p.filesDone,
-            itemsTotal: p.filesTotal,
-            totalsFinal: p.scanDone,
-            errors: p.errors,
-            current: p.currentPath,
-          }),
-      });
-      sink.stop();
+      let result;
+      try {
+        result = await backup(repo, {
+          sources,
+          host: flags.host ?? loaded?.config.host,
+          stack: flags.stack ?? loaded?.config.stack ?? null,
+          tags,
+          parent: flags.force ? null : flags.parent,
+          prefetched,
+          signal: interruptSignal({ hardStopMs: 1000 }),
+          progress: sink.active === false ? undefined : (p) =>
+            sink.update({
+              bytesDone: p.bytesDone,
+              bytesTotal: p.bytesTotal,
+              itemsDone: p.filesDone,
+              itemsTotal: p.filesTotal,
+              totalsFinal: p.scanDone,
+              errors: p.errors,
+              current: p.currentPath,
+            }),
+        });
+      } finally {
+        sink.stop();
+      }
       emit(
         ctx,
         () => describeSnapshotSummary(result.id, result.snapshot),

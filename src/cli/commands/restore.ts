@@ -169,17 +169,21 @@ Examples:
         const sink = createProgress('restore', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
         const target = resolve(flags.target);
         const include = flags.include.length > 0 || flags.source.length === 0 ? flags.include : fileSources.map((s) => `/${s}`);
-        const result = await restore(repo, ref, {
-          target,
-          include,
-          force: flags.force,
-          signal: interruptSignal(),
-          progress:
-            sink.active === false
-              ? undefined
-              : (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
-        });
-        sink.stop();
+        let result;
+        try {
+          result = await restore(repo, ref, {
+            target,
+            include,
+            force: flags.force,
+            signal: interruptSignal(),
+            progress:
+              sink.active === false
+                ? undefined
+                : (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
+          });
+        } finally {
+          sink.stop();
+        }
         emit(
           ctx,
           () =>
