@@ -37,11 +37,23 @@ export type DecodeResult = number | string | { writeFailed: string; code?: strin
 
 function writeInto(into: NonNullable<DecodeRequest['into']>, data: Buffer): DecodeResult {
   try {
-    writeAtSync(into.fd, into.directFd, data, into.position);
+    // The file is new: what is not written is a hole that reads as zeros (a sparse file stays sparse).
+    if (!isAllZeros(data)) writeAtSync(into.fd, into.directFd, data, into.position);
     return data.length;
   } catch (err) {
     return { writeFailed: errorMessage(err), code: (err as NodeJS.ErrnoException).code };
   }
+}
+
+const ZEROS = Buffer.alloc(1 << 20);
+
+/** Whether every byte is zero: compared a MiB at a time (memcmp), stopping at the first other byte. */
+export function isAllZeros(data: Buffer): boolean {
+  for (let offset = 0; offset < data.length; offset += ZEROS.length) {
+    const n = Math.min(ZEROS.length, data.length - offset);
+    if (!data.subarray(offset, offset + n).equals(ZEROS.subarray(0, n))) return false;
+  }
+  return true;
 }
 
 export type DecodeReply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes?: Uint8Array; error?: string };

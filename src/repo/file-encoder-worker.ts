@@ -6,6 +6,7 @@ import { Chunker, type ChunkerParams } from './chunker.js';
 import { compressIfSmaller } from './compression.js';
 import { blobId, seal, sealedLength, sealInto } from './crypto.js';
 import type { BatchResult } from './file-encoder.js';
+import { osPath } from '../util/os-path.js';
 
 /**
  * Reads a file and turns it into stored blobs: chunk, hash, compress, encrypt. Up to
@@ -97,7 +98,7 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
     let fd: number | undefined;
     const blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }> = [];
     try {
-      fd = openSync(path, 'r');
+      fd = openSync(osPath(path), 'r');
       chunker.chunkFdSync(fd, (chunk) => {
         const compressed = compressIfSmaller(chunk);
         const plain = compressed ?? chunk;

@@ -1,5 +1,5 @@
 import type { BigIntStats } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { BlobWriter, SaveResult } from '../repo/blob-writer.js';
@@ -18,6 +18,8 @@ import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
 import { DumpTreeWriter } from './dump-tree.js';
 import { TreeLoader, nodeFromStat, sameNodes, saveTree, type Tree, type TreeNode } from './tree.js';
+import { readLinkTarget } from '../util/os-path.js';
+import { isPseudoFileSystem } from '../sources/mounts.js';
 
 export interface FilesSourceSpec {
   kind?: 'files';
@@ -27,6 +29,8 @@ export interface FilesSourceSpec {
   exclude?: string[];
   /** exclusion classes in force; defaults to the built-in classes */
   exclusionClasses?: Record<string, readonly string[]>;
+  /** stay on the source folder's file system: other mounts below it become empty folders (restic's --one-file-system) */
+  oneFileSystem?: boolean;
 }
 
 export interface BackupProgress {
@@ -134,7 +138,7 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
     const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
     const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
     const rootStat = await lstat(source.path, { bigint: true });
-    const { id: subtree } = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined);
+    const { id: subtree } = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined, false, rootStat.dev);
     rootNodes.push({ ...nodeFromStat(source.name, 'dir', rootStat), subtree });
     records.push(walker.record());
   }
@@ -323,7 +327,7 @@ class SourceWalker {
    * Store the folder at `dir`: its tree id and how many entries it holds. `insideInclude`
    * means an include pattern matched an ancestor.
    */
-  async saveDir(dir: string, relDir: string, parentTreeId: string | undefined, insideInclude = false): Promise<{ id: string; entries: number }> {
+  async saveDir(dir: string, relDir: string, parentTreeId: string | undefined, insideInclude: boolean, dev: bigint): Promise<{ id: string; entries: number }> {
     throwIfAborted(this.signal);
     const parentNodes = new Map<string, TreeNode>();
     let parentTree: Tree | undefined;
@@ -400,7 +404,7 @@ class SourceWalker {
           slots[i] = node;
         };
         const failed = (err: unknown) => this.failed(rel, err);
-        const sub = this.saveDir(full, rel, parentNodes.get(name)?.subtree, included);
+        const sub = st.dev !== dev && (await this.leftOutMount(full)) ? this.emptyDir() : this.saveDir(full, rel, parentNodes.get(name)?.subtree, included, st.dev);
         if (this.openDirs < MAX_OPEN_DIRS) {
           // The walk goes on to the next folder while this one's last files are still being
           // read: otherwise every folder would wait for its slowest file, idling the pipeline.
@@ -412,7 +416,7 @@ class SourceWalker {
         continue;
       }
       try {
-        if (type === 'symlink') node.target = await readlink(full);
+        if (type === 'symlink') node.target = await readLinkTarget(full);
         if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
         this.stats.others++;
       } catch (err) {
@@ -427,6 +431,23 @@ class SourceWalker {
     // An unchanged folder is the parent's tree: no serialising and hashing it again.
     if (parentTree && sameNodes(nodes, parentTree.nodes) && this.writer.has(parentTreeId!)) return { id: parentTreeId!, entries: nodes.length };
     return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
+  }
+
+  /**
+   * Whether the mount point `full` is recorded as an empty folder instead of walked: another
+   * file system with oneFileSystem, and always a pseudo file system (/proc, /sys, /dev).
+   */
+  private async leftOutMount(full: string): Promise<boolean> {
+    const reason = this.source.oneFileSystem ? 'other file system' : (await isPseudoFileSystem(full)) ? 'pseudo file system' : undefined;
+    if (!reason) return false;
+    const rec = this.excluded.get(reason) ?? { class: reason, count: 0, bytes: 0 };
+    rec.count++;
+    this.excluded.set(reason, rec);
+    return true;
+  }
+
+  private async emptyDir(): Promise<{ id: string; entries: number }> {
+    return { id: await saveTree(this.writer, { nodes: [] }), entries: 0 };
   }
 
   /**

@@ -13,6 +13,9 @@ import { SmallFileWriters } from './small-file-writers.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
+import { osPath } from '../util/os-path.js';
+import { cannotRecreate, createSpecialFile } from '../sources/special-files.js';
+import { isAllZeros } from '../repo/decode-jobs.js';
 
 /**
  * Files in flight at once. Their blobs are decoded on a worker in batches, so enough must
@@ -71,7 +74,11 @@ export interface RestoreResult {
   files: number;
   dirs: number;
   bytes: number;
+  /** FIFOs and device nodes made */
+  specials: number;
   errors: Array<{ path: string; message: string }>;
+  /** entries the snapshot holds that cannot be made here (sockets; devices without root), with why */
+  notRecreated: Array<{ path: string; message: string }>;
 }
 
 /**
@@ -154,7 +161,7 @@ async function restoreTree(
   progress: RestoreProgress,
   options: RestoreOptions,
 ): Promise<RestoreResult> {
-  const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, errors: [] };
+  const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, specials: 0, errors: [], notRecreated: [] };
   const writer: FileWriter = {
     blobs,
     smallFiles,
@@ -194,6 +201,7 @@ async function restoreTree(
     // Small files handed to the writer threads report back by callback; the folder waits for the count.
     let writing = 0;
     let allWritten: (() => void) | undefined;
+    const names = new Set<string>();
     for (const node of tree.nodes) {
       throwIfInterrupted(options.signal);
       const path = childPath(snapPath, node.name);
@@ -202,6 +210,13 @@ async function restoreTree(
         fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
         continue;
       }
+      if (names.has(node.name)) {
+        // A second entry of one name (a folder, then a symlink called like it) could redirect
+        // what is written below the first: only the first is restored.
+        fail(path, new IntegrityError(`tree ${treeId} is damaged: it lists ${JSON.stringify(node.name)} twice`));
+        continue;
+      }
+      names.add(node.name);
       const choice = selected(path);
       if (choice === 'no') continue;
       const dest = entryPath(dir, node.name);
@@ -256,10 +271,20 @@ async function restoreTree(
           continue;
         } else if (node.type === 'symlink') {
           await removeExisting(dest);
-          await symlink(node.target ?? '', dest);
+          await symlink(osPath(node.target ?? ''), osPath(dest));
           await applyMetadata(dest, node);
+        } else {
+          // FIFOs and (as root) device nodes are made as tar makes them; a socket is reported.
+          const why = cannotRecreate(node.type);
+          if (why) {
+            result.notRecreated.push({ path, message: why });
+          } else {
+            await removeExisting(dest);
+            await createSpecialFile(dest, node, options.target);
+            await applyMetadata(dest, node);
+            if (choice === 'all') result.specials++;
+          }
         }
-        // fifos, sockets and devices are recorded in the snapshot but not recreated
       } catch (err) {
         if (err instanceof StackvaultError && err.exitCode === 130) throw err;
         fail(path, err);
@@ -306,22 +331,22 @@ async function prepareTarget(target: string, force: boolean): Promise<void> {
 
 async function makeDir(path: string): Promise<void> {
   try {
-    await mkdir(path, { mode: 0o700 });
+    await mkdir(osPath(path), { mode: 0o700 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    const st = await lstat(path);
+    const st = await lstat(osPath(path));
     if (!st.isDirectory()) {
-      await rm(path, { force: true });
-      await mkdir(path, { mode: 0o700 });
+      await rm(osPath(path), { force: true });
+      await mkdir(osPath(path), { mode: 0o700 });
     }
   }
 }
 
 async function removeExisting(path: string): Promise<void> {
   try {
-    const st = await lstat(path);
-    if (st.isDirectory()) await rm(path, { recursive: true, force: true });
-    else await unlink(path);
+    const st = await lstat(osPath(path));
+    if (st.isDirectory()) await rm(osPath(path), { recursive: true, force: true });
+    else await unlink(osPath(path));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
@@ -361,7 +386,7 @@ async function restoreFile(writer: FileWriter, node: TreeNode, dest: string, har
   const firstLink = await first;
   if (firstLink === undefined) return writeFileContent(writer, node, dest);
   await removeExisting(dest);
-  await link(firstLink, dest);
+  await link(osPath(firstLink), osPath(dest));
   writer.progress.filesDone++;
   writer.progress.bytesDone += node.size ?? 0;
 }
@@ -388,9 +413,11 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
     return;
   }
   const tmp = `${dest}.sv-restore-${writer.tmpPrefix}${(writer.tmpCount++).toString(36)}`;
-  const fh = await open(tmp, 'wx', 0o600);
+  const fh = await open(osPath(tmp), 'wx', 0o600);
   let directFd: number | undefined;
+  let length = 0;
   const written = (bytes: number) => {
+    length += bytes;
     progress.bytesDone += bytes;
     report?.(progress);
   };
@@ -407,23 +434,28 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
         written(bytes);
       }
     } else {
+      let position = 0;
       for await (const data of ahead(blobs, ids, (id) => blobs.loadBlob(id, 'data'))) {
         throwIfInterrupted(writer.signal);
-        await fh.write(data);
+        // A block of zeros stays a hole: the file is new, so a hole reads as zeros.
+        if (!isAllZeros(data)) await fh.write(data, 0, data.length, position);
+        position += data.length;
         written(data.length);
       }
     }
+    // The length, holes at the end included.
+    await fh.truncate(length);
     await fh.close();
   } catch (err) {
     await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
+    await unlink(osPath(tmp)).catch(() => undefined);
     throw err;
   } finally {
     // After ahead() has settled every write: none can land in a file that reuses the number.
     if (directFd !== undefined) await new Promise((resolve) => closeFd(directFd!, resolve));
   }
   await removeExisting(dest);
-  await rename(tmp, dest);
+  await rename(osPath(tmp), osPath(dest));
   await applyMetadata(dest, node);
   progress.filesDone++;
 }

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sortedNames } from './files.js';
+import { osPath, readLinkTarget } from '../util/os-path.js';
+import { entryType, sortedNames } from './files.js';
 
 export interface CompareOptions {
   /** paths (relative, "/"-separated) to leave out of the comparison, e.g. excluded ones */
@@ -20,13 +21,14 @@ export interface CompareResult {
 
 async function fileHash(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(osPath(path), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
 /**
- * Compare two folder trees: names, types, content, mode, mtime (to the microsecond),
- * symlink targets and hard-link structure. Used to prove a restore is faithful.
+ * Compare two folder trees: names (byte for byte), types (FIFOs, sockets and devices
+ * too), content, mode, mtime (to the microsecond), symlink targets, device numbers and
+ * hard-link structure. Used to prove a restore is faithful.
  */
 export async function compareTrees(expected: string, actual: string, options: CompareOptions = {}): Promise<CompareResult> {
   const result: CompareResult = { files: 0, dirs: 0, bytes: 0, differences: [] };
@@ -40,15 +42,15 @@ export async function compareTrees(expected: string, actual: string, options: Co
     const setB = new Set(namesB);
     for (const name of namesA) {
       const r = rel ? `${rel}/${name}` : name;
-      const sa = await lstat(join(a, name), { bigint: true });
+      const sa = await lstat(osPath(join(a, name)), { bigint: true });
       if (options.skip?.(r, sa.isDirectory())) continue;
       if (!setB.has(name)) {
         result.differences.push(`missing: ${r}`);
         continue;
       }
       setB.delete(name);
-      const sb = await lstat(join(b, name), { bigint: true });
-      const type = (s: typeof sa) => (s.isFile() ? 'file' : s.isDirectory() ? 'dir' : s.isSymbolicLink() ? 'symlink' : 'other');
+      const sb = await lstat(osPath(join(b, name)), { bigint: true });
+      const type = (s: typeof sa) => entryType(s) ?? 'other';
       if (type(sa) !== type(sb)) {
         result.differences.push(`type differs: ${r} (${type(sa)} vs ${type(sb)})`);
         continue;
@@ -62,7 +64,9 @@ export async function compareTrees(expected: string, actual: string, options: Co
         result.dirs++;
         await walk(r);
       } else if (sa.isSymbolicLink()) {
-        if ((await readlink(join(a, name))) !== (await readlink(join(b, name)))) result.differences.push(`symlink target differs: ${r}`);
+        if ((await readLinkTarget(join(a, name))) !== (await readLinkTarget(join(b, name)))) result.differences.push(`symlink target differs: ${r}`);
+      } else if ((sa.isCharacterDevice() || sa.isBlockDevice()) && sa.rdev !== sb.rdev) {
+        result.differences.push(`device number differs: ${r}`);
       } else if (sa.isFile()) {
         result.files++;
         result.bytes += Number(sa.size);

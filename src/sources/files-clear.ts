@@ -1,5 +1,6 @@
-import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
+import { lstat, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { osPath, readNames } from '../util/os-path.js';
 import { ExclusionMatcher, type ExclusionRules } from './exclusions.js';
 
 /**
@@ -15,7 +16,7 @@ export async function clearSourceContents(root: string, rules: ExclusionRules, o
   const clear = async (dir: string, rel: string, included: boolean): Promise<boolean> => {
     let names: string[];
     try {
-      names = await readdir(dir);
+      names = await readNames(dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
       throw err;
@@ -24,7 +25,7 @@ export async function clearSourceContents(root: string, rules: ExclusionRules, o
     for (const name of names) {
       const full = join(dir, name);
       const childRel = rel ? `${rel}/${name}` : name;
-      const isDir = (await lstat(full)).isDirectory();
+      const isDir = (await lstat(osPath(full))).isDirectory();
       const inScope = included || !matcher.hasIncludes || matcher.isIncluded(childRel, isDir);
       if (matcher.classify(childRel, isDir).excluded) {
         counts.kept++;
@@ -32,11 +33,11 @@ export async function clearSourceContents(root: string, rules: ExclusionRules, o
       } else if (isDir) {
         // Below a folder no include names, an included path may still lie deeper: look inside, keep the folder.
         if ((await clear(full, childRel, inScope)) && inScope) {
-          if (!options.dryRun) await rmdir(full);
+          if (!options.dryRun) await rmdir(osPath(full));
         }
         else empty = false;
       } else if (inScope) {
-        if (!options.dryRun) await rm(full, { force: true });
+        if (!options.dryRun) await rm(osPath(full), { force: true });
         counts.removed++;
       } else {
         counts.kept++;

@@ -1,6 +1,8 @@
-import { closeSync, fchmodSync, fchownSync, fstatSync, futimesSync, lstatSync, openSync, rmSync, unlinkSync } from 'node:fs';
-import { chmod, lchown, lutimes, utimes } from 'node:fs/promises';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, futimesSync, lstatSync, openSync, rmSync, unlinkSync } from 'node:fs';
+import { chmod, lchown, lstat, lutimes, open } from 'node:fs/promises';
 import { DIRECT_RESTORE_MIN_BYTES, openForDirectWritesSync, writeAtSync } from '../util/direct-io.js';
+import { IntegrityError } from '../util/errors.js';
+import { osPath } from '../util/os-path.js';
 
 /** What a restore applies to a path once its content is in place. */
 export interface RestorableMetadata {
@@ -47,18 +49,51 @@ export function nsToSeconds(ns: string): number {
 }
 
 /**
+ * The mode a restore gives: as stored when run as root; otherwise without set-user-ID and
+ * set-group-ID, as tar does, so that a restore never makes a program run as its user.
+ */
+export function restoredMode(mode: number): number {
+  return canChown ? mode : mode & ~0o6000;
+}
+
+/**
  * Owner (only as root, like tar and restic), mode, then times last: chmod and chown
  * would otherwise not disturb mtime, but writing does, so callers finish content first.
+ * Set through a descriptor opened without following a symlink: should the path have
+ * become a symlink (a forged snapshot, or someone racing the restore), the metadata never
+ * lands on whatever it points to, in the target or outside it.
  */
 export async function applyMetadata(path: string, meta: RestorableMetadata): Promise<void> {
-  if (canChown) await lchown(path, meta.uid, meta.gid);
   const seconds = nsToSeconds(meta.mtime);
   if (meta.type === 'symlink') {
-    await lutimes(path, seconds, seconds);
+    if (canChown) await lchown(osPath(path), meta.uid, meta.gid);
+    await lutimes(osPath(path), seconds, seconds);
     return;
   }
-  await chmod(path, meta.mode);
-  await utimes(path, seconds, seconds);
+  if (meta.type === 'chardev' || meta.type === 'blockdev') {
+    // Opening a device can act on it (a tape rewinds): by name, once it is known to be the node just made.
+    if (!(await lstat(osPath(path))).isCharacterDevice() && !(await lstat(osPath(path))).isBlockDevice()) {
+      throw new IntegrityError(`${path} is no longer the device node just made: its metadata is not set`);
+    }
+    if (canChown) await lchown(osPath(path), meta.uid, meta.gid);
+    await chmod(osPath(path), restoredMode(meta.mode));
+    await lutimes(osPath(path), seconds, seconds);
+    return;
+  }
+  let fh;
+  try {
+    fh = await open(osPath(path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (meta.type === 'dir' ? constants.O_DIRECTORY : 0));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new IntegrityError(`${path} became a symlink while it was restored: its metadata is not set through it`);
+    throw err;
+  }
+  try {
+    if (canChown) await fh.chown(meta.uid, meta.gid);
+    await fh.chmod(restoredMode(meta.mode));
+    await fh.utimes(seconds, seconds);
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
@@ -71,23 +106,24 @@ export async function applyMetadata(path: string, meta: RestorableMetadata): Pro
 export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetadata, creation: SmallFileCreation): void {
   if (creation.replaceExisting) {
     try {
-      if (lstatSync(dest).isDirectory()) rmSync(dest, { recursive: true, force: true });
-      else unlinkSync(dest);
+      if (lstatSync(osPath(dest)).isDirectory()) rmSync(osPath(dest), { recursive: true, force: true });
+      else unlinkSync(osPath(dest));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
-  const permissions = meta.mode & 0o777;
+  const mode = restoredMode(meta.mode);
+  const permissions = mode & 0o777;
   // Special bits are set after the owner (a chown clears them), and the owner must be able
   // to write the file (the direct-write descriptor below is opened by name).
   const createWithMode =
     !creation.replaceExisting &&
     creation.createdAsAsked !== false &&
-    (meta.mode & 0o7777) === permissions &&
+    (mode & 0o7777) === permissions &&
     (permissions & umask) === 0 &&
     (permissions & 0o200) !== 0 &&
     (!canChown || (meta.uid === ownUid && meta.gid === ownGid));
-  const fd = openSync(dest, 'wx', createWithMode ? permissions : 0o600);
+  const fd = openSync(osPath(dest), 'wx', createWithMode ? permissions : 0o600);
   try {
     // A larger one's whole blocks go past the page cache where the file system allows (see direct-io.ts).
     const directFd = data.length >= DIRECT_RESTORE_MIN_BYTES ? openForDirectWritesSync(dest) : undefined;
@@ -104,13 +140,13 @@ export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetad
     }
     if (setOwnerAndMode) {
       if (canChown) fchownSync(fd, meta.uid, meta.gid);
-      fchmodSync(fd, meta.mode);
+      fchmodSync(fd, mode);
     }
     const seconds = nsToSeconds(meta.mtime);
     futimesSync(fd, seconds, seconds);
   } catch (err) {
     closeSync(fd);
-    unlinkSync(dest);
+    unlinkSync(osPath(dest));
     throw err;
   }
   closeSync(fd);

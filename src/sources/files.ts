@@ -1,6 +1,7 @@
 import type { BigIntStats, Stats } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { osPath, readNames } from '../util/os-path.js';
 
 /**
  * The files source: reading folder trees with the metadata a restore needs, and
@@ -21,7 +22,7 @@ export function entryType(st: BigIntStats): EntryType | undefined {
 
 /** Names in a folder in a stable order, so identical folders produce identical trees. */
 export async function sortedNames(dir: string): Promise<string[]> {
-  const names = await readdir(dir);
+  const names = await readNames(dir);
   return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
@@ -37,7 +38,7 @@ export async function statWalk(root: string, visit: (rel: string, st: Stats) => 
     const [dir, relDir] = pending.pop()!;
     let names: string[];
     try {
-      names = await readdir(dir);
+      names = await readNames(dir);
     } catch {
       continue;
     }
@@ -46,7 +47,7 @@ export async function statWalk(root: string, visit: (rel: string, st: Stats) => 
       const rel = relDir ? `${relDir}/${name}` : name;
       let st: Stats;
       try {
-        st = await lstat(full);
+        st = await lstat(osPath(full));
       } catch {
         continue;
       }

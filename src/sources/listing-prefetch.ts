@@ -1,5 +1,6 @@
-import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
+import { lstatSync, type BigIntStats } from 'node:fs';
 import { entryPath } from '../util/plain-file.js';
+import { osPath, readNamesSync } from '../util/os-path.js';
 
 /** A folder's entries in name order, each with its lstat result or the error it gave. */
 export interface Listing {
@@ -69,13 +70,13 @@ export class ListingPrefetch {
       const started = performance.now();
       let names: string[];
       try {
-        names = readdirSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+        names = readNamesSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       } catch {
         continue; // the walk reads it again and reports what is wrong
       }
       const stats: Listing['stats'] = names.map((name) => {
         try {
-          return lstatSync(entryPath(dir, name), { bigint: true });
+          return lstatSync(osPath(entryPath(dir, name)), { bigint: true });
         } catch (err) {
           return err as NodeJS.ErrnoException;
         }

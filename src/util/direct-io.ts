@@ -1,5 +1,6 @@
 import { constants, open as openFd, openSync, read as readFd, readSync, write as writeFd, writeSync } from 'node:fs';
 import { UsageError } from './errors.js';
+import { osPath } from './os-path.js';
 
 /**
  * Writing and reading past the page cache (O_DIRECT): the folder backend's packs, and
@@ -196,7 +197,7 @@ export async function writePartsDirect(fd: number, parts: readonly Uint8Array[])
 export function openForDirectWritesSync(path: string): number | undefined {
   if (!directFileWrites) return undefined;
   try {
-    return openSync(path, constants.O_WRONLY | O_DIRECT);
+    return openSync(osPath(path), constants.O_WRONLY | O_DIRECT);
   } catch (err) {
     if (!directIoRefused(err)) throw err;
     directFileWrites = false;
@@ -208,7 +209,7 @@ export function openForDirectWritesSync(path: string): number | undefined {
 export async function openForDirectWrites(path: string): Promise<number | undefined> {
   if (!directFileWrites) return undefined;
   return new Promise((resolve, reject) =>
-    openFd(path, constants.O_WRONLY | O_DIRECT, (err, fd) => {
+    openFd(osPath(path), constants.O_WRONLY | O_DIRECT, (err, fd) => {
       if (!err) return resolve(fd);
       if (!directIoRefused(err)) return reject(err);
       directFileWrites = false;

@@ -1,6 +1,7 @@
 import { close, closeSync, lstatSync, open, openSync, read, readSync, type BigIntStats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { mapConcurrent } from './concurrency.js';
+import { osPath } from './os-path.js';
 
 /**
  * The path of entry `name` (a plain name, without "/") in folder `dir`, which it keeps as
@@ -25,7 +26,7 @@ export class PlainFile implements Readable {
   private constructor(private readonly fd: number) {}
 
   static open(path: string): Promise<PlainFile> {
-    return new Promise((resolve, reject) => open(path, 'r', (err, fd) => (err ? reject(err) : resolve(new PlainFile(fd)))));
+    return new Promise((resolve, reject) => open(osPath(path), 'r', (err, fd) => (err ? reject(err) : resolve(new PlainFile(fd)))));
   }
 
   read(buffer: Buffer, offset: number, length: number, position: null): Promise<{ bytesRead: number }> {
@@ -121,12 +122,12 @@ export class AdaptiveReader {
 
   async open(path: string, size: number): Promise<Readable & { close(): Promise<void> }> {
     if (!this.blocking || size > this.blockingUpTo) return PlainFile.open(path);
-    return new BlockingFile(this.timed(() => openSync(path, 'r')), this.timed);
+    return new BlockingFile(this.timed(() => openSync(osPath(path), 'r')), this.timed);
   }
 
   async lstat(path: string): Promise<BigIntStats> {
-    if (!this.blocking) return lstat(path, { bigint: true });
-    return this.timed(() => lstatSync(path, { bigint: true }));
+    if (!this.blocking) return lstat(osPath(path), { bigint: true });
+    return this.timed(() => lstatSync(osPath(path), { bigint: true }));
   }
 
   /**
@@ -140,7 +141,7 @@ export class AdaptiveReader {
     for (let i = 0; i < names.length; i++) {
       if (!this.blocking) return stats.concat(await mapConcurrent(names.slice(i), concurrency, one));
       try {
-        stats.push(this.timed(() => lstatSync(entryPath(dir, names[i]!), { bigint: true })));
+        stats.push(this.timed(() => lstatSync(osPath(entryPath(dir, names[i]!)), { bigint: true })));
       } catch (err) {
         stats.push(err as NodeJS.ErrnoException);
       }

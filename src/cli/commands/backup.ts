@@ -20,6 +20,7 @@ interface BackupFlags {
   exclusionClasses: boolean;
   parent?: string;
   force?: boolean;
+  oneFileSystem?: boolean;
 }
 
 function sourcesFromPaths(paths: string[], flags: BackupFlags): FilesSourceSpec[] {
@@ -35,6 +36,7 @@ function sourcesFromPaths(paths: string[], flags: BackupFlags): FilesSourceSpec[
       include: flags.include.length ? flags.include : undefined,
       exclude: flags.exclude,
       exclusionClasses: flags.exclusionClasses ? resolveExclusionClasses() : {},
+      oneFileSystem: flags.oneFileSystem,
     };
   });
 }
@@ -66,6 +68,7 @@ export function registerBackupCommand(program: Command, context: () => CliContex
     .option('--no-exclusion-classes', 'do not apply the default exclusion classes (recordings, logs)')
     .option('--parent <snapshot>', 'compare with this snapshot to skip unchanged files (default: the latest of the same host, stack and sources)')
     .option('--force', 'read every file, even those unchanged since the parent snapshot')
+    .option('-x, --one-file-system', 'stay on each folder\'s file system: other mounts below it are kept as empty folders')
     .addHelpText(
       'after',
       `
@@ -80,7 +83,7 @@ Examples:
       const ctx = context();
       const loaded = paths.length === 0 ? ctx.requireConfig('backup without paths') : ctx.config();
       const inputs = paths.length > 0 ? { sources: sourcesFromPaths(paths, flags), tags: [] } : await stackBackupInputs(loaded!);
-      const sources = inputs.sources;
+      const sources = flags.oneFileSystem ? inputs.sources.map((s) => (isFilesSource(s) ? { ...s, oneFileSystem: true } : s)) : inputs.sources;
       if (paths.length === 0 && (flags.exclude.length || flags.include.length)) {
         throw new UsageError('--exclude and --include go with folders given on the command line; put patterns for configured sources in stackvault.yaml');
       }

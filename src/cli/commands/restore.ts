@@ -6,7 +6,7 @@ import { reachStackSources } from '../../stack/stack.js';
 import { restoreDatabaseSource } from '../../snapshot/restore-database.js';
 import { restore } from '../../snapshot/restore.js';
 import { shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
-import { StackvaultError, UsageError } from '../../util/errors.js';
+import { ExitCode, StackvaultError, UsageError } from '../../util/errors.js';
 import { formatBytes, formatDuration } from '../../util/format.js';
 import type { CliContext } from '../context.js';
 import { collect, emit, interruptSignal } from '../output.js';
@@ -189,13 +189,28 @@ Examples:
           () =>
             [
               ...result.errors.map((e) => `error: ${e.path}: ${e.message}`),
+              ...result.notRecreated.map((e) => `not recreated: ${e.path}: ${e.message}`),
               `restored snapshot ${shortId(ref.id)} to ${target}: ${result.files} files, ${result.dirs} folders, ${formatBytes(result.bytes)}` +
                 (result.errors.length ? `; ${result.errors.length} FAILED` : ''),
             ].join('\n'),
-          () => ({ message_type: 'summary', snapshot_id: ref.id, target, files: result.files, dirs: result.dirs, bytes: result.bytes, errors: result.errors }),
+          () => ({
+            message_type: 'summary',
+            snapshot_id: ref.id,
+            target,
+            files: result.files,
+            dirs: result.dirs,
+            specials: result.specials,
+            bytes: result.bytes,
+            errors: result.errors,
+            not_recreated: result.notRecreated,
+          }),
         );
         if (result.errors.length > 0) {
           throw new StackvaultError(`${result.errors.length} entries could not be restored (first: ${result.errors[0]!.path}: ${result.errors[0]!.message})`);
+        }
+        if (result.notRecreated.length > 0) {
+          if (!ctx.json) process.stderr.write(`warning: ${result.notRecreated.length} entries of the snapshot were not recreated (listed above); everything else is restored\n`);
+          process.exitCode = ExitCode.partial;
         }
       }
       await restoreDatabases(ctx, repo, ref, databaseSources, flags);
