@@ -16,8 +16,8 @@ async function folderBytes(dir: string): Promise<number> {
   return total;
 }
 
-/** Run a backup and SIGKILL it at the first progress report past `share` of its bytes. */
-function backupKilledAt(args: string[], share: number): Promise<{ killedAt: number }> {
+/** Run a backup and SIGKILL it at the first progress report past `bytes` read. */
+function backupKilledAt(args: string[], bytes: number): Promise<{ killedAt: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'backup', '--json', ...args], { env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'inherit'] });
     let buffered = '';
@@ -27,9 +27,10 @@ function backupKilledAt(args: string[], share: number): Promise<{ killedAt: numb
       const lines = buffered.split('\n');
       buffered = lines.pop()!;
       for (const line of lines) {
-        const status = JSON.parse(line) as { message_type: string; percent_done?: number };
-        if (killedAt < 0 && status.message_type === 'status' && (status.percent_done ?? 0) >= share) {
-          killedAt = status.percent_done!;
+        // Not percent_done: while the totals scan runs, it is a share of what was counted so far.
+        const status = JSON.parse(line) as { message_type: string; bytes_done?: number };
+        if (killedAt < 0 && status.message_type === 'status' && (status.bytes_done ?? 0) >= bytes) {
+          killedAt = status.bytes_done!;
           child.kill('SIGKILL');
         }
       }
@@ -47,9 +48,9 @@ test('a backup killed half-way is resumed: the next one reuses what it uploaded 
   for (let i = 0; i < 25; i++) await writeFile(join(source, `part-${String(i).padStart(2, '0')}.bin`), pseudoRandom(i + 1, SOURCE_BYTES / 25));
   assert.equal((await runCli(['init', '--repo', repo], { env: ENV })).code, 0);
 
-  const { killedAt } = await backupKilledAt(['--repo', repo, source], 0.5);
+  const { killedAt } = await backupKilledAt(['--repo', repo, source], SOURCE_BYTES / 2);
   const uploaded = await folderBytes(join(repo, 'data'));
-  t.diagnostic(`killed at ${Math.round(killedAt * 100)}%, ${uploaded} bytes of packs uploaded`);
+  t.diagnostic(`killed at ${Math.round((killedAt / SOURCE_BYTES) * 100)}%, ${uploaded} bytes of packs uploaded`);
   assert.ok(uploaded > 100_000_000, `only ${uploaded} bytes were uploaded before the kill`);
 
   // Whatever no checkpoint covered is one line of check, not one per pack.

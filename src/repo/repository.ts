@@ -361,6 +361,11 @@ export class Repository {
     return [...this.deletions.values()];
   }
 
+  /** index files read so far (damaged ones included): a new index may supersede these and no others */
+  loadedIndexFiles(): string[] {
+    return [...this.loadedIndexIds];
+  }
+
   /** index files superseded by another, as read by loadIndex */
   supersededIndexFiles(): string[] {
     return [...this.supersededIndexIds];

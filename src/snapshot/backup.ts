@@ -600,6 +600,7 @@ async function scanTotals(sources: FilesSourceSpec[], progress: BackupProgress, 
         return false;
       },
       signal,
+      { oneFileSystem: source.oneFileSystem },
     );
   }
   progress.scanDone = true;

@@ -222,11 +222,13 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   const superseded = repo.supersededIndexFiles();
   // The rewritten index drops deleted packs and lists unindexed ones again (superseding any damaged index file).
   const rewriteIndex = plan.delete.packs.length > 0 || plan.unindexedPacks > 0;
-  const indexInfos = await repo.listObjects('index');
+  // Only index files this plan read: one a backup wrote since lists packs the new index does not.
+  const read = new Set(repo.loadedIndexFiles());
+  const indexInfos = (await repo.listObjects('index')).filter((i) => read.has(idFromKey(i.key)));
   if (rewriteIndex) plan.supersedeIndexFiles = indexInfos.map((i) => idFromKey(i.key)).sort();
   for (const info of indexInfos) {
     const id = idFromKey(info.key);
-    // With a rewrite, the new index supersedes every current index file.
+    // With a rewrite, the new index supersedes every index file read.
     if (!rewriteIndex && !superseded.includes(id)) continue;
     const c = candidate(info, immutableMs);
     if (past(info, immutableMs)) plan.delete.indexFiles.push(c);

@@ -13,6 +13,9 @@ export async function rebuildIndex(repo: Repository): Promise<{ packs: number; b
   const packs = new Map<string, PackedBlob[]>();
   const damaged: string[] = [];
   let blobs = 0;
+  // Index files before packs: every pack an index file listed here names is then in the
+  // listing below, so superseding these files loses no entry (a backup may be running).
+  const supersedes = await repo.listIds('index');
   // What the index files that still read say, for packs whose own header does not.
   await repo.loadIndex();
   const indexed = repo.index.packs();
@@ -29,7 +32,6 @@ export async function rebuildIndex(repo: Repository): Promise<{ packs: number; b
     packs.set(id, entries);
     blobs += entries.length;
   }
-  const supersedes = await repo.listIds('index');
   const indexId = await repo.saveObject('index', encodeIndexFile(packs, supersedes.sort()));
   return { packs: packs.size, blobs, damaged, indexId };
 }

@@ -2,6 +2,7 @@ import type { BigIntStats, Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { osPath, readNames } from '../util/os-path.js';
+import { isPseudoFileSystem } from './mounts.js';
 
 /**
  * The files source: reading folder trees with the metadata a restore needs, and
@@ -29,13 +30,26 @@ export async function sortedNames(dir: string): Promise<string[]> {
 /**
  * A stat-only walk below `root` (nothing is read). `visit` sees each entry with its path
  * relative to root and says whether to descend into it (only folders are descended).
- * Entries that vanish or cannot be listed are passed over: callers only measure.
+ * Entries that vanish or cannot be listed are passed over: callers only measure. Like the
+ * backup, it never enters a pseudo file system (/proc, /sys), nor with `oneFileSystem`
+ * any other mount.
  */
-export async function statWalk(root: string, visit: (rel: string, st: Stats) => boolean, signal?: AbortSignal): Promise<void> {
-  const pending: Array<[string, string]> = [[root, '']];
+export async function statWalk(
+  root: string,
+  visit: (rel: string, st: Stats) => boolean,
+  signal?: AbortSignal,
+  options: { oneFileSystem?: boolean } = {},
+): Promise<void> {
+  let rootDev: number;
+  try {
+    rootDev = (await lstat(osPath(root))).dev;
+  } catch {
+    return;
+  }
+  const pending: Array<[string, string, number]> = [[root, '', rootDev]];
   while (pending.length > 0) {
     if (signal?.aborted) return;
-    const [dir, relDir] = pending.pop()!;
+    const [dir, relDir, dev] = pending.pop()!;
     let names: string[];
     try {
       names = await readNames(dir);
@@ -51,7 +65,9 @@ export async function statWalk(root: string, visit: (rel: string, st: Stats) => 
       } catch {
         continue;
       }
-      if (visit(rel, st) && st.isDirectory()) pending.push([full, rel]);
+      if (!visit(rel, st) || !st.isDirectory()) continue;
+      if (st.dev !== dev && (options.oneFileSystem || (await isPseudoFileSystem(full)))) continue;
+      pending.push([full, rel, st.dev]);
     }
   }
 }
