@@ -20,6 +20,12 @@ const MAX_BLOBS_PER_INDEX_FILE = 50_000;
 const INDEX_CHECKPOINT_MIN_BYTES = 16 * 1024 * 1024;
 const INDEX_CHECKPOINT_SHARE = 0.05;
 const INDEX_FLUSH_INTERVAL_MS = 60_000;
+/**
+ * New deletion records are looked for at least this often, uploads or not: a backup
+ * that finds nothing new to store (it only deduplicates) must see them too, long before
+ * prune's safety margin runs out.
+ */
+const DELETION_CHECK_INTERVAL_MS = 60_000;
 
 export interface SaveResult {
   id: string;
@@ -60,6 +66,7 @@ export class BlobWriter {
   private deletionCheckDue = false;
   private deletionCheck: Promise<void> | undefined;
   private failure: unknown;
+  private lookups = 0;
   packsWritten = 0;
   bytesUploaded = 0;
   /** blobs written again because a prune means to delete the pack they were in */
@@ -73,6 +80,8 @@ export class BlobWriter {
    * index is remembered, to be written again should a deletion record name its pack.
    */
   has(id: string): boolean {
+    // Cheap enough to ask on every call, but a clock read per blob is not needed.
+    if (++this.lookups % 1024 === 0) this.watchDeletions();
     if (this.pending.has(id)) return true;
     const entry = this.repo.index.get(id);
     if (!entry || this.repo.index.isDoomed(entry.pack)) return false;
@@ -205,10 +214,14 @@ export class BlobWriter {
     }
   }
 
-  /** Start a check for new deletion records when a checkpoint asked for one; it runs beside the writes. */
+  /**
+   * Start a check for new deletion records when a checkpoint asked for one, or a minute
+   * passed since the last; it runs beside the writes.
+   */
   private watchDeletions(): void {
     this.throwIfFailed();
-    if (!this.deletionCheckDue || this.deletionCheck) return;
+    if (this.deletionCheck) return;
+    if (!this.deletionCheckDue && Date.now() - this.lastDeletionCheck < DELETION_CHECK_INTERVAL_MS) return;
     this.deletionCheckDue = false;
     this.deletionCheck = this.rewriteDoomed()
       .then(

@@ -54,8 +54,8 @@ export interface InitOptions {
 
 /**
  * Prune's safety margin: packs named in a deletion record are deleted no sooner than this
- * after the record was written. Writers read new records at every index checkpoint (at
- * least every minute while they upload) and right before they commit, so any writer that
+ * after the record was written. Writers read new records at every index checkpoint, at
+ * least every minute while they work, and right before they commit, so any writer that
  * relies on such a pack has written its blobs again long before.
  */
 export const DELETION_MARGIN_MS = 60 * 60_000;
