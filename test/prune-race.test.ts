@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readdir, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { compareTrees } from '../src/sources/compare.js';
 import { CLI, pseudoRandom, runCli, tempDir } from './helpers.js';
 
@@ -85,7 +85,12 @@ async function restoresEqual(repo: string, id: string, expected: string, scratch
   await rm(target, { recursive: true, force: true });
 }
 
-test('prune while a backup holds deduplicated blobs: the backup writes them again, its snapshot restores', { timeout: 300_000 }, async (t) => {
+/**
+ * A repository whose only snapshot is forgotten, its objects two days old, and a backup of
+ * the same files plus a large new one, held (SIGSTOP) once it deduplicated the small files
+ * against the forgotten snapshot's packs: `whileHeld` runs, then the backup goes on.
+ */
+async function heldBackup(t: TestContext, whileHeld: (repo: string) => Promise<void>): Promise<{ dir: string; source: string; repo: string; result: Awaited<Running['done']> }> {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
   const repo = join(dir, 'repo');
@@ -95,24 +100,30 @@ test('prune while a backup holds deduplicated blobs: the backup writes them agai
   const [first] = await snapshotIds(repo);
   assert.equal((await runCli(['forget', '--repo', repo, first!], { env: ENV })).code, 0);
   await backdate(repo, 2 * 86_400_000);
-
-  // The same files again, then a large new one: the backup is held (SIGSTOP) while it reads
-  // the large file, after it deduplicated the small ones against the forgotten snapshot's packs.
   await largeSparseFile(join(source, 'zz-large.bin'));
   const running = startBackup(['--repo', repo, source]);
   await running.reached(24);
   running.child.kill('SIGSTOP');
   try {
-    const pruned = await runCli(['prune', '--repo', repo, '--yes'], { env: ENV });
-    assert.equal(pruned.code, 0, pruned.stdout + pruned.stderr);
-    // Long enough later for the prune's second phase too, while the backup is still held.
-    await backdate(repo, 2 * 86_400_000);
-    const again = await runCli(['prune', '--repo', repo, '--yes'], { env: ENV });
-    assert.equal(again.code, 0, again.stdout + again.stderr);
+    await whileHeld(repo);
   } finally {
     running.child.kill('SIGCONT');
   }
-  const result = await running.done;
+  return { dir, source, repo, result: await running.done };
+}
+
+async function pruneYes(repo: string): Promise<void> {
+  const pruned = await runCli(['prune', '--repo', repo, '--yes'], { env: ENV });
+  assert.equal(pruned.code, 0, pruned.stdout + pruned.stderr);
+}
+
+test('prune while a backup holds deduplicated blobs: the backup writes them again, its snapshot restores', { timeout: 300_000 }, async (t) => {
+  const { dir, source, repo, result } = await heldBackup(t, async (repo) => {
+    await pruneYes(repo);
+    // Long enough later for the prune's second phase too, while the backup is still held.
+    await backdate(repo, 2 * 86_400_000);
+    await pruneYes(repo);
+  });
   // Either the backup saved a snapshot that restores, or it refused to save one: never a broken snapshot.
   const checked = await runCli(['check', '--repo', repo, '--read-data'], { env: ENV });
   assert.equal(checked.code, 0, `check after the race:\n${checked.stdout}\n${checked.stderr}\nbackup said:\n${result.stderr}`);
@@ -131,32 +142,11 @@ test('prune while a backup holds deduplicated blobs: the backup writes them agai
 });
 
 test('prune marks first: a backup held across one prune writes the marked blobs again and its snapshot restores', { timeout: 300_000 }, async (t) => {
-  const dir = await tempDir(t);
-  const source = join(dir, 'source');
-  const repo = join(dir, 'repo');
-  await writeSource(source, 0);
-  assert.equal((await runCli(['init', '--repo', repo, '--immutability', '0d', '--pack-size', '1MiB'], { env: ENV })).code, 0);
-  assert.equal((await runCli(['backup', '--repo', repo, source], { env: ENV })).code, 0);
-  const [first] = await snapshotIds(repo);
-  assert.equal((await runCli(['forget', '--repo', repo, first!], { env: ENV })).code, 0);
-  await backdate(repo, 2 * 86_400_000);
-
-  await largeSparseFile(join(source, 'zz-large.bin'));
-  const running = startBackup(['--repo', repo, source]);
-  await running.reached(24);
-  running.child.kill('SIGSTOP');
-  try {
-    const pruned = await runCli(['prune', '--repo', repo, '--yes'], { env: ENV });
-    assert.equal(pruned.code, 0, pruned.stdout + pruned.stderr);
-  } finally {
-    running.child.kill('SIGCONT');
-  }
-  const result = await running.done;
+  const { dir, source, repo, result } = await heldBackup(t, pruneYes);
   assert.equal(result.code, 0, result.stderr);
   // The prune that runs once the marks are old deletes the forgotten snapshot's packs.
   await backdate(repo, 2 * 86_400_000);
-  const later = await runCli(['prune', '--repo', repo, '--yes'], { env: ENV });
-  assert.equal(later.code, 0, later.stdout + later.stderr);
+  await pruneYes(repo);
   const checked = await runCli(['check', '--repo', repo, '--read-data'], { env: ENV });
   assert.equal(checked.code, 0, checked.stdout + checked.stderr);
   const ids = await snapshotIds(repo);

@@ -60,47 +60,44 @@ async function slowSource(source: string): Promise<void> {
   }
 }
 
-test('Ctrl-C on a terminal stops a backup at once: exit 130, the bar cleared, nothing committed', { timeout: 120_000 }, async (t) => {
+/** A repository with a slow source (and, if asked, a snapshot of it to restore). */
+async function slowRepository(t: TestContext, withSnapshot: boolean): Promise<{ dir: string; source: string; repo: string }> {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
   const repo = join(dir, 'repo');
   await slowSource(source);
   assert.equal((await runCli(['init', '--repo', repo], { env: ENV })).code, 0);
-  const term = await inTerminal(t, dir, `${process.execPath} ${CLI} backup --repo ${repo} ${source}`);
-  await waitForScreen(term, /backup \[.*\] \d+%/, 30_000);
+  if (withSnapshot) assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV, timeoutMs: 170_000 })).code, 0);
+  return { dir, source, repo };
+}
+
+/** Ctrl-C once the progress bar shows: the command must end with 130 within two seconds. */
+async function pressCtrlC(term: Awaited<ReturnType<typeof inTerminal>>, bar: RegExp): Promise<void> {
+  await waitForScreen(term, bar, 30_000);
   const pressed = Date.now();
   term.keys('C-c');
   const code = await term.exitCode(3000);
   assert.equal(code, 130, `exit code after Ctrl-C: ${code}\n${term.screen()}`);
   assert.ok(Date.now() - pressed < 2000, `took ${Date.now() - pressed} ms to stop`);
+}
+
+test('Ctrl-C on a terminal stops a backup at once: exit 130, the bar cleared, nothing committed', { timeout: 120_000 }, async (t) => {
+  const { dir, source, repo } = await slowRepository(t, false);
+  const term = await inTerminal(t, dir, `${process.execPath} ${CLI} backup --repo ${repo} ${source}`);
+  await pressCtrlC(term, /backup \[.*\] \d+%/);
   assert.match(term.screen(), /interrupted/);
   const listed = await runCli(['snapshots', '--repo', repo, '--json'], { env: ENV });
   assert.deepEqual(JSON.parse(listed.stdout), []);
 });
 
 test('Ctrl-C on a terminal stops a restore within a second: exit 130', { timeout: 180_000 }, async (t) => {
-  const dir = await tempDir(t);
-  const source = join(dir, 'source');
-  const repo = join(dir, 'repo');
-  await slowSource(source);
-  assert.equal((await runCli(['init', '--repo', repo], { env: ENV })).code, 0);
-  assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV, timeoutMs: 170_000 })).code, 0);
+  const { dir, repo } = await slowRepository(t, true);
   const term = await inTerminal(t, dir, `${process.execPath} ${CLI} restore latest --repo ${repo} --target ${join(dir, 'target')}`);
-  await waitForScreen(term, /restore \[.*\] \d+%/, 30_000);
-  const pressed = Date.now();
-  term.keys('C-c');
-  const code = await term.exitCode(3000);
-  assert.equal(code, 130, `exit code after Ctrl-C: ${code}\n${term.screen()}`);
-  assert.ok(Date.now() - pressed < 2000, `took ${Date.now() - pressed} ms to stop`);
+  await pressCtrlC(term, /restore \[.*\] \d+%/);
 });
 
 test('SIGINT stops a restore without a terminal too, within a second', { timeout: 180_000 }, async (t) => {
-  const dir = await tempDir(t);
-  const source = join(dir, 'source');
-  const repo = join(dir, 'repo');
-  await slowSource(source);
-  assert.equal((await runCli(['init', '--repo', repo], { env: ENV })).code, 0);
-  assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV, timeoutMs: 170_000 })).code, 0);
+  const { dir, repo } = await slowRepository(t, true);
   const child = spawn(process.execPath, [CLI, 'restore', 'latest', '--repo', repo, '--json', '--target', join(dir, 'target')], { env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
