@@ -56,8 +56,15 @@ export class BlobWriter {
   private unindexedBlobs = 0;
   private unindexedBytes = 0;
   private lastIndexWrite = Date.now();
-  /** blobs of earlier writers that what this writer stores references */
-  private readonly relied = new Set<string>();
+  /**
+   * Packs of earlier writers holding blobs that what this writer stores references. Packs,
+   * not blobs: a no-change backup relies on every blob of its parent, and a set of those
+   * cost a tenth of its time; should a prune record such a pack, all its blobs are
+   * written again (rare, and bounded by the pack's size).
+   */
+  private readonly reliedPacks = new Set<string>();
+  /** the pack has() last relied on: consecutive blobs mostly come from one pack */
+  private lastReliedPack: string | undefined;
   /** packs this writer uploaded */
   private readonly ownPacks = new Set<string>();
   private lastDeletionCheck = Date.now();
@@ -84,8 +91,12 @@ export class BlobWriter {
     if (++this.lookups % 1024 === 0) this.watchDeletions();
     if (this.pending.has(id)) return true;
     const entry = this.repo.index.get(id);
-    if (!entry || this.repo.index.isDoomed(entry.pack)) return false;
-    this.relied.add(id);
+    if (!entry) return false;
+    if (entry.pack !== this.lastReliedPack) {
+      if (this.repo.index.isDoomed(entry.pack)) return false;
+      this.reliedPacks.add(entry.pack);
+      this.lastReliedPack = entry.pack;
+    }
     return true;
   }
 
@@ -249,23 +260,25 @@ export class BlobWriter {
     this.lastDeletionCheck = now;
     const records = await this.repo.refreshDeletions();
     if (records.length === 0) return 0;
+    this.lastReliedPack = undefined;
     const doomed = new Set(records.flatMap((r) => r.packs));
-    const again = new Set<string>();
-    for (const id of this.relied) {
-      const entry = this.repo.index.get(id);
-      if (entry && doomed.has(entry.pack)) again.add(id);
-    }
     const packs = this.repo.index.packs();
-    for (const packId of this.ownPacks) if (doomed.has(packId)) for (const b of packs.get(packId) ?? []) again.add(b.id);
-    for (const id of again) await this.writeAgain(id);
-    return again.size;
+    let written = 0;
+    for (const packId of [...this.reliedPacks, ...this.ownPacks]) {
+      if (!doomed.has(packId)) continue;
+      for (const b of packs.get(packId) ?? []) if (await this.writeAgain(b.id)) written++;
+    }
+    return written;
   }
 
-  /** Copy a blob, verified, from a pack that prune means to delete into a new pack. */
-  private async writeAgain(id: string): Promise<void> {
-    if (this.pending.has(id)) return;
+  /**
+   * Copy a blob, verified, from a pack that prune means to delete into a new pack; false
+   * when it has a copy elsewhere already.
+   */
+  private async writeAgain(id: string): Promise<boolean> {
+    if (this.pending.has(id)) return false;
     const entry = this.repo.index.get(id);
-    if (!entry || !this.repo.index.isDoomed(entry.pack)) return;
+    if (!entry || !this.repo.index.isDoomed(entry.pack)) return false;
     let stored: Buffer;
     try {
       stored = Buffer.from((await this.repo.loadStoredBlob(id)).stored);
@@ -279,17 +292,14 @@ export class BlobWriter {
     const packer = this.packers[entry.type];
     packer.add(id, entry.type, entry.rawLength, entry.compressed, stored);
     if (packer.size >= this.repo.config.packSize) await this.finishPack(entry.type);
+    return true;
   }
 
   /** After a long gap between checks: every pack relied on must still be there. */
   private async confirmPacksExist(): Promise<void> {
     const present = new Set(await this.repo.listIds('data'));
-    const needed = new Set<string>(this.ownPacks);
-    for (const id of this.relied) {
-      const entry = this.repo.index.get(id);
-      if (entry && !this.pending.has(id)) needed.add(entry.pack);
-    }
-    for (const packId of needed) if (!present.has(packId)) throw prunedWhileRunning(packId);
+    // Recorded packs were copied from when their record was read; the others must be there.
+    for (const packId of [...this.ownPacks, ...this.reliedPacks]) if (!present.has(packId) && !this.repo.index.isDoomed(packId)) throw prunedWhileRunning(packId);
     this.checkGapTooLong = false;
   }
 }
