@@ -11,6 +11,7 @@ import { check } from '../src/snapshot/check.js';
 import { listSnapshots } from '../src/snapshot/snapshot.js';
 import { TreeLoader } from '../src/snapshot/tree.js';
 import { CLI, pseudoRandom, pseudoText, runCli, tempDir } from './helpers.js';
+import { inTerminal } from './terminal.js';
 
 const ENV = { STACKVAULT_PASSWORD: 'damage' };
 
@@ -148,7 +149,7 @@ async function damageTree(repoDir: string, path: string[]): Promise<void> {
   await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
 }
 
-test('restore of a snapshot with one damaged folder tree restores everything else and names what it could not, with progress and with --include', async (t) => {
+test('restore of a snapshot with one damaged folder tree restores everything else and names what it could not, with progress, on a terminal and with --include', async (t) => {
   const { dir, source, repo } = await setUp(t, 1);
   await damageTree(repo, ['source', 'b']);
 
@@ -160,6 +161,13 @@ test('restore of a snapshot with one damaged folder tree restores everything els
   for (const folder of ['a', 'c']) {
     assert.deepEqual((await compareTrees(join(source, folder), join(target, 'source', folder))).differences, [], `${folder} is restored whole`);
   }
+
+  // On a real terminal, with its progress bar.
+  const onTerminal = join(dir, 'on-terminal');
+  const term = await inTerminal(t, dir, ENV, `${process.execPath} ${CLI} restore latest --repo ${repo} --target ${onTerminal}`);
+  assert.equal(await term.exitCode(60_000), 1, term.screen());
+  assert.match(term.screen(), /\/source\/b\b.*damaged/);
+  assert.deepEqual((await compareTrees(join(source, 'c'), join(onTerminal, 'source', 'c'))).differences, []);
 
   const partial = join(dir, 'partial');
   const included = await runCli(['restore', 'latest', '--repo', repo, '--target', partial, '--include', '/source/a', '--include', '/source/b/x'], { env: ENV });

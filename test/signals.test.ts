@@ -1,55 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI, pseudoRandom, runCli, tempDir } from './helpers.js';
+import { inTerminal, waitForScreen, type Terminal } from './terminal.js';
 
 const ENV = { STACKVAULT_PASSWORD: 'signals' };
-
-/**
- * A real terminal: a tmux server of the test's own (its own socket), one window running
- * `command`; the exit code lands in a file when it ends.
- */
-async function inTerminal(t: TestContext, dir: string, command: string): Promise<{ keys: (k: string) => void; screen: () => string; exitCode: (withinMs: number) => Promise<number | undefined> }> {
-  const socket = join(dir, 'tmux.sock');
-  const exitFile = join(dir, 'exit-code');
-  const tmux = (...args: string[]) => execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
-  const env = Object.entries(ENV).map(([k, v]) => `${k}=${v}`).join(' ');
-  tmux('new-session', '-d', '-x', '160', '-y', '30', `env ${env} ${command}; echo $? > ${exitFile}; sleep 60`);
-  t.after(() => {
-    try {
-      execFileSync('tmux', ['-S', socket, 'kill-server'], { stdio: 'ignore' });
-    } catch {
-      /* already gone */
-    }
-  });
-  return {
-    keys: (k) => tmux('send-keys', k),
-    screen: () => tmux('capture-pane', '-p'),
-    exitCode: async (withinMs) => {
-      const until = Date.now() + withinMs;
-      while (Date.now() < until) {
-        try {
-          return Number((await readFile(exitFile, 'utf8')).trim());
-        } catch {
-          await sleep(50);
-        }
-      }
-      return undefined;
-    },
-  };
-}
-
-async function waitForScreen(term: { screen: () => string }, pattern: RegExp, withinMs: number): Promise<void> {
-  const until = Date.now() + withinMs;
-  while (Date.now() < until) {
-    if (pattern.test(term.screen())) return;
-    await sleep(100);
-  }
-  throw new Error(`the screen never showed ${pattern}:\n${term.screen()}`);
-}
 
 /** Several GB that take a while to read and restore, without the disk space (holes). */
 async function slowSource(source: string): Promise<void> {
@@ -72,7 +30,7 @@ async function slowRepository(t: TestContext, withSnapshot: boolean): Promise<{ 
 }
 
 /** Ctrl-C once the progress bar shows: the command must end with 130 within two seconds. */
-async function pressCtrlC(term: Awaited<ReturnType<typeof inTerminal>>, bar: RegExp): Promise<void> {
+async function pressCtrlC(term: Terminal, bar: RegExp): Promise<void> {
   await waitForScreen(term, bar, 30_000);
   const pressed = Date.now();
   term.keys('C-c');
@@ -83,7 +41,7 @@ async function pressCtrlC(term: Awaited<ReturnType<typeof inTerminal>>, bar: Reg
 
 test('Ctrl-C on a terminal stops a backup at once: exit 130, the bar cleared, nothing committed', { timeout: 120_000 }, async (t) => {
   const { dir, source, repo } = await slowRepository(t, false);
-  const term = await inTerminal(t, dir, `${process.execPath} ${CLI} backup --repo ${repo} ${source}`);
+  const term = await inTerminal(t, dir, ENV, `${process.execPath} ${CLI} backup --repo ${repo} ${source}`);
   await pressCtrlC(term, /backup \[.*\] \d+%/);
   assert.match(term.screen(), /interrupted/);
   const listed = await runCli(['snapshots', '--repo', repo, '--json'], { env: ENV });
@@ -92,7 +50,7 @@ test('Ctrl-C on a terminal stops a backup at once: exit 130, the bar cleared, no
 
 test('Ctrl-C on a terminal stops a restore within a second: exit 130', { timeout: 180_000 }, async (t) => {
   const { dir, repo } = await slowRepository(t, true);
-  const term = await inTerminal(t, dir, `${process.execPath} ${CLI} restore latest --repo ${repo} --target ${join(dir, 'target')}`);
+  const term = await inTerminal(t, dir, ENV, `${process.execPath} ${CLI} restore latest --repo ${repo} --target ${join(dir, 'target')}`);
   await pressCtrlC(term, /restore \[.*\] \d+%/);
 });
 

@@ -21,13 +21,14 @@ export class LoadFailure {
 
 export const FORMAT_VERSION = 1;
 
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+
 const OBJECT_NAMES: Record<Exclude<ObjectKind, 'data' | 'keys'>, string> = {
   snapshots: 'snapshot',
   forget: 'forget record',
   index: 'index file',
   deletions: 'deletion record',
 };
-export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
 /** The repository's plaintext config object, written once by init. */
 export interface RepoConfig {
@@ -281,12 +282,11 @@ export class Repository {
   }
 
   /**
-   * Load the index files not loaded yet, say whether any of them supersedes others (a
-   * prune or repair rewrote the index). An index file that vanished between the listing
+   * Load the index files not loaded yet. An index file that vanished between the listing
    * and the read was deleted by prune, which deletes only superseded files: the files
    * superseding it are then listed again.
    */
-  private async addIndexFiles(ids: readonly string[]): Promise<boolean> {
+  private async addIndexFiles(ids: readonly string[]): Promise<void> {
     const files = new Map<string, IndexFile>();
     const wanted = ids.filter((id) => !this.loadedIndexIds.has(id));
     const loaded = await this.loadObjects<IndexFile>('index', wanted);
@@ -300,11 +300,7 @@ export class Repository {
       else if (result.error instanceof ObjectNotFoundError) vanished = true;
       else throw result.error;
     }
-    let supersedes = false;
-    for (const file of files.values()) {
-      for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
-      if ((file.supersedes ?? []).length > 0) supersedes = true;
-    }
+    for (const file of files.values()) for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
     for (const [id, file] of files) {
       this.loadedIndexIds.add(id);
       if (this.supersededIndexIds.has(id)) continue;
@@ -324,14 +320,8 @@ export class Repository {
     }
     if (vanished) {
       const again = (await this.listIds('index')).filter((id) => !this.loadedIndexIds.has(id));
-      if (again.length > 0 && (await this.addIndexFiles(again))) supersedes = true;
+      if (again.length > 0) await this.addIndexFiles(again);
     }
-    return supersedes;
-  }
-
-  /** Index files written since the index was loaded (a concurrent backup, prune or repair); true if one supersedes others. */
-  async loadNewIndexFiles(): Promise<boolean> {
-    return this.addIndexFiles(await this.listIds('index'));
   }
 
   /**

@@ -164,9 +164,12 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
     const blobs = packs.get(packId) ?? [];
     const usedHere = blobs.filter((b) => used.has(b.id)).length;
     const recorded = recordedAt.get(packId);
-    if (recorded) {
-      if (now.getTime() - recorded.getTime() >= DELETION_MARGIN_MS && past(info, immutableMs)) due.add(packId);
-      else plan.keepForNow.packs.push(candidate(info, Math.max(immutableMs, DELETION_MARGIN_MS), recorded));
+    if (recorded && now.getTime() - recorded.getTime() >= DELETION_MARGIN_MS && past(info, immutableMs)) {
+      due.add(packId);
+      continue;
+    }
+    if (recorded && usedHere === 0) {
+      plan.keepForNow.packs.push(candidate(info, Math.max(immutableMs, DELETION_MARGIN_MS), recorded));
       continue;
     }
     if (usedHere > 0) {

@@ -1,0 +1,57 @@
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** A command running in a real terminal. */
+export interface Terminal {
+  keys: (k: string) => void;
+  screen: () => string;
+  /** the command's exit code, once it ended within `withinMs` */
+  exitCode: (withinMs: number) => Promise<number | undefined>;
+}
+
+/**
+ * A real terminal: a tmux server of the test's own (its own socket), one window running
+ * `command` with `env`; the exit code lands in a file when it ends.
+ */
+export async function inTerminal(t: TestContext, dir: string, env: Record<string, string>, command: string): Promise<Terminal> {
+  const socket = join(dir, 'tmux.sock');
+  const exitFile = join(dir, 'exit-code');
+  const tmux = (...args: string[]) => execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
+  const assignments = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
+  tmux('new-session', '-d', '-x', '160', '-y', '30', `env ${assignments} ${command}; echo $? > ${exitFile}; sleep 60`);
+  t.after(() => {
+    try {
+      execFileSync('tmux', ['-S', socket, 'kill-server'], { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
+  });
+  return {
+    keys: (k) => tmux('send-keys', k),
+    screen: () => tmux('capture-pane', '-p'),
+    exitCode: async (withinMs) => {
+      const until = Date.now() + withinMs;
+      while (Date.now() < until) {
+        try {
+          return Number((await readFile(exitFile, 'utf8')).trim());
+        } catch {
+          await sleep(50);
+        }
+      }
+      return undefined;
+    },
+  };
+}
+
+export async function waitForScreen(term: { screen: () => string }, pattern: RegExp, withinMs: number): Promise<void> {
+  const until = Date.now() + withinMs;
+  while (Date.now() < until) {
+    if (pattern.test(term.screen())) return;
+    await sleep(100);
+  }
+  throw new Error(`the screen never showed ${pattern}:\n${term.screen()}`);
+}
+
