@@ -90,6 +90,10 @@ test('a real daemon on a one-second schedule backs up, forgets, checks, drills, 
     return successes(s, 'backup') >= 3 && successes(s, 'drill') >= 1 && successes(s, 'check') >= 3 ? s : undefined;
   });
   assert.ok(!status.recent.some((r) => r.status === 'failed'), JSON.stringify(status.recent.filter((r) => r.status === 'failed')));
+  // check_subset reads that share of packs back: the nightly check verifies data, not only structure.
+  const checked = status.recent.find((r) => r.job === 'check' && r.status === 'success')!;
+  const verified = checked.details as { packs: number; packsRead: number; bytesRead: number };
+  assert.ok(verified.packsRead > 0 && verified.packsRead === verified.packs && verified.bytesRead > 0, `the scheduled check read: ${JSON.stringify(verified)}`);
   const drill = status.recent.find((r) => r.job === 'drill' && r.status === 'success')!;
   const report = drill.details as { rtoMs: number; filesVerified: number; bytesVerified: number };
   assert.equal(report.filesVerified, 2);

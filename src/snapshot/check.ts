@@ -12,7 +12,7 @@ import { TreeLoader, childPath } from './tree.js';
 
 export interface CheckOptions {
   readData?: boolean;
-  /** "n/t" (the n-th of t groups of packs) or "x%" (a random share of packs) */
+  /** read only a share of the packs: "n/t" (the n-th of t groups of packs) or "x%" (a random share of packs) */
   readDataSubset?: string;
   progress?: (p: CheckProgress) => void;
 }
@@ -94,7 +94,8 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
   }
   const loader = new TreeLoader(repo, 64);
 
-  if (options.readData) {
+  // A subset means reading that share of the data: asking for one and reading nothing was the nightly check's bug.
+  if (options.readData || subset) {
     progress.phase = 'data';
     const chosen = [...packs.keys()].filter((id) => stored.has(id) && (!subset || subset(id)));
     const selected = subset?.percent ? shuffled(chosen).slice(0, Math.max(1, Math.ceil((packs.size * subset.percent) / 100))) : chosen;
