@@ -9,6 +9,7 @@ import { MasterIndex, decodeIndexFile, type IndexEntry, type IndexFile } from '.
 import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './layout.js';
 import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './pack.js';
 import { decodeBlob } from './pack-verify.js';
+import { PackWindows } from './pack-windows.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
 /** whole objects (index files, snapshots) fetched at once */
@@ -94,6 +95,9 @@ export class Repository {
   readonly damage = new Map<string, string>();
   /** told once about each damaged object (the CLI prints a warning) */
   onDamage?: (key: string, message: string) => void;
+  /** blob reads from a network backend, a window of a pack at a time */
+  private packWindows: PackWindows | undefined;
+  private readonly packBlobsEnd = new Map<string, number>();
 
   private constructor(
     readonly backend: Backend,
@@ -385,7 +389,19 @@ export class Repository {
   /** A blob's bytes as stored (encrypted, maybe compressed), not yet verified, and where they are. */
   async loadStoredBlob(id: string, expectedType?: BlobType): Promise<{ entry: IndexEntry; stored: Buffer }> {
     const entry = this.blobEntry(id, expectedType);
-    return { entry, stored: await this.backend.get(objectKey('data', entry.pack), { offset: entry.offset, length: entry.length }) };
+    if (this.packsAreLocal) return { entry, stored: await this.backend.get(objectKey('data', entry.pack), { offset: entry.offset, length: entry.length }) };
+    this.packWindows ??= new PackWindows(this.backend, (packId) => this.blobsEnd(packId));
+    return { entry, stored: await this.packWindows.read(entry.pack, entry.offset, entry.length) };
+  }
+
+  /** Where a pack's blobs end, by the index (its header follows). */
+  private blobsEnd(packId: string): number {
+    let end = this.packBlobsEnd.get(packId);
+    if (end === undefined) {
+      end = (this.index.packs().get(packId) ?? []).reduce((n, b) => Math.max(n, b.offset + b.length), 0);
+      this.packBlobsEnd.set(packId, end);
+    }
+    return end;
   }
 
   /** Where a blob is stored; an IntegrityError if the index does not have it (as that type). */

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openBackend } from '../src/repo/backends/open.js';
+import { Repository } from '../src/repo/repository.js';
+import { compareTrees } from '../src/sources/compare.js';
+import { backup } from '../src/snapshot/backup.js';
+import { restore } from '../src/snapshot/restore.js';
+import { startFaultProxy } from './fault-proxy.js';
+import { pseudoRandom, pseudoText, tempDir } from './helpers.js';
+import { startS3rver } from './storage-servers.js';
+
+test('a restore from S3 sends requests in proportion to packs, not to blobs', { timeout: 180_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  for (let d = 0; d < 20; d++) {
+    await mkdir(join(source, `folder-${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
+  }
+  await writeFile(join(source, 'recording.bin'), pseudoRandom(5, 6_000_000));
+  const s3 = await startS3rver(t, 'reads');
+  // A proxy that injects nothing: it counts what the restore asks the server for.
+  const proxy = await startFaultProxy(s3.url, { seed: 1, rate: 0 });
+  t.after(() => proxy.stop());
+  const backend = openBackend('s3://reads/repo', { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: proxy.url } });
+  t.after(() => backend.close?.());
+  await Repository.init(backend, { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  const saved = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+
+  const repo = await Repository.open(backend, 'pw');
+  await repo.loadIndex();
+  const packs = repo.index.packs().size;
+  const blobs = repo.index.blobCount;
+  proxy.forwarded.length = 0;
+  const target = join(dir, 'target');
+  const result = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
+  assert.deepEqual(result.errors, []);
+  assert.deepEqual((await compareTrees(source, join(target, 'data'))).differences, []);
+
+  const packReads = proxy.forwarded.filter((r) => r.method === 'GET' && /\/data\//.test(r.path)).length;
+  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests`);
+  assert.ok(blobs > 2000, `only ${blobs} blobs`);
+  assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
+});
