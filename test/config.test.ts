@@ -76,6 +76,9 @@ test('task runner settings: a bad cron expression, time zone or share is named w
   assert.match(errorOf(`${valid}schedule:\n  backup: "every night"\n`), /stackvault\.yaml:14:11: schedule\.backup: expected a cron expression/);
   assert.match(errorOf(`${valid}schedule:\n  time_zone: Europe/Berlín\n`), /:14:14: schedule\.time_zone: expected an IANA time zone/);
   assert.match(errorOf(`${valid}schedule:\n  check_subset: lots\n`), /:14:17: schedule\.check_subset: .*expected a share such as "5%"/);
+  for (const share of ['5', 'true', '[5]']) {
+    assert.match(errorOf(`${valid}schedule:\n  check_subset: ${share}\n`), /:14:17: schedule\.check_subset: expected a share such as "5%" or "1\/20"/, `check_subset: ${share}`);
+  }
   assert.match(errorOf(`${valid}notify:\n  webhook: not a url\n`), /:14:12: notify\.webhook/);
   assert.match(errorOf(`${valid}drill:\n  database:\n    user: backup\n`), /:15:5: drill\.database needs host \(and port\) or socket/);
   const { config } = parseConfig(`${valid}schedule:\n  time_zone: Europe/Berlin\n  drill: false\n`, '/etc/acme/stackvault.yaml');

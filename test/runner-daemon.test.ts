@@ -109,6 +109,8 @@ test('a real daemon on a one-second schedule backs up, forgets, checks, drills, 
   assert.match(metrics, /^stackvault_repository_size_bytes\{stack="acme"\} [1-9]\d+$/m);
   assert.match(metrics, /^stackvault_snapshots\{stack="acme"\} [1-3]$/m, 'retention keeps the last two (and the one just made)');
   assert.match(metrics, /^stackvault_drill_rto_seconds\{stack="acme"\} [\d.e-]+$/m);
+  assert.match(metrics, /^stackvault_check_packs_verified\{stack="acme"\} [1-9]\d*$/m);
+  assert.match(metrics, /^stackvault_check_bytes_verified\{stack="acme"\} [1-9]\d+$/m);
   assert.match(metrics, /^stackvault_healthy\{stack="acme"\} 1$/m);
 
   daemon.child.kill('SIGTERM');

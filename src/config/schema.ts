@@ -135,7 +135,8 @@ export const configSchema = z.strictObject({
       /** a restore drill into a scratch place; false for none */
       drill: z.union([cronText, z.literal(false)]).default('0 4 * * 0'),
       /** share of packs that the check after each backup reads back; false for a structure check only */
-      check_subset: z.union([shareText, z.literal(false)]).default('5%'),
+      // A bare number (5) matched neither branch and gave zod's "Invalid input": say what is wanted.
+      check_subset: z.union([shareText, z.literal(false)], { error: 'expected a share such as "5%" or "1/20" (quoted), or false' }).default('5%'),
       /** after forgetting by the retention rules, free what nothing needs (within the immutability rules) */
       prune: z.boolean().default(true),
     })

@@ -70,6 +70,9 @@ export function statusEndpoints(options: {
     gauge('stackvault_repository_size_bytes', 'bytes stored in the repository', [[{}, repo?.sizeBytes]]);
     gauge('stackvault_repository_objects', 'objects stored in the repository', [[{}, repo?.objects]]);
     gauge('stackvault_snapshots', 'snapshots in the repository that are not forgotten', [[{}, repo?.snapshots]]);
+    const checked = options.history.last('check', 'success')?.details as { packsRead?: number; bytesRead?: number } | null | undefined;
+    gauge('stackvault_check_packs_verified', 'packs the last successful check read back and verified', [[{}, checked?.packsRead]]);
+    gauge('stackvault_check_bytes_verified', 'bytes the last successful check read back and verified', [[{}, checked?.bytesRead]]);
     const drill = options.history.last('drill', 'success')?.details as { rtoMs?: number } | null | undefined;
     gauge('stackvault_drill_rto_seconds', 'how long the last successful restore drill took to restore the stack', [[{}, drill?.rtoMs === undefined ? undefined : drill.rtoMs / 1000]]);
     gauge('stackvault_healthy', '1 if /healthz reports ok', [[{}, health().healthy ? 1 : 0]]);
