@@ -12,11 +12,6 @@ import { readdir, readlink } from 'node:fs/promises';
 /** a lone low surrogate of the escaped range: not the second half of a pair */
 const ESCAPED_BYTE = /(?<![\ud800-\udbff])[\udc80-\udcff]/;
 
-/** Whether a name or path holds bytes that are not UTF-8. */
-export function hasRawBytes(path: string): boolean {
-  return ESCAPED_BYTE.test(path);
-}
-
 /** The path as the file system knows it: the string itself, or its bytes when it holds escaped ones. */
 export function osPath(path: string): string | Buffer {
   if (!ESCAPED_BYTE.test(path)) return path;
