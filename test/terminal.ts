@@ -1,5 +1,8 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,7 +20,9 @@ export interface Terminal {
  * `command` with `env`; the exit code lands in a file when it ends.
  */
 export async function inTerminal(t: TestContext, dir: string, env: Record<string, string>, command: string): Promise<Terminal> {
-  const socket = join(dir, 'tmux.sock');
+  // Not in `dir`: the test's folder is removed before its other clean-ups run, and the
+  // server must still be reachable then to be stopped.
+  const socket = join(tmpdir(), `sv-tmux-${randomBytes(6).toString('hex')}.sock`);
   const exitFile = join(dir, 'exit-code');
   const tmux = (...args: string[]) => execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
   const assignments = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
@@ -28,6 +33,7 @@ export async function inTerminal(t: TestContext, dir: string, env: Record<string
     } catch {
       /* already gone */
     }
+    rmSync(socket, { force: true });
   });
   return {
     keys: (k) => tmux('send-keys', k),
