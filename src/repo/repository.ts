@@ -74,7 +74,8 @@ export interface DeletionRecord {
 /** A deletion record as found in the repository, with when the storage says it was written. */
 export interface KnownDeletion {
   id: string;
-  created: Date;
+  /** the record as listed: its key, size and creation time on the storage */
+  info: ObjectInfo;
   packs: string[];
 }
 
@@ -335,14 +336,14 @@ export class Repository {
    */
   async refreshDeletions(): Promise<KnownDeletion[]> {
     const infos = (await this.listObjects('deletions')).filter((i) => !this.deletions.has(idFromKey(i.key)) && !this.damage.has(i.key));
-    const created = new Map(infos.map((i) => [idFromKey(i.key), i.created]));
+    const listed = new Map(infos.map((i) => [idFromKey(i.key), i]));
     const found: KnownDeletion[] = [];
-    for (const { id, value } of await this.loadIntact<DeletionRecord>('deletions', [...created.keys()])) {
+    for (const { id, value } of await this.loadIntact<DeletionRecord>('deletions', [...listed.keys()])) {
       if (!Array.isArray(value.packs)) {
         this.reportDamage(objectKey('deletions', id), new IntegrityError(`deletion record ${id} has an unknown format`));
         continue;
       }
-      const known = { id, created: created.get(id)!, packs: value.packs };
+      const known = { id, info: listed.get(id)!, packs: value.packs };
       this.deletions.set(id, known);
       this.index.doom(known.packs);
       found.push(known);

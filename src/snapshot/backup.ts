@@ -19,7 +19,7 @@ import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, t
 import { DumpTreeWriter } from './dump-tree.js';
 import { TreeLoader, nodeFromStat, sameNodes, saveTree, type Tree, type TreeNode } from './tree.js';
 import { readLinkTarget } from '../util/os-path.js';
-import { isPseudoFileSystem } from '../sources/mounts.js';
+import { leftOutMount } from '../sources/mounts.js';
 
 export interface FilesSourceSpec {
   kind?: 'files';
@@ -404,7 +404,7 @@ class SourceWalker {
           slots[i] = node;
         };
         const failed = (err: unknown) => this.failed(rel, err);
-        const sub = st.dev !== dev && (await this.leftOutMount(full)) ? this.emptyDir() : this.saveDir(full, rel, parentNodes.get(name)?.subtree, included, st.dev);
+        const sub = st.dev !== dev && (await this.excludeMount(full)) ? this.emptyDir() : this.saveDir(full, rel, parentNodes.get(name)?.subtree, included, st.dev);
         if (this.openDirs < MAX_OPEN_DIRS) {
           // The walk goes on to the next folder while this one's last files are still being
           // read: otherwise every folder would wait for its slowest file, idling the pipeline.
@@ -437,8 +437,8 @@ class SourceWalker {
    * Whether the mount point `full` is recorded as an empty folder instead of walked: another
    * file system with oneFileSystem, and always a pseudo file system (/proc, /sys, /dev).
    */
-  private async leftOutMount(full: string): Promise<boolean> {
-    const reason = this.source.oneFileSystem ? 'other file system' : (await isPseudoFileSystem(full)) ? 'pseudo file system' : undefined;
+  private async excludeMount(full: string): Promise<boolean> {
+    const reason = await leftOutMount(full, this.source.oneFileSystem);
     if (!reason) return false;
     const rec = this.excluded.get(reason) ?? { class: reason, count: 0, bytes: 0 };
     rec.count++;

@@ -150,7 +150,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   for (const record of repo.knownDeletions()) {
     for (const packId of record.packs) {
       const known = recordedAt.get(packId);
-      if (!known || record.created < known) recordedAt.set(packId, record.created);
+      if (!known || record.info.created < known) recordedAt.set(packId, record.info.created);
     }
   }
   const packs = repo.index.packs();
@@ -240,10 +240,8 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
 
   // A deletion record goes once its packs are gone, and long after, for backups held up meanwhile.
   const remainingPacks = new Set(packInfos.map((i) => idFromKey(i.key)).filter((id) => !due.has(id)));
-  const recordInfos = new Map((await repo.listObjects('deletions')).map((i) => [idFromKey(i.key), i]));
-  for (const record of repo.knownDeletions()) {
-    const info = recordInfos.get(record.id);
-    if (!info || record.packs.some((p) => remainingPacks.has(p))) continue;
+  for (const { info, packs: named } of repo.knownDeletions()) {
+    if (named.some((p) => remainingPacks.has(p))) continue;
     if (past(info, Math.max(immutableMs, DELETION_RECORDS_KEPT_MS))) plan.delete.deletionRecords.push(candidate(info, DELETION_RECORDS_KEPT_MS));
   }
 

@@ -2,7 +2,7 @@ import type { BigIntStats, Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { osPath, readNames } from '../util/os-path.js';
-import { isPseudoFileSystem } from './mounts.js';
+import { leftOutMount } from './mounts.js';
 
 /**
  * The files source: reading folder trees with the metadata a restore needs, and
@@ -66,7 +66,7 @@ export async function statWalk(
         continue;
       }
       if (!visit(rel, st) || !st.isDirectory()) continue;
-      if (st.dev !== dev && (options.oneFileSystem || (await isPseudoFileSystem(full)))) continue;
+      if (st.dev !== dev && (await leftOutMount(full, options.oneFileSystem))) continue;
       pending.push([full, rel, st.dev]);
     }
   }

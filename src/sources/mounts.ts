@@ -35,3 +35,13 @@ export async function isPseudoFileSystem(dir: string): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Why a walk leaves out the mount point `dir` (another file system than its parent's),
+ * or undefined when it walks it: with oneFileSystem every other mount, and always a
+ * pseudo file system.
+ */
+export async function leftOutMount(dir: string, oneFileSystem: boolean | undefined): Promise<'other file system' | 'pseudo file system' | undefined> {
+  if (oneFileSystem) return 'other file system';
+  return (await isPseudoFileSystem(dir)) ? 'pseudo file system' : undefined;
+}
