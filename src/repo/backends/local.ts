@@ -324,7 +324,14 @@ export class LocalBackend implements Backend {
       if (entry.isDirectory()) {
         yield* this.walk(full);
       } else if (entry.isFile()) {
-        const st = await lstat(full);
+        let st;
+        try {
+          st = await lstat(full);
+        } catch (err) {
+          // Gone since the folder was read: a prune deleted it, or a backup finished that upload.
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw describeSystemError(err, `cannot list ${full}`);
+        }
         yield { key: relative(this.root, full).split(sep).join('/'), size: st.size, created: st.mtime };
       }
     }
