@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { httpRequest, keepAliveAgent, type HttpAnswer } from './http-request.js';
 import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
@@ -35,6 +36,7 @@ export class RcloneBackend implements Backend {
   readonly location: string;
   private helper: Promise<{ url: string; auth: string; child: ChildProcess }> | undefined;
   private readonly uploads = new PerKeyQueue();
+  private readonly agent = keepAliveAgent();
 
   constructor(private readonly options: RcloneOptions) {
     // An on-the-fly remote (":sftp,host=...,pass=...:path") may hold a password.
@@ -83,20 +85,21 @@ export class RcloneBackend implements Backend {
   /** One call of rclone's remote-control API. */
   private async call<T>(method: string, body: Record<string, unknown>, what: string): Promise<T> {
     const { url, auth } = await this.start();
-    let response: Response;
+    let answer: HttpAnswer;
     try {
-      response = await fetch(`${url}/${method}`, {
+      answer = await httpRequest(`${url}/${method}`, {
         method: 'POST',
         headers: { authorization: auth, 'content-type': 'application/json' },
         body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        timeoutMs: this.options.timeoutMs,
+        agent: this.agent,
       });
     } catch (err) {
       if (isTransientNetworkError(err)) throw new TransientError(`${what} on ${this.location}: ${errorMessage(err)}`);
       throw new StackvaultError(`${what} on ${this.location}: ${errorMessage(err)}`);
     }
-    const text = await response.text().catch(() => '');
-    if (!response.ok) throw this.error(response.status, text, what);
+    const text = answer.body.toString('utf8');
+    if (answer.status < 200 || answer.status > 299) throw this.error(answer.status, text, what);
     return JSON.parse(text) as T;
   }
 
@@ -172,24 +175,24 @@ export class RcloneBackend implements Backend {
   async get(key: string, range?: ByteRange): Promise<Buffer> {
     const { url, auth } = await this.start();
     const path = key.split('/').map(encodeURIComponent).join('/');
-    let response: Response;
-    let body: Buffer;
+    let answer: HttpAnswer;
     try {
-      response = await fetch(`${url}/${encodeURIComponent(`[${this.root}]`)}/${path}`, {
+      answer = await httpRequest(`${url}/${encodeURIComponent(`[${this.root}]`)}/${path}`, {
         headers: { authorization: auth, ...(range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) },
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        timeoutMs: this.options.timeoutMs,
+        agent: this.agent,
       });
-      if (response.status === 404) throw new ObjectNotFoundError(key, this.location);
-      if (response.status === 416 && range) throw truncated(this.location, key, range);
-      if (!response.ok) throw this.error(response.status, await response.text().catch(() => ''), `reading ${key}`);
-      body = Buffer.from(await response.arrayBuffer());
+      if (answer.status === 404) throw new ObjectNotFoundError(key, this.location);
+      if (answer.status === 416 && range) throw truncated(this.location, key, range);
+      if (answer.status < 200 || answer.status > 299) throw this.error(answer.status, answer.body.toString('utf8'), `reading ${key}`);
     } catch (err) {
       if (err instanceof StackvaultError) throw err;
       if (isTransientNetworkError(err)) throw new TransientError(`reading ${key} from ${this.location}: ${errorMessage(err)}`);
       throw new StackvaultError(`reading ${key} from ${this.location}: ${errorMessage(err)}`);
     }
+    const body = answer.body;
     if (range && body.length !== range.length) await shortRead(this, key, range, body.length);
-    const expected = Number(response.headers.get('content-length') ?? body.length);
+    const expected = Number(answer.headers['content-length'] ?? body.length);
     if (!range && body.length !== expected) {
       throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${expected} bytes)`);
     }
@@ -230,6 +233,7 @@ export class RcloneBackend implements Backend {
     const helper = this.helper;
     this.helper = undefined;
     if (!helper) return;
+    this.agent.destroy();
     const { child } = await helper.catch(() => ({ child: undefined }));
     if (!child || child.exitCode !== null) return;
     child.ref();
