@@ -43,3 +43,34 @@ test('a restore from S3 sends requests in proportion to packs, not to blobs', { 
   assert.ok(blobs > 2000, `only ${blobs} blobs`);
   assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
 });
+
+test('a restore from S3 reads each byte of a pack once, also where a blob crosses from one window into the next', { timeout: 180_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  // 15 MB of small incompressible files: one pack of the default size, whose blobs cross
+  // the 4 MiB windows a restore reads it in.
+  for (let f = 0; f < 1500; f++) await writeFile(join(source, `clip-${f}.bin`), pseudoRandom(f + 1, 10_000));
+  const s3 = await startS3rver(t, 'windows');
+  const proxy = await startFaultProxy(s3.url, { seed: 1, rate: 0 });
+  t.after(() => proxy.stop());
+  const backend = openBackend('s3://windows/repo', { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: proxy.url } });
+  t.after(() => backend.close?.());
+  await Repository.init(backend, { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+
+  const repo = await Repository.open(backend, 'pw');
+  await repo.loadIndex();
+  let packBytes = 0;
+  for (const info of await repo.listObjects('data')) packBytes += info.size;
+  proxy.forwarded.length = 0;
+  const result = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target: join(dir, 'target') });
+  assert.deepEqual(result.errors, []);
+  assert.deepEqual((await compareTrees(source, join(dir, 'target', 'data'))).differences, []);
+
+  const ranges = proxy.forwarded.filter((r) => r.method === 'GET' && /\/data\//.test(r.path)).map((r) => /bytes=(\d+)-(\d+)/.exec(String(r.headers.range)));
+  const read = ranges.reduce((n, m) => n + (m ? Number(m[2]) - Number(m[1]) + 1 : 0), 0);
+  t.diagnostic(`packs of ${packBytes} bytes: the restore read ${read} bytes in ${ranges.length} requests`);
+  assert.ok(packBytes > 12_000_000, `only ${packBytes} bytes of packs`);
+  assert.ok(read <= packBytes * 1.05, `${read} bytes read for ${packBytes} bytes of packs`);
+});
