@@ -82,10 +82,9 @@ export async function applyMetadata(path: string, meta: RestorableMetadata): Pro
   }
   let fh;
   try {
-    fh = await open(osPath(path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (meta.type === 'dir' ? constants.O_DIRECTORY : 0));
+    fh = await open(osPath(path), noFollowFlags(meta));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new IntegrityError(`${path} became a symlink while it was restored: its metadata is not set through it`);
-    throw err;
+    throw becameSymlink(path, err);
   }
   try {
     if (canChown) await fh.chown(meta.uid, meta.gid);
@@ -93,6 +92,38 @@ export async function applyMetadata(path: string, meta: RestorableMetadata): Pro
     await fh.utimes(seconds, seconds);
   } finally {
     await fh.close();
+  }
+}
+
+function noFollowFlags(meta: RestorableMetadata): number {
+  return constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (meta.type === 'dir' ? constants.O_DIRECTORY : 0);
+}
+
+function becameSymlink(path: string, err: unknown): unknown {
+  if ((err as NodeJS.ErrnoException).code === 'ELOOP') return new IntegrityError(`${path} became a symlink while it was restored: its metadata is not set through it`);
+  return err;
+}
+
+/**
+ * applyMetadata() of a folder or file in blocking calls, for a restore whose file system
+ * answers fast: four calls through the thread pool, each a promise, cost a folder about
+ * ten times what the calls themselves do (a third of the main thread's time in a restore
+ * of /usr/share/perl, vim and icons).
+ */
+export function applyMetadataSync(path: string, meta: RestorableMetadata & { type: 'dir' | 'file' }): void {
+  let fd: number;
+  try {
+    fd = openSync(osPath(path), noFollowFlags(meta));
+  } catch (err) {
+    throw becameSymlink(path, err);
+  }
+  try {
+    if (canChown) fchownSync(fd, meta.uid, meta.gid);
+    fchmodSync(fd, restoredMode(meta.mode));
+    const seconds = nsToSeconds(meta.mtime);
+    futimesSync(fd, seconds, seconds);
+  } finally {
+    closeSync(fd);
   }
 }
 
