@@ -4,7 +4,7 @@ import { idFromKey, objectKey } from '../repo/layout.js';
 import type { PackedBlob } from '../repo/pack.js';
 import type { ObjectInfo } from '../repo/backends/backend.js';
 import { errorMessage } from '../util/errors.js';
-import { listSnapshots, type ForgetRecord } from './snapshot.js';
+import { forgottenIds, listSnapshots, type ForgetRecord } from './snapshot.js';
 import { TreeLoader } from './tree.js';
 
 /**
@@ -88,7 +88,10 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   const past = (info: ObjectInfo, minAge: number) => now.getTime() - info.created.getTime() >= minAge;
 
   // Snapshots before the index: everything a listed snapshot references is then indexed.
-  const kept = await listSnapshots(repo);
+  // Kept and forgotten from one reading of the forget records: a snapshot is deleted only
+  // if that reading forgot it, never because it is missing from the kept list.
+  const forgotten = await forgottenIds(repo);
+  const kept = await listSnapshots(repo, { forgotten });
   await repo.loadIndex();
   const used = new Set<string>();
   const loader = new TreeLoader(repo, 64);
@@ -139,10 +142,15 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
     }
   }
   const snapshotDamage = [...repo.damage.keys()].filter((key) => key.startsWith('snapshots/'));
+  // A damaged forget record may have been an undo ("forget --undo"): the snapshots it
+  // brought back would look forgotten. Nothing is let go, no snapshot deleted, until it reads again.
+  const recordDamage = [...repo.damage.keys()].filter((key) => key.startsWith('forget/'));
   if (snapshotDamage.length > 0) {
     // A damaged manifest hides which packs its snapshot needs: nothing new is let go until
     // someone decides that snapshot is lost (forgets it).
     plan.markingHeldBack = `damaged snapshots (${snapshotDamage.map((k) => idFromKey(k).slice(0, 8)).join(', ')}) may need any unused pack: forget them ("stackvault forget <id>") to let prune go on`;
+  } else if (recordDamage.length > 0) {
+    plan.markingHeldBack = `damaged forget records (${recordDamage.map((k) => idFromKey(k).slice(0, 8)).join(', ')}) may have kept snapshots again ("forget --undo"): prune lets nothing go and deletes no snapshot until they read again (see "stackvault check")`;
   }
 
   /** earliest deletion record naming each pack */
@@ -165,7 +173,9 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
     const usedHere = blobs.filter((b) => used.has(b.id)).length;
     const recorded = recordedAt.get(packId);
     if (recorded && now.getTime() - recorded.getTime() >= DELETION_MARGIN_MS && past(info, immutableMs)) {
-      due.add(packId);
+      // What a damaged snapshot or forget record hides may need it: it waits with the rest.
+      if (plan.markingHeldBack) plan.keepForNow.packs.push(candidate(info, Math.max(immutableMs, DELETION_MARGIN_MS), recorded));
+      else due.add(packId);
       continue;
     }
     if (recorded && usedHere === 0) {
@@ -198,12 +208,13 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   plan.packsUsed += plan.reprieved.length;
   for (const packId of due) plan.delete.packs.push(candidate(infoOf.get(packId)!, immutableMs));
 
-  const keptIds = new Set(kept.map((r) => r.id));
   const remainingSnapshots = new Set<string>();
   for (const info of await repo.listObjects('snapshots')) {
     const id = idFromKey(info.key);
-    // Kept, or damaged: a damaged snapshot stays until it is forgotten.
-    if (keptIds.has(id) || repo.damage.has(info.key)) {
+    // Only a forgotten snapshot goes: one that is not kept may be one a backup committed
+    // after the listing above (with no immutability period, prune deleted it at once).
+    // A damaged snapshot stays until it is forgotten.
+    if (!forgotten.has(id) || recordDamage.length > 0) {
       remainingSnapshots.add(id);
       continue;
     }

@@ -76,25 +76,38 @@ export interface SnapshotRef {
   snapshot: Snapshot;
 }
 
-/** Forget records mark snapshots as forgotten without touching the immutable snapshot object. */
+/**
+ * Forget records mark snapshots as forgotten without touching the immutable snapshot
+ * object; an undo record (`undo: true`, written by "forget --undo") keeps them again.
+ * The newest record naming a snapshot decides.
+ */
 export interface ForgetRecord {
   version: 1;
   time: string;
   snapshots: string[];
+  undo?: boolean;
 }
 
 /**
- * Snapshot id -> the forget record that forgets it. A damaged forget record is reported
- * and skipped: the snapshots it forgot count as kept again, which loses nothing.
+ * Snapshot id -> the forget record that forgets it (with its time). A damaged record is
+ * reported and skipped (prune then lets nothing go: it may have been an undo).
  */
-export async function forgottenIds(repo: Repository): Promise<Map<string, string>> {
-  const forgotten = new Map<string, string>();
-  for (const { id: recordId, value } of await repo.loadIntact<ForgetRecord>('forget', await repo.listIds('forget'))) {
-    if (!Array.isArray(value.snapshots)) {
-      repo.reportDamage(objectKey('forget', recordId), new IntegrityError(`forget record ${recordId} has an unknown format`));
+export async function forgottenIds(repo: Repository): Promise<Map<string, { record: string; time: string }>> {
+  const records: Array<{ id: string; value: ForgetRecord }> = [];
+  for (const { id, value } of await repo.loadIntact<ForgetRecord>('forget', await repo.listIds('forget'))) {
+    if (!Array.isArray(value.snapshots) || typeof value.time !== 'string') {
+      repo.reportDamage(objectKey('forget', id), new IntegrityError(`forget record ${id} has an unknown format`));
       continue;
     }
-    for (const id of value.snapshots) forgotten.set(id, recordId);
+    records.push({ id, value });
+  }
+  records.sort((a, b) => a.value.time.localeCompare(b.value.time) || a.id.localeCompare(b.id));
+  const forgotten = new Map<string, { record: string; time: string }>();
+  for (const { id, value } of records) {
+    for (const snapshot of value.snapshots) {
+      if (value.undo) forgotten.delete(snapshot);
+      else forgotten.set(snapshot, { record: id, time: value.time });
+    }
   }
   return forgotten;
 }
@@ -103,9 +116,12 @@ export async function forgottenIds(repo: Repository): Promise<Map<string, string
  * Every snapshot not forgotten, oldest first. A damaged snapshot is reported (see
  * Repository.damage) and skipped: every other snapshot stays usable.
  */
-export async function listSnapshots(repo: Repository, options: { includeForgotten?: boolean } = {}): Promise<SnapshotRef[]> {
-  const forgotten = options.includeForgotten ? new Map() : await forgottenIds(repo);
-  const ids = (await repo.listIds('snapshots')).filter((id) => !forgotten.has(id));
+export async function listSnapshots(
+  repo: Repository,
+  options: { includeForgotten?: boolean; onlyForgotten?: boolean; forgotten?: Map<string, unknown> } = {},
+): Promise<SnapshotRef[]> {
+  const forgotten = options.includeForgotten ? new Map() : (options.forgotten ?? (await forgottenIds(repo)));
+  const ids = (await repo.listIds('snapshots')).filter((id) => forgotten.has(id) === Boolean(options.onlyForgotten));
   const refs: SnapshotRef[] = [];
   for (const { id, value } of await repo.loadIntact<Snapshot>('snapshots', ids)) {
     if (typeof value.tree !== 'string' || typeof value.time !== 'string' || !Array.isArray(value.sources)) {
@@ -117,9 +133,9 @@ export async function listSnapshots(repo: Repository, options: { includeForgotte
   return refs.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
 }
 
-export async function forgetSnapshots(repo: Repository, ids: string[], now = new Date()): Promise<string | null> {
+export async function forgetSnapshots(repo: Repository, ids: string[], now = new Date(), options: { undo?: boolean } = {}): Promise<string | null> {
   if (ids.length === 0) return null;
-  const record: ForgetRecord = { version: 1, time: now.toISOString(), snapshots: [...ids].sort() };
+  const record: ForgetRecord = { version: 1, time: now.toISOString(), snapshots: [...ids].sort(), ...(options.undo ? { undo: true } : {}) };
   return repo.saveObject('forget', record);
 }
 
