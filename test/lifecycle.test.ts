@@ -44,6 +44,7 @@ test('the one procedure with real containers: install, backup, update with migra
   const hostB = join(dir, 'host-b');
   const env = { ...engine.env, STACKVAULT_PASSWORD: 'customer secret', STACKVAULT_RELEASE_PASSWORD: 'vendor secret' };
   const cli = async (cwd: string, ...args: string[]): Promise<CliResult> => runCli(args, { cwd, env, timeoutMs: 600_000 });
+  const cliWith = async (extra: Record<string, string>, cwd: string, ...args: string[]): Promise<CliResult> => runCli(args, { cwd, env: { ...env, ...extra }, timeoutMs: 600_000 });
   const ok = async (cwd: string, ...args: string[]): Promise<CliResult> => {
     const result = await cli(cwd, ...args);
     assert.equal(result.code, 0, `stackvault ${args.join(' ')}: ${result.stderr}`);
@@ -214,6 +215,22 @@ test('the one procedure with real containers: install, backup, update with migra
     assert.match(refused.stderr, /this host runs no stack .*\/data holds 1 file: up restores onto an empty host only/);
     assert.equal(await readFile(join(hostB, 'data', 'shared', 'stray.csv'), 'utf8'), 'who wrote this?\n');
     await rm(join(hostB, 'data'), { recursive: true });
+
+    // The share with the backups is not mounted: the operator makes a repository where it
+    // should be. up must not install the vanilla release over the customer's data.
+    const unmounted = { STACKVAULT_REPOSITORY: join(dir, 'share-not-mounted') };
+    assert.equal((await cliWith(unmounted, hostB, 'init')).code, 0);
+    const vanilla = await cliWith(unmounted, hostB, 'up');
+    assert.equal(vanilla.code, 2, vanilla.stderr);
+    assert.match(vanilla.stderr, /no snapshot of stack example-contact-center in the repository at .*share-not-mounted, yet its stack repository has more than one commit/);
+    assert.match(vanilla.stderr, /make the backup repository it used reachable here .* "stackvault up --new-install"/);
+    await assert.rejects(readdir(join(hostB, 'data')), { code: 'ENOENT' });
+    await assert.rejects(readFile(join(hostB, '.stackvault', 'state.json')), { code: 'ENOENT' });
+    assert.deepEqual(await compose.containers(project(hostB)), []);
+    // A snapshot there is no vanilla install, even when asked for one.
+    const asked = await cli(hostB, 'up', '--new-install');
+    assert.equal(asked.code, 2, asked.stderr);
+    assert.match(asked.stderr, /--new-install: the repository at .* holds snapshots of stack example-contact-center/);
 
     const result = await ok(hostB, 'up');
     assert.match(result.stdout, /restored snapshot \w+ \(version 2\)/);

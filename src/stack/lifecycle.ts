@@ -47,7 +47,12 @@ const short = (id: string) => id.slice(0, 8);
  * containers of the wanted version start and must pass their health checks. If any of
  * it fails, the host goes back to the pre-step snapshot and the previous incarnation.
  */
-export async function up(ctx: StackContext, action: LifecycleReport['action'] = 'up'): Promise<LifecycleReport> {
+export interface UpOptions {
+  /** install the vanilla release on purpose, though the stack repository has a history */
+  newInstall?: boolean;
+}
+
+export async function up(ctx: StackContext, action: LifecycleReport['action'] = 'up', options: UpOptions = {}): Promise<LifecycleReport> {
   const dir = stackDir(ctx);
   const target = wantedVersion(ctx.loaded);
   const incarnation = await headCommit(dir);
@@ -66,12 +71,13 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
   } else {
     await refuseIfHostHasData(ctx);
   }
+  const newest = state ? undefined : (await stackSnapshots(ctx)).at(-1);
+  if (!state) await refuseUnexpectedInstall(ctx, newest, options);
   let installing = false;
   try {
     let dataVersion: string;
     if (!state) {
       installing = true;
-      const newest = (await stackSnapshots(ctx)).at(-1);
       if (newest) {
         dataVersion = snapshotVersion(newest) ?? target;
         ctx.log(`empty host: restoring snapshot ${short(newest.id)} of ${newest.snapshot.time} (version ${dataVersion})`);
@@ -125,6 +131,34 @@ async function preStepSnapshot(ctx: StackContext, state: HostState, action: Life
   ctx.log(`snapshot before the step (version ${state.version}, incarnation ${short(state.incarnation)})`);
   const saved = await snapshotStack(ctx, state, ['pre-' + action]);
   return { id: saved.id, snapshot: saved.snapshot };
+}
+
+/**
+ * An empty host with no snapshot of its stack gets the vanilla release only when that is
+ * what is meant: the stack repository was just made (one commit), or the operator says
+ * so. A stack repository with a history has run somewhere: finding no snapshot of it
+ * means the backup repository is not the one it used (not mounted, a new empty one made
+ * by "init", a wrong url), and a vanilla install would hide the customer's data behind a
+ * healthy, empty stack.
+ */
+async function refuseUnexpectedInstall(ctx: StackContext, newest: SnapshotRef | undefined, options: UpOptions): Promise<void> {
+  const stack = ctx.loaded.config.stack;
+  const where = ctx.repo.backend.location;
+  if (newest) {
+    if (options.newInstall) {
+      throw new UsageError(`--new-install: the repository at ${where} holds snapshots of stack ${stack} (the newest ${short(newest.id)} of ${newest.snapshot.time}); up restores it. To start afresh on purpose, use another stack name or repository`);
+    }
+    return;
+  }
+  if (options.newInstall) return;
+  const incarnations = await stackHistory(ctx.loaded.file, { limit: 2 });
+  if (incarnations.length <= 1) return;
+  throw new UsageError(
+    `no snapshot of stack ${stack} in the repository at ${where}, yet its stack repository has more than one commit: ` +
+      'this stack ran before, and a vanilla install would replace its data with an empty one. ' +
+      `For a disaster recovery, make the backup repository it used reachable here (mounted? the url in ${ctx.loaded.file}, or STACKVAULT_REPOSITORY?) and run "stackvault up" again; ` +
+      `to install the vanilla release ${wantedVersion(ctx.loaded)} on purpose, run "stackvault up --new-install"`,
+  );
 }
 
 async function refuseIfHostHasData(ctx: StackContext): Promise<void> {

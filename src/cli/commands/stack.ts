@@ -61,19 +61,24 @@ export function registerStackCommands(program: Command, context: () => CliContex
     .addHelpText(
       'after',
       `
-An empty host (no .stackvault/state.json) gets the newest snapshot of the stack, or the
-vanilla release of application.version when the stack has none. Data of an older version
+An empty host (no .stackvault/state.json) gets the newest snapshot of the stack. With no
+snapshot, it gets the vanilla release of application.version only when the stack
+repository has a single commit (a new stack) or --new-install says so: a stack with a
+history has run somewhere, and finding none of its snapshots means the backup repository
+is not the one it used (not mounted, a wrong url). Data of an older version
 is snapshotted and migrated. Any failure restores the pre-step snapshot and the previous
 incarnation. Disaster recovery and moving a stack are "git clone" of the stack repository
 and "stackvault up" on the new host.
 
 Examples:
   stackvault up
+  stackvault up --new-install            # a vanilla install for a stack repository with a history
   git clone ssh://git@example.com/stacks/customer-a.git && cd customer-a && stackvault up`,
     )
-    .action(async () => {
+    .option('--new-install', 'install the vanilla release though the stack repository has a history (never over snapshots of the stack)')
+    .action(async (flags: { newInstall?: boolean }) => {
       const ctx = context();
-      finish(ctx, await (await lifecycle()).up(await stackContext(ctx, 'up')));
+      finish(ctx, await (await lifecycle()).up(await stackContext(ctx, 'up'), 'up', { newInstall: flags.newInstall }));
     });
 
   program
