@@ -5,6 +5,7 @@ import type { Backend } from '../repo/backends/backend.js';
 import { openBackend } from '../repo/backends/open.js';
 import { checkDirectIoSetting } from '../util/direct-io.js';
 import { Repository } from '../repo/repository.js';
+import { canPrompt, promptPassword } from './password-prompt.js';
 import { UsageError } from '../util/errors.js';
 
 /** Options every command takes. */
@@ -86,7 +87,10 @@ export class CliContext {
 
   async openRepository(): Promise<Repository> {
     const backend = this.backend();
-    const repo = await Repository.open(backend, this.password());
+    const configured = this.password();
+    // No password anywhere: someone at a terminal types it, as with restic and borg.
+    const password = configured ?? (canPrompt() ? () => promptPassword(`enter password for repository ${backend.location}: `) : undefined);
+    const repo = await Repository.open(backend, password);
     // Damage is skipped, not fatal: say so once per object, on stderr, so that --json output stays clean.
     repo.onDamage = (key, message) => process.stderr.write(`warning: ${key} is damaged and skipped: ${message} (run "stackvault check")\n`);
     return repo;

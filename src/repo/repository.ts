@@ -47,6 +47,17 @@ export interface RepoConfig {
   plainKeys?: { idKey: string; chunkerSeed: string };
 }
 
+export interface KeyInfo {
+  id: string;
+  /** when the key was made, as its file says */
+  created: string;
+  host: string;
+  username: string;
+  current: boolean;
+  /** when the storage stored it: its immutability period counts from here */
+  stored: Date;
+}
+
 export interface InitOptions {
   /** null for an unencrypted repository */
   password: string | null;
@@ -99,6 +110,8 @@ export class Repository {
   onDamage?: (key: string, message: string) => void;
   /** blob reads from a network backend, a window of a pack at a time */
   private packWindows: PackWindows | undefined;
+  /** the key file whose password opened the repository (none when it is not encrypted) */
+  openedWithKey: string | undefined;
   private readonly packBlobsEnd = new Map<string, number>();
 
   private constructor(
@@ -147,8 +160,16 @@ export class Repository {
     return new Repository(backend, config, master);
   }
 
-  /** Open a repository; `password` is needed only when it is encrypted. */
-  static async open(backend: Backend, password: string | undefined): Promise<Repository> {
+  /**
+   * Open a repository; a password is needed only when it is encrypted. `password` may be a
+   * function that asks for it (a prompt), called only then. `passwordHint` says where this
+   * repository's password is given, for the error when there is none.
+   */
+  static async open(
+    backend: Backend,
+    password: string | undefined | (() => Promise<string | undefined>),
+    passwordHint = 'give its password in STACKVAULT_PASSWORD, STACKVAULT_PASSWORD_FILE or --password-file',
+  ): Promise<Repository> {
     // The key files are listed meanwhile: over a network, one round trip fewer.
     const keyFiles = collect(backend.list('keys/'));
     keyFiles.catch(() => undefined);
@@ -179,16 +200,17 @@ export class Repository {
         chunkerSeed: Buffer.from(config.plainKeys.chunkerSeed, 'base64'),
       });
     }
-    if (password === undefined) {
-      throw new UsageError(
-        `the repository at ${backend.location} is encrypted: give its password in STACKVAULT_PASSWORD, STACKVAULT_PASSWORD_FILE or --password-file`,
-      );
-    }
+    const given = typeof password === 'function' ? await password() : password;
+    if (given === undefined) throw new UsageError(`the repository at ${backend.location} is encrypted: ${passwordHint}`);
     const early = new EarlyReads(backend, OBJECTS_IN_FLIGHT);
     for (const info of await keyFiles) {
       const keyFile = JSON.parse((await backend.get(info.key)).toString('utf8')) as KeyFile;
-      const master = await unwrapMasterKey(keyFile, password);
-      if (master) return new Repository(backend, config, master, early);
+      const master = await unwrapMasterKey(keyFile, given);
+      if (master) {
+        const repo = new Repository(backend, config, master, early);
+        repo.openedWithKey = idFromKey(info.key);
+        return repo;
+      }
     }
     throw new WrongPasswordError(backend.location);
   }
@@ -200,6 +222,43 @@ export class Repository {
     const id = objectHash(keyFile);
     await this.backend.put(objectKey('keys', id), keyFile);
     return id;
+  }
+
+  /** The key files, each with who made it and when; the one whose password opened this repository is `current`. */
+  async listKeys(): Promise<KeyInfo[]> {
+    const out: KeyInfo[] = [];
+    for (const info of await this.listObjects('keys')) {
+      const id = idFromKey(info.key);
+      let file: Partial<KeyFile> = {};
+      try {
+        file = JSON.parse((await this.backend.get(info.key)).toString('utf8')) as KeyFile;
+      } catch (err) {
+        this.reportDamage(info.key, err);
+      }
+      out.push({ id, created: file.created ?? info.created.toISOString(), host: file.host ?? '?', username: file.username ?? '?', current: id === this.openedWithKey, stored: info.created });
+    }
+    return out.sort((a, b) => a.created.localeCompare(b.created));
+  }
+
+  /**
+   * Remove a key file: never the last one, not the one in use unless `evenCurrent` (a
+   * password change, once the new key is stored), and never before the storage's immutability period has passed
+   * for it. Returns the full id removed.
+   */
+  async removeKey(idOrPrefix: string, options: { evenCurrent?: boolean } = {}): Promise<string> {
+    const keys = await this.listKeys();
+    const matches = keys.filter((k) => k.id.startsWith(idOrPrefix));
+    if (matches.length === 0) throw new UsageError(`no key ${idOrPrefix} in the repository at ${this.backend.location} (see "stackvault key list")`);
+    if (matches.length > 1) throw new UsageError(`${idOrPrefix} names ${matches.length} keys: give more of the id`);
+    const key = matches[0]!;
+    if (keys.length === 1) throw new UsageError(`key ${key.id.slice(0, 8)} is the repository's only key: without it nobody could open the repository`);
+    if (key.current && !options.evenCurrent) throw new UsageError(`key ${key.id.slice(0, 8)} is the one this password opens: open the repository with another key's password to remove it`);
+    const until = new Date(key.stored.getTime() + this.config.immutabilityDays * 86_400_000);
+    if (until.getTime() > Date.now()) {
+      throw new UsageError(`key ${key.id.slice(0, 8)} is immutable until ${until.toISOString()} (the repository's ${this.config.immutabilityDays}-day period): remove it after that`);
+    }
+    await this.backend.delete(objectKey('keys', key.id));
+    return key.id;
   }
 
   // ---- whole objects: index files, snapshots, forget records ----

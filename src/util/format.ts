@@ -1,4 +1,5 @@
 /** Human-readable numbers for progress lines and reports. */
+import { UsageError } from './errors.js';
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -40,7 +41,7 @@ export function parseDuration(text: string): number {
     consumed += match[0].length;
   }
   if (consumed === 0 || consumed !== trimmed.length) {
-    throw new Error(`"${text}" is not a duration (expected e.g. 30d, 12h, 1y6m, 2w)`);
+    throw new UsageError(`"${text}" is not a duration (expected e.g. 30d, 12h, 1y6m, 2w)`);
   }
   return total;
 }
@@ -51,4 +52,9 @@ export function parseSize(text: string): number {
   if (!m) throw new Error(`"${text}" is not a size (expected e.g. 512KiB, 16MiB, 1G)`);
   const power = ['', 'k', 'm', 'g', 't'].indexOf(m[2]!.toLowerCase());
   return Math.round(Number(m[1]) * 1024 ** power);
+}
+
+/** "1 file", "2 files"; "1 entry", "3 entries". */
+export function plural(count: number, one: string, many = `${one}s`): string {
+  return `${count} ${count === 1 ? one : many}`;
 }

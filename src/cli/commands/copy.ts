@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { openBackend } from '../../repo/backends/open.js';
+import { canPrompt, promptPassword } from '../password-prompt.js';
 import { Repository } from '../../repo/repository.js';
 import { copySnapshot } from '../../snapshot/copy.js';
 import { findSnapshot, listSnapshots, shortId } from '../../snapshot/snapshot.js';
@@ -21,7 +22,9 @@ export function registerCopyCommand(program: Command, context: () => CliContext)
     .action(async (ids: string[], flags: { fromRepo: string; fromPasswordFile?: string }) => {
       const ctx = context();
       const password = flags.fromPasswordFile ? readPasswordFile(flags.fromPasswordFile) : process.env.STACKVAULT_FROM_PASSWORD;
-      const from = await Repository.open(openBackend(flags.fromRepo), password);
+      const fromBackend = openBackend(flags.fromRepo);
+      const asked = password ?? (canPrompt() ? () => promptPassword(`enter password for repository ${fromBackend.location} (copied from): `) : undefined);
+      const from = await Repository.open(fromBackend, asked, 'give its password in STACKVAULT_FROM_PASSWORD or --from-password-file');
       const to = await ctx.openRepository();
       const all = await listSnapshots(from);
       const wanted = ids.length ? ids.map((id) => findSnapshot(all, id)) : all;

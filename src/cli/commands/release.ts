@@ -20,7 +20,9 @@ export async function openReleaseStore(ctx: CliContext, flags: { fromRepo?: stri
   if (flags.fromPasswordFile) password = readPasswordFile(flags.fromPasswordFile);
   else if (store?.password_file) password = readPasswordFile(resolve(loaded!.baseDir, store.password_file));
   else if (store?.password_env) password = process.env[store.password_env];
-  return Repository.open(openBackend(location, { baseDir: flags.fromRepo ? process.cwd() : loaded?.baseDir }), password);
+  const variable = store?.password_env && !flags.fromRepo ? `${store.password_env} (release_store.password_env)` : 'STACKVAULT_RELEASE_PASSWORD';
+  const hint = `give the release store's password in ${variable} or --from-password-file`;
+  return Repository.open(openBackend(location, { baseDir: flags.fromRepo ? process.cwd() : loaded?.baseDir }), password, hint);
 }
 
 function applicationName(ctx: CliContext, given?: string): string {

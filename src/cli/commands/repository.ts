@@ -4,7 +4,8 @@ import { Repository } from '../../repo/repository.js';
 import { check } from '../../snapshot/check.js';
 import { rebuildIndex } from '../../snapshot/repair.js';
 import { StackvaultError, UsageError } from '../../util/errors.js';
-import { formatBytes, parseDuration, parseSize } from '../../util/format.js';
+import { formatBytes, parseDuration, parseSize, plural } from '../../util/format.js';
+import { canPrompt, promptNewPassword } from '../password-prompt.js';
 import type { CliContext } from '../context.js';
 import { emit } from '../output.js';
 import { createProgress } from '../progress.js';
@@ -29,7 +30,7 @@ Examples:
       const backend = ctx.options.repo || process.env.STACKVAULT_REPOSITORY || !cfg ? ctx.backend() : openBackend(cfg.config.repository.url, { baseDir: cfg.baseDir });
       let password: string | null = null;
       if (opts.encryption) {
-        const given = ctx.password();
+        const given = ctx.password() ?? (canPrompt() ? await promptNewPassword('a password for the new repository') : undefined);
         if (given === undefined) {
           throw new UsageError('init needs a password for encryption: set STACKVAULT_PASSWORD or STACKVAULT_PASSWORD_FILE (or --password-file), or use --no-encryption');
         }
@@ -117,18 +118,100 @@ Examples:
       );
     });
 
-  const key = program.command('key').description('manage the passwords that open the repository');
+  const key = program
+    .command('key')
+    .description('manage the passwords that open the repository')
+    .addHelpText(
+      'after',
+      `
+Every key file holds the repository's one master key, sealed with one password. Removing
+a key stops its password from opening the repository, but it cannot take back what a
+leaked password already gave: whoever had it and a copy of the key file (or of the
+repository) can read every snapshot made with that master key, and on immutable storage
+a key file stays until its immutability period has passed. After a leak, make a new
+repository with a new password and copy the snapshots you keep into it
+(stackvault copy --from-repo OLD), then retire the old one.
+
+Examples:
+  stackvault key list
+  STACKVAULT_NEW_PASSWORD=... stackvault key add
+  stackvault key passwd                  # a new password for this key (asked on the terminal)
+  stackvault key remove 3f2a91c0`,
+    );
+
+  /** The new password: from STACKVAULT_NEW_PASSWORD or a file, else typed twice on a terminal. */
+  const newPassword = async (file?: string): Promise<string> => {
+    const { readFileSync } = await import('node:fs');
+    const pw = file ? readFileSync(file, 'utf8').split(/\r?\n/)[0] : process.env.STACKVAULT_NEW_PASSWORD;
+    if (pw) return pw;
+    if (canPrompt()) return promptNewPassword('the new password');
+    throw new UsageError('give the new password in STACKVAULT_NEW_PASSWORD or --new-password-file (or type it on a terminal)');
+  };
+
   key
     .command('add')
-    .description('add a password (read from STACKVAULT_NEW_PASSWORD or --new-password-file)')
+    .description('add a password (from STACKVAULT_NEW_PASSWORD, --new-password-file, or typed on a terminal)')
     .option('--new-password-file <file>', 'file holding the new password')
     .action(async (opts: { newPasswordFile?: string }) => {
       const ctx = context();
       const repo = await ctx.openRepository();
-      const { readFileSync } = await import('node:fs');
-      const pw = opts.newPasswordFile ? readFileSync(opts.newPasswordFile, 'utf8').split(/\r?\n/)[0] : process.env.STACKVAULT_NEW_PASSWORD;
-      if (!pw) throw new UsageError('give the new password in STACKVAULT_NEW_PASSWORD or --new-password-file');
-      const id = await repo.addKey(pw);
+      const id = await repo.addKey(await newPassword(opts.newPasswordFile));
       emit(ctx, () => `added key ${id.slice(0, 8)}`, () => ({ message_type: 'key_add', id }));
+    });
+
+  key
+    .command('list')
+    .description('list the key files: who made each and when; * marks the one this password opens')
+    .action(async () => {
+      const ctx = context();
+      const repo = await ctx.openRepository();
+      const keys = await repo.listKeys();
+      emit(
+        ctx,
+        () =>
+          [
+            ' ID        Created (UTC)        Host / user',
+            ...keys.map((k) => `${k.current ? '*' : ' '}${k.id.slice(0, 8)}  ${k.created.replace('T', ' ').slice(0, 19)}  ${k.host} / ${k.username}`),
+            plural(keys.length, 'key'),
+          ].join('\n'),
+        () => keys.map((k) => ({ id: k.id, created: k.created, host: k.host, username: k.username, current: k.current })),
+      );
+    });
+
+  key
+    .command('remove')
+    .description('remove a key file: never the last one, nor the one this password opens')
+    .argument('<id>', 'the key id or a unique prefix (see key list)')
+    .action(async (id: string) => {
+      const ctx = context();
+      const repo = await ctx.openRepository();
+      const removed = await repo.removeKey(id);
+      emit(ctx, () => `removed key ${removed.slice(0, 8)}`, () => ({ message_type: 'key_remove', id: removed }));
+    });
+
+  key
+    .command('passwd')
+    .description("change this password: add a key with the new one, then remove this password's key")
+    .option('--new-password-file <file>', 'file holding the new password')
+    .action(async (opts: { newPasswordFile?: string }) => {
+      const ctx = context();
+      const repo = await ctx.openRepository();
+      const old = repo.openedWithKey;
+      if (!old) throw new UsageError('the repository is not encrypted: it has no password to change');
+      const added = await repo.addKey(await newPassword(opts.newPasswordFile));
+      let removed = true;
+      try {
+        await repo.removeKey(old, { evenCurrent: true });
+      } catch (err) {
+        // An immutable key stays until its period passes: the new password works at once all the same.
+        if (!(err instanceof UsageError)) throw err;
+        removed = false;
+        process.stderr.write(`warning: the old password's key ${old.slice(0, 8)} stays: ${err.message.replace(/^key \w+ is /, 'it is ')}\n`);
+      }
+      emit(
+        ctx,
+        () => `added key ${added.slice(0, 8)} for the new password` + (removed ? `; removed key ${old.slice(0, 8)}` : ''),
+        () => ({ message_type: 'key_passwd', added, removed: removed ? old : null }),
+      );
     });
 }
