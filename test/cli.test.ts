@@ -102,7 +102,7 @@ test('forget marks snapshots without deleting, prune shows its plan first', asyn
   const { repo, env } = await repoWithTwoSnapshots(t);
   const before = await objectFingerprints(repo);
   const dry = await runCli(['forget', '--repo', repo, '--keep-last', '1', '--dry-run'], { env });
-  assert.match(dry.stdout, /would forget 1 snapshots/);
+  assert.match(dry.stdout, /would forget 1 snapshot$/m);
   assert.deepEqual(await objectFingerprints(repo), before);
   const forgot = await runCli(['forget', '--repo', repo, '--keep-last', '1'], { env });
   assert.equal(forgot.code, 0);

@@ -45,21 +45,22 @@ Examples:
   stackvault check --read-data-subset 10%
   stackvault forget --keep-daily 7 --keep-weekly 4 --prune --yes`;
 
+// Not commander's .version(): it would take every --version, also "release publish --version 2".
+const VERSION_LINE = `\nstackvault ${VERSION} (stackvault --version prints only the version)`;
+
 export function buildProgram(): Command {
   const program = new Command();
   let context: CliContext | undefined;
   program
     .name('stackvault')
     .description('Back up, restore and move docker-compose stacks: every deployment is a restore.')
-    // Not commander's .version(): it would take every --version, also "release publish --version 2".
-    .addHelpText('beforeAll', `stackvault ${VERSION} (stackvault -V or --version prints the version)\n`)
     .option('-r, --repo <location>', 'repository location: a folder, s3://bucket/path, azure://container/path or rclone:remote:path')
     .option('-c, --config <file>', 'stackvault.yaml to use (default: ./stackvault.yaml if present)')
     .option('--password-file <file>', 'read the repository password from this file')
     .option('--json', 'machine-readable output (JSON, or JSON lines for progress)')
     .option('-q, --quiet', 'print nothing but errors')
     .addOption(new Option('--no-progress', 'no progress bar'))
-    .addHelpText('after', EXIT_CODES)
+    .addHelpText('after', EXIT_CODES + VERSION_LINE)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str) });
@@ -110,7 +111,10 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      // --help and "help" asked for it; a command group without its subcommand
+      // ("stackvault", "stackvault key") printed help instead of doing anything: a usage error.
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+      if (err.code === 'commander.help') return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
       return ExitCode.usage;
     }
     const json = process.argv.includes('--json');

@@ -6,7 +6,7 @@ import { backup, isFilesSource, type FilesSourceSpec } from '../../snapshot/back
 import { ListingPrefetch } from '../../sources/listing-prefetch.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
-import { formatBytes, formatDuration } from '../../util/format.js';
+import { formatBytes, formatDuration, plural } from '../../util/format.js';
 import type { CliContext } from '../context.js';
 import { collect, emit, interruptSignal } from '../output.js';
 import { createProgress } from '../progress.js';
@@ -17,7 +17,8 @@ interface BackupFlags {
   stack?: string;
   exclude: string[];
   include: string[];
-  exclusionClasses: boolean;
+  /** folders given on the command line are backed up whole unless asked */
+  exclusionClasses?: boolean;
   parent?: string;
   force?: boolean;
   oneFileSystem?: boolean;
@@ -46,9 +47,10 @@ export function describeSnapshotSummary(id: string, s: Snapshot): string {
   for (const src of s.sources) {
     const st = src.stats;
     lines.push(
-      `  ${src.name} (${src.path}): ${st.files} files (${st.newFiles} new, ${st.changedFiles} changed, ${st.unchangedFiles} unchanged), ${st.dirs} folders, ${formatBytes(st.bytes)}; read ${formatBytes(st.bytesRead)}, added ${formatBytes(st.bytesAdded)}`,
+      `  ${src.name} (${src.path}): ${plural(st.files, 'file')} stored (${st.newFiles} new, ${st.changedFiles} changed, ${st.unchangedFiles} unchanged), ${plural(st.dirs, 'folder')}, ${formatBytes(st.bytes)}; read ${formatBytes(st.bytesRead)}, added ${formatBytes(st.bytesAdded)}` +
+        (src.errors.length > 0 ? `; ${plural(src.errors.length, 'entry', 'entries')} unreadable` : ''),
     );
-    for (const ex of src.excluded) lines.push(`    excluded by ${ex.class}: ${ex.count} files, ${formatBytes(ex.bytes)}`);
+    for (const ex of src.excluded) lines.push(`    excluded by ${ex.class}: ${plural(ex.count, 'file')}, ${formatBytes(ex.bytes)}`);
     for (const err of src.errors.slice(0, 20)) lines.push(`    could not read ${err.path}: ${err.message}`);
     if (src.errors.length > 20) lines.push(`    ... and ${src.errors.length - 20} more unreadable entries`);
   }
@@ -65,7 +67,7 @@ export function registerBackupCommand(program: Command, context: () => CliContex
     .option('--stack <name>', 'record the stack name (default: stack in stackvault.yaml)')
     .option('--exclude <pattern>', 'leave out paths matching the pattern (repeatable)', collect, [])
     .option('--include <pattern>', 'keep only paths matching the pattern (repeatable)', collect, [])
-    .option('--no-exclusion-classes', 'do not apply the default exclusion classes (recordings, logs)')
+    .option('--exclusion-classes', 'apply the default exclusion classes (recordings, logs) to the folders given too; configured sources always apply their own')
     .option('--parent <snapshot>', 'compare with this snapshot to skip unchanged files (default: the latest of the same host, stack and sources)')
     .option('--force', 'read every file, even those unchanged since the parent snapshot')
     .option('-x, --one-file-system', 'stay on each folder\'s file system: other mounts below it are kept as empty folders')
@@ -84,8 +86,8 @@ Examples:
       const loaded = paths.length === 0 ? ctx.requireConfig('backup without paths') : ctx.config();
       const inputs = paths.length > 0 ? { sources: sourcesFromPaths(paths, flags), tags: [] } : await stackBackupInputs(loaded!);
       const sources = flags.oneFileSystem ? inputs.sources.map((s) => (isFilesSource(s) ? { ...s, oneFileSystem: true } : s)) : inputs.sources;
-      if (paths.length === 0 && (flags.exclude.length || flags.include.length)) {
-        throw new UsageError('--exclude and --include go with folders given on the command line; put patterns for configured sources in stackvault.yaml');
+      if (paths.length === 0 && (flags.exclude.length || flags.include.length || flags.exclusionClasses)) {
+        throw new UsageError('--exclude, --include and --exclusion-classes go with folders given on the command line; configured sources take theirs from stackvault.yaml');
       }
       // The walk starts reading folders while the repository's key is derived.
       const prefetched = ListingPrefetch.start(sources.filter(isFilesSource).map((s) => resolve(s.path)));

@@ -5,7 +5,7 @@ import { findSnapshot, listSnapshots, matchesFilter, shortId, type SnapshotFilte
 import { TreeLoader } from '../../snapshot/tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from '../../snapshot/walk.js';
 import { UsageError } from '../../util/errors.js';
-import { formatBytes } from '../../util/format.js';
+import { formatBytes, plural } from '../../util/format.js';
 import type { Repository } from '../../repo/repository.js';
 import type { CliContext } from '../context.js';
 import { collect, emit } from '../output.js';
@@ -49,14 +49,15 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
     program
       .command('snapshots')
       .description('list snapshots')
-      .option('--latest <n>', 'only the newest n per host and stack', (v) => Number(v)),
+      .option('--latest <n>', 'only the newest n per host and stack', (v) => Number(v))
+      .option('--forgotten', 'the forgotten snapshots prune has not deleted yet ("forget --undo ID" keeps one again)'),
   )
-    .addHelpText('after', `\nExamples:\n  stackvault snapshots\n  stackvault snapshots --stack acme --tag nightly --json`)
-    .action(async (flags: FilterFlags & { latest?: number }) => {
+    .addHelpText('after', `\nExamples:\n  stackvault snapshots\n  stackvault snapshots --stack acme --tag nightly --json\n  stackvault snapshots --forgotten`)
+    .action(async (flags: FilterFlags & { latest?: number; forgotten?: boolean }) => {
       const ctx = context();
       const repo = await ctx.openRepository();
       const filter = filterFrom(flags);
-      let refs = (await listSnapshots(repo)).filter((r) => matchesFilter(r.snapshot, filter));
+      let refs = (await listSnapshots(repo, { onlyForgotten: flags.forgotten })).filter((r) => matchesFilter(r.snapshot, filter));
       if (flags.latest !== undefined) {
         const groups = new Map<string, SnapshotRef[]>();
         for (const r of refs) groups.set(`${r.snapshot.host}\0${r.snapshot.stack}`, [...(groups.get(`${r.snapshot.host}\0${r.snapshot.stack}`) ?? []), r]);
@@ -68,12 +69,13 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
           const rows = refs.map((r) => {
             const s = r.snapshot;
             const bytes = s.sources.reduce((n, x) => n + x.stats.bytes, 0);
-            return [shortId(r.id), s.time.replace('T', ' ').slice(0, 19), s.host, s.stack ?? '-', s.tags.join(',') || '-', s.sources.map((x) => x.name).join(','), formatBytes(bytes)];
+            const sources = s.sources.map((x) => (x.path && x.path !== x.name ? `${x.name} (${x.path})` : x.name)).join(', ');
+            return [shortId(r.id), s.time.replace('T', ' ').slice(0, 19), s.host, s.stack ?? '-', s.tags.join(',') || '-', formatBytes(bytes), sources];
           });
-          const header = ['ID', 'Time (UTC)', 'Host', 'Stack', 'Tags', 'Sources', 'Size'];
+          const header = ['ID', 'Time (UTC)', 'Host', 'Stack', 'Tags', 'Size', 'Sources'];
           const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
           const line = (cols: string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-          return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line), `${refs.length} snapshots`].join('\n');
+          return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line), plural(refs.length, flags.forgotten ? 'forgotten snapshot' : 'snapshot')].join('\n');
         },
         () => refs.map((r) => ({ id: r.id, short_id: shortId(r.id), ...r.snapshot })),
       );

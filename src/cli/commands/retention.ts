@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import { executePrune, planPrune, type PrunePlan } from '../../snapshot/prune.js';
 import { extendLocks } from '../../snapshot/extend-locks.js';
 import { applyRetention, isEmptyPolicy, retentionPolicyOf, type GroupKey, type RetentionPolicy } from '../../snapshot/retention.js';
-import { findSnapshot, forgetSnapshots, listSnapshots, matchesFilter, shortId } from '../../snapshot/snapshot.js';
+import { findSnapshot, forgetSnapshots, forgottenIds, listSnapshots, matchesFilter, shortId } from '../../snapshot/snapshot.js';
 import type { Repository } from '../../repo/repository.js';
-import { UsageError } from '../../util/errors.js';
-import { formatBytes, parseDuration } from '../../util/format.js';
+import { UsageError, errorMessage } from '../../util/errors.js';
+import { formatBytes, parseDuration, plural } from '../../util/format.js';
 import type { CliContext } from '../context.js';
 import { collect, emit } from '../output.js';
 import { addFilterOptions, filterFrom } from './browse.js';
@@ -64,6 +64,7 @@ export async function runPrune(ctx: CliContext, repo: Repository, yes: boolean):
 }
 
 interface ForgetFlags {
+  undo?: boolean;
   keepLast?: number;
   keepHourly?: number;
   keepDaily?: number;
@@ -97,6 +98,7 @@ export function registerRetentionCommands(program: Command, context: () => CliCo
       .option('--keep-tag <tag>', 'keep snapshots with this tag (repeatable)', collect, [])
       .option('--group-by <keys>', 'apply the rules per group of host, stack, paths, tags', 'host,stack,paths')
       .option('-n, --dry-run', 'show what would be forgotten')
+      .option('--undo', 'keep the given forgotten snapshots again (before prune has deleted them)')
       .option('--prune', 'run prune afterwards')
       .option('--yes', 'with --prune: carry out the prune plan'),
   )
@@ -108,11 +110,22 @@ Without rules, the retention of stackvault.yaml applies. Rules follow restic's s
 Examples:
   stackvault forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
   stackvault forget 1a2b3c4d
+  stackvault forget --undo 1a2b3c4d          # changed my mind: keep it (see snapshots --forgotten)
   stackvault forget --prune --yes`,
     )
     .action(async (ids: string[], flags: ForgetFlags) => {
       const ctx = context();
+      // Bad input is refused before the repository is opened (or a password asked for).
+      if (flags.keepWithin) {
+        try {
+          parseDuration(flags.keepWithin);
+        } catch (err) {
+          throw new UsageError(`--keep-within: ${errorMessage(err)}`);
+        }
+      }
+      if (flags.undo && ids.length === 0) throw new UsageError('--undo: give the ids of the forgotten snapshots to keep again (see "stackvault snapshots --forgotten")');
       const repo = await ctx.openRepository();
+      if (flags.undo) return undoForget(ctx, repo, ids, flags.dryRun ?? false);
       const all = await listSnapshots(repo);
       let forget: string[];
       let decisions: ReturnType<typeof applyRetention> = [];
@@ -121,7 +134,6 @@ Examples:
       } else {
         const policy = policyFrom(flags, ctx);
         if (isEmptyPolicy(policy)) throw new UsageError('no snapshots and no retention rules given: nothing to forget (give ids, --keep-* rules, or retention in stackvault.yaml)');
-        if (flags.keepWithin) parseDuration(flags.keepWithin);
         const groupBy = flags.groupBy.split(',').map((g) => g.trim()) as GroupKey[];
         for (const g of groupBy) if (!['host', 'stack', 'paths', 'tags'].includes(g)) throw new UsageError(`--group-by: unknown key "${g}"`);
         decisions = applyRetention(all.filter((r) => matchesFilter(r.snapshot, filterFrom(flags))), policy, groupBy);
@@ -137,7 +149,7 @@ Examples:
               ...d.keep.map((k) => `  keep   ${shortId(k.ref.id)} ${k.ref.snapshot.time}  ${k.reasons.join(', ')}`),
               ...d.remove.map((r) => `  forget ${shortId(r.id)} ${r.snapshot.time}`),
             ]),
-            `${flags.dryRun ? 'would forget' : 'forgot'} ${forget.length} snapshots`,
+            `${flags.dryRun ? 'would forget' : 'forgot'} ${plural(forget.length, 'snapshot')}`,
           ].join('\n'),
         () => ({
           message_type: 'forget',
@@ -178,6 +190,27 @@ function registerExtendLocks(program: Command, context: () => CliContext): void 
         () => ({ message_type: 'extend_locks', dry_run: flags.dryRun ?? false, ...result }),
       );
     });
+}
+
+/** forget --undo: the forgotten snapshots named are kept again, as long as prune has not deleted them. */
+async function undoForget(ctx: CliContext, repo: Repository, ids: string[], dryRun: boolean): Promise<void> {
+  const forgotten = await listSnapshots(repo, { onlyForgotten: true });
+  const undo = ids.map((id) => {
+    try {
+      return findSnapshot(forgotten, id, {}).id;
+    } catch (err) {
+      throw new UsageError(`--undo ${id}: not a forgotten snapshot still in the repository (prune may have deleted it; see "stackvault snapshots --forgotten"): ${errorMessage(err)}`);
+    }
+  });
+  // The newest record naming a snapshot decides: the undo is dated after the forget it undoes, even on a skewed clock.
+  const records = await forgottenIds(repo);
+  const after = Math.max(...undo.map((id) => Date.parse(records.get(id)?.time ?? '') + 1 || 0));
+  if (!dryRun) await forgetSnapshots(repo, undo, new Date(Math.max(Date.now(), after)), { undo: true });
+  emit(
+    ctx,
+    () => `${dryRun ? 'would keep' : 'kept'} ${plural(undo.length, 'snapshot')} again: ${undo.map(shortId).join(', ')}`,
+    () => ({ message_type: 'forget_undo', dry_run: dryRun, kept: undo }),
+  );
 }
 
 /** Damaged snapshots can be forgotten by id too: that is how an operator lets prune go on. */

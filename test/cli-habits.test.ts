@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CLI, runCli, tempDir } from './helpers.js';
+import { inTerminal, waitForScreen } from './terminal.js';
+
+/** What users of restic, borg and git expect of a command line (issue 21). */
+
+const ENV = { STACKVAULT_PASSWORD: 'first password' };
+
+async function repoWithSource(t: Parameters<typeof tempDir>[0]): Promise<{ dir: string; repo: string; source: string }> {
+  const dir = await tempDir(t);
+  const repo = join(dir, 'repo');
+  const source = join(dir, 'source');
+  await mkdir(join(source, 'logs'), { recursive: true });
+  await writeFile(join(source, 'app.log'), 'a log line\n');
+  await writeFile(join(source, 'logs', 'today.txt'), 'more log\n');
+  await writeFile(join(source, 'notes.txt'), 'notes\n');
+  assert.equal((await runCli(['init', '--repo', repo], { env: ENV })).code, 0);
+  return { dir, repo, source };
+}
+
+const json = <T>(stdout: string): T => JSON.parse(stdout) as T;
+
+test('key list, add, passwd and remove: never the last key, never the one in use', { timeout: 120_000 }, async (t) => {
+  const { repo } = await repoWithSource(t);
+  const list = async (env: Record<string, string>) => json<Array<{ id: string; current: boolean }>>((await runCli(['key', 'list', '--repo', repo, '--json'], { env })).stdout);
+  const [only] = await list(ENV);
+  assert.equal(only!.current, true);
+  const last = await runCli(['key', 'remove', '--repo', repo, only!.id.slice(0, 8)], { env: ENV });
+  assert.equal(last.code, 2);
+  assert.match(last.stderr, /is the repository's only key/);
+
+  assert.equal((await runCli(['key', 'add', '--repo', repo], { env: { ...ENV, STACKVAULT_NEW_PASSWORD: 'second password' } })).code, 0);
+  const inUse = await runCli(['key', 'remove', '--repo', repo, only!.id.slice(0, 8)], { env: ENV });
+  assert.equal(inUse.code, 2);
+  assert.match(inUse.stderr, /is the one this password opens/);
+
+  const changed = await runCli(['key', 'passwd', '--repo', repo], { env: { ...ENV, STACKVAULT_NEW_PASSWORD: 'third password' } });
+  assert.equal(changed.code, 0, changed.stderr);
+  assert.match(changed.stdout, /removed key/);
+  assert.equal((await runCli(['snapshots', '--repo', repo], { env: ENV })).code, 12);
+  const keys = await list({ STACKVAULT_PASSWORD: 'third password' });
+  assert.equal(keys.length, 2);
+  const second = keys.find((k) => !k.current)!;
+  const removed = await runCli(['key', 'remove', '--repo', repo, second.id.slice(0, 8)], { env: { STACKVAULT_PASSWORD: 'third password' } });
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal((await runCli(['snapshots', '--repo', repo], { env: { STACKVAULT_PASSWORD: 'second password' } })).code, 12);
+  assert.equal((await list({ STACKVAULT_PASSWORD: 'third password' })).length, 1);
+});
+
+test('a key on an immutable repository is removed only once its period has passed', { timeout: 120_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const repo = join(dir, 'repo');
+  assert.equal((await runCli(['init', '--repo', repo, '--immutability', '30d'], { env: ENV })).code, 0);
+  assert.equal((await runCli(['key', 'add', '--repo', repo], { env: { ...ENV, STACKVAULT_NEW_PASSWORD: 'second' } })).code, 0);
+  const other = json<Array<{ id: string; current: boolean }>>((await runCli(['key', 'list', '--repo', repo, '--json'], { env: ENV })).stdout).find((k) => !k.current)!;
+  const refused = await runCli(['key', 'remove', '--repo', repo, other.id], { env: ENV });
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /is immutable until 20\d\d-/);
+  assert.equal((await readdir(join(repo, 'keys'))).length, 2);
+});
+
+test('forget --undo keeps a forgotten snapshot again; snapshots --forgotten lists what prune has not deleted', { timeout: 120_000 }, async (t) => {
+  const { repo, source } = await repoWithSource(t);
+  for (let i = 0; i < 2; i++) {
+    await writeFile(join(source, 'notes.txt'), `notes ${i}\n`);
+    assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV })).code, 0);
+  }
+  const all = json<Array<{ id: string }>>((await runCli(['snapshots', '--repo', repo, '--json'], { env: ENV })).stdout);
+  const old = all[0]!.id;
+  assert.equal((await runCli(['forget', '--repo', repo, old.slice(0, 8)], { env: ENV })).code, 0);
+  const forgotten = await runCli(['snapshots', '--repo', repo, '--forgotten'], { env: ENV });
+  assert.match(forgotten.stdout, new RegExp(`^${old.slice(0, 8)} `, 'm'));
+  assert.match(forgotten.stdout, /^1 forgotten snapshot$/m);
+  assert.match((await runCli(['snapshots', '--repo', repo], { env: ENV })).stdout, /^1 snapshot$/m);
+
+  const undone = await runCli(['forget', '--repo', repo, '--undo', old.slice(0, 8)], { env: ENV });
+  assert.equal(undone.code, 0, undone.stderr);
+  assert.match((await runCli(['snapshots', '--repo', repo], { env: ENV })).stdout, /^2 snapshots$/m);
+  // Kept again: prune leaves it, and it can be forgotten once more.
+  assert.equal((await runCli(['prune', '--repo', repo, '--yes'], { env: ENV })).code, 0);
+  assert.equal(json<unknown[]>((await runCli(['snapshots', '--repo', repo, '--json'], { env: ENV })).stdout).length, 2);
+  const notForgotten = await runCli(['forget', '--repo', repo, '--undo', old.slice(0, 8)], { env: ENV });
+  assert.equal(notForgotten.code, 2);
+  assert.match(notForgotten.stderr, /not a forgotten snapshot still in the repository/);
+});
+
+test('backup of folders given on the command line leaves nothing out unless --exclusion-classes asks', { timeout: 120_000 }, async (t) => {
+  const { repo, source } = await repoWithSource(t);
+  const plain = await runCli(['backup', '--repo', repo, source], { env: ENV });
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /3 files stored/);
+  assert.doesNotMatch(plain.stdout, /excluded by/);
+  const classes = await runCli(['backup', '--repo', repo, '--exclusion-classes', source], { env: ENV });
+  assert.equal(classes.code, 0, classes.stderr);
+  assert.match(classes.stdout, /1 file stored/);
+  assert.match(classes.stdout, /excluded by logs: 2 files/);
+});
+
+test('small habits: help and exit codes, singular counts, a bad duration, the right password variable', { timeout: 120_000 }, async (t) => {
+  const { dir, repo, source } = await repoWithSource(t);
+  for (const args of [[], ['key']]) {
+    const bare = await runCli(args);
+    assert.equal(bare.code, 2, `stackvault ${args.join(' ')}`);
+    assert.match(bare.stdout + bare.stderr, /Usage: stackvault/);
+  }
+  const help = await runCli(['--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: stackvault/);
+  assert.match(help.stdout, /stackvault \d+\.\d+\.\d+/);
+  const duration = await runCli(['forget', '--repo', repo, '--keep-within', '2x'], { env: {} });
+  assert.equal(duration.code, 2);
+  assert.match(duration.stderr, /--keep-within: "2x" is not a duration/);
+
+  assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV })).code, 0);
+  const listed = await runCli(['snapshots', '--repo', repo], { env: ENV });
+  assert.match(listed.stdout, /^1 snapshot$/m);
+  assert.match(listed.stdout, new RegExp(`source \\(${source.replace(/[/.]/g, '\\$&')}\\)`));
+
+  const other = join(dir, 'other');
+  assert.equal((await runCli(['init', '--repo', other], { env: { STACKVAULT_PASSWORD: 'other' } })).code, 0);
+  const copy = await runCli(['copy', '--repo', repo, '--from-repo', other], { env: ENV });
+  assert.equal(copy.code, 2);
+  assert.match(copy.stderr, /give its password in STACKVAULT_FROM_PASSWORD or --from-password-file/);
+  const release = await runCli(['release', 'list', '--from-repo', other], { env: ENV });
+  assert.equal(release.code, 2);
+  assert.match(release.stderr, /STACKVAULT_RELEASE_PASSWORD/);
+});
+
+test('on a terminal, a password that is not configured is asked for without echo', { timeout: 120_000 }, async (t) => {
+  const { dir, repo, source } = await repoWithSource(t);
+  assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV })).code, 0);
+  const term = await inTerminal(t, dir, {}, `${process.execPath} ${CLI} snapshots --repo ${repo}`);
+  await waitForScreen(term, /enter password for repository .*repo:/, 20_000);
+  term.keys('first');
+  term.keys(' password');
+  term.keys('Enter');
+  assert.equal(await term.exitCode(30_000), 0, term.screen());
+  assert.match(term.screen(), /^1 snapshot$/m);
+  assert.doesNotMatch(term.screen(), /first password/);
+
+  const wrong = await inTerminal(t, join(dir, 'source'), {}, `${process.execPath} ${CLI} snapshots --repo ${repo}`);
+  await waitForScreen(wrong, /enter password/, 20_000);
+  wrong.keys('nope');
+  wrong.keys('Enter');
+  assert.equal(await wrong.exitCode(30_000), 12, wrong.screen());
+  // Without a terminal nothing is asked: the error names where a password goes.
+  const piped = await runCli(['snapshots', '--repo', repo], { env: {} });
+  assert.equal(piped.code, 2);
+  assert.match(piped.stderr, /give its password in STACKVAULT_PASSWORD/);
+});
