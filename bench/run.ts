@@ -1,33 +1,43 @@
 /**
  * npm run bench: stackvault side by side with restic and Borg (files) and with
- * mariadb-dump and mydumper/myloader (database), on the same generated data in one run.
+ * mariadb-dump and mydumper/myloader (database), on the same generated data in one run, and
+ * restores from network backends (remote: rclone WebDAV and SFTP against restic, S3 against
+ * a local folder) on a copy of real trees.
  * Prints tables with times and ratios, and writes bench-results.json.
  *
  *   npm run bench                            # everything
- *   BENCH_ONLY=database npm run bench        # or files
+ *   BENCH_ONLY=database npm run bench        # or files, or remote
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchDatabase } from './database.js';
 import { benchFiles } from './files.js';
+import { benchRemote } from './remote.js';
 
 const only = process.env.BENCH_ONLY;
-if (only && only !== 'files' && only !== 'database') throw new Error(`BENCH_ONLY=${only}: expected files or database`);
+const parts = ['files', 'database', 'remote'];
+if (only && !parts.includes(only)) throw new Error(`BENCH_ONLY=${only}: expected one of ${parts.join(', ')}`);
+const wanted = (part: string) => !only || only === part;
 
 const work = await mkdtemp(join(tmpdir(), 'sv-bench-'));
 try {
   const lines = [`machine: ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}`, ''];
   const results: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, cores: cpus().length };
-  if (only !== 'database') {
+  if (wanted('files')) {
     const files = await benchFiles(join(work, 'files'));
     lines.push(...files.lines, '');
     results.files = files.results;
   }
-  if (only !== 'files') {
+  if (wanted('database')) {
     const database = await benchDatabase(join(work, 'database'));
     lines.push(...database.lines, '');
     results.database = database.results;
+  }
+  if (wanted('remote')) {
+    const remote = await benchRemote(join(work, 'remote'));
+    lines.push(...remote.lines, '');
+    results.remote = remote.results;
   }
   process.stdout.write(lines.join('\n'));
   const out = join(process.cwd(), 'bench-results.json');

@@ -1,0 +1,135 @@
+/**
+ * Restore from network backends, side by side (issue 26): stackvault and restic through the
+ * same rclone remotes (`rclone serve webdav` and `rclone serve sftp` on loopback), and
+ * stackvault from S3 (s3rver on loopback) against the same restore from a local folder
+ * (restic 0.14 cannot use s3rver). The data is a copy of real trees: /usr/share/perl, vim
+ * and icons by default (97 MB, 9,586 entries on Debian 12), or BENCH_REMOTE_SOURCE.
+ *
+ *   BENCH_ONLY=remote npm run bench
+ *   BENCH_REMOTE_SOURCE=/usr/share/doc BENCH_ONLY=remote npm run bench
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startRcloneServe, startS3rver, type StorageServer } from '../test/storage-servers.js';
+import { du, has, run, type Step } from './common.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const password = 'benchmark password';
+const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
+const DEFAULT_SOURCES = ['/usr/share/perl', '/usr/share/vim', '/usr/share/icons'];
+
+interface Contender {
+  name: string;
+  backup(): Step;
+  restore(target: string): Step;
+}
+
+interface Comparison {
+  remote: string;
+  /** what the target compares against: restic on the same remote, or our own local restore */
+  baseline: string;
+  /** the most contender/baseline may be */
+  target: number;
+  contender: Contender;
+  base: Contender;
+}
+
+function stackvault(repo: string, source: string, env: Record<string, string>): Contender {
+  const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', '--repo', repo, ...args], { STACKVAULT_PASSWORD: password, ...env });
+  return {
+    name: 'stackvault',
+    backup: () => (sv(['init']), sv(['backup', source])),
+    restore: (target) => sv(['restore', 'latest', '--target', target]),
+  };
+}
+
+function restic(repo: string, source: string, env: Record<string, string>, cache: string): Contender {
+  const r = (args: string[]) => run('restic', ['-q', '-r', repo, ...args], { RESTIC_PASSWORD: password, RESTIC_CACHE_DIR: cache, ...env });
+  return {
+    name: 'restic',
+    backup: () => (r(['init']), r(['backup', source])),
+    restore: (target) => r(['restore', 'latest', '--target', target]),
+  };
+}
+
+function entries(root: string): number {
+  return execFileSync('find', [root], { encoding: 'utf8', maxBuffer: 1 << 28 }).split('\n').length - 2;
+}
+
+/** The source tree: a copy, so that every tool reads the same files from the same disk. */
+async function copySources(dest: string): Promise<void> {
+  const sources = process.env.BENCH_REMOTE_SOURCE ? process.env.BENCH_REMOTE_SOURCE.split(',') : DEFAULT_SOURCES.filter((s) => existsSync(s));
+  if (sources.length === 0) throw new Error('no source for the remote bench: set BENCH_REMOTE_SOURCE to a folder');
+  await mkdir(dest, { recursive: true });
+  for (const s of sources) execFileSync('cp', ['-a', s, dest]);
+}
+
+export async function benchRemote(work: string): Promise<{ lines: string[]; results: unknown }> {
+  const source = join(work, 'data');
+  await copySources(source);
+  const servers: StorageServer[] = [];
+  try {
+    const comparisons: Comparison[] = [];
+    const withRestic = has('restic');
+    if (!withRestic) process.stderr.write('restic not installed: the rclone comparisons are skipped (apt-get install restic)\n');
+    if (!has('rclone')) throw new Error('the remote bench needs rclone (apt-get install rclone)');
+    for (const protocol of ['webdav', 'sftp'] as const) {
+      if (!withRestic) break;
+      const server = await startRcloneServe(undefined, protocol, 'bench');
+      servers.push(server);
+      comparisons.push({
+        remote: `rclone ${protocol}`,
+        baseline: 'restic',
+        target: 0.7,
+        contender: stackvault('rclone:bench:stackvault', source, server.env),
+        base: restic('rclone:bench:restic', source, server.env, join(work, 'restic-cache')),
+      });
+    }
+    const s3 = await startS3rver(undefined, 'bench');
+    servers.push(s3);
+    comparisons.push({
+      remote: 's3rver',
+      baseline: 'stackvault, local folder',
+      target: 1.5,
+      contender: stackvault('s3://bench/repo', source, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: s3.url }),
+      base: stackvault(join(work, 'local-repo'), source, {}),
+    });
+
+    const results = [];
+    const lines = [`remote restore: ${(du(source) / 1e6).toFixed(1)} MB, ${entries(source)} entries; each time the median of ${runs} runs`, ''];
+    lines.push(['remote'.padEnd(16), 'baseline'.padEnd(26), 'backup (s)'.padStart(22), 'restore (s)'.padStart(22), 'ratio'.padStart(8), 'target'.padStart(8)].join(''));
+    for (const c of comparisons) {
+      process.stderr.write(`${c.remote}: backups\n`);
+      const backups = [c.contender.backup(), c.base.backup()];
+      const times: [number[], number[]] = [[], []];
+      for (let r = 0; r < runs; r++) {
+        // Taking turns within every run: this machine's speed drifts from minute to minute.
+        for (const [i, who] of [c.contender, c.base].entries()) {
+          process.stderr.write(`${c.remote}: restore ${r + 1}/${runs}: ${who.name}\n`);
+          times[i]!.push(who.restore(join(work, `restore-${c.remote.replace(/\W/g, '-')}-${i}-${r}`)).seconds);
+        }
+      }
+      const median = (v: number[]) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1]!;
+      const ratio = median(times[0]) / median(times[1]);
+      results.push({ remote: c.remote, baseline: c.baseline, target: c.target, ratio, backup: backups.map((b) => b.seconds), restore: times });
+      lines.push(
+        [
+          c.remote.padEnd(16),
+          c.baseline.padEnd(26),
+          `${backups[0]!.seconds.toFixed(2)} / ${backups[1]!.seconds.toFixed(2)}`.padStart(22),
+          `${median(times[0]).toFixed(2)} / ${median(times[1]).toFixed(2)}`.padStart(22),
+          ratio.toFixed(2).padStart(8),
+          `≤ ${c.target}`.padStart(8),
+        ].join(''),
+      );
+    }
+    lines.push('', 'backup and restore: stackvault / baseline; every run: see bench-results.json');
+    return { lines, results: { source, runs, comparisons: results } };
+  } finally {
+    for (const s of servers) await s.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
