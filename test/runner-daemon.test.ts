@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { JobHistory, type RunRecord } from '../src/runner/history.js';
 import { compareTrees } from '../src/sources/compare.js';
 import { CLI, makeRichTree, pseudoRandom, runCli, tempDir } from './helpers.js';
@@ -85,6 +85,11 @@ test('a real daemon on a one-second schedule backs up, forgets, checks, drills, 
   assert.equal((await runCli(['init'], { cwd: dir, env })).code, 0);
   const daemon = startDaemon(t, dir, env);
   const url = await daemon.url;
+  // The start-up line says when every job runs next.
+  const startLine = await waitFor('the start-up line', async () => daemon.output().split('\n').find((l) => l.includes('task runner started')));
+  const started = JSON.parse(startLine) as { next: Record<string, string> };
+  assert.deepEqual(Object.keys(started.next).sort(), ['backup', 'drill']);
+  for (const at of Object.values(started.next)) assert.ok(Date.parse(at) > 0, at);
   const status = await waitFor('three backups and a drill', async () => {
     const s = (await getJson<Status>(`${url}/api/status`)).body;
     return successes(s, 'backup') >= 3 && successes(s, 'drill') >= 1 && successes(s, 'check') >= 3 ? s : undefined;
@@ -121,7 +126,7 @@ test('a real daemon on a one-second schedule backs up, forgets, checks, drills, 
   assert.equal((await runCli(['check', '--read-data'], { cwd: dir, env })).code, 0);
 });
 
-test('SIGKILL during a backup breaks nothing: the restarted daemon marks it interrupted and the next backup succeeds', async (t) => {
+test('SIGKILL during a backup breaks nothing: the restarted daemon marks it interrupted and retries it at once', async (t) => {
   const { dir, env } = await stack(t, { schedule: { backup: '*/2 * * * * *', drill: false, check_subset: false } }, async (data) => {
     await makeRichTree(data);
     for (let i = 0; i < 6; i++) await writeFile(join(data, `blob-${i}.bin`), pseudoRandom(100 + i, 12_000_000));
@@ -135,6 +140,10 @@ test('SIGKILL during a backup breaks nothing: the restarted daemon marks it inte
   await first.exited;
   assert.equal((await runCli(['check'], { cwd: dir, env })).code, 0, 'the repository is valid after the kill');
 
+  // Nightly from now on: only a retry can make the next backup before tomorrow.
+  const config = parse(await readFile(join(dir, 'stackvault.yaml'), 'utf8')) as { schedule: Record<string, unknown> };
+  config.schedule = { ...config.schedule, backup: '0 2 * * *', time_zone: 'UTC' };
+  await writeFile(join(dir, 'stackvault.yaml'), stringify(config));
   const second = startDaemon(t, dir, env);
   const url2 = await second.url;
   const status = await waitFor('a backup after the restart', async () => {
@@ -142,6 +151,10 @@ test('SIGKILL during a backup breaks nothing: the restarted daemon marks it inte
     return successes(s, 'backup') >= 1 ? s : undefined;
   });
   assert.ok(status.recent.some((r) => r.job === 'backup' && r.status === 'interrupted'), 'the killed run is on record as interrupted');
+  assert.equal(status.recent.find((r) => r.job === 'backup' && r.status === 'success')!.attempt, 2, 'the success is the retry');
+  const health = await getJson<{ status: string }>(`${url2}/healthz`);
+  assert.deepEqual([health.status, health.body.status], [200, 'ok']);
+  assert.match(await (await fetch(`${url2}/metrics`)).text(), /^stackvault_job_retries_total\{stack="acme",job="backup"\} 1$/m);
   second.child.kill('SIGTERM');
   assert.equal(await second.exited, 0);
   assert.equal((await runCli(['check', '--read-data'], { cwd: dir, env })).code, 0);
@@ -224,4 +237,20 @@ test('a restore drill restores files and databases into scratch places, verifies
   assert.ok(db.tables >= 8);
   assert.doesNotMatch(await server.client('SHOW DATABASES'), /drill_/, 'the scratch databases are dropped');
   assert.deepEqual((await import('node:fs/promises').then((fs) => fs.readdir(join(dir, 'drill')))).sort(), ['.stackvault-drill'], 'the scratch folder is emptied');
+});
+
+test('a drill without a configured target leaves no temporary folder behind', async (t) => {
+  const { dir, env } = await stack(t, { schedule: { backup: '0 2 * * *', drill: '0 4 * * 0', check_subset: false } }, async (data) => {
+    await mkdir(data, { recursive: true });
+    await writeFile(join(data, 'app.ini'), 'queue=support\n');
+  });
+  const scratch = join(dir, 'tmp');
+  await mkdir(scratch);
+  const withTmp = { ...env, TMPDIR: scratch };
+  assert.equal((await runCli(['init'], { cwd: dir, env: withTmp })).code, 0);
+  assert.equal((await runCli(['run', '--once', 'backup'], { cwd: dir, env: withTmp })).code, 0);
+  const drilled = await runCli(['run', '--once', 'drill'], { cwd: dir, env: withTmp });
+  assert.equal(drilled.code, 0, drilled.stdout + drilled.stderr);
+  assert.match(drilled.stdout, /"job":"drill".*"msg":"job success"/);
+  assert.deepEqual(await readdir(scratch), []);
 });

@@ -102,5 +102,65 @@ test('a run cut short by a crash is marked interrupted when the runner starts ag
   const last = h.last('backup')!;
   assert.equal(last.status, 'interrupted');
   assert.match(last.error!, /stopped during this run/);
-  assert.equal(runner.next.get('backup')!.at.toISOString(), '2026-11-26T02:00:00.000Z', 'the interrupted run was this night: no catch-up');
+  // This night's run was cut short: it is retried at once, not next night.
+  assert.deepEqual({ ...runner.next.get('backup')!, at: runner.next.get('backup')!.at.toISOString() }, {
+    at: '2026-11-25T09:00:00.000Z',
+    scheduledFor: new Date('2026-11-25T02:00:00Z'),
+    catchUp: false,
+    attempt: 2,
+  });
+});
+
+test('a failed backup is retried after 5, 20 and 60 minutes, then waits for its night; each retry is in the history', async (t) => {
+  const clock = new TestClock(new Date('2026-11-25T02:00:00Z'));
+  const h = await history(t);
+  const ran: string[] = [];
+  let failures = 4;
+  const job: ScheduledJob = {
+    name: 'backup',
+    schedule: new Schedule('0 2 * * *', 'UTC'),
+    steps: [
+      {
+        name: 'backup',
+        run: async () => {
+          ran.push(clock.now().toISOString().slice(11, 16));
+          clock.advance(60_000);
+          if (failures-- > 0) throw new Error('the share is not mounted');
+          return {};
+        },
+      },
+    ],
+  };
+  const controller = new AbortController();
+  const runner = new Runner({ jobs: [job], history: h, clock, stack: 's', host: 'h' });
+  runner.plan();
+  runner.next.set('backup', { at: clock.now(), scheduledFor: clock.now(), catchUp: false, attempt: 1 });
+  const loop = runner.run(controller.signal);
+  while (clock.now() < new Date('2026-11-26T02:30:00Z')) await new Promise((r) => setImmediate(r));
+  controller.abort();
+  await loop;
+  // Four failures: the scheduled run and three retries; the next night succeeds.
+  assert.deepEqual(ran, ['02:00', '02:06', '02:27', '03:28', '02:00']);
+  const runs = h.recent(100).reverse();
+  assert.deepEqual(runs.map((r) => [r.attempt, r.status]), [[1, 'failed'], [2, 'failed'], [3, 'failed'], [4, 'failed'], [1, 'success']]);
+  assert.ok(runs.slice(1, 4).every((r) => r.scheduledFor === '2026-11-25T02:00:00.000Z'), 'a retry names the night it retries');
+  assert.equal(h.retries('backup'), 3);
+});
+
+test('a retry that succeeds ends the retries', async (t) => {
+  const clock = new TestClock(new Date('2026-11-25T02:00:00Z'));
+  const h = await history(t);
+  let failures = 1;
+  const job: ScheduledJob = { name: 'backup', schedule: new Schedule('0 2 * * *', 'UTC'), steps: [{ name: 'backup', run: async () => { clock.advance(60_000); if (failures-- > 0) throw new Error('connection reset'); return {}; } }] };
+  const controller = new AbortController();
+  const runner = new Runner({ jobs: [job], history: h, clock, stack: 's', host: 'h' });
+  runner.plan();
+  runner.next.set('backup', { at: clock.now(), scheduledFor: clock.now(), catchUp: false, attempt: 1 });
+  const loop = runner.run(controller.signal);
+  while (h.recent(10).filter((r) => r.status !== 'running').length < 2) await new Promise((r) => setImmediate(r));
+  controller.abort();
+  await loop;
+  assert.deepEqual(h.recent(10).reverse().map((r) => [r.attempt, r.status, r.started.slice(11, 16)]), [[1, 'failed', '02:00'], [2, 'success', '02:06']]);
+  assert.equal(runner.next.get('backup')!.attempt, 1);
+  assert.equal(runner.next.get('backup')!.at.toISOString(), '2026-11-26T02:00:00.000Z');
 });

@@ -54,6 +54,21 @@ export interface RunnerOptions {
 
 /** Never sleep longer than this at once, so a changed system clock is noticed. */
 const MAX_SLEEP_MS = 60_000;
+/**
+ * A job whose first step (the backup, the drill) failed or was interrupted runs again
+ * after these waits, unless its next scheduled run comes first: a passing fault (the
+ * share remounting, the runner's container restarted mid-backup) costs minutes of
+ * protection, not a night.
+ */
+export const RETRY_DELAYS_MS = [5 * 60_000, 20 * 60_000, 60 * 60_000];
+
+export interface NextRun {
+  at: Date;
+  scheduledFor: Date;
+  catchUp: boolean;
+  /** 1 for the scheduled run, 2 and up for a retry */
+  attempt: number;
+}
 
 /**
  * The scheduler: one job at a time (a job whose time comes while another runs waits for
@@ -62,7 +77,8 @@ const MAX_SLEEP_MS = 60_000;
  * snapshot is written, so an abandoned one leaves only unreferenced data.
  */
 export class Runner {
-  readonly next = new Map<string, { at: Date; scheduledFor: Date; catchUp: boolean }>();
+  readonly next = new Map<string, NextRun>();
+  private planned = false;
   current: { job: string; step: string; started: Date } | null = null;
   private readonly clock: Clock;
   private readonly log: Log;
@@ -72,8 +88,13 @@ export class Runner {
     this.log = options.log ?? (() => undefined);
   }
 
-  /** Plan the first run of every job: now for one that was missed, else its next scheduled moment. */
+  /**
+   * Plan the first run of every job: now for one that was missed or whose last run
+   * failed or was cut short (a retry), else its next scheduled moment. Done once.
+   */
   plan(): void {
+    if (this.planned) return;
+    this.planned = true;
     const now = this.clock.now();
     const interrupted = this.options.history.markInterrupted(now);
     if (interrupted > 0) this.log('warn', 'runs cut short by the last stop are marked interrupted', { runs: interrupted });
@@ -82,12 +103,34 @@ export class Runner {
       const missed = job.schedule.missed(last ? new Date(last.started) : undefined, now);
       if (missed) {
         this.log('info', 'catching up a run missed while the task runner was down', { job: job.name, missed: missed.toISOString() });
-        this.next.set(job.name, { at: now, scheduledFor: missed, catchUp: true });
+        this.next.set(job.name, { at: now, scheduledFor: missed, catchUp: true, attempt: 1 });
+      } else if (last && (last.status === 'failed' || last.status === 'interrupted') && last.attempt <= RETRY_DELAYS_MS.length) {
+        // The wait has passed while the runner was down (or restarting): the retry is now.
+        const scheduledFor = last.scheduledFor ? new Date(last.scheduledFor) : now;
+        this.log('warn', `retrying a run that ${last.status === 'failed' ? 'failed' : 'was cut short'}`, { job: job.name, attempt: last.attempt + 1 });
+        this.next.set(job.name, { at: now, scheduledFor, catchUp: false, attempt: last.attempt + 1 });
       } else {
         const at = job.schedule.next(now);
-        this.next.set(job.name, { at, scheduledFor: at, catchUp: false });
+        this.next.set(job.name, { at, scheduledFor: at, catchUp: false, attempt: 1 });
       }
     }
+  }
+
+  /** After a run: a retry if its first step failed or was cut short and retries are left, else the next scheduled run. */
+  private planAfter(job: ScheduledJob, ran: NextRun): void {
+    const now = this.clock.now();
+    const regular = job.schedule.next(now);
+    const first = this.options.history.last(job.steps[0]!.name);
+    const failed = first && (first.status === 'failed' || first.status === 'interrupted');
+    const wait = RETRY_DELAYS_MS[ran.attempt - 1];
+    if (failed && wait !== undefined && now.getTime() + wait < regular.getTime()) {
+      const at = new Date(now.getTime() + wait);
+      this.log('warn', 'the job will be retried', { job: job.name, attempt: ran.attempt + 1, at: at.toISOString() });
+      this.next.set(job.name, { at, scheduledFor: ran.scheduledFor, catchUp: false, attempt: ran.attempt + 1 });
+      return;
+    }
+    // Moments that passed while the job ran are not run again: the job just ran.
+    this.next.set(job.name, { at: regular, scheduledFor: regular, catchUp: false, attempt: 1 });
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -100,24 +143,23 @@ export class Runner {
         continue;
       }
       const job = this.options.jobs.find((j) => j.name === name)!;
-      await this.runJob(job, due.scheduledFor, signal);
-      // Moments that passed while the job ran are not run again: the job just ran.
-      const at = job.schedule.next(this.clock.now());
-      this.next.set(name, { at, scheduledFor: at, catchUp: false });
+      await this.runJob(job, due.scheduledFor, signal, due.attempt);
+      // Stopping is no failure to retry: the next start plans again.
+      if (!signal.aborted) this.planAfter(job, due);
     }
   }
 
   /** Run a job's steps in order; a step that throws stops the chain. Returns the status of the last step that did not succeed. */
-  async runJob(job: ScheduledJob, scheduledFor: Date | null, signal: AbortSignal): Promise<RunStatus> {
+  async runJob(job: ScheduledJob, scheduledFor: Date | null, signal: AbortSignal, attempt = 1): Promise<RunStatus> {
     const notifier = this.options.notifier;
     await notifier?.ping('start', `${job.name} started`);
     let overall: RunStatus = 'success';
     let firstError: string | undefined;
     for (const step of job.steps) {
       const started = this.clock.now();
-      const id = this.options.history.begin(step.name, started, scheduledFor);
+      const id = this.options.history.begin(step.name, started, scheduledFor, attempt);
       this.current = { job: job.name, step: step.name, started };
-      this.log('info', 'job started', { job: step.name });
+      this.log('info', 'job started', { job: step.name, ...(attempt > 1 ? { attempt } : {}) });
       let status: Exclude<RunStatus, 'running'>;
       let outcome: JobOutcome = {};
       let error: string | undefined;

@@ -18,6 +18,8 @@ export interface RunRecord {
   snapshot: string | null;
   error: string | null;
   details: unknown;
+  /** 1 for a scheduled run, 2 and up for its retries after a failure or an interruption */
+  attempt: number;
 }
 
 interface Row {
@@ -32,6 +34,7 @@ interface Row {
   snapshot: string | null;
   error: string | null;
   details: string | null;
+  attempt: number | null;
 }
 
 function fromRow(r: Row): RunRecord {
@@ -47,6 +50,7 @@ function fromRow(r: Row): RunRecord {
     snapshot: r.snapshot,
     error: r.error,
     details: r.details ? JSON.parse(r.details) : null,
+    attempt: r.attempt ?? 1,
   };
 }
 
@@ -83,13 +87,21 @@ export class JobHistory {
       );
       CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started);
     `);
+    // A history written before retries existed gains the column; its runs were first attempts.
+    const columns = this.db.prepare('PRAGMA table_info(runs)').all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'attempt')) this.db.exec('ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1');
   }
 
-  begin(job: string, started: Date, scheduledFor: Date | null): number {
+  begin(job: string, started: Date, scheduledFor: Date | null, attempt = 1): number {
     const info = this.db
-      .prepare('INSERT INTO runs (job, scheduled_for, started, status) VALUES (?, ?, ?, ?)')
-      .run(job, scheduledFor?.toISOString() ?? null, started.toISOString(), 'running');
+      .prepare('INSERT INTO runs (job, scheduled_for, started, status, attempt) VALUES (?, ?, ?, ?, ?)')
+      .run(job, scheduledFor?.toISOString() ?? null, started.toISOString(), 'running', attempt);
     return Number(info.lastInsertRowid);
+  }
+
+  /** How many runs of the job were retries. */
+  retries(job: string): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM runs WHERE job = ? AND attempt > 1').get(job) as { n: number }).n;
   }
 
   finish(id: number, outcome: { status: Exclude<RunStatus, 'running'>; finished: Date; durationMs: number; bytesAdded?: number; snapshot?: string; error?: string; details?: unknown }): void {

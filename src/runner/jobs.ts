@@ -103,7 +103,8 @@ export async function drillJob(ctx: JobContext, signal: AbortSignal): Promise<Jo
   const snapshots = (await listSnapshots(repo)).filter((s) => s.snapshot.stack === config.stack);
   const ref = snapshots[snapshots.length - 1];
   if (!ref) throw new StackvaultError(`no snapshot of stack "${config.stack}" to drill with`);
-  const target = await scratchFolder(config.drill?.target ? join(ctx.loaded.baseDir, config.drill.target) : undefined);
+  const configured = config.drill?.target ? join(ctx.loaded.baseDir, config.drill.target) : undefined;
+  const target = await scratchFolder(configured);
   const started = Date.now();
   try {
     const report: Record<string, unknown> = { snapshot: ref.id, snapshotTime: ref.snapshot.time, target };
@@ -130,7 +131,9 @@ export async function drillJob(ctx: JobContext, signal: AbortSignal): Promise<Jo
     }
     return { snapshot: ref.id, details: report };
   } finally {
-    await emptyScratch(target);
+    // A configured folder is kept (empty, with its marker); a temporary one goes whole.
+    if (configured) await emptyScratch(target);
+    else await rm(target, { recursive: true, force: true });
   }
 }
 

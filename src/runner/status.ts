@@ -65,6 +65,9 @@ export function statusEndpoints(options: {
     gauge('stackvault_job_last_duration_seconds', 'how long the last finished run took', perStep((r) => (r?.durationMs ?? undefined) === undefined ? undefined : r!.durationMs! / 1000));
     gauge('stackvault_job_last_success', '1 if the last finished run succeeded, else 0', perStep((r) => (r ? (r.status === 'success' ? 1 : 0) : undefined)));
     gauge('stackvault_job_running', '1 while the job runs', perStep((_r, step) => (options.runner.current?.step === step ? 1 : 0)));
+    gauge('stackvault_job_last_attempt', 'the attempt of the last finished run: 1 as scheduled, 2 and up for retries', perStep((r) => r?.attempt));
+    out.push('# HELP stackvault_job_retries_total runs that were retries after a failure or an interruption', '# TYPE stackvault_job_retries_total counter');
+    for (const { step } of steps) out.push(`stackvault_job_retries_total${label({ job: step })} ${options.history.retries(step)}`);
     gauge('stackvault_backup_bytes_added', 'bytes the last successful backup added to the repository', [[{}, options.history.last('backup', 'success')?.bytesAdded ?? undefined]]);
     const repo = options.repository();
     gauge('stackvault_repository_size_bytes', 'bytes stored in the repository', [[{}, repo?.sizeBytes]]);
@@ -84,7 +87,7 @@ export function statusEndpoints(options: {
     now: now().toISOString(),
     health: health(),
     current: options.runner.current,
-    next: Object.fromEntries([...options.runner.next].map(([job, n]) => [job, { at: n.at.toISOString(), catchUp: n.catchUp }])),
+    next: Object.fromEntries([...options.runner.next].map(([job, n]) => [job, { at: n.at.toISOString(), catchUp: n.catchUp, attempt: n.attempt }])),
     repository: options.repository() ?? null,
     last: Object.fromEntries(steps.map(({ step }) => [step, options.history.last(step) ?? null])),
     recent: options.history.recent(20),

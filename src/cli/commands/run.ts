@@ -50,6 +50,8 @@ Examples:
         if (status !== 'success') process.exitCode = status === 'interrupted' ? ExitCode.interrupted : ExitCode.error;
         return;
       }
+      // Planned before the log line, so that it says when every job runs next.
+      runner.runner.plan();
       log('info', 'task runner started', { next: Object.fromEntries([...runner.runner.next].map(([job, n]) => [job, n.at.toISOString()])) });
       await runner.serve();
       await runner.stop();
