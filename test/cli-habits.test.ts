@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { createProgress } from '../src/cli/progress.js';
 import { CLI, runCli, tempDir } from './helpers.js';
 import { inTerminal, waitForScreen } from './terminal.js';
 
@@ -150,4 +151,29 @@ test('on a terminal, a password that is not configured is asked for without echo
   const piped = await runCli(['snapshots', '--repo', repo], { env: {} });
   assert.equal(piped.code, 2);
   assert.match(piped.stderr, /give its password in STACKVAULT_PASSWORD/);
+});
+
+test('init --immutability on a folder says plainly that nothing enforces it', { timeout: 60_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const made = await runCli(['init', '--repo', join(dir, 'repo'), '--immutability', '30d'], { env: ENV });
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /immutability: 30 days \(not enforced\)/);
+  assert.match(made.stdout, /cannot refuse a deletion, so stackvault's prune keeps every object for 30 days, but anyone .* can delete or change objects/);
+  const json = await runCli(['init', '--repo', join(dir, 'repo2'), '--immutability', '30d', '--json'], { env: ENV });
+  assert.equal((JSON.parse(json.stdout) as { immutability_enforced: boolean }).immutability_enforced, false);
+});
+
+test('progress never shows a total below what is done while the scan still counts', () => {
+  const lines: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string) => (lines.push(String(chunk)), true)) as typeof process.stdout.write;
+  try {
+    const sink = createProgress('backup', { json: true, quiet: false, enabled: true });
+    sink.update({ bytesDone: 5000, bytesTotal: 3000, itemsDone: 12, itemsTotal: 9, totalsFinal: false });
+    sink.stop();
+  } finally {
+    process.stdout.write = write;
+  }
+  const status = JSON.parse(lines.at(-1)!) as { bytes_done: number; total_bytes: number; files_done: number; total_files: number };
+  assert.ok(status.total_bytes >= status.bytes_done && status.total_files >= status.files_done, JSON.stringify(status));
 });

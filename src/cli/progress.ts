@@ -35,9 +35,17 @@ export function stopProgressBars(): void {
  */
 export function createProgress(action: string, mode: { json: boolean; quiet: boolean; enabled: boolean }): ProgressSink {
   if (mode.quiet || !mode.enabled) return SILENT;
-  if (mode.json) return new JsonProgress(action);
-  if (!process.stderr.isTTY) return SILENT;
-  return new TerminalProgress(action);
+  const sink = mode.json ? new JsonProgress(action) : process.stderr.isTTY ? new TerminalProgress(action) : undefined;
+  if (!sink) return SILENT;
+  return { active: true, update: (sample) => sink.update(atLeastDone(sample)), stop: () => sink.stop() };
+}
+
+/**
+ * While a scan still counts, work can run ahead of it: a total is never shown below what
+ * is already done ("1.2 GiB/1.0 GiB+" read as a bug to everyone who saw it).
+ */
+function atLeastDone(s: ProgressSample): ProgressSample {
+  return { ...s, bytesTotal: Math.max(s.bytesTotal, s.bytesDone), itemsTotal: Math.max(s.itemsTotal, s.itemsDone) };
 }
 
 class TerminalProgress implements ProgressSink {

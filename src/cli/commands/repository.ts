@@ -51,13 +51,20 @@ Examples:
         throw new UsageError(`--pack-size: ${(err as Error).message}`);
       }
       const repo = await Repository.init(backend, { password, immutabilityDays, packSize });
+      // Storage that cannot enforce it (a folder, an rclone remote) gets only prune's promise: said plainly.
+      const enforced = immutabilityDays === 0 || backend.useImmutability !== undefined;
+      const notEnforced =
+        `  immutability is not enforced: ${backend.location} cannot refuse a deletion, so stackvault's prune keeps every object for ${immutabilityDays} days, ` +
+        'but anyone (or any ransomware) that can write there can delete or change objects. For protection, use S3 Object Lock, ' +
+        'Azure immutability policies, or a share that is write-once (WORM) on its own';
       emit(
         ctx,
         () =>
           `created repository ${repo.config.id} at ${backend.location}\n` +
-          `  encryption: ${repo.config.encryption}, immutability: ${immutabilityDays} days, pack size: ${formatBytes(packSize)}\n` +
+          `  encryption: ${repo.config.encryption}, immutability: ${immutabilityDays} days${enforced ? '' : ' (not enforced)'}, pack size: ${formatBytes(packSize)}\n` +
+          (enforced ? '' : `${notEnforced}\n`) +
           (password ? '  keep the password safe: without it the data cannot be read' : ''),
-        () => ({ message_type: 'init', id: repo.config.id, location: backend.location, encryption: repo.config.encryption, immutability_days: immutabilityDays }),
+        () => ({ message_type: 'init', id: repo.config.id, location: backend.location, encryption: repo.config.encryption, immutability_days: immutabilityDays, immutability_enforced: enforced }),
       );
     });
 
