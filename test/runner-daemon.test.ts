@@ -124,6 +124,9 @@ test('a real daemon on a one-second schedule backs up, forgets, checks, drills, 
   t.after(() => history.close());
   assert.ok(!history.recent(1000).some((r) => r.status === 'running'), 'SIGTERM leaves no run open');
   assert.equal((await runCli(['check', '--read-data'], { cwd: dir, env })).code, 0);
+  // The stack's name, not the machine's (or a runner container's id): one lineage for retention.
+  const hosts = (JSON.parse((await runCli(['snapshots', '--json'], { cwd: dir, env })).stdout) as Array<{ host: string }>).map((s) => s.host);
+  assert.deepEqual([...new Set(hosts)], ['acme']);
 });
 
 test('SIGKILL during a backup breaks nothing: the restarted daemon marks it interrupted and retries it at once', async (t) => {
@@ -253,4 +256,31 @@ test('a drill without a configured target leaves no temporary folder behind', as
   assert.equal(drilled.code, 0, drilled.stdout + drilled.stderr);
   assert.match(drilled.stdout, /"job":"drill".*"msg":"job success"/);
   assert.deepEqual(await readdir(scratch), []);
+});
+
+test('beyond loopback, /metrics and /api/status need the bearer token; /healthz stays open', async (t) => {
+  const { dir, env } = await stack(t, { schedule: { backup: '0 2 * * *', drill: false, check_subset: false }, runner: { listen: '0.0.0.0:0' } }, async (data) => {
+    await mkdir(data, { recursive: true });
+    await writeFile(join(data, 'app.ini'), 'queue=support\n');
+  });
+  assert.equal((await runCli(['init'], { cwd: dir, env })).code, 0);
+  const open = startDaemon(t, dir, env);
+  const openUrl = await open.url;
+  assert.equal((await fetch(`${openUrl}/healthz`)).status, 200);
+  const refused = await fetch(`${openUrl}/metrics`);
+  assert.equal(refused.status, 403);
+  assert.match(await refused.text(), /needs a bearer token \(runner\.token_file or STACKVAULT_RUNNER_TOKEN\)/);
+  open.child.kill('SIGTERM');
+  assert.equal(await open.exited, 0);
+
+  const withToken = startDaemon(t, dir, { ...env, STACKVAULT_RUNNER_TOKEN: 'metrics-secret' });
+  const url = await withToken.url;
+  assert.equal((await fetch(`${url}/api/status`)).status, 401);
+  assert.equal((await fetch(`${url}/api/status`, { headers: { authorization: 'Bearer wrong' } })).status, 401);
+  const metrics = await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer metrics-secret' } });
+  assert.equal(metrics.status, 200);
+  assert.match(await metrics.text(), /stackvault_healthy/);
+  assert.equal((await fetch(`${url}/healthz`)).status, 200);
+  withToken.child.kill('SIGTERM');
+  assert.equal(await withToken.exited, 0);
 });

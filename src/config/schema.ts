@@ -147,6 +147,8 @@ export const configSchema = z.strictObject({
       listen: z.union([z.string().regex(/^[^:]*:\d+$/, 'expected host:port, e.g. 127.0.0.1:9180'), z.literal(false)]).default('127.0.0.1:9180'),
       /** the job history (SQLite) */
       history: z.string().default('.stackvault/history.sqlite'),
+      /** a file whose first line is the bearer token /metrics and /api/status need beyond loopback */
+      token_file: z.string().optional(),
     })
     .optional(),
   drill: z

@@ -1,4 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { isIP } from 'node:net';
 import { UsageError, errorMessage } from '../util/errors.js';
 
 export interface StatusEndpoints {
@@ -8,16 +10,37 @@ export interface StatusEndpoints {
   status(): unknown;
 }
 
-/** /healthz, /metrics (Prometheus text format) and /api/status (JSON) on host:port. */
-export async function startStatusServer(listen: string, endpoints: StatusEndpoints): Promise<Server> {
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+
+/** Whether a request carries the bearer token (compared in constant time). */
+function hasToken(req: IncomingMessage, token: string): boolean {
+  const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(given), digest(token));
+}
+
+/**
+ * /healthz, /metrics (Prometheus text format) and /api/status (JSON) on host:port.
+ * /healthz is open to all (an engine's health check has no token); the others tell about
+ * the stack's repository and history, so beyond loopback they need the bearer `token`,
+ * and without one configured they are not served there at all.
+ */
+export async function startStatusServer(listen: string, endpoints: StatusEndpoints, options: { token?: string } = {}): Promise<Server> {
   const at = listen.lastIndexOf(':');
   const host = listen.slice(0, at) || '127.0.0.1';
   const port = Number(listen.slice(at + 1));
+  const { token } = options;
   const server = createServer((req, res) => {
     try {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      } else if (path !== '/healthz' && token === undefined && !isLoopback(host)) {
+        res
+          .writeHead(403, { 'content-type': 'text/plain' })
+          .end(`this runner listens on ${listen}, beyond loopback: ${path} needs a bearer token (runner.token_file or STACKVAULT_RUNNER_TOKEN); /healthz is open\n`);
+      } else if (path !== '/healthz' && token !== undefined && !hasToken(req, token)) {
+        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end(`${path} needs "Authorization: Bearer <token>"\n`);
       } else if (path === '/healthz') {
         const health = endpoints.health();
         res.writeHead(health.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: health.healthy ? 'ok' : 'failing', problems: health.problems }) + '\n');

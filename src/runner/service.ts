@@ -1,13 +1,13 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { hostname } from 'node:os';
+import { stackHost } from '../stack/stack.js';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveConnection, resolveSources } from '../config/sources.js';
 import { openBackend } from '../repo/backends/open.js';
 import { Repository } from '../repo/repository.js';
 import { listSnapshots } from '../snapshot/snapshot.js';
-import { UsageError } from '../util/errors.js';
+import { UsageError, errorMessage } from '../util/errors.js';
 import { Runner, systemClock, type Clock, type Log, type ScheduledJob } from './daemon.js';
 import { JobHistory } from './history.js';
 import { startStatusServer } from './http.js';
@@ -50,7 +50,7 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   const { config } = loaded;
   const schedule = config.schedule;
   const timeZone = schedule?.time_zone;
-  const host = config.host ?? hostname();
+  const host = stackHost(config);
   const location = options.repository ?? config.repository.url;
   const ctx: JobContext = {
     loaded,
@@ -102,7 +102,7 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   const listen = options.listen ?? config.runner?.listen ?? '127.0.0.1:9180';
   let server: Server | undefined;
   try {
-    server = listen === false ? undefined : await startStatusServer(listen, endpoints);
+    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token: runnerToken(loaded) });
   } catch (err) {
     releaseLock();
     history.close();
@@ -177,4 +177,20 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The bearer token of /metrics and /api/status: STACKVAULT_RUNNER_TOKEN, or the first line of runner.token_file. */
+function runnerToken(loaded: LoadedConfig): string | undefined {
+  if (process.env.STACKVAULT_RUNNER_TOKEN) return process.env.STACKVAULT_RUNNER_TOKEN;
+  const file = loaded.config.runner?.token_file;
+  if (!file) return undefined;
+  const path = resolve(loaded.baseDir, file);
+  let token: string | undefined;
+  try {
+    token = readFileSync(path, 'utf8').split(/\r?\n/)[0];
+  } catch (err) {
+    throw new UsageError(`${loaded.file}: runner.token_file ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+  if (!token) throw new UsageError(`${loaded.file}: runner.token_file ${path} is empty`);
+  return token;
 }

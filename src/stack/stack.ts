@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
@@ -103,7 +104,7 @@ export async function stackSnapshots(ctx: StackContext): Promise<SnapshotRef[]> 
 export async function snapshotStack(ctx: StackContext, at: { version: string; incarnation: string }, extraTags: string[]): Promise<BackupResult> {
   const sources = await reachDatabases(resolveSources(ctx.loaded), ctx.compose, composeProject(ctx.loaded, at.version));
   const tags = [...(ctx.loaded.config.tags ?? []), ...(await incarnationTags(ctx.loaded, at)), ...extraTags];
-  const saved = await backup(ctx.repo, { sources, stack: ctx.loaded.config.stack, host: ctx.loaded.config.host, tags, signal: ctx.signal });
+  const saved = await backup(ctx.repo, { sources, stack: ctx.loaded.config.stack, host: stackHost(ctx.loaded.config), tags, signal: ctx.signal });
   if (saved.errorCount > 0) throw new StackvaultError(`the snapshot before this step could not read ${saved.errorCount} entries; nothing was changed`);
   return saved;
 }
@@ -112,8 +113,27 @@ export async function snapshotStack(ctx: StackContext, at: { version: string; in
 export async function reachStackSources(loaded: LoadedConfig, compose?: Compose): Promise<ResolvedSource[]> {
   const sources = resolveSources(loaded);
   if (databaseServices(sources).length === 0) return sources;
+  // The task runner's container is on the stack's network, with no engine to ask: there a
+  // service is reached by its name, so one stackvault.yaml serves the host and the runner.
+  if (!compose && insideContainer() && !process.env.DOCKER_HOST) {
+    return sources.map((s) => (s.kind === 'mariadb' && s.service ? { ...s, connection: { ...s.connection, host: s.service, port: s.connection.port ?? MARIADB_PORT } } : s));
+  }
   // Only the containers' addresses are needed: no image variables.
   return reachDatabases(sources, compose ?? (await Compose.detect()), composeProject(loaded));
+}
+
+/** Podman and Docker mark their containers with these files. */
+function insideContainer(): boolean {
+  return existsSync('/run/.containerenv') || existsSync('/.dockerenv');
+}
+
+/**
+ * The host name a stack's snapshots carry: host in stackvault.yaml, else the stack's name.
+ * The machine's name would change with every runner container (its id) and every move to
+ * a new host, and retention, which groups by host, would never see one lineage.
+ */
+export function stackHost(config: LoadedConfig['config']): string {
+  return config.host ?? config.stack;
 }
 
 /** What a backup of the stack takes, and the tags that tie it to the version and incarnation this host runs. */

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { resolveExclusionClasses } from '../../config/exclusion-classes.js';
-import { stackBackupInputs } from '../../stack/stack.js';
+import { stackBackupInputs, stackHost } from '../../stack/stack.js';
 import { backup, isFilesSource, type FilesSourceSpec } from '../../snapshot/backup.js';
 import { ListingPrefetch } from '../../sources/listing-prefetch.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
@@ -98,7 +98,8 @@ Examples:
       try {
         result = await backup(repo, {
           sources,
-          host: flags.host ?? loaded?.config.host,
+          // The stack's sources carry the stack's host name (see stackHost); folders given here the machine's.
+          host: flags.host ?? (paths.length === 0 && loaded ? stackHost(loaded.config) : loaded?.config.host),
           stack: flags.stack ?? loaded?.config.stack ?? null,
           tags,
           parent: flags.force ? null : flags.parent,
