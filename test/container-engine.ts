@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Engine } from '../src/stack/engine.js';
@@ -68,4 +69,19 @@ export async function busyboxImage(t: TestContext, engine: TestEngine, name = 's
   await run('sh', ['-c', `tar -C '${root}' -c . | podman import - '${tag}'`], { env: engine.env, timeout: 120_000 });
   engine.defer(() => run('podman', ['rmi', '-f', tag], { env: engine.env }));
   return tag;
+}
+
+const EXAMPLE_IMAGES = fileURLToPath(new URL('../../examples/contact-center/vendor/images/build.sh', import.meta.url));
+
+/** Build the example stack's images (no registry) under tags unique to this run; removed when the test ends. */
+export async function buildExampleImages(engine: TestEngine): Promise<{ db: string; web1: string; web2: string }> {
+  const suffix = `-t${randomBytes(3).toString('hex')}`;
+  const { stdout } = await run(EXAMPLE_IMAGES, [suffix], { env: engine.env, timeout: 300_000 });
+  const tags = stdout.trim().split('\n');
+  engine.defer(() => run('podman', ['rmi', '-f', ...tags], { env: engine.env }));
+  return {
+    db: `localhost/contact-center-db:10.11${suffix}`,
+    web1: `localhost/contact-center-web:1${suffix}`,
+    web2: `localhost/contact-center-web:2${suffix}`,
+  };
 }

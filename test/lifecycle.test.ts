@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { Compose, type ComposeProject } from '../src/stack/compose.js';
-import { startPodman, type TestEngine } from './container-engine.js';
+import { buildExampleImages, startPodman } from './container-engine.js';
 import { runCli, tempDir, type CliResult } from './helpers.js';
 import { startMariadb } from './mariadb-server.js';
 import { freePort } from './storage-servers.js';
@@ -17,25 +17,12 @@ const run = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL('../../examples/contact-center/', import.meta.url));
 const VENDOR = join(EXAMPLE, 'vendor');
 
-/** Build the example's images (no registry) under tags unique to this run; removed when the test ends. */
-async function buildImages(engine: TestEngine): Promise<Record<string, string>> {
-  const suffix = `-t${randomBytes(3).toString('hex')}`;
-  const { stdout } = await run(join(VENDOR, 'images', 'build.sh'), [suffix], { env: engine.env, timeout: 300_000 });
-  const tags = stdout.trim().split('\n');
-  engine.defer(() => run('podman', ['rmi', '-f', ...tags], { env: engine.env }));
-  return {
-    db: `localhost/contact-center-db:10.11${suffix}`,
-    web1: `localhost/contact-center-web:1${suffix}`,
-    web2: `localhost/contact-center-web:2${suffix}`,
-  };
-}
-
 const git = (cwd: string, ...args: string[]) =>
   run('git', ['-c', 'user.name=operator', '-c', 'user.email=operator@example.com', ...args], { cwd, timeout: 60_000 }).then((r) => r.stdout.trim());
 
 test('the one procedure with real containers: install, backup, update with migrations, a failing update, disaster recovery, rollback', { timeout: 900_000 }, async (t) => {
   const engine = await startPodman(t);
-  const images = await buildImages(engine);
+  const images = await buildExampleImages(engine);
   const dir = await tempDir(t);
   const releases = join(dir, 'vendor-releases');
   const backups = join(dir, 'backup-repository');

@@ -269,7 +269,7 @@ test('beyond loopback, /metrics and /api/status need the bearer token; /healthz 
   assert.equal((await fetch(`${openUrl}/healthz`)).status, 200);
   const refused = await fetch(`${openUrl}/metrics`);
   assert.equal(refused.status, 403);
-  assert.match(await refused.text(), /needs a bearer token \(runner\.token_file or STACKVAULT_RUNNER_TOKEN\)/);
+  assert.match(await refused.text(), /needs a bearer token \(runner\.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN\)/);
   open.child.kill('SIGTERM');
   assert.equal(await open.exited, 0);
 

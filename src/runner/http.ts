@@ -38,7 +38,7 @@ export async function startStatusServer(listen: string, endpoints: StatusEndpoin
       } else if (path !== '/healthz' && token === undefined && !isLoopback(host)) {
         res
           .writeHead(403, { 'content-type': 'text/plain' })
-          .end(`this runner listens on ${listen}, beyond loopback: ${path} needs a bearer token (runner.token_file or STACKVAULT_RUNNER_TOKEN); /healthz is open\n`);
+          .end(`this runner listens on ${listen}, beyond loopback: ${path} needs a bearer token (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN); /healthz is open\n`);
       } else if (path !== '/healthz' && token !== undefined && !hasToken(req, token)) {
         res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end(`${path} needs "Authorization: Bearer <token>"\n`);
       } else if (path === '/healthz') {

@@ -179,18 +179,21 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** The bearer token of /metrics and /api/status: STACKVAULT_RUNNER_TOKEN, or the first line of runner.token_file. */
+/**
+ * The bearer token of /metrics and /api/status: STACKVAULT_RUNNER_TOKEN, or the first line
+ * of STACKVAULT_RUNNER_TOKEN_FILE or runner.token_file.
+ */
 function runnerToken(loaded: LoadedConfig): string | undefined {
   if (process.env.STACKVAULT_RUNNER_TOKEN) return process.env.STACKVAULT_RUNNER_TOKEN;
-  const file = loaded.config.runner?.token_file;
+  const file = process.env.STACKVAULT_RUNNER_TOKEN_FILE ?? loaded.config.runner?.token_file;
   if (!file) return undefined;
   const path = resolve(loaded.baseDir, file);
   let token: string | undefined;
   try {
     token = readFileSync(path, 'utf8').split(/\r?\n/)[0];
   } catch (err) {
-    throw new UsageError(`${loaded.file}: runner.token_file ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+    throw new UsageError(`the runner's token file ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
   }
-  if (!token) throw new UsageError(`${loaded.file}: runner.token_file ${path} is empty`);
+  if (!token) throw new UsageError(`the runner's token file ${path} is empty`);
   return token;
 }
