@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { link, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createProgress } from '../src/cli/progress.js';
-import { CLI, runCli, tempDir } from './helpers.js';
+import { compareTrees } from '../src/sources/compare.js';
+import { CLI, pseudoRandom, runCli, tempDir } from './helpers.js';
 import { inTerminal, waitForScreen } from './terminal.js';
 
 /** What users of restic, borg and git expect of a command line (issue 21). */
@@ -176,4 +178,25 @@ test('progress never shows a total below what is done while the scan still count
   }
   const status = JSON.parse(lines.at(-1)!) as { bytes_done: number; total_bytes: number; files_done: number; total_files: number };
   assert.ok(status.total_bytes >= status.bytes_done && status.total_files >= status.files_done, JSON.stringify(status));
+});
+
+test('dump of a folder writes a tar archive that tar extracts to the same tree', { timeout: 120_000 }, async (t) => {
+  const { dir, repo, source } = await repoWithSource(t);
+  await mkdir(join(source, 'deep', 'er'), { recursive: true });
+  await writeFile(join(source, 'deep', 'er', 'big.bin'), pseudoRandom(7, 3_000_000));
+  await writeFile(join(source, 'deep', 'er', `a-name-longer-than-a-tar-header-holds-${'x'.repeat(120)}.txt`), 'long\n');
+  await symlink('deep/er/big.bin', join(source, 'to-big'));
+  await link(join(source, 'notes.txt'), join(source, 'notes-again.txt'));
+  execFileSync('mkfifo', [join(source, 'pipe')]);
+  assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV })).code, 0);
+  const tarFile = join(dir, 'source.tar');
+  execFileSync('sh', ['-c', `"${process.execPath}" "${CLI}" dump --repo "${repo}" latest /source > "${tarFile}"`], { env: { ...process.env, ...ENV } });
+  const listing = execFileSync('tar', ['-tvf', tarFile], { encoding: 'utf8' });
+  assert.match(listing, /^h.* source\/notes(-again)?\.txt link to source\/notes(-again)?\.txt$/m);
+  assert.match(listing, /^l.* source\/to-big -> deep\/er\/big\.bin$/m);
+  assert.match(listing, /^p.* source\/pipe$/m);
+  const out = join(dir, 'extracted');
+  await mkdir(out);
+  execFileSync('tar', ['-C', out, '-xf', tarFile]);
+  assert.deepEqual((await compareTrees(source, join(out, 'source'), { owners: process.getuid?.() === 0 })).differences, []);
 });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { once } from 'node:events';
 import { diffSnapshots } from '../../snapshot/diff.js';
 import { findSnapshot, listSnapshots, matchesFilter, shortId, type SnapshotFilter, type SnapshotRef } from '../../snapshot/snapshot.js';
-import { TreeLoader } from '../../snapshot/tree.js';
+import { TreeLoader, type TreeNode } from '../../snapshot/tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from '../../snapshot/walk.js';
 import { UsageError } from '../../util/errors.js';
 import { formatBytes, plural } from '../../util/format.js';
@@ -140,19 +140,35 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
 
   program
     .command('dump')
-    .description('write one file of a snapshot to standard output')
+    .description('write a file of a snapshot to standard output, or a folder as a tar archive')
     .argument('<snapshot>', 'snapshot id or "latest"')
-    .argument('<path>', 'the file, e.g. /data/config/settings.ini')
-    .addHelpText('after', `\nExample:\n  stackvault dump latest /data/config/settings.ini > settings.ini`)
+    .argument('<path>', 'a file, e.g. /data/config/settings.ini, or a folder, e.g. /data/config')
+    .addHelpText('after', `\nExamples:\n  stackvault dump latest /data/config/settings.ini > settings.ini\n  stackvault dump latest /data/config > config.tar          # a folder: a tar archive, as restic writes\n  stackvault dump latest / | tar -t                          # everything`)
     .action(async (snapshot: string, path: string) => {
       const ctx = context();
       const repo = await ctx.openRepository();
       await repo.loadIndex();
       const ref = await resolveSnapshot(repo, snapshot);
-      const node = await findNode(new TreeLoader(repo), ref.snapshot.tree, path);
-      if (!node) throw new UsageError(`${normalizeSnapshotPath(path)} is not in snapshot ${shortId(ref.id)}`);
-      if (node.type !== 'file') throw new UsageError(`${normalizeSnapshotPath(path)} is a ${node.type}, not a file`);
+      const loader = new TreeLoader(repo);
+      const wanted = normalizeSnapshotPath(path);
+      // The snapshot's root is a folder too: its tree holds one folder per source.
+      const node = wanted === '/' ? rootFolder(ref) : await findNode(loader, ref.snapshot.tree, path);
+      if (!node) throw new UsageError(`${wanted} is not in snapshot ${shortId(ref.id)}`);
+      if (node.type === 'dir') {
+        if (process.stdout.isTTY) throw new UsageError(`${wanted} is a folder: its tar archive would go to the terminal; redirect it to a file or a pipe`);
+        const { dumpTar } = await import('../../snapshot/tar-dump.js');
+        const name = wanted === '/' ? `snapshot-${shortId(ref.id)}` : wanted.slice(wanted.lastIndexOf('/') + 1);
+        const result = await dumpTar(repo, loader, node, name, process.stdout);
+        for (const s of result.skipped) process.stderr.write(`warning: ${s.path} left out: ${s.message}\n`);
+        return;
+      }
+      if (node.type !== 'file') throw new UsageError(`${wanted} is a ${node.type}, not a file or folder`);
       for (const id of node.content ?? []) await writeOut(await repo.loadBlob(id, 'data'));
     });
 }
 
+/** The snapshot's root as a folder node (times and owner of the snapshot's own making). */
+function rootFolder(ref: SnapshotRef): TreeNode {
+  const ns = `${BigInt(Date.parse(ref.snapshot.time)) * 1_000_000n}`;
+  return { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: '0', dev: '0', nlink: 1, subtree: ref.snapshot.tree };
+}
