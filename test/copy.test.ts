@@ -10,7 +10,7 @@ import { copySnapshot } from '../src/snapshot/copy.js';
 import { restore } from '../src/snapshot/restore.js';
 import { listSnapshots } from '../src/snapshot/snapshot.js';
 import { compareTrees } from '../src/sources/compare.js';
-import { makeRichTree, runCli, tempDir } from './helpers.js';
+import { makeRichTree, pseudoRandom, runCli, tempDir } from './helpers.js';
 
 test('a copied snapshot restores byte-equal from the other repository and deduplicates with its later backups', async (t) => {
   const dir = await tempDir(t);
@@ -33,7 +33,7 @@ test('a copied snapshot restores byte-equal from the other repository and dedupl
   assert.deepEqual((await compareTrees(source, join(dir, 'restored', 'data'), { owners: process.getuid?.() === 0 })).differences, []);
 
   const again = await copySnapshot(from, to, { id: original.id, snapshot: original.snapshot });
-  assert.deepEqual(again, { id: copied.id, existing: true, files: 0, bytes: 0, bytesAdded: 0 });
+  assert.deepEqual(again, { id: copied.id, existing: true, files: 0, bytes: 0, bytesAdded: 0, reused: 0 });
 
   // The target chunked the copy itself, so its own backup of the same data adds only its trees.
   const own = await backup(to, { sources, stack: 'acme', parent: null });
@@ -56,4 +56,51 @@ test('stackvault copy on the command line, with the other repository\'s own pass
   assert.equal(wrong.code, 12);
   const dumped = await runCli(['dump', '--repo', join(dir, 'b'), 'latest', `/${dir.split('/').pop()}/file.txt`], { env });
   assert.equal(dumped.stdout, 'copied across');
+});
+
+test('copying a later snapshot reads only what changed since an earlier copy; an unchanged one reads no data', async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await makeRichTree(source);
+  for (let i = 0; i < 8; i++) await writeFile(join(source, `clip-${i}.bin`), pseudoRandom(i + 1, 400_000));
+  const fromBackend = new LocalBackend(join(dir, 'from'));
+  await Repository.init(fromBackend, { password: 'a', immutabilityDays: 0 });
+  const toBackend = new LocalBackend(join(dir, 'to'));
+  await Repository.init(toBackend, { password: 'b', immutabilityDays: 0 });
+  const spec = { sources: [{ name: 'data', path: source, exclusionClasses: {} }] };
+  // Counts what a copy reads of the source's packs (the backend itself, no stand-in).
+  let dataBytesRead = 0;
+  const counting = Object.create(fromBackend) as LocalBackend;
+  counting.get = async (key, range) => {
+    const bytes = await fromBackend.get(key, range);
+    if (key.startsWith('data/')) dataBytesRead += bytes.length;
+    return bytes;
+  };
+  const copyLatest = async () => {
+    const from = await Repository.open(counting, 'a');
+    const [latest] = (await listSnapshots(from)).slice(-1);
+    dataBytesRead = 0;
+    return { copied: await copySnapshot(from, await Repository.open(toBackend, 'b'), latest!), read: dataBytesRead };
+  };
+
+  await backup(await Repository.open(fromBackend, 'a'), spec);
+  const first = await copyLatest();
+  assert.ok(first.read > 3_000_000, `the first copy read ${first.read} bytes`);
+
+  await writeFile(join(source, 'clip-3.bin'), pseudoRandom(99, 400_000));
+  await backup(await Repository.open(fromBackend, 'a'), spec);
+  const second = await copyLatest();
+  assert.ok(second.read < 600_000, `a copy after one 400 kB file changed read ${second.read} bytes`);
+  assert.ok(second.copied.reused > 0);
+
+  await backup(await Repository.open(fromBackend, 'a'), spec);
+  const third = await copyLatest();
+  assert.equal(third.read, 0, 'an unchanged snapshot is copied from trees alone');
+
+  const to = await Repository.open(toBackend, 'b');
+  assert.deepEqual((await check(to, { readData: true })).errors, []);
+  const target = join(dir, 'restored');
+  const copiedRef = (await listSnapshots(to)).find((r) => r.id === third.copied.id)!;
+  assert.deepEqual((await restore(to, copiedRef, { target })).errors, []);
+  assert.deepEqual((await compareTrees(source, join(target, 'data'))).differences, []);
 });

@@ -10,6 +10,14 @@ export interface CopyResult {
   files: number;
   bytes: number;
   bytesAdded: number;
+  /** folders taken whole from an earlier copy: nothing in them was read */
+  reused: number;
+}
+
+/** A folder of an earlier copy: its tree in the source and the tree the copy made of it. */
+interface CopiedPair {
+  from: string;
+  to: string;
 }
 
 /**
@@ -18,19 +26,27 @@ export interface CopyResult {
  * chunker, so the copy deduplicates against what the target already holds and what it
  * backs up later (a release brought into a stack's repository, then the stack's nights).
  * The snapshot is written last; copying the same snapshot again finds it and writes nothing.
+ *
+ * What an earlier copy from the same repository already holds is not read again: its
+ * source and copied trees are walked side by side with the new snapshot's, and a folder
+ * (or file) whose source tree (or content) is unchanged takes the earlier copy's, once
+ * every blob it needs is found in the target and not recorded for deletion. A nightly
+ * copy of an unchanged snapshot reads trees only, no data.
  */
 export async function copySnapshot(from: Repository, to: Repository, ref: SnapshotRef, options: { signal?: AbortSignal } = {}): Promise<CopyResult> {
   const origin = { repository: from.config.id, snapshot: ref.id };
   const already = (await listSnapshots(to, { includeForgotten: true })).find(
     (s) => s.snapshot.copiedFrom?.repository === origin.repository && s.snapshot.copiedFrom.snapshot === origin.snapshot,
   );
-  if (already) return { id: already.id, existing: true, files: 0, bytes: 0, bytesAdded: 0 };
+  if (already) return { id: already.id, existing: true, files: 0, bytes: 0, bytesAdded: 0, reused: 0 };
 
   await from.loadIndex();
   await to.loadIndex();
   const loader = new TreeLoader(from);
+  const targetLoader = new TreeLoader(to);
   const writer = to.newBlobWriter();
-  const result: CopyResult = { id: '', existing: false, files: 0, bytes: 0, bytesAdded: 0 };
+  const earlier = await earlierCopy(from, to, origin.repository);
+  const result: CopyResult = { id: '', existing: false, files: 0, bytes: 0, bytesAdded: 0, reused: 0 };
   const copiedTrees = new Map<string, string>();
   const copiedFiles = new Map<string, string[]>();
 
@@ -53,17 +69,51 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
     return content;
   };
 
-  const copyTree = async (treeId: string): Promise<string> => {
+  /** Whether a copied tree and everything below it is in the target, for this writer to rely on. */
+  const present = new Map<string, Promise<boolean>>();
+  const stillThere = (treeId: string): Promise<boolean> => {
+    let known = present.get(treeId);
+    if (!known) {
+      known = (async () => {
+        if (!writer.has(treeId)) return false;
+        for (const node of (await targetLoader.load(treeId)).nodes) {
+          if (node.content && !node.content.every((id) => writer.has(id))) return false;
+          if (node.subtree && !(await stillThere(node.subtree))) return false;
+        }
+        return true;
+        // An earlier copy that cannot be read is only no help: the folder is copied anew.
+      })().catch(() => false);
+      present.set(treeId, known);
+    }
+    return known;
+  };
+
+  const copyTree = async (treeId: string, before?: CopiedPair): Promise<string> => {
     const done = copiedTrees.get(treeId);
     if (done) return done;
+    if (before?.from === treeId && (await stillThere(before.to))) {
+      copiedTrees.set(treeId, before.to);
+      result.reused++;
+      return before.to;
+    }
+    // The earlier copy's entries of this folder, by name: the source's and the copy's side by side.
+    const beforeByName = new Map<string, { from: TreeNode; to: TreeNode }>();
+    if (before) {
+      const pair = await Promise.all([loader.load(before.from), targetLoader.load(before.to)]).catch(() => undefined);
+      const [fromNodes, toNodes] = pair ? [pair[0].nodes, pair[1].nodes] : [[], []];
+      for (const [i, node] of fromNodes.entries()) if (toNodes[i]?.name === node.name) beforeByName.set(node.name, { from: node, to: toNodes[i]! });
+    }
     const nodes: TreeNode[] = [];
     for (const node of (await loader.load(treeId)).nodes) {
       const copy: TreeNode = { ...node };
+      const old = beforeByName.get(node.name);
       if (node.content) {
-        copy.content = await copyContent(node.content);
+        const unchanged = old?.from.content && old.to.content && old.from.content.join() === node.content.join() && old.to.content.every((id) => writer.has(id));
+        copy.content = unchanged ? old.to.content! : await copyContent(node.content);
+        if (unchanged) result.bytes += node.size ?? 0;
         result.files++;
       }
-      if (node.subtree) copy.subtree = await copyTree(node.subtree);
+      if (node.subtree) copy.subtree = await copyTree(node.subtree, old?.from.subtree && old.to.subtree ? { from: old.from.subtree, to: old.to.subtree } : undefined);
       nodes.push(copy);
     }
     const id = await saveTree(writer, { nodes });
@@ -71,9 +121,24 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
     return id;
   };
 
-  const tree = await copyTree(ref.snapshot.tree);
+  const tree = await copyTree(ref.snapshot.tree, earlier);
   // Everything the snapshot references is stored and indexed before the snapshot exists.
   await writer.flush();
   result.id = await writer.commit('snapshots', { ...ref.snapshot, tree, parent: null, copiedFrom: origin });
   return result;
+}
+
+/**
+ * The newest kept copy in `to` from the source repository whose snapshot the source still
+ * holds: its root trees, source and copy, to walk side by side.
+ */
+async function earlierCopy(from: Repository, to: Repository, source: string): Promise<CopiedPair | undefined> {
+  const copies = (await listSnapshots(to)).filter((s) => s.snapshot.copiedFrom?.repository === source);
+  if (copies.length === 0) return undefined;
+  const originals = new Map((await listSnapshots(from, { includeForgotten: true })).map((r) => [r.id, r]));
+  for (const copy of copies.reverse()) {
+    const original = originals.get(copy.snapshot.copiedFrom!.snapshot);
+    if (original) return { from: original.snapshot.tree, to: copy.snapshot.tree };
+  }
+  return undefined;
 }

@@ -36,7 +36,8 @@ export function registerCopyCommand(program: Command, context: () => CliContext)
           () =>
             copied.existing
               ? `snapshot ${shortId(ref.id)} is here already as ${shortId(copied.id)}`
-              : `snapshot ${shortId(ref.id)} copied as ${shortId(copied.id)}: ${copied.files} files, ${formatBytes(copied.bytes)}, added ${formatBytes(copied.bytesAdded)}`,
+              : `snapshot ${shortId(ref.id)} copied as ${shortId(copied.id)}: ${copied.files} files, ${formatBytes(copied.bytes)}, added ${formatBytes(copied.bytesAdded)}` +
+                (copied.reused > 0 ? `; ${copied.reused} unchanged folders taken from an earlier copy without reading them` : ''),
           () => ({ message_type: 'copy', from: ref.id, to: copied.id, ...copied }),
         );
       }
