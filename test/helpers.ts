@@ -162,3 +162,14 @@ export async function objectFingerprints(repoDir: string): Promise<Map<string, s
   await walk(repoDir, '');
   return out;
 }
+
+/** What `probe` gives once it gives something (its failures count as not yet), or a timeout naming `what`. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -9,23 +9,13 @@ import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { Compose, type ComposeProject } from '../src/stack/compose.js';
 import { buildExampleImages, startPodman } from './container-engine.js';
-import { runCli, tempDir } from './helpers.js';
+import { runCli, tempDir, waitFor } from './helpers.js';
 import { freePort } from './storage-servers.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EXAMPLE = join(ROOT, 'examples', 'contact-center');
 const RUNNER = join(ROOT, 'deploy', 'task-runner');
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 
 test('the runner image, built here, runs beside the example stack: scheduled backups of the stack, /healthz 200, a clean stop', { timeout: 900_000 }, async (t) => {
   const engine = await startPodman(t);
@@ -44,6 +34,9 @@ test('the runner image, built here, runs beside the example stack: scheduled bac
   await copyFile(join(RUNNER, 'compose.snippet.yml'), join(stack, 'runner.yml'));
   // The example's own stackvault.yaml, with this run's images and share, and a schedule a test can wait for.
   const config = parse(await readFile(join(EXAMPLE, 'stackvault.yaml'), 'utf8')) as Record<string, any>;
+  // A name of its own: containers are named after it, and the lifecycle test may run the example meanwhile.
+  const name = `runner-test-${randomBytes(3).toString('hex')}`;
+  config.stack = name;
   config.application.images = { '1': { WEB_IMAGE: images.web1, DB_IMAGE: images.db } };
   config.repository.url = share;
   config.schedule = { time_zone: 'UTC', backup: '*/3 * * * * *', check_subset: '100%', drill: false };
@@ -66,7 +59,7 @@ test('the runner image, built here, runs beside the example stack: scheduled bac
   assert.equal((await runCli(['init'], { cwd: stack, env })).code, 0);
   const compose = await Compose.detect(engine.env);
   const project: ComposeProject = {
-    name: 'example-contact-center',
+    name,
     files: [join(stack, 'docker-compose.yml'), join(stack, 'runner.yml')],
     directory: stack,
     env: { WEB_IMAGE: images.web1, DB_IMAGE: images.db, WEB_PORT: String(await freePort()), STACKVAULT_PORT: String(await freePort()), STACKVAULT_IMAGE: runnerImage, STACKVAULT_SHARE: share },
@@ -92,14 +85,18 @@ test('the runner image, built here, runs beside the example stack: scheduled bac
   );
   assert.ok(!status.recent.some((r) => r.status === 'failed'), JSON.stringify(status.recent));
   assert.equal((await fetch(`${runnerAt}/healthz`)).status, 200);
+  // The snippet's own health check (the image, imported, has none) runs in the image and passes.
+  const withCheck = (await compose.containers(project)).find((c) => c.Config.Labels['com.docker.compose.service'] === 'stackvault')!;
+  assert.match(JSON.stringify(withCheck.Config.Healthcheck?.Test), /healthz/);
+  await compose.waitHealthy(project, { services: ['stackvault'], timeoutMs: 60_000 });
   assert.equal((await fetch(`${runnerAt}/metrics`)).status, 401, 'beyond loopback, metrics need the token');
-  assert.match(await (await fetch(`${runnerAt}/metrics`, { headers: token })).text(), /^stackvault_healthy\{stack="example-contact-center"\} 1$/m);
+  assert.match(await (await fetch(`${runnerAt}/metrics`, { headers: token })).text(), new RegExp(`^stackvault_healthy\\{stack="${name}"\\} 1$`, 'm'));
 
   // The runner's snapshots: the stack's name as host, the incarnation and version as tags, the database in them.
   const snapshots = JSON.parse((await runCli(['snapshots', '--json'], { cwd: stack, env })).stdout) as Array<{ host: string; tags: string[]; sources: Array<{ name: string }> }>;
   assert.ok(snapshots.length >= 2);
   for (const s of snapshots) {
-    assert.equal(s.host, 'example-contact-center');
+    assert.equal(s.host, name);
     assert.ok(s.tags.includes(`incarnation=${incarnation}`), JSON.stringify(s.tags));
     assert.ok(s.tags.includes('version=1'), JSON.stringify(s.tags));
     assert.deepEqual(s.sources.map((x) => x.name).sort(), ['data', 'db']);

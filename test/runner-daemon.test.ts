@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { JobHistory, type RunRecord } from '../src/runner/history.js';
 import { compareTrees } from '../src/sources/compare.js';
-import { CLI, makeRichTree, pseudoRandom, runCli, tempDir } from './helpers.js';
+import { CLI, makeRichTree, pseudoRandom, runCli, tempDir, waitFor } from './helpers.js';
 import { createFixture } from './mariadb-fixture.js';
 import { startMariadb } from './mariadb-server.js';
 
@@ -47,16 +47,6 @@ async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
 interface Status {
   current: { step: string } | null;
   recent: RunRecord[];
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function stack(t: TestContext, extra: Record<string, unknown>, data: (dir: string) => Promise<void>): Promise<{ dir: string; env: Record<string, string> }> {
