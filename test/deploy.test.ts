@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -13,16 +13,21 @@ test('the task runner container: its stackvault.yaml loads, the compose snippet 
   const loaded = loadConfig(join(DEPLOY, 'stackvault.yaml'));
   assert.equal(loaded.config.schedule?.backup, '0 2 * * *');
   const compose = parse(readFileSync(join(DEPLOY, 'compose.snippet.yml'), 'utf8')) as {
-    services: { stackvault: { command: string[]; volumes: string[]; environment: Record<string, string>; secrets: string[] } };
-    secrets: Record<string, unknown>;
+    services: { stackvault: { command: string[]; volumes: string[]; environment: Record<string, string>; working_dir: string; healthcheck?: { test: string[] } } };
   };
   const service = compose.services.stackvault;
   assert.equal(service.command[0], 'run');
-  const mounted = service.volumes.map((v) => v.split(':')[1]!);
-  assert.ok(mounted.includes(dirname(loaded.config.runner!.history)), 'the job history lives on a volume');
-  assert.ok(mounted.includes(loaded.config.repository.url), 'the repository share is mounted');
-  for (const secret of service.secrets) assert.ok(compose.secrets[secret], `secret ${secret} is declared`);
-  assert.ok(loaded.config.repository.password_file?.startsWith('/run/secrets/'));
+  // "host:container[:ro]", where either side may be "${VAR:-default}".
+  const sides = service.volumes.map((v) => [...v.matchAll(/\$\{\w+:-([^}]+)\}|([^:]+)/g)].map((m) => m[1] ?? m[2]!));
+  const mounted = sides.map((s) => s[1]!);
+  const inside = (path: string) => (isAbsolute(path) ? path : join(service.working_dir, path));
+  assert.ok(mounted.includes(inside(dirname(loaded.config.runner!.history))), 'the job history lives on a mounted folder');
+  assert.ok(mounted.includes(inside('.stackvault')), 'the state up writes (the incarnation) reaches the runner');
+  assert.ok(sides.some(([host, container]) => host === loaded.config.repository.url && container === loaded.config.repository.url), 'the share is mounted at the same path as on the host');
+  for (const file of [service.environment.STACKVAULT_PASSWORD_FILE!, service.environment.STACKVAULT_RUNNER_TOKEN_FILE!]) {
+    assert.ok(mounted.some((m) => file.startsWith(`${m}/`)), `${file} is on a mounted folder`);
+  }
+  assert.match(JSON.stringify(service.healthcheck?.test), /healthz/, 'the snippet has its own health check');
   const copied = [...readFileSync(join(DEPLOY, 'Containerfile'), 'utf8').matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(' '));
   for (const path of copied) assert.ok(existsSync(join(ROOT, path)), `Containerfile copies ${path}`);
 });
