@@ -130,6 +130,15 @@ test('small habits: help and exit codes, singular counts, a bad duration, the ri
   const release = await runCli(['release', 'list', '--from-repo', other], { env: ENV });
   assert.equal(release.code, 2);
   assert.match(release.stderr, /STACKVAULT_RELEASE_PASSWORD/);
+
+  // Secrets are read one way everywhere: a missing file or an unset variable is named as such.
+  const missingFile = await runCli(['key', 'add', '--repo', repo, '--new-password-file', join(dir, 'nope')], { env: ENV });
+  assert.equal(missingFile.code, 2, missingFile.stderr);
+  assert.match(missingFile.stderr, /--new-password-file: cannot read .*nope: no such file/);
+  await writeFile(join(dir, 'stackvault.yaml'), `stack: acme\nrepository: { url: ${repo} }\nrelease_store: { url: ${other}, password_env: VENDOR_PW }\nsources: [{ name: data, type: files, path: ./source }]\n`);
+  const unset = await runCli(['release', 'list'], { env: ENV, cwd: dir });
+  assert.equal(unset.code, 2, unset.stderr);
+  assert.match(unset.stderr, /release_store\.password_env names VENDOR_PW, but that variable is not set/);
 });
 
 test('on a terminal, a password that is not configured is asked for without echo', { timeout: 120_000 }, async (t) => {

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Backend } from '../repo/backends/backend.js';
@@ -6,6 +6,7 @@ import { openBackend } from '../repo/backends/open.js';
 import { checkDirectIoSetting } from '../util/direct-io.js';
 import { Repository } from '../repo/repository.js';
 import { canPrompt, promptPassword } from './password-prompt.js';
+import { secretFromEnv, secretFromFile } from '../util/secrets.js';
 import { UsageError } from '../util/errors.js';
 
 /** Options every command takes. */
@@ -77,11 +78,7 @@ export class CliContext {
     const c = this.config();
     const repo = c?.config.repository;
     if (repo?.password_file) return readPasswordFile(resolve(c!.baseDir, repo.password_file));
-    if (repo?.password_env) {
-      const value = process.env[repo.password_env];
-      if (value === undefined) throw new UsageError(`${c!.file}: repository.password_env names ${repo.password_env}, but that variable is not set`);
-      return value;
-    }
+    if (repo?.password_env) return secretFromEnv(repo.password_env, `${c!.file}: repository.password_env`);
     return undefined;
   }
 
@@ -97,11 +94,6 @@ export class CliContext {
   }
 }
 
-export function readPasswordFile(file: string): string {
-  try {
-    // Only the first line: password files written with echo end in a newline that is not part of the password.
-    return readFileSync(file, 'utf8').split(/\r?\n/)[0]!;
-  } catch (err) {
-    throw new UsageError(`cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
+export function readPasswordFile(file: string, what = 'password file'): string {
+  return secretFromFile(file, what);
 }

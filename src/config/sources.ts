@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UsageError } from '../util/errors.js';
+import { readSecretFile, secretFromEnv, secretFromFile } from '../util/secrets.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import type { LoadedConfig } from './load.js';
 
@@ -36,15 +35,6 @@ export interface ResolvedDatabaseSource {
 }
 
 export type ResolvedSource = ResolvedFilesSource | ResolvedDatabaseSource;
-
-function readSecretFile(file: string, what: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(`${what}: cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(err)}`);
-  }
-}
 
 export function resolveSources(loaded: LoadedConfig): ResolvedSource[] {
   const classes = resolveExclusionClasses(loaded.config.exclusion_classes);
@@ -87,11 +77,8 @@ interface ServerFields {
 /** How to reach a database server of stackvault.yaml: its password and TLS files read, paths made absolute. */
 export function resolveConnection(loaded: LoadedConfig, s: ServerFields, where: string): ResolvedDatabaseSource['connection'] {
   let password: string | undefined;
-  if (s.password_file) password = readSecretFile(resolve(loaded.baseDir, s.password_file), `${where}.password_file`).split(/\r?\n/)[0]!;
-  else if (s.password_env) {
-    password = process.env[s.password_env];
-    if (password === undefined) throw new UsageError(`${where}.password_env names ${s.password_env}, but that variable is not set`);
-  }
+  if (s.password_file) password = secretFromFile(resolve(loaded.baseDir, s.password_file), `${where}.password_file`);
+  else if (s.password_env) password = secretFromEnv(s.password_env, `${where}.password_env`);
   const tlsFile = (f: string | undefined, field: string) => (f ? readSecretFile(resolve(loaded.baseDir, f), `${where}.tls.${field}`) : undefined);
   const tls = s.tls === true ? {} : s.tls ? { ca: tlsFile(s.tls.ca, 'ca'), cert: tlsFile(s.tls.cert, 'cert'), key: tlsFile(s.tls.key, 'key'), verify: s.tls.verify } : undefined;
   return { host: s.host, port: s.port, socket: s.socket ? resolve(loaded.baseDir, s.socket) : undefined, user: s.user, password, tls };

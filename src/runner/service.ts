@@ -7,7 +7,8 @@ import { resolveConnection, resolveSources } from '../config/sources.js';
 import { openBackend } from '../repo/backends/open.js';
 import { Repository } from '../repo/repository.js';
 import { listSnapshots } from '../snapshot/snapshot.js';
-import { UsageError, errorMessage } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
+import { secretFromFile } from '../util/secrets.js';
 import { Runner, systemClock, type Clock, type Log, type ScheduledJob } from './daemon.js';
 import { JobHistory } from './history.js';
 import { startStatusServer } from './http.js';
@@ -188,12 +189,7 @@ function runnerToken(loaded: LoadedConfig): string | undefined {
   const file = process.env.STACKVAULT_RUNNER_TOKEN_FILE ?? loaded.config.runner?.token_file;
   if (!file) return undefined;
   const path = resolve(loaded.baseDir, file);
-  let token: string | undefined;
-  try {
-    token = readFileSync(path, 'utf8').split(/\r?\n/)[0];
-  } catch (err) {
-    throw new UsageError(`the runner's token file ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-  }
+  const token = secretFromFile(path, "the runner's token file");
   if (!token) throw new UsageError(`the runner's token file ${path} is empty`);
   return token;
 }

@@ -21,7 +21,7 @@ export function registerCopyCommand(program: Command, context: () => CliContext)
     )
     .action(async (ids: string[], flags: { fromRepo: string; fromPasswordFile?: string }) => {
       const ctx = context();
-      const password = flags.fromPasswordFile ? readPasswordFile(flags.fromPasswordFile) : process.env.STACKVAULT_FROM_PASSWORD;
+      const password = flags.fromPasswordFile ? readPasswordFile(flags.fromPasswordFile, '--from-password-file') : process.env.STACKVAULT_FROM_PASSWORD;
       const fromBackend = openBackend(flags.fromRepo);
       const asked = password ?? (canPrompt() ? () => promptPassword(`enter password for repository ${fromBackend.location} (copied from): `) : undefined);
       const from = await Repository.open(fromBackend, asked, 'give its password in STACKVAULT_FROM_PASSWORD or --from-password-file');

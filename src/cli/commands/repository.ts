@@ -6,6 +6,7 @@ import { rebuildIndex } from '../../snapshot/repair.js';
 import { StackvaultError, UsageError } from '../../util/errors.js';
 import { formatBytes, parseDuration, parseSize, plural } from '../../util/format.js';
 import { canPrompt, promptNewPassword } from '../password-prompt.js';
+import { secretFromFile } from '../../util/secrets.js';
 import type { CliContext } from '../context.js';
 import { emit } from '../output.js';
 import { createProgress } from '../progress.js';
@@ -148,8 +149,7 @@ Examples:
 
   /** The new password: from STACKVAULT_NEW_PASSWORD or a file, else typed twice on a terminal. */
   const newPassword = async (file?: string): Promise<string> => {
-    const { readFileSync } = await import('node:fs');
-    const pw = file ? readFileSync(file, 'utf8').split(/\r?\n/)[0] : process.env.STACKVAULT_NEW_PASSWORD;
+    const pw = file ? secretFromFile(file, '--new-password-file') : process.env.STACKVAULT_NEW_PASSWORD;
     if (pw) return pw;
     if (canPrompt()) return promptNewPassword('the new password');
     throw new UsageError('give the new password in STACKVAULT_NEW_PASSWORD or --new-password-file (or type it on a terminal)');

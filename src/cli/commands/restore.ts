@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { resolveSources, type ResolvedDatabaseSource } from '../../config/sources.js';
 import { reachStackSources } from '../../stack/stack.js';
@@ -8,6 +7,7 @@ import { restore } from '../../snapshot/restore.js';
 import { shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { ExitCode, StackvaultError, UsageError } from '../../util/errors.js';
 import { formatBytes, formatDuration } from '../../util/format.js';
+import { secretFromEnv, secretFromFile } from '../../util/secrets.js';
 import type { CliContext } from '../context.js';
 import { collect, emit, interruptSignal } from '../output.js';
 import { createProgress } from '../progress.js';
@@ -61,16 +61,8 @@ async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags
     throw new UsageError(`no server to restore "${source}" into: give --db-host (and --db-port) or --db-socket, or configure source "${source}" in stackvault.yaml`);
   }
   let password = fromFlags ? undefined : configured?.connection.password;
-  if (flags.dbPasswordFile) {
-    try {
-      password = readFileSync(flags.dbPasswordFile, 'utf8').split(/\r?\n/)[0]!;
-    } catch {
-      throw new UsageError(`--db-password-file: cannot read ${flags.dbPasswordFile}`);
-    }
-  } else if (flags.dbPasswordEnv) {
-    password = process.env[flags.dbPasswordEnv];
-    if (password === undefined) throw new UsageError(`--db-password-env names ${flags.dbPasswordEnv}, but that variable is not set`);
-  }
+  if (flags.dbPasswordFile) password = secretFromFile(flags.dbPasswordFile, '--db-password-file');
+  else if (flags.dbPasswordEnv) password = secretFromEnv(flags.dbPasswordEnv, '--db-password-env');
   const base = fromFlags ? { user: 'root' } : configured!.connection;
   return {
     ...base,
