@@ -20,7 +20,7 @@ const VENDOR = join(EXAMPLE, 'vendor');
 const git = (cwd: string, ...args: string[]) =>
   run('git', ['-c', 'user.name=operator', '-c', 'user.email=operator@example.com', ...args], { cwd, timeout: 60_000 }).then((r) => r.stdout.trim());
 
-test('the one procedure with real containers: install, backup, update with migrations, a failing update, disaster recovery, rollback', { timeout: 900_000 }, async (t) => {
+test('the one procedure with real containers: install, backup, update with migrations, a failing update, disaster recovery, rollback', { timeout: 1_800_000 }, async (t) => {
   const engine = await startPodman(t);
   const images = await buildExampleImages(engine);
   const dir = await tempDir(t);
