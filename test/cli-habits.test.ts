@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { link, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createProgress } from '../src/cli/progress.js';
@@ -208,4 +209,32 @@ test('dump of a folder writes a tar archive that tar extracts to the same tree',
   await mkdir(out);
   execFileSync('tar', ['-C', out, '-xf', tarFile]);
   assert.deepEqual((await compareTrees(source, join(out, 'source'), { owners: process.getuid?.() === 0 })).differences, []);
+});
+
+test('init --immutable-flag: as root, every object of a folder repository carries chattr +i, and prune lifts it to delete', { timeout: 120_000, skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+  // Its own folder: flagged files would stop the usual clean-up, so the flags go first.
+  const dir = await mkdtemp(join(tmpdir(), 'sv-flag-'));
+  t.after(async () => {
+    execFileSync('chattr', ['-R', '-i', dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const repo = join(dir, 'repo');
+  const source = join(dir, 'source');
+  await mkdir(source);
+  await writeFile(join(source, 'notes.txt'), 'first\n');
+  const made = await runCli(['init', '--repo', repo, '--immutability', '0d', '--immutable-flag'], { env: ENV });
+  if (made.code !== 0 && /cannot mark files immutable/.test(made.stderr)) return t.skip(`this file system has no immutable flag: ${made.stderr}`);
+  assert.equal(made.code, 0, made.stderr);
+  assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV })).code, 0);
+  const [pack] = execFileSync('find', [join(repo, 'data'), '-type', 'f'], { encoding: 'utf8' }).trim().split('\n');
+  assert.match(execFileSync('lsattr', [pack!], { encoding: 'utf8' }), /^\S*i\S* /);
+  await assert.rejects(unlink(pack!), { code: 'EPERM' });
+  // Prune deletes a forgotten snapshot (past its period of 0 days): it lifts the flag first.
+  await writeFile(join(source, 'notes.txt'), 'second\n');
+  assert.equal((await runCli(['backup', '--repo', repo, '--quiet', source], { env: ENV })).code, 0);
+  assert.equal((await runCli(['forget', '--repo', repo, '--keep-last', '1'], { env: ENV })).code, 0);
+  const pruned = await runCli(['prune', '--repo', repo, '--yes'], { env: ENV });
+  assert.equal(pruned.code, 0, pruned.stderr);
+  assert.equal((await readdir(join(repo, 'snapshots'))).length, 1);
+  assert.equal((await runCli(['check', '--repo', repo, '--read-data'], { env: ENV })).code, 0);
 });

@@ -45,6 +45,8 @@ export interface RepoConfig {
   immutabilityDays: number;
   /** only for unencrypted repositories: the non-secret keys that otherwise live in key files */
   plainKeys?: { idKey: string; chunkerSeed: string };
+  /** a folder repository whose objects carry the file system's immutable flag (chattr +i) */
+  immutableFlag?: boolean;
 }
 
 export interface KeyInfo {
@@ -64,6 +66,8 @@ export interface InitOptions {
   immutabilityDays: number;
   packSize?: number;
   chunker?: ChunkerParams;
+  /** a folder repository: flag every object immutable (chattr +i) */
+  immutableFlag?: boolean;
 }
 
 /**
@@ -150,6 +154,11 @@ export class Repository {
     await backend.prepare();
     // Before any object: a repository that promises immutability the storage cannot enforce is refused.
     await backend.useImmutability?.(options.immutabilityDays);
+    if (options.immutableFlag) {
+      if (!backend.useImmutableFlag) throw new UsageError(`the immutable flag (chattr +i) is for a folder repository; ${backend.location} is not one`);
+      await backend.useImmutableFlag();
+      config.immutableFlag = true;
+    }
     // The key file first: a config without a key would be a repository nobody can open.
     if (encrypted) {
       const keyFile = Buffer.from(JSON.stringify(await wrapMasterKey(master, options.password!)));
@@ -192,6 +201,8 @@ export class Repository {
       throw new StackvaultError(`the repository at ${backend.location} has format version ${config.version}; this stackvault reads up to ${FORMAT_VERSION}`);
     }
     await backend.useImmutability?.(config.immutabilityDays);
+    // Every writer flags what it stores, as the repository was made to.
+    if (config.immutableFlag) await backend.useImmutableFlag?.({ readOnly: true });
     if (config.encryption === 'none') {
       if (!config.plainKeys) throw new IntegrityError(`the config of the repository at ${backend.location} has no keys`);
       return new Repository(backend, config, {

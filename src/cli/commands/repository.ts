@@ -18,14 +18,16 @@ export function registerRepositoryCommands(program: Command, context: () => CliC
     .option('--no-encryption', 'store data unencrypted (integrity is still verified)')
     .option('--immutability <duration>', 'how long every object must stay untouched, e.g. 30d; prune never deletes younger objects')
     .option('--pack-size <size>', 'target pack size', '16MiB')
+    .option('--immutable-flag', "a folder repository: give every object the file system's immutable flag (chattr +i; root only)")
     .addHelpText(
       'after',
       `
 Examples:
   STACKVAULT_PASSWORD=... stackvault init --repo /mnt/backup/acme --immutability 30d
-  stackvault init --repo ./repo --no-encryption`,
+  stackvault init --repo ./repo --no-encryption
+  stackvault init --repo /srv/backups/acme --immutability 30d --immutable-flag   # as root, on ext4/XFS/Btrfs`,
     )
-    .action(async (opts: { encryption: boolean; immutability?: string; packSize: string }) => {
+    .action(async (opts: { encryption: boolean; immutability?: string; packSize: string; immutableFlag?: boolean }) => {
       const ctx = context();
       const cfg = ctx.config();
       const backend = ctx.options.repo || process.env.STACKVAULT_REPOSITORY || !cfg ? ctx.backend() : openBackend(cfg.config.repository.url, { baseDir: cfg.baseDir });
@@ -51,21 +53,23 @@ Examples:
       } catch (err) {
         throw new UsageError(`--pack-size: ${(err as Error).message}`);
       }
-      const repo = await Repository.init(backend, { password, immutabilityDays, packSize });
+      const repo = await Repository.init(backend, { password, immutabilityDays, packSize, immutableFlag: opts.immutableFlag });
       // Storage that cannot enforce it (a folder, an rclone remote) gets only prune's promise: said plainly.
       const enforced = immutabilityDays === 0 || backend.useImmutability !== undefined;
-      const notEnforced =
-        `  immutability is not enforced: ${backend.location} cannot refuse a deletion, so stackvault's prune keeps every object for ${immutabilityDays} days, ` +
-        'but anyone (or any ransomware) that can write there can delete or change objects. For protection, use S3 Object Lock, ' +
-        'Azure immutability policies, or a share that is write-once (WORM) on its own';
+      const notEnforced = opts.immutableFlag
+        ? `  every object carries the immutable flag (chattr +i): nobody can change or delete it without first lifting the flag, which only root can; ` +
+          'prune lifts it once an object is past the period. It does not stop root (or ransomware running as root): for that, use S3 Object Lock, Azure immutability policies, or a WORM share'
+        : `  immutability is not enforced: ${backend.location} cannot refuse a deletion, so stackvault's prune keeps every object for ${immutabilityDays} days, ` +
+          'but anyone (or any ransomware) that can write there can delete or change objects. As root on ext4, XFS or Btrfs, --immutable-flag marks every object immutable; ' +
+          'for protection also against root, use S3 Object Lock, Azure immutability policies, or a write-once (WORM) share';
       emit(
         ctx,
         () =>
           `created repository ${repo.config.id} at ${backend.location}\n` +
-          `  encryption: ${repo.config.encryption}, immutability: ${immutabilityDays} days${enforced ? '' : ' (not enforced)'}, pack size: ${formatBytes(packSize)}\n` +
+          `  encryption: ${repo.config.encryption}, immutability: ${immutabilityDays} days${enforced ? '' : opts.immutableFlag ? ' (immutable flag on every object)' : ' (not enforced)'}, pack size: ${formatBytes(packSize)}\n` +
           (enforced ? '' : `${notEnforced}\n`) +
           (password ? '  keep the password safe: without it the data cannot be read' : ''),
-        () => ({ message_type: 'init', id: repo.config.id, location: backend.location, encryption: repo.config.encryption, immutability_days: immutabilityDays, immutability_enforced: enforced }),
+        () => ({ message_type: 'init', id: repo.config.id, location: backend.location, encryption: repo.config.encryption, immutability_days: immutabilityDays, immutability_enforced: enforced, immutable_flag: opts.immutableFlag ?? false }),
       );
     });
 

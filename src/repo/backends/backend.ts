@@ -64,6 +64,11 @@ export interface Backend {
    * by itself or not at all.
    */
   extendRetention?(key: string, until: Date): Promise<void>;
+  /**
+   * A folder on this machine: give every object stored from now on the file system's
+   * immutable flag (chattr +i), lifted only by a deletion. Fails naming why it cannot.
+   */
+  useImmutableFlag?(options?: { readOnly?: boolean }): Promise<void>;
   /** stop helper processes and connections; the backend is unusable afterwards */
   close?(): Promise<void>;
   /** leftovers of interrupted uploads older than the given age, for prune to remove */

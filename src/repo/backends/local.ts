@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { close as closeFd, constants, open as openFd, read as readFd } from 'node:fs';
-import { chmod, link, lstat, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, open, readdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { ObjectNotFoundError, StackvaultError, describeSystemError } from '../../util/errors.js';
+import { ObjectNotFoundError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
+import { setImmutable } from './immutable-flag.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES, O_DIRECT, directIoRefused, readDirect, writePartsDirect } from '../../util/direct-io.js';
 import { alreadyStored, truncated } from './objects.js';
@@ -48,6 +49,36 @@ export class LocalBackend implements Backend {
 
   /** cleared for good once the file system refuses O_DIRECT */
   private directIo: boolean;
+  /** every object stored gets the file system's immutable flag (see useImmutableFlag) */
+  private immutableFlag = false;
+
+  /**
+   * From now on every object stored gets the file system's immutable flag, and a deletion
+   * (prune's, after the immutability period) lifts it first. Refused, naming why, when not
+   * root or when the file system has no such flag: tried on a probe file first. With
+   * `readOnly` (opening a flagged repository), someone who is not root may go on: they
+   * cannot write into root's folder anyway, and reading needs no flag.
+   */
+  async useImmutableFlag({ readOnly = false }: { readOnly?: boolean } = {}): Promise<void> {
+    if (this.immutableFlag) return;
+    if (process.getuid?.() !== 0) {
+      if (readOnly) return;
+      throw new UsageError(`the immutable flag (chattr +i) of ${this.root} needs root`);
+    }
+    await mkdir(join(this.root, TMP_DIR), { recursive: true });
+    const probe = join(this.root, TMP_DIR, `${randomBytes(8).toString('hex')}.flag-probe`);
+    await writeFile(probe, '');
+    try {
+      await setImmutable(probe, true);
+      await setImmutable(probe, false);
+    } catch (err) {
+      await setImmutable(probe, false).catch(() => undefined);
+      throw new UsageError(`the file system of ${this.root} cannot mark files immutable: ${errorMessage(err)}`);
+    } finally {
+      await unlink(probe).catch(() => undefined);
+    }
+    this.immutableFlag = true;
+  }
 
   async prepare(): Promise<void> {
     // A repository goes into a new or empty folder only: never scatter objects among someone's files.
@@ -109,6 +140,8 @@ export class LocalBackend implements Backend {
       throw describeSystemError(err, `cannot store ${key} in ${this.root}`);
     }
     await unlink(tmp).catch(() => undefined);
+    // Flagged under its name only: an immutable file can be neither linked nor unlinked.
+    if (this.immutableFlag) await setImmutable(final, true);
     await fsyncDir(dirname(final));
     return { created: true };
   }
@@ -339,6 +372,7 @@ export class LocalBackend implements Backend {
 
   async delete(key: string): Promise<void> {
     try {
+      if (this.immutableFlag && !key.startsWith(`${TMP_DIR}/`)) await setImmutable(this.path(key), false).catch(() => undefined);
       await unlink(this.path(key));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw describeSystemError(err, `cannot delete ${key}`);
