@@ -1,4 +1,4 @@
-import { StackvaultError, UsageError } from '../util/errors.js';
+import { InterruptedError, UsageError } from '../util/errors.js';
 
 /** Whether a password can be asked for: someone types on a terminal, as restic and borg require. */
 export function canPrompt(): boolean {
@@ -28,7 +28,7 @@ export function promptPassword(prompt: string): Promise<string> {
     const onData = (chunk: string) => {
       for (const ch of chunk) {
         if (ch === '\r' || ch === '\n') return finish(() => resolve(typed));
-        if (ch === '\u0003') return finish(() => reject(new StackvaultError('interrupted while the password was typed', 130)));
+        if (ch === '\u0003') return finish(() => reject(new InterruptedError('interrupted while the password was typed')));
         if (ch === '\u0004' && typed === '') return finish(() => reject(new UsageError('no password typed')));
         if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
         else if (ch === '\u0015') typed = ''; // Ctrl-U erases the line, as in a shell

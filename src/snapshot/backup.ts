@@ -12,7 +12,7 @@ import { dumpMariadb, type MariadbSourceSpec } from '../sources/mariadb/dump.js'
 import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
 import type { ListingPrefetch } from '../sources/listing-prefetch.js';
 import { Semaphore } from '../util/concurrency.js';
-import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
+import { InterruptedError, StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { AdaptiveReader, entryPath } from '../util/plain-file.js';
 import { PROGRAM } from '../util/version.js';
 import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from './snapshot.js';
@@ -258,7 +258,7 @@ function pickParent(
 }
 
 function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+  if (signal?.aborted) throw new InterruptedError('backup interrupted; nothing was committed');
 }
 
 /** Walks one files source, storing file content and one tree per folder. */

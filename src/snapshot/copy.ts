@@ -1,5 +1,5 @@
 import type { Repository } from '../repo/repository.js';
-import { StackvaultError } from '../util/errors.js';
+import { InterruptedError } from '../util/errors.js';
 import { listSnapshots, type SnapshotRef } from './snapshot.js';
 import { TreeLoader, saveTree, type TreeNode } from './tree.js';
 
@@ -59,7 +59,7 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
     };
     const content: string[] = [];
     for await (const chunk of to.chunker.chunkStream(blocks())) {
-      if (options.signal?.aborted) throw new StackvaultError('copy interrupted; nothing was committed', 130);
+      if (options.signal?.aborted) throw new InterruptedError('copy interrupted; nothing was committed');
       const saved = await writer.save('data', chunk);
       content.push(saved.id);
       result.bytes += chunk.length;

@@ -5,7 +5,7 @@ import type { FileEncoder } from '../repo/file-encoder.js';
 const CHUNKS_AHEAD = 4;
 import type { Repository } from '../repo/repository.js';
 import type { DumpReader, DumpSink } from '../sources/dump-sink.js';
-import { StackvaultError, UsageError } from '../util/errors.js';
+import { InterruptedError, UsageError } from '../util/errors.js';
 import type { SourceStats } from './snapshot.js';
 import { TreeLoader, saveTree, type TreeNode } from './tree.js';
 import { walkTree } from './walk.js';
@@ -40,7 +40,7 @@ export class DumpTreeWriter implements DumpSink {
       this.onAdded(saved.storedBytes);
     };
     for await (const chunk of this.repo.chunker.chunkStream(blocks)) {
-      if (this.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+      if (this.signal?.aborted) throw new InterruptedError('backup interrupted; nothing was committed');
       size += chunk.length;
       const saving = this.store(chunk);
       saving.catch(() => undefined); // awaited in order below

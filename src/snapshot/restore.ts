@@ -8,7 +8,7 @@ import { applyMetadata, applyMetadataSync, writeSmallFile, type RestorableMetada
 import { Semaphore } from '../util/concurrency.js';
 import { openForDirectWrites } from '../util/direct-io.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../util/plain-file.js';
-import { IntegrityError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
+import { IntegrityError, InterruptedError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
 import { SmallFileWriters } from './small-file-writers.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
@@ -246,7 +246,7 @@ async function restoreTree(
             fileTasks.push(
               sub
                 .catch((err: unknown) => {
-                  if (err instanceof StackvaultError && err.exitCode === 130) throw err;
+                  if (err instanceof InterruptedError) throw err;
                   fail(path, err);
                 })
                 .finally(() => openDirs--),
@@ -297,7 +297,7 @@ async function restoreTree(
           }
         }
       } catch (err) {
-        if (err instanceof StackvaultError && err.exitCode === 130) throw err;
+        if (err instanceof InterruptedError) throw err;
         fail(path, err);
       }
       options.progress?.(progress);
@@ -313,7 +313,7 @@ async function restoreTree(
 }
 
 function throwIfInterrupted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new StackvaultError('restore interrupted; files not yet complete were not written under their names', 130);
+  if (signal?.aborted) throw new InterruptedError('restore interrupted; files not yet complete were not written under their names');
 }
 
 /** A name one folder entry can have: not empty, not "." or "..", no "/" and no NUL. */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Migration } from '../release/release.js';
 import { Connection, type ConnectOptions } from '../sources/mariadb/connection.js';
 import { literal } from '../sources/mariadb/sql.js';
-import { StackvaultError } from '../util/errors.js';
+import { InterruptedError, StackvaultError } from '../util/errors.js';
 
 /**
  * Split an SQL script into statements the way the mariadb client does: at ";" outside
@@ -109,7 +109,7 @@ export async function applyMigrations(migrations: Migration[], options: ApplyOpt
   const ran: string[] = [];
   for (const m of migrations) {
     if (done.has(m.id)) continue;
-    if (options.signal?.aborted) throw new StackvaultError('interrupted before migration ' + m.id, 130);
+    if (options.signal?.aborted) throw new InterruptedError('interrupted before migration ' + m.id);
     options.log(`migration ${m.id}`);
     try {
       if (m.kind === 'sql') {

@@ -31,6 +31,13 @@ export class UsageError extends StackvaultError {
   }
 }
 
+/** Work stopped by a signal (Ctrl-C, SIGTERM) or an abort: exit 130; the message says what was left as it was. */
+export class InterruptedError extends StackvaultError {
+  constructor(message: string) {
+    super(message, ExitCode.interrupted);
+  }
+}
+
 export class RepositoryNotFoundError extends StackvaultError {
   constructor(location: string) {
     super(`no repository at ${location} (run "stackvault init" to create one)`, ExitCode.repositoryNotFound);

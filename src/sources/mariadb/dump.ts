@@ -1,4 +1,4 @@
-import { StackvaultError, UsageError } from '../../util/errors.js';
+import { InterruptedError, StackvaultError, UsageError } from '../../util/errors.js';
 import type { DumpSink } from '../dump-sink.js';
 import {
   isIntegerType,
@@ -321,7 +321,7 @@ export async function dumpMariadb(
         }),
       ),
     );
-    if (options.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+    if (options.signal?.aborted) throw new InterruptedError('backup interrupted; nothing was committed');
     if (failure !== undefined) throw describeDumpError(spec.name, failure);
     await definitions;
     const users = spec.users ? await readUsers(control) : undefined;
@@ -351,7 +351,7 @@ export async function dumpMariadb(
       lockMs,
     };
   } catch (err) {
-    if (options.signal?.aborted) throw new StackvaultError('backup interrupted; nothing was committed', 130);
+    if (options.signal?.aborted) throw new InterruptedError('backup interrupted; nothing was committed');
     throw describeDumpError(spec.name, err);
   } finally {
     options.signal?.removeEventListener('abort', abort);

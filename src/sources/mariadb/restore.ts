@@ -1,4 +1,4 @@
-import { IntegrityError, StackvaultError, UsageError } from '../../util/errors.js';
+import { IntegrityError, InterruptedError, StackvaultError, UsageError } from '../../util/errors.js';
 import { readWhole, type DumpReader } from '../dump-sink.js';
 import { Connection, ServerError, type ConnectOptions } from './connection.js';
 import { splitCreateTable } from './ddl.js';
@@ -160,7 +160,7 @@ async function runParallel<T>(connections: Connection[], jobs: T[], work: (conn:
   await Promise.all(
     connections.map(async (conn) => {
       while (failure === undefined && next < jobs.length) {
-        if (signal?.aborted) throw new StackvaultError('restore interrupted', 130);
+        if (signal?.aborted) throw new InterruptedError('restore interrupted');
         const job = jobs[next++]!;
         try {
           await work(conn, job);
@@ -323,7 +323,7 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
     if (users) await createUsers(control, users, summary);
     return summary;
   } catch (err) {
-    if (options.signal?.aborted) throw new StackvaultError('restore interrupted; the databases being restored are incomplete', 130);
+    if (options.signal?.aborted) throw new InterruptedError('restore interrupted; the databases being restored are incomplete');
     if (err instanceof ServerError) throw new StackvaultError(`restore of "${options.name}": ${err.serverMessage} (server error ${err.code})`);
     throw err;
   } finally {
