@@ -65,9 +65,12 @@ test('the runner image, built here, runs beside the example stack: scheduled bac
     env: { WEB_IMAGE: images.web1, DB_IMAGE: images.db, WEB_PORT: String(await freePort()), STACKVAULT_PORT: String(await freePort()), STACKVAULT_IMAGE: runnerImage, STACKVAULT_SHARE: share },
   };
   engine.defer(() => compose.down(project, { volumes: true }));
-  await compose.up(project);
+  // The database first: the runner's first backup would otherwise find it still starting
+  // (compose's depends_on waits for the start, not for health) and fail, to be retried.
   // The web page needs the release's tables; the database is what backups read.
+  await compose.up(project, ['db', 'web']);
   await compose.waitHealthy(project, { services: ['db'], timeoutMs: 300_000 });
+  await compose.up(project);
   // The host backs up with the same stackvault.yaml: the database through the engine's address.
   const fromHost = await runCli(['backup', '--quiet'], { cwd: stack, env });
   assert.equal(fromHost.code, 0, fromHost.stderr);
