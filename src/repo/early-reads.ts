@@ -2,8 +2,6 @@ import type { Backend, ObjectInfo } from './backends/backend.js';
 import type { ObjectKind } from './layout.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
-/** Kinds every command that goes past opening the repository lists first. */
-const LISTED: readonly ObjectKind[] = ['index', 'snapshots'];
 /** Index bytes fetched ahead at most, and for how long what nobody took is kept. */
 const INDEX_BYTES = 32 * 1024 * 1024;
 const KEPT_MS = 30_000;
@@ -22,8 +20,13 @@ export class EarlyReads {
   private readonly objects = new Map<string, Pending>();
 
   constructor(backend: Backend, inFlight: number) {
-    for (const kind of LISTED) this.listings.set(kind, collect(backend.list(`${kind}/`)));
-    const indexFiles = this.listings.get('index')!;
+    // Snapshots first, index files once that listing is done: a backup writes its index
+    // before its snapshot, so every listed snapshot's blobs are then in a listed index file.
+    // Listed side by side, a snapshot committed between the two listings had no index.
+    const snapshots = collect(backend.list('snapshots/'));
+    const indexFiles = snapshots.catch(() => undefined).then(() => collect(backend.list('index/')));
+    this.listings.set('snapshots', snapshots);
+    this.listings.set('index', indexFiles);
     void indexFiles.then(
       (infos) => {
         let bytes = 0;
