@@ -73,11 +73,11 @@ export class CliContext {
   /** The password, or undefined when none is configured anywhere. */
   password(): string | undefined {
     const file = this.options.passwordFile ?? process.env.STACKVAULT_PASSWORD_FILE;
-    if (file) return readPasswordFile(file);
+    if (file) return secretFromFile(file, this.options.passwordFile ? '--password-file' : 'STACKVAULT_PASSWORD_FILE');
     if (process.env.STACKVAULT_PASSWORD !== undefined) return process.env.STACKVAULT_PASSWORD;
     const c = this.config();
     const repo = c?.config.repository;
-    if (repo?.password_file) return readPasswordFile(resolve(c!.baseDir, repo.password_file));
+    if (repo?.password_file) return secretFromFile(resolve(c!.baseDir, repo.password_file), `${c!.file}: repository.password_file`);
     if (repo?.password_env) return secretFromEnv(repo.password_env, `${c!.file}: repository.password_env`);
     return undefined;
   }
@@ -94,6 +94,3 @@ export class CliContext {
   }
 }
 
-export function readPasswordFile(file: string, what = 'password file'): string {
-  return secretFromFile(file, what);
-}

@@ -1,5 +1,5 @@
 import { errorMessage } from '../util/errors.js';
-import type { JobHistory, RunStatus } from './history.js';
+import type { JobHistory, RunRecord, RunStatus } from './history.js';
 import type { JobOutcome } from './jobs.js';
 import type { JobEvent, Notifier } from './notify.js';
 import type { Schedule } from './schedule.js';
@@ -62,6 +62,11 @@ const MAX_SLEEP_MS = 60_000;
  */
 export const RETRY_DELAYS_MS = [5 * 60_000, 20 * 60_000, 60 * 60_000];
 
+/** Whether a job whose first step last ran as `last` gets another attempt. */
+function wantsRetry(last: RunRecord): boolean {
+  return (last.status === 'failed' || last.status === 'interrupted') && last.attempt <= RETRY_DELAYS_MS.length;
+}
+
 export interface NextRun {
   at: Date;
   scheduledFor: Date;
@@ -104,7 +109,7 @@ export class Runner {
       if (missed) {
         this.log('info', 'catching up a run missed while the task runner was down', { job: job.name, missed: missed.toISOString() });
         this.next.set(job.name, { at: now, scheduledFor: missed, catchUp: true, attempt: 1 });
-      } else if (last && (last.status === 'failed' || last.status === 'interrupted') && last.attempt <= RETRY_DELAYS_MS.length) {
+      } else if (last && wantsRetry(last)) {
         // The wait has passed while the runner was down (or restarting): the retry is now.
         const scheduledFor = last.scheduledFor ? new Date(last.scheduledFor) : now;
         this.log('warn', `retrying a run that ${last.status === 'failed' ? 'failed' : 'was cut short'}`, { job: job.name, attempt: last.attempt + 1 });
@@ -121,9 +126,8 @@ export class Runner {
     const now = this.clock.now();
     const regular = job.schedule.next(now);
     const first = this.options.history.last(job.steps[0]!.name);
-    const failed = first && (first.status === 'failed' || first.status === 'interrupted');
-    const wait = RETRY_DELAYS_MS[ran.attempt - 1];
-    if (failed && wait !== undefined && now.getTime() + wait < regular.getTime()) {
+    const wait = first && wantsRetry(first) ? RETRY_DELAYS_MS[first.attempt - 1]! : undefined;
+    if (wait !== undefined && now.getTime() + wait < regular.getTime()) {
       const at = new Date(now.getTime() + wait);
       this.log('warn', 'the job will be retried', { job: job.name, attempt: ran.attempt + 1, at: at.toISOString() });
       this.next.set(job.name, { at, scheduledFor: ran.scheduledFor, catchUp: false, attempt: ran.attempt + 1 });

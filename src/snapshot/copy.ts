@@ -1,6 +1,6 @@
 import type { Repository } from '../repo/repository.js';
 import { InterruptedError } from '../util/errors.js';
-import { listSnapshots, type SnapshotRef } from './snapshot.js';
+import { forgottenIds, listSnapshots, type Snapshot, type SnapshotRef } from './snapshot.js';
 import { TreeLoader, saveTree, type TreeNode } from './tree.js';
 
 export interface CopyResult {
@@ -35,9 +35,10 @@ interface CopiedPair {
  */
 export async function copySnapshot(from: Repository, to: Repository, ref: SnapshotRef, options: { signal?: AbortSignal } = {}): Promise<CopyResult> {
   const origin = { repository: from.config.id, snapshot: ref.id };
-  const already = (await listSnapshots(to, { includeForgotten: true })).find(
-    (s) => s.snapshot.copiedFrom?.repository === origin.repository && s.snapshot.copiedFrom.snapshot === origin.snapshot,
-  );
+  // One reading of the target's snapshots: a copy made already (even forgotten), and the kept earlier copies.
+  const forgotten = await forgottenIds(to);
+  const copies = (await listSnapshots(to, { includeForgotten: true })).filter((s) => s.snapshot.copiedFrom?.repository === origin.repository);
+  const already = copies.find((s) => s.snapshot.copiedFrom!.snapshot === origin.snapshot);
   if (already) return { id: already.id, existing: true, files: 0, bytes: 0, bytesAdded: 0, reused: 0 };
 
   await from.loadIndex();
@@ -45,7 +46,7 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
   const loader = new TreeLoader(from);
   const targetLoader = new TreeLoader(to);
   const writer = to.newBlobWriter();
-  const earlier = await earlierCopy(from, to, origin.repository);
+  const earlier = await earlierCopy(from, copies.filter((c) => !forgotten.has(c.id)));
   const result: CopyResult = { id: '', existing: false, files: 0, bytes: 0, bytesAdded: 0, reused: 0 };
   const copiedTrees = new Map<string, string>();
   const copiedFiles = new Map<string, string[]>();
@@ -81,8 +82,7 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
           if (node.subtree && !(await stillThere(node.subtree))) return false;
         }
         return true;
-        // An earlier copy that cannot be read is only no help: the folder is copied anew.
-      })().catch(() => false);
+      })().catch(() => false); // an earlier copy that cannot be read is only no help: the folder is copied anew
       present.set(treeId, known);
     }
     return known;
@@ -129,16 +129,14 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
 }
 
 /**
- * The newest kept copy in `to` from the source repository whose snapshot the source still
- * holds: its root trees, source and copy, to walk side by side.
+ * Of the kept copies from the source repository (oldest first), the newest whose snapshot
+ * the source still holds: its root trees, source and copy, to walk side by side. Only
+ * those originals are read, newest first, not every snapshot of the source.
  */
-async function earlierCopy(from: Repository, to: Repository, source: string): Promise<CopiedPair | undefined> {
-  const copies = (await listSnapshots(to)).filter((s) => s.snapshot.copiedFrom?.repository === source);
-  if (copies.length === 0) return undefined;
-  const originals = new Map((await listSnapshots(from, { includeForgotten: true })).map((r) => [r.id, r]));
-  for (const copy of copies.reverse()) {
-    const original = originals.get(copy.snapshot.copiedFrom!.snapshot);
-    if (original) return { from: original.snapshot.tree, to: copy.snapshot.tree };
+async function earlierCopy(from: Repository, copies: readonly SnapshotRef[]): Promise<CopiedPair | undefined> {
+  for (const copy of [...copies].reverse()) {
+    const original = await from.loadObject<Snapshot>('snapshots', copy.snapshot.copiedFrom!.snapshot).catch(() => undefined);
+    if (typeof original?.tree === 'string') return { from: original.tree, to: copy.snapshot.tree };
   }
   return undefined;
 }

@@ -8,8 +8,6 @@ import { walkTree } from './walk.js';
 type EntryHeader = Partial<Header> & Pick<Header, 'name'>;
 
 export interface TarDumpResult {
-  entries: number;
-  bytes: number;
   /** entries a tar cannot hold (sockets), with why */
   skipped: Array<{ path: string; message: string }>;
 }
@@ -21,7 +19,7 @@ export interface TarDumpResult {
  * stays at one blob, whatever the size of a file, since writing waits for `out` to drain.
  */
 export async function dumpTar(repo: Repository, loader: TreeLoader, folder: TreeNode, name: string, out: Writable): Promise<TarDumpResult> {
-  const result: TarDumpResult = { entries: 0, bytes: 0, skipped: [] };
+  const result: TarDumpResult = { skipped: [] };
   const archive = tarPack();
   const piped = new Promise<void>((resolve, reject) => {
     archive.on('error', reject);
@@ -38,7 +36,6 @@ export async function dumpTar(repo: Repository, loader: TreeLoader, folder: Tree
   /** dev:inode -> the first path of a hard-link group in the archive */
   const firstLinks = new Map<string, string>();
   const put = async (header: EntryHeader, content?: (entry: Writable) => Promise<void>) => {
-    result.entries++;
     await new Promise<void>((resolve, reject) => {
       // tar-stream's entries are streamx streams: used here as node's Writable.
       const entry = archive.entry(header, (err) => (err ? reject(err) : resolve())) as unknown as Writable;
@@ -87,7 +84,6 @@ export async function dumpTar(repo: Repository, loader: TreeLoader, folder: Tree
         await put({ ...common(rel, node), type: 'file', size: node.size ?? 0 }, async (entry) => {
           for (const id of node.content ?? []) {
             const data = await repo.loadBlob(id, 'data');
-            result.bytes += data.length;
             if (!entry.write(data)) await once(entry, 'drain');
           }
         });

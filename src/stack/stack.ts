@@ -75,11 +75,15 @@ export function databaseServices(sources: ResolvedSource[]): string[] {
  * container's address in the stack's network, so its port need not be published.
  */
 export async function reachDatabases(sources: ResolvedSource[], compose: Compose, project: ComposeProject): Promise<ResolvedSource[]> {
+  return atServiceAddresses(sources, (service) => compose.serviceAddress(project, service));
+}
+
+/** Databases that run as compose services, each at the address `address` gives its service. */
+function atServiceAddresses(sources: ResolvedSource[], address: (service: string) => Promise<string>): Promise<ResolvedSource[]> {
   return Promise.all(
     sources.map(async (s) => {
       if (s.kind !== 'mariadb' || !s.service) return s;
-      const host = await compose.serviceAddress(project, s.service);
-      return { ...s, connection: { ...s.connection, host, port: s.connection.port ?? MARIADB_PORT } };
+      return { ...s, connection: { ...s.connection, host: await address(s.service), port: s.connection.port ?? MARIADB_PORT } };
     }),
   );
 }
@@ -115,9 +119,7 @@ export async function reachStackSources(loaded: LoadedConfig, compose?: Compose)
   if (databaseServices(sources).length === 0) return sources;
   // The task runner's container is on the stack's network, with no engine to ask: there a
   // service is reached by its name, so one stackvault.yaml serves the host and the runner.
-  if (!compose && insideContainer() && !process.env.DOCKER_HOST) {
-    return sources.map((s) => (s.kind === 'mariadb' && s.service ? { ...s, connection: { ...s.connection, host: s.service, port: s.connection.port ?? MARIADB_PORT } } : s));
-  }
+  if (!compose && insideContainer() && !process.env.DOCKER_HOST) return atServiceAddresses(sources, async (service) => service);
   // Only the containers' addresses are needed: no image variables.
   return reachDatabases(sources, compose ?? (await Compose.detect()), composeProject(loaded));
 }

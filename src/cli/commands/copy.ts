@@ -5,7 +5,8 @@ import { Repository } from '../../repo/repository.js';
 import { copySnapshot } from '../../snapshot/copy.js';
 import { findSnapshot, listSnapshots, shortId } from '../../snapshot/snapshot.js';
 import { formatBytes } from '../../util/format.js';
-import { readPasswordFile, type CliContext } from '../context.js';
+import type { CliContext } from '../context.js';
+import { secretFromFile } from '../../util/secrets.js';
 import { emit, interruptSignal } from '../output.js';
 
 export function registerCopyCommand(program: Command, context: () => CliContext): void {
@@ -21,7 +22,7 @@ export function registerCopyCommand(program: Command, context: () => CliContext)
     )
     .action(async (ids: string[], flags: { fromRepo: string; fromPasswordFile?: string }) => {
       const ctx = context();
-      const password = flags.fromPasswordFile ? readPasswordFile(flags.fromPasswordFile, '--from-password-file') : process.env.STACKVAULT_FROM_PASSWORD;
+      const password = flags.fromPasswordFile ? secretFromFile(flags.fromPasswordFile, '--from-password-file') : process.env.STACKVAULT_FROM_PASSWORD;
       const fromBackend = openBackend(flags.fromRepo);
       const asked = password ?? (canPrompt() ? () => promptPassword(`enter password for repository ${fromBackend.location} (copied from): `) : undefined);
       const from = await Repository.open(fromBackend, asked, 'give its password in STACKVAULT_FROM_PASSWORD or --from-password-file');

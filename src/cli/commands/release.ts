@@ -6,9 +6,9 @@ import { openBackend } from '../../repo/backends/open.js';
 import { Repository } from '../../repo/repository.js';
 import { shortId } from '../../snapshot/snapshot.js';
 import { UsageError } from '../../util/errors.js';
-import { secretFromEnv } from '../../util/secrets.js';
+import { secretFromEnv, secretFromFile } from '../../util/secrets.js';
 import { formatBytes } from '../../util/format.js';
-import { readPasswordFile, type CliContext } from '../context.js';
+import type { CliContext } from '../context.js';
 import { emit, interruptSignal } from '../output.js';
 
 /** The release store: --from-repo, or release_store in stackvault.yaml; its password from the flag, the config or STACKVAULT_RELEASE_PASSWORD. */
@@ -18,8 +18,8 @@ export async function openReleaseStore(ctx: CliContext, flags: { fromRepo?: stri
   const location = flags.fromRepo ?? store?.url;
   if (!location) throw new UsageError('no release store: give --from-repo or release_store.url in stackvault.yaml');
   let password = process.env.STACKVAULT_RELEASE_PASSWORD;
-  if (flags.fromPasswordFile) password = readPasswordFile(flags.fromPasswordFile, '--from-password-file');
-  else if (store?.password_file) password = readPasswordFile(resolve(loaded!.baseDir, store.password_file), `${loaded!.file}: release_store.password_file`);
+  if (flags.fromPasswordFile) password = secretFromFile(flags.fromPasswordFile, '--from-password-file');
+  else if (store?.password_file) password = secretFromFile(resolve(loaded!.baseDir, store.password_file), `${loaded!.file}: release_store.password_file`);
   else if (store?.password_env) password = secretFromEnv(store.password_env, `${loaded!.file}: release_store.password_env`);
   const variable = store?.password_env && !flags.fromRepo ? `${store.password_env} (release_store.password_env)` : 'STACKVAULT_RELEASE_PASSWORD';
   const hint = `give the release store's password in ${variable} or --from-password-file`;

@@ -217,7 +217,7 @@ Examples:
         // An immutable key stays until its period passes: the new password works at once all the same.
         if (!(err instanceof UsageError)) throw err;
         removed = false;
-        process.stderr.write(`warning: the old password's key ${old.slice(0, 8)} stays: ${err.message.replace(/^key \w+ is /, 'it is ')}\n`);
+        process.stderr.write(`warning: the old password's key stays: ${err.message}\n`);
       }
       emit(
         ctx,

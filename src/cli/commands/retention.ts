@@ -194,7 +194,9 @@ function registerExtendLocks(program: Command, context: () => CliContext): void 
 
 /** forget --undo: the forgotten snapshots named are kept again, as long as prune has not deleted them. */
 async function undoForget(ctx: CliContext, repo: Repository, ids: string[], dryRun: boolean): Promise<void> {
-  const forgotten = await listSnapshots(repo, { onlyForgotten: true });
+  // One reading of the forget records: which snapshots are forgotten, and when.
+  const records = await forgottenIds(repo);
+  const forgotten = await listSnapshots(repo, { onlyForgotten: true, forgotten: records });
   const undo = ids.map((id) => {
     try {
       return findSnapshot(forgotten, id, {}).id;
@@ -203,7 +205,6 @@ async function undoForget(ctx: CliContext, repo: Repository, ids: string[], dryR
     }
   });
   // The newest record naming a snapshot decides: the undo is dated after the forget it undoes, even on a skewed clock.
-  const records = await forgottenIds(repo);
   const after = Math.max(...undo.map((id) => Date.parse(records.get(id)?.time ?? '') + 1 || 0));
   if (!dryRun) await forgetSnapshots(repo, undo, new Date(Math.max(Date.now(), after)), { undo: true });
   emit(
