@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
+import type { Backend } from '../src/repo/backends/backend.js';
 import { openBackend } from '../src/repo/backends/open.js';
 import { Repository } from '../src/repo/repository.js';
 import { compareTrees } from '../src/sources/compare.js';
@@ -9,9 +10,13 @@ import { backup } from '../src/snapshot/backup.js';
 import { restore } from '../src/snapshot/restore.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { pseudoRandom, pseudoText, tempDir } from './helpers.js';
-import { startS3rver } from './storage-servers.js';
+import { startRcloneServe, startS3rver } from './storage-servers.js';
 
-test('a restore from S3 sends requests in proportion to packs, not to blobs', { timeout: 180_000 }, async (t) => {
+/**
+ * Restores a tree of 3,500 small files and one large file from a backend reached through a
+ * counting proxy, and returns what the restore asked the storage server for.
+ */
+async function countRestoreRequests(t: TestContext, open: (proxyUrl: string) => Backend, serverUrl: string, packSize?: number) {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
   for (let d = 0; d < 20; d++) {
@@ -19,13 +24,15 @@ test('a restore from S3 sends requests in proportion to packs, not to blobs', { 
     for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
   }
   await writeFile(join(source, 'recording.bin'), pseudoRandom(5, 6_000_000));
-  const s3 = await startS3rver(t, 'reads');
+  // Small incompressible files: packs full of small blobs, read in several windows each.
+  await mkdir(join(source, 'clips'));
+  for (let f = 0; f < 1500; f++) await writeFile(join(source, 'clips', `clip-${f}.bin`), pseudoRandom(f + 1, 10_000));
   // A proxy that injects nothing: it counts what the restore asks the server for.
-  const proxy = await startFaultProxy(s3.url, { seed: 1, rate: 0 });
+  const proxy = await startFaultProxy(serverUrl, { seed: 1, rate: 0 });
   t.after(() => proxy.stop());
-  const backend = openBackend('s3://reads/repo', { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: proxy.url } });
+  const backend = open(proxy.url);
   t.after(() => backend.close?.());
-  await Repository.init(backend, { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  await Repository.init(backend, { password: 'pw', immutabilityDays: 0, packSize });
   const saved = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
 
   const repo = await Repository.open(backend, 'pw');
@@ -37,11 +44,31 @@ test('a restore from S3 sends requests in proportion to packs, not to blobs', { 
   const result = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
   assert.deepEqual(result.errors, []);
   assert.deepEqual((await compareTrees(source, join(target, 'data'))).differences, []);
-
-  const packReads = proxy.forwarded.filter((r) => r.method === 'GET' && /\/data\//.test(r.path)).length;
-  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests`);
   assert.ok(blobs > 2000, `only ${blobs} blobs`);
+  return { packs, blobs, requests: proxy.forwarded.filter((r) => /\/data\//.test(r.path)) };
+}
+
+test('a restore from S3 sends requests in proportion to packs, not to blobs', { timeout: 180_000 }, async (t) => {
+  const s3 = await startS3rver(t, 'reads');
+  const { packs, blobs, requests } = await countRestoreRequests(t, (url) => openBackend('s3://reads/repo', { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: url } }), s3.url, 1 << 20);
+  const packReads = requests.filter((r) => r.method === 'GET').length;
+  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests`);
   assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
+});
+
+test('a restore through rclone (WebDAV) sends requests in proportion to packs, and looks each pack up once', { timeout: 180_000 }, async (t) => {
+  const webdav = await startRcloneServe(t, 'webdav', 'counted');
+  const open = (url: string) => openBackend('rclone:counted:repo', { env: { ...process.env, ...webdav.env, RCLONE_CONFIG_COUNTED_URL: url } });
+  // Packs of the default size, each read in several ranges.
+  const { packs, blobs, requests } = await countRestoreRequests(t, open, webdav.url);
+  const packReads = requests.filter((r) => r.method === 'GET').length;
+  const lookups = requests.filter((r) => r.method === 'PROPFIND').length;
+  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests and looked them up with ${lookups}`);
+  assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
+  assert.ok(packReads > packs, `each pack read at once: ${packReads} requests for ${packs} packs`);
+  // Through rclone's remote control every ranged read looked its pack up first. Now only
+  // reads of one pack that start together look it up together.
+  assert.ok(lookups <= packs * 2 && lookups < packReads, `${lookups} lookups for ${packs} packs read with ${packReads} requests`);
 });
 
 test('a restore from S3 reads each byte of a pack once, also where a blob crosses from one window into the next', { timeout: 180_000 }, async (t) => {
