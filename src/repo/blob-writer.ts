@@ -157,10 +157,7 @@ export class BlobWriter {
   }
 
   private async upload(packId: string, parts: Buffer[], blobs: PackedBlob[]): Promise<void> {
-    const { backend } = this.repo;
-    const key = objectKey('data', packId);
-    if (backend.putParts) await backend.putParts(key, parts);
-    else await backend.put(key, Buffer.concat(parts));
+    await this.repo.putPack(objectKey('data', packId), parts);
     const bytes = parts.reduce((n, p) => n + p.length, 0);
     this.packsWritten++;
     this.bytesUploaded += bytes;

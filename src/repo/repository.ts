@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { IntegrityError, ObjectNotFoundError, RepositoryNotFoundError, StackvaultError, UsageError, WrongPasswordError, errorMessage } from '../util/errors.js';
-import type { Backend, ObjectInfo } from './backends/backend.js';
+import { backendExtra, type Backend, type BackendExtras, type ObjectInfo } from './backends/backend.js';
 import { BlobWriter } from './blob-writer.js';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './chunker.js';
 import { compress, decompress } from './compression.js';
@@ -122,6 +122,8 @@ export class Repository {
     readonly backend: Backend,
     readonly config: RepoConfig,
     readonly master: MasterKey,
+    /** the backend's extras for a folder on this machine, looked up once */
+    private readonly local: LocalExtras,
     /** what open() started reading while it derived the key */
     private readonly early?: EarlyReads,
   ) {
@@ -153,10 +155,11 @@ export class Repository {
     };
     await backend.prepare();
     // Before any object: a repository that promises immutability the storage cannot enforce is refused.
-    await backend.useImmutability?.(options.immutabilityDays);
+    await (await backendExtra(backend, 'useImmutability'))?.(options.immutabilityDays);
     if (options.immutableFlag) {
-      if (!backend.useImmutableFlag) throw new UsageError(`the immutable flag (chattr +i) is for a folder repository; ${backend.location} is not one`);
-      await backend.useImmutableFlag();
+      const useImmutableFlag = await backendExtra(backend, 'useImmutableFlag');
+      if (!useImmutableFlag) throw new UsageError(`the immutable flag (chattr +i) is for a folder repository; ${backend.location} is not one`);
+      await useImmutableFlag();
       config.immutableFlag = true;
     }
     // The key file first: a config without a key would be a repository nobody can open.
@@ -166,7 +169,7 @@ export class Repository {
     }
     const { created } = await backend.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2) + '\n'));
     if (!created) throw new StackvaultError(`a repository already exists at ${backend.location}`);
-    return new Repository(backend, config, master);
+    return new Repository(backend, config, master, await localExtras(backend));
   }
 
   /**
@@ -200,16 +203,17 @@ export class Repository {
     if (config.version > FORMAT_VERSION) {
       throw new StackvaultError(`the repository at ${backend.location} has format version ${config.version}; this stackvault reads up to ${FORMAT_VERSION}`);
     }
-    await backend.useImmutability?.(config.immutabilityDays);
+    await (await backendExtra(backend, 'useImmutability'))?.(config.immutabilityDays);
     // Every writer flags what it stores, as the repository was made to.
-    if (config.immutableFlag) await backend.useImmutableFlag?.({ readOnly: true });
+    if (config.immutableFlag) await (await backendExtra(backend, 'useImmutableFlag'))?.({ readOnly: true });
+    const extras = await localExtras(backend);
     if (config.encryption === 'none') {
       if (!config.plainKeys) throw new IntegrityError(`the config of the repository at ${backend.location} has no keys`);
       return new Repository(backend, config, {
         encryptionKey: null,
         idKey: Buffer.from(config.plainKeys.idKey, 'base64'),
         chunkerSeed: Buffer.from(config.plainKeys.chunkerSeed, 'base64'),
-      });
+      }, extras);
     }
     const given = typeof password === 'function' ? await password() : password;
     if (given === undefined) throw new UsageError(`the repository at ${backend.location} is encrypted: ${passwordHint}`);
@@ -218,7 +222,7 @@ export class Repository {
       const keyFile = JSON.parse((await backend.get(info.key)).toString('utf8')) as KeyFile;
       const master = await unwrapMasterKey(keyFile, given);
       if (master) {
-        const repo = new Repository(backend, config, master, early);
+        const repo = new Repository(backend, config, master, extras, early);
         repo.openedWithKey = idFromKey(info.key);
         return repo;
       }
@@ -504,15 +508,29 @@ export class Repository {
 
   /** Whether pack files can be read straight from this machine's file system (a folder repository). */
   get packsAreLocal(): boolean {
-    return this.backend.localFile !== undefined;
+    return this.local.localFile !== undefined;
   }
 
-  /** The file holding a pack, when the repository is a local folder (see Backend.localFile). */
+  /** The file holding a pack, when the repository is a local folder (see BackendExtras.localFile). */
   packFile(packId: string): string | undefined {
-    return this.backend.localFile?.(objectKey('data', packId));
+    return this.local.localFile?.(objectKey('data', packId));
+  }
+
+  /** Store a pack given in parts: written as they are where the backend can, else joined first. */
+  async putPack(key: string, parts: readonly Uint8Array[]): Promise<void> {
+    if (this.local.putParts) await this.local.putParts(key, parts);
+    else await this.backend.put(key, Buffer.concat(parts));
   }
 
   decodeBlob(id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {
     return decodeBlob(this.master, id, entry, stored);
   }
+}
+
+type LocalExtras = Partial<Pick<BackendExtras, 'localFile' | 'putParts'>>;
+
+/** The extras of a folder on this machine, used for every pack: looked up once at open. */
+async function localExtras(backend: Backend): Promise<LocalExtras> {
+  const [localFile, putParts] = await Promise.all([backendExtra(backend, 'localFile'), backendExtra(backend, 'putParts')]);
+  return { localFile, putParts };
 }

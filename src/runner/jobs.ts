@@ -1,3 +1,4 @@
+import { backendExtra } from '../repo/backends/backend.js';
 import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -72,7 +73,7 @@ export async function retentionJob(ctx: JobContext): Promise<JobOutcome> {
     const pruned = await executePrune(repo, plan);
     Object.assign(details, { deleted: pruned.deleted, bytesFreed: pruned.bytesFreed, packsRecordedForDeletion: plan.mark.length });
   }
-  if (repo.config.immutabilityDays > 0 && repo.backend.extendRetention) {
+  if (repo.config.immutabilityDays > 0 && (await backendExtra(repo.backend, 'extendRetention'))) {
     details.locksExtended = (await extendLocks(await ctx.openRepository())).extended;
   }
   return { details };

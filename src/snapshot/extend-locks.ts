@@ -1,3 +1,4 @@
+import { backendExtra } from '../repo/backends/backend.js';
 import type { Repository } from '../repo/repository.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { UsageError } from '../util/errors.js';
@@ -25,7 +26,7 @@ export interface ExtendLocksResult {
 export async function extendLocks(repo: Repository, options: { now?: Date; dryRun?: boolean } = {}): Promise<ExtendLocksResult> {
   const days = repo.config.immutabilityDays;
   if (days <= 0) throw new UsageError(`the repository at ${repo.backend.location} promises no immutability period: there are no locks to extend`);
-  const extend = repo.backend.extendRetention?.bind(repo.backend);
+  const extend = await backendExtra(repo.backend, 'extendRetention');
   const now = options.now ?? new Date();
   const until = new Date(now.getTime() + days * DAY_MS);
   const plan = await planPrune(repo, { now });

@@ -2,7 +2,7 @@ import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type DeletionRecord, type
 import { encodeIndexFile } from '../repo/index.js';
 import { idFromKey, objectKey } from '../repo/layout.js';
 import type { PackedBlob } from '../repo/pack.js';
-import type { ObjectInfo } from '../repo/backends/backend.js';
+import { backendExtra, type ObjectInfo } from '../repo/backends/backend.js';
 import { errorMessage } from '../util/errors.js';
 import { forgottenIds, listSnapshots, type ForgetRecord } from './snapshot.js';
 import { TreeLoader } from './tree.js';
@@ -256,8 +256,9 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
     if (past(info, Math.max(immutableMs, DELETION_RECORDS_KEPT_MS))) plan.delete.deletionRecords.push(candidate(info, DELETION_RECORDS_KEPT_MS));
   }
 
-  if (repo.backend.staleUploads) {
-    for (const info of await repo.backend.staleUploads(IN_FLIGHT_GRACE_MS, now)) plan.delete.staleUploads.push(candidate(info, IN_FLIGHT_GRACE_MS));
+  const staleUploads = await backendExtra(repo.backend, 'staleUploads');
+  if (staleUploads) {
+    for (const info of await staleUploads(IN_FLIGHT_GRACE_MS, now)) plan.delete.staleUploads.push(candidate(info, IN_FLIGHT_GRACE_MS));
   }
   plan.damaged = [...repo.damage].map(([key, message]) => `${key}: ${message}`);
   plan.bytesFreed = Object.values(plan.delete)
@@ -307,8 +308,9 @@ export async function executePrune(repo: Repository, plan: PrunePlan): Promise<P
     if (newIndex && c.key === objectKey('index', newIndex)) continue;
     await remove(c.key);
   }
+  const deleteStaleUpload = await backendExtra(repo.backend, 'deleteStaleUpload');
   for (const c of plan.delete.staleUploads) {
-    await repo.backend.deleteStaleUpload?.(c.key);
+    await deleteStaleUpload?.(c.key);
     deleted++;
   }
   return { deleted, bytesFreed: plan.bytesFreed, newIndex, deletionRecord };

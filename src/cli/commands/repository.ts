@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { backendExtra } from '../../repo/backends/backend.js';
 import { openBackend } from '../../repo/backends/open.js';
 import { Repository } from '../../repo/repository.js';
 import { check } from '../../snapshot/check.js';
@@ -55,7 +56,7 @@ Examples:
       }
       const repo = await Repository.init(backend, { password, immutabilityDays, packSize, immutableFlag: opts.immutableFlag });
       // Storage that cannot enforce it (a folder, an rclone remote) gets only prune's promise: said plainly.
-      const enforced = immutabilityDays === 0 || backend.useImmutability !== undefined;
+      const enforced = immutabilityDays === 0 || (await backendExtra(backend, 'useImmutability')) !== undefined;
       const notEnforced = opts.immutableFlag
         ? `  every object carries the immutable flag (chattr +i): nobody can change or delete it without first lifting the flag, which only root can; ` +
           'prune lifts it once an object is past the period. It does not stop root (or ransomware running as root): for that, use S3 Object Lock, Azure immutability policies, or a WORM share'

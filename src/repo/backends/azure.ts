@@ -180,6 +180,9 @@ export class AzureBackend implements Backend {
     }
   }
 
+  /** The SDK keeps no helper and no connection that would hold the process open. */
+  async close(): Promise<void> {}
+
   async delete(key: string): Promise<void> {
     try {
       await this.container.getBlobClient(this.blobName(key)).deleteIfExists();

@@ -25,6 +25,11 @@ export interface ByteRange {
   length: number;
 }
 
+/**
+ * What every backend does. Some backends can do more (see BackendExtras); those extras are
+ * reached through backendExtra(), never as optional methods here, so a wrapper (retries,
+ * lazy loading) need not know them to pass them on.
+ */
 export interface Backend {
   /** where the repository lives, safe to print (never contains credentials) */
   readonly location: string;
@@ -33,45 +38,80 @@ export interface Backend {
   /** store data under key if no object has that key; never overwrites */
   put(key: string, data: Uint8Array): Promise<{ created: boolean }>;
   /**
-   * put() of the concatenation of parts, without concatenating them first: a backend that
-   * writes to a local file system writes them as they are. Optional: callers concatenate
-   * for backends without it.
-   */
-  putParts?(key: string, parts: readonly Uint8Array[]): Promise<{ created: boolean }>;
-  /**
    * The whole object, or the bytes of range; fails if the object is shorter than asked.
    * The buffer may share memory with other reads: callers read it, never change it.
    */
   get(key: string, range?: ByteRange): Promise<Buffer>;
-  /**
-   * The file holding an object, when the repository is a folder on this machine: worker
-   * threads can then read blobs themselves instead of through this thread.
-   */
-  localFile?(key: string): string;
   stat(key: string): Promise<ObjectInfo | undefined>;
   /** every object whose key starts with prefix, in no particular order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   delete(key: string): Promise<void>;
+  /** stop helper processes and connections; the backend is unusable afterwards */
+  close(): Promise<void>;
+}
+
+/** What some backends can do beyond the core; each is absent where the storage cannot. */
+export interface BackendExtras {
+  /**
+   * put() of the concatenation of parts, without concatenating them first: a backend that
+   * writes to a local file system writes them as they are. Callers concatenate without it.
+   */
+  putParts(key: string, parts: readonly Uint8Array[]): Promise<{ created: boolean }>;
+  /**
+   * The file holding an object, when the repository is a folder on this machine: worker
+   * threads can then read blobs themselves instead of through this thread.
+   */
+  localFile(key: string): string;
   /**
    * Check that the storage enforces `days` of immutability, or fail naming what is
    * missing; new objects are protected for that long from then on. Called when a
-   * repository is created or opened. Backends without the method rely on prune's age rule.
+   * repository is created or opened. Backends without it rely on prune's age rule.
    */
-  useImmutability?(days: number): Promise<void>;
+  useImmutability(days: number): Promise<void>;
   /**
    * Keep an object immutable until `until` (S3 Object Lock retain-until, an Azure blob's
    * immutability policy); locks only ever grow. Absent where the storage protects objects
    * by itself or not at all.
    */
-  extendRetention?(key: string, until: Date): Promise<void>;
+  extendRetention(key: string, until: Date): Promise<void>;
   /**
    * A folder on this machine: give every object stored from now on the file system's
    * immutable flag (chattr +i), lifted only by a deletion. Fails naming why it cannot.
    */
-  useImmutableFlag?(options?: { readOnly?: boolean }): Promise<void>;
-  /** stop helper processes and connections; the backend is unusable afterwards */
-  close?(): Promise<void>;
+  useImmutableFlag(options?: { readOnly?: boolean }): Promise<void>;
   /** leftovers of interrupted uploads older than the given age, for prune to remove */
-  staleUploads?(olderThanMs: number, now: Date): Promise<ObjectInfo[]>;
-  deleteStaleUpload?(key: string): Promise<void>;
+  staleUploads(olderThanMs: number, now: Date): Promise<ObjectInfo[]>;
+  deleteStaleUpload(key: string): Promise<void>;
+}
+
+export type ExtraName = keyof BackendExtras;
+
+/** A backend that stands in front of another one (retries, lazy loading). */
+export interface BackendWrapper extends Backend {
+  /** the backend behind this one, loaded if it was not yet */
+  unwrap(): Promise<Backend>;
+  /** how an extra of the backend behind passes through this wrapper; absent: as it is */
+  wrapExtra?<N extends ExtraName>(name: N, extra: BackendExtras[N]): BackendExtras[N];
+}
+
+function isWrapper(backend: Backend): backend is BackendWrapper {
+  return typeof (backend as Partial<BackendWrapper>).unwrap === 'function';
+}
+
+/**
+ * An extra of the backend behind any wrappers, passed through each of them (so that a
+ * network extra is retried like the core methods), or undefined where the storage has none.
+ */
+export async function backendExtra<N extends ExtraName>(backend: Backend, name: N): Promise<BackendExtras[N] | undefined> {
+  const wrappers: BackendWrapper[] = [];
+  let inner = backend;
+  while (isWrapper(inner)) {
+    wrappers.push(inner);
+    inner = await inner.unwrap();
+  }
+  const own = (inner as Backend & Partial<BackendExtras>)[name];
+  if (typeof own !== 'function') return undefined;
+  let extra = (own as (...args: unknown[]) => unknown).bind(inner) as BackendExtras[N];
+  for (const wrapper of wrappers.reverse()) if (wrapper.wrapExtra) extra = wrapper.wrapExtra(name, extra);
+  return extra;
 }

@@ -1,17 +1,16 @@
-import type { Backend, ByteRange } from './backend.js';
-
-type Optional = 'useImmutability' | 'extendRetention' | 'close';
+import type { Backend, BackendWrapper, ByteRange } from './backend.js';
 
 /**
  * A backend whose module loads on first use: the cloud SDKs take longer to load than a
- * small backup takes to run, and a folder repository never needs them. `optional` names
- * the optional methods the real backend has, so callers can still ask for them up front.
+ * small backup takes to run, and a folder repository never needs them. Its extras are
+ * reached through backendExtra(), which loads it.
  */
-export function lazyBackend(location: string, load: () => Promise<Backend>, optional: Optional[]): Backend {
+export function lazyBackend(location: string, load: () => Promise<Backend>): BackendWrapper {
   let loading: Promise<Backend> | undefined;
   const target = () => (loading ??= load());
-  const backend: Backend = {
+  return {
     location,
+    unwrap: target,
     prepare: async () => (await target()).prepare(),
     put: async (key: string, data: Uint8Array) => (await target()).put(key, data),
     get: async (key: string, range?: ByteRange) => (await target()).get(key, range),
@@ -22,10 +21,7 @@ export function lazyBackend(location: string, load: () => Promise<Backend>, opti
       },
     }),
     delete: async (key: string) => (await target()).delete(key),
+    // Closing what never loaded loads nothing.
+    close: async () => (loading ? (await loading).close() : undefined),
   };
-  if (optional.includes('useImmutability')) backend.useImmutability = async (days) => (await target()).useImmutability?.(days);
-  if (optional.includes('extendRetention')) backend.extendRetention = async (key, until) => (await target()).extendRetention?.(key, until);
-  // Closing what never loaded loads nothing.
-  if (optional.includes('close')) backend.close = async () => (loading ? (await loading).close?.() : undefined);
-  return backend;
 }

@@ -44,7 +44,7 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
     const rclone: RcloneOptions = { remote: location.slice('rclone:'.length), binary: env.STACKVAULT_RCLONE ?? 'rclone', timeoutMs, env };
     if (!/^[^:/]*:/.test(rclone.remote)) throw new UsageError(`repository ${location}: expected rclone:REMOTE:PATH, e.g. rclone:backup:acme`);
     const load = async () => new (await import('./rclone.js')).RcloneBackend(rclone);
-    return withRetries(lazyBackend(redact(location), load, ['close']), options.retry);
+    return withRetries(lazyBackend(redact(location), load), options.retry);
   }
   if (scheme === 's3' || scheme === 'azure') {
     const url = parseUrl(location);
@@ -74,7 +74,7 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
             : undefined,
       };
       const load = async () => new (await import('./s3.js')).S3Backend(s3);
-      return withRetries(lazyBackend(`s3://${container}/${prefix}`.replace(/\/$/, ''), load, ['useImmutability', 'extendRetention', 'close']), options.retry);
+      return withRetries(lazyBackend(`s3://${container}/${prefix}`.replace(/\/$/, ''), load), options.retry);
     }
     const lockMode = (params.get('lock_mode') ?? 'unlocked').toLowerCase();
     if (lockMode !== 'unlocked' && lockMode !== 'locked') throw new UsageError(`repository ${location}: lock_mode is unlocked or locked, not "${lockMode}"`);
@@ -89,7 +89,7 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
       timeoutMs,
     };
     const load = async () => new (await import('./azure.js')).AzureBackend(azure);
-    return withRetries(lazyBackend(`azure://${container}/${prefix}`.replace(/\/$/, ''), load, ['useImmutability', 'extendRetention', 'close']), options.retry);
+    return withRetries(lazyBackend(`azure://${container}/${prefix}`.replace(/\/$/, ''), load), options.retry);
   }
   throw new UsageError(`repository ${location}: unknown backend "${scheme}" (supported: ${USAGE})`);
 }

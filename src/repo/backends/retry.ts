@@ -1,6 +1,6 @@
 import { Semaphore } from '../../util/concurrency.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
-import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import type { Backend, BackendExtras, BackendWrapper, ByteRange, ExtraName, ObjectInfo } from './backend.js';
 import { TransientError } from './transient.js';
 
 export interface RetryOptions {
@@ -21,7 +21,7 @@ export const DEFAULT_RETRY: RetryOptions = { attempts: 8, baseDelayMs: 200, maxD
  * Retrying a put is safe: keys are content hashes and puts never replace, so a put whose
  * first attempt landed comes back as created=false.
  */
-export function withRetries(backend: Backend, options: Partial<RetryOptions> = {}): Backend {
+export function withRetries(backend: Backend, options: Partial<RetryOptions> = {}): BackendWrapper {
   const o = { ...DEFAULT_RETRY, ...options };
   const slots = new Semaphore(o.concurrency);
   const attempt = async <T>(what: string, op: () => Promise<T>): Promise<T> => {
@@ -39,21 +39,40 @@ export function withRetries(backend: Backend, options: Partial<RetryOptions> = {
       await new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
     }
   };
-  const wrapped: Backend = {
+  return {
     location: backend.location,
+    unwrap: async () => backend,
     prepare: () => attempt('preparing the repository', () => backend.prepare()),
     put: (key: string, data: Uint8Array) => attempt(`storing ${key}`, () => backend.put(key, data)),
     get: (key: string, range?: ByteRange) => attempt(`reading ${key}`, () => backend.get(key, range)),
     stat: (key: string) => attempt(`looking up ${key}`, () => backend.stat(key)),
     list: (prefix: string) => listWithRetries(prefix, attempt, backend),
     delete: (key: string) => attempt(`deleting ${key}`, () => backend.delete(key)),
-  };
-  if (backend.useImmutability) wrapped.useImmutability = (days) => attempt('checking immutability', () => backend.useImmutability!(days));
-  if (backend.extendRetention) wrapped.extendRetention = (key, until) => attempt(`extending the lock of ${key}`, () => backend.extendRetention!(key, until));
-  if (backend.close) wrapped.close = () => backend.close!();
-  if (backend.staleUploads) wrapped.staleUploads = (age, now) => attempt('listing stale uploads', () => backend.staleUploads!(age, now));
-  if (backend.deleteStaleUpload) wrapped.deleteStaleUpload = (key) => attempt(`deleting ${key}`, () => backend.deleteStaleUpload!(key));
-  return wrapped;
+    close: () => backend.close(),
+    wrapExtra: <N extends ExtraName>(name: N, extra: BackendExtras[N]): BackendExtras[N] => {
+      // A local file's name is no request; every other extra is retried like the core.
+      if (name === 'localFile') return extra;
+      const call = extra as (...args: unknown[]) => Promise<unknown>;
+      return ((...args: unknown[]) => attempt(describeExtra(name, args), () => call(...args))) as BackendExtras[N];
+    },
+  } satisfies BackendWrapper;
+}
+
+function describeExtra(name: ExtraName, args: unknown[]): string {
+  switch (name) {
+    case 'useImmutability':
+      return 'checking immutability';
+    case 'extendRetention':
+      return `extending the lock of ${String(args[0])}`;
+    case 'staleUploads':
+      return 'listing stale uploads';
+    case 'putParts':
+      return `storing ${String(args[0])}`;
+    case 'deleteStaleUpload':
+      return `deleting ${String(args[0])}`;
+    default:
+      return name;
+  }
 }
 
 /** A listing is retried whole: it is gathered first, so a retry never yields an entry twice. */
