@@ -12,7 +12,8 @@ import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { findNode } from '../snapshot/walk.js';
 import { clearSourceContents } from '../sources/files-clear.js';
-import { StackvaultError, UsageError } from '../util/errors.js';
+import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
+import { linearBackoff, retry } from '../util/retry.js';
 import { Compose, type ComposeProject } from './compose.js';
 import { readHostState } from './host-state.js';
 import { headCommit } from './stack-repository.js';
@@ -206,13 +207,6 @@ async function releaseHasFolder(ctx: StackContext, ref: SnapshotRef, path: strin
 }
 
 /** A database whose health check just passed may still refuse its first connections for a moment. */
-async function withRetriesWhileStarting<T>(work: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await work();
-    } catch (err) {
-      if (attempt >= 10 || !/ECONNREFUSED|cannot connect|Can't connect/i.test((err as Error).message)) throw err;
-      await new Promise((r) => setTimeout(r, 500 * attempt));
-    }
-  }
+function withRetriesWhileStarting<T>(work: () => Promise<T>): Promise<T> {
+  return retry(work, { attempts: 10, retryable: (err) => /ECONNREFUSED|cannot connect|Can't connect/i.test(errorMessage(err)), delayMs: linearBackoff(500) });
 }

@@ -1,5 +1,6 @@
 import { Semaphore } from '../../util/concurrency.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
+import { jitteredBackoff, retry } from '../../util/retry.js';
 import type { Backend, BackendExtras, BackendWrapper, ByteRange, ExtraName, ObjectInfo } from './backend.js';
 import { TransientError } from './transient.js';
 
@@ -24,19 +25,21 @@ export const DEFAULT_RETRY: RetryOptions = { attempts: 8, baseDelayMs: 200, maxD
 export function withRetries(backend: Backend, options: Partial<RetryOptions> = {}): BackendWrapper {
   const o = { ...DEFAULT_RETRY, ...options };
   const slots = new Semaphore(o.concurrency);
+  const policy = { attempts: o.attempts, retryable: (err: unknown) => err instanceof TransientError, delayMs: jitteredBackoff(o.baseDelayMs, o.maxDelayMs) };
   const attempt = async <T>(what: string, op: () => Promise<T>): Promise<T> => {
-    for (let n = 1; ; n++) {
-      const release = await slots.acquire();
-      try {
-        return await op();
-      } catch (err) {
-        if (!(err instanceof TransientError)) throw err;
-        if (n >= o.attempts) throw new StackvaultError(`${what} on ${backend.location} failed ${n} times; last: ${errorMessage(err)}`, undefined, { cause: err });
-      } finally {
-        release();
-      }
-      const ceiling = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** (n - 1));
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
+    try {
+      // A slot is held while a request runs, not while waiting to try again.
+      return await retry(async () => {
+        const release = await slots.acquire();
+        try {
+          return await op();
+        } finally {
+          release();
+        }
+      }, policy);
+    } catch (err) {
+      if (err instanceof TransientError) throw new StackvaultError(`${what} on ${backend.location} failed ${o.attempts} times; last: ${errorMessage(err)}`, undefined, { cause: err });
+      throw err;
     }
   };
   return {

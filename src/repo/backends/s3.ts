@@ -15,6 +15,7 @@ import {
   CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
 } from '@aws-sdk/client-s3';
+import { jitteredBackoff, retry } from '../../util/retry.js';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
@@ -185,18 +186,15 @@ export class S3Backend implements Backend {
       for (let offset = 0, PartNumber = 1; offset < data.length; offset += partSize, PartNumber++) {
         const body = data.subarray(offset, offset + partSize);
         const ChecksumSHA256 = createHash('sha256').update(body).digest('base64');
-        for (let attempt = 1; ; attempt++) {
-          try {
-            const { ETag } = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: body, ContentLength: body.length, ChecksumSHA256 }));
-            parts.push({ PartNumber, ETag, ChecksumSHA256 });
-            break;
-          } catch (err) {
+        const { ETag } = await retry(() => this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: body, ContentLength: body.length, ChecksumSHA256 })), {
+          attempts: PART_ATTEMPTS,
+          retryable: (err) => {
             const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-            const transient = (status !== undefined && isTransientStatus(status)) || isTransientNetworkError(err);
-            if (!transient || attempt >= PART_ATTEMPTS) throw err;
-            await new Promise((resolve) => setTimeout(resolve, Math.random() * 200 * 2 ** attempt));
-          }
-        }
+            return (status !== undefined && isTransientStatus(status)) || isTransientNetworkError(err);
+          },
+          delayMs: jitteredBackoff(400),
+        });
+        parts.push({ PartNumber, ETag, ChecksumSHA256 });
       }
       await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, IfNoneMatch: '*', MultipartUpload: { Parts: parts } }));
     } catch (err) {

@@ -2,6 +2,7 @@ import { IntegrityError, InterruptedError, StackvaultError, UsageError } from '.
 import { readWhole, type DumpReader } from '../dump-sink.js';
 import { Connection, ServerError, type ConnectOptions } from './connection.js';
 import { splitCreateTable } from './ddl.js';
+import { linearBackoff, retry } from '../../util/retry.js';
 import { DUMP_FORMAT, type DatabaseSchema, type DumpManifest, type ObjectDef, type TablePart, type TableSchema, type UserDef } from './format.js';
 import { fileName, ident, literal, qualified } from './sql.js';
 
@@ -141,16 +142,13 @@ const LOCK_CONFLICT_TRIES = 5;
  * statement (a LOAD DATA of one part, or one ALTER TABLE), which the server rolls back
  * whole, so nothing of the failed try stays. `undo` takes back what the try counted.
  */
-export async function retryLockConflicts<T>(job: () => Promise<T>, undo: () => void = () => undefined, backoffMs = 50): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await job();
-    } catch (err) {
-      if (!(err instanceof ServerError) || !LOCK_CONFLICTS.has(err.code) || attempt === LOCK_CONFLICT_TRIES) throw err;
-      undo();
-      await new Promise((resolve) => setTimeout(resolve, backoffMs * attempt));
-    }
-  }
+export function retryLockConflicts<T>(job: () => Promise<T>, undo: () => void = () => undefined, backoffMs = 50): Promise<T> {
+  return retry(job, {
+    attempts: LOCK_CONFLICT_TRIES,
+    retryable: (err) => err instanceof ServerError && LOCK_CONFLICTS.has(err.code),
+    delayMs: linearBackoff(backoffMs),
+    onRetry: undo,
+  });
 }
 
 /** Run `jobs` over the connections, one job per connection at a time; the first failure stops the rest. */
