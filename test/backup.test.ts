@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { LocalBackend } from '../src/repo/backends/local.js';
 import { Repository } from '../src/repo/repository.js';
-import { resolveExclusionClasses } from '../src/config/exclusion-classes.js';
+import { resolveExclusionClasses } from '../src/sources/exclusion-classes.js';
 import { backup } from '../src/snapshot/backup.js';
 import { check } from '../src/snapshot/check.js';
 import { rebuildIndex } from '../src/snapshot/repair.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import picomatch from 'picomatch';
-import { DEFAULT_EXCLUSION_CLASSES } from '../src/config/exclusion-classes.js';
+import { DEFAULT_EXCLUSION_CLASSES } from '../src/sources/exclusion-classes.js';
 import { ExclusionMatcher } from '../src/sources/exclusions.js';
 
 // The matcher tests picomatch's expressions itself (its matcher function allocated a result per

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 /** DESIGN.md's layers, lowest first; a module may import only its own layer or lower ones. */
-const LAYERS = ['util', 'repo/backends', 'repo', 'config', 'sources', 'snapshot', 'release', 'stack', 'runner', 'cli'];
+const LAYERS = ['util', 'repo/backends', 'repo', 'sources', 'config', 'snapshot', 'release', 'stack', 'runner', 'cli'];
 const SRC = resolve(fileURLToPath(new URL('../../src', import.meta.url)));
 
 function layerOf(file: string): number {

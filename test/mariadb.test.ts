@@ -5,17 +5,24 @@ import { LocalBackend } from '../src/repo/backends/local.js';
 import { Repository } from '../src/repo/repository.js';
 import { backup } from '../src/snapshot/backup.js';
 import { check } from '../src/snapshot/check.js';
-import { restoreDatabaseSource, verifyDatabaseSource } from '../src/snapshot/restore-database.js';
+import type { SnapshotRef } from '../src/snapshot/snapshot.js';
+import { openSourceReader } from '../src/snapshot/streamed-source.js';
 import { ServerError } from '../src/sources/mariadb/connection.js';
-import type { MariadbSourceSpec } from '../src/sources/mariadb/dump.js';
-import { retryLockConflicts } from '../src/sources/mariadb/restore.js';
+import type { MariadbSource } from '../src/sources/mariadb/dump.js';
+import { restoreMariadb, retryLockConflicts, type MariadbRestoreOptions } from '../src/sources/mariadb/restore.js';
+import { verifyMariadb } from '../src/sources/mariadb/verify.js';
 import { FIXTURE_DATABASES, FIXTURE_TABLES, checksums, createFixture } from './mariadb-fixture.js';
 import { startMariadb, type TestServer } from './mariadb-server.js';
 import { tempDir } from './helpers.js';
 
-function source(server: TestServer, extra: Partial<MariadbSourceSpec> = {}): MariadbSourceSpec {
+function source(server: TestServer, extra: Partial<MariadbSource> = {}): MariadbSource {
   return { kind: 'mariadb', name: 'db', connection: { host: server.host, port: server.port, user: 'root' }, threads: 2, rowsPerPart: 4096, ...extra };
 }
+
+const restoreDatabaseSource = async (repo: Repository, ref: SnapshotRef, name: string, options: Omit<MariadbRestoreOptions, 'name'>) =>
+  restoreMariadb(await openSourceReader(repo, ref, name), { ...options, name });
+const verifyDatabaseSource = async (repo: Repository, ref: SnapshotRef, name: string, options: Omit<Parameters<typeof verifyMariadb>[1], 'name'>) =>
+  verifyMariadb(await openSourceReader(repo, ref, name), { ...options, name });
 
 /** What the server's own tool prints of the definitions, minus the lines that name the host or the time. */
 async function definitions(server: TestServer, databases: string[]): Promise<string> {

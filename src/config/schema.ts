@@ -1,54 +1,10 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
+import { serverSchema } from '../sources/mariadb/config.js';
+import { sourceEntrySchema } from '../sources/registry.js';
 
 /** stackvault.yaml, version 1. Keys are snake_case like borgmatic's and compose's. */
 const patternList = z.array(z.string().min(1, 'a pattern may not be empty'));
-
-const filesSource = z
-  .strictObject({
-    name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"'),
-    type: z.literal('files'),
-    path: z.string().min(1),
-    include: patternList.optional(),
-    exclude: patternList.optional(),
-    /** which exclusion classes apply to this source; all classes in force when omitted */
-    exclusions: z.array(z.string()).optional(),
-  });
-
-/** How to reach a database server; the password is never written to a snapshot or a log. */
-const serverFields = {
-  /** host and port, or a Unix socket */
-  host: z.string().min(1).optional(),
-  port: z.number().int().min(1).max(65535).optional(),
-  socket: z.string().min(1).optional(),
-  user: z.string().min(1).default('root'),
-  password_env: z.string().optional(),
-  password_file: z.string().optional(),
-  /** true for TLS with the system's CAs, or files for a private CA and client certificates */
-  tls: z
-    .union([
-      z.boolean(),
-      z.strictObject({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional(), verify: z.boolean().optional() }),
-    ])
-    .optional(),
-};
-
-const mariadbSource = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"'),
-  type: z.literal(['mariadb', 'mysql']),
-  ...serverFields,
-  /** the compose service the server runs as: reached at its address in the stack's network, so its port need not be published */
-  service: z.string().min(1).optional(),
-  /** databases to back up; every database but the server's own (mysql, sys, ...) when omitted */
-  databases: z.array(z.string().min(1)).optional(),
-  exclude_databases: z.array(z.string().min(1)).optional(),
-  /** "database.table": keep the table's definition, leave out its rows */
-  exclude_table_data: z.array(z.string().regex(/^[^.]+\..+$/, 'expected "database.table"')).optional(),
-  /** back up user accounts and their grants too */
-  users: z.boolean().optional(),
-  /** connections that read (and on restore, load) table data at once */
-  threads: z.number().int().min(1).max(64).optional(),
-});
 
 /** A cron expression (5 fields, or 6 with seconds first), checked by the scheduler's own parser. */
 const cronText = z.string().refine(
@@ -77,7 +33,6 @@ const timeZone = z.string().refine(
 
 const shareText = z.string().regex(/^(\d+(\.\d+)?%|\d+\/\d+)$/, 'expected a share such as "5%" or "1/20"');
 
-const databaseServer = z.strictObject(serverFields);
 
 const durationText = z.string().regex(/^(\d+[ymwdh])+$|^\d+$/, 'expected a duration such as 30d, 12h or 1y6m');
 
@@ -121,7 +76,7 @@ export const configSchema = z.strictObject({
     /** days every object stays immutable; recorded in the repository at init */
     immutability_days: z.number().int().min(0).optional(),
   }),
-  sources: z.array(z.discriminatedUnion('type', [filesSource, mariadbSource])).min(1, 'at least one source is needed'),
+  sources: z.array(sourceEntrySchema).min(1, 'at least one source is needed'),
   /** change a default class (recordings, logs), add one, or switch one off with false */
   exclusion_classes: z.record(z.string(), z.union([patternList, z.literal(false)])).optional(),
   tags: z.array(z.string()).optional(),
@@ -156,7 +111,7 @@ export const configSchema = z.strictObject({
       /** scratch folder the drill restores into (emptied before each drill); a temporary folder when omitted */
       target: z.string().optional(),
       /** scratch server for database sources; their drill is skipped without one */
-      database: databaseServer.optional(),
+      database: serverSchema.optional(),
     })
     .optional(),
   notify: z

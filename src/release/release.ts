@@ -1,8 +1,9 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { MariadbSourceSpec } from '../sources/mariadb/dump.js';
+import type { MariadbSource } from '../sources/mariadb/dump.js';
 import type { Repository } from '../repo/repository.js';
-import { backup, type SourceSpec } from '../snapshot/backup.js';
+import { backup } from '../snapshot/backup.js';
+import type { SourceSpec } from '../sources/registry.js';
 import { copySnapshot, type CopyResult } from '../snapshot/copy.js';
 import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { TreeLoader } from '../snapshot/tree.js';
@@ -77,7 +78,7 @@ async function releaseSources(folder: string): Promise<SourceSpec[]> {
 /** Write a release snapshot; a version is published once. */
 export async function publishRelease(
   repo: Repository,
-  options: { application: string; version: string; folder: string; database?: Omit<MariadbSourceSpec, 'name'>; signal?: AbortSignal },
+  options: { application: string; version: string; folder: string; database?: Omit<MariadbSource, 'name'>; signal?: AbortSignal },
 ): Promise<{ id: string }> {
   if (!/^[A-Za-z0-9._+-]+$/.test(options.version)) throw new UsageError(`version "${options.version}": letters, digits, ".", "_", "+" and "-" only`);
   const existing = (await listSnapshots(repo)).find((r) => r.snapshot.stack === options.application && releaseVersion(r) === options.version);

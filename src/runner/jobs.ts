@@ -3,21 +3,22 @@ import { mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import type { ResolvedSource } from '../config/sources.js';
 import { stackBackupInputs } from '../stack/stack.js';
 import type { Repository } from '../repo/repository.js';
 import { backup } from '../snapshot/backup.js';
 import { check } from '../snapshot/check.js';
 import { extendLocks } from '../snapshot/extend-locks.js';
 import { executePrune, planPrune } from '../snapshot/prune.js';
-import { restoreDatabaseSource, verifyDatabaseSource } from '../snapshot/restore-database.js';
+import { openSourceReader } from '../snapshot/streamed-source.js';
 import { restore } from '../snapshot/restore.js';
 import { applyRetention, isEmptyPolicy, retentionPolicyOf } from '../snapshot/retention.js';
 import { forgetSnapshots, listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { walkTree } from '../snapshot/walk.js';
 import { ListingPrefetch } from '../sources/listing-prefetch.js';
-import { Connection, type ConnectOptions } from '../sources/mariadb/connection.js';
+import { isFilesSource } from '../sources/files-driver.js';
+import type { ConnectOptions } from '../sources/mariadb/connection.js';
+import { driverOf, type SourceSpec } from '../sources/registry.js';
 import { StackvaultError, UsageError } from '../util/errors.js';
 
 /** What a job reports when it is done; a thrown error is a failed job. */
@@ -32,7 +33,7 @@ export interface JobOutcome {
 /** What jobs need from the daemon: the stack's configuration and its repository. */
 export interface JobContext {
   loaded: LoadedConfig;
-  sources: ResolvedSource[];
+  sources: SourceSpec[];
   host: string;
   openRepository(): Promise<Repository>;
   /** the scratch database server of drills, when configured */
@@ -44,7 +45,7 @@ export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<J
   // Asked each night: the incarnation, the version and the database's address change with updates.
   const inputs = await stackBackupInputs(ctx.loaded);
   // The walk starts reading folders while the repository's key is derived, as in the CLI.
-  const prefetched = ListingPrefetch.start(inputs.sources.flatMap((s) => (s.kind === 'files' ? [resolve(s.path)] : [])));
+  const prefetched = ListingPrefetch.start(inputs.sources.flatMap((s) => (isFilesSource(s) ? [resolve(s.path)] : [])));
   const repo = await ctx.openRepository().finally(() => prefetched.stop());
   const result = await backup(repo, { sources: inputs.sources, host: ctx.host, stack: config.stack, tags: [...(config.tags ?? []), ...inputs.tags], signal, prefetched });
   const bytesAdded = result.snapshot.sources.reduce((n, s) => n + s.stats.bytesAdded, 0);
@@ -109,7 +110,7 @@ export async function drillJob(ctx: JobContext, signal: AbortSignal): Promise<Jo
   const started = Date.now();
   try {
     const report: Record<string, unknown> = { snapshot: ref.id, snapshotTime: ref.snapshot.time, target };
-    const fileSources = ref.snapshot.sources.filter((s) => s.kind === 'files').map((s) => `/${s.name}`);
+    const fileSources = ref.snapshot.sources.filter(isFilesSource).map((s) => `/${s.name}`);
     let filesRestored = 0;
     if (fileSources.length > 0) {
       const restored = await restore(repo, ref, { target, include: fileSources, force: true, signal });
@@ -117,12 +118,10 @@ export async function drillJob(ctx: JobContext, signal: AbortSignal): Promise<Jo
       filesRestored = restored.files;
     }
     const databases: Array<Record<string, unknown>> = [];
-    for (const source of ref.snapshot.sources.filter((s) => s.kind === 'mariadb')) {
-      if (!ctx.drillDatabase) {
-        databases.push({ source: source.name, skipped: 'no drill.database server configured' });
-        continue;
-      }
-      databases.push(await drillDatabase(repo, ref, source.name, ctx.drillDatabase, signal));
+    for (const record of ref.snapshot.sources) {
+      const drill = driverOf(record.kind).drill;
+      if (!drill) continue;
+      databases.push(await drill(await openSourceReader(repo, ref, record.name), record.name, record, { folder: target, database: ctx.drillDatabase }, signal));
     }
     const rtoMs = Date.now() - started;
     const verified = await verifyFiles(repo, ref, target, fileSources);
@@ -184,27 +183,4 @@ async function verifyFiles(repo: Repository, ref: SnapshotRef, target: string, r
     if (size !== (node.size ?? 0) || ids.join() !== (node.content ?? []).join()) out.mismatches.push(path);
   }
   return out;
-}
-
-async function drillDatabase(repo: Repository, ref: SnapshotRef, source: string, server: ConnectOptions, signal: AbortSignal): Promise<Record<string, unknown>> {
-  const record = ref.snapshot.sources.find((s) => s.name === source)!.database!;
-  const rename = Object.fromEntries(record.databases.map((d) => [d, `drill_${d}`]));
-  const started = Date.now();
-  const summary = await restoreDatabaseSource(repo, ref, source, { connection: server, rename, force: true, signal });
-  const restoreMs = Date.now() - started;
-  try {
-    // Read back the way the dump read: every table must be byte for byte what the snapshot holds.
-    const verdicts = await verifyDatabaseSource(repo, ref, source, { connection: server, rename });
-    const differing = verdicts.filter((v) => !v.equal).map((v) => `${v.database}.${v.table}`);
-    if (differing.length > 0) throw new StackvaultError(`the drill of source "${source}" restored tables that differ from the snapshot: ${differing.join(', ')}`);
-    const rows = verdicts.reduce((n, v) => n + v.rows, 0);
-    return { source, databases: summary.databases, tables: verdicts.length, rows, restoreMs, verified: verdicts.length };
-  } finally {
-    const conn = await Connection.connect(server);
-    try {
-      for (const { to } of summary.databases) await conn.execute(`DROP DATABASE IF EXISTS \`${to.replace(/`/g, '``')}\``);
-    } finally {
-      await conn.close();
-    }
-  }
 }

@@ -3,7 +3,8 @@ import type { Server } from 'node:http';
 import { stackHost } from '../stack/stack.js';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { resolveConnection, resolveSources } from '../config/sources.js';
+import { resolveSources } from '../config/sources.js';
+import { resolveConnection } from '../sources/mariadb/config.js';
 import { openBackend } from '../repo/backends/open.js';
 import { Repository } from '../repo/repository.js';
 import { listSnapshots } from '../snapshot/snapshot.js';
@@ -58,7 +59,7 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
     sources: resolveSources(loaded),
     host,
     openRepository: async () => Repository.open(openBackend(location, { baseDir: loaded.baseDir }), options.password),
-    drillDatabase: config.drill?.database ? resolveConnection(loaded, config.drill.database, `${loaded.file}: drill.database`) : undefined,
+    drillDatabase: config.drill?.database ? resolveConnection(loaded.baseDir, config.drill.database, `${loaded.file}: drill.database`) : undefined,
   };
   const jobs: ScheduledJob[] = [
     {

@@ -5,10 +5,10 @@ import { resolve } from 'node:path';
 import type { BlobWriter, SaveResult } from '../repo/blob-writer.js';
 import { BATCHED_FILE_BYTES, FileEncoder } from '../repo/file-encoder.js';
 import type { Repository } from '../repo/repository.js';
-import { resolveExclusionClasses } from '../config/exclusion-classes.js';
+import { resolveExclusionClasses } from '../sources/exclusion-classes.js';
 import { ExclusionMatcher } from '../sources/exclusions.js';
-import { describeEndpoint } from '../sources/mariadb/connection.js';
-import { dumpMariadb, type MariadbSourceSpec } from '../sources/mariadb/dump.js';
+import { isFilesSource, type FilesSource } from '../sources/files-driver.js';
+import { driverOf, type SourceSpec } from '../sources/registry.js';
 import { entryType, measureTree, sortedNames, statWalk } from '../sources/files.js';
 import type { ListingPrefetch } from '../sources/listing-prefetch.js';
 import { Semaphore } from '../util/concurrency.js';
@@ -21,18 +21,6 @@ import { TreeLoader, nodeFromStat, sameNodes, saveTree, type Tree, type TreeNode
 import { readLinkTarget } from '../util/os-path.js';
 import { leftOutMount } from '../sources/mounts.js';
 
-export interface FilesSourceSpec {
-  kind?: 'files';
-  name: string;
-  path: string;
-  include?: string[];
-  exclude?: string[];
-  /** exclusion classes in force; defaults to the built-in classes */
-  exclusionClasses?: Record<string, readonly string[]>;
-  /** stay on the source folder's file system: other mounts below it become empty folders (restic's --one-file-system) */
-  oneFileSystem?: boolean;
-}
-
 export interface BackupProgress {
   filesDone: number;
   bytesDone: number;
@@ -44,8 +32,6 @@ export interface BackupProgress {
   errors: number;
   currentPath: string;
 }
-
-export type SourceSpec = FilesSourceSpec | MariadbSourceSpec;
 
 export interface BackupOptions {
   sources: SourceSpec[];
@@ -115,8 +101,8 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   const host = options.host ?? hostname();
   const stack = options.stack ?? null;
   const sources = options.sources.filter(isFilesSource).map((s) => ({ ...s, path: resolve(s.path) }));
-  const databases = options.sources.filter((s): s is MariadbSourceSpec => s.kind === 'mariadb');
-  await validateSources(sources, databases);
+  const streamed = options.sources.filter((s) => !isFilesSource(s));
+  await validateSources(sources, streamed);
 
   const [, refs] = await Promise.all([repo.loadIndex(), listSnapshots(repo)]);
   const parent = pickParent(refs, options.parent, host, stack, sources);
@@ -142,11 +128,14 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
     rootNodes.push({ ...nodeFromStat(source.name, 'dir', rootStat), subtree });
     records.push(walker.record());
   }
-  for (const source of databases) {
+  // Databases and other streamed sources: each driver writes a small tree of files.
+  for (const source of streamed) {
     const stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
     const sink = new DumpTreeWriter(repo, writer, stats, started, (n) => (progress.bytesAdded += n), options.signal, encoder);
     const before = { done: progress.bytesDone, total: progress.bytesTotal };
-    const dumped = await dumpMariadb(source, sink, {
+    const driver = driverOf(source.kind);
+    if (!driver.backup) throw new UsageError(`source "${source.name}": sources of kind ${source.kind} cannot be backed up this way`);
+    const recorded = await driver.backup(source, sink, {
       signal: options.signal,
       progress: (p) => {
         progress.currentPath = `/${source.name}/${p.current}`;
@@ -158,29 +147,7 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
     const subtree = await sink.saveTree();
     const timeNs = (BigInt(started.getTime()) * 1_000_000n).toString();
     rootNodes.push({ name: source.name, type: 'dir', mode: 0o700, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mtime: timeNs, ctime: timeNs, inode: '0', dev: '0', nlink: 1, subtree });
-    const c = source.connection;
-    records.push({
-      name: source.name,
-      kind: 'mariadb',
-      path: `mariadb://${c.user}@${describeEndpoint(c)}`,
-      database: {
-        server: `${dumped.manifest.server.flavor} ${dumped.manifest.server.version}`,
-        consistency: dumped.manifest.consistency,
-        lockMs: dumped.lockMs,
-        binlog: dumped.manifest.binlog,
-        databases: dumped.manifest.databases,
-        tables: dumped.tables,
-        rows: dumped.rows,
-        users: dumped.manifest.users,
-        warnings: dumped.manifest.warnings,
-      },
-      include: [],
-      exclude: [],
-      exclusionClasses: {},
-      excluded: [],
-      stats,
-      errors: [],
-    });
+    records.push({ name: source.name, kind: driver.kind, ...recorded, include: [], exclude: [], exclusionClasses: {}, excluded: [], stats, errors: [] });
   }
   const rootTree = await saveTree(writer, { nodes: rootNodes.sort((a, b) => (a.name < b.name ? -1 : 1)) });
   await scan;
@@ -210,14 +177,12 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
 }
 
-export function isFilesSource(s: SourceSpec): s is FilesSourceSpec {
-  return s.kind === undefined || s.kind === 'files';
-}
+export { isFilesSource };
 
-async function validateSources(sources: FilesSourceSpec[], databases: MariadbSourceSpec[]): Promise<void> {
-  if (sources.length + databases.length === 0) throw new UsageError('nothing to back up: give folders or configure sources in stackvault.yaml');
+async function validateSources(sources: FilesSource[], streamed: SourceSpec[]): Promise<void> {
+  if (sources.length + streamed.length === 0) throw new UsageError('nothing to back up: give folders or configure sources in stackvault.yaml');
   const names = new Set<string>();
-  for (const s of [...sources, ...databases]) {
+  for (const s of [...sources, ...streamed]) {
     if (!/^[A-Za-z0-9._-]+$/.test(s.name) || s.name === '.' || s.name === '..') {
       throw new UsageError(`source name "${s.name}" may only hold letters, digits, ".", "_" and "-"`);
     }
@@ -240,7 +205,7 @@ function pickParent(
   wanted: string | null | undefined,
   host: string,
   stack: string | null,
-  sources: FilesSourceSpec[],
+  sources: FilesSource[],
 ): SnapshotRef | undefined {
   if (wanted === null) return undefined;
   if (wanted !== undefined) {
@@ -280,7 +245,7 @@ class SourceWalker {
     private readonly repo: Repository,
     private readonly writer: BlobWriter,
     private readonly loader: TreeLoader,
-    private readonly source: FilesSourceSpec,
+    private readonly source: FilesSource,
     private readonly exclusionClasses: Record<string, readonly string[]>,
     private readonly progress: BackupProgress,
     private readonly report: () => void,
@@ -577,7 +542,7 @@ class SourceWalker {
 }
 
 /** Totals for progress and ETA: a stat-only walk that runs alongside the backup. */
-async function scanTotals(sources: FilesSourceSpec[], progress: BackupProgress, signal?: AbortSignal): Promise<void> {
+async function scanTotals(sources: FilesSource[], progress: BackupProgress, signal?: AbortSignal): Promise<void> {
   for (const source of sources) {
     const matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: source.exclusionClasses ?? resolveExclusionClasses() });
     /** folders an include pattern matched: everything below them is kept */

@@ -1,6 +1,9 @@
 import { objectKey } from '../repo/layout.js';
 import type { Repository } from '../repo/repository.js';
+import type { DatabaseRecord } from '../sources/driver.js';
 import { IntegrityError, UsageError } from '../util/errors.js';
+
+export type { DatabaseRecord };
 
 export interface ExclusionRecord {
   /** an exclusion class name, or "exclude" for the source's own patterns, or "include" for what include patterns left out */
@@ -23,23 +26,10 @@ export interface SourceStats {
   bytesAdded: number;
 }
 
-/** What a database source's dump recorded about itself (never its password). */
-export interface DatabaseRecord {
-  server: string;
-  consistency: string;
-  /** milliseconds commits were held back to align the dump's connections */
-  lockMs: number;
-  binlog: { gtid?: string; file?: string; position?: string } | null;
-  databases: string[];
-  tables: number;
-  rows: number;
-  users: boolean;
-  warnings: string[];
-}
-
 export interface SourceRecord {
   name: string;
-  kind: 'files' | 'mariadb';
+  /** the kind of source (files, mariadb): its driver in sources/registry.ts */
+  kind: string;
   /** a folder, or for a database where it was read from (mariadb://user@host:port) */
   path: string;
   database?: DatabaseRecord;

@@ -1,6 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { resolveSources, type ResolvedDatabaseSource } from '../config/sources.js';
+import { resolveSources } from '../config/sources.js';
+import { isFilesSource } from '../sources/files-driver.js';
+import type { MariadbSource } from '../sources/mariadb/dump.js';
 import { compareVersions, findRelease, listReleases, pullRelease, releaseMigrations, snapshotVersion, type Migration } from '../release/release.js';
 import type { SnapshotRef } from '../snapshot/snapshot.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
@@ -11,7 +13,7 @@ import {
   clearStackData,
   composeProject,
   dataOnHost,
-  databaseServices,
+  sourceServices,
   healthTimeoutMs,
   reachDatabases,
   restoreStackData,
@@ -121,7 +123,7 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
  * is at (the running containers, if they run, are left as they are).
  */
 async function preStepSnapshot(ctx: StackContext, state: HostState, action: LifecycleReport['action']): Promise<SnapshotRef> {
-  const services = databaseServices(resolveSources(ctx.loaded));
+  const services = sourceServices(resolveSources(ctx.loaded));
   if (services.length > 0) {
     const hasImages = ctx.loaded.config.application?.images?.[state.version] !== undefined || !ctx.loaded.config.application?.images;
     const project = composeProject(ctx.loaded, hasImages ? state.version : wantedVersion(ctx.loaded));
@@ -215,19 +217,19 @@ async function migrate(ctx: StackContext, from: string, to: string, state: HostS
   const sources = resolveSources(ctx.loaded);
   // Only the databases run while the data changes shape: nothing else writes meanwhile.
   await ctx.compose.down(project);
-  const services = databaseServices(sources);
+  const services = sourceServices(sources);
   if (services.length > 0) {
     await ctx.compose.up(project, services);
     await ctx.compose.waitHealthy(project, { services, timeoutMs: healthTimeoutMs(ctx.loaded) });
   }
-  const database = (await reachDatabases(sources, ctx.compose, project)).find((s): s is ResolvedDatabaseSource => s.kind === 'mariadb');
+  const database = (await reachDatabases(sources, ctx.compose, project)).find((s): s is MariadbSource => s.kind === 'mariadb');
   if (database?.databases && !database.databases.includes('stackvault')) {
     throw new UsageError(`sources "${database.name}": add "stackvault" to its databases, so the migration history is backed up and restored with the data`);
   }
   const history = database ? await databaseHistory(database.connection) : stateHistory(state);
   try {
     const env: Record<string, string> = { STACKVAULT_FROM_VERSION: from, STACKVAULT_TO_VERSION: to, STACKVAULT_STACK_DIR: stackDir(ctx) };
-    for (const s of sources) if (s.kind === 'files') env[`STACKVAULT_SOURCE_${s.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = s.path;
+    for (const s of sources) if (isFilesSource(s)) env[`STACKVAULT_SOURCE_${s.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = s.path;
     return await applyMigrations(migrations, { history, cwd: stackDir(ctx), env, log: ctx.log, signal: ctx.signal });
   } finally {
     await history.close();

@@ -2,16 +2,18 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { resolveSources, type ResolvedDatabaseSource, type ResolvedFilesSource, type ResolvedSource } from '../config/sources.js';
+import { resolveSources } from '../config/sources.js';
 import { RELEASE_TAG, versionTag } from '../release/release.js';
 import type { Repository } from '../repo/repository.js';
 import { backup, type BackupResult } from '../snapshot/backup.js';
-import { restoreDatabaseSource } from '../snapshot/restore-database.js';
+import { openSourceReader } from '../snapshot/streamed-source.js';
 import { restore } from '../snapshot/restore.js';
 import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { findNode } from '../snapshot/walk.js';
 import { clearSourceContents } from '../sources/files-clear.js';
+import { isFilesSource, type FilesSource } from '../sources/files-driver.js';
+import { driverOf, type SourceSpec } from '../sources/registry.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { linearBackoff, retry } from '../util/retry.js';
 import { Compose, type ComposeProject } from './compose.js';
@@ -19,7 +21,6 @@ import { readHostState } from './host-state.js';
 import { headCommit } from './stack-repository.js';
 
 const INCARNATION_TAG = 'incarnation=';
-const MARIADB_PORT = 3306;
 
 /** A stack as its stackvault.yaml describes it: its containers, its data, its repository. */
 export interface StackContext {
@@ -66,25 +67,26 @@ export function composeProject(loaded: LoadedConfig, version?: string): ComposeP
 
 export const healthTimeoutMs = (loaded: LoadedConfig) => (loaded.config.compose?.health_timeout ?? 300) * 1000;
 
-/** The compose services the stack's databases run as. */
-export function databaseServices(sources: ResolvedSource[]): string[] {
-  return sources.flatMap((s) => (s.kind === 'mariadb' && s.service ? [s.service] : []));
+/** The compose services the stack's sources run as (its databases). */
+export function sourceServices(sources: SourceSpec[]): string[] {
+  return sources.flatMap((s) => driverOf(s.kind).services?.(s) ?? []);
 }
 
 /**
  * Sources ready to connect: a database that runs as a compose service is reached at its
  * container's address in the stack's network, so its port need not be published.
  */
-export async function reachDatabases(sources: ResolvedSource[], compose: Compose, project: ComposeProject): Promise<ResolvedSource[]> {
+export async function reachDatabases(sources: SourceSpec[], compose: Compose, project: ComposeProject): Promise<SourceSpec[]> {
   return atServiceAddresses(sources, (service) => compose.serviceAddress(project, service));
 }
 
-/** Databases that run as compose services, each at the address `address` gives its service. */
-function atServiceAddresses(sources: ResolvedSource[], address: (service: string) => Promise<string>): Promise<ResolvedSource[]> {
+/** Sources that run as compose services, each at the address `address` gives its service. */
+function atServiceAddresses(sources: SourceSpec[], address: (service: string) => Promise<string>): Promise<SourceSpec[]> {
   return Promise.all(
     sources.map(async (s) => {
-      if (s.kind !== 'mariadb' || !s.service) return s;
-      return { ...s, connection: { ...s.connection, host: await address(s.service), port: s.connection.port ?? MARIADB_PORT } };
+      const driver = driverOf(s.kind);
+      const [service] = driver.services?.(s) ?? [];
+      return service && driver.atServiceAddress ? driver.atServiceAddress(s, await address(service)) : s;
     }),
   );
 }
@@ -115,9 +117,9 @@ export async function snapshotStack(ctx: StackContext, at: { version: string; in
 }
 
 /** The sources of stackvault.yaml ready to connect: databases that run as compose services reached inside the stack's network. */
-export async function reachStackSources(loaded: LoadedConfig, compose?: Compose): Promise<ResolvedSource[]> {
+export async function reachStackSources(loaded: LoadedConfig, compose?: Compose): Promise<SourceSpec[]> {
   const sources = resolveSources(loaded);
-  if (databaseServices(sources).length === 0) return sources;
+  if (sourceServices(sources).length === 0) return sources;
   // The task runner's container is on the stack's network, with no engine to ask: there a
   // service is reached by its name, so one stackvault.yaml serves the host and the runner.
   if (!compose && insideContainer() && !process.env.DOCKER_HOST) return atServiceAddresses(sources, async (service) => service);
@@ -140,17 +142,17 @@ export function stackHost(config: LoadedConfig['config']): string {
 }
 
 /** What a backup of the stack takes, and the tags that tie it to the version and incarnation this host runs. */
-export async function stackBackupInputs(loaded: LoadedConfig, compose?: Compose): Promise<{ sources: ResolvedSource[]; tags: string[] }> {
+export async function stackBackupInputs(loaded: LoadedConfig, compose?: Compose): Promise<{ sources: SourceSpec[]; tags: string[] }> {
   return { sources: await reachStackSources(loaded, compose), tags: await incarnationTags(loaded, await readHostState(loaded.baseDir)) };
 }
 
-const filesRules = (s: ResolvedFilesSource) => ({ include: s.include, exclude: s.exclude, classes: s.exclusionClasses });
+const filesRules = (s: FilesSource) => ({ include: s.include, exclude: s.exclude, classes: s.exclusionClasses });
 
 /** How many files the stack's files sources hold that a backup would take (what a restore would replace). */
 export async function dataOnHost(loaded: LoadedConfig): Promise<Array<{ source: string; path: string; files: number }>> {
   const found = [];
   for (const s of resolveSources(loaded)) {
-    if (s.kind !== 'files') continue;
+    if (!isFilesSource(s)) continue;
     const { removed } = await clearSourceContents(s.path, filesRules(s), { dryRun: true });
     if (removed > 0) found.push({ source: s.name, path: s.path, files: removed });
   }
@@ -159,7 +161,7 @@ export async function dataOnHost(loaded: LoadedConfig): Promise<Array<{ source: 
 
 /** Clear what backups hold from every files source (what the rules leave out stays). */
 export async function clearStackData(loaded: LoadedConfig): Promise<void> {
-  for (const s of resolveSources(loaded)) if (s.kind === 'files') await clearSourceContents(s.path, filesRules(s));
+  for (const s of resolveSources(loaded)) if (isFilesSource(s)) await clearSourceContents(s.path, filesRules(s));
 }
 
 /**
@@ -173,7 +175,7 @@ export async function restoreStackData(ctx: StackContext, ref: SnapshotRef, kind
   const stored = new Set(ref.snapshot.sources.map((s) => s.name));
   await ctx.compose.down(project);
   for (const s of sources) {
-    if (s.kind !== 'files') continue;
+    if (!isFilesSource(s)) continue;
     const from = kind === 'release' ? `/files/${s.name}` : `/${s.name}`;
     await mkdir(s.path, { recursive: true });
     await clearSourceContents(s.path, filesRules(s));
@@ -183,21 +185,22 @@ export async function restoreStackData(ctx: StackContext, ref: SnapshotRef, kind
     const result = await restore(ctx.repo, ref, { target: s.path, from, force: true, signal: ctx.signal });
     if (result.errors.length > 0) throw new StackvaultError(`restoring ${s.name} failed for ${result.errors.length} files, first ${result.errors[0]!.path}: ${result.errors[0]!.message}`);
   }
-  const databases = sources.filter((s): s is ResolvedDatabaseSource => s.kind === 'mariadb');
-  if (databases.length === 0) return;
-  const services = databaseServices(databases);
+  const streamed = sources.filter((s) => !isFilesSource(s));
+  if (streamed.length === 0) return;
+  const services = sourceServices(streamed);
   if (services.length > 0) {
     await ctx.compose.up(project, services);
     await ctx.compose.waitHealthy(project, { services, timeoutMs: healthTimeoutMs(ctx.loaded) });
   }
-  const reached = (await reachDatabases(databases, ctx.compose, project)) as ResolvedDatabaseSource[];
+  const reached = await reachDatabases(streamed, ctx.compose, project);
   for (const [i, s] of reached.entries()) {
     // A release holds one vanilla database, "database", for the stack's (first) database source.
     const name = kind === 'release' ? (i === 0 && stored.has('database') ? 'database' : undefined) : s.name;
     if (name === undefined) continue;
     if (!stored.has(name)) throw new StackvaultError(`snapshot ${ref.id.slice(0, 8)} has no database source "${name}"`);
-    ctx.log(`restoring database ${s.name}`);
-    await withRetriesWhileStarting(() => restoreDatabaseSource(ctx.repo, ref, name, { connection: s.connection, force: true, users: s.users, threads: s.threads, signal: ctx.signal }));
+    ctx.log(`restoring ${s.kind} source ${s.name}`);
+    const reader = await openSourceReader(ctx.repo, ref, name);
+    await withRetriesWhileStarting(() => driverOf(s.kind).restore!(reader, s, { force: true, signal: ctx.signal }));
   }
 }
 

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
-import { resolveExclusionClasses } from '../../config/exclusion-classes.js';
+import { resolveExclusionClasses } from '../../sources/exclusion-classes.js';
 import { stackBackupInputs, stackHost } from '../../stack/stack.js';
-import { backup, isFilesSource, type FilesSourceSpec } from '../../snapshot/backup.js';
+import { backup } from '../../snapshot/backup.js';
+import { isFilesSource, type FilesSource } from '../../sources/files-driver.js';
 import { ListingPrefetch } from '../../sources/listing-prefetch.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
@@ -24,7 +25,7 @@ interface BackupFlags {
   oneFileSystem?: boolean;
 }
 
-function sourcesFromPaths(paths: string[], flags: BackupFlags): FilesSourceSpec[] {
+function sourcesFromPaths(paths: string[], flags: BackupFlags): FilesSource[] {
   const used = new Set<string>();
   return paths.map((p) => {
     const base = basename(resolve(p)).replace(/[^A-Za-z0-9._-]/g, '_') || 'root';

@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { resolveSources, type ResolvedDatabaseSource } from '../../config/sources.js';
+import { resolveSources } from '../../config/sources.js';
+import type { MariadbSource } from '../../sources/mariadb/dump.js';
+import { restoreMariadb } from '../../sources/mariadb/restore.js';
 import { reachStackSources } from '../../stack/stack.js';
-import { restoreDatabaseSource } from '../../snapshot/restore-database.js';
+import type { Repository } from '../../repo/repository.js';
+import { openSourceReader } from '../../snapshot/streamed-source.js';
 import { restore } from '../../snapshot/restore.js';
 import { shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { ExitCode, StackvaultError, UsageError } from '../../util/errors.js';
@@ -51,12 +54,12 @@ function positiveInt(value: string | undefined, flag: string): number | undefine
 }
 
 /** The server to restore a database source into: flags first, then the source's settings in stackvault.yaml. */
-async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags): Promise<ResolvedDatabaseSource['connection']> {
+async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags): Promise<MariadbSource['connection']> {
   const loaded = ctx.config();
   const fromFlags = flags.dbHost !== undefined || flags.dbSocket !== undefined;
   // A database that runs as a compose service is reached inside the stack's network.
   const sources = loaded && !fromFlags ? await reachStackSources(loaded) : loaded ? resolveSources(loaded) : [];
-  const configured = sources.find((s): s is ResolvedDatabaseSource => s.kind === 'mariadb' && s.name === source);
+  const configured = sources.find((s): s is MariadbSource => s.kind === 'mariadb' && s.name === source);
   if (!fromFlags && !configured) {
     throw new UsageError(`no server to restore "${source}" into: give --db-host (and --db-port) or --db-socket, or configure source "${source}" in stackvault.yaml`);
   }
@@ -74,13 +77,14 @@ async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags
   };
 }
 
-async function restoreDatabases(ctx: CliContext, repo: Parameters<typeof restoreDatabaseSource>[0], ref: SnapshotRef, names: string[], flags: RestoreFlags): Promise<void> {
+async function restoreDatabases(ctx: CliContext, repo: Repository, ref: SnapshotRef, names: string[], flags: RestoreFlags): Promise<void> {
   const renames = parseRenames(flags.renameDb);
   for (const name of names) {
     const connection = await targetServer(ctx, name, flags);
     const sink = createProgress(`restore ${name}`, { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
     const started = Date.now();
-    const summary = await restoreDatabaseSource(repo, ref, name, {
+    const summary = await restoreMariadb(await openSourceReader(repo, ref, name), {
+      name,
       connection,
       rename: renames,
       databases: flags.database.length ? flags.database : undefined,

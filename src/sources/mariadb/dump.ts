@@ -18,10 +18,13 @@ import { DUMP_FORMAT, encodeJson, type DatabaseSchema, type DumpManifest, type T
 import { SYSTEM_SCHEMAS, fileName, ident, qualified } from './sql.js';
 import { TsvEncoder } from './tsv.js';
 
-export interface MariadbSourceSpec {
+/** A MariaDB or MySQL source, ready to connect (see mariadb/driver.ts for stackvault.yaml's form). */
+export interface MariadbSource {
   kind: 'mariadb';
   name: string;
   connection: ConnectOptions;
+  /** the compose service the server runs as; reached at its address in the stack's network */
+  service?: string;
   /** databases to dump; every database but the server's own when omitted */
   databases?: string[];
   excludeDatabases?: string[];
@@ -87,7 +90,7 @@ export async function connectTo(spec: { name: string; connection: ConnectOptions
   }
 }
 
-function selectedDatabases(all: string[], spec: MariadbSourceSpec): string[] {
+function selectedDatabases(all: string[], spec: MariadbSource): string[] {
   if (spec.databases && spec.databases.length > 0) {
     const missing = spec.databases.filter((d) => !all.includes(d));
     if (missing.length > 0) throw new UsageError(`source "${spec.name}": no database ${missing.map((m) => `"${m}"`).join(', ')} on the server`);
@@ -169,7 +172,7 @@ export async function* tableText(conn: Connection, sql: string, done: (rows: num
  * takes to open them. Data streams into the sink part by part; nothing touches disk.
  */
 export async function dumpMariadb(
-  spec: MariadbSourceSpec,
+  spec: MariadbSource,
   sink: DumpSink,
   options: { signal?: AbortSignal; progress?: (p: DumpProgress) => void } = {},
 ): Promise<DumpSummary> {

@@ -1,0 +1,47 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import type { SourceDriver } from './driver.js';
+import { sourceName } from './mariadb/config.js';
+
+/** A folder: walked and deduplicated file by file by the snapshot layer (snapshot/backup.ts). */
+export interface FilesSource {
+  kind?: 'files';
+  name: string;
+  path: string;
+  include?: string[];
+  exclude?: string[];
+  /** exclusion classes in force; defaults to the built-in classes */
+  exclusionClasses?: Record<string, readonly string[]>;
+  /** stay on the source folder's file system: other mounts below it become empty folders (restic's --one-file-system) */
+  oneFileSystem?: boolean;
+}
+
+const patternList = z.array(z.string().min(1, 'a pattern may not be empty'));
+
+export const filesSourceSchema = z.strictObject({
+  name: sourceName,
+  type: z.literal('files'),
+  path: z.string().min(1),
+  include: patternList.optional(),
+  exclude: patternList.optional(),
+  /** which exclusion classes apply to this source; all classes in force when omitted */
+  exclusions: z.array(z.string()).optional(),
+});
+
+export const filesDriver: SourceDriver<FilesSource> = {
+  kind: 'files',
+  configTypes: ['files'],
+  configSchema: filesSourceSchema,
+  fromConfig: (entry: z.infer<typeof filesSourceSchema>, context) => ({
+    kind: 'files',
+    name: entry.name,
+    path: resolve(context.baseDir, entry.path),
+    include: entry.include,
+    exclude: entry.exclude,
+    exclusionClasses: entry.exclusions ? Object.fromEntries(entry.exclusions.map((c) => [c, context.exclusionClasses[c]!])) : context.exclusionClasses,
+  }),
+};
+
+export function isFilesSource(s: { kind?: string }): s is FilesSource {
+  return s.kind === undefined || s.kind === 'files';
+}

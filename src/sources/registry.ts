@@ -1,0 +1,27 @@
+import { z } from 'zod';
+import type { SourceDriver } from './driver.js';
+import { filesDriver, filesSourceSchema, type FilesSource } from './files-driver.js';
+import { mariadbSourceSchema } from './mariadb/config.js';
+import { mariadbDriver } from './mariadb/driver.js';
+import type { MariadbSource } from './mariadb/dump.js';
+
+/** Every kind of source stackvault knows. A new kind is a folder of sources/ and a line in each of these. */
+export const SOURCE_DRIVERS: readonly SourceDriver<SourceSpec>[] = [filesDriver, mariadbDriver] as never[];
+/** One entry of stackvault.yaml's sources, told apart by its `type`. */
+export const sourceEntrySchema = z.discriminatedUnion('type', [filesSourceSchema, mariadbSourceSchema]);
+/** A source of any kind, ready to back up or restore. */
+export type SourceSpec = FilesSource | MariadbSource;
+
+/** The driver of a kind of source (a snapshot's record or a spec names it). */
+export function driverOf(kind: string | undefined): SourceDriver<SourceSpec> {
+  const driver = SOURCE_DRIVERS.find((d) => d.kind === (kind ?? 'files'));
+  if (!driver) throw new Error(`no driver for sources of kind "${kind}"`);
+  return driver;
+}
+
+/** The driver that takes an entry of stackvault.yaml with this `type`. */
+export function driverOfType(type: string): SourceDriver<SourceSpec> {
+  const driver = SOURCE_DRIVERS.find((d) => d.configTypes.includes(type));
+  if (!driver) throw new Error(`no driver takes sources of type "${type}"`);
+  return driver;
+}
