@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createProgress } from '../src/cli/progress.js';
 import { compareTrees } from '../src/sources/compare.js';
-import { CLI, pseudoRandom, runCli, tempDir } from './helpers.js';
+import { CLI, makeRichTree, pseudoRandom, runCli, tempDir } from './helpers.js';
 import { inTerminal, waitForScreen } from './terminal.js';
 
 /** What users of restic, borg and git expect of a command line (issue 21). */
@@ -237,4 +237,28 @@ test('init --immutable-flag: as root, every object of a folder repository carrie
   assert.equal(pruned.code, 0, pruned.stderr);
   assert.equal((await readdir(join(repo, 'snapshots'))).length, 1);
   assert.equal((await runCli(['check', '--repo', repo, '--read-data'], { env: ENV })).code, 0);
+});
+
+test('drill: the newest snapshot of the stack restored into a scratch folder, verified, and removed; --json gives the recovery time', async (t) => {
+  const dir = await tempDir(t);
+  const repo = join(dir, 'repo');
+  await makeRichTree(join(dir, 'source'));
+  await writeFile(join(dir, 'stackvault.yaml'), `stack: acme\nrepository: { url: ${repo} }\nsources: [{ name: data, type: files, path: ./source }]\ndrill: { target: ./scratch }\n`);
+  const env = { STACKVAULT_PASSWORD: 'pw' };
+  assert.equal((await runCli(['init'], { env, cwd: dir })).code, 0);
+  const saved = await runCli(['backup', '--json'], { env, cwd: dir });
+  assert.equal(saved.code, 0, saved.stderr);
+  const summary = JSON.parse(saved.stdout.trim().split('\n').pop()!) as { snapshot_id: string; host: string; sources: Array<{ stats: { files: number } }> };
+  assert.equal(summary.host, 'acme', "a stack's snapshot carries the stack's host name");
+
+  const drilled = await runCli(['drill', '--json'], { env, cwd: dir });
+  assert.equal(drilled.code, 0, drilled.stderr);
+  const report = JSON.parse(drilled.stdout.trim().split('\n').pop()!) as { snapshot: string; rtoMs: number; filesVerified: number; problem: string | null };
+  assert.equal(report.snapshot, summary.snapshot_id);
+  assert.equal(report.filesVerified, summary.sources[0]!.stats.files);
+  assert.ok(report.rtoMs > 0);
+  assert.equal(report.problem, null);
+  assert.deepEqual(await readdir(join(dir, 'scratch')), ['.stackvault-drill'], 'the scratch folder is emptied after the drill');
+  const text = await runCli(['drill'], { env, cwd: dir });
+  assert.match(text.stdout, /drill of snapshot [0-9a-f]{8}: restored and verified \d+ files .* \(the recovery time\)/);
 });

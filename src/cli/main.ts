@@ -6,6 +6,7 @@ import { registerBackupCommand } from './commands/backup.js';
 import { registerCopyCommand } from './commands/copy.js';
 import { registerBrowseCommands } from './commands/browse.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerDrillCommand } from './commands/drill.js';
 import { registerReleaseCommands } from './commands/release.js';
 import { registerRepositoryCommands } from './commands/repository.js';
 import { registerRestoreCommand } from './commands/restore.js';
@@ -75,6 +76,7 @@ export function buildProgram(): Command {
   registerReleaseCommands(program, ctx);
   registerRetentionCommands(program, ctx);
   registerRunCommand(program, ctx);
+  registerDrillCommand(program, ctx);
   registerStackCommands(program, ctx);
   const overrideExits = (cmd: Command): void => {
     for (const sub of cmd.commands) {

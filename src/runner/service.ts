@@ -1,10 +1,9 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { stackHost } from '../stack/stack.js';
+import { stackHost } from '../stack/context.js';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { resolveSources } from '../config/sources.js';
-import { resolveConnection } from '../sources/mariadb/config.js';
+import { drillDatabaseOf } from '../stack/drill-stack.js';
 import { openBackend } from '../repo/backends/open.js';
 import { Repository } from '../repo/repository.js';
 import { listSnapshots } from '../snapshot/snapshot.js';
@@ -56,10 +55,9 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   const location = options.repository ?? config.repository.url;
   const ctx: JobContext = {
     loaded,
-    sources: resolveSources(loaded),
     host,
     openRepository: async () => Repository.open(openBackend(location, { baseDir: loaded.baseDir }), options.password),
-    drillDatabase: config.drill?.database ? resolveConnection(loaded.baseDir, config.drill.database, `${loaded.file}: drill.database`) : undefined,
+    drillDatabase: drillDatabaseOf(loaded),
   };
   const jobs: ScheduledJob[] = [
     {

@@ -8,22 +8,11 @@ import type { SnapshotRef } from '../snapshot/snapshot.js';
 import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { readHostState, writeHostState, type HostState } from './host-state.js';
 import { applyMigrations, databaseHistory, type MigrationHistory } from './migrations.js';
-import {
-  applicationName,
-  clearStackData,
-  composeProject,
-  dataOnHost,
-  sourceServices,
-  healthTimeoutMs,
-  reachDatabases,
-  restoreStackData,
-  snapshotIncarnation,
-  snapshotStack,
-  stackDir,
-  stackSnapshots,
-  wantedVersion,
-  type StackContext,
-} from './stack.js';
+import { backupStack } from './backup-stack.js';
+import { applicationName, composeProject, healthTimeoutMs, stackDir, wantedVersion, type StackContext } from './context.js';
+import { snapshotIncarnation, stackSnapshots } from './incarnations.js';
+import { restoreStack } from './restore-stack.js';
+import { clearStackData, dataOnHost, reachDatabases, sourceServices } from './stack-sources.js';
 import { commitStack, headCommit, resolveCommit, returnToIncarnation, stackHistory, uncommittedChanges } from './stack-repository.js';
 
 /** What a step of the one procedure did, for the report and --json. */
@@ -84,12 +73,12 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
         dataVersion = snapshotVersion(newest) ?? target;
         ctx.log(`empty host: restoring snapshot ${short(newest.id)} of ${newest.snapshot.time} (version ${dataVersion})`);
         if (compareVersions(dataVersion, target) > 0) throw newerDataError(dataVersion, target);
-        await restoreStackData(ctx, newest, 'snapshot', target);
+        await restoreStack(ctx, newest, 'snapshot', target);
         report.restoredFrom = { kind: 'snapshot', id: newest.id, version: dataVersion };
       } else {
         const release = await bringRelease(ctx, target);
         ctx.log(`empty host, no snapshot of stack ${ctx.loaded.config.stack}: installing the vanilla release ${target}`);
-        await restoreStackData(ctx, release, 'release', target);
+        await restoreStack(ctx, release, 'release', target);
         report.restoredFrom = { kind: 'release', id: release.id, version: target };
         dataVersion = target;
       }
@@ -131,7 +120,8 @@ async function preStepSnapshot(ctx: StackContext, state: HostState, action: Life
     await ctx.compose.waitHealthy(project, { services, timeoutMs: healthTimeoutMs(ctx.loaded) });
   }
   ctx.log(`snapshot before the step (version ${state.version}, incarnation ${short(state.incarnation)})`);
-  const saved = await snapshotStack(ctx, state, ['pre-' + action]);
+  const saved = await backupStack(ctx.loaded, { repository: ctx.repo, compose: ctx.compose, at: state, tags: ['pre-' + action], signal: ctx.signal });
+  if (saved.errorCount > 0) throw new StackvaultError(`the snapshot before this step could not read ${saved.errorCount} entries; nothing was changed`);
   return { id: saved.id, snapshot: saved.snapshot };
 }
 
@@ -255,7 +245,7 @@ async function goBack(ctx: StackContext, state: HostState, pre: SnapshotRef, fai
     await ctx.compose.down(composeProject(ctx.loaded, wantedVersion(ctx.loaded))).catch(() => undefined);
     const back = await returnToIncarnation(dir, state.incarnation, `stackvault: back to ${short(state.incarnation)} after ${short(failedIncarnation)} failed\n\n${errorMessage(cause)}`);
     ctx.loaded = ctx.reload();
-    await restoreStackData(ctx, pre, 'snapshot', state.version);
+    await restoreStack(ctx, pre, 'snapshot', state.version);
     const project = composeProject(ctx.loaded, state.version);
     await ctx.compose.up(project);
     await ctx.compose.waitHealthy(project, { timeoutMs: healthTimeoutMs(ctx.loaded) });
@@ -318,7 +308,7 @@ export async function rollback(ctx: StackContext, to: string): Promise<Lifecycle
     report.incarnation = await returnToIncarnation(dir, incarnation, `stackvault: rollback to ${short(incarnation)} with snapshot ${short(snapshot.id)}`);
     ctx.loaded = ctx.reload();
     ctx.log(`restoring snapshot ${short(snapshot.id)} of ${snapshot.snapshot.time} (version ${version})`);
-    await restoreStackData(ctx, snapshot, 'snapshot', version);
+    await restoreStack(ctx, snapshot, 'snapshot', version);
     const project = composeProject(ctx.loaded, version);
     await ctx.compose.up(project);
     await ctx.compose.waitHealthy(project, { timeoutMs: healthTimeoutMs(ctx.loaded) });

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { resolveExclusionClasses } from '../../sources/exclusion-classes.js';
-import { stackBackupInputs, stackHost } from '../../stack/stack.js';
-import { backup } from '../../snapshot/backup.js';
-import { isFilesSource, type FilesSource } from '../../sources/files-driver.js';
+import { backup, type BackupProgress } from '../../snapshot/backup.js';
+import type { FilesSource } from '../../sources/files-driver.js';
+import { backupStack } from '../../stack/backup-stack.js';
 import { ListingPrefetch } from '../../sources/listing-prefetch.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
@@ -84,39 +84,32 @@ Examples:
     )
     .action(async (paths: string[], flags: BackupFlags) => {
       const ctx = context();
-      const loaded = paths.length === 0 ? ctx.requireConfig('backup without paths') : ctx.config();
-      const inputs = paths.length > 0 ? { sources: sourcesFromPaths(paths, flags), tags: [] } : await stackBackupInputs(loaded!);
-      const sources = flags.oneFileSystem ? inputs.sources.map((s) => (isFilesSource(s) ? { ...s, oneFileSystem: true } : s)) : inputs.sources;
       if (paths.length === 0 && (flags.exclude.length || flags.include.length || flags.exclusionClasses)) {
         throw new UsageError('--exclude, --include and --exclusion-classes go with folders given on the command line; configured sources take theirs from stackvault.yaml');
       }
-      // The walk starts reading folders while the repository's key is derived.
-      const prefetched = ListingPrefetch.start(sources.filter(isFilesSource).map((s) => resolve(s.path)));
-      const repo = await ctx.openRepository().finally(() => prefetched.stop());
+      // Nothing is drawn before the first update, which comes after the repository opened (and its password prompt).
       const sink = createProgress('backup', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
-      const tags = [...(loaded?.config.tags ?? []), ...inputs.tags, ...flags.tag];
+      const openRepository = () => ctx.openRepository();
+      // Without a display, no progress: the totals walk it needs would cost a stat per file for nothing.
+      const progress =
+        sink.active === false
+          ? undefined
+          : (p: BackupProgress) =>
+              sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: p.scanDone, errors: p.errors, current: p.currentPath });
+      const common = { parent: flags.force ? null : flags.parent, signal: interruptSignal({ hardStopMs: 1000 }), progress };
       let result;
       try {
-        result = await backup(repo, {
-          sources,
-          // The stack's sources carry the stack's host name (see stackHost); folders given here the machine's.
-          host: flags.host ?? (paths.length === 0 && loaded ? stackHost(loaded.config) : loaded?.config.host),
-          stack: flags.stack ?? loaded?.config.stack ?? null,
-          tags,
-          parent: flags.force ? null : flags.parent,
-          prefetched,
-          signal: interruptSignal({ hardStopMs: 1000 }),
-          progress: sink.active === false ? undefined : (p) =>
-            sink.update({
-              bytesDone: p.bytesDone,
-              bytesTotal: p.bytesTotal,
-              itemsDone: p.filesDone,
-              itemsTotal: p.filesTotal,
-              totalsFinal: p.scanDone,
-              errors: p.errors,
-              current: p.currentPath,
-            }),
-        });
+        if (paths.length === 0) {
+          result = await backupStack(ctx.requireConfig('backup without paths'), { ...common, repository: openRepository, tags: flags.tag, host: flags.host, stack: flags.stack, oneFileSystem: flags.oneFileSystem });
+        } else {
+          const loaded = ctx.config();
+          const sources = sourcesFromPaths(paths, flags);
+          // The walk starts reading folders while the repository's key is derived.
+          const prefetched = ListingPrefetch.start(sources.map((s) => s.path));
+          const repo = await openRepository().finally(() => prefetched.stop());
+          // Folders given here carry the machine's host name, not the stack's (see stackHost).
+          result = await backup(repo, { ...common, sources, host: flags.host ?? loaded?.config.host, stack: flags.stack ?? loaded?.config.stack ?? null, tags: [...(loaded?.config.tags ?? []), ...flags.tag], prefetched });
+        }
       } finally {
         sink.stop();
       }

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { resolveSources } from '../../config/sources.js';
 import type { MariadbSource } from '../../sources/mariadb/dump.js';
 import { restoreMariadb } from '../../sources/mariadb/restore.js';
-import { reachStackSources } from '../../stack/stack.js';
+import { reachStackSources } from '../../stack/stack-sources.js';
 import type { Repository } from '../../repo/repository.js';
 import { openSourceReader } from '../../snapshot/streamed-source.js';
 import { restore } from '../../snapshot/restore.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Compose } from '../../stack/compose.js';
 import type { LifecycleReport } from '../../stack/lifecycle.js';
-import type { StackContext } from '../../stack/stack.js';
+import type { StackContext } from '../../stack/context.js';
 import { StackvaultError, UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 import { emit, interruptSignal } from '../output.js';
