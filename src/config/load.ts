@@ -42,6 +42,7 @@ export function parseConfig(text: string, path: string): LoadedConfig {
   const config = parsed.data;
   const known = Object.keys(resolveExclusionClasses(config.exclusion_classes));
   config.sources.forEach((source, i) => {
+    if (source.type === 'git') return;
     if (source.type !== 'files') {
       const ways = [source.socket, source.host, source.service].filter((w) => w !== undefined).length;
       if (ways !== 1) {

@@ -2,15 +2,16 @@ import { z } from 'zod';
 import type { SourceDriver } from './driver.js';
 import { filesDriver, filesSourceSchema, type FilesSource } from './files-driver.js';
 import { mariadbSourceSchema } from './mariadb/config.js';
+import { gitDriver, gitSourceSchema, type GitSource } from './git/driver.js';
 import { mariadbDriver } from './mariadb/driver.js';
 import type { MariadbSource } from './mariadb/dump.js';
 
 /** Every kind of source stackvault knows. A new kind is a folder of sources/ and a line in each of these. */
-export const SOURCE_DRIVERS: readonly SourceDriver<SourceSpec>[] = [filesDriver, mariadbDriver] as never[];
+export const SOURCE_DRIVERS: readonly SourceDriver<SourceSpec>[] = [filesDriver, mariadbDriver, gitDriver] as never[];
 /** One entry of stackvault.yaml's sources, told apart by its `type`. */
-export const sourceEntrySchema = z.discriminatedUnion('type', [filesSourceSchema, mariadbSourceSchema]);
+export const sourceEntrySchema = z.discriminatedUnion('type', [filesSourceSchema, mariadbSourceSchema, gitSourceSchema]);
 /** A source of any kind, ready to back up or restore. */
-export type SourceSpec = FilesSource | MariadbSource;
+export type SourceSpec = FilesSource | MariadbSource | GitSource;
 
 /** The driver of a kind of source (a snapshot's record or a spec names it). */
 export function driverOf(kind: string | undefined): SourceDriver<SourceSpec> {

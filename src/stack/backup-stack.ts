@@ -3,7 +3,9 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Repository } from '../repo/repository.js';
 import { backup, type BackupProgress, type BackupResult } from '../snapshot/backup.js';
 import { isFilesSource } from '../sources/files-driver.js';
+import { STACK_REPOSITORY_SOURCE, isCommittedRepository } from '../sources/git/driver.js';
 import { ListingPrefetch } from '../sources/listing-prefetch.js';
+import type { SourceSpec } from '../sources/registry.js';
 import type { Compose } from './compose.js';
 import { stackHost } from './context.js';
 import { readHostState } from './host-state.js';
@@ -37,7 +39,11 @@ export interface BackupStackOptions {
  */
 export async function backupStack(loaded: LoadedConfig, options: BackupStackOptions): Promise<BackupResult & { repo: Repository }> {
   const { config } = loaded;
-  const reached = await reachStackSources(loaded, options.compose);
+  const reached: SourceSpec[] = await reachStackSources(loaded, options.compose);
+  // The stack repository goes into every snapshot: a snapshot alone brings back configuration and data.
+  if (!reached.some((s) => s.name === STACK_REPOSITORY_SOURCE) && (await isCommittedRepository(loaded.baseDir))) {
+    reached.push({ kind: 'git', name: STACK_REPOSITORY_SOURCE, path: loaded.baseDir });
+  }
   const sources = options.oneFileSystem ? reached.map((s) => (isFilesSource(s) ? { ...s, oneFileSystem: true } : s)) : reached;
   const tags = [...(config.tags ?? []), ...(await incarnationTags(loaded, options.at ?? (await readHostState(loaded.baseDir)))), ...(options.tags ?? [])];
   let repo: Repository;

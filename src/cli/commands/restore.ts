@@ -6,6 +6,7 @@ import { restoreMariadb } from '../../sources/mariadb/restore.js';
 import { reachStackSources } from '../../stack/stack-sources.js';
 import type { Repository } from '../../repo/repository.js';
 import { openSourceReader } from '../../snapshot/streamed-source.js';
+import { driverOf } from '../../sources/registry.js';
 import { restore } from '../../snapshot/restore.js';
 import { shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { ExitCode, StackvaultError, UsageError } from '../../util/errors.js';
@@ -158,8 +159,25 @@ Examples:
       if (unknown.length) throw new UsageError(`snapshot ${shortId(ref.id)} has no source ${unknown.join(', ')} (it has ${[...known.keys()].join(', ')})`);
       const databaseSources = flags.source.filter((s) => known.get(s) === 'mariadb');
       const fileSources = flags.source.filter((s) => known.get(s) === 'files');
-      if (!flags.target && (fileSources.length > 0 || flags.source.length === 0)) {
-        throw new UsageError(flags.source.length === 0 ? 'give --target for files, or --source NAME to restore a database source into its server' : `--target is needed for the files source ${fileSources.join(', ')}`);
+      // A repository (the stack's own, in every stack snapshot) is cloned into --target.
+      const repositorySources = flags.source.filter((s) => known.get(s) === 'git');
+      if (!flags.target && (fileSources.length > 0 || repositorySources.length > 0 || flags.source.length === 0)) {
+        throw new UsageError(
+          flags.source.length === 0
+            ? 'give --target for files, or --source NAME to restore a database source into its server'
+            : `--target is needed for the source ${[...fileSources, ...repositorySources].join(', ')}`,
+        );
+      }
+      if (repositorySources.length > 0 && flags.source.length > 1) throw new UsageError(`restore the repository source ${repositorySources.join(', ')} on its own: it is cloned into --target`);
+      if (repositorySources.length > 0) {
+        const target = resolve(flags.target!);
+        await driverOf('git').restore!(await openSourceReader(repo, ref, repositorySources[0]!), { kind: 'git', name: repositorySources[0]!, path: target }, { force: flags.force ?? false });
+        emit(
+          ctx,
+          () => `restored source ${repositorySources[0]} of snapshot ${shortId(ref.id)}: a clone of the repository in ${target}`,
+          () => ({ message_type: 'summary', snapshot_id: ref.id, source: repositorySources[0], target }),
+        );
+        return;
       }
       if (flags.target && (flags.source.length === 0 || fileSources.length > 0)) {
         const sink = createProgress('restore', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
