@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { gitDriver } from '../src/sources/git/driver.js';
 import { makeRichTree, runCli, tempDir } from './helpers.js';
 
 const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-c', 'user.email=ops@example.com', '-c', 'user.name=ops', ...args], { cwd, encoding: 'utf8' }).trim();
@@ -48,4 +49,22 @@ test('every stack snapshot holds the stack repository: restore clones it with it
   assert.equal(drilled.code, 0, drilled.stderr);
   const report = JSON.parse(drilled.stdout.trim().split('\n').pop()!) as { databases: Array<Record<string, unknown>> };
   assert.deepEqual(report.databases, [{ source: 'stack-repository', commits: 2, head, verified: true }]);
+});
+
+test("the stack repository's bundle is taken whole every time, also when git is still exiting after its last byte", async (t) => {
+  const dir = await tempDir(t);
+  git(dir, 'init', '-q', '-b', 'main');
+  for (let i = 0; i < 200; i++) await writeFile(join(dir, `file-${i}.txt`), `content ${i}\n`.repeat(50 + i));
+  git(dir, 'add', '.');
+  git(dir, 'commit', '-qm', 'many files');
+  const sink = {
+    async writeFile(_path: string, content: AsyncIterable<Buffer> | Buffer) {
+      if (Buffer.isBuffer(content)) return { size: content.length };
+      let size = 0;
+      for await (const chunk of content) size += chunk.length;
+      return { size };
+    },
+  };
+  // Stopping git once its output ended killed it before it exited: most backups failed.
+  for (let i = 0; i < 15; i++) await gitDriver.backup!({ kind: 'git', name: 'stack-repository', path: dir }, sink, {});
 });

@@ -51,10 +51,13 @@ async function* bundle(toplevel: string): AsyncIterable<Buffer> {
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'close') as Promise<[number | null]>;
+  let whole = false;
   try {
     yield* child.stdout as AsyncIterable<Buffer>;
+    whole = true;
   } finally {
-    if (child.exitCode === null) child.kill();
+    // Only a reader that stopped early stops git: after the last byte it may still be exiting.
+    if (!whole) child.kill();
   }
   const [code] = await exited;
   if (code !== 0) throw new StackvaultError(`git bundle in ${toplevel} failed (exit ${code}): ${stderr.trim()}`);
