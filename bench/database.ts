@@ -15,7 +15,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startMariadb, type TestServer } from '../test/mariadb-server.js';
+import { startMariadb, type TestServer } from '../test/support/mariadb-server.js';
 import { du, has, run, type Step } from './common.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

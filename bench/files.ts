@@ -11,7 +11,7 @@ import { appendFileSync, closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pseudoRandom, pseudoText } from '../test/helpers.js';
+import { pseudoRandom, pseudoText } from '../test/support/helpers.js';
 import { du, has, run, type Step } from './common.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startRcloneServe, startS3rver, type StorageServer } from '../test/storage-servers.js';
+import { startRcloneServe, startS3rver, type StorageServer } from '../test/support/storage-servers.js';
 import { du, has, run, type Step } from './common.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import type { Backend } from '../../src/repo/backends/backend.js';
+import { openBackend } from '../../src/repo/backends/open.js';
+import { Repository } from '../../src/repo/repository.js';
+import { compareTrees } from '../../src/sources/compare.js';
+import { backup } from '../../src/snapshot/backup.js';
+import { restore } from '../../src/snapshot/restore.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
+import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
+import { startRcloneServe, startS3rver } from '../support/storage-servers.js';
+
+/**
+ * Restores a tree of 3,500 small files and one large file from a backend reached through a
+ * counting proxy, and returns what the restore asked the storage server for.
+ */
+async function countRestoreRequests(t: TestContext, open: (proxyUrl: string) => Backend, serverUrl: string, packSize?: number) {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  for (let d = 0; d < 20; d++) {
+    await mkdir(join(source, `folder-${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
+  }
+  await writeFile(join(source, 'recording.bin'), pseudoRandom(5, 6_000_000));
+  // Small incompressible files: packs full of small blobs, read in several windows each.
+  await mkdir(join(source, 'clips'));
+  for (let f = 0; f < 1500; f++) await writeFile(join(source, 'clips', `clip-${f}.bin`), pseudoRandom(f + 1, 10_000));
+  // A proxy that injects nothing: it counts what the restore asks the server for.
+  const proxy = await startFaultProxy(serverUrl, { seed: 1, rate: 0 });
+  t.after(() => proxy.stop());
+  const backend = open(proxy.url);
+  t.after(() => backend.close?.());
+  await Repository.init(backend, { password: 'pw', immutabilityDays: 0, packSize });
+  const saved = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+
+  const repo = await Repository.open(backend, 'pw');
+  await repo.loadIndex();
+  const packs = repo.index.packs().size;
+  const blobs = repo.index.blobCount;
+  proxy.forwarded.length = 0;
+  const target = join(dir, 'target');
+  const result = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
+  assert.deepEqual(result.errors, []);
+  assert.deepEqual((await compareTrees(source, join(target, 'data'))).differences, []);
+  assert.ok(blobs > 2000, `only ${blobs} blobs`);
+  return { packs, blobs, requests: proxy.forwarded.filter((r) => /\/data\//.test(r.path)) };
+}
+
+test('a restore from S3 sends requests in proportion to packs, not to blobs', { timeout: 180_000 }, async (t) => {
+  const s3 = await startS3rver(t, 'reads');
+  const { packs, blobs, requests } = await countRestoreRequests(t, (url) => openBackend('s3://reads/repo', { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: url } }), s3.url, 1 << 20);
+  const packReads = requests.filter((r) => r.method === 'GET').length;
+  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests`);
+  assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
+});
+
+test('a restore through rclone (WebDAV) sends requests in proportion to packs, and looks each pack up once', { timeout: 180_000 }, async (t) => {
+  const webdav = await startRcloneServe(t, 'webdav', 'counted');
+  const open = (url: string) => openBackend('rclone:counted:repo', { env: { ...process.env, ...webdav.env, RCLONE_CONFIG_COUNTED_URL: url } });
+  // Packs of the default size, each read in several ranges.
+  const { packs, blobs, requests } = await countRestoreRequests(t, open, webdav.url);
+  const packReads = requests.filter((r) => r.method === 'GET').length;
+  const lookups = requests.filter((r) => r.method === 'PROPFIND').length;
+  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests and looked them up with ${lookups}`);
+  assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
+  assert.ok(packReads > packs, `each pack read at once: ${packReads} requests for ${packs} packs`);
+  // Through rclone's remote control every ranged read looked its pack up first. Now only
+  // reads of one pack that start together look it up together.
+  assert.ok(lookups <= packs * 2 && lookups < packReads, `${lookups} lookups for ${packs} packs read with ${packReads} requests`);
+});
+
+test('a restore from S3 reads each byte of a pack once, also where a blob crosses from one window into the next', { timeout: 180_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  // 15 MB of small incompressible files: one pack of the default size, whose blobs cross
+  // the 4 MiB windows a restore reads it in.
+  for (let f = 0; f < 1500; f++) await writeFile(join(source, `clip-${f}.bin`), pseudoRandom(f + 1, 10_000));
+  const s3 = await startS3rver(t, 'windows');
+  const proxy = await startFaultProxy(s3.url, { seed: 1, rate: 0 });
+  t.after(() => proxy.stop());
+  const backend = openBackend('s3://windows/repo', { env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: proxy.url } });
+  t.after(() => backend.close?.());
+  await Repository.init(backend, { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+
+  const repo = await Repository.open(backend, 'pw');
+  await repo.loadIndex();
+  let packBytes = 0;
+  for (const info of await repo.listObjects('data')) packBytes += info.size;
+  proxy.forwarded.length = 0;
+  const result = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target: join(dir, 'target') });
+  assert.deepEqual(result.errors, []);
+  assert.deepEqual((await compareTrees(source, join(dir, 'target', 'data'))).differences, []);
+
+  const ranges = proxy.forwarded.filter((r) => r.method === 'GET' && /\/data\//.test(r.path)).map((r) => /bytes=(\d+)-(\d+)/.exec(String(r.headers.range)));
+  const read = ranges.reduce((n, m) => n + (m ? Number(m[2]) - Number(m[1]) + 1 : 0), 0);
+  t.diagnostic(`packs of ${packBytes} bytes: the restore read ${read} bytes in ${ranges.length} requests`);
+  assert.ok(packBytes > 12_000_000, `only ${packBytes} bytes of packs`);
+  assert.ok(read <= packBytes * 1.05, `${read} bytes read for ${packBytes} bytes of packs`);
+});

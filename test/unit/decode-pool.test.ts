@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { newMasterKey, seal, blobId } from '../../src/repo/crypto.js';
+import { DecodePool } from '../../src/repo/decode-pool.js';
+import { IntegrityError, StackvaultError } from '../../src/util/errors.js';
+import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
+
+test('a decode pool returns each blob or why it is damaged, and fails (not hangs) once its threads are gone', async () => {
+  const master = newMasterKey(true);
+  const pool = new DecodePool(master, 1);
+  const good = Buffer.from('hello, stored blob');
+  const stored = seal(master.encryptionKey, good);
+  const damaged = Buffer.from(stored);
+  damaged[20]! ^= 1;
+  const blob = (length: number) => ({ id: blobId(master.idKey, good), pack: 'p'.repeat(64), compressed: false, rawLength: good.length, length });
+  const results = await pool.decode([blob(stored.length), blob(damaged.length)], Buffer.concat([stored, damaged]));
+  assert.deepEqual(results[0], good);
+  assert.ok(results[1] instanceof IntegrityError && /damaged/.test(results[1].message));
+
+  for (const slot of (pool as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool.slots) await slot.worker.terminate();
+  await assert.rejects(pool.decode([blob(stored.length)], Buffer.from(stored)), (err: Error) => err instanceof StackvaultError && /decode thread stopped/.test(err.message));
+  await pool.close();
+});
+
+test('a decode pool writes blobs into an open file at their positions, and a failed write is an error of its own, not damage', async (t) => {
+  const master = newMasterKey(true);
+  const pool = new DecodePool(master, 2);
+  t.after(() => pool.close());
+  const dir = await tempDir(t);
+  const parts = [pseudoRandom(1, 300_000), pseudoText(2, 1_000), pseudoRandom(3, 70_000)];
+  const stored = parts.map((p) => seal(master.encryptionKey, p));
+  const request = (i: number, into: { fd: number; position: number }) => ({
+    id: blobId(master.idKey, parts[i]!),
+    pack: 'p'.repeat(64),
+    compressed: false,
+    rawLength: parts[i]!.length,
+    length: stored[i]!.length,
+    into,
+  });
+  const file = join(dir, 'out');
+  const fd = openSync(file, 'wx');
+  try {
+    // Out of order, across two messages (and so maybe two threads).
+    const positions = [0, parts[0]!.length, parts[0]!.length + parts[1]!.length];
+    const [second, rest] = await Promise.all([
+      pool.decode([request(2, { fd, position: positions[2]! })], Buffer.from(stored[2]!)),
+      pool.decode([request(0, { fd, position: 0 }), request(1, { fd, position: positions[1]! })], Buffer.concat([stored[0]!, stored[1]!])),
+    ]);
+    assert.deepEqual([...rest, ...second], [parts[0]!.length, parts[1]!.length, parts[2]!.length]);
+  } finally {
+    closeSync(fd);
+  }
+  assert.deepEqual(readFileSync(file), Buffer.concat(parts));
+
+  const readOnly = openSync(file, 'r');
+  try {
+    const [failed] = await pool.decode([request(1, { fd: readOnly, position: 0 })], Buffer.from(stored[1]!));
+    assert.ok(failed instanceof Error && !(failed instanceof IntegrityError), `want a write error, got ${String(failed)}`);
+    assert.equal((failed as NodeJS.ErrnoException).code, 'EBADF');
+  } finally {
+    closeSync(readOnly);
+  }
+  assert.deepEqual(readFileSync(file), Buffer.concat(parts), 'the failed write changed nothing');
+});

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { Backend, ObjectInfo } from '../../src/repo/backends/backend.js';
+import { LocalBackend } from '../../src/repo/backends/local.js';
+import { Repository } from '../../src/repo/repository.js';
+import { backup } from '../../src/snapshot/backup.js';
+import { restore } from '../../src/snapshot/restore.js';
+import { listSnapshots } from '../../src/snapshot/snapshot.js';
+import { compareTrees } from '../../src/sources/compare.js';
+import { pseudoText, tempDir } from '../support/helpers.js';
+
+test('a repository opened while a backup commits lists its index after its snapshots: every listed snapshot restores', async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  for (let i = 0; i < 20; i++) await writeFile(join(source, `note-${i}.txt`), pseudoText(i, 3000));
+  const local = new LocalBackend(join(dir, 'repo'));
+  await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  // The reader's listing of snapshots is held until a backup has committed meanwhile.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const reader: Backend = Object.create(local) as Backend;
+  reader.list = (prefix: string): AsyncIterable<ObjectInfo> => ({
+    async *[Symbol.asyncIterator]() {
+      if (prefix === 'snapshots/') await held;
+      yield* local.list(prefix);
+    },
+  });
+  const opening = Repository.open(reader, 'pw');
+  await new Promise((r) => setTimeout(r, 200));
+  const saved = await backup(await Repository.open(local, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  release();
+  const repo = await opening;
+  const [ref] = await listSnapshots(repo);
+  assert.equal(ref?.id, saved.id);
+  await repo.loadIndex();
+  const result = await restore(repo, ref!, { target: join(dir, 'target') });
+  assert.deepEqual(result.errors, []);
+  assert.deepEqual((await compareTrees(source, join(dir, 'target', 'data'))).differences, []);
+});

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../../src/repo/backends/local.js';
+import { decompress } from '../../src/repo/compression.js';
+import { unseal } from '../../src/repo/crypto.js';
+import { FileEncoder } from '../../src/repo/file-encoder.js';
+import { Repository } from '../../src/repo/repository.js';
+import { StackvaultError } from '../../src/util/errors.js';
+import { PlainFile } from '../../src/util/plain-file.js';
+import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
+
+test('a worker thread encodes a file into exactly the blobs the main thread would, and reports read errors as they were', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const file = join(dir, 'big.bin');
+  await writeFile(file, Buffer.concat([pseudoText(1, 3 << 20), pseudoRandom(2, 5 << 20)]));
+  const expected: string[] = [];
+  const fh = await PlainFile.open(file);
+  for await (const chunk of repo.chunker.chunkFile(fh, 8 << 20)) expected.push(repo.blobId(chunk));
+  await fh.close();
+
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
+  const blobs = [];
+  for await (const blob of encoder.encode(file, 8 << 20)) blobs.push(blob);
+  assert.deepEqual(blobs.map((b) => b.id), expected);
+  assert.ok(blobs.length > 2);
+  // Each stored blob opens with the repository's key and has the content its id names.
+  for (const blob of blobs) {
+    const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
+    const content = blob.compressed ? decompress(plain) : plain;
+    assert.equal(content.length, blob.rawLength);
+    assert.equal(repo.blobId(content), blob.id);
+  }
+  // A consumer that stops early cancels the rest; the encoder stays usable.
+  for await (const blob of encoder.encode(file, 8 << 20)) {
+    assert.equal(blob.id, expected[0]);
+    break;
+  }
+  const missing = encoder.encode(join(dir, 'missing.bin'), 1 << 20);
+  await assert.rejects(missing.next(), { code: 'ENOENT' });
+  const again = [];
+  for await (const blob of encoder.encode(file, 8 << 20)) again.push(blob.id);
+  assert.deepEqual(again, expected);
+  // A worker that dies is the backup's failure, not the file's: a StackvaultError ends the walk.
+  for (const slot of (encoder as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers) await slot.worker.terminate();
+  await assert.rejects(encoder.encode(file, 8 << 20).next(), (err: Error) => err instanceof StackvaultError && /file encoder thread stopped/.test(err.message));
+});
+
+test('small files go to a worker in batches: each gets its own blobs or its own error', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
+  // More files than one batch holds, text and random, one empty, and one that is missing.
+  const contents = Array.from({ length: 150 }, (_, i) => (i === 7 ? Buffer.alloc(0) : i % 2 ? pseudoText(i, 1000 + i * 37) : pseudoRandom(i, 500 + i * 11)));
+  const paths = contents.map((_, i) => join(dir, `f${i}`));
+  await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
+  const results = await Promise.allSettled(
+    [...paths, join(dir, 'missing')].map((p, i) => encoder.encodeBatched(p, contents[i]?.length ?? 10)),
+  );
+  for (const [i, content] of contents.entries()) {
+    const result = results[i]!;
+    assert.equal(result.status, 'fulfilled');
+    const blobs = (result as PromiseFulfilledResult<Awaited<ReturnType<FileEncoder['encodeBatched']>>>).value;
+    assert.deepEqual(blobs.map((b) => b.id), content.length ? [repo.blobId(content)] : []);
+    for (const blob of blobs) {
+      const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
+      assert.deepEqual(blob.compressed ? decompress(plain) : plain, content);
+    }
+  }
+  const missing = results.at(-1)!;
+  assert.equal(missing.status, 'rejected');
+  assert.equal((missing as PromiseRejectedResult).reason.code, 'ENOENT');
+  assert.ok(!((missing as PromiseRejectedResult).reason instanceof StackvaultError), 'a missing file is that file\'s error, not the backup\'s');
+});
+
+for (const password of ['pw', null]) {
+  test(`a batch larger than the worker's staging buffer (random files up to 8 MiB) keeps every blob whole (${password ? 'encrypted' : 'unencrypted'})`, async (t) => {
+    const dir = await tempDir(t);
+    const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password, immutabilityDays: 0 });
+    const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+    if (!encoder) return t.skip('one core: no worker threads');
+    t.after(() => encoder.close());
+    // Incompressible, so a batch's sealed blobs outgrow the 8 MiB it starts with; text between them is compressed.
+    const contents = [pseudoRandom(1, 3 << 20), pseudoText(2, 200_000), pseudoRandom(3, (8 << 20) - 1), pseudoRandom(4, 5 << 20)];
+    const paths = contents.map((_, i) => join(dir, `f${i}`));
+    await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
+    const encoded = await Promise.all(paths.map((p, i) => encoder.encodeBatched(p, contents[i]!.length)));
+    for (const [i, blobs] of encoded.entries()) {
+      const parts = blobs.map((blob) => {
+        const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
+        const content = blob.compressed ? decompress(plain) : plain;
+        assert.equal(repo.blobId(content), blob.id);
+        return content;
+      });
+      assert.ok(Buffer.concat(parts).equals(contents[i]!), `file ${i}`);
+    }
+    assert.ok(encoded[1]!.every((b) => b.compressed), 'text is stored compressed');
+  });
+}

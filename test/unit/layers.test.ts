@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+/** DESIGN.md's layers, lowest first; a module may import only its own layer or lower ones. */
+const LAYERS = ['util', 'repo/backends', 'repo', 'sources', 'config', 'snapshot', 'release', 'stack', 'runner', 'cli'];
+const SRC = resolve(fileURLToPath(new URL('../../../src', import.meta.url)));
+
+function layerOf(file: string): number {
+  const rel = relative(SRC, file).split(sep).join('/');
+  let best = -1;
+  LAYERS.forEach((layer, i) => {
+    if (rel.startsWith(layer + '/') && (best < 0 || layer.length > LAYERS[best]!.length)) best = i;
+  });
+  return best;
+}
+
+function* sourceFiles(dir: string): Generator<string> {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) yield* sourceFiles(full);
+    else if (entry.name.endsWith('.ts')) yield full;
+  }
+}
+
+test('a lower layer never imports a higher one', () => {
+  const violations: string[] = [];
+  for (const file of sourceFiles(SRC)) {
+    const own = layerOf(file);
+    assert.ok(own >= 0, `${relative(SRC, file)} is in no layer`);
+    for (const match of readFileSync(file, 'utf8').matchAll(/(?:from |import\()'(\.[^']+)'/g)) {
+      const target = resolve(dirname(file), match[1]!.replace(/\.js$/, '.ts'));
+      const theirs = layerOf(target);
+      // repo/backends is below repo: repo may use backends, backends may not use repo.
+      if (theirs > own) violations.push(`${relative(SRC, file)} (${LAYERS[own]}) imports ${relative(SRC, target)} (${LAYERS[theirs]})`);
+    }
+  }
+  assert.deepEqual(violations, []);
+});
+
+test('unit tests start no servers, containers or terminals: those are integration tests', () => {
+  const TEST = resolve(fileURLToPath(new URL('../../../test', import.meta.url)));
+  const starters = /from '\.\.\/support\/(storage-servers|mariadb-server|container-engine|terminal)\.js'|node:child_process/;
+  const offenders = readdirSync(join(TEST, 'unit')).filter((f) => f.endsWith('.ts') && f !== 'layers.test.ts' && starters.test(readFileSync(join(TEST, 'unit', f), 'utf8')));
+  assert.deepEqual(offenders, []);
+});

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../../src/repo/backends/local.js';
+import { Repository } from '../../src/repo/repository.js';
+import { backup } from '../../src/snapshot/backup.js';
+import { ListingPrefetch } from '../../src/sources/listing-prefetch.js';
+import { makeRichTree, tempDir } from '../support/helpers.js';
+
+test('a listing prefetch reads folders in name order, each taken once, and a backup using it stores the same tree', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await makeRichTree(src);
+  await mkdir(join(src, 'b/z'), { recursive: true });
+  await writeFile(join(src, 'b/z/f'), 'x');
+  await symlink('nowhere', join(src, 'b/broken'));
+
+  // Read to the end, whatever the load: a machine busy with other tests made calls slow
+  // enough (over 1 ms each) for the prefetch to stop before b/z, or 50 ms too short to reach it.
+  const prefetch = ListingPrefetch.start([src], { slowCallMs: Number.POSITIVE_INFINITY });
+  await prefetch.finished();
+  prefetch.stop();
+  const root = prefetch.take(src);
+  assert.ok(root, 'the root was listed');
+  assert.deepEqual(root.names, [...root.names].sort());
+  assert.equal(root.names.length, root.stats.length);
+  assert.ok(prefetch.take(join(src, 'b/z'))?.names.includes('f'));
+  assert.equal(prefetch.take(src), undefined, 'a listing is taken once');
+  assert.equal(ListingPrefetch.start([join(dir, 'missing')]).stop().take(join(dir, 'missing')), undefined);
+
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const spec = [{ name: 'data', path: src, exclusionClasses: {} }];
+  const plain = await backup(repo, { sources: spec, parent: null });
+  const prefetched = ListingPrefetch.start([src]);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const withPrefetch = await backup(repo, { sources: spec, parent: null, prefetched });
+  assert.equal(withPrefetch.snapshot.tree, plain.snapshot.tree);
+});

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../../src/repo/backends/local.js';
+import { Repository } from '../../src/repo/repository.js';
+import { compareTrees } from '../../src/sources/compare.js';
+import { backup } from '../../src/snapshot/backup.js';
+import { restore } from '../../src/snapshot/restore.js';
+import { makeRichTree, tempDir } from '../support/helpers.js';
+
+for (const encrypted of [true, false]) {
+  test(`round trip is byte-equal with metadata (${encrypted ? 'encrypted' : 'unencrypted'})`, async (t) => {
+    const dir = await tempDir(t);
+    const source = join(dir, 'source');
+    await makeRichTree(source);
+    const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: encrypted ? 'pw' : null, immutabilityDays: 0 });
+    const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+    assert.equal(saved.errorCount, 0);
+
+    const reopened = await Repository.open(new LocalBackend(join(dir, 'repo')), encrypted ? 'pw' : undefined);
+    const target = join(dir, 'target');
+    const result = await restore(reopened, { id: saved.id, snapshot: saved.snapshot }, { target });
+    assert.deepEqual(result.errors, []);
+    const cmp = await compareTrees(source, join(target, 'data'), { owners: process.getuid?.() === 0 });
+    assert.deepEqual(cmp.differences, []);
+    assert.ok(cmp.files >= 10, `compared ${cmp.files} files`);
+    assert.ok(cmp.bytes > 15_000_000);
+  });
+}
+
+test('a tree whose entry names leave their folder ("../..", "a/b") restores nothing there and says which entries are damaged', async (t) => {
+  const { access, mkdir, writeFile, readFile } = await import('node:fs/promises');
+  const { saveTree, TreeLoader } = await import('../../src/snapshot/tree.js');
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  await writeFile(join(source, 'a.txt'), 'forged');
+  await writeFile(join(source, 'b.txt'), 'kept');
+  // Unencrypted: whoever can write to the storage can write trees.
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const loader = new TreeLoader(repo);
+  const root = await loader.load(saved.snapshot.tree);
+  const data = await loader.load(root.nodes[0]!.subtree!);
+  const a = data.nodes.find((n) => n.name === 'a.txt')!;
+  const forged = [...['../../escaped.txt', 'sub/inner.txt', '..', '.', ''].map((name) => ({ ...a, name })), data.nodes.find((n) => n.name === 'b.txt')!];
+  const writer = repo.newBlobWriter();
+  const sub = await saveTree(writer, { nodes: forged });
+  const tree = await saveTree(writer, { nodes: [{ ...root.nodes[0]!, subtree: sub }] });
+  await writer.flush();
+
+  const target = join(dir, 'target');
+  const result = await restore(repo, { id: saved.id, snapshot: { ...saved.snapshot, tree } }, { target });
+  await assert.rejects(access(join(dir, 'escaped.txt')), 'nothing is written outside the target');
+  await assert.rejects(access(join(target, 'data', 'sub')), 'nor below the folder under another name');
+  assert.equal(await readFile(join(target, 'data', 'b.txt'), 'utf8'), 'kept');
+  assert.deepEqual(
+    result.errors.map((e) => e.path),
+    ['/data/../../escaped.txt', '/data/sub/inner.txt', '/data/..', '/data/.', '/data/'],
+  );
+  assert.ok(result.errors.every((e) => /is damaged: .* is not a name a folder can hold/.test(e.message)), result.errors.map((e) => e.message).join('\n'));
+});
+
+test('hard links in folders restored side by side come back as links', async (t) => {
+  const { link, mkdir, stat, writeFile } = await import('node:fs/promises');
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  // Each folder's files are restored while the other folders' are: a link group spans them.
+  for (const name of ['a', 'b', 'c']) await mkdir(join(source, name), { recursive: true });
+  await writeFile(join(source, 'a', 'first'), 'shared content');
+  await link(join(source, 'a', 'first'), join(source, 'b', 'second'));
+  await link(join(source, 'a', 'first'), join(source, 'c', 'third'));
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const target = join(dir, 'target');
+  const result = await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target });
+  assert.deepEqual(result.errors, []);
+  const inodes = await Promise.all(['a/first', 'b/second', 'c/third'].map(async (p) => (await stat(join(target, 'data', p))).ino));
+  assert.equal(new Set(inodes).size, 1, `one inode for the three names, not ${inodes.join(', ')}`);
+});
