@@ -85,7 +85,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** time zone of the cron expressions; the host's when omitted */
       time_zone: timeZone.optional(),
-      /** backup, then retention (forget, prune, extend-locks), then check */
+      /** backup, then retention (forget, prune, extend-retention), then check */
       backup: cronText.default('0 2 * * *'),
       /** a restore drill into a scratch place; false for none */
       drill: z.union([cronText, z.literal(false)]).default('0 4 * * 0'),

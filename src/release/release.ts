@@ -2,7 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MariadbSource } from '../sources/mariadb/dump.js';
 import type { Repository } from '../repo/repository.js';
-import { backup } from '../snapshot/backup.js';
+import { backup } from '../snapshot/backup/backup.js';
 import type { SourceSpec } from '../sources/registry.js';
 import { copySnapshot, type CopyResult } from '../snapshot/copy.js';
 import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';

@@ -1,5 +1,5 @@
 import type { Backend, ObjectInfo } from './backends/backend.js';
-import type { ObjectKind } from './layout.js';
+import type { ObjectKind } from './format/layout.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
 /** Index bytes fetched ahead at most, and for how long what nobody took is kept. */

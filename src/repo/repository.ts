@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { IntegrityError, ObjectNotFoundError, RepositoryNotFoundError, StackvaultError, UsageError, WrongPasswordError, errorMessage } from '../util/errors.js';
 import { backendExtra, type Backend, type BackendExtras, type ObjectInfo } from './backends/backend.js';
-import { BlobWriter } from './blob-writer.js';
-import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './chunker.js';
-import { compress, decompress } from './compression.js';
-import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMasterKey, type KeyFile, type MasterKey } from './crypto.js';
-import { MasterIndex, decodeIndexFile, type IndexEntry, type IndexFile } from './index.js';
-import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './layout.js';
-import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './pack.js';
-import { decodeBlob } from './pack-verify.js';
-import { PackWindows } from './pack-windows.js';
+import { BlobWriter } from './encode/blob-writer.js';
+import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './encode/chunker.js';
+import { compress, decompress } from './format/compression.js';
+import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMasterKey, type KeyFile, type MasterKey } from './format/crypto.js';
+import { MasterIndex, decodeIndexFile, type IndexEntry, type IndexFile } from './master-index.js';
+import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './format/layout.js';
+import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './format/pack.js';
+import { decodeBlob } from './format/pack-verify.js';
+import { PackWindows } from './decode/pack-windows.js';
 import { EarlyReads, collect } from './early-reads.js';
 import { mapConcurrent } from '../util/concurrency.js';
 

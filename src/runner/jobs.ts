@@ -1,10 +1,10 @@
 import type { LoadedConfig } from '../config/load.js';
 import { backendExtra } from '../repo/backends/backend.js';
 import type { Repository } from '../repo/repository.js';
-import { check } from '../snapshot/check.js';
-import { extendLocks } from '../snapshot/extend-locks.js';
-import { executePrune, planPrune } from '../snapshot/prune.js';
-import { applyRetention, isEmptyPolicy, retentionPolicyOf } from '../snapshot/retention.js';
+import { check } from '../snapshot/maintenance/check.js';
+import { extendRetentionOfKept } from '../snapshot/maintenance/extend-retention.js';
+import { executePrune, planPrune } from '../snapshot/maintenance/prune.js';
+import { applyRetention, isEmptyPolicy, retentionPolicyOf } from '../snapshot/maintenance/retention.js';
 import { forgetSnapshots, listSnapshots } from '../snapshot/snapshot.js';
 import type { ConnectOptions } from '../sources/mariadb/connection.js';
 import { backupStack } from '../stack/backup-stack.js';
@@ -58,7 +58,7 @@ export async function retentionJob(ctx: JobContext): Promise<JobOutcome> {
     Object.assign(details, { deleted: pruned.deleted, bytesFreed: pruned.bytesFreed, packsRecordedForDeletion: plan.mark.length });
   }
   if (repo.config.immutabilityDays > 0 && (await backendExtra(repo.backend, 'extendRetention'))) {
-    details.locksExtended = (await extendLocks(await ctx.openRepository())).extended;
+    details.locksExtended = (await extendRetentionOfKept(await ctx.openRepository())).extended;
   }
   return { details };
 }

@@ -1,5 +1,5 @@
-import type { BlobWriter, SaveResult } from '../repo/blob-writer.js';
-import type { FileEncoder } from '../repo/file-encoder.js';
+import type { BlobWriter, SaveResult } from '../repo/encode/blob-writer.js';
+import type { FileEncoder } from '../repo/encode/file-encoder.js';
 
 /** chunks of one dump file being compressed and encrypted while the next are read */
 const CHUNKS_AHEAD = 4;

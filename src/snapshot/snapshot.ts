@@ -1,4 +1,4 @@
-import { objectKey } from '../repo/layout.js';
+import { objectKey } from '../repo/format/layout.js';
 import type { Repository } from '../repo/repository.js';
 import type { DatabaseRecord } from '../sources/driver.js';
 import { IntegrityError, UsageError } from '../util/errors.js';

@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import type { Repository } from '../repo/repository.js';
-import type { BlobWriter } from '../repo/blob-writer.js';
+import type { BlobWriter } from '../repo/encode/blob-writer.js';
 import type { EntryType } from '../sources/files.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 

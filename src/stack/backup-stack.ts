@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Repository } from '../repo/repository.js';
-import { backup, type BackupProgress, type BackupResult } from '../snapshot/backup.js';
+import { backup, type BackupProgress, type BackupResult } from '../snapshot/backup/backup.js';
 import { isFilesSource } from '../sources/files-driver.js';
 import { STACK_REPOSITORY_SOURCE, isCommittedRepository } from '../sources/git/driver.js';
 import { ListingPrefetch } from '../sources/listing-prefetch.js';

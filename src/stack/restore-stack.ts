@@ -1,8 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import { resolveSources } from '../config/sources.js';
-import { restore } from '../snapshot/restore.js';
+import { restore } from '../snapshot/restore/restore.js';
 import type { SnapshotRef } from '../snapshot/snapshot.js';
-import { openSourceReader } from '../snapshot/streamed-source.js';
+import { openSourceReader } from '../snapshot/restore/streamed-source.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { findNode } from '../snapshot/walk.js';
 import { clearSourceContents } from '../sources/files-clear.js';

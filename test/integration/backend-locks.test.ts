@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { openBackend } from '../../src/repo/backends/open.js';
 import { Repository } from '../../src/repo/repository.js';
-import { backup } from '../../src/snapshot/backup.js';
-import { check } from '../../src/snapshot/check.js';
-import { planPrune } from '../../src/snapshot/prune.js';
-import { restore } from '../../src/snapshot/restore.js';
+import { backup } from '../../src/snapshot/backup/backup.js';
+import { check } from '../../src/snapshot/maintenance/check.js';
+import { planPrune } from '../../src/snapshot/maintenance/prune.js';
+import { restore } from '../../src/snapshot/restore/restore.js';
 import { compareTrees } from '../../src/sources/compare.js';
-import { extendLocks } from '../../src/snapshot/extend-locks.js';
+import { extendRetentionOfKept } from '../../src/snapshot/maintenance/extend-retention.js';
 import { forgetSnapshots } from '../../src/snapshot/snapshot.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
@@ -61,9 +61,9 @@ test('S3 Object Lock: every object carries a retain-until, and extend-locks rene
   await forgetSnapshots(repo, [first.id]);
   const now = new Date(Date.now() + 20 * DAY);
   const reopened = await Repository.open(backend, 'pw');
-  const dry = await extendLocks(reopened, { now, dryRun: true });
+  const dry = await extendRetentionOfKept(reopened, { now, dryRun: true });
   assert.equal(proxy.forwarded.filter((r) => r.path.includes('?retention')).length, 0, 'a dry run changes nothing');
-  const result = await extendLocks(reopened, { now });
+  const result = await extendRetentionOfKept(reopened, { now });
   assert.deepEqual(result, dry);
   assert.ok(result.unneeded > 0, 'objects only the forgotten snapshot used are left to expire');
   const renewals = proxy.forwarded.filter((r) => r.method === 'PUT' && r.path.includes('?retention'));
@@ -103,7 +103,7 @@ test('Azure version-level WORM: every blob gets an immutability policy for the p
     const until = Date.parse(String(c.headers['x-ms-immutability-policy-until-date']));
     assert.ok(Math.abs(until - (started + 7 * DAY)) < 5 * 60_000);
   }
-  const result = await extendLocks(await Repository.open(backend, 'pw'), { now: new Date(Date.now() + 5 * DAY) });
+  const result = await extendRetentionOfKept(await Repository.open(backend, 'pw'), { now: new Date(Date.now() + 5 * DAY) });
   assert.equal(proxy.forwarded.filter((r) => r.path.includes('comp=immutabilityPolicies')).length, result.extended);
   assert.ok(result.extended > 10);
 });

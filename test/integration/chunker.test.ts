@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { Chunker } from '../../src/repo/chunker.js';
-import { JsGearScanner, WasmGearScanner } from '../../src/repo/gear-scan.js';
+import { Chunker } from '../../src/repo/encode/chunker.js';
+import { JsGearScanner, WasmGearScanner } from '../../src/repo/encode/gear-scan.js';
 import { pseudoRandom } from '../support/helpers.js';
 
 function chunks(chunker: Chunker, data: Buffer): Buffer[] {
@@ -155,8 +155,8 @@ test('the WebAssembly scan finds what the JavaScript one finds, in its window an
 test('without WebAssembly memory (ulimit -v) the chunker cuts where it always does, in JavaScript', async () => {
   const { execFile } = await import('node:child_process');
   const { promisify } = await import('node:util');
-  const chunkerUrl = new URL('../../src/repo/chunker.js', import.meta.url).href;
-  const scanUrl = new URL('../../src/repo/gear-scan.js', import.meta.url).href;
+  const chunkerUrl = new URL('../../src/repo/encode/chunker.js', import.meta.url).href;
+  const scanUrl = new URL('../../src/repo/encode/gear-scan.js', import.meta.url).href;
   const script = `
     const { Chunker } = await import(${JSON.stringify(chunkerUrl)});
     const { WasmGearScanner } = await import(${JSON.stringify(scanUrl)});

@@ -262,3 +262,11 @@ test('drill: the newest snapshot of the stack restored into a scratch folder, ve
   const text = await runCli(['drill'], { env, cwd: dir });
   assert.match(text.stdout, /drill of snapshot [0-9a-f]{8}: restored and verified \d+ files .* \(the recovery time\)/);
 });
+
+test('extend-retention keeps its former name extend-locks as an alias', async () => {
+  for (const name of ['extend-retention', 'extend-locks']) {
+    const help = await runCli([name, '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /Usage: stackvault extend-retention\|extend-locks/);
+  }
+});

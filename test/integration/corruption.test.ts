@@ -3,10 +3,10 @@ import { chmod, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
-import { objectKey } from '../../src/repo/layout.js';
+import { objectKey } from '../../src/repo/format/layout.js';
 import { Repository } from '../../src/repo/repository.js';
-import { backup } from '../../src/snapshot/backup.js';
-import { check } from '../../src/snapshot/check.js';
+import { backup } from '../../src/snapshot/backup/backup.js';
+import { check } from '../../src/snapshot/maintenance/check.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
 import { makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES } from '../../src/util/direct-io.js';
 import { LocalBackend } from '../../src/repo/backends/local.js';
-import { PackFileReader } from '../../src/repo/pack-file-reader.js';
+import { PackFileReader } from '../../src/repo/decode/pack-file-reader.js';
 import { IntegrityError } from '../../src/util/errors.js';
 import { backendContract } from '../support/backend-contract.js';
 import { onMountedFileSystem, pseudoRandom, tempDir } from '../support/helpers.js';

@@ -6,8 +6,8 @@ import type { Backend } from '../../src/repo/backends/backend.js';
 import { openBackend } from '../../src/repo/backends/open.js';
 import { Repository } from '../../src/repo/repository.js';
 import { compareTrees } from '../../src/sources/compare.js';
-import { backup } from '../../src/snapshot/backup.js';
-import { restore } from '../../src/snapshot/restore.js';
+import { backup } from '../../src/snapshot/backup/backup.js';
+import { restore } from '../../src/snapshot/restore/restore.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
 import { startRcloneServe, startS3rver } from '../support/storage-servers.js';
@@ -56,19 +56,14 @@ test('a restore from S3 sends requests in proportion to packs, not to blobs', { 
   assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
 });
 
-test('a restore through rclone (WebDAV) sends requests in proportion to packs, and looks each pack up once', { timeout: 180_000 }, async (t) => {
+test('a restore through rclone (WebDAV) sends requests in proportion to packs, not to blobs', { timeout: 180_000 }, async (t) => {
   const webdav = await startRcloneServe(t, 'webdav', 'counted');
   const open = (url: string) => openBackend('rclone:counted:repo', { env: { ...process.env, ...webdav.env, RCLONE_CONFIG_COUNTED_URL: url } });
   // Packs of the default size, each read in several ranges.
   const { packs, blobs, requests } = await countRestoreRequests(t, open, webdav.url);
   const packReads = requests.filter((r) => r.method === 'GET').length;
-  const lookups = requests.filter((r) => r.method === 'PROPFIND').length;
-  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests and looked them up with ${lookups}`);
+  t.diagnostic(`${blobs} blobs in ${packs} packs: the restore read packs with ${packReads} requests`);
   assert.ok(packReads <= packs * 6, `${packReads} requests for ${packs} packs (${blobs} blobs)`);
-  assert.ok(packReads > packs, `each pack read at once: ${packReads} requests for ${packs} packs`);
-  // Through rclone's remote control every ranged read looked its pack up first. Now only
-  // reads of one pack that start together look it up together.
-  assert.ok(lookups <= packs * 2 && lookups < packReads, `${lookups} lookups for ${packs} packs read with ${packReads} requests`);
 });
 
 test('a restore from S3 reads each byte of a pack once, also where a blob crosses from one window into the next', { timeout: 180_000 }, async (t) => {

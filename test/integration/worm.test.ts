@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
 import { compareTrees } from '../../src/sources/compare.js';
-import { backup } from '../../src/snapshot/backup.js';
-import { check } from '../../src/snapshot/check.js';
-import { executePrune, planPrune } from '../../src/snapshot/prune.js';
-import { restore } from '../../src/snapshot/restore.js';
+import { backup } from '../../src/snapshot/backup/backup.js';
+import { check } from '../../src/snapshot/maintenance/check.js';
+import { executePrune, planPrune } from '../../src/snapshot/maintenance/prune.js';
+import { restore } from '../../src/snapshot/restore/restore.js';
 import { forgetSnapshots, listSnapshots } from '../../src/snapshot/snapshot.js';
 import { makeRichTree, objectFingerprints, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { AdaptiveReader } from '../../src/util/plain-file.js';
+import { AdaptiveReader } from '../../src/util/adaptive-io.js';
 import { tempDir } from '../support/helpers.js';
 
 async function readAll(reader: AdaptiveReader, path: string, size: number): Promise<string> {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { newMasterKey, seal, blobId } from '../../src/repo/crypto.js';
-import { DecodePool } from '../../src/repo/decode-pool.js';
+import { newMasterKey, seal, blobId } from '../../src/repo/format/crypto.js';
+import { DecodePool } from '../../src/repo/decode/decode-pool.js';
 import { IntegrityError, StackvaultError } from '../../src/util/errors.js';
 import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
 

@@ -3,12 +3,12 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
-import { decompress } from '../../src/repo/compression.js';
-import { unseal } from '../../src/repo/crypto.js';
-import { FileEncoder } from '../../src/repo/file-encoder.js';
+import { decompress } from '../../src/repo/format/compression.js';
+import { unseal } from '../../src/repo/format/crypto.js';
+import { FileEncoder } from '../../src/repo/encode/file-encoder.js';
 import { Repository } from '../../src/repo/repository.js';
 import { StackvaultError } from '../../src/util/errors.js';
-import { PlainFile } from '../../src/util/plain-file.js';
+import { PlainFile } from '../../src/util/adaptive-io.js';
 import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
 
 test('a worker thread encodes a file into exactly the blobs the main thread would, and reports read errors as they were', async (t) => {

@@ -4,8 +4,14 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-/** DESIGN.md's layers, lowest first; a module may import only its own layer or lower ones. */
-const LAYERS = ['util', 'repo/backends', 'repo', 'sources', 'config', 'snapshot', 'release', 'stack', 'runner', 'cli'];
+/**
+ * DESIGN.md's layers, lowest first (docs/architecture.md draws them); a module may import
+ * only its own layer or lower ones. repo/format is the on-storage format, below everything
+ * else of the repository.
+ */
+const LAYERS = ['util', 'repo/backends', 'repo/format', 'repo', 'sources', 'config', 'snapshot', 'release', 'stack', 'runner', 'cli'];
+/** Folders whose subfolders are pipelines side by side: none imports another (they share what is above them). */
+const SIDE_BY_SIDE = ['repo', 'snapshot'];
 const SRC = resolve(fileURLToPath(new URL('../../../src', import.meta.url)));
 
 function layerOf(file: string): number {
@@ -35,6 +41,23 @@ test('a lower layer never imports a higher one', () => {
       const theirs = layerOf(target);
       // repo/backends is below repo: repo may use backends, backends may not use repo.
       if (theirs > own) violations.push(`${relative(SRC, file)} (${LAYERS[own]}) imports ${relative(SRC, target)} (${LAYERS[theirs]})`);
+    }
+  }
+  assert.deepEqual(violations, []);
+});
+
+test('pipelines side by side never import each other: repo/encode and repo/decode, snapshot/backup, restore and maintenance', () => {
+  const violations: string[] = [];
+  for (const file of sourceFiles(SRC)) {
+    const rel = relative(SRC, file).split(sep).join('/');
+    for (const parent of SIDE_BY_SIDE) {
+      const own = new RegExp(`^${parent}/([^/]+)/`).exec(rel)?.[1];
+      if (!own) continue;
+      for (const match of readFileSync(file, 'utf8').matchAll(/(?:from |import\()'(\.[^']+)'/g)) {
+        const target = relative(SRC, resolve(dirname(file), match[1]!)).split(sep).join('/');
+        const theirs = new RegExp(`^${parent}/([^/]+)/`).exec(target)?.[1];
+        if (theirs && theirs !== own && !(parent === 'repo' && theirs === 'backends') && !(parent === 'repo' && theirs === 'format')) violations.push(`${rel} imports ${target}`);
+      }
     }
   }
   assert.deepEqual(violations, []);

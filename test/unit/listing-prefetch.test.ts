@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
-import { backup } from '../../src/snapshot/backup.js';
+import { backup } from '../../src/snapshot/backup/backup.js';
 import { ListingPrefetch } from '../../src/sources/listing-prefetch.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { objectHash } from '../../src/repo/crypto.js';
-import { PACK_TRAILER_BYTES, PackBuilder, headerLengthFromTrailer, parsePackHeader } from '../../src/repo/pack.js';
+import { objectHash } from '../../src/repo/format/crypto.js';
+import { PACK_TRAILER_BYTES, PackBuilder, headerLengthFromTrailer, parsePackHeader } from '../../src/repo/format/pack.js';
 import { pseudoRandom } from '../support/helpers.js';
 
 test('a pack holds its blobs in order, whether they lie one after another in memory or apart', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyRetention } from '../../src/snapshot/retention.js';
+import { applyRetention } from '../../src/snapshot/maintenance/retention.js';
 import type { Snapshot, SnapshotRef } from '../../src/snapshot/snapshot.js';
 
 function snap(id: string, time: string, tags: string[] = []): SnapshotRef {

@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
 import { compareTrees } from '../../src/sources/compare.js';
-import { backup } from '../../src/snapshot/backup.js';
-import { restore } from '../../src/snapshot/restore.js';
+import { backup } from '../../src/snapshot/backup/backup.js';
+import { restore } from '../../src/snapshot/restore/restore.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
 
 for (const encrypted of [true, false]) {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { resolveExclusionClasses } from '../../sources/exclusion-classes.js';
-import { backup, type BackupProgress } from '../../snapshot/backup.js';
+import { backup, type BackupProgress } from '../../snapshot/backup/backup.js';
 import type { FilesSource } from '../../sources/files-driver.js';
 import { backupStack } from '../../stack/backup-stack.js';
 import { ListingPrefetch } from '../../sources/listing-prefetch.js';

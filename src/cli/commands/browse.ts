@@ -156,7 +156,7 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
       if (!node) throw new UsageError(`${wanted} is not in snapshot ${shortId(ref.id)}`);
       if (node.type === 'dir') {
         if (process.stdout.isTTY) throw new UsageError(`${wanted} is a folder: its tar archive would go to the terminal; redirect it to a file or a pipe`);
-        const { dumpTar } = await import('../../snapshot/tar-dump.js');
+        const { dumpTar } = await import('../../snapshot/restore/tar-dump.js');
         const name = wanted === '/' ? `snapshot-${shortId(ref.id)}` : wanted.slice(wanted.lastIndexOf('/') + 1);
         const result = await dumpTar(repo, loader, node, name, process.stdout);
         for (const s of result.skipped) process.stderr.write(`warning: ${s.path} left out: ${s.message}\n`);

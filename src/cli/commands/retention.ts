@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { executePrune, planPrune, type PrunePlan } from '../../snapshot/prune.js';
-import { extendLocks } from '../../snapshot/extend-locks.js';
-import { applyRetention, isEmptyPolicy, retentionPolicyOf, type GroupKey, type RetentionPolicy } from '../../snapshot/retention.js';
+import { executePrune, planPrune, type PrunePlan } from '../../snapshot/maintenance/prune.js';
+import { extendRetentionOfKept } from '../../snapshot/maintenance/extend-retention.js';
+import { applyRetention, isEmptyPolicy, retentionPolicyOf, type GroupKey, type RetentionPolicy } from '../../snapshot/maintenance/retention.js';
 import { findSnapshot, forgetSnapshots, forgottenIds, listSnapshots, matchesFilter, shortId } from '../../snapshot/snapshot.js';
 import type { Repository } from '../../repo/repository.js';
 import { UsageError, errorMessage } from '../../util/errors.js';
@@ -170,18 +170,20 @@ Examples:
       const ctx = context();
       await runPrune(ctx, await ctx.openRepository(), flags.yes ?? false);
     });
-  registerExtendLocks(program, context);
+  registerExtendRetention(program, context);
 }
 
-function registerExtendLocks(program: Command, context: () => CliContext): void {
+function registerExtendRetention(program: Command, context: () => CliContext): void {
   program
-    .command('extend-locks')
+    .command('extend-retention')
+    // The name of the first releases: scripts and cron lines keep working.
+    .alias('extend-locks')
     .description("keep what kept snapshots need immutable for another full period (S3 Object Lock, Azure per-blob policies); run at least every half period")
     .option('--dry-run', 'count what would be extended, change nothing')
-    .addHelpText('after', `\nExamples:\n  stackvault extend-locks --dry-run\n  stackvault extend-locks --json`)
+    .addHelpText('after', `\nAlso known as extend-locks, its former name.\n\nExamples:\n  stackvault extend-retention --dry-run\n  stackvault extend-retention --json`)
     .action(async (flags: { dryRun?: boolean }) => {
       const ctx = context();
-      const result = await extendLocks(await ctx.openRepository(), { dryRun: flags.dryRun });
+      const result = await extendRetentionOfKept(await ctx.openRepository(), { dryRun: flags.dryRun });
       emit(
         ctx,
         () =>

@@ -1,8 +1,8 @@
-import type { Repository } from '../repo/repository.js';
-import { encodeIndexFile } from '../repo/index.js';
-import { idFromKey } from '../repo/layout.js';
-import type { PackedBlob } from '../repo/pack.js';
-import { errorMessage } from '../util/errors.js';
+import type { Repository } from '../../repo/repository.js';
+import { encodeIndexFile } from '../../repo/master-index.js';
+import { idFromKey } from '../../repo/format/layout.js';
+import type { PackedBlob } from '../../repo/format/pack.js';
+import { errorMessage } from '../../util/errors.js';
 
 /**
  * Rebuild the index from pack headers alone. The new index supersedes every index file

@@ -1,12 +1,12 @@
 import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ownedBuffer } from '../util/owned-buffer.js';
-import { AdaptiveReader } from '../util/plain-file.js';
+import { ownedBuffer } from '../../util/owned-buffer.js';
+import { AdaptiveReader } from '../../util/adaptive-io.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
-import { compressIfSmaller } from './compression.js';
-import { blobId, seal, sealedLength, sealInto } from './crypto.js';
+import { compressIfSmaller } from '../format/compression.js';
+import { blobId, seal, sealedLength, sealInto } from '../format/crypto.js';
 import type { BatchResult } from './file-encoder.js';
-import { osPath } from '../util/os-path.js';
+import { osPath } from '../../util/os-path.js';
 
 /**
  * Reads a file and turns it into stored blobs: chunk, hash, compress, encrypt. Up to

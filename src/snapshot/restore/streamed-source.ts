@@ -1,10 +1,10 @@
-import type { Repository } from '../repo/repository.js';
-import type { DumpReader } from '../sources/dump-sink.js';
-import { driverOf } from '../sources/registry.js';
-import { UsageError } from '../util/errors.js';
-import { openDumpReader } from './dump-tree.js';
-import type { SnapshotRef } from './snapshot.js';
-import { TreeLoader } from './tree.js';
+import type { Repository } from '../../repo/repository.js';
+import type { DumpReader } from '../../sources/dump-sink.js';
+import { driverOf } from '../../sources/registry.js';
+import { UsageError } from '../../util/errors.js';
+import { openDumpReader } from '../dump-tree.js';
+import type { SnapshotRef } from '../snapshot.js';
+import { TreeLoader } from '../tree.js';
 
 /**
  * The files a streamed source (a database dump) wrote into a snapshot, for its driver to

@@ -1,11 +1,11 @@
-import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type DeletionRecord, type Repository } from '../repo/repository.js';
-import { encodeIndexFile } from '../repo/index.js';
-import { idFromKey, objectKey } from '../repo/layout.js';
-import type { PackedBlob } from '../repo/pack.js';
-import { backendExtra, type ObjectInfo } from '../repo/backends/backend.js';
-import { errorMessage } from '../util/errors.js';
-import { forgottenIds, listSnapshots, type ForgetRecord } from './snapshot.js';
-import { TreeLoader } from './tree.js';
+import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type DeletionRecord, type Repository } from '../../repo/repository.js';
+import { encodeIndexFile } from '../../repo/master-index.js';
+import { idFromKey, objectKey } from '../../repo/format/layout.js';
+import type { PackedBlob } from '../../repo/format/pack.js';
+import { backendExtra, type ObjectInfo } from '../../repo/backends/backend.js';
+import { errorMessage } from '../../util/errors.js';
+import { forgottenIds, listSnapshots, type ForgetRecord } from '../snapshot.js';
+import { TreeLoader } from '../tree.js';
 
 /**
  * A pack that no snapshot references yet may belong to a backup still running (its

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { pack as tarPack, type Header } from 'tar-stream';
-import type { Repository } from '../repo/repository.js';
-import type { TreeLoader, TreeNode } from './tree.js';
-import { walkTree } from './walk.js';
+import type { Repository } from '../../repo/repository.js';
+import type { TreeLoader, TreeNode } from '../tree.js';
+import { walkTree } from '../walk.js';
 
 type EntryHeader = Partial<Header> & Pick<Header, 'name'>;
 

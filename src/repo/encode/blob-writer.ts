@@ -1,12 +1,12 @@
-import { Condition, TaskLimiter } from '../util/concurrency.js';
-import { ObjectNotFoundError, StackvaultError } from '../util/errors.js';
-import { compressIfSmaller } from './compression.js';
+import { Condition, TaskLimiter } from '../../util/concurrency.js';
+import { ObjectNotFoundError, StackvaultError } from '../../util/errors.js';
+import { compressIfSmaller } from '../format/compression.js';
 import type { EncodedBlob } from './file-encoder.js';
-import { seal } from './crypto.js';
-import { encodeIndexFile } from './index.js';
-import { objectKey } from './layout.js';
-import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
-import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from './repository.js';
+import { seal } from '../format/crypto.js';
+import { encodeIndexFile } from '../master-index.js';
+import { objectKey } from '../format/layout.js';
+import { PackBuilder, type BlobType, type PackedBlob } from '../format/pack.js';
+import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from '../repository.js';
 
 /*
  * Index checkpoints: an interrupted backup's packs are known to the next one, which

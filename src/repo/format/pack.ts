@@ -1,6 +1,5 @@
-import { IntegrityError } from '../util/errors.js';
+import { IntegrityError } from '../../util/errors.js';
 import { objectHashOfParts, seal, unseal } from './crypto.js';
-import type { IndexEntry } from './index.js';
 
 export type BlobType = 'data' | 'tree';
 
@@ -14,6 +13,11 @@ export interface PackedBlob {
   /** bytes of the original content */
   rawLength: number;
   compressed: boolean;
+}
+
+/** Where a blob is stored: its pack and its place in it. */
+export interface IndexEntry extends PackedBlob {
+  pack: string;
 }
 
 /**

@@ -1,14 +1,14 @@
-import type { DecodeReply } from '../repo/decode-jobs.js';
-import { DecodePool } from '../repo/decode-pool.js';
-import type { IndexEntry } from '../repo/index.js';
-import { comparePlaces } from '../repo/pack-file-reader.js';
-import type { Repository } from '../repo/repository.js';
-import { Batcher } from '../util/batcher.js';
-import { concatOwned } from '../util/owned-buffer.js';
-import { IntegrityError } from '../util/errors.js';
-import { WorkerPool } from '../util/worker-pool.js';
+import type { DecodeReply } from '../../repo/decode/decode-jobs.js';
+import { DecodePool } from '../../repo/decode/decode-pool.js';
+import type { IndexEntry } from '../../repo/master-index.js';
+import { comparePlaces } from '../../repo/decode/pack-file-reader.js';
+import type { Repository } from '../../repo/repository.js';
+import { Batcher } from '../../util/batcher.js';
+import { concatOwned } from '../../util/owned-buffer.js';
+import { IntegrityError } from '../../util/errors.js';
+import { WorkerPool } from '../../util/worker-pool.js';
 import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
-import type { TreeNode } from './tree.js';
+import type { TreeNode } from '../tree.js';
 
 /** Small files sent to a writer in one message, and the most stored bytes in one message. */
 const BATCH_FILES = 64;

@@ -1,9 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { runDecodeJob, type DecodeJob } from '../repo/decode-jobs.js';
-import { PackFileReader, type PackPlace } from '../repo/pack-file-reader.js';
-import { decodeBlob } from '../repo/pack-verify.js';
-import { writeSmallFile, type SmallFileCreation } from '../sources/files-restore.js';
-import { IntegrityError, errorMessage } from '../util/errors.js';
+import { runDecodeJob, type DecodeJob } from '../../repo/decode/decode-jobs.js';
+import { PackFileReader, type PackPlace } from '../../repo/decode/pack-file-reader.js';
+import { decodeBlob } from '../../repo/format/pack-verify.js';
+import { writeSmallFile, type SmallFileCreation } from '../../sources/files-restore.js';
+import { IntegrityError, errorMessage } from '../../util/errors.js';
 import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
 
 /** Decodes and writes small files for SmallFileWriters, and serves its DecodePool; see small-file-writers.ts. */

@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
-import { Batcher } from '../util/batcher.js';
-import { Condition } from '../util/concurrency.js';
-import { ownedBuffer } from '../util/owned-buffer.js';
-import { StackvaultError } from '../util/errors.js';
-import type { MasterKey } from './crypto.js';
+import { Batcher } from '../../util/batcher.js';
+import { Condition } from '../../util/concurrency.js';
+import { ownedBuffer } from '../../util/owned-buffer.js';
+import { StackvaultError } from '../../util/errors.js';
+import type { MasterKey } from '../format/crypto.js';
 
 /** A blob as the file encoder produced it, ready for a pack. */
 export interface EncodedBlob {

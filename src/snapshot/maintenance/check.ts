@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import type { Repository } from '../repo/repository.js';
-import { SEAL_OVERHEAD } from '../repo/crypto.js';
-import { idFromKey, isObjectId, objectKey } from '../repo/layout.js';
-import { PACK_TRAILER_BYTES, type PackedBlob } from '../repo/pack.js';
-import { DecodePool } from '../repo/decode-pool.js';
-import { verifyPack } from '../repo/pack-verify.js';
-import { mapConcurrent } from '../util/concurrency.js';
-import { UsageError, errorMessage } from '../util/errors.js';
-import { listSnapshots, shortId, type SnapshotRef } from './snapshot.js';
-import { TreeLoader, childPath } from './tree.js';
+import type { Repository } from '../../repo/repository.js';
+import { SEAL_OVERHEAD } from '../../repo/format/crypto.js';
+import { idFromKey, isObjectId, objectKey } from '../../repo/format/layout.js';
+import { PACK_TRAILER_BYTES, type PackedBlob } from '../../repo/format/pack.js';
+import { DecodePool } from '../../repo/decode/decode-pool.js';
+import { verifyPack } from '../../repo/format/pack-verify.js';
+import { mapConcurrent } from '../../util/concurrency.js';
+import { UsageError, errorMessage } from '../../util/errors.js';
+import { listSnapshots, shortId, type SnapshotRef } from '../snapshot.js';
+import { TreeLoader, childPath } from '../tree.js';
 
 export interface CheckOptions {
   readData?: boolean;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
-import type { Readable } from '../util/plain-file.js';
+import type { Readable } from '../../util/adaptive-io.js';
 import { gearScanner, type GearScanner } from './gear-scan.js';
 
 export interface ChunkerParams {

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, scrypt } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { IntegrityError } from '../util/errors.js';
+import { IntegrityError } from '../../util/errors.js';
 
 /**
  * The secrets of a repository. With encryption, all three live only inside key files,

@@ -1,10 +1,10 @@
-import { writeAtSync } from '../util/direct-io.js';
-import { concatOwned } from '../util/owned-buffer.js';
-import { errorMessage } from '../util/errors.js';
-import type { MasterKey } from './crypto.js';
-import type { PackedBlob } from './pack.js';
+import { writeAtSync } from '../../util/direct-io.js';
+import { concatOwned } from '../../util/owned-buffer.js';
+import { errorMessage } from '../../util/errors.js';
+import type { MasterKey } from '../format/crypto.js';
+import type { PackedBlob } from '../format/pack.js';
 import { PackFileReader } from './pack-file-reader.js';
-import { decodeBlob, verifyPack, type PackVerdict } from './pack-verify.js';
+import { decodeBlob, verifyPack, type PackVerdict } from '../format/pack-verify.js';
 
 /** The work of a DecodePool's threads (see decode-pool.ts), for whichever thread script serves one. */
 export type DecodeJob =

@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
-import { IntegrityError } from '../util/errors.js';
-import { ownedBuffer } from '../util/owned-buffer.js';
-import { WorkerPool } from '../util/worker-pool.js';
-import type { MasterKey } from './crypto.js';
+import { IntegrityError } from '../../util/errors.js';
+import { ownedBuffer } from '../../util/owned-buffer.js';
+import { WorkerPool } from '../../util/worker-pool.js';
+import type { MasterKey } from '../format/crypto.js';
 import type { DecodeJob, DecodeReply, DecodeRequest } from './decode-jobs.js';
-import type { PackedBlob } from './pack.js';
-import type { PackVerdict } from './pack-verify.js';
+import type { PackedBlob } from '../format/pack.js';
+import type { PackVerdict } from '../format/pack-verify.js';
 
 /**
  * Verifies whole packs (check --read-data) and decodes blobs (restore) on worker threads,

@@ -1,10 +1,7 @@
 import { IntegrityError } from '../util/errors.js';
-import type { PackedBlob } from './pack.js';
+import type { IndexEntry, PackedBlob } from './format/pack.js';
 
-/** Where a blob is stored: its pack and its place in it. */
-export interface IndexEntry extends PackedBlob {
-  pack: string;
-}
+export type { IndexEntry };
 
 /** An index file: packs and the blobs in them. `supersedes` names index files it replaces (written by prune). */
 export interface IndexFile {

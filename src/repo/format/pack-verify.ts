@@ -1,4 +1,4 @@
-import { errorMessage, IntegrityError } from '../util/errors.js';
+import { errorMessage, IntegrityError } from '../../util/errors.js';
 import { decompress } from './compression.js';
 import { blobId, objectHash, unseal, type MasterKey } from './crypto.js';
 import { parsePackHeader, type PackedBlob } from './pack.js';

@@ -1,5 +1,5 @@
-import type { Backend } from './backends/backend.js';
-import { objectKey } from './layout.js';
+import type { Backend } from '../backends/backend.js';
+import { objectKey } from '../format/layout.js';
 
 /** Bytes of a pack read at once for small blobs, and the most such windows kept. */
 const WINDOW_BYTES = 4 * 1024 * 1024;

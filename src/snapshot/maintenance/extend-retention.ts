@@ -1,12 +1,12 @@
-import { backendExtra } from '../repo/backends/backend.js';
-import type { Repository } from '../repo/repository.js';
-import { mapConcurrent } from '../util/concurrency.js';
-import { UsageError } from '../util/errors.js';
+import { backendExtra } from '../../repo/backends/backend.js';
+import type { Repository } from '../../repo/repository.js';
+import { mapConcurrent } from '../../util/concurrency.js';
+import { UsageError } from '../../util/errors.js';
 import { planPrune } from './prune.js';
 
 const DAY_MS = 86_400_000;
 
-export interface ExtendLocksResult {
+export interface ExtendRetentionResult {
   /** the new retain-until date */
   until: string;
   /** objects whose lock was (or with dryRun would be) extended */
@@ -23,7 +23,7 @@ export interface ExtendLocksResult {
  * retain-until of now + the period. Objects that prune would free, now or later, are left
  * alone. Run it at least every half period (the task runner does).
  */
-export async function extendLocks(repo: Repository, options: { now?: Date; dryRun?: boolean } = {}): Promise<ExtendLocksResult> {
+export async function extendRetentionOfKept(repo: Repository, options: { now?: Date; dryRun?: boolean } = {}): Promise<ExtendRetentionResult> {
   const days = repo.config.immutabilityDays;
   if (days <= 0) throw new UsageError(`the repository at ${repo.backend.location} promises no immutability period: there are no locks to extend`);
   const extend = await backendExtra(repo.backend, 'extendRetention');

@@ -2,20 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { close as closeFd, mkdirSync } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { BlobBatchLoader, type BlobLoader } from '../repo/blob-batch-loader.js';
-import type { Repository } from '../repo/repository.js';
-import { applyMetadata, applyMetadataSync, writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../sources/files-restore.js';
-import { Semaphore } from '../util/concurrency.js';
-import { openForDirectWrites } from '../util/direct-io.js';
-import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../util/plain-file.js';
-import { IntegrityError, InterruptedError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../util/errors.js';
+import { BlobBatchLoader, type BlobLoader } from '../../repo/decode/blob-batch-loader.js';
+import type { Repository } from '../../repo/repository.js';
+import { applyMetadata, applyMetadataSync, writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../../sources/files-restore.js';
+import { Semaphore } from '../../util/concurrency.js';
+import { openForDirectWrites } from '../../util/direct-io.js';
+import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../../util/adaptive-io.js';
+import { IntegrityError, InterruptedError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
 import { SmallFileWriters } from './small-file-writers.js';
-import type { SnapshotRef } from './snapshot.js';
-import { TreeLoader, childPath, type TreeNode } from './tree.js';
-import { findNode, normalizeSnapshotPath, walkTree } from './walk.js';
-import { osPath } from '../util/os-path.js';
-import { cannotRecreate, createSpecialFile } from '../sources/special-files.js';
-import { isAllZeros } from '../repo/decode-jobs.js';
+import type { SnapshotRef } from '../snapshot.js';
+import { TreeLoader, childPath, type TreeNode } from '../tree.js';
+import { findNode, normalizeSnapshotPath, walkTree } from '../walk.js';
+import { osPath } from '../../util/os-path.js';
+import { cannotRecreate, createSpecialFile } from '../../sources/special-files.js';
+import { isAllZeros } from '../../repo/decode/decode-jobs.js';
 
 /**
  * Files in flight at once. Their blobs are decoded on a worker in batches, so enough must

@@ -1,6 +1,6 @@
-import type { StackConfig } from '../config/schema.js';
-import { parseDuration } from '../util/format.js';
-import type { Snapshot, SnapshotRef } from './snapshot.js';
+import type { StackConfig } from '../../config/schema.js';
+import { parseDuration } from '../../util/format.js';
+import type { Snapshot, SnapshotRef } from '../snapshot.js';
 
 /** restic's retention rules; a count of -1 means unlimited. */
 export interface RetentionPolicy {

@@ -1,6 +1,6 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
-import { IntegrityError, errorMessage } from '../util/errors.js';
-import { DIRECT_READ_MIN_BYTES, O_DIRECT, directIoRefused, readDirectSync } from '../util/direct-io.js';
+import { IntegrityError, errorMessage } from '../../util/errors.js';
+import { DIRECT_READ_MIN_BYTES, O_DIRECT, directIoRefused, readDirectSync } from '../../util/direct-io.js';
 
 /** cleared for this thread once a file system refuses O_DIRECT */
 let directReads = O_DIRECT !== 0;

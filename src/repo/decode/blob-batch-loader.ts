@@ -1,9 +1,9 @@
-import { Batcher } from '../util/batcher.js';
-import { concatOwned } from '../util/owned-buffer.js';
+import { Batcher } from '../../util/batcher.js';
+import { concatOwned } from '../../util/owned-buffer.js';
 import type { DecodePool } from './decode-pool.js';
 import type { DecodeRequest } from './decode-jobs.js';
-import type { BlobType } from './pack.js';
-import type { Repository } from './repository.js';
+import type { BlobType } from '../format/pack.js';
+import type { Repository } from '../repository.js';
 
 /** Blobs decoded per message to a worker, and the most stored bytes in one message. */
 const BATCH_BLOBS = 256;
