@@ -16,12 +16,6 @@ export interface RcloneOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-interface RcloneHelper {
-  url: string;
-  auth: string;
-  child: ChildProcess;
-}
-
 interface RcloneItem {
   Path: string;
   Size: number;
@@ -31,18 +25,20 @@ interface RcloneItem {
 
 /**
  * Any rclone remote (SFTP, WebDAV, SMB, Azure, S3, ...), with credentials from rclone's own
- * config file or RCLONE_CONFIG_* variables. Two rclone helpers per backend, each on a
- * loopback port with a random password, answer every request over HTTP: `rclone rcd` lists,
- * looks up, stores and deletes; `rclone serve restic` reads objects in ranges. No process
- * is started per request.
+ * config file or RCLONE_CONFIG_* variables. One `rclone rcd` helper per backend, on a
+ * loopback port with a random password, answers every request over HTTP: objects are read
+ * in ranges without a process per read.
  *
  * rclone has no put-if-absent; put() looks first and never uploads over an existing key.
  * Two writers racing for one key write the same bytes, as keys are content hashes.
+ *
+ * rclone's own `serve restic` would keep the objects it looked up (rcd looks one up again
+ * for every ranged read); as a second helper for reads it made restores slower here, on
+ * loopback and behind 20 ms of round trip alike (docs/performance.md).
  */
 export class RcloneBackend implements Backend {
   readonly location: string;
-  private helper: Promise<RcloneHelper> | undefined;
-  private reader: Promise<RcloneHelper> | undefined;
+  private helper: Promise<{ url: string; auth: string; child: ChildProcess }> | undefined;
   private readonly uploads = new PerKeyQueue();
   private readonly agent = keepAliveAgent();
 
@@ -51,36 +47,18 @@ export class RcloneBackend implements Backend {
     this.location = redact(`rclone:${options.remote}`);
   }
 
-  /** rclone's remote control, for listings, lookups, uploads and deletions. */
-  private start(): Promise<RcloneHelper> {
-    this.helper ??= this.startHelper(['rcd', '--rc-serve'], '--rc-', /Serving remote control on http:\/\/127\.0\.0\.1:(\d+)/, () => (this.helper = undefined));
-    return this.helper;
-  }
-
-  /**
-   * `rclone serve restic` answers reads: it keeps the objects it has looked up, so a pack
-   * read in several ranges is looked up at the remote once. Through `rcd` every ranged read
-   * looked the object up again (a PROPFIND on WebDAV): 22 ms per 4 MiB against 11 ms here.
-   * It serves any key of this repository's layout, which is restic's.
-   */
-  private startReader(): Promise<RcloneHelper> {
-    this.reader ??= this.startHelper(['serve', 'restic', this.root], '--', /Serving restic REST API on http:\/\/127\.0\.0\.1:(\d+)/, () => (this.reader = undefined));
-    return this.reader;
-  }
-
-  /** An rclone server on a loopback port with a random password; resolves when it listens. */
-  private startHelper(args: string[], flagPrefix: string, ready: RegExp, onStop: () => void): Promise<RcloneHelper> {
-    return new Promise((resolve, reject) => {
+  private start(): Promise<{ url: string; auth: string; child: ChildProcess }> {
+    this.helper ??= new Promise((resolve, reject) => {
       const user = randomBytes(8).toString('hex');
       const pass = randomBytes(16).toString('hex');
-      const child = spawn(this.options.binary, [...args, `${flagPrefix}addr`, '127.0.0.1:0', `${flagPrefix}user`, user, `${flagPrefix}pass`, pass, '--log-level', 'NOTICE'], {
+      const child = spawn(this.options.binary, ['rcd', '--rc-addr', '127.0.0.1:0', '--rc-user', user, '--rc-pass', pass, '--rc-serve', '--log-level', 'NOTICE'], {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: this.options.env ?? process.env,
       });
       let log = '';
       const onData = (chunk: Buffer) => {
         log += chunk.toString();
-        const port = ready.exec(log)?.[1];
+        const port = /Serving remote control on http:\/\/127\.0\.0\.1:(\d+)/.exec(log)?.[1];
         if (!port) return;
         child.stderr!.off('data', onData);
         child.stderr!.resume();
@@ -91,16 +69,17 @@ export class RcloneBackend implements Backend {
       };
       child.stderr!.on('data', onData);
       child.once('error', (err) => {
-        onStop();
+        this.helper = undefined;
         reject(new UsageError(`repository ${this.location}: cannot run ${this.options.binary}: ${errorMessage(err)} (install rclone)`));
       });
       child.once('exit', (code) => {
-        onStop();
-        reject(this.error(500, `rclone stopped (exit ${code}): ${log.trim().split('\n').slice(-3).join(' ')}`, `reaching ${this.options.remote}`));
+        this.helper = undefined;
+        reject(new StackvaultError(`repository ${this.location}: rclone stopped (exit ${code}): ${redact(log.trim().split('\n').slice(-3).join(' '))}`));
       });
       running.add(child);
       child.once('exit', () => running.delete(child));
     });
+    return this.helper;
   }
 
   private get root(): string {
@@ -198,11 +177,11 @@ export class RcloneBackend implements Backend {
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
-    const { url, auth } = await this.startReader();
+    const { url, auth } = await this.start();
     const path = key.split('/').map(encodeURIComponent).join('/');
     let answer: HttpAnswer;
     try {
-      answer = await httpRequest(`${url}/${path}`, {
+      answer = await httpRequest(`${url}/${encodeURIComponent(`[${this.root}]`)}/${path}`, {
         headers: { authorization: auth, ...(range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) },
         timeoutMs: this.options.timeoutMs,
         agent: this.agent,
@@ -255,25 +234,22 @@ export class RcloneBackend implements Backend {
   }
 
   async close(): Promise<void> {
-    const helpers = [this.helper, this.reader];
-    this.helper = this.reader = undefined;
+    const helper = this.helper;
+    this.helper = undefined;
+    if (!helper) return;
     this.agent.destroy();
-    await Promise.all(helpers.map((helper) => helper && stopHelper(helper)));
+    const { child } = await helper.catch(() => ({ child: undefined }));
+    if (!child || child.exitCode !== null) return;
+    child.ref();
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill();
+    });
   }
 }
 
-/** Helpers still running; none outlives stackvault. */
+/** Helpers still running: none outlives stackvault (one listener for all, not one each). */
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of running) child.kill();
 });
-
-async function stopHelper(helper: Promise<RcloneHelper>): Promise<void> {
-  const { child } = await helper.catch(() => ({ child: undefined }));
-  if (!child || child.exitCode !== null) return;
-  child.ref();
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill();
-  });
-}
