@@ -176,7 +176,6 @@ export async function dumpMariadb(
   sink: DumpSink,
   options: { signal?: AbortSignal; progress?: (p: DumpProgress) => void } = {},
 ): Promise<DumpSummary> {
-  const rowsPerPart = spec.rowsPerPart ?? DEFAULT_ROWS_PER_PART;
   const control = await connectTo(spec);
   const workers: Connection[] = [];
   const abort = () => {
@@ -187,171 +186,33 @@ export async function dumpMariadb(
   try {
     await prepareSession(control, false);
     const flavor = control.isMariaDB ? 'mariadb' : 'mysql';
-    const databaseInfo = await listDatabases(control);
-    const databases = selectedDatabases(
-      databaseInfo.map((d) => d.name),
-      spec,
-    );
-    const excludedData = new Set(spec.excludeTableData ?? []);
-    const warnings: string[] = [];
-
-    // Plan: every table's parts, biggest tables first so the last part to finish is a small one.
-    const schemas = new Map<string, DatabaseSchema>();
-    const tableInfos = new Map<string, TableInfo[]>();
-    const jobs: PartJob[] = [];
-    for (const database of databases) {
-      const info = databaseInfo.find((d) => d.name === database)!;
-      const tables = await readTables(control, database);
-      tableInfos.set(database, tables);
-      const schema: DatabaseSchema = { name: database, characterSet: info.characterSet, collation: info.collation, tables: [], sequences: [], views: [], routines: [], triggers: [], events: [] };
-      schemas.set(database, schema);
-      for (const t of tables.filter((t) => t.type === 'table')) {
-        const table: TableSchema = { name: t.name, engine: t.engine, create: '', columns: t.columns, primaryKey: t.primaryKey, parts: [] };
-        schema.tables.push(table);
-        if (t.engine && !TRANSACTIONAL_ENGINES.has(t.engine.toLowerCase())) {
-          warnings.push(`${database}.${t.name} uses ${t.engine}, which has no transactions: its data may not match the moment of the other tables`);
-        }
-        if (excludedData.has(`${database}.${t.name}`) || t.columns.length === 0) continue;
-        const parts = await planParts(control, database, t, rowsPerPart);
-        const order = t.primaryKey.length ? ` ORDER BY ${t.primaryKey.map(ident).join(', ')}` : '';
-        for (const p of parts) {
-          const part: TablePart = { file: p.file, rows: 0, bytes: 0 };
-          table.parts.push(part);
-          jobs.push({
-            database,
-            table,
-            part,
-            sql: `SELECT ${selectList(table)} FROM ${qualified(database, t.name)}${p.where}${order}`,
-            estimatedRows: Math.ceil(t.estimatedRows / parts.length),
-          });
-        }
-      }
-    }
-    const tableSize = new Map<TableSchema, number>();
-    for (const [db, infos] of tableInfos) for (const t of infos) {
-      const s = schemas.get(db)!.tables.find((x) => x.name === t.name);
-      if (s) tableSize.set(s, t.dataLength);
-    }
-    jobs.sort((a, b) => tableSize.get(b.table)! - tableSize.get(a.table)! || 0);
-
-    // Align: hold commits back, open one snapshot transaction per worker, note the binlog position, release.
-    const threads = Math.max(1, Math.min(spec.threads ?? DEFAULT_THREADS, Math.max(1, jobs.length)));
-    for (let i = 0; i < threads; i++) {
-      const w = await connectTo(spec);
-      workers.push(w);
-      await prepareSession(w, true);
-    }
-    let consistency: DumpManifest['consistency'] = 'single-connection';
-    let lockMs = 0;
-    let binlog: DumpManifest['binlog'] = null;
-    let unlock: string | undefined;
-    if (workers.length > 1) {
-      const lockStart = Date.now();
-      try {
-        if (flavor === 'mariadb') {
-          await control.execute('BACKUP STAGE START');
-          unlock = 'BACKUP STAGE END';
-          await control.execute('BACKUP STAGE BLOCK_COMMIT');
-          consistency = 'backup-stage';
-        } else {
-          await control.execute('FLUSH TABLES WITH READ LOCK');
-          unlock = 'UNLOCK TABLES';
-          consistency = 'flush-tables-with-read-lock';
-        }
-      } catch (err) {
-        if (!(err instanceof ServerError) || (err.code !== 1227 && err.code !== 1044 && err.code !== 1045)) throw err;
-        // Without the RELOAD privilege one connection still gives a consistent dump, only slower.
-        if (unlock) await control.execute(unlock).catch(() => undefined);
-        unlock = undefined;
-        warnings.push(`the backup user may not hold commits back (${err.serverMessage}); the data was read over one connection`);
-        for (const w of workers.splice(1)) await w.close();
-      }
-      try {
-        for (const w of workers) await w.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT');
-        binlog = await readBinlogPosition(control, flavor);
-      } finally {
-        if (unlock) await control.execute(unlock);
-        lockMs = Date.now() - lockStart;
-      }
-    }
-    if (workers.length === 1) {
-      await workers[0]!.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT');
-      binlog ??= await readBinlogPosition(workers[0]!, flavor);
-    }
-
-    const progress: DumpProgress = {
-      rowsDone: 0,
-      rowsEstimate: jobs.reduce((n, j) => n + j.estimatedRows, 0),
-      bytesDone: 0,
-      bytesEstimate: [...tableSize.values()].reduce((n, b) => n + b, 0),
-      current: '',
-    };
-    const report = () => options.progress?.(progress);
-    let next = 0;
-    let failure: unknown;
-    const runWorker = async (conn: Connection) => {
-      while (failure === undefined && next < jobs.length) {
-        const job = jobs[next++]!;
-        progress.current = `${job.database}.${job.table.name}`;
-        const path = `${fileName(job.database)}/${fileName(job.table.name)}/${job.part.file}`;
-        const content = tableText(
-          conn,
-          job.sql,
-          (rows, bytes) => {
-            job.part.rows = rows;
-            job.part.bytes = bytes;
-          },
-          (bytes, rows) => {
-            progress.bytesDone += bytes;
-            progress.rowsDone += rows;
-            report();
-          },
-        );
-        await sink.writeFile(path, content);
-      }
-    };
-    // Definitions are read on the control connection while the workers stream data.
-    const definitions = readDefinitions(control, schemas, tableInfos);
-    definitions.catch((err: unknown) => {
-      failure ??= err;
-      abort();
-    });
-    await Promise.all(
-      workers.map((w) =>
-        runWorker(w).catch((err: unknown) => {
-          failure ??= err;
-          abort();
-        }),
-      ),
-    );
+    const plan = await planDump(control, spec);
+    const aligned = await alignWorkers(control, spec, flavor, plan, workers);
+    await streamParts(control, sink, plan, workers, abort, options.progress);
     if (options.signal?.aborted) throw new InterruptedError('backup interrupted; nothing was committed');
-    if (failure !== undefined) throw describeDumpError(spec.name, failure);
-    await definitions;
     const users = spec.users ? await readUsers(control) : undefined;
     for (const w of workers) await w.execute('COMMIT');
 
-    for (const database of databases) {
-      await sink.writeFile(`${fileName(database)}/schema.json`, encodeJson(schemas.get(database)));
-    }
+    for (const database of plan.databases) await sink.writeFile(`${fileName(database)}/schema.json`, encodeJson(plan.schemas.get(database)));
     if (users) await sink.writeFile('users.json', encodeJson(users));
     const manifest: DumpManifest = {
       format: DUMP_FORMAT,
       server: { version: control.serverVersion, flavor },
-      consistency,
-      binlog,
-      databases,
+      consistency: aligned.consistency,
+      binlog: aligned.binlog,
+      databases: plan.databases,
       users: users !== undefined,
-      warnings,
+      warnings: plan.warnings,
     };
     await sink.writeFile('dump.json', encodeJson(manifest));
-    const tables = [...schemas.values()].flatMap((s) => s.tables);
+    const tables = [...plan.schemas.values()].flatMap((s) => s.tables);
     const allParts = tables.flatMap((t) => t.parts);
     return {
       manifest,
       tables: tables.length,
       rows: allParts.reduce((n, p) => n + p.rows, 0),
       bytes: allParts.reduce((n, p) => n + p.bytes, 0),
-      lockMs,
+      lockMs: aligned.lockMs,
     };
   } catch (err) {
     if (options.signal?.aborted) throw new InterruptedError('backup interrupted; nothing was committed');
@@ -361,6 +222,174 @@ export async function dumpMariadb(
     for (const w of workers) await w.close();
     await control.close();
   }
+}
+
+interface DumpPlan {
+  databases: string[];
+  schemas: Map<string, DatabaseSchema>;
+  tableInfos: Map<string, TableInfo[]>;
+  /** every table's parts, biggest tables first, so that the last part to finish is a small one */
+  jobs: PartJob[];
+  /** the server's idea of each table's data size */
+  tableSize: Map<TableSchema, number>;
+  warnings: string[];
+}
+
+/** What to read: the databases, their tables, and each table cut into parts of about rowsPerPart rows. */
+async function planDump(control: Connection, spec: MariadbSource): Promise<DumpPlan> {
+  const rowsPerPart = spec.rowsPerPart ?? DEFAULT_ROWS_PER_PART;
+  const databaseInfo = await listDatabases(control);
+  const databases = selectedDatabases(
+    databaseInfo.map((d) => d.name),
+    spec,
+  );
+  const excludedData = new Set(spec.excludeTableData ?? []);
+  const plan: DumpPlan = { databases, schemas: new Map(), tableInfos: new Map(), jobs: [], tableSize: new Map(), warnings: [] };
+  for (const database of databases) {
+    const info = databaseInfo.find((d) => d.name === database)!;
+    const tables = await readTables(control, database);
+    plan.tableInfos.set(database, tables);
+    const schema: DatabaseSchema = { name: database, characterSet: info.characterSet, collation: info.collation, tables: [], sequences: [], views: [], routines: [], triggers: [], events: [] };
+    plan.schemas.set(database, schema);
+    for (const t of tables.filter((t) => t.type === 'table')) {
+      const table: TableSchema = { name: t.name, engine: t.engine, create: '', columns: t.columns, primaryKey: t.primaryKey, parts: [] };
+      schema.tables.push(table);
+      plan.tableSize.set(table, t.dataLength);
+      if (t.engine && !TRANSACTIONAL_ENGINES.has(t.engine.toLowerCase())) {
+        plan.warnings.push(`${database}.${t.name} uses ${t.engine}, which has no transactions: its data may not match the moment of the other tables`);
+      }
+      if (excludedData.has(`${database}.${t.name}`) || t.columns.length === 0) continue;
+      const parts = await planParts(control, database, t, rowsPerPart);
+      const order = t.primaryKey.length ? ` ORDER BY ${t.primaryKey.map(ident).join(', ')}` : '';
+      for (const p of parts) {
+        const part: TablePart = { file: p.file, rows: 0, bytes: 0 };
+        table.parts.push(part);
+        plan.jobs.push({
+          database,
+          table,
+          part,
+          sql: `SELECT ${selectList(table)} FROM ${qualified(database, t.name)}${p.where}${order}`,
+          estimatedRows: Math.ceil(t.estimatedRows / parts.length),
+        });
+      }
+    }
+  }
+  plan.jobs.sort((a, b) => plan.tableSize.get(b.table)! - plan.tableSize.get(a.table)! || 0);
+  return plan;
+}
+
+/**
+ * Open the worker connections and one snapshot transaction on each, all at one moment:
+ * commits are held back (BACKUP STAGE BLOCK_COMMIT on MariaDB, a global read lock on
+ * MySQL) while they open and the binlog position is read. `workers` is filled as they open,
+ * so that the caller can close them whatever happens.
+ */
+async function alignWorkers(
+  control: Connection,
+  spec: MariadbSource,
+  flavor: DumpManifest['server']['flavor'],
+  plan: DumpPlan,
+  workers: Connection[],
+): Promise<{ consistency: DumpManifest['consistency']; lockMs: number; binlog: DumpManifest['binlog'] }> {
+  const threads = Math.max(1, Math.min(spec.threads ?? DEFAULT_THREADS, Math.max(1, plan.jobs.length)));
+  for (let i = 0; i < threads; i++) {
+    const w = await connectTo(spec);
+    workers.push(w);
+    await prepareSession(w, true);
+  }
+  let consistency: DumpManifest['consistency'] = 'single-connection';
+  let lockMs = 0;
+  let binlog: DumpManifest['binlog'] = null;
+  let unlock: string | undefined;
+  if (workers.length > 1) {
+    const lockStart = Date.now();
+    try {
+      if (flavor === 'mariadb') {
+        await control.execute('BACKUP STAGE START');
+        unlock = 'BACKUP STAGE END';
+        await control.execute('BACKUP STAGE BLOCK_COMMIT');
+        consistency = 'backup-stage';
+      } else {
+        await control.execute('FLUSH TABLES WITH READ LOCK');
+        unlock = 'UNLOCK TABLES';
+        consistency = 'flush-tables-with-read-lock';
+      }
+    } catch (err) {
+      if (!(err instanceof ServerError) || (err.code !== 1227 && err.code !== 1044 && err.code !== 1045)) throw err;
+      // Without the RELOAD privilege one connection still gives a consistent dump, only slower.
+      if (unlock) await control.execute(unlock).catch(() => undefined);
+      unlock = undefined;
+      plan.warnings.push(`the backup user may not hold commits back (${err.serverMessage}); the data was read over one connection`);
+      for (const w of workers.splice(1)) await w.close();
+    }
+    try {
+      for (const w of workers) await w.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+      binlog = await readBinlogPosition(control, flavor);
+    } finally {
+      if (unlock) await control.execute(unlock);
+      lockMs = Date.now() - lockStart;
+    }
+  }
+  if (workers.length === 1) {
+    await workers[0]!.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+    binlog ??= await readBinlogPosition(workers[0]!, flavor);
+  }
+  return { consistency, lockMs, binlog };
+}
+
+/**
+ * Every part into the sink, each worker taking the next part when it is done; the
+ * definitions (CREATE statements, views, routines) are read on the control connection
+ * meanwhile. The first failure stops everything.
+ */
+async function streamParts(control: Connection, sink: DumpSink, plan: DumpPlan, workers: Connection[], abort: () => void, onProgress?: (p: DumpProgress) => void): Promise<void> {
+  const { jobs } = plan;
+  const progress: DumpProgress = {
+    rowsDone: 0,
+    rowsEstimate: jobs.reduce((n, j) => n + j.estimatedRows, 0),
+    bytesDone: 0,
+    bytesEstimate: [...plan.tableSize.values()].reduce((n, b) => n + b, 0),
+    current: '',
+  };
+  const report = () => onProgress?.(progress);
+  let next = 0;
+  let failure: unknown;
+  const runWorker = async (conn: Connection) => {
+    while (failure === undefined && next < jobs.length) {
+      const job = jobs[next++]!;
+      progress.current = `${job.database}.${job.table.name}`;
+      const path = `${fileName(job.database)}/${fileName(job.table.name)}/${job.part.file}`;
+      const content = tableText(
+        conn,
+        job.sql,
+        (rows, bytes) => {
+          job.part.rows = rows;
+          job.part.bytes = bytes;
+        },
+        (bytes, rows) => {
+          progress.bytesDone += bytes;
+          progress.rowsDone += rows;
+          report();
+        },
+      );
+      await sink.writeFile(path, content);
+    }
+  };
+  const definitions = readDefinitions(control, plan.schemas, plan.tableInfos);
+  definitions.catch((err: unknown) => {
+    failure ??= err;
+    abort();
+  });
+  await Promise.all(
+    workers.map((w) =>
+      runWorker(w).catch((err: unknown) => {
+        failure ??= err;
+        abort();
+      }),
+    ),
+  );
+  if (failure !== undefined) throw failure;
+  await definitions;
 }
 
 function describeDumpError(source: string, err: unknown): unknown {

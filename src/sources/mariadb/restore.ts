@@ -179,26 +179,7 @@ async function runParallel<T>(connections: Connection[], jobs: T[], work: (conn:
  * unless `force` is given.
  */
 export async function restoreMariadb(reader: DumpReader, options: MariadbRestoreOptions): Promise<MariadbRestoreSummary> {
-  const manifest = await readJson<DumpManifest>(reader, 'dump.json');
-  if (manifest.format !== DUMP_FORMAT) throw new UsageError(`source "${options.name}": dump format ${String(manifest.format)} is not supported by this version`);
-  const wanted = options.databases?.length ? options.databases : manifest.databases;
-  const unknown = wanted.filter((d) => !manifest.databases.includes(d));
-  if (unknown.length) throw new UsageError(`source "${options.name}": the snapshot holds no database ${unknown.join(', ')} (it has ${manifest.databases.join(', ')})`);
-  const rename = new Map(Object.entries(options.rename ?? {}));
-  const unknownRenames = [...rename.keys()].filter((d) => !manifest.databases.includes(d));
-  if (unknownRenames.length) throw new UsageError(`source "${options.name}": cannot rename ${unknownRenames.join(', ')}: not in the snapshot`);
-  const plan = await Promise.all(wanted.map(async (from) => ({ from, to: rename.get(from) ?? from, schema: await readJson<DatabaseSchema>(reader, `${fileName(from)}/schema.json`) })));
-  const users = options.users ? (manifest.users ? await readJson<UserDef[]>(reader, 'users.json') : []) : undefined;
-  if (options.users && !manifest.users) throw new UsageError(`source "${options.name}": this snapshot has no users (set users: true on the source to back them up)`);
-  for (const { schema } of plan) {
-    for (const t of schema.tables) {
-      for (const p of t.parts) {
-        const path = `${fileName(schema.name)}/${fileName(t.name)}/${p.file}`;
-        if (!reader.has(path)) throw new IntegrityError(`the dump lacks ${path}, which schema.json lists`);
-      }
-    }
-  }
-
+  const { plan, users, rename } = await readRestorePlan(reader, options);
   let control: Connection;
   try {
     control = await Connection.connect(options.connection);
@@ -212,103 +193,25 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
   };
   options.signal?.addEventListener('abort', abort);
   const summary: MariadbRestoreSummary = { databases: plan.map(({ from, to }) => ({ from, to })), tables: 0, rows: 0, bytes: 0, warnings: [] };
+  const progress: MariadbRestoreProgress = { phase: 'tables', bytesDone: 0, bytesTotal: 0, rowsDone: 0, current: '' };
+  const report = () => options.progress?.(progress);
   try {
     await control.execute('SET NAMES utf8mb4');
     await control.execute("SET SESSION sql_mode = '', time_zone = '+00:00', foreign_key_checks = 0");
-
     // Refuse before changing anything.
-    const occupied: string[] = [];
-    for (const { to } of plan) {
-      const [[objects]] = (await control.queryStrings(
-        `SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${literal(to)}) + ` +
-          `(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ${literal(to)}) + ` +
-          `(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ${literal(to)})`,
-      )) as [[string]];
-      if (Number(objects) > 0) occupied.push(to);
-    }
+    const occupied = await occupiedDatabases(control, plan);
     if (occupied.length && !options.force) {
       throw new UsageError(`restore of "${options.name}": database ${occupied.map((d) => `"${d}"`).join(', ')} already exists and is not empty; restore under another name (--rename-db) or add --force to replace it`);
     }
-
-    const split = new Map<TableSchema, ReturnType<typeof splitCreateTable>>();
-    const progress: MariadbRestoreProgress = { phase: 'tables', bytesDone: 0, bytesTotal: 0, rowsDone: 0, current: '' };
-    const report = () => options.progress?.(progress);
-    for (const { to, schema } of plan) {
-      progress.current = to;
-      report();
-      if (occupied.includes(to)) await control.execute(`DROP DATABASE ${ident(to)}`);
-      await control.execute(`CREATE DATABASE IF NOT EXISTS ${ident(to)} CHARACTER SET ${schema.characterSet} COLLATE ${schema.collation}`);
-      await control.execute(`USE ${ident(to)}`);
-      // Sequences first: a column's default may take its value from one.
-      for (const seq of schema.sequences) {
-        await control.execute(seq.create);
-        await control.query(`SELECT SETVAL(${ident(seq.name)}, ${BigInt(seq.next).toString()}, 0)`);
-      }
-      for (const table of schema.tables) {
-        const parts = splitCreateTable(renameQualifiers(table.create, rename), table.engine);
-        split.set(table, parts);
-        await control.execute(parts.create);
-        summary.tables++;
-      }
-    }
-
-    // Table data: the biggest parts first, so the last to finish is a small one.
-    const mariadb = control.isMariaDB;
-    const jobs = plan
-      .flatMap(({ to, schema }) => schema.tables.flatMap((table) => table.parts.map((part) => ({ database: to, source: schema.name, table, part }))))
-      .sort((a, b) => b.part.bytes - a.part.bytes);
-    progress.phase = 'data';
-    progress.bytesTotal = jobs.reduce((n, j) => n + j.part.bytes, 0);
+    const split = await createTables(control, plan, occupied, rename, summary, progress, report);
     const threads = Math.max(1, options.threads ?? DEFAULT_THREADS);
     for (let i = 0; i < threads; i++) {
       const conn = await Connection.connect(options.connection);
       loaders.push(conn);
-      await prepareLoader(conn, mariadb);
+      await prepareLoader(conn, control.isMariaDB);
     }
-    await runParallel(
-      loaders,
-      jobs,
-      async (conn, job) => {
-        progress.current = `${job.database}.${job.table.name}`;
-        const path = `${fileName(job.source)}/${fileName(job.table.name)}/${job.part.file}`;
-        let counted = 0;
-        const ok = await retryLockConflicts(
-          () =>
-            conn.loadLocal(loadStatement(job.database, job.table), countBytes(reader.read(path), (n) => {
-              counted += n;
-              progress.bytesDone += n;
-              report();
-            })),
-          () => {
-            progress.bytesDone -= counted;
-            counted = 0;
-          },
-        );
-        await checkLoaded(conn, job.database, job.table, job.part, ok.affectedRows, ok.warnings, summary);
-        summary.rows += job.part.rows;
-        summary.bytes += job.part.bytes;
-        progress.rowsDone += job.part.rows;
-      },
-      options.signal,
-    );
-
-    // Indexes and foreign keys, one ALTER per table so each table is read once.
-    progress.phase = 'indexes';
-    const alters = (kind: 'indexes' | 'foreignKeys') =>
-      plan.flatMap(({ to, schema }) => schema.tables.filter((t) => split.get(t)![kind].length > 0).map((t) => ({ database: to, table: t, clauses: split.get(t)![kind] })));
-    for (const kind of ['indexes', 'foreignKeys'] as const) {
-      await runParallel(
-        loaders,
-        alters(kind).sort((a, b) => tableBytes(b.table) - tableBytes(a.table)),
-        async (conn, job) => {
-          progress.current = `${job.database}.${job.table.name}`;
-          report();
-          await retryLockConflicts(() => conn.execute(`ALTER TABLE ${qualified(job.database, job.table.name)} ${job.clauses.join(', ')}`));
-        },
-        options.signal,
-      );
-    }
-
+    await loadTableData(loaders, reader, plan, summary, progress, report, options.signal);
+    await addIndexesAndForeignKeys(loaders, plan, split, progress, report, options.signal);
     progress.phase = 'objects';
     for (const { to, schema } of plan) {
       progress.current = to;
@@ -328,6 +231,147 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
     options.signal?.removeEventListener('abort', abort);
     for (const l of loaders) await l.close();
     await control.close();
+  }
+}
+
+type RestorePlan = Array<{ from: string; to: string; schema: DatabaseSchema }>;
+
+/** What the dump holds and what of it is wanted under which names, checked before a server is touched. */
+async function readRestorePlan(reader: DumpReader, options: MariadbRestoreOptions): Promise<{ plan: RestorePlan; users: UserDef[] | undefined; rename: Map<string, string> }> {
+  const manifest = await readJson<DumpManifest>(reader, 'dump.json');
+  if (manifest.format !== DUMP_FORMAT) throw new UsageError(`source "${options.name}": dump format ${String(manifest.format)} is not supported by this version`);
+  const wanted = options.databases?.length ? options.databases : manifest.databases;
+  const unknown = wanted.filter((d) => !manifest.databases.includes(d));
+  if (unknown.length) throw new UsageError(`source "${options.name}": the snapshot holds no database ${unknown.join(', ')} (it has ${manifest.databases.join(', ')})`);
+  const rename = new Map(Object.entries(options.rename ?? {}));
+  const unknownRenames = [...rename.keys()].filter((d) => !manifest.databases.includes(d));
+  if (unknownRenames.length) throw new UsageError(`source "${options.name}": cannot rename ${unknownRenames.join(', ')}: not in the snapshot`);
+  const plan = await Promise.all(wanted.map(async (from) => ({ from, to: rename.get(from) ?? from, schema: await readJson<DatabaseSchema>(reader, `${fileName(from)}/schema.json`) })));
+  const users = options.users ? (manifest.users ? await readJson<UserDef[]>(reader, 'users.json') : []) : undefined;
+  if (options.users && !manifest.users) throw new UsageError(`source "${options.name}": this snapshot has no users (set users: true on the source to back them up)`);
+  for (const { schema } of plan) {
+    for (const t of schema.tables) {
+      for (const p of t.parts) {
+        const path = `${fileName(schema.name)}/${fileName(t.name)}/${p.file}`;
+        if (!reader.has(path)) throw new IntegrityError(`the dump lacks ${path}, which schema.json lists`);
+      }
+    }
+  }
+  return { plan, users, rename };
+}
+
+/** The target databases that exist and hold tables, routines or events. */
+async function occupiedDatabases(control: Connection, plan: RestorePlan): Promise<string[]> {
+  const occupied: string[] = [];
+  for (const { to } of plan) {
+    const [[objects]] = (await control.queryStrings(
+      `SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${literal(to)}) + ` +
+        `(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ${literal(to)}) + ` +
+        `(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ${literal(to)})`,
+    )) as [[string]];
+    if (Number(objects) > 0) occupied.push(to);
+  }
+  return occupied;
+}
+
+/** Databases (occupied ones dropped first), sequences, and tables with their primary keys only; the rest of each CREATE TABLE comes after the data. */
+async function createTables(
+  control: Connection,
+  plan: RestorePlan,
+  occupied: string[],
+  rename: Map<string, string>,
+  summary: MariadbRestoreSummary,
+  progress: MariadbRestoreProgress,
+  report: () => void,
+): Promise<Map<TableSchema, ReturnType<typeof splitCreateTable>>> {
+  const split = new Map<TableSchema, ReturnType<typeof splitCreateTable>>();
+  for (const { to, schema } of plan) {
+    progress.current = to;
+    report();
+    if (occupied.includes(to)) await control.execute(`DROP DATABASE ${ident(to)}`);
+    await control.execute(`CREATE DATABASE IF NOT EXISTS ${ident(to)} CHARACTER SET ${schema.characterSet} COLLATE ${schema.collation}`);
+    await control.execute(`USE ${ident(to)}`);
+    // Sequences first: a column's default may take its value from one.
+    for (const seq of schema.sequences) {
+      await control.execute(seq.create);
+      await control.query(`SELECT SETVAL(${ident(seq.name)}, ${BigInt(seq.next).toString()}, 0)`);
+    }
+    for (const table of schema.tables) {
+      const parts = splitCreateTable(renameQualifiers(table.create, rename), table.engine);
+      split.set(table, parts);
+      await control.execute(parts.create);
+      summary.tables++;
+    }
+  }
+  return split;
+}
+
+/** Every part of every table loaded over the loader connections, the biggest first so that the last to finish is a small one. */
+async function loadTableData(
+  loaders: Connection[],
+  reader: DumpReader,
+  plan: RestorePlan,
+  summary: MariadbRestoreSummary,
+  progress: MariadbRestoreProgress,
+  report: () => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const jobs = plan
+    .flatMap(({ to, schema }) => schema.tables.flatMap((table) => table.parts.map((part) => ({ database: to, source: schema.name, table, part }))))
+    .sort((a, b) => b.part.bytes - a.part.bytes);
+  progress.phase = 'data';
+  progress.bytesTotal = jobs.reduce((n, j) => n + j.part.bytes, 0);
+  await runParallel(
+    loaders,
+    jobs,
+    async (conn, job) => {
+      progress.current = `${job.database}.${job.table.name}`;
+      const path = `${fileName(job.source)}/${fileName(job.table.name)}/${job.part.file}`;
+      let counted = 0;
+      const ok = await retryLockConflicts(
+        () =>
+          conn.loadLocal(loadStatement(job.database, job.table), countBytes(reader.read(path), (n) => {
+            counted += n;
+            progress.bytesDone += n;
+            report();
+          })),
+        () => {
+          progress.bytesDone -= counted;
+          counted = 0;
+        },
+      );
+      await checkLoaded(conn, job.database, job.table, job.part, ok.affectedRows, ok.warnings, summary);
+      summary.rows += job.part.rows;
+      summary.bytes += job.part.bytes;
+      progress.rowsDone += job.part.rows;
+    },
+    signal,
+  );
+}
+
+/** Secondary indexes, then foreign keys: one ALTER per table so that each table is read once. */
+async function addIndexesAndForeignKeys(
+  loaders: Connection[],
+  plan: RestorePlan,
+  split: Map<TableSchema, ReturnType<typeof splitCreateTable>>,
+  progress: MariadbRestoreProgress,
+  report: () => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  progress.phase = 'indexes';
+  const alters = (kind: 'indexes' | 'foreignKeys') =>
+    plan.flatMap(({ to, schema }) => schema.tables.filter((t) => split.get(t)![kind].length > 0).map((t) => ({ database: to, table: t, clauses: split.get(t)![kind] })));
+  for (const kind of ['indexes', 'foreignKeys'] as const) {
+    await runParallel(
+      loaders,
+      alters(kind).sort((a, b) => tableBytes(b.table) - tableBytes(a.table)),
+      async (conn, job) => {
+        progress.current = `${job.database}.${job.table.name}`;
+        report();
+        await retryLockConflicts(() => conn.execute(`ALTER TABLE ${qualified(job.database, job.table.name)} ${job.clauses.join(', ')}`));
+      },
+      signal,
+    );
   }
 }
 
