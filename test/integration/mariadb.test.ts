@@ -186,3 +186,31 @@ test('a restore statement the server rolls back over a lock conflict runs again;
   );
   assert.equal(syntaxTries, 1, 'an error that is not a lock conflict is not retried');
 });
+
+test('odd schemas come back exactly: a newline in a column name, string literals under --rename-db, grants to PUBLIC', async (t) => {
+  const [a, b] = await Promise.all([startMariadb(t), startMariadb(t)]);
+  const conn = await a.connect();
+  for (const sql of [
+    'CREATE DATABASE app',
+    'CREATE TABLE app.t (id INT PRIMARY KEY, `a\nb` INT NOT NULL, note VARCHAR(40), KEY `k\nab` (`a\nb`)) ENGINE=InnoDB',
+    "INSERT INTO app.t VALUES (1, 10, 'one'), (2, 20, 'see `app`.t'), (3, 30, NULL)",
+    "CREATE VIEW app.v AS SELECT id, 'see `app`.x' AS hint, `a\nb` AS ab FROM app.t",
+    'GRANT SELECT ON app.* TO PUBLIC',
+  ]) await conn.execute(sql);
+  await conn.close();
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [source(a, { databases: ['app'], users: true })] });
+  const ref = { id: saved.id, snapshot: saved.snapshot };
+
+  // Token by token: a line-by-line reading split the CREATE TABLE inside the name "a<newline>b".
+  const summary = await restoreDatabaseSource(repo, ref, 'db', { connection: { socket: b.socket, user: 'root' }, rename: { app: 'app2' }, users: true });
+  assert.deepEqual(summary.warnings, []);
+  assert.equal(await b.client('SELECT id, `a\nb`, note FROM app2.t ORDER BY id'), await a.client('SELECT id, `a\nb`, note FROM app.t ORDER BY id'));
+  assert.match(await b.client('SHOW CREATE TABLE app2.t'), /KEY `k\\nab` \(`a\\nb`\)/);
+  // Only names are renamed: the view's string literal still says `app`.
+  assert.equal((await b.client("SELECT hint FROM app2.v WHERE id = 1")).trim(), 'see `app`.x');
+  assert.match(await b.client("SHOW CREATE VIEW app2.v"), /from `app2`\.`t`/i);
+  // PUBLIC is no role to create: its grants are applied as they are.
+  assert.match(await b.client('SHOW GRANTS FOR PUBLIC'), /GRANT SELECT ON `app`\.\* TO PUBLIC/);
+});

@@ -48,3 +48,29 @@ test('table parts stay put while the row estimate of the server wanders', () => 
   assert.deepEqual([...steps], [4096n]);
   assert.equal(partStep(60_000n, 60_000, DEFAULT_ROWS_PER_PART), 262_144n, 'the default gives a dense table the same margin');
 });
+
+test('definitions are found by tokens: a name or a string holding newlines, commas and parentheses stays whole', () => {
+  const odd = [
+    'CREATE TABLE `calls (2025)` (',
+    '  `id` int(11) NOT NULL,',
+    '  `a\nb, (c)` varchar(20) DEFAULT \'it\'\'s\n), KEY `x` (y)\',',
+    "  `agent` varchar(20) DEFAULT 'back\\\\slash \\' quote',",
+    '  PRIMARY KEY (`id`),',
+    '  KEY `k\nodd` (`a\nb, (c)`),',
+    '  KEY `k_agent` (`agent`)',
+    ') ENGINE=InnoDB DEFAULT CHARSET=utf8mb4',
+  ].join('\n');
+  const split = splitCreateTable(odd, 'InnoDB');
+  assert.equal(
+    split.create,
+    [
+      'CREATE TABLE `calls (2025)` (',
+      '  `id` int(11) NOT NULL,',
+      '  `a\nb, (c)` varchar(20) DEFAULT \'it\'\'s\n), KEY `x` (y)\',',
+      "  `agent` varchar(20) DEFAULT 'back\\\\slash \\' quote',",
+      '  PRIMARY KEY (`id`)',
+      ') ENGINE=InnoDB DEFAULT CHARSET=utf8mb4',
+    ].join('\n'),
+  );
+  assert.deepEqual(split.indexes, ['ADD KEY `k\nodd` (`a\nb, (c)`)', 'ADD KEY `k_agent` (`agent`)']);
+});

@@ -101,9 +101,37 @@ async function createObject(conn: Connection, database: string, def: ObjectDef, 
   }
 }
 
-function renameQualifiers(text: string, rename: Map<string, string>): string {
-  let out = text;
-  for (const [from, to] of rename) out = out.split(`${ident(from)}.`).join(`${ident(to)}.`);
+/**
+ * `old`.name becomes `new`.name where it is a name: string literals are copied as they
+ * are (a view's 'see `old`.x' stays), read token by token as the server reads them.
+ */
+export function renameQualifiers(text: string, rename: Map<string, string>): string {
+  if (rename.size === 0) return text;
+  const renamed = new Map([...rename].map(([from, to]) => [ident(from), ident(to)]));
+  let out = '';
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (c !== '`' && c !== "'" && c !== '"') {
+      const next = text.slice(i).search(/[`'"]/);
+      const end = next < 0 ? text.length : i + next;
+      out += text.slice(i, end);
+      i = end;
+      continue;
+    }
+    // The token's end: a doubled quote stands for itself; in strings a backslash escapes the next character.
+    let j = i + 1;
+    for (; j < text.length; j++) {
+      if (c !== '`' && text[j] === '\\') j++;
+      else if (text[j] === c) {
+        if (text[j + 1] === c) j++;
+        else break;
+      }
+    }
+    const token = text.slice(i, j + 1);
+    out += c === '`' && text[j + 1] === '.' ? (renamed.get(token) ?? token) : token;
+    i = j + 1;
+  }
   return out;
 }
 
@@ -418,8 +446,14 @@ async function createViews(conn: Connection, database: string, views: ObjectDef[
   }
 }
 
+function isPublic(u: UserDef): boolean {
+  return u.role && u.user.toUpperCase() === 'PUBLIC';
+}
+
 async function createUsers(conn: Connection, users: UserDef[], summary: MariadbRestoreSummary): Promise<void> {
   for (const u of users) {
+    // MariaDB 10.11 lists grants to PUBLIC as a role of that name, which no one can create: its grants are applied as they are.
+    if (isPublic(u)) continue;
     const create = u.create.replace(/^CREATE (USER|ROLE) /, 'CREATE $1 IF NOT EXISTS ');
     const ok = await conn.execute(create);
     if (ok.warnings > 0) summary.warnings.push(`${u.role ? 'role' : 'user'} ${u.user}@${u.host} already existed: kept as it was, grants added`);
