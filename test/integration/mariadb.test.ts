@@ -214,3 +214,41 @@ test('odd schemas come back exactly: a newline in a column name, string literals
   // PUBLIC is no role to create: its grants are applied as they are.
   assert.match(await b.client('SHOW GRANTS FOR PUBLIC'), /GRANT SELECT ON `app`\.\* TO PUBLIC/);
 });
+
+test('system-versioned tables keep their history: every row version with its period, AS OF answers as before', async (t) => {
+  const [a, b] = await Promise.all([startMariadb(t), startMariadb(t)]);
+  await a.client(
+    [
+      'CREATE DATABASE crm',
+      'CREATE TABLE crm.tickets (id INT PRIMARY KEY, state VARCHAR(20)) WITH SYSTEM VERSIONING',
+      'CREATE TABLE crm.agents (id INT PRIMARY KEY, team VARCHAR(20), since TIMESTAMP(6) GENERATED ALWAYS AS ROW START, until TIMESTAMP(6) GENERATED ALWAYS AS ROW END, PERIOD FOR SYSTEM_TIME(since, until)) WITH SYSTEM VERSIONING',
+      "INSERT INTO crm.tickets VALUES (1, 'open'), (2, 'open'), (3, 'open')",
+      "INSERT INTO crm.agents (id, team) VALUES (1, 'sales'), (2, 'support')",
+      'DO SLEEP(0.05)',
+      "UPDATE crm.tickets SET state = 'pending' WHERE id = 1",
+      "UPDATE crm.agents SET team = 'billing' WHERE id = 2",
+      'DO SLEEP(0.05)',
+      "UPDATE crm.tickets SET state = 'closed' WHERE id = 1",
+      'DELETE FROM crm.tickets WHERE id = 2',
+    ].join(';\n'),
+  );
+  const history = 'SELECT id, state, ROW_START, ROW_END FROM crm.tickets FOR SYSTEM_TIME ALL ORDER BY id, ROW_END; SELECT id, team, since, until FROM crm.agents FOR SYSTEM_TIME ALL ORDER BY id, until';
+  const before = await a.client(history);
+  assert.equal(before.trim().split('\n').length, 5 + 3, 'five versions of tickets, three of agents');
+  const moment = (await a.client("SELECT DATE_FORMAT(MIN(ROW_END) - INTERVAL 1 MICROSECOND, '%Y-%m-%d %H:%i:%s.%f') FROM crm.tickets FOR SYSTEM_TIME ALL WHERE id = 1")).trim();
+  const asOf = `SELECT id, state FROM crm.tickets FOR SYSTEM_TIME AS OF TIMESTAMP '${moment}' ORDER BY id`;
+
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [source(a, { databases: ['crm'] })] });
+  const ref = { id: saved.id, snapshot: saved.snapshot };
+  await restoreDatabaseSource(repo, ref, 'db', { connection: { socket: b.socket, user: 'root' } });
+
+  // The restore time used to replace every period, and the history was gone (5 rows became 2).
+  assert.equal(await b.client(history), before);
+  assert.equal(await b.client(asOf), await a.client(asOf));
+  assert.match(await b.client(asOf), /^1\topen$/m);
+  const verdicts = await verifyDatabaseSource(repo, ref, 'db', { connection: { socket: b.socket, user: 'root' } });
+  assert.deepEqual(verdicts.filter((v) => !v.equal), []);
+  assert.equal(verdicts.find((v) => v.table === 'tickets')?.rows, 5);
+});

@@ -20,6 +20,8 @@ export interface TableInfo {
   /** SQL types of the data columns, to pick range splitting */
   columnTypes: Map<string, string>;
   primaryKey: string[];
+  /** a system-versioned table's period columns */
+  history?: { start: string; end: string };
 }
 
 /** Types that read a binary string as their internal form: their text must arrive as text. */
@@ -48,6 +50,8 @@ export async function readTables(conn: Connection, database: string): Promise<Ta
     `SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ${db} AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX`,
   );
   const byName = new Map<string, TableInfo>();
+  const periods = new Map<string, { start: string; end: string }>();
+  for (const [name, type] of tables) if (type === 'SYSTEM VERSIONED') periods.set(name!, await periodColumns(conn, database, name!));
   for (const [name, type, engine, rows, length] of tables) {
     const kind = type === 'VIEW' ? 'view' : type === 'SEQUENCE' ? 'sequence' : 'table';
     byName.set(name!, {
@@ -59,20 +63,35 @@ export async function readTables(conn: Connection, database: string): Promise<Ta
       columns: [],
       columnTypes: new Map(),
       primaryKey: [],
+      history: periods.get(name!),
     });
   }
   for (const [table, column, dataType, extra] of columns) {
     const t = byName.get(table!);
     if (!t || t.type !== 'table') continue;
+    const period = t.history && (column === t.history.start || column === t.history.end);
     // Generated columns are computed by the server on load; storing them would make LOAD DATA fail.
-    if (/\bGENERATED\b/i.test(extra ?? '')) continue;
+    // A period's columns are "generated" too, but they are the history: they come last, below.
+    if (period || /\bGENERATED\b/i.test(extra ?? '')) continue;
     const type = dataType!.toLowerCase();
     const load: ColumnLoad = type === 'bit' ? 'bit' : type === 'float' ? 'float' : TEXT_TYPES.has(type) ? 'text' : 'plain';
     t.columns.push({ name: column!, load });
     t.columnTypes.set(column!, type);
   }
+  for (const t of byName.values()) {
+    if (!t.history) continue;
+    t.columns.push({ name: t.history.start, load: 'plain' }, { name: t.history.end, load: 'plain' });
+    t.columnTypes.set(t.history.start, 'timestamp').set(t.history.end, 'timestamp');
+  }
   for (const [table, column] of keys) byName.get(table!)?.primaryKey.push(column!);
   return [...byName.values()];
+}
+
+/** The columns of a system-versioned table's period: named in its PERIOD FOR SYSTEM_TIME, else the hidden ROW_START and ROW_END. */
+async function periodColumns(conn: Connection, database: string, table: string): Promise<{ start: string; end: string }> {
+  const create = await showCreateTable(conn, database, table);
+  const named = /PERIOD FOR SYSTEM_TIME \(`((?:[^`]|``)*)`, `((?:[^`]|``)*)`\)/.exec(create);
+  return named ? { start: named[1]!.replaceAll('``', '`'), end: named[2]!.replaceAll('``', '`') } : { start: 'ROW_START', end: 'ROW_END' };
 }
 
 export async function showCreateDatabase(conn: Connection, database: string): Promise<string> {

@@ -14,7 +14,7 @@ import {
   type TableInfo,
 } from './catalog.js';
 import { Connection, ServerError, type ConnectOptions } from './connection.js';
-import { DUMP_FORMAT, encodeJson, type DatabaseSchema, type DumpManifest, type TablePart, type TableSchema } from './format.js';
+import { DUMP_FORMAT, encodeJson, rowOrder, rowSource, type DatabaseSchema, type DumpManifest, type TablePart, type TableSchema } from './format.js';
 import { SYSTEM_SCHEMAS, fileName, ident, qualified } from './sql.js';
 import { TsvEncoder } from './tsv.js';
 
@@ -119,7 +119,8 @@ export function partStep(span: bigint, estimatedRows: number, rowsPerPart: numbe
  */
 async function planParts(conn: Connection, database: string, table: TableInfo, rowsPerPart: number): Promise<Array<{ file: string; where: string }>> {
   const first = table.primaryKey[0];
-  if (!first || !isIntegerType(table.columnTypes.get(first)) || table.estimatedRows < 2 * rowsPerPart) return [{ file: 'all.tsv', where: '' }];
+  // A versioned table's ranges would be planned on its current rows only: its history is read whole.
+  if (table.history || !first || !isIntegerType(table.columnTypes.get(first)) || table.estimatedRows < 2 * rowsPerPart) return [{ file: 'all.tsv', where: '' }];
   const [[min, max]] = (await conn.queryStrings(`SELECT MIN(${ident(first)}), MAX(${ident(first)}) FROM ${qualified(database, table.name)}`)) as [[string | null, string | null]];
   if (min === null || max === null) return [{ file: 'all.tsv', where: '' }];
   const lo = BigInt(min);
@@ -252,7 +253,7 @@ async function planDump(control: Connection, spec: MariadbSource): Promise<DumpP
     const schema: DatabaseSchema = { name: database, characterSet: info.characterSet, collation: info.collation, tables: [], sequences: [], views: [], routines: [], triggers: [], events: [] };
     plan.schemas.set(database, schema);
     for (const t of tables.filter((t) => t.type === 'table')) {
-      const table: TableSchema = { name: t.name, engine: t.engine, create: '', columns: t.columns, primaryKey: t.primaryKey, parts: [] };
+      const table: TableSchema = { name: t.name, engine: t.engine, create: '', columns: t.columns, primaryKey: t.primaryKey, parts: [], ...(t.history ? { history: t.history } : {}) };
       schema.tables.push(table);
       plan.tableSize.set(table, t.dataLength);
       if (t.engine && !TRANSACTIONAL_ENGINES.has(t.engine.toLowerCase())) {
@@ -260,7 +261,7 @@ async function planDump(control: Connection, spec: MariadbSource): Promise<DumpP
       }
       if (excludedData.has(`${database}.${t.name}`) || t.columns.length === 0) continue;
       const parts = await planParts(control, database, t, rowsPerPart);
-      const order = t.primaryKey.length ? ` ORDER BY ${t.primaryKey.map(ident).join(', ')}` : '';
+      const order = rowOrder(table, ident);
       for (const p of parts) {
         const part: TablePart = { file: p.file, rows: 0, bytes: 0 };
         table.parts.push(part);
@@ -268,7 +269,7 @@ async function planDump(control: Connection, spec: MariadbSource): Promise<DumpP
           database,
           table,
           part,
-          sql: `SELECT ${selectList(table)} FROM ${qualified(database, t.name)}${p.where}${order}`,
+          sql: `SELECT ${selectList(table)} FROM ${rowSource(qualified(database, t.name), table)}${p.where}${order}`,
           estimatedRows: Math.ceil(t.estimatedRows / parts.length),
         });
       }

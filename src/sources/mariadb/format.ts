@@ -72,6 +72,23 @@ export interface TableSchema {
   columns: DataColumn[];
   primaryKey: string[];
   parts: TablePart[];
+  /**
+   * A system-versioned table: its rows are read FOR SYSTEM_TIME ALL, history included, and
+   * the last two data columns are its period (ROW_START and ROW_END, or the columns its
+   * PERIOD FOR SYSTEM_TIME names), loaded back with system_versioning_insert_history.
+   */
+  history?: { start: string; end: string };
+}
+
+/** Where a table's rows are read from: all of a system-versioned table's history too. */
+export function rowSource(qualifiedName: string, table: Pick<TableSchema, 'history'>): string {
+  return table.history ? `${qualifiedName} FOR SYSTEM_TIME ALL` : qualifiedName;
+}
+
+/** The order rows are read in: the primary key, then (for history) the end of each row's period. */
+export function rowOrder(table: Pick<TableSchema, 'primaryKey' | 'history'>, ident: (name: string) => string): string {
+  const keys = table.history && !table.primaryKey.includes(table.history.end) ? [...table.primaryKey, table.history.end] : table.primaryKey;
+  return keys.length ? ` ORDER BY ${keys.map(ident).join(', ')}` : '';
 }
 
 export interface SequenceDef extends ObjectDef {

@@ -135,10 +135,18 @@ export function renameQualifiers(text: string, rename: Map<string, string>): str
   return out;
 }
 
-async function prepareLoader(conn: Connection, mariadb: boolean): Promise<void> {
+async function prepareLoader(conn: Connection, mariadb: boolean, history: boolean): Promise<void> {
   await conn.execute('SET NAMES utf8mb4');
   await conn.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', time_zone = '+00:00', foreign_key_checks = 0, unique_checks = 0, net_read_timeout = 3600");
   if (mariadb) await conn.execute('SET SESSION check_constraint_checks = 0');
+  if (!history) return;
+  // Rows of system-versioned tables keep their periods (MariaDB 10.11 and later).
+  try {
+    await conn.execute('SET SESSION system_versioning_insert_history = 1');
+  } catch (err) {
+    if (!(err instanceof ServerError)) throw err;
+    throw new UsageError(`the dump holds the history of system-versioned tables, which this server cannot take back (${err.serverMessage}): restore into MariaDB 10.11 or later`);
+  }
 }
 
 function loadStatement(database: string, table: TableSchema): string {
@@ -236,7 +244,7 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
     for (let i = 0; i < threads; i++) {
       const conn = await Connection.connect(options.connection);
       loaders.push(conn);
-      await prepareLoader(conn, control.isMariaDB);
+      await prepareLoader(conn, control.isMariaDB, plan.some(({ schema }) => schema.tables.some((t) => t.history)));
     }
     await loadTableData(loaders, reader, plan, summary, progress, report, options.signal);
     await addIndexesAndForeignKeys(loaders, plan, split, progress, report, options.signal);

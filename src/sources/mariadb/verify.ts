@@ -3,7 +3,7 @@ import { StackvaultError } from '../../util/errors.js';
 import type { DumpReader } from '../dump-sink.js';
 import { Connection, type ConnectOptions } from './connection.js';
 import { prepareSession, selectList, tableText } from './dump.js';
-import type { DatabaseSchema, DumpManifest } from './format.js';
+import { rowOrder, rowSource, type DatabaseSchema, type DumpManifest } from './format.js';
 import { readJson } from './restore.js';
 import { fileName, ident, qualified } from './sql.js';
 
@@ -40,8 +40,7 @@ export async function verifyMariadb(reader: DumpReader, options: { name: string;
         const served = createHash('sha256');
         let rows = 0;
         if (table.columns.length > 0) {
-          const order = table.primaryKey.length ? ` ORDER BY ${table.primaryKey.map(ident).join(', ')}` : '';
-          const sql = `SELECT ${selectList(table)} FROM ${qualified(target, table.name)}${order}`;
+          const sql = `SELECT ${selectList(table)} FROM ${rowSource(qualified(target, table.name), table)}${rowOrder(table, ident)}`;
           for await (const block of tableText(conn, sql, (n) => (rows = n), () => undefined)) served.update(block);
         }
         verdicts.push({ database: target, table: table.name, rows, equal: stored.digest('hex') === served.digest('hex') });
