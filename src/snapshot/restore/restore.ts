@@ -168,148 +168,201 @@ async function restoreTree(
   loader: TreeLoader,
   rootTree: string,
   from: string,
-  selected: (path: string) => 'all' | 'ancestor' | 'no',
+  selected: Selection,
   progress: RestoreProgress,
   options: RestoreOptions,
 ): Promise<RestoreResult> {
-  const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, specials: 0, errors: [], notRecreated: [] };
-  const writer: FileWriter = {
-    blobs,
-    smallFiles,
-    progress,
-    report: options.progress,
-    io: new BlockingWhileFast(),
-    creation: { replaceExisting: options.force ?? false },
-    tmpPrefix: randomBytes(4).toString('hex'),
-    tmpCount: 0,
-    signal: options.signal,
-  };
+  const restorer = new TreeRestorer(blobs, smallFiles, loader, selected, progress, options);
+  await restorer.restoreDir(rootTree, options.target, from);
+  // The last files may have been written after the signal: the restore did not finish.
+  throwIfInterrupted(options.signal);
+  options.progress?.(progress);
+  return restorer.result;
+}
+
+type Selection = (path: string) => 'all' | 'ancestor' | 'no';
+
+/** What a folder still waits for: files and subfolders being written, and small files out on the writer threads. */
+class FolderWork {
+  readonly tasks: Array<Promise<void>> = [];
+  /** small files handed to the writer threads report back by callback; the folder waits for the count */
+  writing = 0;
+  private allWritten: (() => void) | undefined;
+
+  written(): void {
+    if (--this.writing === 0) this.allWritten?.();
+  }
+
+  async done(): Promise<void> {
+    await Promise.all(this.tasks);
+    if (this.writing > 0) await new Promise<void>((resolve) => (this.allWritten = resolve));
+  }
+}
+
+/**
+ * Walks a snapshot's trees and restores what they hold: folders, files (small ones on the
+ * writer threads, larger ones blob by blob here), links and special files, counting what
+ * it did and what failed.
+ */
+class TreeRestorer {
+  readonly result: RestoreResult = { files: 0, dirs: 0, bytes: 0, specials: 0, errors: [], notRecreated: [] };
+  private readonly writer: FileWriter;
   /** dev:inode -> the restored path of the first link, once it is complete (undefined if it failed) */
-  const hardLinks = new Map<string, Promise<string | undefined>>();
+  private readonly hardLinks = new Map<string, Promise<string | undefined>>();
   // Several files at once hide per-file I/O latency; folders are finished (metadata) after all they hold.
-  const fileSlots = new Semaphore(FILE_CONCURRENCY);
-  const smallFileSlots = new Semaphore(smallFiles?.filesInFlight ?? SMALL_FILE_CONCURRENCY);
-  let openDirs = 0;
-  const fail = (path: string, err: unknown) => {
-    progress.errors++;
-    result.errors.push({ path, message: errorMessage(err) });
-  };
+  private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
+  private readonly smallFileSlots: Semaphore;
+  private openDirs = 0;
+
+  constructor(
+    blobs: BlobLoader,
+    private readonly smallFiles: SmallFileWriters | undefined,
+    private readonly loader: TreeLoader,
+    private readonly selected: Selection,
+    private readonly progress: RestoreProgress,
+    private readonly options: RestoreOptions,
+  ) {
+    this.writer = {
+      blobs,
+      smallFiles,
+      progress,
+      report: options.progress,
+      io: new BlockingWhileFast(),
+      creation: { replaceExisting: options.force ?? false },
+      tmpPrefix: randomBytes(4).toString('hex'),
+      tmpCount: 0,
+      signal: options.signal,
+    };
+    this.smallFileSlots = new Semaphore(smallFiles?.filesInFlight ?? SMALL_FILE_CONCURRENCY);
+  }
+
+  private fail(path: string, err: unknown): void {
+    this.progress.errors++;
+    this.result.errors.push({ path, message: errorMessage(err) });
+  }
+
   /** A file restored, or failed with `err`: counted, its slot freed, progress reported. */
-  const fileSettled = (path: string, node: TreeNode, release: () => void, err?: Error) => {
+  private fileSettled(path: string, node: TreeNode, release: () => void, err?: Error): void {
     if (err) {
-      fail(path, err);
+      this.fail(path, err);
     } else {
-      result.files++;
-      result.bytes += node.size ?? 0;
+      this.result.files++;
+      this.result.bytes += node.size ?? 0;
     }
     release();
-    options.progress?.(progress);
-  };
+    this.options.progress?.(this.progress);
+  }
 
-  const restoreDir = async (treeId: string, dir: string, snapPath: string): Promise<void> => {
-    const tree = await loader.load(treeId);
-    const fileTasks: Array<Promise<void>> = [];
-    // Small files handed to the writer threads report back by callback; the folder waits for the count.
-    let writing = 0;
-    let allWritten: (() => void) | undefined;
+  async restoreDir(treeId: string, dir: string, snapPath: string): Promise<void> {
+    const tree = await this.loader.load(treeId);
+    const work = new FolderWork();
     const names = new Set<string>();
     for (const node of tree.nodes) {
-      throwIfInterrupted(options.signal);
+      throwIfInterrupted(this.options.signal);
       const path = childPath(snapPath, node.name);
       if (!isPlainName(node.name)) {
         // A damaged or forged tree must not write outside the target ("../..") or elsewhere in it ("a/b").
-        fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
+        this.fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
         continue;
       }
       if (names.has(node.name)) {
         // A second entry of one name (a folder, then a symlink called like it) could redirect
         // what is written below the first: only the first is restored.
-        fail(path, new IntegrityError(`tree ${treeId} is damaged: it lists ${JSON.stringify(node.name)} twice`));
+        this.fail(path, new IntegrityError(`tree ${treeId} is damaged: it lists ${JSON.stringify(node.name)} twice`));
         continue;
       }
       names.add(node.name);
-      const choice = selected(path);
+      const choice = this.selected(path);
       if (choice === 'no') continue;
-      const dest = entryPath(dir, node.name);
+      let finished = true;
       try {
-        if (node.type === 'dir') {
-          await makeDir(writer.io, dest);
-          const sub = (async () => {
-            if (node.subtree) await restoreDir(node.subtree, dest, path);
-            await finishEntry(writer.io, dest, { ...node, type: 'dir' });
-            if (choice === 'all') result.dirs++;
-          })();
-          if (openDirs < MAX_OPEN_DIRS) {
-            // The restore goes on to the next folders while this one's last files are written:
-            // otherwise every folder waits for its slowest file and the pipeline idles.
-            openDirs++;
-            fileTasks.push(
-              sub
-                .catch((err: unknown) => {
-                  if (err instanceof InterruptedError) throw err;
-                  fail(path, err);
-                })
-                .finally(() => openDirs--),
-            );
-            continue;
-          }
-          await sub;
-        } else if (node.type === 'file') {
-          const small = (node.size ?? 0) <= SMALL_FILE_BYTES;
-          const slots = small ? smallFileSlots : fileSlots;
-          // Most files find a slot free: taking it without a promise spares one per file.
-          const release = slots.tryAcquire() ?? (await slots.acquire());
-          progress.currentPath = path;
-          if (small && smallFiles && !(node.nlink > 1)) {
-            // Most files go this way: a callback instead of a chain of promises per file.
-            writing++;
-            smallFiles.write(dest, node, (err) => {
-              if (!err) {
-                progress.filesDone++;
-                progress.bytesDone += node.size ?? 0;
-              }
-              fileSettled(path, node, release, err);
-              if (--writing === 0) allWritten?.();
-            });
-            continue;
-          }
-          fileTasks.push(
-            restoreFile(writer, node, dest, hardLinks).then(
-              () => fileSettled(path, node, release),
-              (err: unknown) => fileSettled(path, node, release, err instanceof Error ? err : new Error(String(err))),
-            ),
-          );
-          continue;
-        } else if (node.type === 'symlink') {
-          await removeExisting(dest);
-          await symlink(osPath(node.target ?? ''), osPath(dest));
-          await applyMetadata(dest, node);
-        } else {
-          // FIFOs and (as root) device nodes are made as tar makes them; a socket is reported.
-          const why = cannotRecreate(node.type);
-          if (why) {
-            result.notRecreated.push({ path, message: why });
-          } else {
-            await removeExisting(dest);
-            await createSpecialFile(dest, node, options.target);
-            await applyMetadata(dest, node);
-            if (choice === 'all') result.specials++;
-          }
-        }
+        finished = await this.restoreEntry(node, entryPath(dir, node.name), path, choice, work);
       } catch (err) {
         if (err instanceof InterruptedError) throw err;
-        fail(path, err);
+        this.fail(path, err);
       }
-      options.progress?.(progress);
+      if (finished) this.options.progress?.(this.progress);
     }
-    await Promise.all(fileTasks);
-    if (writing > 0) await new Promise<void>((resolve) => (allWritten = resolve));
-  };
-  await restoreDir(rootTree, options.target, from);
-  // The last files may have been written after the signal: the restore did not finish.
-  throwIfInterrupted(options.signal);
-  options.progress?.(progress);
-  return result;
+    await work.done();
+  }
+
+  /** One entry of a folder; false when it goes on in the background (a folder, a file) and reports when done. */
+  private async restoreEntry(node: TreeNode, dest: string, path: string, choice: 'all' | 'ancestor', work: FolderWork): Promise<boolean> {
+    const { io } = this.writer;
+    if (node.type === 'dir') {
+      await makeDir(io, dest);
+      const sub = (async () => {
+        if (node.subtree) await this.restoreDir(node.subtree, dest, path);
+        await finishEntry(io, dest, { ...node, type: 'dir' });
+        if (choice === 'all') this.result.dirs++;
+      })();
+      if (this.openDirs >= MAX_OPEN_DIRS) {
+        await sub;
+        return true;
+      }
+      // The restore goes on to the next folders while this one's last files are written:
+      // otherwise every folder waits for its slowest file and the pipeline idles.
+      this.openDirs++;
+      work.tasks.push(
+        sub
+          .catch((err: unknown) => {
+            if (err instanceof InterruptedError) throw err;
+            this.fail(path, err);
+          })
+          .finally(() => this.openDirs--),
+      );
+      return false;
+    }
+    if (node.type === 'file') {
+      await this.startFile(node, dest, path, work);
+      return false;
+    }
+    if (node.type === 'symlink') {
+      await removeExisting(dest);
+      await symlink(osPath(node.target ?? ''), osPath(dest));
+      await applyMetadata(dest, node);
+      return true;
+    }
+    // FIFOs and (as root) device nodes are made as tar makes them; a socket is reported.
+    const why = cannotRecreate(node.type);
+    if (why) {
+      this.result.notRecreated.push({ path, message: why });
+    } else {
+      await removeExisting(dest);
+      await createSpecialFile(dest, node, this.options.target);
+      await applyMetadata(dest, node);
+      if (choice === 'all') this.result.specials++;
+    }
+    return true;
+  }
+
+  /** A file, once a slot is free: a small one to the writer threads, a larger one (or a hard link) here. */
+  private async startFile(node: TreeNode, dest: string, path: string, work: FolderWork): Promise<void> {
+    const small = (node.size ?? 0) <= SMALL_FILE_BYTES;
+    const slots = small ? this.smallFileSlots : this.fileSlots;
+    // Most files find a slot free: taking it without a promise spares one per file.
+    const release = slots.tryAcquire() ?? (await slots.acquire());
+    this.progress.currentPath = path;
+    if (small && this.smallFiles && !(node.nlink > 1)) {
+      // Most files go this way: a callback instead of a chain of promises per file.
+      work.writing++;
+      this.smallFiles.write(dest, node, (err) => {
+        if (!err) {
+          this.progress.filesDone++;
+          this.progress.bytesDone += node.size ?? 0;
+        }
+        this.fileSettled(path, node, release, err);
+        work.written();
+      });
+      return;
+    }
+    work.tasks.push(
+      restoreFile(this.writer, node, dest, this.hardLinks).then(
+        () => this.fileSettled(path, node, release),
+        (err: unknown) => this.fileSettled(path, node, release, err instanceof Error ? err : new Error(String(err))),
+      ),
+    );
+  }
 }
 
 function throwIfInterrupted(signal: AbortSignal | undefined): void {
