@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
 import { serverSchema } from '../sources/mariadb/config.js';
-import { sourceEntrySchema } from '../sources/registry.js';
+import { sourceEntrySchema } from '../sources/config-schema.js';
 
 /** stackvault.yaml, version 1. Keys are snake_case like borgmatic's and compose's. */
 const patternList = z.array(z.string().min(1, 'a pattern may not be empty'));

@@ -6,6 +6,6 @@ import type { LoadedConfig } from './load.js';
 export function resolveSources(loaded: LoadedConfig): SourceSpec[] {
   const exclusionClasses = resolveExclusionClasses(loaded.config.exclusion_classes);
   return loaded.config.sources.map((entry, i) =>
-    driverOfType(entry.type).fromConfig(entry, { baseDir: loaded.baseDir, where: `${loaded.file}: sources[${i}] ("${entry.name}")`, exclusionClasses }),
+    driverOfType(entry.type).fromConfig(entry as never, { baseDir: loaded.baseDir, where: `${loaded.file}: sources[${i}] ("${entry.name}")`, exclusionClasses }),
   );
 }

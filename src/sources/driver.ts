@@ -1,4 +1,3 @@
-import type { z } from 'zod';
 import type { DumpReader, DumpSink } from './dump-sink.js';
 import type { ConnectOptions } from './mariadb/connection.js';
 
@@ -8,17 +7,16 @@ import type { ConnectOptions } from './mariadb/connection.js';
  * tree of files and put back. Files sources are walked by the snapshot layer instead (they
  * are deduplicated file by file against the parent snapshot); their driver has no backup.
  *
- * A new kind of source is a folder of sources/ with its driver, plus one line in
- * sources/registry.ts.
+ * A new kind of source is a folder of sources/ with its driver, plus a line in
+ * sources/registry.ts and one in sources/config-schema.ts. Drivers load what they run
+ * (a database client, a dumper) when they run it: every command imports the registry.
  */
 export interface SourceDriver<Spec extends SourceSpecBase = SourceSpecBase> {
   kind: NonNullable<Spec['kind']>;
-  /** the `type` values of stackvault.yaml's sources this driver takes */
+  /** the `type` values of stackvault.yaml's sources this driver takes (its schema is in sources/config-schema.ts) */
   configTypes: readonly string[];
-  /** one entry of stackvault.yaml's sources, with one of configTypes as its `type` */
-  configSchema: z.ZodObject;
-  /** an entry of stackvault.yaml made ready to run: paths absolute, secrets read */
-  fromConfig(entry: z.infer<this['configSchema']>, context: SourceConfigContext): Spec;
+  /** an entry of stackvault.yaml, checked by its schema, made ready to run: paths absolute, secrets read */
+  fromConfig(entry: never, context: SourceConfigContext): Spec;
   /** the compose services the source runs as (started on their own before a restore into them) */
   services?(spec: Spec): string[];
   /** the spec reaching its service at `address` in the stack's network */

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { z } from 'zod';
 import type { SourceDriver } from './driver.js';
-import { sourceName } from './mariadb/config.js';
+import type { z } from 'zod';
+import type { filesSourceSchema } from './files-schema.js';
 
 /** A folder: walked and deduplicated file by file by the snapshot layer (snapshot/backup.ts). */
 export interface FilesSource {
@@ -16,22 +16,9 @@ export interface FilesSource {
   oneFileSystem?: boolean;
 }
 
-const patternList = z.array(z.string().min(1, 'a pattern may not be empty'));
-
-export const filesSourceSchema = z.strictObject({
-  name: sourceName,
-  type: z.literal('files'),
-  path: z.string().min(1),
-  include: patternList.optional(),
-  exclude: patternList.optional(),
-  /** which exclusion classes apply to this source; all classes in force when omitted */
-  exclusions: z.array(z.string()).optional(),
-});
-
 export const filesDriver: SourceDriver<FilesSource> = {
   kind: 'files',
   configTypes: ['files'],
-  configSchema: filesSourceSchema,
   fromConfig: (entry: z.infer<typeof filesSourceSchema>, context) => ({
     kind: 'files',
     name: entry.name,

@@ -1,15 +1,14 @@
-import { z } from 'zod';
 import type { SourceDriver } from './driver.js';
-import { filesDriver, filesSourceSchema, type FilesSource } from './files-driver.js';
-import { mariadbSourceSchema } from './mariadb/config.js';
-import { gitDriver, gitSourceSchema, type GitSource } from './git/driver.js';
+import { filesDriver, type FilesSource } from './files-driver.js';
+import { gitDriver, type GitSource } from './git/driver.js';
 import { mariadbDriver } from './mariadb/driver.js';
 import type { MariadbSource } from './mariadb/dump.js';
 
-/** Every kind of source stackvault knows. A new kind is a folder of sources/ and a line in each of these. */
+/**
+ * Every kind of source stackvault knows. A new kind is a folder of sources/, a line here
+ * and one in config-schema.ts (its stackvault.yaml schema, loaded only with a config).
+ */
 export const SOURCE_DRIVERS: readonly SourceDriver<SourceSpec>[] = [filesDriver, mariadbDriver, gitDriver] as never[];
-/** One entry of stackvault.yaml's sources, told apart by its `type`. */
-export const sourceEntrySchema = z.discriminatedUnion('type', [filesSourceSchema, mariadbSourceSchema, gitSourceSchema]);
 /** A source of any kind, ready to back up or restore. */
 export type SourceSpec = FilesSource | MariadbSource | GitSource;
 

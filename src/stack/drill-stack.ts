@@ -9,7 +9,7 @@ import { openSourceReader } from '../snapshot/restore/streamed-source.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { walkTree } from '../snapshot/walk.js';
 import { isFilesSource } from '../sources/files-driver.js';
-import { resolveConnection } from '../sources/mariadb/config.js';
+import { resolveConnection } from '../sources/mariadb/connect-options.js';
 import type { ConnectOptions } from '../sources/mariadb/connection.js';
 import { driverOf } from '../sources/registry.js';
 import { StackvaultError, UsageError } from '../util/errors.js';

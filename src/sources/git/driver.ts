@@ -4,10 +4,8 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { z } from 'zod';
 import { StackvaultError, UsageError } from '../../util/errors.js';
 import type { SourceDriver } from '../driver.js';
-import { sourceName } from '../mariadb/config.js';
 import { readWhole } from '../dump-sink.js';
 
 /** The stack's own git repository (stackvault.yaml, compose files, .env and their history). */
@@ -20,9 +18,6 @@ export interface GitSource {
 
 /** The name the stack repository's bundle has in every stack snapshot. */
 export const STACK_REPOSITORY_SOURCE = 'stack-repository';
-
-/** Another git repository the stack keeps (dial plans, scripts): `type: git` in stackvault.yaml. */
-export const gitSourceSchema = z.strictObject({ name: sourceName, type: z.literal('git'), path: z.string().min(1) });
 
 const BUNDLE = 'repository.bundle';
 const HEAD = 'head';
@@ -71,7 +66,6 @@ async function* bundle(toplevel: string): AsyncIterable<Buffer> {
 export const gitDriver: SourceDriver<GitSource> = {
   kind: 'git',
   configTypes: ['git'],
-  configSchema: gitSourceSchema,
   fromConfig: (entry: { name: string; path: string }, context) => ({ kind: 'git', name: entry.name, path: join(context.baseDir, entry.path) }),
 
   async backup(spec, sink, options) {

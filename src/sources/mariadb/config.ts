@@ -1,7 +1,5 @@
-import { resolve } from 'node:path';
 import { z } from 'zod';
-import { readSecretFile, secretFromEnv, secretFromFile } from '../../util/secrets.js';
-import type { ConnectOptions } from './connection.js';
+import { sourceName } from '../source-name.js';
 
 /** How stackvault.yaml says to reach a database server; the password is never written to a snapshot or a log. */
 export const serverFields = {
@@ -24,8 +22,6 @@ export const serverFields = {
 /** A server of stackvault.yaml outside the sources (drill.database). */
 export const serverSchema = z.strictObject(serverFields);
 
-export const sourceName = z.string().regex(/^[A-Za-z0-9._-]+$/, 'a source name may only hold letters, digits, ".", "_" and "-"');
-
 export const mariadbSourceSchema = z.strictObject({
   name: sourceName,
   type: z.literal(['mariadb', 'mysql']),
@@ -42,15 +38,3 @@ export const mariadbSourceSchema = z.strictObject({
   /** connections that read (and on restore, load) table data at once */
   threads: z.number().int().min(1).max(64).optional(),
 });
-
-type ServerEntry = z.infer<typeof serverSchema>;
-
-/** How to reach a database server of stackvault.yaml: its password and TLS files read, paths made absolute. */
-export function resolveConnection(baseDir: string, s: ServerEntry, where: string): ConnectOptions {
-  let password: string | undefined;
-  if (s.password_file) password = secretFromFile(resolve(baseDir, s.password_file), `${where}.password_file`);
-  else if (s.password_env) password = secretFromEnv(s.password_env, `${where}.password_env`);
-  const tlsFile = (f: string | undefined, field: string) => (f ? readSecretFile(resolve(baseDir, f), `${where}.tls.${field}`) : undefined);
-  const tls = s.tls === true ? {} : s.tls ? { ca: tlsFile(s.tls.ca, 'ca'), cert: tlsFile(s.tls.cert, 'cert'), key: tlsFile(s.tls.key, 'key'), verify: s.tls.verify } : undefined;
-  return { host: s.host, port: s.port, socket: s.socket ? resolve(baseDir, s.socket) : undefined, user: s.user, password, tls };
-}

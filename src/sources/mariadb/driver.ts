@@ -1,20 +1,21 @@
-import type { SourceDriver } from '../driver.js';
-import { mariadbSourceSchema, resolveConnection } from './config.js';
-import { Connection, describeEndpoint } from './connection.js';
-import { dumpMariadb, type MariadbSource } from './dump.js';
-import { restoreMariadb } from './restore.js';
-import { ident } from './sql.js';
-import { verifyMariadb } from './verify.js';
+import type { z } from 'zod';
 import { StackvaultError } from '../../util/errors.js';
+import type { SourceDriver } from '../driver.js';
+import type { mariadbSourceSchema } from './config.js';
+import { resolveConnection } from './connect-options.js';
+import type { MariadbSource } from './dump.js';
 
 const MARIADB_PORT = 3306;
 
-/** MariaDB and MySQL: a consistent dump over the server's own protocol, restored in parallel. */
+/**
+ * MariaDB and MySQL: a consistent dump over the server's own protocol, restored in
+ * parallel. The client (wire protocol, dump, restore) loads when a database is backed up
+ * or restored, not with every command.
+ */
 export const mariadbDriver: SourceDriver<MariadbSource> = {
   kind: 'mariadb',
   configTypes: ['mariadb', 'mysql'],
-  configSchema: mariadbSourceSchema,
-  fromConfig: (entry: import('zod').infer<typeof mariadbSourceSchema>, context) => ({
+  fromConfig: (entry: z.infer<typeof mariadbSourceSchema>, context) => ({
     kind: 'mariadb',
     name: entry.name,
     connection: resolveConnection(context.baseDir, entry, context.where),
@@ -29,6 +30,7 @@ export const mariadbDriver: SourceDriver<MariadbSource> = {
   atServiceAddress: (spec, address) => ({ ...spec, connection: { ...spec.connection, host: address, port: spec.connection.port ?? MARIADB_PORT } }),
 
   async backup(spec, sink, options) {
+    const [{ dumpMariadb }, { describeEndpoint }] = await Promise.all([import('./dump.js'), import('./connection.js')]);
     const dumped = await dumpMariadb(spec, sink, {
       signal: options.signal,
       progress: options.progress && ((p) => options.progress!({ bytesDone: p.bytesDone, bytesEstimate: p.bytesEstimate, current: p.current })),
@@ -50,12 +52,14 @@ export const mariadbDriver: SourceDriver<MariadbSource> = {
   },
 
   async restore(reader, spec, options) {
+    const { restoreMariadb } = await import('./restore.js');
     await restoreMariadb(reader, { name: spec.name, connection: spec.connection, force: options.force, users: spec.users, threads: spec.threads, signal: options.signal });
   },
 
   /** Into the scratch server under drill_ names, read back table by table and compared with the dump, then dropped. */
   async drill(reader, source, record, scratch, signal) {
     if (!scratch.database) return { source, skipped: 'no drill.database server configured' };
+    const [{ restoreMariadb }, { verifyMariadb }, { Connection }, { ident }] = await Promise.all([import('./restore.js'), import('./verify.js'), import('./connection.js'), import('./sql.js')]);
     const rename = Object.fromEntries((record.database?.databases ?? []).map((d) => [d, `drill_${d}`]));
     const started = Date.now();
     const summary = await restoreMariadb(reader, { name: source, connection: scratch.database, rename, force: true, signal });
