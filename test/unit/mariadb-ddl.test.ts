@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { splitCreateTable } from '../../src/sources/mariadb/ddl.js';
+import { renameQualifiers } from '../../src/sources/mariadb/restore.js';
 import { DEFAULT_ROWS_PER_PART, partStep } from '../../src/sources/mariadb/dump.js';
 
 const create = [
@@ -73,4 +74,12 @@ test('definitions are found by tokens: a name or a string holding newlines, comm
     ].join('\n'),
   );
   assert.deepEqual(split.indexes, ['ADD KEY `k\nodd` (`a\nb, (c)`)', 'ADD KEY `k_agent` (`agent`)']);
+});
+
+test('--rename-db renames names only: text in string literals stays as it was', () => {
+  const view = "select `app`.`t`.`id` AS `id`,'see `app`.x' AS `hint`,\"it''s `app`.y\" AS `q`,'a\\'b `app`.z' AS `e` from `app`.`t` join `apps`.`u`";
+  assert.equal(
+    renameQualifiers(view, new Map([['app', 'app2']])),
+    "select `app2`.`t`.`id` AS `id`,'see `app`.x' AS `hint`,\"it''s `app`.y\" AS `q`,'a\\'b `app`.z' AS `e` from `app2`.`t` join `apps`.`u`",
+  );
 });

@@ -1,3 +1,5 @@
+import { quotedEnd } from './sql.js';
+
 /**
  * Loading is fastest into a table with only its primary key: secondary indexes built
  * afterwards are sorted once instead of updated row by row, and foreign keys added with
@@ -28,16 +30,8 @@ function definitionList(create: string): { open: number; close: number; commas: 
   const commas: number[] = [];
   for (let i = 0; i < create.length; i++) {
     const c = create[i]!;
-    if (c === '`' || c === "'" || c === '"') {
-      // A quote is doubled to stand for itself; in strings a backslash escapes the next character.
-      for (i++; i < create.length; i++) {
-        if (c !== '`' && create[i] === '\\') i++;
-        else if (create[i] === c) {
-          if (create[i + 1] === c) i++;
-          else break;
-        }
-      }
-    } else if (c === '(') {
+    if (c === '`' || c === "'" || c === '"') i = quotedEnd(create, i);
+    else if (c === '(') {
       if (depth++ === 0) open = i;
     } else if (c === ')') {
       if (--depth === 0) return { open, close: i, commas };

@@ -4,7 +4,7 @@ import { Connection, ServerError, type ConnectOptions } from './connection.js';
 import { splitCreateTable } from './ddl.js';
 import { linearBackoff, retry } from '../../util/retry.js';
 import { DUMP_FORMAT, type DatabaseSchema, type DumpManifest, type ObjectDef, type TablePart, type TableSchema, type UserDef } from './format.js';
-import { fileName, ident, literal, qualified } from './sql.js';
+import { fileName, ident, literal, qualified, quotedEnd } from './sql.js';
 
 export interface MariadbRestoreOptions {
   /** the source's name, for messages */
@@ -119,15 +119,7 @@ export function renameQualifiers(text: string, rename: Map<string, string>): str
       i = end;
       continue;
     }
-    // The token's end: a doubled quote stands for itself; in strings a backslash escapes the next character.
-    let j = i + 1;
-    for (; j < text.length; j++) {
-      if (c !== '`' && text[j] === '\\') j++;
-      else if (text[j] === c) {
-        if (text[j + 1] === c) j++;
-        else break;
-      }
-    }
+    const j = quotedEnd(text, i);
     const token = text.slice(i, j + 1);
     out += c === '`' && text[j + 1] === '.' ? (renamed.get(token) ?? token) : token;
     i = j + 1;

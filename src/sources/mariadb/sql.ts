@@ -19,3 +19,22 @@ export function fileName(name: string): string {
 
 /** Schemas that belong to the server, not to the application. */
 export const SYSTEM_SCHEMAS = ['mysql', 'information_schema', 'performance_schema', 'sys'];
+
+/**
+ * Where the quoted token that starts at `start` (a `name`, a 'string' or a "string") ends:
+ * the index of its closing quote. A doubled quote stands for itself; in strings a
+ * backslash escapes the next character. Statements are read by such tokens, never by
+ * lines: names and strings may hold newlines, commas and parentheses.
+ */
+export function quotedEnd(text: string, start: number): number {
+  const quote = text[start];
+  let i = start + 1;
+  for (; i < text.length; i++) {
+    if (quote !== '`' && text[i] === '\\') i++;
+    else if (text[i] === quote) {
+      if (text[i + 1] === quote) i++;
+      else break;
+    }
+  }
+  return i;
+}
