@@ -49,6 +49,8 @@ test('every stack snapshot holds the stack repository: restore clones it with it
   assert.equal(drilled.code, 0, drilled.stderr);
   const report = JSON.parse(drilled.stdout.trim().split('\n').pop()!) as { databases: Array<Record<string, unknown>> };
   assert.deepEqual(report.databases, [{ source: 'stack-repository', commits: 2, head, verified: true }]);
+  const text = await runCli(['drill'], { env, cwd: stack });
+  assert.match(text.stdout, new RegExp(`source stack-repository: repository cloned and checked \\(git fsck\\), 2 commits, HEAD ${head.slice(0, 12)}`));
 });
 
 test("the stack repository's bundle is taken whole every time, also when git is still exiting after its last byte", async (t) => {

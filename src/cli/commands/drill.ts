@@ -15,6 +15,14 @@ interface DrillDetails {
   databases: Array<Record<string, unknown>>;
 }
 
+/** One streamed source's line of the drill report: a database's tables, a repository's commits. */
+function describeStreamedDrill(entry: Record<string, unknown>): string {
+  const source = `  source ${String(entry.source)}`;
+  if (entry.skipped) return `${source}: skipped (${String(entry.skipped)})`;
+  if (entry.commits !== undefined) return `${source}: repository cloned and checked (git fsck), ${String(entry.commits)} commits, HEAD ${String(entry.head).slice(0, 12)}`;
+  return `${source}: ${String(entry.tables)} tables, ${String(entry.rows)} rows restored and verified in ${formatDuration(Number(entry.restoreMs) / 1000)}`;
+}
+
 export function registerDrillCommand(program: Command, context: () => CliContext): void {
   program
     .command('drill')
@@ -44,9 +52,7 @@ Examples:
         () =>
           [
             `drill of snapshot ${d.snapshot.slice(0, 8)}: restored and verified ${plural(d.filesVerified, 'file')} (${formatBytes(d.bytesVerified)}) in ${formatDuration(d.rtoMs / 1000)} (the recovery time)`,
-            ...d.databases.map((db) =>
-              db.skipped ? `  source ${String(db.source)}: skipped (${String(db.skipped)})` : `  source ${String(db.source)}: ${String(db.tables)} tables, ${String(db.rows)} rows restored and verified in ${formatDuration(Number(db.restoreMs) / 1000)}`,
-            ),
+            ...d.databases.map(describeStreamedDrill),
             ...(outcome.problem ? [`problem: ${outcome.problem}`] : []),
           ].join('\n'),
         () => ({ message_type: 'summary', ...d, problem: outcome.problem ?? null }),
