@@ -252,3 +252,18 @@ test('system-versioned tables keep their history: every row version with its per
   assert.deepEqual(verdicts.filter((v) => !v.equal), []);
   assert.equal(verdicts.find((v) => v.table === 'tickets')?.rows, 5);
 });
+
+test('a backup user authenticated with ed25519 (client_ed25519) logs in, dumps and restores', async (t) => {
+  const [a, b] = await Promise.all([startMariadb(t), startMariadb(t)]);
+  await a.client("INSTALL SONAME 'auth_ed25519'; CREATE DATABASE calls; CREATE TABLE calls.c (id INT PRIMARY KEY, agent VARCHAR(20)); INSERT INTO calls.c VALUES (1, 'ana'), (2, 'bo')");
+  await a.client("CREATE USER backup@'%' IDENTIFIED VIA ed25519 USING PASSWORD('s3cret pw'); GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, LOCK TABLES, PROCESS, BINLOG MONITOR ON *.* TO backup@'%'");
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const spec = { ...source(a, { databases: ['calls'] }), connection: { host: a.host, port: a.port, user: 'backup', password: 's3cret pw' } };
+  const saved = await backup(repo, { sources: [spec] });
+  assert.equal(saved.snapshot.sources[0]!.database!.rows, 2);
+  await restoreDatabaseSource(repo, { id: saved.id, snapshot: saved.snapshot }, 'db', { connection: { socket: b.socket, user: 'root' } });
+  assert.equal(await b.client('SELECT id, agent FROM calls.c ORDER BY id'), await a.client('SELECT id, agent FROM calls.c ORDER BY id'));
+  // A wrong password is refused by the server, with its message.
+  await assert.rejects(backup(repo, { sources: [{ ...spec, connection: { ...spec.connection, password: 'wrong' } }] }), /Access denied/);
+});

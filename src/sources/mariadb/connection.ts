@@ -2,6 +2,7 @@ import { createConnection, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { StackvaultError } from '../../util/errors.js';
 import { cachingSha2Response, clearPasswordResponse, nativePasswordResponse, rsaPasswordResponse } from './auth.js';
+import { ed25519Response } from './ed25519.js';
 import { ConnectionClosedError, PacketReader, PayloadCursor, framePackets, lenencInt } from './wire.js';
 
 /**
@@ -240,8 +241,10 @@ export class Connection {
         case 'unix_socket':
         case 'auth_socket':
           return Buffer.alloc(0);
+        case 'client_ed25519':
+          return ed25519Response(password, seed.subarray(0, 32));
         default:
-          throw new ConnectError(`mariadb at ${this.endpoint}: authentication plugin ${name} is not supported (use mysql_native_password, caching_sha2_password or unix_socket for this user)`);
+          throw new ConnectError(`mariadb at ${this.endpoint}: authentication plugin ${name} is not supported (use mysql_native_password, ed25519, caching_sha2_password or unix_socket for this user)`);
       }
     };
     const auth = authFor(plugin, scramble);
@@ -259,7 +262,8 @@ export class Connection {
         const sw = new PayloadCursor(p, 1);
         plugin = sw.nulString();
         const data = sw.rest();
-        scramble = data.length > 0 && data[data.length - 1] === 0 ? data.subarray(0, data.length - 1) : data;
+        // Most plugins' data ends in a NUL; ed25519's is a bare 32-byte nonce, whose last byte may be 0.
+        scramble = plugin !== 'client_ed25519' && data.length > 0 && data[data.length - 1] === 0 ? data.subarray(0, data.length - 1) : data;
         this.send(authFor(plugin, scramble));
         continue;
       }
