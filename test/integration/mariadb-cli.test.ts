@@ -100,3 +100,26 @@ test('a wrong database password or an unreachable server fails clearly and saves
   const none = await runCli(['snapshots', '--json'], { cwd: dir, env });
   assert.deepEqual(JSON.parse(none.stdout), []);
 });
+
+test('values the server cannot take back are named at backup, and restore exits non-zero unless --allow-lossy', async (t) => {
+  const server = await startMariadb(t);
+  const conn = await server.connect();
+  await conn.execute('SET NAMES utf8mb4');
+  for (const sql of ['CREATE DATABASE moods CHARACTER SET utf8mb4', "CREATE TABLE moods.calls (id INT PRIMARY KEY, mood ENUM('😀','ok') CHARACTER SET utf8mb4)", "INSERT INTO moods.calls VALUES (1, '😀'), (2, 'ok')"]) await conn.execute(sql);
+  await conn.close();
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'stackvault.yaml'), ['stack: acme', 'repository: { url: ./repo }', 'sources:', '  - name: db', '    type: mariadb', `    socket: ${server.socket}`, '    databases: [moods]', ''].join('\n'));
+  const cli = (args: string[]) => runCli(args, { cwd: dir, env: { STACKVAULT_PASSWORD: 'pw' } });
+  assert.equal((await cli(['init'])).code, 0);
+  const saved = await cli(['backup', '--json']);
+  assert.equal(saved.code, 0, saved.stderr);
+  const warnings = (JSON.parse(saved.stdout.trim().split('\n').pop()!) as { sources: Array<{ database: { warnings: string[] } }> }).sources[0]!.database.warnings;
+  assert.ok(warnings.some((w) => w.startsWith('moods.calls.mood:') && w.includes('"😀"')), JSON.stringify(warnings));
+
+  const lossy = await cli(['restore', 'latest', '--source', 'db', '--rename-db', 'moods=moods_copy']);
+  assert.equal(lossy.code, 1, lossy.stderr);
+  assert.match(lossy.stderr, /--allow-lossy/);
+  const accepted = await cli(['restore', 'latest', '--source', 'db', '--rename-db', 'moods=moods_accepted', '--allow-lossy']);
+  assert.equal(accepted.code, 0, accepted.stderr);
+  assert.match(accepted.stdout, /warning: /);
+});

@@ -35,6 +35,7 @@ interface RestoreFlags {
   database: string[];
   users?: boolean;
   threads?: string;
+  allowLossy?: boolean;
 }
 
 function parseRenames(values: string[]): Record<string, string> {
@@ -108,6 +109,10 @@ async function restoreDatabases(ctx: CliContext, repo: Repository, ref: Snapshot
         ].join('\n'),
       () => ({ message_type: 'summary', snapshot_id: ref.id, source: name, seconds, ...summary }),
     );
+    // The server changed values while loading them: the restored data is not the snapshot's.
+    if (summary.warnings.length > 0 && !flags.allowLossy) {
+      throw new StackvaultError(`the server could not take back ${summary.warnings.length} values of source ${name} as they were (the warnings above); the rest is restored. Give --allow-lossy to accept this`);
+    }
   }
 }
 
@@ -130,7 +135,8 @@ export function registerRestoreCommand(program: Command, context: () => CliConte
       .option('--rename-db <old=new>', 'restore database OLD under the name NEW (repeatable)', collect, [])
       .option('--database <name>', 'restore only this database of the source (repeatable)', collect, [])
       .option('--users', 'also create the users and grants the snapshot holds')
-      .option('--threads <n>', 'connections loading data at once (default 2)'),
+      .option('--threads <n>', 'connections loading data at once (default 2)')
+      .option('--allow-lossy', 'exit 0 even when the server changed values while loading them (they are listed as warnings)'),
   )
     .addHelpText(
       'after',

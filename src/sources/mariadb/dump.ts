@@ -15,7 +15,7 @@ import {
 } from './catalog.js';
 import { Connection, ServerError, type ConnectOptions } from './connection.js';
 import { DUMP_FORMAT, encodeJson, rowOrder, rowSource, type DatabaseSchema, type DumpManifest, type TablePart, type TableSchema } from './format.js';
-import { SYSTEM_SCHEMAS, fileName, ident, qualified } from './sql.js';
+import { SYSTEM_SCHEMAS, fileName, ident, literal, qualified } from './sql.js';
 import { TsvEncoder } from './tsv.js';
 
 /** A MariaDB or MySQL source, ready to connect (see mariadb/driver.ts for stackvault.yaml's form). */
@@ -276,7 +276,30 @@ async function planDump(control: Connection, spec: MariadbSource): Promise<DumpP
     }
   }
   plan.jobs.sort((a, b) => plan.tableSize.get(b.table)! - plan.tableSize.get(a.table)! || 0);
+  for (const database of databases) plan.warnings.push(...(await lossyEnumValues(control, database)));
   return plan;
+}
+
+/**
+ * ENUM and SET values the server cannot take back: it prints members with characters
+ * outside the Basic Multilingual Plane as "?" (SHOW CREATE TABLE and information_schema
+ * alike), so a table created from its definition lacks them and their rows lose the
+ * value. Only columns whose printed type holds "?" are read (one DISTINCT each).
+ */
+async function lossyEnumValues(control: Connection, database: string): Promise<string[]> {
+  const columns = await control.queryStrings(
+    `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ${literal(database)} AND DATA_TYPE IN ('enum', 'set') AND COLUMN_TYPE LIKE '%?%'`,
+  );
+  const warnings: string[] = [];
+  for (const [table, column, dataType, columnType] of columns) {
+    const members = new Set([...columnType!.matchAll(/'((?:[^'\\]|''|\\.)*)'/g)].map((m) => m[1]!.replaceAll("''", "'")));
+    const values = await control.queryStrings(`SELECT DISTINCT ${ident(column!)} FROM ${qualified(database, table!)} WHERE ${ident(column!)} IS NOT NULL`);
+    const lost = values.map(([v]) => v!).filter((v) => (dataType === 'set' ? v.split(',').filter((x) => x !== '') : [v]).some((x) => !members.has(x)));
+    if (lost.length > 0) {
+      warnings.push(`${database}.${table}.${column}: the server prints this ${dataType!.toUpperCase()} as ${columnType} and cannot take back the values ${lost.slice(0, 5).map((v) => JSON.stringify(v)).join(', ')}: a restore loses them (characters outside the Basic Multilingual Plane)`);
+    }
+  }
+  return warnings;
 }
 
 /**
