@@ -44,6 +44,11 @@ test('every stack snapshot holds the stack repository: restore clones it with it
   const again = await runCli(['restore', 'latest', '--repo', repo, '--source', 'stack-repository', '--target', target], { env, cwd: dir });
   assert.equal(again.code, 2);
   assert.match(again.stderr, /not empty/);
+  // A file where the clone would go is someone's: refused, and left as it was.
+  await writeFile(join(dir, 'notes.txt'), 'keep me');
+  const onFile = await runCli(['restore', 'latest', '--repo', repo, '--source', 'stack-repository', '--target', join(dir, 'notes.txt')], { env, cwd: dir });
+  assert.equal(onFile.code, 2, onFile.stderr);
+  assert.equal(await readFile(join(dir, 'notes.txt'), 'utf8'), 'keep me');
 
   const drilled = await runCli(['drill', '--json'], { env, cwd: stack });
   assert.equal(drilled.code, 0, drilled.stderr);
@@ -69,4 +74,10 @@ test("the stack repository's bundle is taken whole every time, also when git is 
   };
   // Stopping git once its output ended killed it before it exited: most backups failed.
   for (let i = 0; i < 15; i++) await gitDriver.backup!({ kind: 'git', name: 'stack-repository', path: dir }, sink, {});
+});
+
+test('a git source of stackvault.yaml takes its path as given when absolute, else from the stack folder', () => {
+  const context = { baseDir: '/srv/stacks/acme', where: 'stackvault.yaml: sources[2]', exclusionClasses: {} };
+  assert.equal(gitDriver.fromConfig({ name: 'dialplans', path: '/srv/dialplans' } as never, context).path, '/srv/dialplans');
+  assert.equal(gitDriver.fromConfig({ name: 'dialplans', path: './dialplans' } as never, context).path, '/srv/stacks/acme/dialplans');
 });

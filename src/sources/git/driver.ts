@@ -1,10 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { StackvaultError, UsageError } from '../../util/errors.js';
+import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { SourceDriver } from '../driver.js';
 import { readWhole } from '../dump-sink.js';
 
@@ -66,7 +66,7 @@ async function* bundle(toplevel: string): AsyncIterable<Buffer> {
 export const gitDriver: SourceDriver<GitSource> = {
   kind: 'git',
   configTypes: ['git'],
-  fromConfig: (entry: { name: string; path: string }, context) => ({ kind: 'git', name: entry.name, path: join(context.baseDir, entry.path) }),
+  fromConfig: (entry: { name: string; path: string }, context) => ({ kind: 'git', name: entry.name, path: resolve(context.baseDir, entry.path) }),
 
   async backup(spec, sink, options) {
     const toplevel = await git(spec.path, ['rev-parse', '--show-toplevel']);
@@ -81,14 +81,20 @@ export const gitDriver: SourceDriver<GitSource> = {
 
   /** A clone of the bundle into spec.path, which must be absent or empty; HEAD is checked against the recorded one. */
   async restore(reader, spec) {
-    const entries = await readdir(spec.path).catch(() => [] as string[]);
-    if (entries.length > 0) throw new UsageError(`${spec.path} is not empty: the stack repository is cloned into a new or empty folder`);
+    let entries: string[] | undefined;
+    try {
+      entries = await readdir(spec.path);
+    } catch (err) {
+      // Only a place that does not exist yet is free: a file there is someone's, never removed.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new UsageError(`${spec.path}: ${errorMessage(err)}: the stack repository is cloned into a new or empty folder`);
+    }
+    if (entries && entries.length > 0) throw new UsageError(`${spec.path} is not empty: the stack repository is cloned into a new or empty folder`);
     await mkdir(dirname(spec.path), { recursive: true });
     const scratch = await mkdtemp(join(dirname(spec.path), '.stackvault-bundle-'));
     try {
       const file = join(scratch, BUNDLE);
       await pipeline(reader.read(BUNDLE), createWriteStream(file));
-      await rm(spec.path, { recursive: true, force: true });
+      if (entries) await rmdir(spec.path);
       await git(dirname(spec.path), ['clone', '--quiet', file, spec.path]);
       // The bundle was a temporary file: the clone keeps no remote pointing at it.
       await git(spec.path, ['remote', 'remove', 'origin']);
