@@ -294,28 +294,11 @@ class SourceWalker {
    */
   async saveDir(dir: string, relDir: string, parentTreeId: string | undefined, insideInclude: boolean, dev: bigint): Promise<{ id: string; entries: number }> {
     throwIfAborted(this.signal);
-    const parentNodes = new Map<string, TreeNode>();
-    let parentTree: Tree | undefined;
-    if (parentTreeId) {
-      try {
-        parentTree = await this.loader.load(parentTreeId);
-        for (const n of parentTree.nodes) parentNodes.set(n.name, n);
-      } catch {
-        /* a damaged parent only costs re-reading files */
-      }
-    }
-    const prefetched = this.prefetched?.take(dir);
-    let names: string[];
-    try {
-      names = prefetched ? prefetched.names : await sortedNames(dir);
-    } catch (err) {
-      this.fail(relDir, err);
-      names = [];
-    }
-    const stats = prefetched ? prefetched.stats : await this.reader.lstatAll(dir, names, STAT_CONCURRENCY);
+    const parent = await this.parentTree(parentTreeId);
+    const { names, stats } = await this.listing(dir, relDir);
     // Slots keep the tree in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(names.length);
-    const fileTasks: Array<Promise<void>> = [];
+    const tasks: Array<Promise<void>> = [];
     for (let i = 0; i < names.length && this.fatal === undefined; i++) {
       const name = names[i]!;
       const full = entryPath(dir, name);
@@ -339,63 +322,118 @@ class SourceWalker {
         continue;
       }
       const node = nodeFromStat(name, type, st);
+      const place = (n: TreeNode) => {
+        slots[i] = n;
+      };
       if (type === 'file') {
-        if (this.reuseUnchanged(rel, st, node, parentNodes.get(name))) {
-          slots[i] = node;
-          continue;
-        }
-        const size = Number(st.size);
-        const { route, release } = this.dispatchNow(size) ?? (await this.dispatch(size));
-        if (this.fatal !== undefined) {
-          release();
-          break;
-        }
-        fileTasks.push(
-          this.saveFile(full, rel, st, node, parentNodes.get(name), route)
-            .then(() => {
-              slots[i] = node;
-            })
-            .catch((err: unknown) => this.failed(rel, err))
-            .finally(release),
-        );
-        continue;
+        if (!(await this.startFile(full, rel, st, node, parent.nodes.get(name), place, tasks))) break;
+      } else if (isDir) {
+        await this.startSubdir(full, rel, st, node, parent.nodes.get(name), included, dev, place, tasks);
+      } else if (await this.readSpecial(full, rel, type, st, node)) {
+        place(node);
       }
-      if (isDir) {
-        const finish = (sub: { id: string; entries: number }) => {
-          // A folder kept only because include patterns might match inside it goes if nothing did.
-          if (!included && sub.entries === 0) return;
-          node.subtree = sub.id;
-          this.stats.dirs++;
-          slots[i] = node;
-        };
-        const failed = (err: unknown) => this.failed(rel, err);
-        const sub = st.dev !== dev && (await this.excludeMount(full)) ? this.emptyDir() : this.saveDir(full, rel, parentNodes.get(name)?.subtree, included, st.dev);
-        if (this.openDirs < MAX_OPEN_DIRS) {
-          // The walk goes on to the next folder while this one's last files are still being
-          // read: otherwise every folder would wait for its slowest file, idling the pipeline.
-          this.openDirs++;
-          fileTasks.push(sub.then(finish, failed).finally(() => this.openDirs--));
-        } else {
-          await sub.then(finish, failed);
-        }
-        continue;
-      }
-      try {
-        if (type === 'symlink') node.target = await readLinkTarget(full);
-        if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
-        this.stats.others++;
-      } catch (err) {
-        this.failed(rel, err);
-        continue;
-      }
-      slots[i] = node;
     }
-    await Promise.all(fileTasks);
+    await Promise.all(tasks);
     if (this.fatal !== undefined) throw this.fatal;
     const nodes = slots.filter((n): n is TreeNode => n !== undefined);
     // An unchanged folder is the parent's tree: no serialising and hashing it again.
-    if (parentTree && sameNodes(nodes, parentTree.nodes) && this.writer.has(parentTreeId!)) return { id: parentTreeId!, entries: nodes.length };
+    if (parent.tree && sameNodes(nodes, parent.tree.nodes) && this.writer.has(parentTreeId!)) return { id: parentTreeId!, entries: nodes.length };
     return { id: await saveTree(this.writer, { nodes } satisfies Tree), entries: nodes.length };
+  }
+
+  /** The parent snapshot's tree of this folder, by name; a damaged one only costs re-reading files. */
+  private async parentTree(parentTreeId: string | undefined): Promise<{ tree?: Tree; nodes: Map<string, TreeNode> }> {
+    const nodes = new Map<string, TreeNode>();
+    if (!parentTreeId) return { nodes };
+    try {
+      const tree = await this.loader.load(parentTreeId);
+      for (const n of tree.nodes) nodes.set(n.name, n);
+      return { tree, nodes };
+    } catch {
+      return { nodes };
+    }
+  }
+
+  /** The folder's names in order and their lstat results (read ahead while the key was derived, where it was). */
+  private async listing(dir: string, relDir: string): Promise<{ names: string[]; stats: Array<BigIntStats | Error> }> {
+    const prefetched = this.prefetched?.take(dir);
+    if (prefetched) return prefetched;
+    let names: string[];
+    try {
+      names = await sortedNames(dir);
+    } catch (err) {
+      this.fail(relDir, err);
+      names = [];
+    }
+    return { names, stats: await this.reader.lstatAll(dir, names, STAT_CONCURRENCY) };
+  }
+
+  /**
+   * A file: unchanged since the parent snapshot, its node as it was; else read and stored
+   * on the route its size picks, in the background. False when the backup must stop.
+   */
+  private async startFile(full: string, rel: string, st: BigIntStats, node: TreeNode, parentNode: TreeNode | undefined, place: (n: TreeNode) => void, tasks: Array<Promise<void>>): Promise<boolean> {
+    if (this.reuseUnchanged(rel, st, node, parentNode)) {
+      place(node);
+      return true;
+    }
+    const size = Number(st.size);
+    const { route, release } = this.dispatchNow(size) ?? (await this.dispatch(size));
+    if (this.fatal !== undefined) {
+      release();
+      return false;
+    }
+    tasks.push(
+      this.saveFile(full, rel, st, node, parentNode, route)
+        .then(() => place(node))
+        .catch((err: unknown) => this.failed(rel, err))
+        .finally(release),
+    );
+    return true;
+  }
+
+  /** A subfolder (or a mount recorded as empty), walked on while this folder goes on where it may. */
+  private async startSubdir(
+    full: string,
+    rel: string,
+    st: BigIntStats,
+    node: TreeNode,
+    parentNode: TreeNode | undefined,
+    included: boolean,
+    dev: bigint,
+    place: (n: TreeNode) => void,
+    tasks: Array<Promise<void>>,
+  ): Promise<void> {
+    const finish = (sub: { id: string; entries: number }) => {
+      // A folder kept only because include patterns might match inside it goes if nothing did.
+      if (!included && sub.entries === 0) return;
+      node.subtree = sub.id;
+      this.stats.dirs++;
+      place(node);
+    };
+    const failed = (err: unknown) => this.failed(rel, err);
+    const sub = st.dev !== dev && (await this.excludeMount(full)) ? this.emptyDir() : this.saveDir(full, rel, parentNode?.subtree, included, st.dev);
+    if (this.openDirs < MAX_OPEN_DIRS) {
+      // The walk goes on to the next folder while this one's last files are still being
+      // read: otherwise every folder would wait for its slowest file, idling the pipeline.
+      this.openDirs++;
+      tasks.push(sub.then(finish, failed).finally(() => this.openDirs--));
+    } else {
+      await sub.then(finish, failed);
+    }
+  }
+
+  /** A symlink's target or a device's number; false (and recorded) when it cannot be read. */
+  private async readSpecial(full: string, rel: string, type: TreeNode['type'], st: BigIntStats, node: TreeNode): Promise<boolean> {
+    try {
+      if (type === 'symlink') node.target = await readLinkTarget(full);
+      if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
+      this.stats.others++;
+      return true;
+    } catch (err) {
+      this.failed(rel, err);
+      return false;
+    }
   }
 
   /**
