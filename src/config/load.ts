@@ -42,16 +42,15 @@ export function parseConfig(text: string, path: string): LoadedConfig {
   const config = parsed.data;
   const known = Object.keys(resolveExclusionClasses(config.exclusion_classes));
   config.sources.forEach((source, i) => {
-    if (source.type === 'git') return;
-    if (source.type !== 'files') {
+    if (source.type === 'mariadb' || source.type === 'mysql') {
       const ways = [source.socket, source.host, source.service].filter((w) => w !== undefined).length;
       if (ways !== 1) {
         throw new UsageError(
           `${locate(doc, lineCounter, ['sources', i], path)}: sources[${i}]: a ${source.type} source needs ${ways === 0 ? '' : 'only one of '}host (and port), socket, or service (its compose service)`,
         );
       }
-      return;
     }
+    if (source.type !== 'files') return;
     for (const cls of source.exclusions ?? []) {
       if (!known.includes(cls)) {
         const where = locate(doc, lineCounter, ['sources', i, 'exclusions'], path);

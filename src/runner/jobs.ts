@@ -22,7 +22,6 @@ export interface JobOutcome {
 /** What jobs need from the daemon: the stack's configuration and its repository. */
 export interface JobContext {
   loaded: LoadedConfig;
-  host: string;
   openRepository(): Promise<Repository>;
   /** the scratch database server of drills, when configured */
   drillDatabase?: ConnectOptions;
@@ -30,7 +29,7 @@ export interface JobContext {
 
 export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<JobOutcome> {
   // Asked each night: the incarnation, the version and the database's address change with updates.
-  const result = await backupStack(ctx.loaded, { repository: () => ctx.openRepository(), host: ctx.host, signal });
+  const result = await backupStack(ctx.loaded, { repository: () => ctx.openRepository(), signal });
   const bytesAdded = result.snapshot.sources.reduce((n, s) => n + s.stats.bytesAdded, 0);
   return {
     snapshot: result.id,

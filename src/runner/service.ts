@@ -55,7 +55,6 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   const location = options.repository ?? config.repository.url;
   const ctx: JobContext = {
     loaded,
-    host,
     openRepository: async () => Repository.open(openBackend(location, { baseDir: loaded.baseDir }), options.password),
     drillDatabase: drillDatabaseOf(loaded),
   };
