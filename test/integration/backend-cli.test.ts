@@ -63,3 +63,38 @@ test('README example: rclone (SFTP)', async (t) => {
   const sftp = await startRcloneServe(t, 'sftp', 'offsite');
   await exampleWorks(t, 'rclone', sftp.env);
 });
+
+test('an rclone repository on the command line: the helper started before parsing is the one used, and none outlives the command', async (t) => {
+  const dav = await startRcloneServe(t, 'webdav', 'early');
+  const dir = await tempDir(t);
+  // A wrapper that records every helper started (its pid: exec keeps it) before it runs rclone.
+  const started = join(dir, 'started');
+  const wrapper = join(dir, 'rclone-wrapper');
+  await writeFile(wrapper, `#!/bin/sh\necho $$ >> ${started}\nexec rclone "$@"\n`, { mode: 0o755 });
+  const env = { ...dav.env, STACKVAULT_RCLONE: wrapper, STACKVAULT_PASSWORD: 'early helper' };
+  const starts = async () => (await readFile(started, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+
+  const repo = 'rclone:early:repo';
+  for (const args of [['init', '--repo', repo], [`--repo=${repo}`, 'snapshots'], ['snapshots', '-r', repo]]) {
+    const before = (await starts()).length;
+    const run = await runCli(args, { env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await starts()).length - before, 1, `${args.join(' ')} started one helper`);
+  }
+  // Named through the environment, and a command that never opens the repository.
+  const help = await runCli(['snapshots', '--help'], { env: { ...env, STACKVAULT_REPOSITORY: repo } });
+  assert.equal(help.code, 0, help.stderr);
+  const pids = (await starts()).map(Number);
+  assert.equal(pids.length, 4);
+  for (let tries = 0; pids.some(alive) && tries < 50; tries++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(pids.filter(alive), [], 'no helper is left running');
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,6 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { startRcloneHelper, takePrestartedHelper, type RcloneHelper } from './rclone-helper.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { httpRequest, keepAliveAgent, type HttpAnswer } from './http-request.js';
 import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
@@ -38,7 +37,7 @@ interface RcloneItem {
  */
 export class RcloneBackend implements Backend {
   readonly location: string;
-  private helper: Promise<{ url: string; auth: string; child: ChildProcess }> | undefined;
+  private helper: Promise<RcloneHelper> | undefined;
   private readonly uploads = new PerKeyQueue();
   private readonly agent = keepAliveAgent();
 
@@ -47,39 +46,17 @@ export class RcloneBackend implements Backend {
     this.location = redact(`rclone:${options.remote}`);
   }
 
-  private start(): Promise<{ url: string; auth: string; child: ChildProcess }> {
-    this.helper ??= new Promise((resolve, reject) => {
-      const user = randomBytes(8).toString('hex');
-      const pass = randomBytes(16).toString('hex');
-      const child = spawn(this.options.binary, ['rcd', '--rc-addr', '127.0.0.1:0', '--rc-user', user, '--rc-pass', pass, '--rc-serve', '--log-level', 'NOTICE'], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-        env: this.options.env ?? process.env,
-      });
-      let log = '';
-      const onData = (chunk: Buffer) => {
-        log += chunk.toString();
-        const port = /Serving remote control on http:\/\/127\.0\.0\.1:(\d+)/.exec(log)?.[1];
-        if (!port) return;
-        child.stderr!.off('data', onData);
-        child.stderr!.resume();
-        // Running from now on, the helper never keeps stackvault alive.
-        child.unref();
-        (child.stderr as unknown as { unref?: () => void }).unref?.();
-        resolve({ url: `http://127.0.0.1:${port}`, auth: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`, child });
-      };
-      child.stderr!.on('data', onData);
-      child.once('error', (err) => {
-        this.helper = undefined;
-        reject(new UsageError(`repository ${this.location}: cannot run ${this.options.binary}: ${errorMessage(err)} (install rclone)`));
-      });
-      child.once('exit', (code) => {
-        this.helper = undefined;
-        reject(new StackvaultError(`repository ${this.location}: rclone stopped (exit ${code}): ${redact(log.trim().split('\n').slice(-3).join(' '))}`));
-      });
-      running.add(child);
-      child.once('exit', () => running.delete(child));
-    });
-    return this.helper;
+  private start(): Promise<RcloneHelper> {
+    if (this.helper) return this.helper;
+    const env = this.options.env ?? process.env;
+    const helper = takePrestartedHelper(this.options.binary, env) ?? startRcloneHelper(this.options.binary, env, this.location);
+    this.helper = helper;
+    // A helper that failed or stopped is started again by the next call (the retries').
+    helper.then(
+      ({ child }) => child.once('exit', () => this.helper === helper && (this.helper = undefined)),
+      () => this.helper === helper && (this.helper = undefined),
+    );
+    return helper;
   }
 
   private get root(): string {
@@ -247,9 +224,3 @@ export class RcloneBackend implements Backend {
     });
   }
 }
-
-/** Helpers still running: none outlives stackvault (one listener for all, not one each). */
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) child.kill();
-});

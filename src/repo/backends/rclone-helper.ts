@@ -1,0 +1,74 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import { redact } from './transient.js';
+
+/** A running `rclone rcd`: where it listens, how to authenticate, its process. */
+export interface RcloneHelper {
+  url: string;
+  auth: string;
+  child: ChildProcess;
+}
+
+/**
+ * Start `rclone rcd` on a loopback port with a random password. It serves any remote of
+ * the rclone config it was started with (`env`); `location` only names the repository
+ * in errors.
+ */
+export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, location: string): Promise<RcloneHelper> {
+  return new Promise((resolve, reject) => {
+    const user = randomBytes(8).toString('hex');
+    const pass = randomBytes(16).toString('hex');
+    const child = spawn(binary, ['rcd', '--rc-addr', '127.0.0.1:0', '--rc-user', user, '--rc-pass', pass, '--rc-serve', '--log-level', 'NOTICE'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env,
+    });
+    let log = '';
+    const onData = (chunk: Buffer) => {
+      log += chunk.toString();
+      const port = /Serving remote control on http:\/\/127\.0\.0\.1:(\d+)/.exec(log)?.[1];
+      if (!port) return;
+      child.stderr!.off('data', onData);
+      child.stderr!.resume();
+      // Running from now on, the helper never keeps stackvault alive.
+      child.unref();
+      (child.stderr as unknown as { unref?: () => void }).unref?.();
+      resolve({ url: `http://127.0.0.1:${port}`, auth: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`, child });
+    };
+    child.stderr!.on('data', onData);
+    child.once('error', (err) => reject(new UsageError(`repository ${location}: cannot run ${binary}: ${errorMessage(err)} (install rclone)`)));
+    child.once('exit', (code) => reject(new StackvaultError(`repository ${location}: rclone stopped (exit ${code}): ${redact(log.trim().split('\n').slice(-3).join(' '))}`)));
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+  });
+}
+
+/** Helpers still running: none outlives stackvault (one listener for all, not one each). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill();
+});
+
+let prestarted: { binary: string; env: NodeJS.ProcessEnv; helper: Promise<RcloneHelper> } | undefined;
+
+/**
+ * Start a helper before stackvault has loaded the rest of itself: rclone takes about a
+ * tenth of a second to listen and as long again to answer its first call, time in which
+ * Node loads our modules on the other core. The first RcloneBackend with the same binary
+ * and environment takes it (takePrestartedHelper); one nobody takes ends with stackvault.
+ */
+export function prestartRcloneHelper(binary: string, env: NodeJS.ProcessEnv, location: string): void {
+  if (prestarted) return;
+  const helper = startRcloneHelper(binary, env, redact(location));
+  // A failure is reported to the backend that takes it, as if it had started the helper itself.
+  helper.catch(() => undefined);
+  prestarted = { binary, env, helper };
+}
+
+/** The prestarted helper, once, if it was started for this binary and environment. */
+export function takePrestartedHelper(binary: string, env: NodeJS.ProcessEnv): Promise<RcloneHelper> | undefined {
+  if (!prestarted || prestarted.binary !== binary || prestarted.env !== env) return undefined;
+  const { helper } = prestarted;
+  prestarted = undefined;
+  return helper;
+}
