@@ -9,7 +9,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { resolveExclusionClasses } from '../../src/sources/exclusion-classes.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
-import { rebuildIndex } from '../../src/snapshot/maintenance/repair.js';
+import { rebuildIndex } from '../../src/repo/maintenance/repair-index.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { listSnapshots } from '../../src/snapshot/snapshot.js';
 import { TreeLoader, sameNodes } from '../../src/snapshot/tree.js';

@@ -3,7 +3,7 @@ import { backendExtra } from '../../repo/backends/backend.js';
 import { openBackend } from '../../repo/backends/open.js';
 import { Repository } from '../../repo/repository.js';
 import { check } from '../../snapshot/maintenance/check.js';
-import { rebuildIndex } from '../../snapshot/maintenance/repair.js';
+import { rebuildIndex } from '../../repo/maintenance/repair-index.js';
 import { StackvaultError, UsageError } from '../../util/errors.js';
 import { formatBytes, parseDuration, parseSize, plural } from '../../util/format.js';
 import { canPrompt, promptNewPassword } from '../password-prompt.js';

@@ -1,7 +1,7 @@
-import type { Repository } from '../../repo/repository.js';
-import { encodeIndexFile } from '../../repo/master-index.js';
-import { idFromKey } from '../../repo/format/layout.js';
-import type { PackedBlob } from '../../repo/format/pack.js';
+import type { Repository } from '../repository.js';
+import { encodeIndexFile } from '../master-index.js';
+import { idFromKey } from '../format/layout.js';
+import type { PackedBlob } from '../format/pack.js';
 import { errorMessage } from '../../util/errors.js';
 
 /**
