@@ -1,5 +1,5 @@
 import { objectKey } from '../repo/format/layout.js';
-import type { Repository } from '../repo/repository.js';
+import type { RecordStore } from '../repo/roles.js';
 import type { DatabaseRecord } from '../sources/driver.js';
 import { IntegrityError, UsageError } from '../util/errors.js';
 
@@ -82,7 +82,7 @@ export interface ForgetRecord {
  * Snapshot id -> the forget record that forgets it (with its time). A damaged record is
  * reported and skipped (prune then lets nothing go: it may have been an undo).
  */
-export async function forgottenIds(repo: Repository): Promise<Map<string, { record: string; time: string }>> {
+export async function forgottenIds(repo: RecordStore): Promise<Map<string, { record: string; time: string }>> {
   const records: Array<{ id: string; value: ForgetRecord }> = [];
   for (const { id, value } of await repo.loadIntact<ForgetRecord>('forget', await repo.listIds('forget'))) {
     if (!Array.isArray(value.snapshots) || typeof value.time !== 'string') {
@@ -107,7 +107,7 @@ export async function forgottenIds(repo: Repository): Promise<Map<string, { reco
  * Repository.damage) and skipped: every other snapshot stays usable.
  */
 export async function listSnapshots(
-  repo: Repository,
+  repo: RecordStore,
   options: { includeForgotten?: boolean; onlyForgotten?: boolean; forgotten?: Map<string, unknown> } = {},
 ): Promise<SnapshotRef[]> {
   const forgotten = options.includeForgotten ? new Map() : (options.forgotten ?? (await forgottenIds(repo)));
@@ -123,7 +123,7 @@ export async function listSnapshots(
   return refs.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
 }
 
-export async function forgetSnapshots(repo: Repository, ids: string[], now = new Date(), options: { undo?: boolean } = {}): Promise<string | null> {
+export async function forgetSnapshots(repo: RecordStore, ids: string[], now = new Date(), options: { undo?: boolean } = {}): Promise<string | null> {
   if (ids.length === 0) return null;
   const record: ForgetRecord = { version: 1, time: now.toISOString(), snapshots: [...ids].sort(), ...(options.undo ? { undo: true } : {}) };
   return repo.saveObject('forget', record);

@@ -1,5 +1,5 @@
 import type { BigIntStats } from 'node:fs';
-import type { Repository } from '../repo/repository.js';
+import type { BlobLoader } from '../repo/roles.js';
 import type { BlobWriter } from '../repo/encode/blob-writer.js';
 import type { EntryType } from '../sources/files.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
@@ -80,7 +80,7 @@ export class TreeLoader {
   private readonly cache = new Map<string, Tree>();
 
   constructor(
-    private readonly repo: Repository,
+    private readonly blobs: Pick<BlobLoader, 'loadBlob'>,
     private readonly capacity = 512,
   ) {}
 
@@ -91,7 +91,7 @@ export class TreeLoader {
       this.cache.set(id, hit);
       return hit;
     }
-    const data = await this.repo.loadBlob(id, 'tree');
+    const data = await this.blobs.loadBlob(id, 'tree');
     let tree: Tree;
     try {
       tree = JSON.parse(data.toString('utf8')) as Tree;

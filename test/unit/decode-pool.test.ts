@@ -4,8 +4,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { newMasterKey, seal, blobId } from '../../src/repo/format/crypto.js';
 import { DecodePool } from '../../src/repo/decode/decode-pool.js';
+import type { DecodeReply } from '../../src/repo/decode/decode-jobs.js';
+import { WorkerPool } from '../../src/util/worker-pool.js';
 import { IntegrityError, StackvaultError } from '../../src/util/errors.js';
 import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
+
+const WRITER_SCRIPT = new URL('../../src/snapshot/restore/small-file-writer-worker.js', import.meta.url);
 
 test('a decode pool returns each blob or why it is damaged, and fails (not hangs) once its threads are gone', async () => {
   const master = newMasterKey(true);
@@ -24,20 +28,22 @@ test('a decode pool returns each blob or why it is damaged, and fails (not hangs
   await pool.close();
 });
 
-test('a decode pool writes blobs into an open file at their positions, and a failed write is an error of its own, not damage', async (t) => {
+test("a restore's writer threads write decoded blobs into an open file at their positions, and a failed write is an error of its own, not damage", async (t) => {
   const master = newMasterKey(true);
-  const pool = new DecodePool(master, 2);
-  t.after(() => pool.close());
+  // The threads a restore decodes on: the repository's decoding, delivering into files (snapshot/restore/file-places.ts).
+  const writers = new WorkerPool<DecodeReply>(WRITER_SCRIPT, { encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false }, 2, 'a restore writer thread');
+  const pool = new DecodePool(writers);
+  t.after(() => writers.close());
   const dir = await tempDir(t);
   const parts = [pseudoRandom(1, 300_000), pseudoText(2, 1_000), pseudoRandom(3, 70_000)];
   const stored = parts.map((p) => seal(master.encryptionKey, p));
-  const request = (i: number, into: { fd: number; position: number }) => ({
+  const request = (i: number, deliverTo: { fd: number; position: number }) => ({
     id: blobId(master.idKey, parts[i]!),
     pack: 'p'.repeat(64),
     compressed: false,
     rawLength: parts[i]!.length,
     length: stored[i]!.length,
-    into,
+    deliverTo,
   });
   const file = join(dir, 'out');
   const fd = openSync(file, 'wx');
@@ -63,4 +69,16 @@ test('a decode pool writes blobs into an open file at their positions, and a fai
     closeSync(readOnly);
   }
   assert.deepEqual(readFileSync(file), Buffer.concat(parts), 'the failed write changed nothing');
+
+  // The repository's own decode threads write no files: a delivery fails there, as an error, not damage.
+  const own = new DecodePool(master, 1);
+  t.after(() => own.close());
+  const out = openSync(join(dir, 'untouched'), 'wx');
+  try {
+    const [refused] = await own.decode([request(0, { fd: out, position: 0 })], Buffer.from(stored[0]!));
+    assert.ok(refused instanceof Error && !(refused instanceof IntegrityError) && /nowhere to deliver/.test(refused.message), String(refused));
+  } finally {
+    closeSync(out);
+  }
+  assert.equal(readFileSync(join(dir, 'untouched')).length, 0);
 });

@@ -46,7 +46,7 @@ test('a lower layer never imports a higher one', () => {
   assert.deepEqual(violations, []);
 });
 
-test('pipelines side by side never import each other: repo/encode and repo/decode, snapshot/backup, restore and maintenance', () => {
+test('pipelines side by side never import each other: repo/encode, decode and maintenance, snapshot/backup, restore and maintenance', () => {
   const violations: string[] = [];
   for (const file of sourceFiles(SRC)) {
     const rel = relative(SRC, file).split(sep).join('/');
@@ -56,12 +56,21 @@ test('pipelines side by side never import each other: repo/encode and repo/decod
       for (const match of readFileSync(file, 'utf8').matchAll(/(?:from |import\()'(\.[^']+)'/g)) {
         const target = relative(SRC, resolve(dirname(file), match[1]!)).split(sep).join('/');
         const theirs = new RegExp(`^${parent}/([^/]+)/`).exec(target)?.[1];
-        if (theirs && theirs !== own && !(parent === 'repo' && theirs === 'backends') && !(parent === 'repo' && theirs === 'format')) violations.push(`${rel} imports ${target}`);
+        if (theirs && theirs !== own && !sharedBelow(parent, own, theirs)) violations.push(`${rel} imports ${target}`);
       }
     }
   }
   assert.deepEqual(violations, []);
 });
+
+/**
+ * What the side-by-side folders of repo/ share: its backends and its format, and check's
+ * reading of packs (repo/maintenance verifies packs with repo/decode's worker threads).
+ */
+function sharedBelow(parent: string, own: string, theirs: string): boolean {
+  if (parent !== 'repo') return false;
+  return theirs === 'backends' || theirs === 'format' || (own === 'maintenance' && theirs === 'decode');
+}
 
 /** The modules a module loads when it is imported: its static imports and theirs (type-only imports load nothing). */
 function staticClosure(entry: string): Set<string> {
@@ -90,4 +99,19 @@ test('unit tests start no servers, containers or terminals: those are integratio
   const starters = /from '\.\.\/support\/(storage-servers|mariadb-server|container-engine|terminal)\.js'|node:child_process/;
   const offenders = readdirSync(join(TEST, 'unit')).filter((f) => f.endsWith('.ts') && f !== 'layers.test.ts' && starters.test(readFileSync(join(TEST, 'unit', f), 'utf8')));
   assert.deepEqual(offenders, []);
+});
+
+test('the repository never writes user files: outside its backends (which store objects), repo/ calls no file-writing function', () => {
+  const writers = /\b(writeAtSync|writePartsDirect|writeSync|writeFileSync|writeFile|writev|writevSync|appendFile|appendFileSync|createWriteStream)\b/;
+  const violations: string[] = [];
+  for (const file of sourceFiles(join(SRC, 'repo'))) {
+    const rel = relative(SRC, file).split(sep).join('/');
+    if (rel.startsWith('repo/backends/')) continue;
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .forEach((line, i) => {
+        if (writers.test(line) && !/^\s*(\/\/|\*)/.test(line)) violations.push(`${rel}:${i + 1}: ${line.trim()}`);
+      });
+  }
+  assert.deepEqual(violations, []);
 });

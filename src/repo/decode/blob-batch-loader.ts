@@ -4,22 +4,11 @@ import type { DecodePool } from './decode-pool.js';
 import type { DecodeRequest } from './decode-jobs.js';
 import type { BlobType } from '../format/pack.js';
 import type { Repository } from '../repository.js';
+import type { BlobLoader } from '../roles.js';
 
 /** Blobs decoded per message to a worker, and the most stored bytes in one message. */
 const BATCH_BLOBS = 256;
 const BATCH_BYTES = 4 * 1024 * 1024;
-
-/** Whatever loads verified blobs: the repository itself, or a BlobBatchLoader in front of it. */
-export interface BlobLoader {
-  loadBlob(id: string, expectedType?: BlobType): Promise<Buffer>;
-  blobLength(id: string): number | undefined;
-  /**
-   * Where present: verify a data blob and write its content into an open file at
-   * `position` without it coming back to this thread; resolves with the bytes written.
-   * `directFd`, the same file opened for direct writes, takes its whole blocks (see direct-io.ts).
-   */
-  writeBlob?(id: string, fd: number, position: number, directFd?: number): Promise<number>;
-}
 
 /**
  * Loads blobs for a restore: a worker reads them (from a folder repository's pack files;
@@ -53,15 +42,15 @@ export class BlobBatchLoader implements BlobLoader {
     return content;
   }
 
-  async writeBlob(id: string, fd: number, position: number, directFd?: number): Promise<number> {
-    const written = await this.request(id, 'data', { fd, position, directFd });
-    if (typeof written !== 'number') throw new Error('internal error: a written blob came back as content');
-    return written;
+  async deliverBlob(id: string, to: unknown): Promise<number> {
+    const delivered = await this.request(id, 'data', to);
+    if (typeof delivered !== 'number') throw new Error('internal error: a delivered blob came back as content');
+    return delivered;
   }
 
-  private async request(id: string, expectedType: BlobType | undefined, into?: DecodeRequest['into']): Promise<Buffer | number> {
+  private async request(id: string, expectedType: BlobType | undefined, deliverTo?: unknown): Promise<Buffer | number> {
     const entry = this.repo.blobEntry(id, expectedType);
-    const request: DecodeRequest = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, ...(into && { into }) };
+    const request: DecodeRequest = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, ...(deliverTo !== undefined && { deliverTo }) };
     // From a folder repository the worker reads the pack itself; otherwise the bytes travel with the batch.
     const file = this.repo.packFile(entry.pack);
     if (file !== undefined) return this.batcher.add({ request: { ...request, file, offset: entry.offset } }, entry.length);

@@ -1,4 +1,3 @@
-import { writeAtSync } from '../../util/direct-io.js';
 import { concatOwned } from '../../util/owned-buffer.js';
 import { errorMessage } from '../../util/errors.js';
 import type { MasterKey } from '../format/crypto.js';
@@ -25,45 +24,27 @@ export interface DecodeRequest {
   file?: string;
   offset?: number;
   /**
-   * Write the content into this open file at this position instead of sending it back:
-   * a restore's larger files, whose content would otherwise cross to the main thread in
-   * fresh memory only to be written from there.
+   * Where the content goes instead of back to the asking thread: handed, with the content,
+   * to the `deliver` of the thread script that runs the job (a restore's writer threads
+   * write it into a file). The repository never writes user files itself.
    */
-  into?: { fd: number; position: number; directFd?: number };
+  deliverTo?: unknown;
 }
 
-/** Per blob: its length (returned in the reply's buffer, or written), why it is damaged, or why writing it failed. */
-export type DecodeResult = number | string | { writeFailed: string; code?: string };
+/** Per blob: its length (returned in the reply's buffer, or delivered), why it is damaged, or why delivering it failed. */
+export type DecodeResult = number | string | { deliveryFailed: string; code?: string };
 
-function writeInto(into: NonNullable<DecodeRequest['into']>, data: Buffer): DecodeResult {
-  try {
-    // The file is new: what is not written is a hole that reads as zeros (a sparse file stays sparse).
-    if (!isAllZeros(data)) writeAtSync(into.fd, into.directFd, data, into.position);
-    return data.length;
-  } catch (err) {
-    return { writeFailed: errorMessage(err), code: (err as NodeJS.ErrnoException).code };
-  }
-}
-
-const ZEROS = Buffer.alloc(1 << 20);
-
-/** Whether every byte is zero: compared a MiB at a time (memcmp), stopping at the first other byte. */
-export function isAllZeros(data: Buffer): boolean {
-  for (let offset = 0; offset < data.length; offset += ZEROS.length) {
-    const n = Math.min(ZEROS.length, data.length - offset);
-    if (!data.subarray(offset, offset + n).equals(ZEROS.subarray(0, n))) return false;
-  }
-  return true;
-}
+/** What a thread script does with a blob's verified content that has a `deliverTo`. */
+export type Deliver = (to: unknown, data: Buffer) => DecodeResult;
 
 export type DecodeReply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes?: Uint8Array; error?: string };
 
 /** The reply to one job, and what it hands back to the asking thread (transferred, not copied). */
-export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: DecodeJob): { reply: DecodeReply; transfer: ArrayBuffer[] } {
+export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: DecodeJob, deliver?: Deliver): { reply: DecodeReply; transfer: ArrayBuffer[] } {
   try {
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
     if (job.kind === 'verify') return { reply: { n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed) }, transfer: [] };
-    // Each blob's content (its length) or why it is damaged; the contents not written go back in one buffer.
+    // Each blob's content (its length) or why it is damaged; the contents not delivered go back in one buffer.
     const results: DecodeResult[] = [];
     const plain: Buffer[] = [];
     const packs = new PackFileReader();
@@ -75,8 +56,8 @@ export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>,
         try {
           const stored = inBatch ? bytes.subarray(at, at + blob.length) : packs.read(blob.file!, blob.offset!, blob.length);
           const data = decodeBlob(master, blob.id, blob, stored);
-          if (blob.into) {
-            results.push(writeInto(blob.into, data));
+          if (blob.deliverTo !== undefined) {
+            results.push(deliver ? deliver(blob.deliverTo, data) : { deliveryFailed: 'this thread has nowhere to deliver blobs' });
           } else {
             plain.push(data);
             total += data.length;

@@ -48,8 +48,8 @@ export class DecodePool {
   }
 
   /**
-   * Each blob's content (for a blob with `into`: the bytes written there), the
-   * IntegrityError saying why it is damaged, or the error writing it. `bytes` holds the
+   * Each blob's content (for a blob with `deliverTo`: the bytes delivered there), the
+   * IntegrityError saying why it is damaged, or the error delivering it. `bytes` holds the
    * blobs' stored bytes one after another and is handed over to the worker.
    */
   async decode(blobs: DecodeRequest[], bytes: Buffer): Promise<Array<Buffer | number | Error>> {
@@ -59,8 +59,8 @@ export class DecodePool {
     let at = 0;
     return reply.results.map((r, i) => {
       if (typeof r === 'string') return new IntegrityError(r);
-      if (typeof r === 'object') return Object.assign(new Error(r.writeFailed), { code: r.code });
-      if (blobs[i]!.into) return r;
+      if (typeof r === 'object') return Object.assign(new Error(r.deliveryFailed), { code: r.code });
+      if (blobs[i]!.deliverTo !== undefined) return r;
       at += r;
       return out.subarray(at - r, at);
     });

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { close as closeFd, mkdirSync } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { BlobBatchLoader, type BlobLoader } from '../../repo/decode/blob-batch-loader.js';
+import { BlobBatchLoader } from '../../repo/decode/blob-batch-loader.js';
+import type { BlobLoader } from '../../repo/roles.js';
 import type { Repository } from '../../repo/repository.js';
 import { applyMetadata, applyMetadataSync, writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../../sources/files-restore.js';
 import { Semaphore } from '../../util/concurrency.js';
@@ -15,7 +16,7 @@ import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from '../walk.js';
 import { osPath } from '../../util/os-path.js';
 import { cannotRecreate, createSpecialFile } from '../../sources/special-files.js';
-import { isAllZeros } from '../../repo/decode/decode-jobs.js';
+import { isAllZeros, type FilePlace } from './file-places.js';
 
 /**
  * Files in flight at once. Their blobs are decoded on a worker in batches, so enough must
@@ -495,13 +496,13 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
   };
   try {
     const ids = node.content ?? [];
-    const { writeBlob } = blobs;
-    if (writeBlob) {
+    const { deliverBlob } = blobs;
+    if (deliverBlob) {
       // The decode threads write each verified blob at its offset: its content never comes
       // back here (handing it back cost them a third of their time faulting in fresh memory).
       // Whole blocks go past the page cache where the file system allows (see direct-io.ts).
       directFd = await openForDirectWrites(tmp);
-      for await (const bytes of ahead(blobs, ids, (id, position) => writeBlob.call(blobs, id, fh.fd, position, directFd))) {
+      for await (const bytes of ahead(blobs, ids, (id, position) => deliverBlob.call(blobs, id, { fd: fh.fd, position, directFd } satisfies FilePlace))) {
         throwIfInterrupted(writer.signal);
         written(bytes);
       }

@@ -4,6 +4,7 @@ import { PackFileReader, type PackPlace } from '../../repo/decode/pack-file-read
 import { decodeBlob } from '../../repo/format/pack-verify.js';
 import { writeSmallFile, type SmallFileCreation } from '../../sources/files-restore.js';
 import { IntegrityError, errorMessage } from '../../util/errors.js';
+import { writeIntoPlace } from './file-places.js';
 import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
 
 /** Decodes and writes small files for SmallFileWriters, and serves its DecodePool; see small-file-writers.ts. */
@@ -16,7 +17,7 @@ const creation: SmallFileCreation = { replaceExisting: workerData.replaceExistin
 
 parentPort!.on('message', (message: (SmallFileBatch & { n: number }) | DecodeJob) => {
   if ('kind' in message) {
-    const { reply, transfer } = runDecodeJob(master, message);
+    const { reply, transfer } = runDecodeJob(master, message, writeIntoPlace);
     parentPort!.postMessage(reply, transfer);
     return;
   }
