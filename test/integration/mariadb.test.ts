@@ -7,13 +7,14 @@ import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import type { SnapshotRef } from '../../src/snapshot/snapshot.js';
 import { openSourceReader } from '../../src/snapshot/restore/streamed-source.js';
-import { ServerError } from '../../src/sources/mariadb/connection.js';
+import { Connection, ServerError } from '../../src/sources/mariadb/connection.js';
 import type { MariadbSource } from '../../src/sources/mariadb/dump.js';
 import { restoreMariadb, retryLockConflicts, type MariadbRestoreOptions } from '../../src/sources/mariadb/restore.js';
 import { verifyMariadb } from '../../src/sources/mariadb/verify.js';
 import { FIXTURE_DATABASES, FIXTURE_TABLES, checksums, createFixture } from '../support/mariadb-fixture.js';
 import { startMariadb, type TestServer } from '../support/mariadb-server.js';
 import { tempDir } from '../support/helpers.js';
+import { createServer, type AddressInfo } from 'node:net';
 
 function source(server: TestServer, extra: Partial<MariadbSource> = {}): MariadbSource {
   return { kind: 'mariadb', name: 'db', connection: { host: server.host, port: server.port, user: 'root' }, threads: 2, rowsPerPart: 4096, ...extra };
@@ -251,6 +252,44 @@ test('system-versioned tables keep their history: every row version with its per
   const verdicts = await verifyDatabaseSource(repo, ref, 'db', { connection: { socket: b.socket, user: 'root' } });
   assert.deepEqual(verdicts.filter((v) => !v.equal), []);
   assert.equal(verdicts.find((v) => v.table === 'tickets')?.rows, 5);
+});
+
+test('a server asking for the password in clear text (PAM) gets it only over a Unix socket or TLS', async (t) => {
+  const server = await startMariadb(t);
+  await server.client("INSTALL SONAME 'auth_pam'; CREATE USER pamuser@'%' IDENTIFIED VIA pam; CREATE USER pamuser@'localhost' IDENTIFIED VIA pam");
+  // Over TCP without TLS the password would cross in clear: refused before it is sent.
+  await assert.rejects(Connection.connect({ host: server.host, port: server.port, user: 'pamuser', password: 'not sent' }), /asks for the password in clear text \(dialog\); use TLS or a Unix socket/);
+  // Over the socket it is sent, and PAM (no such system user here) says no.
+  await assert.rejects(Connection.connect({ socket: server.socket, user: 'pamuser', password: 'sent' }), (err: Error) => !/clear text/.test(err.message) && /Access denied/.test(err.message));
+});
+
+test("an account on MySQL's caching_sha2_password gets an error naming what to change, and no password is sent", async (t) => {
+  // No MySQL server runs here: a listener that greets as MySQL 8 does (protocol 10, plugin caching_sha2_password).
+  const received: Buffer[] = [];
+  const fake = createServer((socket) => {
+    socket.on('data', (d) => received.push(d));
+    const caps = 0x00080000 | 0x00008000 | 0x00000200; // PLUGIN_AUTH | SECURE_CONNECTION | PROTOCOL_41
+    const payload = Buffer.concat([
+      Buffer.of(10),
+      Buffer.from('8.0.36\0', 'latin1'),
+      Buffer.from([1, 0, 0, 0]),
+      Buffer.alloc(8, 0x61),
+      Buffer.of(0),
+      Buffer.from([caps & 0xff, (caps >> 8) & 0xff]),
+      Buffer.of(0xff, 2, 0),
+      Buffer.from([(caps >> 16) & 0xff, (caps >> 24) & 0xff]),
+      Buffer.of(21),
+      Buffer.alloc(10),
+      Buffer.concat([Buffer.alloc(12, 0x62), Buffer.of(0)]),
+      Buffer.from('caching_sha2_password\0', 'latin1'),
+    ]);
+    socket.write(Buffer.concat([Buffer.from([payload.length & 0xff, (payload.length >> 8) & 0xff, payload.length >> 16, 0]), payload]));
+  });
+  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  t.after(() => fake.close());
+  const { port } = fake.address() as AddressInfo;
+  await assert.rejects(Connection.connect({ host: '127.0.0.1', port, user: 'backup', password: 'never sent', connectTimeoutMs: 5_000 }), /uses MySQL's caching_sha2_password.*IDENTIFIED WITH mysql_native_password/);
+  assert.equal(Buffer.concat(received).length, 0, 'nothing was sent to the server');
 });
 
 test('a backup user authenticated with ed25519 (client_ed25519) logs in, dumps and restores', async (t) => {

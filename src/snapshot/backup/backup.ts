@@ -111,59 +111,24 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   const parentRoot = parent ? await loader.load(parent.snapshot.tree).catch(() => undefined) : undefined;
 
   const progress: BackupProgress = { filesDone: 0, bytesDone: 0, filesTotal: 0, bytesTotal: 0, scanDone: false, bytesAdded: 0, errors: 0, currentPath: '' };
-  const report = () => options.progress?.(progress);
+  const run: BackupRun = { repo, writer: repo.newBlobWriter(), loader, encoder, options, started, progress, report: () => options.progress?.(progress) };
   // Totals only serve a progress display: without one, the second walk would cost a stat per file for nothing.
-  const scan = options.progress ? scanTotals(sources, progress, options.signal).then(report, () => undefined) : Promise.resolve();
+  const scan = options.progress ? scanTotals(sources, progress, options.signal).then(run.report, () => undefined) : Promise.resolve();
 
-  const writer = repo.newBlobWriter();
-  const rootNodes: TreeNode[] = [];
-  const records: SourceRecord[] = [];
-  for (const source of sources) {
-    const exclusionClasses = source.exclusionClasses ?? resolveExclusionClasses();
-    const walker = new SourceWalker(repo, writer, loader, source, exclusionClasses, progress, report, options.signal, encoder, options.prefetched?.stop());
-    const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
-    const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
-    const rootStat = await lstat(source.path, { bigint: true });
-    const { id: subtree } = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined, false, rootStat.dev);
-    rootNodes.push({ ...nodeFromStat(source.name, 'dir', rootStat), subtree });
-    records.push(walker.record());
-  }
+  const saved: SavedSource[] = [];
+  for (const source of sources) saved.push(await backupFilesSource(run, source, parent, parentRoot));
   // Databases and other streamed sources: each driver writes a small tree of files.
-  for (const source of streamed) {
-    const stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
-    const sink = new DumpTreeWriter(repo, writer, stats, started, (n) => (progress.bytesAdded += n), options.signal, encoder);
-    const before = { done: progress.bytesDone, total: progress.bytesTotal };
-    const driver = driverOf(source.kind);
-    if (!driver.backup) throw new UsageError(`source "${source.name}": sources of kind ${source.kind} cannot be backed up this way`);
-    const recorded = await driver.backup(source, sink, {
-      signal: options.signal,
-      progress: (p) => {
-        progress.currentPath = `/${source.name}/${p.current}`;
-        progress.bytesDone = before.done + p.bytesDone;
-        progress.bytesTotal = before.total + Math.max(p.bytesEstimate, p.bytesDone);
-        report();
-      },
-    });
-    const subtree = await sink.saveTree();
-    const timeNs = (BigInt(started.getTime()) * 1_000_000n).toString();
-    rootNodes.push({ name: source.name, type: 'dir', mode: 0o700, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mtime: timeNs, ctime: timeNs, inode: '0', dev: '0', nlink: 1, subtree });
-    records.push({ name: source.name, kind: driver.kind, ...recorded, include: [], exclude: [], exclusionClasses: {}, excluded: [], stats, errors: [] });
-  }
-  const rootTree = await saveTree(writer, { nodes: rootNodes.sort((a, b) => (a.name < b.name ? -1 : 1)) });
+  for (const source of streamed) saved.push(await backupStreamedSource(run, source));
+  const rootTree = await saveTree(run.writer, { nodes: saved.map((s) => s.node).sort((a, b) => (a.name < b.name ? -1 : 1)) });
   await scan;
   throwIfAborted(options.signal);
 
-  let username = 'unknown';
-  try {
-    username = userInfo().username;
-  } catch {
-    /* no passwd entry */
-  }
+  const records = saved.map((s) => s.record);
   const snapshot: Snapshot = {
     version: 1,
     time: started.toISOString(),
     host,
-    username,
+    username: currentUser(),
     stack,
     tags: [...new Set(options.tags ?? [])].sort(),
     program: PROGRAM,
@@ -173,8 +138,71 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
     durationMs: now().getTime() - started.getTime(),
   };
   // Everything the manifest references is stored, indexed and out of any prune's reach first.
-  const id = await writer.commit('snapshots', snapshot);
+  const id = await run.writer.commit('snapshots', snapshot);
   return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
+}
+
+/** What one backup shares across its sources. */
+interface BackupRun {
+  repo: Repository;
+  writer: BlobWriter;
+  loader: TreeLoader;
+  encoder: FileEncoder | null;
+  options: BackupOptions;
+  started: Date;
+  progress: BackupProgress;
+  report: () => void;
+}
+
+/** One source backed up: its folder in the snapshot's root tree, and its record in the manifest. */
+interface SavedSource {
+  node: TreeNode;
+  record: SourceRecord;
+}
+
+/** A folder source: walked, with the parent snapshot's tree of the same source (same name and path) to compare with. */
+async function backupFilesSource(run: BackupRun, source: FilesSource, parent: SnapshotRef | undefined, parentRoot: Tree | undefined): Promise<SavedSource> {
+  const { options } = run;
+  const exclusionClasses = source.exclusionClasses ?? resolveExclusionClasses();
+  const walker = new SourceWalker(run.repo, run.writer, run.loader, source, exclusionClasses, run.progress, run.report, options.signal, run.encoder, options.prefetched?.stop());
+  const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
+  const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
+  const rootStat = await lstat(source.path, { bigint: true });
+  const { id: subtree } = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined, false, rootStat.dev);
+  return { node: { ...nodeFromStat(source.name, 'dir', rootStat), subtree }, record: walker.record() };
+}
+
+/** A streamed source (a database): its driver writes a small tree of files into a sink. */
+async function backupStreamedSource(run: BackupRun, source: SourceSpec): Promise<SavedSource> {
+  const { progress, started } = run;
+  const stats: SourceStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
+  const sink = new DumpTreeWriter(run.repo, run.writer, stats, started, (n) => (progress.bytesAdded += n), run.options.signal, run.encoder);
+  const before = { done: progress.bytesDone, total: progress.bytesTotal };
+  const driver = driverOf(source.kind);
+  if (!driver.backup) throw new UsageError(`source "${source.name}": sources of kind ${source.kind} cannot be backed up this way`);
+  const recorded = await driver.backup(source, sink, {
+    signal: run.options.signal,
+    progress: (p) => {
+      progress.currentPath = `/${source.name}/${p.current}`;
+      progress.bytesDone = before.done + p.bytesDone;
+      progress.bytesTotal = before.total + Math.max(p.bytesEstimate, p.bytesDone);
+      run.report();
+    },
+  });
+  const subtree = await sink.saveTree();
+  const timeNs = (BigInt(started.getTime()) * 1_000_000n).toString();
+  return {
+    node: { name: source.name, type: 'dir', mode: 0o700, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, mtime: timeNs, ctime: timeNs, inode: '0', dev: '0', nlink: 1, subtree },
+    record: { name: source.name, kind: driver.kind, ...recorded, include: [], exclude: [], exclusionClasses: {}, excluded: [], stats, errors: [] },
+  };
+}
+
+function currentUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown'; // no passwd entry
+  }
 }
 
 export { isFilesSource };

@@ -1,8 +1,8 @@
-import { createHash, publicEncrypt, constants } from 'node:crypto';
+import { createHash } from 'node:crypto';
 
 /** Client side of the server's authentication plugins. */
 
-function sha(algorithm: 'sha1' | 'sha256', ...parts: Buffer[]): Buffer {
+function sha(algorithm: 'sha1', ...parts: Buffer[]): Buffer {
   const h = createHash(algorithm);
   for (const p of parts) h.update(p);
   return h.digest();
@@ -20,20 +20,6 @@ export function nativePasswordResponse(password: string, scramble: Buffer): Buff
   const stage1 = sha('sha1', Buffer.from(password, 'utf8'));
   const stage2 = sha('sha1', stage1);
   return xor(stage1, sha('sha1', scramble.subarray(0, 20), stage2));
-}
-
-/** caching_sha2_password fast path: SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + scramble). */
-export function cachingSha2Response(password: string, scramble: Buffer): Buffer {
-  if (password === '') return Buffer.alloc(0);
-  const stage1 = sha('sha256', Buffer.from(password, 'utf8'));
-  const stage2 = sha('sha256', stage1);
-  return xor(stage1, sha('sha256', stage2, scramble.subarray(0, 20)));
-}
-
-/** caching_sha2_password full authentication without TLS: the password, XORed with the scramble, RSA-encrypted. */
-export function rsaPasswordResponse(password: string, scramble: Buffer, publicKeyPem: string): Buffer {
-  const plain = xor(Buffer.from(password + '\0', 'utf8'), scramble.subarray(0, 20));
-  return publicEncrypt({ key: publicKeyPem, padding: constants.RSA_PKCS1_OAEP_PADDING }, plain);
 }
 
 export function clearPasswordResponse(password: string): Buffer {
