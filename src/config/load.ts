@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isNode, parseDocument, type Node } from 'yaml';
 import type { z } from 'zod';
-import { resolveExclusionClasses } from '../sources/exclusion-classes.js';
+import { resolveExclusionClasses } from '../sources/files/exclusion-classes.js';
 import { UsageError } from '../util/errors.js';
 import { configSchema, type StackConfig } from './schema.js';
 

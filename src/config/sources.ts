@@ -1,4 +1,4 @@
-import { resolveExclusionClasses } from '../sources/exclusion-classes.js';
+import { resolveExclusionClasses } from '../sources/files/exclusion-classes.js';
 import { driverOfType, type SourceSpec } from '../sources/registry.js';
 import type { LoadedConfig } from './load.js';
 

@@ -1,7 +1,7 @@
 import type { BigIntStats } from 'node:fs';
 import type { BlobLoader } from '../repo/roles.js';
 import type { BlobWriter } from '../repo/encode/blob-writer.js';
-import type { EntryType } from '../sources/files.js';
+import type { EntryType } from '../sources/files/entries.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 
 /**

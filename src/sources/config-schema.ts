@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { filesSourceSchema } from './files-schema.js';
+import { filesSourceSchema } from './files/schema.js';
 import { gitSourceSchema } from './git/schema.js';
 import { mariadbSourceSchema } from './mariadb/config.js';
 

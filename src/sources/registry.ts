@@ -1,5 +1,5 @@
 import type { SourceDriver } from './driver.js';
-import { filesDriver, type FilesSource } from './files-driver.js';
+import { filesDriver, type FilesSource } from './files/driver.js';
 import { gitDriver, type GitSource } from './git/driver.js';
 import { mariadbDriver } from './mariadb/driver.js';
 import type { MariadbSource } from './mariadb/dump.js';

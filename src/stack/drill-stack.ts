@@ -8,7 +8,7 @@ import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { openSourceReader } from '../snapshot/restore/streamed-source.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { walkTree } from '../snapshot/walk.js';
-import { isFilesSource } from '../sources/files-driver.js';
+import { isFilesSource } from '../sources/files/driver.js';
 import { resolveConnection } from '../sources/mariadb/connect-options.js';
 import type { ConnectOptions } from '../sources/mariadb/connection.js';
 import { driverOf } from '../sources/registry.js';

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { resolveSources } from '../config/sources.js';
-import { isFilesSource } from '../sources/files-driver.js';
+import { isFilesSource } from '../sources/files/driver.js';
 import type { MariadbSource } from '../sources/mariadb/dump.js';
 import { compareVersions, findRelease, listReleases, pullRelease, releaseMigrations, snapshotVersion, type Migration } from '../release/release.js';
 import type { SnapshotRef } from '../snapshot/snapshot.js';

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveSources } from '../config/sources.js';
-import { clearSourceContents } from '../sources/files-clear.js';
-import { isFilesSource, type FilesSource } from '../sources/files-driver.js';
+import { clearSourceContents } from '../sources/files/clear.js';
+import { isFilesSource, type FilesSource } from '../sources/files/driver.js';
 import { driverOf, type SourceSpec } from '../sources/registry.js';
 import { Compose, type ComposeProject } from './compose.js';
 import { composeProject } from './context.js';

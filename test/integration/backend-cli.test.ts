@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { makeRichTree, runCli, tempDir } from '../support/helpers.js';
 import { azuriteConnectionString, startAzurite, startRcloneServe, startS3rver } from '../support/storage-servers.js';
 

@@ -8,7 +8,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { StackvaultError } from '../../src/util/errors.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';

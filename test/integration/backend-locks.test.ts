@@ -8,7 +8,7 @@ import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { planPrune } from '../../src/snapshot/maintenance/prune.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { extendRetentionOfKept } from '../../src/snapshot/maintenance/extend-retention.js';
 import { forgetSnapshots } from '../../src/snapshot/snapshot.js';
 import { startFaultProxy } from '../support/fault-proxy.js';

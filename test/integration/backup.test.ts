@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
-import { resolveExclusionClasses } from '../../src/sources/exclusion-classes.js';
+import { resolveExclusionClasses } from '../../src/sources/files/exclusion-classes.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { rebuildIndex } from '../../src/repo/maintenance/repair-index.js';
@@ -14,7 +14,7 @@ import { restore } from '../../src/snapshot/restore/restore.js';
 import { listSnapshots } from '../../src/snapshot/snapshot.js';
 import { TreeLoader, sameNodes } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { makeRichTree, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
 
 async function stackFolder(root: string): Promise<void> {

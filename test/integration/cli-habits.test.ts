@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createProgress } from '../../src/cli/progress.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { CLI, makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 import { inTerminal, waitForScreen } from '../support/terminal.js';
 

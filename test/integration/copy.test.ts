@@ -9,7 +9,7 @@ import { check } from '../../src/snapshot/maintenance/check.js';
 import { copySnapshot } from '../../src/snapshot/copy.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { listSnapshots } from '../../src/snapshot/snapshot.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 
 test('a copied snapshot restores byte-equal from the other repository and deduplicates with its later backups', async (t) => {

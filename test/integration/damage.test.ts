@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { objectKey } from '../../src/repo/format/layout.js';
 import { Repository } from '../../src/repo/repository.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { listSnapshots } from '../../src/snapshot/snapshot.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';

@@ -7,7 +7,7 @@ import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { DIRECT_ALIGNMENT, openForDirectWritesSync, writeAtSync } from '../../src/util/direct-io.js';
 import { makeRichTree, onMountedFileSystem, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { saveTree, type TreeNode } from '../../src/snapshot/tree.js';
 import type { Snapshot } from '../../src/snapshot/snapshot.js';

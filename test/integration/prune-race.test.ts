@@ -8,7 +8,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { executePrune, planPrune } from '../../src/snapshot/maintenance/prune.js';
 import { forgetSnapshots, listSnapshots } from '../../src/snapshot/snapshot.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { CLI, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 
 const ENV = { STACKVAULT_PASSWORD: 'race' };

@@ -5,7 +5,7 @@ import { test, type TestContext } from 'node:test';
 import type { Backend } from '../../src/repo/backends/backend.js';
 import { openBackend } from '../../src/repo/backends/open.js';
 import { Repository } from '../../src/repo/repository.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { startFaultProxy } from '../support/fault-proxy.js';

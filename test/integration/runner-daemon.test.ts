@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { JobHistory, type RunRecord } from '../../src/runner/history.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { CLI, makeRichTree, pseudoRandom, runCli, tempDir, waitFor } from '../support/helpers.js';
 import { createFixture } from '../support/mariadb-fixture.js';
 import { startMariadb } from '../support/mariadb-server.js';

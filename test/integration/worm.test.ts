@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { executePrune, planPrune } from '../../src/snapshot/maintenance/prune.js';

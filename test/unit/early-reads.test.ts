@@ -8,7 +8,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { listSnapshots } from '../../src/snapshot/snapshot.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { pseudoText, tempDir } from '../support/helpers.js';
 
 test('a repository opened while a backup commits lists its index after its snapshots: every listed snapshot restores', async (t) => {

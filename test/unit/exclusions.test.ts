@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import picomatch from 'picomatch';
-import { DEFAULT_EXCLUSION_CLASSES } from '../../src/sources/exclusion-classes.js';
-import { ExclusionMatcher } from '../../src/sources/exclusions.js';
+import { DEFAULT_EXCLUSION_CLASSES } from '../../src/sources/files/exclusion-classes.js';
+import { ExclusionMatcher } from '../../src/sources/files/exclusions.js';
 
 // The matcher tests picomatch's expressions itself (its matcher function allocated a result per
 // call); it must decide exactly as picomatch's own matcher does.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { chmod, chown, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../../src/sources/files-restore.js';
+import { writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../../src/sources/files/restore.js';
 import { tempDir } from '../support/helpers.js';
 
 const isRoot = process.getuid?.() === 0;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
 import { compareVersions } from '../../src/release/release.js';
-import { clearSourceContents } from '../../src/sources/files-clear.js';
+import { clearSourceContents } from '../../src/sources/files/clear.js';
 import { splitSqlStatements } from '../../src/stack/migrations.js';
 import { tempDir } from '../support/helpers.js';
 

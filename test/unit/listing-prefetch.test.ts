@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
-import { ListingPrefetch } from '../../src/sources/listing-prefetch.js';
+import { ListingPrefetch } from '../../src/sources/files/listing-prefetch.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
 
 test('a listing prefetch reads folders in name order, each taken once, and a backup using it stores the same tree', async (t) => {

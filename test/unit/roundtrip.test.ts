@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
-import { compareTrees } from '../../src/sources/compare.js';
+import { compareTrees } from '../../src/sources/files/compare.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
-import { resolveExclusionClasses } from '../../sources/exclusion-classes.js';
+import { resolveExclusionClasses } from '../../sources/files/exclusion-classes.js';
 import { backup, type BackupProgress } from '../../snapshot/backup/backup.js';
-import type { FilesSource } from '../../sources/files-driver.js';
+import type { FilesSource } from '../../sources/files/driver.js';
 import { backupStack } from '../../stack/backup-stack.js';
-import { ListingPrefetch } from '../../sources/listing-prefetch.js';
+import { ListingPrefetch } from '../../sources/files/listing-prefetch.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
 import { formatBytes, formatDuration, plural } from '../../util/format.js';

@@ -5,12 +5,12 @@ import { resolve } from 'node:path';
 import type { BlobWriter, SaveResult } from '../../repo/encode/blob-writer.js';
 import { BATCHED_FILE_BYTES, FileEncoder } from '../../repo/encode/file-encoder.js';
 import type { Repository } from '../../repo/repository.js';
-import { resolveExclusionClasses } from '../../sources/exclusion-classes.js';
-import { ExclusionMatcher } from '../../sources/exclusions.js';
-import { isFilesSource, type FilesSource } from '../../sources/files-driver.js';
+import { resolveExclusionClasses } from '../../sources/files/exclusion-classes.js';
+import { ExclusionMatcher } from '../../sources/files/exclusions.js';
+import { isFilesSource, type FilesSource } from '../../sources/files/driver.js';
 import { driverOf, type SourceSpec } from '../../sources/registry.js';
-import { entryType, measureTree, sortedNames, statWalk } from '../../sources/files.js';
-import type { ListingPrefetch } from '../../sources/listing-prefetch.js';
+import { entryType, measureTree, sortedNames, statWalk } from '../../sources/files/entries.js';
+import type { ListingPrefetch } from '../../sources/files/listing-prefetch.js';
 import { Semaphore } from '../../util/concurrency.js';
 import { InterruptedError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import { AdaptiveReader, entryPath } from '../../util/adaptive-io.js';
@@ -19,7 +19,7 @@ import { listSnapshots, type ExclusionRecord, type Snapshot, type SnapshotRef, t
 import { DumpTreeWriter } from '../dump-tree.js';
 import { TreeLoader, nodeFromStat, sameNodes, saveTree, type Tree, type TreeNode } from '../tree.js';
 import { readLinkTarget } from '../../util/os-path.js';
-import { leftOutMount } from '../../sources/mounts.js';
+import { leftOutMount } from '../../sources/files/mounts.js';
 
 export interface BackupProgress {
   filesDone: number;

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { BlobBatchLoader } from '../../repo/decode/blob-batch-loader.js';
 import type { BlobLoader } from '../../repo/roles.js';
 import type { Repository } from '../../repo/repository.js';
-import { applyMetadata, applyMetadataSync, writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../../sources/files-restore.js';
+import { applyMetadata, applyMetadataSync, writeSmallFile, type RestorableMetadata, type SmallFileCreation } from '../../sources/files/restore.js';
 import { Semaphore } from '../../util/concurrency.js';
 import { openForDirectWrites } from '../../util/direct-io.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../../util/adaptive-io.js';
@@ -15,7 +15,7 @@ import type { SnapshotRef } from '../snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from '../walk.js';
 import { osPath } from '../../util/os-path.js';
-import { cannotRecreate, createSpecialFile } from '../../sources/special-files.js';
+import { cannotRecreate, createSpecialFile } from '../../sources/files/special-files.js';
 import { isAllZeros, type FilePlace } from './file-places.js';
 
 /**

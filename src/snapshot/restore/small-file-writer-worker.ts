@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { runDecodeJob, type DecodeJob } from '../../repo/decode/decode-jobs.js';
 import { PackFileReader, type PackPlace } from '../../repo/decode/pack-file-reader.js';
 import { decodeBlob } from '../../repo/format/pack-verify.js';
-import { writeSmallFile, type SmallFileCreation } from '../../sources/files-restore.js';
+import { writeSmallFile, type SmallFileCreation } from '../../sources/files/restore.js';
 import { IntegrityError, errorMessage } from '../../util/errors.js';
 import { writeIntoPlace } from './file-places.js';
 import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';

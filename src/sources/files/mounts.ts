@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { osPath } from '../util/os-path.js';
+import { osPath } from '../../util/os-path.js';
 
 /**
  * File systems whose "files" are the kernel's view of itself (processes, devices, cgroups):

@@ -1,8 +1,8 @@
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, futimesSync, lstatSync, openSync, rmSync, unlinkSync } from 'node:fs';
 import { chmod, lchown, lstat, lutimes, open } from 'node:fs/promises';
-import { DIRECT_RESTORE_MIN_BYTES, openForDirectWritesSync, writeAtSync } from '../util/direct-io.js';
-import { IntegrityError } from '../util/errors.js';
-import { osPath } from '../util/os-path.js';
+import { DIRECT_RESTORE_MIN_BYTES, openForDirectWritesSync, writeAtSync } from '../../util/direct-io.js';
+import { IntegrityError } from '../../util/errors.js';
+import { osPath } from '../../util/os-path.js';
 
 /** What a restore applies to a path once its content is in place. */
 export interface RestorableMetadata {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { osPath } from '../util/os-path.js';
+import { osPath } from '../../util/os-path.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;

@@ -1,6 +1,6 @@
 import { lstat, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { osPath, readNames } from '../util/os-path.js';
+import { osPath, readNames } from '../../util/os-path.js';
 import { ExclusionMatcher, type ExclusionRules } from './exclusions.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { BigIntStats, Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { osPath, readNames } from '../util/os-path.js';
+import { osPath, readNames } from '../../util/os-path.js';
 import { leftOutMount } from './mounts.js';
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { sourceName } from './source-name.js';
+import { sourceName } from '../source-name.js';
 
 const patternList = z.array(z.string().min(1, 'a pattern may not be empty'));
 

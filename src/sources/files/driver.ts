@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import type { SourceDriver } from './driver.js';
+import type { SourceDriver } from '../driver.js';
 import type { z } from 'zod';
-import type { filesSourceSchema } from './files-schema.js';
+import type { filesSourceSchema } from './schema.js';
 
 /** A folder: walked and deduplicated file by file by the snapshot layer (snapshot/backup.ts). */
 export interface FilesSource {

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { osPath, readLinkTarget } from '../util/os-path.js';
-import { entryType, sortedNames } from './files.js';
+import { osPath, readLinkTarget } from '../../util/os-path.js';
+import { entryType, sortedNames } from './entries.js';
 
 export interface CompareOptions {
   /** paths (relative, "/"-separated) to leave out of the comparison, e.g. excluded ones */

@@ -1,6 +1,6 @@
 import { lstatSync, type BigIntStats } from 'node:fs';
-import { entryPath } from '../util/adaptive-io.js';
-import { osPath, readNamesSync } from '../util/os-path.js';
+import { entryPath } from '../../util/adaptive-io.js';
+import { osPath, readNamesSync } from '../../util/os-path.js';
 
 /** A folder's entries in name order, each with its lstat result or the error it gave. */
 export interface Listing {
