@@ -52,6 +52,16 @@ export class EarlyReads {
     return listing;
   }
 
+  /**
+   * A listing of `kind` was just made afresh. The index files listed at open cover every
+   * snapshot listed no later than they were, not one listed now: a backup may have
+   * committed in between, and its snapshot would have no index. They are listed again
+   * (the index bytes fetched stay good: objects never change).
+   */
+  listedAfresh(kind: ObjectKind): void {
+    if (kind === 'snapshots') this.listings.delete('index');
+  }
+
   /** The bytes of the object under `key` fetched at open, once. */
   takeObject(key: string): Promise<Buffer> | undefined {
     const slot = this.objects.get(key);

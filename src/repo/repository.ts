@@ -320,7 +320,10 @@ export class Repository {
   }
 
   async listObjects(kind: ObjectKind): Promise<ObjectInfo[]> {
-    return this.early?.takeListing(kind) ?? collect(this.backend.list(`${kind}/`));
+    const early = this.early?.takeListing(kind);
+    if (early) return early;
+    this.early?.listedAfresh(kind);
+    return collect(this.backend.list(`${kind}/`));
   }
 
   async listIds(kind: ObjectKind): Promise<string[]> {

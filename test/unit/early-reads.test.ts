@@ -40,3 +40,25 @@ test('a repository opened while a backup commits lists its index after its snaps
   assert.deepEqual(result.errors, []);
   assert.deepEqual((await compareTrees(source, join(dir, 'target', 'data'))).differences, []);
 });
+
+test('snapshots listed again after the index files were listed at open: the index is listed again too, so every snapshot listed loads', async (t) => {
+  // The runner's retention job listed snapshots (the listing made at open), forgot some,
+  // then prune listed them afresh while loading the index from the listing made at open:
+  // a backup that committed in between had a snapshot but no index, and prune failed on it.
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  for (let i = 0; i < 5; i++) await writeFile(join(source, `note-${i}.txt`), pseudoText(i, 3000));
+  const local = new LocalBackend(join(dir, 'repo'));
+  await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  const repo = await Repository.open(local, 'pw');
+  assert.deepEqual(await listSnapshots(repo), []);
+  // Give the listing of index files made at open time to finish before the backup commits.
+  await new Promise((r) => setTimeout(r, 100));
+  const saved = await backup(await Repository.open(local, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const [ref] = await listSnapshots(repo);
+  assert.equal(ref?.id, saved.id);
+  await repo.loadIndex();
+  const result = await restore(repo, ref!, { target: join(dir, 'target') });
+  assert.deepEqual(result.errors, []);
+});
