@@ -1,30 +1,15 @@
 import { objectKey } from '../repo/format/layout.js';
 import type { RecordStore } from '../repo/roles.js';
 import type { DatabaseRecord } from '../sources/driver.js';
+import type { ExclusionCount, WalkStats } from '../sources/files/walker.js';
 import { IntegrityError, UsageError } from '../util/errors.js';
 
 export type { DatabaseRecord };
 
-export interface ExclusionRecord {
-  /** an exclusion class name, or "exclude" for the source's own patterns, or "include" for what include patterns left out */
-  class: string;
-  count: number;
-  bytes: number;
-}
-
-export interface SourceStats {
-  files: number;
-  dirs: number;
-  others: number;
-  bytes: number;
-  newFiles: number;
-  changedFiles: number;
-  unchangedFiles: number;
-  /** bytes read from the source (unchanged files are not read) */
-  bytesRead: number;
-  /** bytes this backup added to the repository, after deduplication and compression */
-  bytesAdded: number;
-}
+/** What one source's backup found and stored (files, folders, bytes read and added): the walk's counts. */
+export type SourceStats = WalkStats;
+/** Entries an exclusion class, the source's patterns ("exclude", "include") or a mount left out. */
+export type ExclusionRecord = ExclusionCount;
 
 export interface SourceRecord {
   name: string;
