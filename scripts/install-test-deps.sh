@@ -24,6 +24,8 @@ command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || packages+=(i
 command -v git >/dev/null 2>&1 || packages+=(git)
 # The signal tests press Ctrl-C on a real terminal.
 command -v tmux >/dev/null 2>&1 || packages+=(tmux)
+# promtool (in Debian's prometheus package) checks the runner's metrics and deploy/monitoring's rules.
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 # The direct-I/O tests fill a small loop-mounted ext4 to see a full disk named as such.
 { command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } || packages+=(e2fsprogs)
 

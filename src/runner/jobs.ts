@@ -68,7 +68,7 @@ export async function checkJob(ctx: JobContext): Promise<JobOutcome> {
   const result = await check(repo, subset === false ? {} : { readDataSubset: subset });
   return {
     problem: result.errors.length > 0 ? `check found ${result.errors.length} problems: ${result.errors.slice(0, 3).join('; ')}` : undefined,
-    details: { snapshots: result.snapshots, packs: result.packs, packsRead: result.packsRead, bytesRead: result.bytesRead, errors: result.errors.slice(0, 20) },
+    details: { snapshots: result.snapshots, packs: result.packs, packsRead: result.packsRead, bytesRead: result.bytesRead, errorCount: result.errors.length, errors: result.errors.slice(0, 20) },
   };
 }
 

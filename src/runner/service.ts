@@ -7,7 +7,7 @@ import { drillDatabaseOf } from '../stack/drill-stack.js';
 import { openBackend } from '../repo/backends/open.js';
 import { Repository } from '../repo/repository.js';
 import { listSnapshots } from '../snapshot/snapshot.js';
-import { UsageError } from '../util/errors.js';
+import { UsageError, errorMessage } from '../util/errors.js';
 import { secretFromFile } from '../util/secrets.js';
 import { Runner, systemClock, type Clock, type Log, type ScheduledJob } from './daemon.js';
 import { JobHistory } from './history.js';
@@ -15,7 +15,7 @@ import { startStatusServer } from './http.js';
 import { backupJob, checkJob, drillJob, retentionJob, type JobContext } from './jobs.js';
 import { Notifier } from './notify.js';
 import { Schedule } from './schedule.js';
-import { statusEndpoints, type RepositoryStats } from './status.js';
+import { statusEndpoints, type RepositoryReach, type RepositoryStats } from './status.js';
 
 export interface TaskRunnerOptions {
   loaded: LoadedConfig;
@@ -76,15 +76,22 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   const history = new JobHistory(historyFile);
   const releaseLock = lockHistory(historyFile, history);
   let repository: RepositoryStats | undefined;
+  let reach: RepositoryReach | undefined;
   const measure = async () => {
-    const repo = await ctx.openRepository();
-    let sizeBytes = 0;
-    let objects = 0;
-    for await (const info of repo.backend.list('')) {
-      sizeBytes += info.size;
-      objects++;
+    try {
+      const repo = await ctx.openRepository();
+      let sizeBytes = 0;
+      let objects = 0;
+      for await (const info of repo.backend.list('')) {
+        sizeBytes += info.size;
+        objects++;
+      }
+      repository = { sizeBytes, objects, snapshots: (await listSnapshots(repo)).length, immutabilityDays: repo.config.immutabilityDays, measured: new Date().toISOString() };
+      reach = { reachable: true, at: repository.measured };
+    } catch (err) {
+      reach = { reachable: false, at: new Date().toISOString(), error: errorMessage(err) };
+      throw err;
     }
-    repository = { sizeBytes, objects, snapshots: (await listSnapshots(repo)).length, measured: new Date().toISOString() };
   };
   const notify = config.notify;
   const runner = new Runner({
@@ -97,7 +104,7 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
     host,
     afterJob: measure,
   });
-  const endpoints = statusEndpoints({ stack: config.stack, jobs, runner, history, repository: () => repository, now: () => (options.clock ?? systemClock).now() });
+  const endpoints = statusEndpoints({ stack: config.stack, host, jobs, runner, history, repository: () => repository, reach: () => reach, now: () => (options.clock ?? systemClock).now() });
   const listen = options.listen ?? config.runner?.listen ?? '127.0.0.1:9180';
   let server: Server | undefined;
   try {

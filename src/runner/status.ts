@@ -6,7 +6,16 @@ export interface RepositoryStats {
   sizeBytes: number;
   objects: number;
   snapshots: number;
+  /** days every object stays immutable (0: none) */
+  immutabilityDays: number;
   measured: string;
+}
+
+/** Whether the runner's last look at the repository (after each job) reached it. */
+export interface RepositoryReach {
+  reachable: boolean;
+  at: string;
+  error?: string;
 }
 
 /** A scheduled run later than this past its moment counts as overdue. */
@@ -18,10 +27,13 @@ const OVERDUE_GRACE_MS = 3_600_000;
  */
 export function statusEndpoints(options: {
   stack: string;
+  /** the host name the stack's snapshots record (stackHost) */
+  host: string;
   jobs: ScheduledJob[];
-  runner: Runner;
+  runner: Pick<Runner, 'current' | 'next'>;
   history: JobHistory;
   repository: () => RepositoryStats | undefined;
+  reach?: () => RepositoryReach | undefined;
   now?: () => Date;
 }): StatusEndpoints {
   const now = options.now ?? (() => new Date());
@@ -47,38 +59,61 @@ export function statusEndpoints(options: {
     return { healthy: problems.length === 0, problems };
   };
 
+  /**
+   * Prometheus text format. Every sample carries `stack` and `host`, so one Prometheus can
+   * watch a vendor's whole fleet (deploy/monitoring/ has alert rules and a dashboard over
+   * these names); names follow Prometheus' conventions, checked by `promtool check metrics`.
+   */
   const metrics = () => {
     const label = (extra: Record<string, string> = {}) =>
-      `{${Object.entries({ stack: options.stack, ...extra })
+      `{${Object.entries({ stack: options.stack, host: options.host, ...extra })
         .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
         .join(',')}}`;
     const out: string[] = [];
-    const gauge = (name: string, help: string, samples: Array<[Record<string, string>, number | undefined]>) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    const family = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[Record<string, string>, number | undefined]>) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, value] of samples) if (value !== undefined && Number.isFinite(value)) out.push(`${name}${label(labels)} ${value}`);
     };
+    const gauge = (name: string, help: string, samples: Array<[Record<string, string>, number | undefined]>) => family(name, 'gauge', help, samples);
+    const one = (value: number | undefined): Array<[Record<string, string>, number | undefined]> => [[{}, value]];
+    const seconds = (iso: string | null | undefined) => (iso ? Date.parse(iso) / 1000 : undefined);
     const perStep = (get: (r: RunRecord | undefined, step: string) => number | undefined) => steps.map(({ step }): [Record<string, string>, number | undefined] => [{ job: step }, get(lastFinished(step), step)]);
-    gauge('stackvault_job_last_success_timestamp_seconds', 'when the job last succeeded', perStep((_r, step) => {
-      const s = options.history.last(step, 'success');
-      return s?.finished ? Date.parse(s.finished) / 1000 : undefined;
-    }));
+    gauge('stackvault_job_last_success_timestamp_seconds', 'when the job last succeeded', perStep((_r, step) => seconds(options.history.last(step, 'success')?.finished)));
     gauge('stackvault_job_last_duration_seconds', 'how long the last finished run took', perStep((r) => (r?.durationMs ?? undefined) === undefined ? undefined : r!.durationMs! / 1000));
     gauge('stackvault_job_last_success', '1 if the last finished run succeeded, else 0', perStep((r) => (r ? (r.status === 'success' ? 1 : 0) : undefined)));
     gauge('stackvault_job_running', '1 while the job runs', perStep((_r, step) => (options.runner.current?.step === step ? 1 : 0)));
     gauge('stackvault_job_last_attempt', 'the attempt of the last finished run: 1 as scheduled, 2 and up for retries', perStep((r) => r?.attempt));
-    out.push('# HELP stackvault_job_retries_total runs that were retries after a failure or an interruption', '# TYPE stackvault_job_retries_total counter');
-    for (const { step } of steps) out.push(`stackvault_job_retries_total${label({ job: step })} ${options.history.retries(step)}`);
-    gauge('stackvault_backup_bytes_added', 'bytes the last successful backup added to the repository', [[{}, options.history.last('backup', 'success')?.bytesAdded ?? undefined]]);
+    gauge(
+      'stackvault_job_next_run_timestamp_seconds',
+      'when the job runs next (a retry or a catch-up included)',
+      options.jobs.map((j): [Record<string, string>, number | undefined] => [{ job: j.name }, seconds(options.runner.next.get(j.name)?.at.toISOString())]),
+    );
+    family('stackvault_job_retries_total', 'counter', 'runs that were retries after a failure or an interruption', steps.map(({ step }) => [{ job: step }, options.history.retries(step)]));
+    gauge('stackvault_backup_added_bytes', 'bytes the last successful backup added to the repository', one(options.history.last('backup', 'success')?.bytesAdded ?? undefined));
     const repo = options.repository();
-    gauge('stackvault_repository_size_bytes', 'bytes stored in the repository', [[{}, repo?.sizeBytes]]);
-    gauge('stackvault_repository_objects', 'objects stored in the repository', [[{}, repo?.objects]]);
-    gauge('stackvault_snapshots', 'snapshots in the repository that are not forgotten', [[{}, repo?.snapshots]]);
+    gauge('stackvault_repository_size_bytes', 'bytes stored in the repository', one(repo?.sizeBytes));
+    gauge('stackvault_repository_objects', 'objects stored in the repository', one(repo?.objects));
+    gauge('stackvault_repository_immutability_seconds', 'how long every object stays immutable (0: not at all)', one(repo === undefined ? undefined : repo.immutabilityDays * 86_400));
+    const reach = options.reach?.();
+    gauge('stackvault_repository_reachable', '1 if the runner reached the repository the last time it looked (after each job), else 0', one(reach === undefined ? undefined : reach.reachable ? 1 : 0));
+    gauge('stackvault_snapshots', 'snapshots in the repository that are not forgotten', one(repo?.snapshots));
     const checked = options.history.last('check', 'success')?.details as { packsRead?: number; bytesRead?: number } | null | undefined;
-    gauge('stackvault_check_packs_verified', 'packs the last successful check read back and verified', [[{}, checked?.packsRead]]);
-    gauge('stackvault_check_bytes_verified', 'bytes the last successful check read back and verified', [[{}, checked?.bytesRead]]);
+    gauge('stackvault_check_verified_packs', 'packs the last successful check read back and verified', one(checked?.packsRead));
+    gauge('stackvault_check_verified_bytes', 'bytes the last successful check read back and verified', one(checked?.bytesRead));
+    const lastCheck = lastFinished('check');
+    const found = lastCheck?.details as { errorCount?: number; errors?: unknown[] } | null | undefined;
+    gauge('stackvault_check_errors', 'problems (damage, missing data) the last finished check found', one(lastCheck ? (found?.errorCount ?? found?.errors?.length ?? (lastCheck.status === 'success' ? 0 : undefined)) : undefined));
     const drill = options.history.last('drill', 'success')?.details as { rtoMs?: number } | null | undefined;
-    gauge('stackvault_drill_rto_seconds', 'how long the last successful restore drill took to restore the stack', [[{}, drill?.rtoMs === undefined ? undefined : drill.rtoMs / 1000]]);
-    gauge('stackvault_healthy', '1 if /healthz reports ok', [[{}, health().healthy ? 1 : 0]]);
+    gauge('stackvault_drill_rto_seconds', 'how long the last successful restore drill took to restore the stack', one(drill?.rtoMs === undefined ? undefined : drill.rtoMs / 1000));
+    // Locks are renewed by the retention step, where the repository enforces immutability.
+    const retention = options.history.last('retention', 'success');
+    const renewed = (retention?.details as { locksExtended?: number } | null | undefined)?.locksExtended === undefined ? undefined : retention;
+    gauge(
+      'stackvault_retention_locks_expiry_timestamp_seconds',
+      'when the immutability of what kept snapshots need runs out unless renewed (the last renewal plus the immutability period)',
+      one(renewed?.finished && repo?.immutabilityDays ? Date.parse(renewed.finished) / 1000 + repo.immutabilityDays * 86_400 : undefined),
+    );
+    gauge('stackvault_healthy', '1 if /healthz reports ok', one(health().healthy ? 1 : 0));
     return out.join('\n') + '\n';
   };
 

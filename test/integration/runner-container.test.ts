@@ -93,7 +93,7 @@ test('the runner image, built here, runs beside the example stack: scheduled bac
   assert.match(JSON.stringify(withCheck.Config.Healthcheck?.Test), /healthz/);
   await compose.waitHealthy(project, { services: ['stackvault'], timeoutMs: 60_000 });
   assert.equal((await fetch(`${runnerAt}/metrics`)).status, 401, 'beyond loopback, metrics need the token');
-  assert.match(await (await fetch(`${runnerAt}/metrics`, { headers: token })).text(), new RegExp(`^stackvault_healthy\\{stack="${name}"\\} 1$`, 'm'));
+  assert.match(await (await fetch(`${runnerAt}/metrics`, { headers: token })).text(), new RegExp(`^stackvault_healthy\\{stack="${name}",host="${name}"\\} 1$`, 'm'));
 
   // The runner's snapshots: the stack's name as host, the incarnation and version as tags, the database in them.
   const snapshots = JSON.parse((await runCli(['snapshots', '--json'], { cwd: stack, env })).stdout) as Array<{ host: string; tags: string[]; sources: Array<{ name: string }> }>;

@@ -98,15 +98,15 @@ test('a real daemon on a one-second schedule backs up, forgets, checks, drills, 
   const health = await getJson<{ status: string }>(`${url}/healthz`);
   assert.deepEqual([health.status, health.body.status], [200, 'ok']);
   const metrics = await (await fetch(`${url}/metrics`)).text();
-  assert.match(metrics, /^stackvault_job_last_success_timestamp_seconds\{stack="acme",job="backup"\} \d+(\.\d+)?$/m);
-  assert.match(metrics, /^stackvault_job_last_duration_seconds\{stack="acme",job="check"\} [\d.e-]+$/m);
-  assert.match(metrics, /^stackvault_backup_bytes_added\{stack="acme"\} \d+$/m);
-  assert.match(metrics, /^stackvault_repository_size_bytes\{stack="acme"\} [1-9]\d+$/m);
-  assert.match(metrics, /^stackvault_snapshots\{stack="acme"\} [1-3]$/m, 'retention keeps the last two (and the one just made)');
-  assert.match(metrics, /^stackvault_drill_rto_seconds\{stack="acme"\} [\d.e-]+$/m);
-  assert.match(metrics, /^stackvault_check_packs_verified\{stack="acme"\} [1-9]\d*$/m);
-  assert.match(metrics, /^stackvault_check_bytes_verified\{stack="acme"\} [1-9]\d+$/m);
-  assert.match(metrics, /^stackvault_healthy\{stack="acme"\} 1$/m);
+  assert.match(metrics, /^stackvault_job_last_success_timestamp_seconds\{stack="acme",host="[^"]+",job="backup"\} \d+(\.\d+)?$/m);
+  assert.match(metrics, /^stackvault_job_last_duration_seconds\{stack="acme",host="[^"]+",job="check"\} [\d.e-]+$/m);
+  assert.match(metrics, /^stackvault_backup_added_bytes\{stack="acme",host="[^"]+"\} \d+$/m);
+  assert.match(metrics, /^stackvault_repository_size_bytes\{stack="acme",host="[^"]+"\} [1-9]\d+$/m);
+  assert.match(metrics, /^stackvault_snapshots\{stack="acme",host="[^"]+"\} [1-3]$/m, 'retention keeps the last two (and the one just made)');
+  assert.match(metrics, /^stackvault_drill_rto_seconds\{stack="acme",host="[^"]+"\} [\d.e-]+$/m);
+  assert.match(metrics, /^stackvault_check_verified_packs\{stack="acme",host="[^"]+"\} [1-9]\d*$/m);
+  assert.match(metrics, /^stackvault_check_verified_bytes\{stack="acme",host="[^"]+"\} [1-9]\d+$/m);
+  assert.match(metrics, /^stackvault_healthy\{stack="acme",host="[^"]+"\} 1$/m);
 
   daemon.child.kill('SIGTERM');
   assert.equal(await daemon.exited, 0, daemon.output());
@@ -147,7 +147,7 @@ test('SIGKILL during a backup breaks nothing: the restarted daemon marks it inte
   assert.equal(status.recent.find((r) => r.job === 'backup' && r.status === 'success')!.attempt, 2, 'the success is the retry');
   const health = await getJson<{ status: string }>(`${url2}/healthz`);
   assert.deepEqual([health.status, health.body.status], [200, 'ok']);
-  assert.match(await (await fetch(`${url2}/metrics`)).text(), /^stackvault_job_retries_total\{stack="acme",job="backup"\} 1$/m);
+  assert.match(await (await fetch(`${url2}/metrics`)).text(), /^stackvault_job_retries_total\{stack="acme",host="[^"]+",job="backup"\} 1$/m);
   second.child.kill('SIGTERM');
   assert.equal(await second.exited, 0);
   assert.equal((await runCli(['check', '--read-data'], { cwd: dir, env })).code, 0);
@@ -191,7 +191,7 @@ test('a failing backend sends a webhook and a fail ping, and turns /healthz red'
   assert.equal(health.status, 503);
   assert.equal(health.body.status, 'failing');
   assert.match(health.body.problems.join('\n'), /backup failed/);
-  assert.match(await (await fetch(`${url}/metrics`)).text(), /^stackvault_job_last_success\{stack="acme",job="backup"\} 0$/m);
+  assert.match(await (await fetch(`${url}/metrics`)).text(), /^stackvault_job_last_success\{stack="acme",host="[^"]+",job="backup"\} 0$/m);
   daemon.child.kill('SIGTERM');
   assert.equal(await daemon.exited, 0);
 });
