@@ -1,13 +1,17 @@
 /**
- * Side-by-side benchmark of stackvault, restic and Borg on the same generated tree:
- * full backup, no-change backup, backup after 1% of files changed, full restore,
- * check with a full data read, repository size. Prints a table and writes JSON.
+ * Side-by-side benchmark of stackvault, restic and Borg on the same tree: full backup,
+ * no-change backup, backup after 1% of files changed, full restore, check with a full data
+ * read, repository size. Two trees: a generated one, and a copy of real system folders
+ * (many small text files, shared libraries, a few large binaries: what generated data hid).
+ * Prints a table and writes JSON.
  *
- *   BENCH_MB=200 BENCH_FILES=5000 npm run bench     # smaller than the default 1 GiB, 50,000 files
+ *   BENCH_MB=200 BENCH_FILES=5000 npm run bench     # a smaller generated tree than the default 1 GiB, 50,000 files
+ *   BENCH_REAL_MB=300 npm run bench                 # a smaller real tree than the default 800 MiB
+ *   BENCH_REAL_SOURCE=/usr/share,/opt/app npm run bench   # other real folders
  *   BENCH_RUNS=1 npm run bench                      # one run per step instead of the median of 3
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, closeSync, openSync, readSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +57,41 @@ function readAll(files: readonly string[]): void {
       closeSync(fd);
     }
   }
+}
+
+/**
+ * Real folders, in this order, copied (with tar: modes, times, symlinks) until the budget
+ * is reached. Present on every Debian 12 with the test dependencies; /usr/lib's shared
+ * libraries and Python, /usr/share's documentation, manuals, Perl, Vim and translations.
+ */
+const REAL_SOURCES = ['/usr/share/doc', '/usr/share/man', '/usr/share/perl', '/usr/share/vim', '/usr/lib/x86_64-linux-gnu', '/usr/lib/python3', '/usr/share/locale', '/usr/share/icons'];
+const realMb = Number(process.env.BENCH_REAL_MB ?? 800);
+
+/** Copies real folders into `root` up to BENCH_REAL_MB; returns its regular files and what it copied. */
+function copyRealTree(root: string): { files: string[]; sources: string[]; entries: number } {
+  const sources = (process.env.BENCH_REAL_SOURCE ? process.env.BENCH_REAL_SOURCE.split(',') : REAL_SOURCES).filter((s) => existsSync(s));
+  if (sources.length === 0) throw new Error('no real folders to copy: set BENCH_REAL_SOURCE');
+  const budget = realMb * 1024 * 1024;
+  const listed = execFileSync('find', [...sources, '-xdev', '(', '-type', 'f', '-o', '-type', 'l', '-o', '-type', 'd', ')', '-printf', '%s %p\\0'], { maxBuffer: 1 << 30 })
+    .toString('utf8')
+    .split('\0')
+    .filter(Boolean);
+  const chosen: string[] = [];
+  let bytes = 0;
+  for (const line of listed) {
+    const space = line.indexOf(' ');
+    const size = Number(line.slice(0, space));
+    if (bytes + size > budget) break;
+    bytes += size;
+    chosen.push(line.slice(space + 1));
+  }
+  mkdirSync(root, { recursive: true });
+  const list = join(root, '..', 'real-tree.list');
+  writeFileSync(list, chosen.join('\0') + '\0');
+  // Folders come before what they hold in find's order: --no-recursion copies exactly the list.
+  execFileSync('sh', ['-c', 'tar --null --no-recursion -cf - -T "$1" 2>/dev/null | tar -xf - -C "$2"', 'sh', list, root], { stdio: 'inherit' });
+  const files = execFileSync('find', [root, '-type', 'f', '-print0'], { maxBuffer: 1 << 30 }).toString('utf8').split('\0').filter(Boolean);
+  return { files, sources, entries: chosen.length };
 }
 
 function changeOnePercent(files: string[], round: number): void {
@@ -131,10 +170,24 @@ function toolOps(tool: string, work: string, src: string): ToolOps {
 }
 
 /** The files benchmark: returns the table's lines and the raw results. */
-export async function benchFiles(work: string): Promise<{ lines: string[]; results: unknown }> {
+export async function benchFiles(work: string, tree: 'generated' | 'real' = 'generated'): Promise<{ lines: string[]; results: unknown }> {
   const src = join(work, 'data');
-  process.stderr.write(`generating ${fileCount} files, ${totalMb} MiB in ${src}\n`);
-  const files = await generate(src);
+  let files: string[];
+  let title: string;
+  let described: Record<string, unknown>;
+  if (tree === 'real') {
+    process.stderr.write(`copying up to ${realMb} MiB of real folders into ${src}\n`);
+    const real = copyRealTree(src);
+    files = real.files;
+    const mib = du(src) / 1048576;
+    title = `files, real tree (${real.sources.join(', ')} up to ${realMb} MiB): ${real.entries} entries, ${files.length} files, ${mib.toFixed(0)} MiB`;
+    described = { tree, sources: real.sources, entries: real.entries, files: files.length, megabytes: Number(mib.toFixed(1)) };
+  } else {
+    process.stderr.write(`generating ${fileCount} files, ${totalMb} MiB in ${src}\n`);
+    files = await generate(src);
+    title = `files: ${fileCount} files, ${totalMb} MiB`;
+    described = { tree, files: fileCount, megabytes: totalMb };
+  }
   const tools = ['stackvault', ...['restic', 'borg'].filter((t) => has(t) || (process.stderr.write(`${t} not installed: skipped (apt-get install ${t === 'borg' ? 'borgbackup' : t})\n`), false))];
   const ops = tools.map((tool) => toolOps(tool, work, src));
   const steps = new Map(tools.map((tool) => [tool, { full: [], noChange: [], changed: [], restore: [], check: [] } as Record<StepName, Step[]>]));
@@ -196,7 +249,7 @@ export async function benchFiles(work: string): Promise<{ lines: string[]; resul
     ['full backup CPU time', (r) => r.full.cpuSeconds ?? 0, 's'],
     ['restore CPU time', (r) => r.restore.cpuSeconds ?? 0, 's'],
   ];
-  const lines = [`files: ${fileCount} files, ${totalMb} MiB; each time the median of ${runs} runs`, ''];
+  const lines = [`${title}; each time the median of ${runs} runs`, ''];
   lines.push(['measure'.padEnd(26), ...results.map((r) => r.tool.padStart(12)), ...(base ? results.filter((r) => r !== base).map((r) => `${r.tool}/restic`.padStart(18)) : [])].join(''));
   for (const [name, get, unit] of cols) {
     lines.push(
@@ -207,5 +260,5 @@ export async function benchFiles(work: string): Promise<{ lines: string[]; resul
       ].join(''),
     );
   }
-  return { lines, results: { files: fileCount, megabytes: totalMb, runs, tools: results } };
+  return { lines, results: { ...described, runs, tools: results } };
 }

@@ -1,12 +1,12 @@
 /**
- * npm run bench: stackvault side by side with restic and Borg (files) and with
- * mariadb-dump and mydumper/myloader (database), on the same generated data in one run, and
- * restores from network backends (remote: rclone WebDAV and SFTP against restic, S3 against
- * a local folder) on a copy of real trees.
+ * npm run bench: stackvault side by side with restic and Borg (files: a generated tree, and
+ * real: a copy of system folders) and with mariadb-dump and mydumper/myloader (database),
+ * on the same data in one run, and restores from network backends (remote: rclone WebDAV
+ * and SFTP against restic, S3 against a local folder) on a copy of real trees.
  * Prints tables with times and ratios, and writes bench-results.json.
  *
  *   npm run bench                            # everything
- *   BENCH_ONLY=database npm run bench        # or files, or remote
+ *   BENCH_ONLY=database npm run bench        # or files, real, or remote
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -16,7 +16,7 @@ import { benchFiles } from './files.js';
 import { benchRemote } from './remote.js';
 
 const only = process.env.BENCH_ONLY;
-const parts = ['files', 'database', 'remote'];
+const parts = ['files', 'real', 'database', 'remote'];
 if (only && !parts.includes(only)) throw new Error(`BENCH_ONLY=${only}: expected one of ${parts.join(', ')}`);
 const wanted = (part: string) => !only || only === part;
 
@@ -28,6 +28,11 @@ try {
     const files = await benchFiles(join(work, 'files'));
     lines.push(...files.lines, '');
     results.files = files.results;
+  }
+  if (wanted('real')) {
+    const real = await benchFiles(join(work, 'real'), 'real');
+    lines.push(...real.lines, '');
+    results.real = real.results;
   }
   if (wanted('database')) {
     const database = await benchDatabase(join(work, 'database'));
