@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { TreeNode } from '../../src/sources/files/entries.js';
 import { FilesWalker, type FilesSink, type WalkProgress } from '../../src/sources/files/walker.js';
+import { AdaptiveReader } from '../../src/util/adaptive-io.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
 
 /** A sink that keeps everything in memory, content by its hash: the walker needs no repository. */
@@ -48,7 +49,7 @@ test('the files walker emits a folder tree into any sink, and keeps what the pre
   const walk = async (previous?: string) => {
     const progress: WalkProgress = { filesDone: 0, bytesDone: 0, bytesAdded: 0, errors: 0, currentPath: '' };
     const source = { name: 'data', kind: 'files' as const, path: root };
-    const walker = new FilesWalker(source, {}, sink, progress, () => undefined, () => undefined);
+    const walker = new FilesWalker(source, {}, sink, progress, () => undefined, () => undefined, new AdaptiveReader());
     const { id } = await walker.saveDir(root, '', previous, false, (await lstat(root, { bigint: true })).dev);
     return { id, walker, progress };
   };

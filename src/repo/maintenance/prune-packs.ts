@@ -98,6 +98,12 @@ export function emptyPlan(repo: Repository, now: Date, snapshotsKept: number, ma
   };
 }
 
+/** How a plan judges ages: the repository's immutability period, and whether an object is older than an age at the plan's moment. */
+export function planClock(repo: Repository, plan: PrunePlan): { immutableMs: number; past: (info: ObjectInfo, minAgeMs: number) => boolean } {
+  const now = Date.parse(plan.now);
+  return { immutableMs: repo.config.immutabilityDays * DAY_MS, past: (info, minAgeMs) => now - info.created.getTime() >= minAgeMs };
+}
+
 /**
  * Judge every pack against the blobs kept snapshots use: used, recorded for deletion now,
  * deleted (recorded long enough ago and still unused), or kept for now. Packs no index
@@ -106,9 +112,8 @@ export function emptyPlan(repo: Repository, now: Date, snapshotsKept: number, ma
  */
 export async function judgePacks(repo: Repository, plan: PrunePlan, used: ReadonlySet<string>): Promise<Set<string>> {
   const now = new Date(plan.now);
-  const immutableMs = repo.config.immutabilityDays * DAY_MS;
+  const { immutableMs, past } = planClock(repo, plan);
   const packMinAge = Math.max(immutableMs, IN_FLIGHT_GRACE_MS);
-  const past = (info: ObjectInfo, minAge: number) => now.getTime() - info.created.getTime() >= minAge;
   // Packs no index lists (an interrupted backup's last packs, or those of a damaged index
   // file) are judged by their own headers, never deleted blind.
   const packInfos = await repo.listObjects('data');
@@ -187,9 +192,7 @@ export async function judgePacks(repo: Repository, plan: PrunePlan, used: Readon
  * records whose packs are gone, and uploads a backend left half-done; then total the plan.
  */
 export async function judgeIndexAndRecords(repo: Repository, plan: PrunePlan, remainingPacks: ReadonlySet<string>): Promise<void> {
-  const now = new Date(plan.now);
-  const immutableMs = repo.config.immutabilityDays * DAY_MS;
-  const past = (info: ObjectInfo, minAge: number) => now.getTime() - info.created.getTime() >= minAge;
+  const { immutableMs, past } = planClock(repo, plan);
   const superseded = repo.supersededIndexFiles();
   // The rewritten index drops deleted packs and lists unindexed ones again (superseding any damaged index file).
   const rewriteIndex = plan.delete.packs.length > 0 || plan.unindexedPacks > 0;
@@ -214,7 +217,7 @@ export async function judgeIndexAndRecords(repo: Repository, plan: PrunePlan, re
 
   const staleUploads = await backendExtra(repo.backend, 'staleUploads');
   if (staleUploads) {
-    for (const info of await staleUploads(IN_FLIGHT_GRACE_MS, now)) plan.delete.staleUploads.push(candidate(info, IN_FLIGHT_GRACE_MS));
+    for (const info of await staleUploads(IN_FLIGHT_GRACE_MS, new Date(plan.now))) plan.delete.staleUploads.push(candidate(info, IN_FLIGHT_GRACE_MS));
   }
   plan.damaged = [...repo.damage].map(([key, message]) => `${key}: ${message}`);
   plan.bytesFreed = Object.values(plan.delete)

@@ -9,6 +9,7 @@ import { isFilesSource, type FilesSource } from '../../sources/files/driver.js';
 import type { ListingPrefetch } from '../../sources/files/listing-prefetch.js';
 import { FilesWalker, scanTotals } from '../../sources/files/walker.js';
 import { driverOf, type SourceSpec } from '../../sources/registry.js';
+import { AdaptiveReader } from '../../util/adaptive-io.js';
 import { UsageError, errorMessage } from '../../util/errors.js';
 import { PROGRAM } from '../../util/version.js';
 import { listSnapshots, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from '../snapshot.js';
@@ -127,8 +128,10 @@ interface SavedSource {
 async function backupFilesSource(run: BackupRun, source: FilesSource, parent: SnapshotRef | undefined, parentRoot: Tree | undefined): Promise<SavedSource> {
   const { options } = run;
   const exclusionClasses = source.exclusionClasses ?? resolveExclusionClasses();
-  const sink = new RepositoryFilesSink(run.writer, run.loader, run.repo.chunker, run.encoder, options.signal);
-  const walker = new FilesWalker(source, exclusionClasses, sink, run.progress, run.report, () => throwIfAborted(options.signal), options.prefetched?.stop());
+  // One reader for the walk's stats and the sink's opens: once the storage turns out slow, both go asynchronous.
+  const reader = new AdaptiveReader();
+  const sink = new RepositoryFilesSink(run.writer, run.loader, run.repo.chunker, run.encoder, reader, options.signal);
+  const walker = new FilesWalker(source, exclusionClasses, sink, run.progress, run.report, () => throwIfAborted(options.signal), reader, options.prefetched?.stop());
   const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
   const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
   const rootStat = await lstat(source.path, { bigint: true });

@@ -4,7 +4,7 @@ import type { Chunker } from '../../repo/encode/chunker.js';
 import type { Admission, FilesSink } from '../../sources/files/walker.js';
 import { Semaphore } from '../../util/concurrency.js';
 import { InterruptedError } from '../../util/errors.js';
-import { AdaptiveReader } from '../../util/adaptive-io.js';
+import type { AdaptiveReader } from '../../util/adaptive-io.js';
 import { saveTree, type TreeLoader, type TreeNode } from '../tree.js';
 
 /** files read at once on this thread: enough to hide per-file I/O latency, few enough to bound buffers (each up to max chunk + 4 MiB) */
@@ -39,7 +39,6 @@ export function throwIfAborted(signal?: AbortSignal): void {
 export class RepositoryFilesSink implements FilesSink {
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
   private readonly largeFileSlots = new Semaphore(QUEUED_LARGE_FILES);
-  private readonly reader = new AdaptiveReader();
   private lastYield = performance.now();
 
   constructor(
@@ -47,6 +46,8 @@ export class RepositoryFilesSink implements FilesSink {
     private readonly loader: TreeLoader,
     private readonly chunker: Chunker,
     private readonly encoder: FileEncoder | null,
+    /** the walk's reader: one judgement of whether blocking calls still pay for stats and opens alike */
+    private readonly reader: AdaptiveReader,
     private readonly signal?: AbortSignal,
   ) {}
 

@@ -1,12 +1,10 @@
 import type { Repository } from '../../repo/repository.js';
 import { idFromKey } from '../../repo/format/layout.js';
-import { candidate, emptyPlan, judgeIndexAndRecords, judgePacks, type PrunePlan } from '../../repo/maintenance/prune-packs.js';
+import { candidate, emptyPlan, judgeIndexAndRecords, judgePacks, planClock, type PrunePlan } from '../../repo/maintenance/prune-packs.js';
 import { forgottenIds, listSnapshots, type ForgetRecord, type SnapshotRef } from '../snapshot.js';
 import { TreeLoader } from '../tree.js';
 
 export { IN_FLIGHT_GRACE_MS, executePrune, type PruneCandidate, type PrunePlan, type PruneResult } from '../../repo/maintenance/prune-packs.js';
-
-const DAY_MS = 86_400_000;
 
 export interface PruneOptions {
   now?: Date;
@@ -20,7 +18,6 @@ export interface PruneOptions {
  */
 export async function planPrune(repo: Repository, options: PruneOptions = {}): Promise<PrunePlan> {
   const now = options.now ?? new Date();
-  const immutableMs = repo.config.immutabilityDays * DAY_MS;
 
   // Snapshots before the index: everything a listed snapshot references is then indexed.
   // Kept and forgotten from one reading of the forget records: a snapshot is deleted only
@@ -45,6 +42,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
 
   const plan = emptyPlan(repo, now, kept.length, markingHeldBack);
   const remainingPacks = await judgePacks(repo, plan, used);
+  const { immutableMs, past } = planClock(repo, plan);
 
   const remainingSnapshots = new Set<string>();
   for (const info of await repo.listObjects('snapshots')) {
@@ -57,7 +55,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
       continue;
     }
     const c = candidate(info, immutableMs);
-    if (now.getTime() - info.created.getTime() >= immutableMs) plan.delete.snapshots.push(c);
+    if (past(info, immutableMs)) plan.delete.snapshots.push(c);
     else {
       plan.keepForNow.snapshots.push(c);
       remainingSnapshots.add(id);
@@ -68,7 +66,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   for (const { id, value } of await repo.loadIntact<ForgetRecord>('forget', [...forgetInfos.keys()])) {
     const info = forgetInfos.get(id)!;
     if (!Array.isArray(value.snapshots) || value.snapshots.some((s) => remainingSnapshots.has(s))) continue;
-    if (now.getTime() - info.created.getTime() >= immutableMs) plan.delete.forgetRecords.push(candidate(info, immutableMs));
+    if (past(info, immutableMs)) plan.delete.forgetRecords.push(candidate(info, immutableMs));
   }
 
   await judgeIndexAndRecords(repo, plan, remainingPacks);

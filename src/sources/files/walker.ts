@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import { resolve } from 'node:path';
-import { AdaptiveReader, entryPath } from '../../util/adaptive-io.js';
+import { entryPath, type AdaptiveReader } from '../../util/adaptive-io.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
 import { readLinkTarget } from '../../util/os-path.js';
 import { entryType, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type TreeNode } from './entries.js';
@@ -89,7 +89,6 @@ export class FilesWalker {
   private readonly excluded = new Map<string, ExclusionCount>();
   readonly errors: Array<{ path: string; message: string }> = [];
   private readonly matcher: ExclusionMatcher;
-  private readonly reader = new AdaptiveReader();
   /** folders whose walk runs while the walk has gone on past them */
   private openDirs = 0;
   /** the first of the sink's errors (full, damaged, interrupted): it ends the whole walk, not just one folder */
@@ -102,6 +101,8 @@ export class FilesWalker {
     private readonly progress: WalkProgress,
     private readonly report: () => void,
     private readonly checkInterrupt: () => void,
+    /** shared with the sink's reads of files: one judgement of whether blocking calls still pay */
+    private readonly reader: AdaptiveReader,
     private readonly prefetched?: ListingPrefetch,
   ) {
     this.matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: exclusionClasses });
