@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, StackvaultError, errorMessage } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
 import { registerBackupCommand } from './commands/backup.js';
+import { registerBinlogCommands } from './commands/binlog.js';
 import { registerCopyCommand } from './commands/copy.js';
 import { registerBrowseCommands } from './commands/browse.js';
 import { registerDemoCommand } from './commands/demo.js';
@@ -75,6 +76,7 @@ export function buildProgram(): Command {
   registerReleaseCommands(program, ctx);
   registerRetentionCommands(program, ctx);
   registerRunCommand(program, ctx);
+  registerBinlogCommands(program, ctx);
   registerDrillCommand(program, ctx);
   registerStackCommands(program, ctx);
   const overrideExits = (cmd: Command): void => {

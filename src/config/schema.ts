@@ -133,6 +133,8 @@ export const configSchema = z.strictObject({
       keep_yearly: z.number().int().min(-1).optional(),
       keep_within: durationText.optional(),
       keep_tags: z.array(z.string()).optional(),
+      /** any moment of the last N days can be recovered from the binary log archive; without it, every kept snapshot can be rolled forward */
+      pitr_days: z.number().min(0).optional(),
     })
     .optional(),
 });

@@ -30,6 +30,7 @@ const OBJECT_NAMES: Record<Exclude<ObjectKind, 'data' | 'keys'>, string> = {
   forget: 'forget record',
   index: 'index file',
   deletions: 'deletion record',
+  binlog: 'binary log segment',
 };
 
 /** The repository's plaintext config object, written once by init. */

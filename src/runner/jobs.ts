@@ -52,7 +52,7 @@ export async function retentionJob(ctx: JobContext): Promise<JobOutcome> {
   }
   const details: Record<string, unknown> = { forgotten: forgotten.length };
   if (config.schedule?.prune ?? true) {
-    const plan = await planPrune(repo);
+    const plan = await planPrune(repo, { pitrDays: config.retention?.pitr_days });
     const pruned = await executePrune(repo, plan);
     Object.assign(details, { deleted: pruned.deleted, bytesFreed: pruned.bytesFreed, packsRecordedForDeletion: plan.mark.length });
   }

@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import { stackHost } from '../stack/context.js';
 import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
+import { binlogArchivers } from '../stack/binlog-archivers.js';
 import { drillDatabaseOf } from '../stack/drill-stack.js';
 import { openBackend } from '../repo/backends/open.js';
 import { Repository } from '../repo/repository.js';
@@ -104,7 +105,17 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
     host,
     afterJob: measure,
   });
-  const endpoints = statusEndpoints({ stack: config.stack, host, jobs, runner, history, repository: () => repository, reach: () => reach, now: () => (options.clock ?? systemClock).now() });
+  // The binary log is archived all the time the runner serves, beside the scheduled jobs.
+  const archiving = new AbortController();
+  const archivers = binlogArchivers(loaded, ctx.openRepository, archiving.signal, (level, message) => log(level, message));
+  const binlog = () =>
+    archivers.map((a) => {
+      const entry = config.sources.find((s) => s.name === a.status.source);
+      const segmentSeconds = (entry && 'binlog_segment_seconds' in entry ? entry.binlog_segment_seconds : undefined) ?? 60;
+      // A few segments late, or an hour idle without a word from the server, is a problem.
+      return { status: a.status, maxLagSeconds: Math.max(5 * segmentSeconds, 300) };
+    });
+  const endpoints = statusEndpoints({ stack: config.stack, host, jobs, runner, history, repository: () => repository, reach: () => reach, binlog, now: () => (options.clock ?? systemClock).now() });
   const listen = options.listen ?? config.runner?.listen ?? '127.0.0.1:9180';
   let server: Server | undefined;
   try {
@@ -134,10 +145,11 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
       oneAtATime = run.catch(() => undefined);
       return run;
     },
-    serve: () => (serving ??= runner.run(controller.signal)),
+    serve: () => (serving ??= Promise.all([runner.run(controller.signal), ...archivers.map((a) => a.run())]).then(() => undefined)),
     stop: () =>
       (stopping ??= (async () => {
         controller.abort();
+        archiving.abort();
         await serving?.catch(() => undefined);
         await oneAtATime;
         await new Promise<void>((r) => (server ? server.close(() => r()) : r()));

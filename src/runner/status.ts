@@ -1,3 +1,4 @@
+import { archiveLagSeconds, type ArchiverStatus } from '../snapshot/binlog/archiver.js';
 import type { Runner, ScheduledJob } from './daemon.js';
 import type { JobHistory, RunRecord } from './history.js';
 import type { StatusEndpoints } from './http.js';
@@ -34,6 +35,8 @@ export function statusEndpoints(options: {
   history: JobHistory;
   repository: () => RepositoryStats | undefined;
   reach?: () => RepositoryReach | undefined;
+  /** binary log archives, with the lag each may reach before the runner is unhealthy */
+  binlog?: () => Array<{ status: ArchiverStatus; maxLagSeconds: number }>;
   now?: () => Date;
 }): StatusEndpoints {
   const now = options.now ?? (() => new Date());
@@ -55,6 +58,15 @@ export function statusEndpoints(options: {
       const due = since ? job.schedule.next(since) : undefined;
       const running = options.runner.current?.job === job.name;
       if (due && !running && now().getTime() - due.getTime() > OVERDUE_GRACE_MS) problems.push(`${job.name} overdue: no success since ${since!.toISOString()}`);
+    }
+    for (const { status, maxLagSeconds } of options.binlog?.() ?? []) {
+      const lag = archiveLagSeconds(status, now().getTime());
+      if (lag > maxLagSeconds) {
+        problems.push(
+          `binary log archive of ${status.source} is ${Number.isFinite(lag) ? `${Math.round(lag)} s` : 'not yet'} complete` +
+            (status.lastError ? `: ${status.lastError}` : status.connected ? '' : ': not connected'),
+        );
+      }
     }
     return { healthy: problems.length === 0, problems };
   };
@@ -113,6 +125,15 @@ export function statusEndpoints(options: {
       'when the immutability of what kept snapshots need runs out unless renewed (the last renewal plus the immutability period)',
       one(renewed?.finished && repo?.immutabilityDays ? Date.parse(renewed.finished) / 1000 + repo.immutabilityDays * 86_400 : undefined),
     );
+    const archives = options.binlog?.() ?? [];
+    if (archives.length > 0) {
+      const per = (get: (s: ArchiverStatus) => number | undefined) => archives.map(({ status }): [Record<string, string>, number | undefined] => [{ source: status.source }, get(status)]);
+      gauge('stackvault_binlog_archive_lag_seconds', "seconds of the database's binary log a host failure now would lose (events read but not yet committed, or the time since the archive was last known complete)", per((s) => archiveLagSeconds(s, now().getTime())));
+      gauge('stackvault_binlog_archive_connected', '1 while the archiver reads the server\'s binary log', per((s) => (s.connected ? 1 : 0)));
+      gauge('stackvault_binlog_archive_complete_timestamp_seconds', 'the moment up to which the binary log archive is complete', per((s) => (s.coveredUntil ? s.coveredUntil / 1000 : undefined)));
+      family('stackvault_binlog_archive_segments_total', 'counter', 'binary log segments committed since the runner started', per((s) => s.segments));
+      family('stackvault_binlog_archive_bytes_total', 'counter', 'binary log bytes archived since the runner started', per((s) => s.bytes));
+    }
     gauge('stackvault_healthy', '1 if /healthz reports ok', one(health().healthy ? 1 : 0));
     return out.join('\n') + '\n';
   };
@@ -124,6 +145,7 @@ export function statusEndpoints(options: {
     current: options.runner.current,
     next: Object.fromEntries([...options.runner.next].map(([job, n]) => [job, { at: n.at.toISOString(), catchUp: n.catchUp, attempt: n.attempt }])),
     repository: options.repository() ?? null,
+    binlog: (options.binlog?.() ?? []).map(({ status }) => ({ ...status, lagSeconds: archiveLagSeconds(status, now().getTime()) })),
     last: Object.fromEntries(steps.map(({ step }) => [step, options.history.last(step) ?? null])),
     recent: options.history.recent(20),
   });

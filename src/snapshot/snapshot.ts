@@ -118,9 +118,12 @@ export interface SnapshotFilter {
   host?: string;
   stack?: string;
   tags?: string[];
+  /** only snapshots taken at or before this moment (the base of a point-in-time recovery) */
+  before?: Date;
 }
 
 export function matchesFilter(s: Snapshot, filter: SnapshotFilter): boolean {
+  if (filter.before && Date.parse(s.time) > filter.before.getTime()) return false;
   if (filter.host && s.host !== filter.host) return false;
   if (filter.stack && s.stack !== filter.stack) return false;
   if (filter.tags && filter.tags.length > 0 && !filter.tags.every((t) => s.tags.includes(t))) return false;

@@ -46,6 +46,12 @@ async function runnerMetrics(dir: string): Promise<string> {
       history,
       repository: () => ({ sizeBytes: 5_000_000_000, objects: 1_200, snapshots: 14, immutabilityDays: 30, measured: at.toISOString() }),
       reach: () => ({ reachable: true, at: at.toISOString() }),
+      binlog: () => [
+        {
+          status: { source: 'db', connected: true, coveredUntil: Date.parse('2026-12-04T07:59:00Z'), oldestPendingAt: Date.parse('2026-12-04T07:59:30Z'), segments: 1440, bytes: 250_000_000, lastError: null, position: { file: 'binlog.000012', position: 4711 }, lastContact: Date.parse('2026-12-04T07:59:59Z') },
+          maxLagSeconds: 300,
+        },
+      ],
       now: () => new Date('2026-12-04T08:00:00Z'),
     });
     return endpoints.metrics();
@@ -78,7 +84,7 @@ test("the runner's metrics follow Prometheus' conventions (promtool check metric
   assert.equal(linted.out.trim(), '', linted.out);
   const samples = metrics.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
   assert.ok(samples.length > 20);
-  for (const line of samples) assert.match(line, /^stackvault_[a-z_]+\{stack="acme",host="acme-prod"(,job="[a-z]+")?\} -?[\d.e+-]+$/, line);
+  for (const line of samples) assert.match(line, /^stackvault_[a-z_]+\{stack="acme",host="acme-prod"(,(job|source)="[a-z]+")?\} -?[\d.e+-]+$/, line);
   const exported = new Set([...metrics.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
   // Every family has a sample here: a runner whose jobs all ran shows all of them.
   for (const name of exported) assert.ok(samples.some((l) => l.startsWith(`${name}{`)), `${name} has no sample`);

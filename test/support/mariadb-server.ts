@@ -25,6 +25,8 @@ export interface TestServer {
   client(sql: string, database?: string): Promise<string>;
   /** mariadb-dump with the given arguments, as the server's own tool prints it */
   dump(args: string[]): Promise<string>;
+  /** shut down cleanly and start again on the same data */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -64,30 +66,51 @@ export async function startMariadb(t?: TestContext, options: { bufferPool?: stri
     ...asRoot,
     ...(options.extraArgs ?? []),
   ];
-  const child: ChildProcess = spawn(binary, args, { stdio: 'ignore' });
+  let child!: ChildProcess;
   let exited = false;
-  child.on('exit', () => (exited = true));
   // Never outlive the test process, and never keep it alive: a test that failed before it
   // could register its cleanup must still end, and take its server with it.
-  child.unref();
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const c = await Connection.connect({ socket, user: 'root', connectTimeoutMs: 2000 });
-      await c.close();
-      break;
-    } catch (err) {
-      if (exited || Date.now() > deadline) {
-        child.kill('SIGKILL');
-        const log = await run('tail', ['-n', '20', `${dir}/error.log`]).then((r) => r.stdout, () => '');
-        await rm(dir, { recursive: true, force: true });
-        throw new Error(`the test's MariaDB server did not start: ${(err as Error).message}\n${log}`);
+  const launch = async () => {
+    child = spawn(binary, args, { stdio: 'ignore' });
+    exited = false;
+    const launched = child;
+    launched.on('exit', () => {
+      if (child === launched) exited = true;
+    });
+    child.unref();
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        const c = await Connection.connect({ socket, user: 'root', connectTimeoutMs: 2000 });
+        await c.close();
+        break;
+      } catch (err) {
+        if (exited || Date.now() > deadline) {
+          child.kill('SIGKILL');
+          const log = await run('tail', ['-n', '20', `${dir}/error.log`]).then((r) => r.stdout, () => '');
+          await rm(dir, { recursive: true, force: true });
+          throw new Error(`the test's MariaDB server did not start: ${(err as Error).message}\n${log}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
       }
-      await new Promise((r) => setTimeout(r, 100));
     }
-  }
+  };
+  const shutdown = async () => {
+    if (exited) return;
+    child.ref();
+    child.kill('SIGTERM');
+    await new Promise<void>((resolve) => {
+      if (exited) resolve();
+      else child.once('exit', () => resolve());
+      setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve();
+      }, 30_000).unref();
+    });
+  };
+  await launch();
   const clientArgs = ['--no-defaults', `--socket=${socket}`, '-uroot'];
   const server: TestServer = {
     host: '127.0.0.1',
@@ -107,20 +130,13 @@ export async function startMariadb(t?: TestContext, options: { bufferPool?: stri
       return Buffer.concat(out).toString('utf8');
     },
     dump: async (dumpArgs) => (await run('mariadb-dump', [...clientArgs, ...dumpArgs], { maxBuffer: 256 * 1024 * 1024 })).stdout,
+    restart: async () => {
+      await shutdown();
+      await launch();
+    },
     stop: async () => {
       process.off('exit', killOnExit);
-      if (!exited) {
-        child.ref();
-        child.kill('SIGTERM');
-        await new Promise<void>((resolve) => {
-          if (exited) resolve();
-          else child.once('exit', () => resolve());
-          setTimeout(() => {
-            child.kill('SIGKILL');
-            resolve();
-          }, 30_000).unref();
-        });
-      }
+      await shutdown();
       await rm(dir, { recursive: true, force: true });
     },
   };

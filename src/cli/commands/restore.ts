@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { resolveSources } from '../../config/sources.js';
 import type { MariadbSource } from '../../sources/mariadb/dump.js';
 import { restoreMariadb } from '../../sources/mariadb/restore.js';
+import { parseTargetGtid, parseTargetTime, type ReplayTarget } from '../../sources/mariadb/binlog-select.js';
+import { planRollForward, rollForward } from '../../snapshot/binlog/point-in-time.js';
 import { reachStackSources } from '../../stack/stack-sources.js';
 import type { Repository } from '../../repo/repository.js';
 import { openSourceReader } from '../../snapshot/restore/streamed-source.js';
@@ -36,6 +38,8 @@ interface RestoreFlags {
   users?: boolean;
   threads?: string;
   allowLossy?: boolean;
+  toTime?: string;
+  toGtid?: string;
 }
 
 function parseRenames(values: string[]): Record<string, string> {
@@ -46,6 +50,13 @@ function parseRenames(values: string[]): Record<string, string> {
     renames[m[1]!] = m[2]!;
   }
   return renames;
+}
+
+function replayTarget(flags: RestoreFlags): ReplayTarget | undefined {
+  if (flags.toTime !== undefined && flags.toGtid !== undefined) throw new UsageError('give --to-time or --to-gtid, not both');
+  if (flags.toTime !== undefined) return { time: parseTargetTime(flags.toTime) };
+  if (flags.toGtid !== undefined) return { gtid: parseTargetGtid(flags.toGtid) };
+  return undefined;
 }
 
 function positiveInt(value: string | undefined, flag: string): number | undefined {
@@ -81,8 +92,12 @@ async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags
 
 async function restoreDatabases(ctx: CliContext, repo: Repository, ref: SnapshotRef, names: string[], flags: RestoreFlags): Promise<void> {
   const renames = parseRenames(flags.renameDb);
+  const target = replayTarget(flags);
+  if (target && Object.keys(renames).length > 0) throw new UsageError('--rename-db cannot be combined with --to-time or --to-gtid: the archived events name the original databases');
   for (const name of names) {
     const connection = await targetServer(ctx, name, flags);
+    // Refused before anything changes when the archive does not reach the target.
+    const plan = target ? await planRollForward(repo, ref, name, target) : undefined;
     const sink = createProgress(`restore ${name}`, { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
     const started = Date.now();
     const summary = await restoreMariadb(await openSourceReader(repo, ref, name), {
@@ -97,6 +112,7 @@ async function restoreDatabases(ctx: CliContext, repo: Repository, ref: Snapshot
       progress: (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.rowsDone, itemsTotal: 0, totalsFinal: true, current: `${p.phase} ${p.current}` }),
     });
     sink.stop();
+    const replayed = plan && target ? await rollForward(repo, plan, target, connection, new Set(summary.databases.map((d) => d.to)), interruptSignal()) : undefined;
     const seconds = (Date.now() - started) / 1000;
     emit(
       ctx,
@@ -105,9 +121,17 @@ async function restoreDatabases(ctx: CliContext, repo: Repository, ref: Snapshot
           ...summary.warnings.map((w) => `warning: ${w}`),
           `restored source ${name} of snapshot ${shortId(ref.id)} in ${formatDuration(seconds)}: ` +
             summary.databases.map((d) => (d.from === d.to ? d.to : `${d.from} as ${d.to}`)).join(', ') +
-            `; ${summary.tables} tables, ${summary.rows} rows, ${formatBytes(summary.bytes)}`,
+            `; ${summary.tables} tables, ${summary.rows} rows, ${formatBytes(summary.bytes)}` +
+            (replayed ? `; rolled forward ${replayed.transactions} transactions from the binary log archive` + (replayed.lastGtid ? ` to GTID ${replayed.lastGtid} (${new Date(replayed.lastTimestamp! * 1000).toISOString()})` : '') : ''),
         ].join('\n'),
-      () => ({ message_type: 'summary', snapshot_id: ref.id, source: name, seconds, ...summary }),
+      () => ({
+        message_type: 'summary',
+        snapshot_id: ref.id,
+        source: name,
+        seconds,
+        ...summary,
+        ...(replayed ? { rolled_forward: { transactions: replayed.transactions, events: replayed.events, last_gtid: replayed.lastGtid ?? null, last_time: replayed.lastTimestamp ? new Date(replayed.lastTimestamp * 1000).toISOString() : null } } : {}),
+      }),
     );
     // The server changed values while loading them: the restored data is not the snapshot's.
     if (summary.warnings.length > 0 && !flags.allowLossy) {
@@ -136,7 +160,9 @@ export function registerRestoreCommand(program: Command, context: () => CliConte
       .option('--database <name>', 'restore only this database of the source (repeatable)', collect, [])
       .option('--users', 'also create the users and grants the snapshot holds')
       .option('--threads <n>', 'connections loading data at once (default 2)')
-      .option('--allow-lossy', 'exit 0 even when the server changed values while loading them (they are listed as warnings)'),
+      .option('--allow-lossy', 'exit 0 even when the server changed values while loading them (they are listed as warnings)')
+      .option('--to-time <time>', 'point-in-time recovery: restore the newest snapshot before TIME ("2026-12-04 10:15:00", local time) and replay the archived binary log up to it')
+      .option('--to-gtid <gtid>', 'point-in-time recovery: replay the archived binary log up to and including this transaction (domain-server-sequence)'),
   )
     .addHelpText(
       'after',
@@ -154,12 +180,18 @@ Examples:
   stackvault restore 1a2b3c4d --target /srv/acme --include /data/prompts --force
   stackvault restore latest --source db                                  # into the configured server
   stackvault restore latest --source db --rename-db shop=shop_check      # beside the live database
-  stackvault restore latest --source db --db-host 10.0.0.5 --db-user root --db-password-env NEW_DB_PW`,
+  stackvault restore latest --source db --db-host 10.0.0.5 --db-user root --db-password-env NEW_DB_PW
+  stackvault restore latest --source db --force --to-time "2026-12-04 10:15:00"  # point in time: "latest" is the newest snapshot before it`,
     )
     .action(async (snapshot: string, flags: RestoreFlags) => {
       const ctx = context();
       const repo = await ctx.openRepository();
-      const ref = await resolveSnapshot(repo, snapshot, filterFrom(flags));
+      const target = replayTarget(flags);
+      const ref = await resolveSnapshot(repo, snapshot, { ...filterFrom(flags), ...(target && 'time' in target && snapshot === 'latest' ? { before: target.time } : {}) });
+      if (target && flags.source.length === 0) throw new UsageError('--to-time and --to-gtid roll a database source forward: give --source NAME');
+      if (target && 'time' in target && Date.parse(ref.snapshot.time) > target.time.getTime()) {
+        throw new UsageError(`snapshot ${shortId(ref.id)} was taken at ${ref.snapshot.time}, after --to-time: choose an older snapshot (or "latest", the newest before it)`);
+      }
       const known = new Map(ref.snapshot.sources.map((s) => [s.name, s.kind]));
       const unknown = flags.source.filter((s) => !known.has(s));
       if (unknown.length) throw new UsageError(`snapshot ${shortId(ref.id)} has no source ${unknown.join(', ')} (it has ${[...known.keys()].join(', ')})`);

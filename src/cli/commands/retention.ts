@@ -26,6 +26,9 @@ function describePlan(plan: PrunePlan): string {
     `  ${plan.snapshotsKept} snapshots kept; ${plan.packsUsed} of ${plan.packs} packs hold their data (${formatBytes(plan.unusedBytesInUsedPacks)} unused inside them)`,
     `  delete: ${d.packs.length} unused packs recorded for deletion earlier, ${d.snapshots.length} forgotten snapshots, ${d.forgetRecords.length} forget records, ${d.indexFiles.length} superseded index files, ${d.deletionRecords.length} deletion records, ${d.staleUploads.length} stale uploads: ${formatBytes(plan.bytesFreed)}`,
   ];
+  if (d.binlogSegments.length > 0 || k.binlogSegments.length > 0) {
+    lines.push(`  binary log archive: ${d.binlogSegments.length} segments older than any kept snapshot's recovery window deleted, ${k.binlogSegments.length} such segments still immutable`);
+  }
   if (plan.mark.length > 0) {
     lines.push(`  record for deletion: ${plan.mark.length} unused packs (${formatBytes(marked)}); a prune at least ${plan.safetyMarginMinutes} minutes later deletes them, running backups write again what they need of them`);
   }
@@ -42,7 +45,7 @@ function describePlan(plan: PrunePlan): string {
 }
 
 export async function runPrune(ctx: CliContext, repo: Repository, yes: boolean): Promise<void> {
-  const plan = await planPrune(repo);
+  const plan = await planPrune(repo, { pitrDays: ctx.config()?.config.retention?.pitr_days });
   const nothing = Object.values(plan.delete).every((l) => l.length === 0) && plan.mark.length === 0 && plan.supersedeIndexFiles.length === 0;
   if (!yes || nothing) {
     emit(

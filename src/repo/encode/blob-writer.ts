@@ -204,7 +204,7 @@ export class BlobWriter {
    * before, and the object is written well within DELETION_MARGIN_MS of that reading, so
    * a prune that records a pack after it cannot delete that pack before it sees `value`.
    */
-  async commit(kind: 'snapshots', value: unknown): Promise<string> {
+  async commit(kind: 'snapshots' | 'binlog', value: unknown): Promise<string> {
     await this.flush();
     for (;;) {
       await this.deletionCheck;

@@ -1,5 +1,5 @@
 /** Object keys in a repository. Every name is the SHA-256 of the object's stored bytes. */
-export type ObjectKind = 'keys' | 'data' | 'index' | 'snapshots' | 'forget' | 'deletions';
+export type ObjectKind = 'keys' | 'data' | 'index' | 'snapshots' | 'forget' | 'deletions' | 'binlog';
 
 export const CONFIG_KEY = 'config';
 

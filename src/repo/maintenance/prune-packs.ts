@@ -51,9 +51,11 @@ export interface PrunePlan {
     indexFiles: PruneCandidate[];
     deletionRecords: PruneCandidate[];
     staleUploads: PruneCandidate[];
+    /** binary log segments older than any kept snapshot's recovery window needs */
+    binlogSegments: PruneCandidate[];
   };
   /** not needed, but still inside the immutability period, the in-flight grace or the safety margin */
-  keepForNow: { packs: PruneCandidate[]; snapshots: PruneCandidate[]; indexFiles: PruneCandidate[] };
+  keepForNow: { packs: PruneCandidate[]; snapshots: PruneCandidate[]; indexFiles: PruneCandidate[]; binlogSegments: PruneCandidate[] };
   /** packs recorded for deletion that a snapshot committed since needs: kept */
   reprieved: string[];
   /** packs in no index: their headers were read, and the rewritten index lists them again */
@@ -87,8 +89,8 @@ export function emptyPlan(repo: Repository, now: Date, snapshotsKept: number, ma
     packsUsed: 0,
     unusedBytesInUsedPacks: 0,
     mark: [],
-    delete: { packs: [], snapshots: [], forgetRecords: [], indexFiles: [], deletionRecords: [], staleUploads: [] },
-    keepForNow: { packs: [], snapshots: [], indexFiles: [] },
+    delete: { packs: [], snapshots: [], forgetRecords: [], indexFiles: [], deletionRecords: [], staleUploads: [], binlogSegments: [] },
+    keepForNow: { packs: [], snapshots: [], indexFiles: [], binlogSegments: [] },
     reprieved: [],
     unindexedPacks: 0,
     damaged: [],
@@ -262,7 +264,7 @@ export async function executePrune(repo: Repository, plan: PrunePlan): Promise<P
     }
   };
   for (const c of plan.delete.packs) await remove(c.key);
-  for (const c of [...plan.delete.snapshots, ...plan.delete.forgetRecords, ...plan.delete.indexFiles, ...plan.delete.deletionRecords]) {
+  for (const c of [...plan.delete.snapshots, ...plan.delete.binlogSegments, ...plan.delete.forgetRecords, ...plan.delete.indexFiles, ...plan.delete.deletionRecords]) {
     if (newIndex && c.key === objectKey('index', newIndex)) continue;
     await remove(c.key);
   }

@@ -3,11 +3,14 @@ import { idFromKey } from '../../repo/format/layout.js';
 import { candidate, emptyPlan, judgeIndexAndRecords, judgePacks, planClock, type PrunePlan } from '../../repo/maintenance/prune-packs.js';
 import { forgottenIds, listSnapshots, type ForgetRecord, type SnapshotRef } from '../snapshot.js';
 import { TreeLoader } from '../tree.js';
+import { judgeBinlogSegments } from './binlog-retention.js';
 
 export { IN_FLIGHT_GRACE_MS, executePrune, type PruneCandidate, type PrunePlan, type PruneResult } from '../../repo/maintenance/prune-packs.js';
 
 export interface PruneOptions {
   now?: Date;
+  /** days back to which any moment can be recovered from the binary log archive (retention.pitr_days) */
+  pitrDays?: number;
 }
 
 /**
@@ -41,6 +44,8 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   }
 
   const plan = emptyPlan(repo, now, kept.length, markingHeldBack);
+  // Before the packs are judged: the segments kept use blobs too.
+  await judgeBinlogSegments(repo, plan, kept, options.pitrDays, used);
   const remainingPacks = await judgePacks(repo, plan, used);
   const { immutableMs, past } = planClock(repo, plan);
 

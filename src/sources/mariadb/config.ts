@@ -37,4 +37,8 @@ export const mariadbSourceSchema = z.strictObject({
   users: z.boolean().optional(),
   /** connections that read (and on restore, load) table data at once */
   threads: z.number().int().min(1).max(64).optional(),
+  /** archive the server's binary log continuously (stackvault run), for point-in-time recovery */
+  binlog: z.boolean().optional(),
+  /** commit archived events at least this often: at most this much is lost with the host (default 60) */
+  binlog_segment_seconds: z.number().int().min(1).max(3600).optional(),
 });

@@ -83,6 +83,9 @@ const CLIENT = {
 
 const COM_QUIT = 0x01;
 const COM_QUERY = 0x03;
+const COM_BINLOG_DUMP = 0x12;
+/** COM_BINLOG_DUMP flag: answer with an end packet at the end of the log instead of waiting for more. */
+const BINLOG_DUMP_NON_BLOCK = 0x01;
 const UTF8MB4_GENERAL_CI = 45;
 const SERVER_MORE_RESULTS_EXIST = 0x08;
 /** The largest packet the client accepts (the server's max_allowed_packet still applies). */
@@ -457,6 +460,37 @@ export class Connection {
       return parseOk(answer);
     } finally {
       this.busy = false;
+    }
+  }
+
+  /**
+   * Read the server's binary log from a position, as a replica does: each event's bytes
+   * as the log holds them. With `follow` the stream waits for new events and ends only
+   * with the connection; without, it ends at the end of the log. The connection serves
+   * nothing else afterwards.
+   */
+  async *binlogDump(file: string, position: number, serverId: number, follow: boolean): AsyncGenerator<Buffer> {
+    if (this.broken) throw new StackvaultError(`mariadb connection to ${this.endpoint} is no longer usable: ${this.broken.message}`);
+    if (this.busy) throw new Error('internal error: two commands at once on one database connection');
+    this.busy = true;
+    this.reader.sequence = 0;
+    const head = Buffer.alloc(11);
+    head[0] = COM_BINLOG_DUMP;
+    head.writeUInt32LE(position, 1);
+    head.writeUInt16LE(follow ? 0 : BINLOG_DUMP_NON_BLOCK, 5);
+    head.writeUInt32LE(serverId, 7);
+    this.send(Buffer.concat([head, Buffer.from(file, 'utf8')]));
+    try {
+      for (;;) {
+        const packet = await this.readPacket();
+        if (packet[0] === 0xff) throw this.fail(parseError(packet));
+        if (isEofPacket(packet)) return;
+        yield packet.subarray(1);
+      }
+    } finally {
+      this.busy = false;
+      // A dump not read to its end leaves the server sending: the connection is done.
+      this.fail(new StackvaultError('it was reading the binary log'));
     }
   }
 

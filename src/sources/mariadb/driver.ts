@@ -25,6 +25,7 @@ export const mariadbDriver: SourceDriver<MariadbSource> = {
     excludeTableData: entry.exclude_table_data,
     users: entry.users,
     threads: entry.threads,
+    binlog: entry.binlog ? { segmentSeconds: entry.binlog_segment_seconds ?? 60 } : undefined,
   }),
   services: (spec) => (spec.service ? [spec.service] : []),
   atServiceAddress: (spec, address) => ({ ...spec, connection: { ...spec.connection, host: address, port: spec.connection.port ?? MARIADB_PORT } }),

@@ -33,6 +33,8 @@ export interface MariadbSource {
   users?: boolean;
   /** worker connections reading table data at once */
   threads?: number;
+  /** the binary log is archived continuously (point-in-time recovery) */
+  binlog?: { segmentSeconds: number };
   /** about how many rows go into one part of a big table */
   rowsPerPart?: number;
 }
