@@ -6,17 +6,18 @@
  * Prints tables with times and ratios, and writes bench-results.json.
  *
  *   npm run bench                            # everything
- *   BENCH_ONLY=database npm run bench        # or files, real, or remote
+ *   BENCH_ONLY=database npm run bench        # or files, real, pitr, or remote
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchDatabase } from './database.js';
 import { benchFiles } from './files.js';
+import { benchPitr } from './pitr.js';
 import { benchRemote } from './remote.js';
 
 const only = process.env.BENCH_ONLY;
-const parts = ['files', 'real', 'database', 'remote'];
+const parts = ['files', 'real', 'database', 'pitr', 'remote'];
 if (only && !parts.includes(only)) throw new Error(`BENCH_ONLY=${only}: expected one of ${parts.join(', ')}`);
 const wanted = (part: string) => !only || only === part;
 
@@ -38,6 +39,11 @@ try {
     const database = await benchDatabase(join(work, 'database'));
     lines.push(...database.lines, '');
     results.database = database.results;
+  }
+  if (wanted('pitr')) {
+    const pitr = await benchPitr(join(work, 'pitr'));
+    lines.push(...pitr.lines, '');
+    results.pitr = pitr.results;
   }
   if (wanted('remote')) {
     const remote = await benchRemote(join(work, 'remote'));

@@ -88,7 +88,7 @@ export function startsAfterMissing(chain: readonly SegmentRef[], all: readonly S
  */
 export function segmentsFrom(segments: readonly SegmentRef[], position: BinlogPoint, snapshotTime: Date, until: Date | undefined): SegmentRef[] {
   const chains = chainsOf(segments);
-  // A rebuilt server counts its files from the start again: the chain is the one that was
+  // A rebuilt server counts its files from the start again: the chain is one that was
   // archiving when the snapshot was taken.
   const holding = chains.filter((chain) => {
     const first = chain[0]!.segment;
@@ -103,7 +103,9 @@ export function segmentsFrom(segments: readonly SegmentRef[], position: BinlogPo
           : `; archived: ${chains.map((c) => describeChain(c) + (startsAfterMissing(c, segments) ? ' (after a missing segment)' : '')).join('; ')}`),
     );
   }
-  const chain = holding[holding.length - 1]!;
+  // The first chain still archiving after the snapshot was taken: a later one holding the
+  // same file name and offset belongs to a rebuilt server (chains are sorted by their end).
+  const chain = holding[0]!;
   const from = chain.findIndex((s) => comparePositions(position, s.segment.end) <= 0);
   const needed = chain.slice(from);
   if (until && until.getTime() > coveredUntil(chain)) {

@@ -12,6 +12,7 @@ import { isFilesSource } from '../sources/files/driver.js';
 import { resolveConnection } from '../sources/mariadb/connect-options.js';
 import type { ConnectOptions } from '../sources/mariadb/connection.js';
 import { driverOf } from '../sources/registry.js';
+import { drillRollForward } from '../snapshot/binlog/drill.js';
 import { StackvaultError, UsageError } from '../util/errors.js';
 
 /** The scratch server drills restore database sources into (drill.database of stackvault.yaml), if configured. */
@@ -69,6 +70,8 @@ export async function drillStack(loaded: LoadedConfig, repo: Repository, options
     const rtoMs = Date.now() - started;
     const verified = await verifyFiles(repo, ref, target, fileSources);
     Object.assign(report, { rtoMs, filesRestored, filesVerified: verified.files, bytesVerified: verified.bytes, databases });
+    const pointInTime = await drillPointsInTime(repo, snapshots, options.database, signal);
+    if (pointInTime.length > 0) report.pointInTime = pointInTime;
     if (verified.mismatches.length > 0) {
       return { problem: `the drill restored ${verified.mismatches.length} files that differ from the snapshot: ${verified.mismatches.slice(0, 3).join(', ')}`, details: report };
     }
@@ -78,6 +81,24 @@ export async function drillStack(loaded: LoadedConfig, repo: Repository, options
     if (configured) await emptyScratch(target);
     else await rm(target, { recursive: true, force: true });
   }
+}
+
+/**
+ * For each database source whose binary log is archived: the snapshot before the newest,
+ * rolled forward to the newest (snapshot/binlog/drill.ts).
+ */
+async function drillPointsInTime(repo: Repository, snapshots: SnapshotRef[], scratch: ConnectOptions | undefined, signal?: AbortSignal): Promise<Array<Record<string, unknown>>> {
+  const goal = snapshots[snapshots.length - 1]!;
+  const out: Array<Record<string, unknown>> = [];
+  for (const record of goal.snapshot.sources) {
+    if (!record.database?.binlog?.file) continue;
+    if (!(await repo.listIds('binlog')).length) break;
+    const base = [...snapshots.slice(0, -1)].reverse().find((s) => s.snapshot.sources.some((r) => r.name === record.name && r.database?.binlog?.file));
+    if (!scratch) out.push({ source: record.name, skipped: 'no drill.database server configured' });
+    else if (!base) out.push({ source: record.name, skipped: 'one snapshot only: nothing to roll forward from' });
+    else out.push(await drillRollForward(repo, base, goal, record.name, scratch, signal));
+  }
+  return out;
 }
 
 async function scratchFolder(configured: string | undefined): Promise<string> {

@@ -11,7 +11,7 @@ import { applyMigrations, databaseHistory, type MigrationHistory } from './migra
 import { backupStack } from './backup-stack.js';
 import { applicationName, composeProject, healthTimeoutMs, stackDir, wantedVersion, type StackContext } from './context.js';
 import { snapshotIncarnation, stackSnapshots } from './incarnations.js';
-import { restoreStack } from './restore-stack.js';
+import { planStackRollForward, restoreStack } from './restore-stack.js';
 import { clearStackData, dataOnHost, reachDatabases, sourceServices } from './stack-sources.js';
 import { commitStack, headCommit, resolveCommit, returnToIncarnation, stackHistory, uncommittedChanges } from './stack-repository.js';
 
@@ -19,7 +19,7 @@ import { commitStack, headCommit, resolveCommit, returnToIncarnation, stackHisto
 export interface LifecycleReport {
   action: 'up' | 'update' | 'rollback';
   /** how the data came onto an empty host, if it did */
-  restoredFrom?: { kind: 'snapshot' | 'release'; id: string; version: string };
+  restoredFrom?: { kind: 'snapshot' | 'release'; id: string; version: string; toTime?: string };
   /** the snapshot taken before anything changed; a failure goes back to it */
   preStepSnapshot?: string;
   migrations: string[];
@@ -41,6 +41,8 @@ const short = (id: string) => id.slice(0, 8);
 export interface UpOptions {
   /** install the vanilla release on purpose, though the stack repository has a history */
   newInstall?: boolean;
+  /** disaster recovery to a moment: the newest snapshot before it, its databases rolled forward through the archived binary log */
+  toTime?: Date;
 }
 
 export async function up(ctx: StackContext, action: LifecycleReport['action'] = 'up', options: UpOptions = {}): Promise<LifecycleReport> {
@@ -62,8 +64,12 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
   } else {
     await refuseIfHostHasData(ctx);
   }
-  const newest = state ? undefined : (await stackSnapshots(ctx)).at(-1);
+  if (options.toTime && state) throw new UsageError('--to-time brings a stack back on an empty host (disaster recovery); this host runs it: restore its database with "stackvault restore latest --source NAME --to-time ..."');
+  const newest = state ? undefined : (await stackSnapshots(ctx)).filter((r) => !options.toTime || Date.parse(r.snapshot.time) <= options.toTime.getTime()).at(-1);
+  if (options.toTime && !newest) throw new UsageError(`no snapshot of stack ${ctx.loaded.config.stack} was taken before ${options.toTime.toISOString()}`);
   if (!state) await refuseUnexpectedInstall(ctx, newest, options);
+  // Refused here, before anything changes, when the archive does not reach the moment.
+  const rollForward = options.toTime && newest ? await planStackRollForward(ctx, newest, options.toTime) : undefined;
   let installing = false;
   try {
     let dataVersion: string;
@@ -73,8 +79,8 @@ export async function up(ctx: StackContext, action: LifecycleReport['action'] = 
         dataVersion = snapshotVersion(newest) ?? target;
         ctx.log(`empty host: restoring snapshot ${short(newest.id)} of ${newest.snapshot.time} (version ${dataVersion})`);
         if (compareVersions(dataVersion, target) > 0) throw newerDataError(dataVersion, target);
-        await restoreStack(ctx, newest, 'snapshot', target);
-        report.restoredFrom = { kind: 'snapshot', id: newest.id, version: dataVersion };
+        await restoreStack(ctx, newest, 'snapshot', target, rollForward);
+        report.restoredFrom = { kind: 'snapshot', id: newest.id, version: dataVersion, ...(options.toTime ? { toTime: options.toTime.toISOString() } : {}) };
       } else {
         const release = await bringRelease(ctx, target);
         ctx.log(`empty host, no snapshot of stack ${ctx.loaded.config.stack}: installing the vanilla release ${target}`);

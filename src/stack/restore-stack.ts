@@ -8,6 +8,8 @@ import { findNode } from '../snapshot/walk.js';
 import { clearSourceContents } from '../sources/files/clear.js';
 import { isFilesSource } from '../sources/files/driver.js';
 import { driverOf } from '../sources/registry.js';
+import type { MariadbSource } from '../sources/mariadb/dump.js';
+import { planRollForward, rollForward, type RollForwardPlan } from '../snapshot/binlog/point-in-time.js';
 import { StackvaultError, errorMessage } from '../util/errors.js';
 import { linearBackoff, retry } from '../util/retry.js';
 import { composeProject, healthTimeoutMs, type StackContext } from './context.js';
@@ -18,7 +20,7 @@ import { filesRules, reachDatabases, sourceServices } from './stack-sources.js';
  * files source is cleared of what backups hold (what they leave out, like recordings,
  * stays) and restored, and each database is started on its own and restored into.
  */
-export async function restoreStack(ctx: StackContext, ref: SnapshotRef, kind: 'snapshot' | 'release', version: string): Promise<void> {
+export async function restoreStack(ctx: StackContext, ref: SnapshotRef, kind: 'snapshot' | 'release', version: string, rollForwardTo?: StackRollForward): Promise<void> {
   const project = composeProject(ctx.loaded, version);
   const sources = resolveSources(ctx.loaded);
   const stored = new Set(ref.snapshot.sources.map((s) => s.name));
@@ -50,7 +52,34 @@ export async function restoreStack(ctx: StackContext, ref: SnapshotRef, kind: 's
     ctx.log(`restoring ${s.kind} source ${s.name}`);
     const reader = await openSourceReader(ctx.repo, ref, name);
     await withRetriesWhileStarting(() => driverOf(s.kind).restore!(reader, s, { force: true, signal: ctx.signal }));
+    const plan = rollForwardTo?.plans.get(name);
+    if (plan && s.kind === 'mariadb') {
+      const databases = ref.snapshot.sources.find((r) => r.name === name)?.database?.databases;
+      const replayed = await rollForward(ctx.repo, plan, { time: rollForwardTo!.time }, (s as MariadbSource).connection, { databases: databases ? new Set(databases) : undefined, signal: ctx.signal });
+      ctx.log(`rolled ${name} forward ${replayed.transactions} transactions through the binary log archive` + (replayed.lastTimestamp ? `, to ${new Date(replayed.lastTimestamp * 1000).toISOString()}` : ''));
+    }
   }
+}
+
+/** The databases of a snapshot and how each is brought to a later moment. */
+export interface StackRollForward {
+  time: Date;
+  plans: Map<string, RollForwardPlan>;
+}
+
+/**
+ * Plan bringing every database source of a snapshot to `time`: refused, before anything
+ * changes, when a database's archive does not reach it (a database left at the snapshot
+ * beside files of another moment is no recovery to that moment).
+ */
+export async function planStackRollForward(ctx: StackContext, ref: SnapshotRef, time: Date): Promise<StackRollForward> {
+  const plans = new Map<string, RollForwardPlan>();
+  for (const record of ref.snapshot.sources) {
+    if (record.kind !== 'mariadb') continue;
+    plans.set(record.name, await planRollForward(ctx.repo, ref, record.name, { time }));
+  }
+  if (plans.size === 0) throw new StackvaultError(`snapshot ${ref.id.slice(0, 8)} has no database source to bring to ${time.toISOString()}`);
+  return { time, plans };
 }
 
 async function releaseHasFolder(ctx: StackContext, ref: SnapshotRef, path: string): Promise<boolean> {

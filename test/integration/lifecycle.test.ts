@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { Compose, type ComposeProject } from '../../src/stack/compose.js';
 import { buildExampleImages, startPodman } from '../support/container-engine.js';
-import { runCli, tempDir, type CliResult } from '../support/helpers.js';
+import { CLI, runCli, tempDir, waitFor, type CliResult } from '../support/helpers.js';
 import { startMariadb } from '../support/mariadb-server.js';
 import { freePort } from '../support/storage-servers.js';
 
@@ -78,6 +78,8 @@ test('the one procedure with real containers: install, backup, update with migra
     config.application.images = { '1': { WEB_IMAGE: images.web1, DB_IMAGE: images.db }, '2': { WEB_IMAGE: images.web2, DB_IMAGE: images.db } };
     config.release_store.url = releases;
     config.repository.url = backups;
+    // Segments every 2 s instead of 60: the archive keeps up within the test's patience.
+    config.sources.find((s: { name: string }) => s.name === 'db').binlog_segment_seconds = 2;
     await writeFile(join(hostA, 'stackvault.yaml'), stringify(config));
     await writeFile(join(hostA, '.env'), `WEB_PORT=${webPort}\n`);
     await git(hostA, 'add', '.');
@@ -186,6 +188,21 @@ test('the one procedure with real containers: install, backup, update with migra
   await t.test('disaster recovery: a second host with only the stack repository and the backup repository', async () => {
     await sql(hostA, "INSERT INTO contactcenter.calls (queue_id, started_at, seconds) VALUES (3, '2026-11-25 10:00:00', 15)");
     await ok(hostA, 'backup');
+    // After the nightly backup the binary log is archived (what "stackvault run" does):
+    // a call taken after the backup comes back; the one after the chosen moment does not.
+    const archiver = spawn(process.execPath, [CLI, 'binlog', 'archive', '--source', 'db'], { cwd: hostA, env: { ...process.env, ...env }, stdio: 'ignore' });
+    engine.defer(async () => void archiver.kill('SIGKILL'));
+    // It starts at the backup's position in the log: what is written before it connects is archived too.
+    await sql(hostA, "INSERT INTO contactcenter.calls (queue_id, started_at, seconds) VALUES (1, '2026-11-25 10:30:00', 40)");
+    const moment = new Date();
+    await new Promise((r) => setTimeout(r, 2100 - (Date.now() % 1000)));
+    await sql(hostA, "INSERT INTO contactcenter.calls (queue_id, started_at, seconds) VALUES (2, '2026-11-25 10:45:00', 999)");
+    const written = Date.now();
+    await waitFor('the archive to hold the last call', async () => {
+      const chains = JSON.parse((await cli(hostA, 'binlog', 'status', '--json')).stdout).sources[0]?.chains ?? [];
+      return chains.length > 0 && Date.parse(chains[chains.length - 1].covered_until) >= written ? true : undefined;
+    }, 120_000, 500);
+    archiver.kill('SIGKILL');
     // Host A is lost: its containers, volumes and folder.
     await compose.down(project(hostA), { volumes: true });
     await rm(hostA, { recursive: true, force: true });
@@ -219,13 +236,13 @@ test('the one procedure with real containers: install, backup, update with migra
     assert.equal(asked.code, 2, asked.stderr);
     assert.match(asked.stderr, /--new-install: the repository at .* holds snapshots of stack example-contact-center/);
 
-    const result = await ok(hostB, 'up');
-    assert.match(result.stdout, /restored snapshot \w+ \(version 2\)/);
+    const result = await ok(hostB, 'up', '--to-time', moment.toISOString());
+    assert.match(result.stdout, /restored snapshot \w+ \(version 2\), its databases rolled forward to/);
     const page = await status();
     assert.match(page, /^version: 2$/m);
     assert.match(page, /^status: ok$/m);
     assert.match(page, /^queues: sales:5 support:5 billing:9$/m);
-    assert.equal(await sql(hostB, 'SELECT COUNT(*), SUM(seconds) FROM contactcenter.calls'), '3\t200');
+    assert.equal(await sql(hostB, 'SELECT COUNT(*), SUM(seconds) FROM contactcenter.calls'), '4\t240', 'the call after the backup is back, the one after the moment is not');
     assert.equal(await readFile(join(hostB, 'data', 'shared', 'agents-added.csv'), 'utf8'), 'id,name\n7,Ada\n');
     assert.deepEqual(await readdir(join(hostB, 'data', 'media', 'prompts', 'en')).then((n) => n.sort()), ['queue-hold.txt', 'welcome.txt']);
     // Recordings are excluded from backups by design: a recovered host starts without them.
@@ -255,7 +272,7 @@ test('the one procedure with real containers: install, backup, update with migra
     assert.match(page, /^version: 2$/m);
     assert.match(page, /^status: ok$/m);
     assert.match(page, /^queues: sales:5 support:5 billing:9$/m);
-    assert.equal(await sql(hostB, 'SELECT COUNT(*), SUM(seconds) FROM contactcenter.calls'), '3\t200');
+    assert.equal(await sql(hostB, 'SELECT COUNT(*), SUM(seconds) FROM contactcenter.calls'), '4\t240', 'the call after the backup is back, the one after the moment is not');
     assert.equal((parse(await readFile(join(hostB, 'stackvault.yaml'), 'utf8')) as { application: { version: string } }).application.version, '2');
   });
 });

@@ -159,7 +159,7 @@ test('point-in-time recovery: a restore to a second between two writes has exact
   assert.match(gap.stderr, /missing|gap/);
 });
 
-test('the task runner archives the binary log while it serves, and says how far behind the archive is in /metrics, /healthz and /api/status', async (t) => {
+test('the task runner archives the binary log while it serves, says how far behind it is in /metrics, /healthz and /api/status, and the drill rolls one snapshot forward to the next', async (t) => {
   const server = await startMariadb(t, { extraArgs: ['--binlog-format=ROW'] });
   await server.client('CREATE DATABASE shop; CREATE TABLE shop.calls (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(200));');
   const dir = await tempDir(t);
@@ -178,6 +178,10 @@ test('the task runner archives the binary log while it serves, and says how far 
       '    user: root',
       '    binlog: true',
       '    binlog_segment_seconds: 1',
+      'drill:',
+      '  database:',
+      `    socket: ${server.socket}`,
+      '    user: root',
       'schedule:',
       '  backup: "0 3 1 1 *"',
       '  drill: false',
@@ -208,6 +212,24 @@ test('the task runner archives the binary log while it serves, and says how far 
   const status = JSON.parse((await get('/api/status')).text);
   assert.equal(status.binlog[0].source, 'db');
   assert.equal(status.binlog[0].connected, true);
+
+  // The drill rolls the first snapshot forward to the second through the archive, and
+  // verifies every table against the second snapshot's dump.
+  await server.client("UPDATE shop.calls SET note = 'changed before the second snapshot'; INSERT INTO shop.calls (note) VALUES ('x'), ('y'); DELETE FROM shop.calls WHERE note = 'x'");
+  assert.equal((await runCli(['backup'], { cwd: dir, env })).code, 0);
+  await server.client("INSERT INTO shop.calls (note) VALUES ('after the second snapshot')");
+  await waitFor('the archive to pass the second snapshot', async () => {
+    const status = JSON.parse((await get('/api/status')).text);
+    return status.binlog[0].lagSeconds === 0 && status.binlog[0].oldestPendingAt === null ? true : undefined;
+  }, 60_000, 200);
+  const drill = await runCli(['drill', '--json'], { cwd: dir, env });
+  assert.equal(drill.code, 0, drill.stderr + drill.stdout);
+  const report = JSON.parse(drill.stdout.trim().split('\n').pop()!);
+  assert.equal(report.pointInTime.length, 1, drill.stdout);
+  assert.ok(report.pointInTime[0].transactions >= 2, drill.stdout);
+  assert.equal(report.pointInTime[0].verified, 1);
+  assert.ok(report.pointInTime[0].rpoSeconds < 60);
+  assert.equal((await server.client("SHOW DATABASES LIKE 'drill%'")).trim(), '', 'the drill removed its databases');
 
   // SIGTERM commits what was read and stops the runner cleanly.
   await stopProcess(runner, 'SIGTERM');

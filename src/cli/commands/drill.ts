@@ -13,6 +13,17 @@ interface DrillDetails {
   filesVerified: number;
   bytesVerified: number;
   databases: Array<Record<string, unknown>>;
+  pointInTime?: Array<Record<string, unknown>>;
+}
+
+/** A point-in-time drill's line: one snapshot rolled forward to the next through the archived binary log. */
+function describePointInTime(entry: Record<string, unknown>): string {
+  const source = `  point in time, source ${String(entry.source)}`;
+  if (entry.skipped) return `${source}: skipped (${String(entry.skipped)})`;
+  return (
+    `${source}: snapshot ${String(entry.from).slice(0, 8)} rolled forward ${String(entry.transactions)} transactions to snapshot ${String(entry.to).slice(0, 8)}, ` +
+    `${String(entry.verified)} tables verified, in ${formatDuration(Number(entry.rtoMs) / 1000)}; a failure now would lose ${formatDuration(Number(entry.rpoSeconds))} (RPO)`
+  );
 }
 
 /** One streamed source's line of the drill report: a database's tables, a repository's commits. */
@@ -53,6 +64,7 @@ Examples:
           [
             `drill of snapshot ${d.snapshot.slice(0, 8)}: restored and verified ${plural(d.filesVerified, 'file')} (${formatBytes(d.bytesVerified)}) in ${formatDuration(d.rtoMs / 1000)} (the recovery time)`,
             ...d.databases.map(describeStreamedDrill),
+            ...(d.pointInTime ?? []).map(describePointInTime),
             ...(outcome.problem ? [`problem: ${outcome.problem}`] : []),
           ].join('\n'),
         () => ({ message_type: 'summary', ...d, problem: outcome.problem ?? null }),

@@ -93,7 +93,6 @@ async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags
 async function restoreDatabases(ctx: CliContext, repo: Repository, ref: SnapshotRef, names: string[], flags: RestoreFlags): Promise<void> {
   const renames = parseRenames(flags.renameDb);
   const target = replayTarget(flags);
-  if (target && Object.keys(renames).length > 0) throw new UsageError('--rename-db cannot be combined with --to-time or --to-gtid: the archived events name the original databases');
   for (const name of names) {
     const connection = await targetServer(ctx, name, flags);
     // Refused before anything changes when the archive does not reach the target.
@@ -112,7 +111,14 @@ async function restoreDatabases(ctx: CliContext, repo: Repository, ref: Snapshot
       progress: (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.rowsDone, itemsTotal: 0, totalsFinal: true, current: `${p.phase} ${p.current}` }),
     });
     sink.stop();
-    const replayed = plan && target ? await rollForward(repo, plan, target, connection, new Set(summary.databases.map((d) => d.to)), interruptSignal()) : undefined;
+    const replayed =
+      plan && target
+        ? await rollForward(repo, plan, target, connection, {
+            databases: new Set(summary.databases.map((d) => d.from)),
+            rename: Object.fromEntries(summary.databases.map((d) => [d.from, d.to])),
+            signal: interruptSignal(),
+          })
+        : undefined;
     const seconds = (Date.now() - started) / 1000;
     emit(
       ctx,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { parseTargetTime } from '../../sources/mariadb/binlog-select.js';
 import { Compose } from '../../stack/compose.js';
 import type { LifecycleReport } from '../../stack/lifecycle.js';
 import type { StackContext } from '../../stack/context.js';
@@ -43,7 +44,10 @@ function finish(ctx: CliContext, report: LifecycleReport): void {
     ctx,
     () =>
       [
-        report.restoredFrom ? `restored ${report.restoredFrom.kind} ${short(report.restoredFrom.id)} (version ${report.restoredFrom.version})` : '',
+        report.restoredFrom
+          ? `restored ${report.restoredFrom.kind} ${short(report.restoredFrom.id)} (version ${report.restoredFrom.version})` +
+            (report.restoredFrom.toTime ? `, its databases rolled forward to ${report.restoredFrom.toTime}` : '')
+          : '',
         report.preStepSnapshot ? `snapshot before the step: ${short(report.preStepSnapshot)}` : '',
         report.migrations.length ? `migrations applied: ${report.migrations.join(', ')}` : '',
         `stack runs version ${report.version}, incarnation ${short(report.incarnation)}, healthy`,
@@ -73,12 +77,15 @@ and "stackvault up" on the new host.
 Examples:
   stackvault up
   stackvault up --new-install            # a vanilla install for a stack repository with a history
+  stackvault up --to-time "2026-12-04 10:15:00"   # disaster recovery to a moment: databases rolled forward
   git clone ssh://git@example.com/stacks/customer-a.git && cd customer-a && stackvault up`,
     )
     .option('--new-install', 'install the vanilla release though the stack repository has a history (never over snapshots of the stack)')
-    .action(async (flags: { newInstall?: boolean }) => {
+    .option('--to-time <time>', 'on an empty host: the newest snapshot before TIME ("2026-12-04 10:15:00", local time), its databases rolled forward to it through the archived binary log')
+    .action(async (flags: { newInstall?: boolean; toTime?: string }) => {
       const ctx = context();
-      finish(ctx, await (await lifecycle()).up(await stackContext(ctx, 'up'), 'up', { newInstall: flags.newInstall }));
+      const toTime = flags.toTime === undefined ? undefined : parseTargetTime(flags.toTime);
+      finish(ctx, await (await lifecycle()).up(await stackContext(ctx, 'up'), 'up', { newInstall: flags.newInstall, toTime }));
     });
 
   program

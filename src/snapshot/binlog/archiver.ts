@@ -189,6 +189,7 @@ export class BinlogArchiver {
         onIdle: () => (lastContact = this.status.lastContact = Date.now()),
       });
       this.status.connected = true;
+      this.status.lastContact = lastContact = Date.now();
       this.status.lastError = null;
       for await (const event of events) {
         lastContact = this.status.lastContact = Date.now();

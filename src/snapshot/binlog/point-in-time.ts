@@ -47,13 +47,19 @@ export async function rollForward(
   plan: RollForwardPlan,
   target: ReplayTarget,
   server: ConnectOptions,
-  databases: ReadonlySet<string> | undefined,
-  signal?: AbortSignal,
+  options: {
+    /** the databases restored, by their names in the snapshot: events of others are left out */
+    databases?: ReadonlySet<string>;
+    /** restored under other names: snapshot name to name on the server */
+    rename?: Readonly<Record<string, string>>;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<SelectionResult> {
   await repo.loadIndex();
   const result: SelectionResult = { transactions: 0, events: 0, passedTarget: false, reachedGtid: false };
-  const events = selectEvents(segmentEvents(repo, plan.segments, plan.from), target, databases, result);
-  await replayBinlog(events, Buffer.from(plan.segments[0]!.segment.format, 'base64'), server, signal);
+  const renamed = new Set(Object.entries(options.rename ?? {}).filter(([from, to]) => from !== to).map(([from]) => from));
+  const events = selectEvents(segmentEvents(repo, plan.segments, plan.from), target, options.databases, result, renamed);
+  await replayBinlog(events, Buffer.from(plan.segments[0]!.segment.format, 'base64'), server, { signal: options.signal, rename: options.rename });
   if ('gtid' in target && !result.reachedGtid) throw new StackvaultError(`the replay ended before GTID ${target.gtid}: it is not in the archive after the snapshot`);
   return result;
 }

@@ -12,10 +12,21 @@ import type { ConnectOptions } from './connection.js';
  * `mariadb` client runs them and stops at the first error. The events arrive as a stream
  * and are never written to disk.
  */
-export async function replayBinlog(events: AsyncIterable<Buffer>, formatEvent: Buffer, server: ConnectOptions, signal?: AbortSignal): Promise<void> {
+export async function replayBinlog(
+  events: AsyncIterable<Buffer>,
+  formatEvent: Buffer,
+  server: ConnectOptions,
+  options: { signal?: AbortSignal; rename?: Readonly<Record<string, string>> } = {},
+): Promise<void> {
+  const { signal } = options;
   const decoder = toolPath(['mariadb-binlog', 'mysqlbinlog']);
   const client = toolPath(['mariadb', 'mysql']);
-  const render = spawn(decoder, ['--force-if-open', '--skip-gtid-strict-mode', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // Row events and statements' default databases follow a rename; a name written into a
+  // statement's text does not (mariadb-binlog's --rewrite-db).
+  const rewrites = Object.entries(options.rename ?? {})
+    .filter(([from, to]) => from !== to)
+    .map(([from, to]) => `--rewrite-db=${from}->${to}`);
+  const render = spawn(decoder, ['--force-if-open', '--skip-gtid-strict-mode', ...rewrites, '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
   const apply = spawn(client, clientArgs(server), {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, MYSQL_PWD: server.password ?? '' },

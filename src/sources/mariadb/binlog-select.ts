@@ -1,4 +1,4 @@
-import { StackvaultError } from '../../util/errors.js';
+import { StackvaultError, UsageError } from '../../util/errors.js';
 import {
   EventType,
   checksumOfFormat,
@@ -11,8 +11,12 @@ import {
   rowsTableId,
 } from './binlog-events.js';
 
-/** Where a replay stops: after the last transaction committed by a moment, or after one GTID. */
-export type ReplayTarget = { time: Date } | { gtid: string };
+/**
+ * Where a replay stops: after the last transaction committed by a moment, after one GTID,
+ * or at a GTID state (what @@gtid_binlog_pos said when a snapshot was taken: the last
+ * transaction of each domain).
+ */
+export type ReplayTarget = { time: Date } | { gtid: string } | { gtidState: string };
 
 export interface SelectionResult {
   transactions: number;
@@ -34,8 +38,17 @@ export interface SelectionResult {
  * mariadb-binlog's --database does for rows: a table map of such a database and its rows
  * events, a statement run in it; statements without a default database stay.
  */
-export async function* selectEvents(events: AsyncIterable<Buffer>, target: ReplayTarget, databases: ReadonlySet<string> | undefined, result: SelectionResult): AsyncGenerator<Buffer> {
+export async function* selectEvents(
+  events: AsyncIterable<Buffer>,
+  target: ReplayTarget,
+  databases: ReadonlySet<string> | undefined,
+  result: SelectionResult,
+  /** databases restored under other names: a statement naming one in its text would reach the original, and stops the replay */
+  renamed: ReadonlySet<string> = new Set(),
+): AsyncGenerator<Buffer> {
+  const naming = renamed.size > 0 ? new RegExp(`(^|[^\\w$])\`?(${[...renamed].map(escapeRegExp).join('|')})\`?\\s*\\.`, 'i') : undefined;
   const stopAt = 'time' in target ? Math.floor(target.time.getTime() / 1000) : undefined;
+  const state = 'gtidState' in target ? parseGtidState(target.gtidState) : undefined;
   const skippedTables = new Set<number>();
   let checksummed = true;
   let inGroup = false;
@@ -47,7 +60,11 @@ export async function* selectEvents(events: AsyncIterable<Buffer>, target: Repla
         result.passedTarget = true;
         return;
       }
-      const { gtid, standalone } = readGtid(event, header);
+      const { gtid, domain, standalone } = readGtid(event, header);
+      if (state && !(Number(gtid.split('-')[2]) <= (state.get(domain) ?? -1))) {
+        result.passedTarget = true;
+        return;
+      }
       inGroup = !standalone;
       skippedTables.clear();
       result.transactions++;
@@ -59,6 +76,15 @@ export async function* selectEvents(events: AsyncIterable<Buffer>, target: Repla
       continue;
     }
     if (databases && !wanted(event, header.type, checksummed, databases, skippedTables)) continue;
+    if (naming && header.type === EventType.QUERY) {
+      const { sql } = readQuery(event, checksummed);
+      const named = sql === undefined ? null : naming.exec(sql);
+      if (named) {
+        throw new StackvaultError(
+          `the binary log holds a statement that names database ${named[2]} in its text (${sql!.slice(0, 120)}): replayed under another name it would change the original, so the replay stops here`,
+        );
+      }
+    }
     if (header.type === EventType.XID || (header.type === EventType.QUERY && endsTransaction(readQuery(event, checksummed).sql))) inGroup = false;
     result.events++;
     yield event;
@@ -83,17 +109,30 @@ function wanted(event: Buffer, type: number, checksummed: boolean, databases: Re
   return true;
 }
 
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function parseGtidState(text: string): Map<number, number> {
+  const state = new Map<number, number>();
+  for (const gtid of text.split(',').map((g) => g.trim()).filter(Boolean)) {
+    const [domain, , seq] = gtid.split('-').map(Number) as [number, number, number];
+    state.set(domain, seq);
+  }
+  return state;
+}
+
 /** Parse --to-time: local time "YYYY-MM-DD HH:MM:SS" (as the server's logs show it), or any ISO time with a zone. */
 export function parseTargetTime(text: string): Date {
   const local = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?$/.exec(text.trim());
   const date = local
     ? new Date(Number(local[1]), Number(local[2]) - 1, Number(local[3]), Number(local[4]), Number(local[5]), Number(local[6] ?? 0))
     : new Date(text);
-  if (Number.isNaN(date.getTime())) throw new StackvaultError(`--to-time ${text}: expected a time like "2026-12-04 10:15:00" (local time) or 2026-12-04T10:15:00Z`);
+  if (Number.isNaN(date.getTime())) throw new UsageError(`--to-time ${text}: expected a time like "2026-12-04 10:15:00" (local time) or 2026-12-04T10:15:00Z`);
   return date;
 }
 
 export function parseTargetGtid(text: string): string {
-  if (!/^\d+-\d+-\d+$/.test(text.trim())) throw new StackvaultError(`--to-gtid ${text}: expected a MariaDB GTID, domain-server-sequence (e.g. 0-1-1234)`);
+  if (!/^\d+-\d+-\d+$/.test(text.trim())) throw new UsageError(`--to-gtid ${text}: expected a MariaDB GTID, domain-server-sequence (e.g. 0-1-1234)`);
   return text.trim();
 }

@@ -3,7 +3,8 @@
 # MARIADB_ROOT_PASSWORD_FILE (for local and network logins), MARIADB_DATABASE created.
 set -eu
 datadir=/var/lib/mysql
-server="mariadbd --no-defaults --user=root --datadir=$datadir --skip-name-resolve --max-allowed-packet=256M"
+# The binary log (row format) lets stackvault archive every change for point-in-time recovery.
+server="mariadbd --no-defaults --user=root --datadir=$datadir --skip-name-resolve --max-allowed-packet=256M --log-bin=binlog --binlog-format=ROW --server-id=1"
 if [ ! -d "$datadir/mysql" ]; then
   password="$(head -n 1 "$MARIADB_ROOT_PASSWORD_FILE" | sed "s/'/''/g")"
   mariadb-install-db --no-defaults --user=root --datadir="$datadir" --auth-root-authentication-method=normal --skip-test-db >/tmp/install.log 2>&1 || { cat /tmp/install.log >&2; exit 1; }
