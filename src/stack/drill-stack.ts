@@ -12,7 +12,7 @@ import { isFilesSource } from '../sources/files/driver.js';
 import { resolveConnection } from '../sources/mariadb/connect-options.js';
 import type { ConnectOptions } from '../sources/mariadb/connection.js';
 import { driverOf } from '../sources/registry.js';
-import { drillRollForward } from '../snapshot/binlog/drill.js';
+import { drillRollForward } from './drill-point-in-time.js';
 import { StackvaultError, UsageError } from '../util/errors.js';
 
 /** The scratch server drills restore database sources into (drill.database of stackvault.yaml), if configured. */
@@ -85,7 +85,7 @@ export async function drillStack(loaded: LoadedConfig, repo: Repository, options
 
 /**
  * For each database source whose binary log is archived: the snapshot before the newest,
- * rolled forward to the newest (snapshot/binlog/drill.ts).
+ * rolled forward to the newest (drill-point-in-time.ts).
  */
 async function drillPointsInTime(repo: Repository, snapshots: SnapshotRef[], scratch: ConnectOptions | undefined, signal?: AbortSignal): Promise<Array<Record<string, unknown>>> {
   const goal = snapshots[snapshots.length - 1]!;

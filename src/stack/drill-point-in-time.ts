@@ -1,14 +1,14 @@
-import type { Repository } from '../../repo/repository.js';
-import { comparePositions } from '../../sources/mariadb/binlog-events.js';
-import { Connection, type ConnectOptions } from '../../sources/mariadb/connection.js';
-import { restoreMariadb } from '../../sources/mariadb/restore.js';
-import { ident } from '../../sources/mariadb/sql.js';
-import { verifyMariadb } from '../../sources/mariadb/verify.js';
-import { StackvaultError } from '../../util/errors.js';
-import { chainsOf, coveredUntil, listSegments } from '../binlog-segments.js';
-import { openSourceReader } from '../restore/streamed-source.js';
-import { shortId, type SnapshotRef } from '../snapshot.js';
-import { planRollForward, rollForward, snapshotPosition } from './point-in-time.js';
+import type { Repository } from '../repo/repository.js';
+import { comparePositions } from '../sources/mariadb/binlog-events.js';
+import { Connection, type ConnectOptions } from '../sources/mariadb/connection.js';
+import { restoreMariadb } from '../sources/mariadb/restore.js';
+import { ident } from '../sources/mariadb/sql.js';
+import { verifyMariadb } from '../sources/mariadb/verify.js';
+import { StackvaultError } from '../util/errors.js';
+import { chainsOf, coveredUntil, listSegments } from '../snapshot/binlog-segments.js';
+import { openSourceReader } from '../snapshot/restore/streamed-source.js';
+import { shortId, type SnapshotRef } from '../snapshot/snapshot.js';
+import { planRollForward, rollForward, snapshotPosition } from '../snapshot/binlog/point-in-time.js';
 
 /**
  * The point-in-time part of a restore drill: the snapshot before the newest one is
