@@ -97,6 +97,10 @@ test('point-in-time recovery: a restore to a second between two writes has exact
   await live.restart();
   await live.client("INSERT INTO shop.calls (note, amount) VALUES ('after a server restart', 7.77)");
   archiver = startArchiver(dir, env);
+  // Enough transactions for the replay to send its statements in several batches.
+  const writer = await live.connect();
+  for (let i = 0; i < 1500; i++) await writer.execute(`INSERT INTO shop.calls (note, amount) VALUES ('bulk ${i}', ${i % 100})`);
+  await writer.close();
   await nextSecond();
   await live.client("INSERT INTO shop.calls (note) VALUES ('the last one')");
   const lastSecond = new Date(Math.floor(Date.now() / 1000) * 1000);
@@ -234,4 +238,27 @@ test('the task runner archives the binary log while it serves, says how far behi
   // SIGTERM commits what was read and stops the runner cleanly.
   await stopProcess(runner, 'SIGTERM');
   assert.equal(runner.exitCode, 0);
+});
+
+test('archiving a server without a binary log, or as a user who may not read it, fails at once and says what to change', async (t) => {
+  const server = await startMariadb(t, { binlog: false });
+  await server.client("CREATE USER 'dumper'@'localhost'; GRANT SELECT ON *.* TO 'dumper'@'localhost';");
+  const dir = await tempDir(t);
+  const config = (user: string) =>
+    ['stack: acme', 'repository:', '  url: ./repo', '  password_env: REPO_PW', 'sources:', '  - name: db', '    type: mariadb', `    socket: ${server.socket}`, `    user: ${user}`, '    binlog: true', ''].join('\n');
+  await writeFile(join(dir, 'stackvault.yaml'), config('root'));
+  const env = { REPO_PW: 'repo pw' };
+  assert.equal((await runCli(['init'], { cwd: dir, env })).code, 0);
+  const off = await runCli(['binlog', 'archive', '--source', 'db'], { cwd: dir, env, timeoutMs: 60_000 });
+  assert.equal(off.code, 1, off.stderr);
+  assert.match(off.stderr, /log_bin is off.*--log-bin/);
+
+  const withLog = await startMariadb(t);
+  await withLog.client("CREATE USER 'dumper'@'localhost'; GRANT SELECT ON *.* TO 'dumper'@'localhost';");
+  await writeFile(join(dir, 'stackvault.yaml'), config('dumper').replace(server.socket, withLog.socket));
+  const denied = await runCli(['binlog', 'archive', '--source', 'db'], { cwd: dir, env, timeoutMs: 60_000 });
+  assert.equal(denied.code, 1, denied.stderr);
+  assert.match(denied.stderr, /REPLICATION SLAVE|BINLOG MONITOR/);
+  // Nothing was written: no segment, and the repository holds only what init made.
+  assert.deepEqual(await readdir(join(dir, 'repo', 'binlog')).catch(() => []), []);
 });

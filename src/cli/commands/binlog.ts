@@ -33,6 +33,8 @@ Examples:
       process.once('SIGINT', stop);
       const log = (level: string, message: string) => process.stderr.write(`${level === 'info' ? '' : `${level}: `}${message}\n`);
       const [archiver] = binlogArchivers(loaded, () => ctx.openRepository(), controller.signal, log, flags.source);
+      const { advice } = await archiver!.preflight();
+      if (advice) log('warn', advice);
       if (!ctx.options.quiet) process.stderr.write(`archiving the binary log of ${flags.source}; Ctrl-C stops\n`);
       await archiver!.run();
       emit(

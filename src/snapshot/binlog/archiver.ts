@@ -5,6 +5,7 @@ import { EventType, comparePositions } from '../../sources/mariadb/binlog-events
 import { HEARTBEAT_SECONDS, followBinlog, formatAdvice, readServerState, type ArchivedEvent, type BinlogPoint } from '../../sources/mariadb/binlog-stream.js';
 import { Connection, type ConnectOptions } from '../../sources/mariadb/connection.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
+import { literal } from '../../sources/mariadb/sql.js';
 import { listSnapshots } from '../snapshot.js';
 import { chainsOf, listSegments, type BinlogSegment, type SegmentRef } from '../binlog-segments.js';
 
@@ -73,6 +74,25 @@ export class BinlogArchiver {
     this.status = { source: options.source, connected: false, coveredUntil: 0, oldestPendingAt: null, segments: 0, bytes: 0, lastError: null, position: null, lastContact: 0 };
   }
 
+  /**
+   * Whether archiving can work at all (the server reachable, its binary log on, the user
+   * allowed to read it): a clear error now rather than retries forever.
+   */
+  async preflight(): Promise<{ format: string; advice: string | undefined }> {
+    const conn = await Connection.connect(await this.options.connection());
+    try {
+      const state = await readServerState(conn);
+      try {
+        await conn.queryStrings(`SHOW BINLOG EVENTS IN ${literal(state.current.file)} LIMIT 1`);
+      } catch (err) {
+        throw new StackvaultError(`the user may not read the binary log (${errorMessage(err)}): grant it REPLICATION SLAVE and BINLOG MONITOR`);
+      }
+      return { format: state.format, advice: formatAdvice(state.format) };
+    } finally {
+      await conn.close();
+    }
+  }
+
   /** Run until the signal aborts; what was read by then is committed first. */
   async run(): Promise<void> {
     let wait = RETRY_MIN_MS;
@@ -118,6 +138,11 @@ export class BinlogArchiver {
     let segmentFormat = format;
     let lastContact = Date.now();
     let lastCommitAt = Date.now();
+    /** the last heartbeat: the server had sent everything it logged */
+    let lastHeartbeat = 0;
+    /** what the last commit claimed, and whether it held events */
+    let committedCoverage = 0;
+    let committedEvents = false;
     let committing: Promise<void> = Promise.resolve();
     let failure: unknown;
     const expectCreated = tip ? tip.segment.fileCreated : 0;
@@ -134,7 +159,8 @@ export class BinlogArchiver {
           lastCommitAt = Date.now();
           this.status.segments++;
           this.status.bytes += bytes;
-          this.status.coveredUntil = contact;
+          this.status.coveredUntil = committedCoverage = contact;
+          committedEvents = events.length > 0;
           this.status.lastError = null;
         } catch (err) {
           failure = err;
@@ -163,10 +189,16 @@ export class BinlogArchiver {
       if (failure) return session.abort();
       const now = Date.now();
       if (pending.length > 0 && now - this.status.oldestPendingAt! >= this.options.segmentSeconds * 1000) void takePending(lastContact);
-      else if (pending.length === 0 && now - lastCommitAt >= idleMs && now - lastContact < 2 * HEARTBEAT_SECONDS * 1000) {
-        // Nothing logged: an empty segment says the archive is complete to this moment.
-        lastCommitAt = now;
-        void takePending(lastContact);
+      else if (pending.length === 0 && now - lastContact < 2 * HEARTBEAT_SECONDS * 1000) {
+        // Nothing logged: an empty segment says the archive is complete to this moment,
+        // once the server went quiet after writing (so that a restore can reach the last
+        // write), then every idle period.
+        const quietAfterWrites = committedEvents && lastHeartbeat > committedCoverage;
+        if (quietAfterWrites || now - lastCommitAt >= idleMs) {
+          lastCommitAt = now;
+          committedEvents = false;
+          void takePending(quietAfterWrites ? lastHeartbeat : lastContact);
+        }
       }
     }, 250);
     try {
@@ -186,7 +218,7 @@ export class BinlogArchiver {
           }
           if (created !== 0) fileCreated = created;
         },
-        onIdle: () => (lastContact = this.status.lastContact = Date.now()),
+        onIdle: () => (lastHeartbeat = lastContact = this.status.lastContact = Date.now()),
       });
       this.status.connected = true;
       this.status.lastContact = lastContact = Date.now();

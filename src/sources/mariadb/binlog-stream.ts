@@ -37,7 +37,7 @@ export interface BinlogServerState {
 }
 
 /** Heartbeats from an idle server: without one for three periods the connection is taken as lost. */
-export const HEARTBEAT_SECONDS = 15;
+export const HEARTBEAT_SECONDS = 5;
 
 /**
  * What archiving needs of the server, or a clear error: binary logging on (log_bin), the

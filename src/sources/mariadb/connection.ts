@@ -30,6 +30,8 @@ export interface ConnectOptions {
   database?: string;
   tls?: TlsOptions;
   connectTimeoutMs?: number;
+  /** several statements in one query (a replay sends them in batches); off by default */
+  multiStatements?: boolean;
 }
 
 export interface ColumnDef {
@@ -76,6 +78,7 @@ const CLIENT = {
   SSL: 0x800,
   TRANSACTIONS: 0x2000,
   SECURE_CONNECTION: 0x8000,
+  MULTI_STATEMENTS: 0x10000,
   MULTI_RESULTS: 0x20000,
   PLUGIN_AUTH: 0x80000,
   PLUGIN_AUTH_LENENC_CLIENT_DATA: 0x200000,
@@ -238,6 +241,7 @@ export class Connection {
       CLIENT.PLUGIN_AUTH |
       CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA;
     if (options.database) caps |= CLIENT.CONNECT_WITH_DB;
+    if (options.multiStatements) caps |= CLIENT.MULTI_STATEMENTS;
     if (options.tls) {
       if (!(serverCaps & CLIENT.SSL)) throw new ConnectError(`mariadb at ${this.endpoint}: TLS was asked for but the server does not offer it`);
       caps |= CLIENT.SSL;
@@ -373,6 +377,36 @@ export class Connection {
   async queryObjects(sql: string): Promise<Array<Record<string, string | null>>> {
     const { columns, rows } = await this.query(sql);
     return rows.map((r) => Object.fromEntries(columns.map((col, i) => [col.name, r[i] === null ? null : r[i]!.toString('utf8')])));
+  }
+
+  /**
+   * Run `count` statements sent as one query (a connection made with multiStatements),
+   * reading exactly `count` results: the server's answer to a BINLOG statement does not
+   * say that more results follow, so the flag cannot be trusted to find the end. The
+   * first error stops the server at that statement, and is thrown.
+   */
+  async executeBatch(sql: Buffer, count: number): Promise<void> {
+    this.begin(sql);
+    try {
+      for (let i = 0; i < count; i++) {
+        const first = await this.readPacket();
+        if (first[0] === 0xff) throw parseError(first);
+        if (first[0] === 0x00) continue;
+        if (first[0] === 0xfb) throw this.fail(new StackvaultError('the server asked for a local file the client did not offer'));
+        // A result set: its columns and rows are read past.
+        await this.readColumns(new PayloadCursor(first).lenencInt() ?? 0);
+        for (;;) {
+          const p = await this.readPacket();
+          if (isEofPacket(p)) break;
+          if (p[0] === 0xff) throw parseError(p);
+        }
+      }
+    } catch (err) {
+      // Whatever the server still sends for this query cannot be matched to a command.
+      throw err instanceof ServerError ? (this.fail(err), err) : err;
+    } finally {
+      this.busy = false;
+    }
   }
 
   async execute(sql: string | Buffer): Promise<OkResult> {

@@ -358,7 +358,10 @@ async function alignWorkers(
   }
   if (workers.length === 1) {
     await workers[0]!.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT');
-    binlog ??= await readBinlogPosition(workers[0]!, flavor);
+    // Nothing holds commits back here: MariaDB says where the log stood at the snapshot
+    // itself. A position read afterwards may be past commits the snapshot does not see,
+    // and a point-in-time restore from it would skip them.
+    binlog ??= flavor === 'mariadb' ? await readSnapshotBinlogPosition(workers[0]!) : await readBinlogPosition(workers[0]!, flavor);
   }
   return { consistency, lockMs, binlog };
 }
@@ -431,6 +434,20 @@ async function readBinlogPosition(conn: Connection, flavor: 'mariadb' | 'mysql')
     return { gtid: gtid || undefined, file: status[0]?.File ?? undefined, position: status[0]?.Position ?? undefined };
   } catch {
     // Reading the position needs a privilege (BINLOG MONITOR / REPLICATION CLIENT) the dump itself does not.
+    return null;
+  }
+}
+
+/** The binary log position of this session's consistent snapshot (MariaDB's binlog_snapshot_file and _position). */
+async function readSnapshotBinlogPosition(conn: Connection): Promise<DumpManifest['binlog']> {
+  try {
+    const status = new Map((await conn.queryStrings("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")).map(([k, v]) => [k!.toLowerCase(), v ?? '']));
+    const file = status.get('binlog_snapshot_file');
+    const position = status.get('binlog_snapshot_position');
+    if (!file || !position) return null;
+    const gtid = (await conn.queryStrings(`SELECT BINLOG_GTID_POS(${literal(file)}, ${Number(position)})`))[0]![0] ?? undefined;
+    return { gtid: gtid || undefined, file, position };
+  } catch {
     return null;
   }
 }
