@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
@@ -161,6 +161,17 @@ test('point-in-time recovery: a restore to a second between two writes has exact
   const gap = await restoreTo(new Date(lastSecond.getTime() + 500));
   assert.notEqual(gap.code, 0);
   assert.match(gap.stderr, /missing|gap/);
+
+  // A damaged segment record is found by check, like a damaged snapshot.
+  const other = records.find((r) => r.id !== middle.id)!;
+  const file = join(dir, 'repo', 'binlog', other.id);
+  const bytes = await readFile(file);
+  bytes[bytes.length - 20]! ^= 0xff;
+  await chmod(file, 0o644);
+  await writeFile(file, bytes);
+  const checked = await cli(['check']);
+  assert.equal(checked.code, 1, checked.stdout + checked.stderr);
+  assert.match(checked.stdout + checked.stderr, new RegExp(`binlog/${other.id} is damaged`));
 });
 
 test('the task runner archives the binary log while it serves, says how far behind it is in /metrics, /healthz and /api/status, and the drill rolls one snapshot forward to the next', async (t) => {

@@ -88,7 +88,7 @@ Examples:
                   `${r.stack ? `${r.stack}/` : ''}${r.source}:`,
                   ...r.chains.map(
                     (c) =>
-                      `  ${c.from.file}:${c.from.position} .. ${c.to.file}:${c.to.position}  events from ${c.first_event ?? '-'} , complete to ${c.covered_until}  ` +
+                      `  ${c.from.file}:${c.from.position} .. ${c.to.file}:${c.to.position}  events from ${c.first_event ?? '-'}, complete to ${c.covered_until}  ` +
                       `(${c.segments} segments, ${c.events} events, ${formatBytes(c.bytes)}${c.last_gtid ? `, last GTID ${c.last_gtid}` : ''})`,
                   ),
                 ])

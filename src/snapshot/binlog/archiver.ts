@@ -128,7 +128,7 @@ export class BinlogArchiver {
     if (advice && this.status.segments === 0) this.options.log?.('warn', `binary log archive of ${source}: ${advice}`);
     const start = await this.startingPoint(repo, state.files, state.current);
     let tip = start.tip;
-    let chain = start.chain;
+    const chain = start.chain;
     let format = start.format;
     let fileCreated = tip?.segment.fileCreated ?? 0;
     let pending: ArchivedEvent[] = [];

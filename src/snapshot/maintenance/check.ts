@@ -3,6 +3,7 @@ import { checkPacks, parseSubset, type PackCheckOptions, type PackCheckProgress 
 import { errorMessage } from '../../util/errors.js';
 import { listSnapshots, shortId, type SnapshotRef } from '../snapshot.js';
 import { TreeLoader, childPath } from '../tree.js';
+import type { BinlogSegment } from '../binlog-segments.js';
 
 export type CheckOptions = PackCheckOptions;
 export type CheckProgress = PackCheckProgress;
@@ -40,11 +41,26 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
   progress.phase = 'snapshots';
   options.progress?.(progress);
   const refs = await listSnapshots(repo);
+  // Binary log segments are read like snapshots: a damaged one is reported with the rest.
+  const segments = await repo.loadIntact<BinlogSegment>('binlog', await repo.listIds('binlog'));
   await repo.loadIndex();
   const packs = await checkPacks(repo, options, progress);
   const result: CheckResult = { errors: packs.errors, warnings: packs.warnings, affected: [], snapshots: refs.length, packs: packs.packs, packsRead: packs.packsRead, bytesRead: packs.bytesRead };
   await checkSnapshots(repo, refs, new TreeLoader(repo, 64), packs.badBlobs, result);
+  checkSegments(repo, segments, packs.badBlobs, result);
   return result;
+}
+
+/** Every blob of every binary log segment must be indexed and readable: else a point-in-time restore through it fails. */
+function checkSegments(repo: Repository, segments: Array<{ id: string; value: BinlogSegment }>, badBlobs: Map<string, string>, result: CheckResult): void {
+  for (const { id, value } of segments) {
+    const bad = value.content.find((blob) => badBlobs.has(blob) || !repo.index.get(blob));
+    if (!bad) continue;
+    const why = badBlobs.get(bad) ?? 'no index entry';
+    result.errors.push(
+      `binary log segment ${shortId(id)} of ${value.source} (${value.start.file}:${value.start.position} to ${value.end.file}:${value.end.position}) cannot be replayed: blob ${shortId(bad)}: ${why}`,
+    );
+  }
 }
 
 /** Walk every snapshot; memoize per tree which relative paths are unreadable, so shared trees are walked once. */
