@@ -26,6 +26,8 @@ command -v git >/dev/null 2>&1 || packages+=(git)
 command -v tmux >/dev/null 2>&1 || packages+=(tmux)
 # promtool (in Debian's prometheus package) checks the runner's metrics and deploy/monitoring's rules.
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# The console's tests drive Debian's Chromium (headless) with puppeteer-core.
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 # The direct-I/O tests fill a small loop-mounted ext4 to see a full disk named as such.
 { command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } || packages+=(e2fsprogs)
 

@@ -104,6 +104,8 @@ export const configSchema = z.strictObject({
       history: z.string().default('.stackvault/history.sqlite'),
       /** a file whose first line is the bearer token /metrics and /api/status need beyond loopback */
       token_file: z.string().optional(),
+      /** the web console asks for the token on loopback too (a host whose other users should not see it) */
+      console_login: z.boolean().optional(),
     })
     .optional(),
   drill: z

@@ -1,7 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { isIP } from 'node:net';
 import { UsageError, errorMessage } from '../util/errors.js';
+import type { Console } from './console/console.js';
+import { ConsoleSessions, sameSecret } from './console/session.js';
 
 export interface StatusEndpoints {
   /** healthy, and if not, why */
@@ -10,13 +11,13 @@ export interface StatusEndpoints {
   status(): unknown;
 }
 
+const STATUS_PATHS = new Set(['/healthz', '/metrics', '/api/status']);
+
 const isLoopback = (host: string) => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
 /** Whether a request carries the bearer token (compared in constant time). */
 function hasToken(req: IncomingMessage, token: string): boolean {
-  const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
-  const digest = (text: string) => createHash('sha256').update(text).digest();
-  return timingSafeEqual(digest(given), digest(token));
+  return sameSecret(/^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '', token);
 }
 
 /**
@@ -25,15 +26,33 @@ function hasToken(req: IncomingMessage, token: string): boolean {
  * the stack's repository and history, so beyond loopback they need the bearer `token`,
  * and without one configured they are not served there at all.
  */
-export async function startStatusServer(listen: string, endpoints: StatusEndpoints, options: { token?: string } = {}): Promise<Server> {
+export async function startStatusServer(
+  listen: string,
+  endpoints: StatusEndpoints,
+  options: { token?: string; console?: (sessions: ConsoleSessions) => Console; consoleLogin?: boolean } = {},
+): Promise<Server> {
   const at = listen.lastIndexOf(':');
   const host = listen.slice(0, at) || '127.0.0.1';
   const port = Number(listen.slice(at + 1));
   const { token } = options;
+  // Beyond loopback the console logs in with the token; without one it is not served there.
+  const openConsole = isLoopback(host) && !options.consoleLogin;
+  const console = options.console && (token !== undefined || openConsole) ? options.console(new ConsoleSessions(token, openConsole)) : undefined;
   const server = createServer((req, res) => {
     try {
-      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const path = url.pathname;
+      if (console && !STATUS_PATHS.has(path)) {
+        console.handle(req, res, url).then(
+          (handled) => {
+            if (!handled) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /, /healthz, /metrics or /api/status\n');
+          },
+          (err: unknown) => {
+            if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end(`${errorMessage(err)}\n`);
+            else res.destroy();
+          },
+        );
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end();
       } else if (path !== '/healthz' && token === undefined && !isLoopback(host)) {
         res

@@ -12,6 +12,8 @@ import { UsageError, errorMessage } from '../util/errors.js';
 import { secretFromFile } from '../util/secrets.js';
 import { Runner, systemClock, type Clock, type Log, type ScheduledJob } from './daemon.js';
 import { JobHistory } from './history.js';
+import { Console, type ConsoleContext } from './console/console.js';
+import type { ConsoleSessions } from './console/session.js';
 import { startStatusServer } from './http.js';
 import { backupJob, checkJob, drillJob, retentionJob, type JobContext } from './jobs.js';
 import { Notifier } from './notify.js';
@@ -116,10 +118,31 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
       return { status: a.status, maxLagSeconds: Math.max(5 * segmentSeconds, 300) };
     });
   const endpoints = statusEndpoints({ stack: config.stack, host, jobs, runner, history, repository: () => repository, reach: () => reach, binlog, now: () => (options.clock ?? systemClock).now() });
+  const controller = new AbortController();
+  let oneAtATime: Promise<unknown> = Promise.resolve();
+  const runNow = (name: string) => {
+    const job = jobs.find((j) => j.name === name);
+    if (!job) throw new UsageError(`no job "${name}" (jobs: ${jobs.map((j) => j.name).join(', ')})`);
+    const run = oneAtATime.then(() => runner.runJob(job, null, controller.signal));
+    oneAtATime = run.catch(() => undefined);
+    return run;
+  };
   const listen = options.listen ?? config.runner?.listen ?? '127.0.0.1:9180';
+  const console = (sessions: ConsoleSessions) =>
+    new Console(
+      {
+        stack: config.stack,
+        openRepository: ctx.openRepository,
+        status: () => endpoints.status() as ReturnType<ConsoleContext['status']>,
+        history,
+        jobs: jobs.map((j) => j.name),
+        runNow,
+      },
+      sessions,
+    );
   let server: Server | undefined;
   try {
-    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token: runnerToken(loaded) });
+    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token: runnerToken(loaded), console, consoleLogin: config.runner?.console_login });
   } catch (err) {
     releaseLock();
     history.close();
@@ -129,22 +152,14 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   const url = address && typeof address === 'object' ? `http://${address.address}:${address.port}` : null;
   measure().catch(() => undefined);
 
-  const controller = new AbortController();
   let serving: Promise<void> | undefined;
-  let oneAtATime: Promise<unknown> = Promise.resolve();
   let stopping: Promise<void> | undefined;
   return {
     runner,
     history,
     jobs,
     url,
-    runNow: (name) => {
-      const job = jobs.find((j) => j.name === name);
-      if (!job) throw new UsageError(`no job "${name}" (jobs: ${jobs.map((j) => j.name).join(', ')})`);
-      const run = oneAtATime.then(() => runner.runJob(job, null, controller.signal));
-      oneAtATime = run.catch(() => undefined);
-      return run;
-    },
+    runNow,
     serve: () => (serving ??= Promise.all([runner.run(controller.signal), ...archivers.map((a) => a.run())]).then(() => undefined)),
     stop: () =>
       (stopping ??= (async () => {

@@ -1,0 +1,295 @@
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Repository } from '../../repo/repository.js';
+import { listSnapshots, shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
+import { TreeLoader, type TreeNode } from '../../snapshot/tree.js';
+import { findNode, normalizeSnapshotPath } from '../../snapshot/walk.js';
+import { errorMessage } from '../../util/errors.js';
+import { formatBytes, formatDuration } from '../../util/format.js';
+import type { JobHistory, RunRecord } from '../history.js';
+import { CONSOLE_CSS, actionForm, barChart, esc, page, pager, type PageOptions } from './html.js';
+import { ConsoleSessions, readForm } from './session.js';
+
+/** What the console shows and does, from the runner. */
+export interface ConsoleContext {
+  stack: string;
+  openRepository(): Promise<Repository>;
+  /** the runner's JSON status (health, current job, next runs) */
+  status(): { health: { healthy: boolean; problems: string[] }; current: unknown; next: Record<string, { at: string }>; binlog?: Array<{ source: string; lagSeconds: number }> };
+  history: JobHistory;
+  /** jobs an operator may start now */
+  jobs: string[];
+  /** start a job now; resolves when it is done */
+  runNow(job: string): Promise<string>;
+}
+
+const PAGE_SNAPSHOTS = 50;
+const PAGE_ENTRIES = 200;
+/** The snapshot list is read again at most this often (a repository may hold thousands). */
+const LISTING_TTL_MS = 30_000;
+
+const SECURITY_HEADERS = {
+  'content-security-policy': "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'x-content-type-options': 'nosniff',
+  // same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on our own forms.
+  'referrer-policy': 'same-origin',
+  'x-frame-options': 'DENY',
+  'cache-control': 'no-store',
+};
+
+/**
+ * The operator's web console, served by the runner beside /healthz and /metrics: the
+ * stack's state, its jobs, its snapshots (browsed, files and folders downloaded), and
+ * backup or drill started now. Nothing can be deleted from here.
+ */
+export class Console {
+  private repo: Promise<Repository> | undefined;
+  private listing: { at: number; refs: Promise<SnapshotRef[]> } | undefined;
+  private readonly pico: Buffer;
+
+  constructor(
+    private readonly ctx: ConsoleContext,
+    private readonly sessions: ConsoleSessions,
+  ) {
+    this.pico = readFileSync(createRequire(import.meta.url).resolve('@picocss/pico/css/pico.min.css'));
+  }
+
+  /** Handle a console request; false when the path is not the console's. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    const path = url.pathname;
+    if (path === '/assets/pico.min.css') return this.asset(res, this.pico);
+    if (path === '/assets/console.css') return this.asset(res, Buffer.from(CONSOLE_CSS));
+    if (path === '/login') return this.login(req, res);
+    if (path === '/logout' && req.method === 'POST') {
+      this.sessions.logout(req, res);
+      return this.redirect(res, '/login');
+    }
+    if (!(path === '/' || path === '/history' || path === '/snapshots' || path.startsWith('/snapshots/') || path.startsWith('/actions/'))) return false;
+    const session = this.sessions.ensure(req, res);
+    if (!session) return this.redirect(res, '/login');
+    const view: PageOptions = { title: '', stack: this.ctx.stack, csrf: session.csrf, active: 'status', notice: url.searchParams.get('notice') ?? undefined };
+    if (path.startsWith('/actions/')) return this.action(req, res, path.slice('/actions/'.length));
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.send(res, 405, 'text/plain', 'use GET\n');
+    try {
+      if (path === '/') return this.html(res, page({ ...view, title: 'Status' }, this.statusPage(view.csrf)));
+      if (path === '/history') return this.html(res, page({ ...view, title: 'Jobs', active: 'history' }, this.historyPage(Number(url.searchParams.get('page') ?? 0))));
+      if (path === '/snapshots') return this.html(res, page({ ...view, title: 'Snapshots', active: 'snapshots' }, await this.snapshotsPage(Number(url.searchParams.get('page') ?? 0))));
+      const [id, rest] = path.slice('/snapshots/'.length).split('/', 2) as [string, string | undefined];
+      const ref = (await this.snapshots()).find((r) => r.id === id);
+      if (!ref) return this.send(res, 404, 'text/plain', `no snapshot ${id}\n`);
+      const at = normalizeSnapshotPath(url.searchParams.get('path') ?? '/');
+      if (rest === 'download') return await this.download(res, ref, at);
+      return this.html(res, page({ ...view, title: `Snapshot ${shortId(ref.id)}`, active: 'snapshots' }, await this.browsePage(ref, at, Number(url.searchParams.get('page') ?? 0))));
+    } catch (err) {
+      return this.send(res, 500, 'text/plain', `${errorMessage(err)}\n`);
+    }
+  }
+
+  private statusPage(csrf: string): string {
+    const s = this.ctx.status();
+    const h = this.ctx.history;
+    const lastOf = (job: string) => h.last(job);
+    const backup = lastOf('backup');
+    const check = lastOf('check');
+    const drill = lastOf('drill');
+    const checkDetails = check?.details as { bytesRead?: number; packsRead?: number } | null | undefined;
+    const drillDetails = drill?.details as { rtoMs?: number } | null | undefined;
+    const row = (label: string, r: RunRecord | undefined, extra = '') =>
+      `<tr><th scope="row">${label}</th><td>${r ? `<span class="${r.status === 'success' ? 'ok' : r.status === 'running' ? '' : 'bad'}">${esc(r.status)}</span> ${esc(r.finished ?? r.started)}` : '<em>never</em>'}</td><td>${extra}</td></tr>`;
+    const problems = s.health.problems.length
+      ? `<article><h2 class="bad">Needs attention</h2><ul>${s.health.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul></article>`
+      : '<p class="ok">Healthy: every job\'s last run succeeded and none is overdue.</p>';
+    const next = Object.entries(s.next)
+      .map(([job, n]) => `<li>${esc(job)}: ${esc(n.at)}</li>`)
+      .join('');
+    const binlog = (s.binlog ?? []).map((b) => `<li>binary log of ${esc(b.source)}: ${Number.isFinite(b.lagSeconds) ? `${esc(Math.round(b.lagSeconds))} s behind` : 'not archived yet'}</li>`).join('');
+    return `${problems}
+<table>
+<thead><tr><th>job</th><th>last run</th><th></th></tr></thead>
+<tbody>
+${row('backup', backup, backup?.bytesAdded != null ? `${esc(formatBytes(backup.bytesAdded))} added` : '')}
+${row('check', check, checkDetails?.bytesRead != null ? `${esc(formatBytes(checkDetails.bytesRead))} verified in ${esc(checkDetails.packsRead ?? 0)} packs` : '')}
+${row('drill', drill, drillDetails?.rtoMs != null ? `recovery time ${esc(formatDuration(drillDetails.rtoMs / 1000))}` : '')}
+</tbody>
+</table>
+<h2>Next runs</h2><ul>${next || '<li><em>none scheduled</em></li>'}${binlog}</ul>
+<h2>Run now</h2>
+<p>${this.ctx.jobs.map((job) => actionForm(`/actions/run`, `${job[0]!.toUpperCase()}${job.slice(1)} now`, csrf, { job })).join('')}</p>`;
+  }
+
+  private historyPage(pageIndex: number): string {
+    const runs = this.ctx.history.recent(1000);
+    const nights = runs
+      .filter((r) => r.job === 'backup' && r.status === 'success')
+      .slice(0, 30)
+      .reverse();
+    const pages = Math.max(1, Math.ceil(runs.length / PAGE_SNAPSHOTS));
+    const at = clampPage(pageIndex, pages);
+    const rows = runs
+      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+      .map(
+        (r) =>
+          `<tr><td>${esc(r.job)}</td><td>${esc(r.started)}</td><td class="${r.status === 'success' ? 'ok' : r.status === 'running' ? '' : 'bad'}">${esc(r.status)}${r.attempt > 1 ? ` (attempt ${esc(r.attempt)})` : ''}</td>` +
+          `<td class="num">${r.durationMs != null ? esc(formatDuration(r.durationMs / 1000)) : ''}</td><td class="num">${r.bytesAdded != null ? esc(formatBytes(r.bytesAdded)) : ''}</td><td>${esc(r.error ?? '')}</td></tr>`,
+      )
+      .join('');
+    return `<h2>Bytes added by the last ${nights.length} backups</h2>
+${barChart(nights.map((r) => ({ value: r.bytesAdded ?? 0, label: r.started })), formatBytes)}
+<h2>Their durations</h2>
+${barChart(nights.map((r) => ({ value: (r.durationMs ?? 0) / 1000, label: r.started })), formatDuration)}
+<table><thead><tr><th>job</th><th>started</th><th>result</th><th class="num">took</th><th class="num">added</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>
+${pager('/history', at, pages)}`;
+  }
+
+  private async snapshotsPage(pageIndex: number): Promise<string> {
+    const refs = (await this.snapshots()).slice().reverse();
+    const pages = Math.max(1, Math.ceil(refs.length / PAGE_SNAPSHOTS));
+    const at = clampPage(pageIndex, pages);
+    const rows = refs
+      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+      .map((r) => {
+        const bytes = r.snapshot.sources.reduce((n, s) => n + (s.stats?.bytes ?? 0), 0);
+        const excluded = [...new Set(r.snapshot.sources.flatMap((s) => (s.excluded ?? []).map((e) => e.class)))];
+        return (
+          `<tr><td><a href="/snapshots/${esc(r.id)}"><code>${esc(shortId(r.id))}</code></a></td><td>${esc(r.snapshot.time)}</td><td>${esc(r.snapshot.host)}</td>` +
+          `<td>${r.snapshot.tags.map((t) => `<mark>${esc(t)}</mark>`).join(' ')}</td><td class="num">${esc(formatBytes(bytes))}</td><td>${esc(excluded.join(', '))}</td></tr>`
+        );
+      })
+      .join('');
+    return `<p>${refs.length} snapshots, newest first.</p>
+<table><thead><tr><th>id</th><th>time</th><th>host</th><th>tags (version, incarnation)</th><th class="num">size</th><th>excluded classes</th></tr></thead><tbody>${rows}</tbody></table>
+${pager('/snapshots', at, pages)}`;
+  }
+
+  private async browsePage(ref: SnapshotRef, path: string, pageIndex: number): Promise<string> {
+    const repo = await this.repository();
+    const loader = new TreeLoader(repo);
+    const folder = path === '/' ? ref.snapshot.tree : (await findNode(loader, ref.snapshot.tree, path))?.subtree;
+    if (!folder) return `<p class="bad">${esc(path)} is not a folder of this snapshot.</p>`;
+    const nodes = (await loader.load(folder)).nodes;
+    const pages = Math.max(1, Math.ceil(nodes.length / PAGE_ENTRIES));
+    const at = clampPage(pageIndex, pages);
+    const child = (node: TreeNode) => `${path === '/' ? '' : path}/${node.name}`;
+    const link = (p: string, extra = '') => `/snapshots/${ref.id}${extra}?${new URLSearchParams({ path: p })}`;
+    const up = path === '/' ? '' : `<p><a href="${esc(link(path.slice(0, path.lastIndexOf('/')) || '/'))}">↑ up</a></p>`;
+    const rows = nodes
+      .slice(at * PAGE_ENTRIES, (at + 1) * PAGE_ENTRIES)
+      .map((node) => {
+        const p = child(node);
+        const name = node.type === 'dir' ? `<a href="${esc(link(p))}">${esc(node.name)}/</a>` : esc(node.name);
+        const download = node.type === 'file' || node.type === 'dir' ? `<a href="${esc(link(p, '/download'))}" download>${node.type === 'dir' ? 'tar' : 'download'}</a>` : '';
+        return `<tr><td>${name}</td><td>${esc(node.type)}</td><td class="num">${node.type === 'file' ? esc(formatBytes(node.size ?? 0)) : ''}</td><td>${download}</td></tr>`;
+      })
+      .join('');
+    return `<p>${esc(ref.snapshot.time)} · ${esc(ref.snapshot.host)} · <code class="path">${esc(path)}</code> · ${nodes.length} entries · <a href="${esc(link(path, '/download'))}" download>download this folder as tar</a></p>
+${up}
+<table><thead><tr><th>name</th><th>kind</th><th class="num">size</th><th></th></tr></thead><tbody>${rows}</tbody></table>
+${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
+  }
+
+  private async download(res: ServerResponse, ref: SnapshotRef, path: string): Promise<boolean> {
+    const repo = await this.repository();
+    const loader = new TreeLoader(repo);
+    const node: TreeNode | undefined =
+      path === '/' ? { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '0', dev: '0', nlink: 1, subtree: ref.snapshot.tree } : await findNode(loader, ref.snapshot.tree, path);
+    if (!node || (node.type !== 'file' && node.type !== 'dir')) return this.send(res, 404, 'text/plain', `${path} is not a file or folder of snapshot ${shortId(ref.id)}\n`);
+    const base = path === '/' ? `snapshot-${shortId(ref.id)}` : path.slice(path.lastIndexOf('/') + 1);
+    const filename = node.type === 'dir' ? `${base}.tar` : base;
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'content-type': node.type === 'dir' ? 'application/x-tar' : 'application/octet-stream',
+      'content-disposition': `attachment; filename="${filename.replace(/[^\w.-]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(filename)}`,
+      ...(node.type === 'file' ? { 'content-length': String(node.size ?? 0) } : {}),
+    });
+    if (node.type === 'dir') {
+      const { dumpTar } = await import('../../snapshot/restore/tar-dump.js');
+      await dumpTar(repo, loader, node, base, res);
+      res.end();
+      return true;
+    }
+    for (const id of node.content ?? []) {
+      // Streamed blob by blob, waiting for the browser: memory stays bounded for any size.
+      if (!res.write(await repo.loadBlob(id, 'data'))) await new Promise((r) => res.once('drain', r));
+    }
+    res.end();
+    return true;
+  }
+
+  private async action(req: IncomingMessage, res: ServerResponse, name: string): Promise<boolean> {
+    if (req.method !== 'POST') return this.send(res, 405, 'text/plain', 'actions are posted from the console\n');
+    const form = await readForm(req);
+    if (!this.sessions.verifyPost(req, form)) return this.send(res, 403, 'text/plain', 'refused: the form did not come from this console (missing or wrong CSRF token)\n');
+    if (name !== 'run') return this.send(res, 404, 'text/plain', `no action ${name}\n`);
+    const job = form.get('job') ?? '';
+    if (!this.ctx.jobs.includes(job)) return this.send(res, 400, 'text/plain', `no job ${job}\n`);
+    // Started, not awaited: the page comes back at once and the status shows it running.
+    this.ctx.runNow(job).then(
+      () => (this.listing = undefined),
+      () => (this.listing = undefined),
+    );
+    return this.redirect(res, `/?${new URLSearchParams({ notice: `${job} started` })}`);
+  }
+
+  private async login(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    if (req.method === 'POST') {
+      const form = await readForm(req);
+      if (this.sessions.login(form.get('token') ?? '', res)) return this.redirect(res, '/');
+      return this.html(res, loginPage(this.ctx.stack, 'That token is not the runner\'s.'), 401);
+    }
+    if (this.sessions.current(req) || this.sessions.loopback) return this.redirect(res, '/');
+    return this.html(res, loginPage(this.ctx.stack));
+  }
+
+  private repository(): Promise<Repository> {
+    this.repo ??= this.ctx.openRepository().catch((err: unknown) => {
+      this.repo = undefined;
+      throw err;
+    });
+    return this.repo;
+  }
+
+  /** The snapshots, read again at most every LISTING_TTL_MS (and after a job started here). */
+  private async snapshots(): Promise<SnapshotRef[]> {
+    if (!this.listing || Date.now() - this.listing.at > LISTING_TTL_MS) {
+      const refs = this.repository().then(async (repo) => {
+        await repo.loadIndex();
+        return (await listSnapshots(repo)).filter((r) => r.snapshot.stack === this.ctx.stack);
+      });
+      this.listing = { at: Date.now(), refs };
+      refs.catch(() => (this.listing = undefined));
+    }
+    return this.listing.refs;
+  }
+
+  private asset(res: ServerResponse, body: Buffer): boolean {
+    res.writeHead(200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'max-age=3600', 'x-content-type-options': 'nosniff' }).end(body);
+    return true;
+  }
+
+  private html(res: ServerResponse, body: string, status = 200): boolean {
+    return this.send(res, status, 'text/html; charset=utf-8', body);
+  }
+
+  private send(res: ServerResponse, status: number, type: string, body: string): boolean {
+    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type }).end(body);
+    return true;
+  }
+
+  private redirect(res: ServerResponse, to: string): boolean {
+    res.writeHead(303, { ...SECURITY_HEADERS, location: to }).end();
+    return true;
+  }
+}
+
+function clampPage(index: number, pages: number): number {
+  return Number.isInteger(index) && index > 0 ? Math.min(index, pages - 1) : 0;
+}
+
+function loginPage(stack: string, error?: string): string {
+  return page(
+    { title: 'Log in', stack, csrf: '', active: 'status' },
+    `${error ? `<p class="bad">${esc(error)}</p>` : ''}<form method="post" action="/login"><label>Runner token <input type="password" name="token" autocomplete="current-password" required autofocus></label><button type="submit">Log in</button></form>
+<p><small>The token is the runner's (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN).</small></p>`,
+  );
+}

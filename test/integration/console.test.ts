@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import puppeteer from 'puppeteer-core';
+import { CLI, pseudoRandom, runCli, tempDir, waitFor } from '../support/helpers.js';
+import { freePort } from '../support/storage-servers.js';
+
+/** Debian's Chromium (scripts/install-test-deps.sh installs it), driven by puppeteer-core. */
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+/** Set to a folder (docs/console) to keep a screenshot of every page. */
+const SCREENSHOTS = process.env.STACKVAULT_SCREENSHOTS;
+
+test('the web console in a real browser: refused without the token, log in, status, snapshots, browse, download a file, start a backup', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)', timeout: 300_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const data = join(dir, 'data');
+  await mkdir(join(data, 'prompts', 'en'), { recursive: true });
+  await writeFile(join(data, 'prompts', 'en', 'welcome.txt'), 'Welcome to ACME support.\n');
+  const recording = pseudoRandom(7, 300_000);
+  await writeFile(join(data, 'prompts', 'en', 'queue-hold.wav'), recording);
+  await writeFile(join(data, 'app.ini'), '[app]\nname = acme <script>alert(1)</script>\n');
+  const port = await freePort();
+  const token = 'console test token';
+  await writeFile(
+    join(dir, 'stackvault.yaml'),
+    ['stack: acme', 'repository:', '  url: ./repo', '  password_env: REPO_PW', 'sources:', '  - name: data', '    type: files', '    path: ./data', 'schedule:', '  backup: "0 3 1 1 *"', '  drill: false', 'runner:', `  listen: 127.0.0.1:${port}`, '  console_login: true', ''].join('\n'),
+  );
+  const env = { REPO_PW: 'repo pw', STACKVAULT_RUNNER_TOKEN: token };
+  assert.equal((await runCli(['init'], { cwd: dir, env })).code, 0);
+  assert.equal((await runCli(['backup'], { cwd: dir, env })).code, 0);
+  const runner = spawn(process.execPath, [CLI, 'run'], { cwd: dir, env: { ...process.env, ...env }, stdio: 'ignore' });
+  t.after(() => {
+    runner.kill('SIGKILL');
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor('the runner to listen', async () => ((await fetch(`${base}/healthz`)).status > 0 ? true : undefined), 60_000, 200);
+
+  // Without the token: every page sends to the login, and an action is refused.
+  for (const path of ['/', '/snapshots', '/history']) {
+    const res = await fetch(`${base}${path}`, { redirect: 'manual' });
+    assert.equal(res.status, 303, path);
+    assert.equal(res.headers.get('location'), '/login');
+  }
+  const posted = await fetch(`${base}/actions/run`, { method: 'POST', body: 'job=backup', headers: { 'content-type': 'application/x-www-form-urlencoded' }, redirect: 'manual' });
+  assert.equal(posted.status, 303);
+
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1200, height: 900 });
+  const shot = async (name: string) => {
+    if (SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  };
+  const response = await page.goto(`${base}/`);
+  assert.equal(new URL(page.url()).pathname, '/login');
+  assert.match(response!.headers()['content-security-policy'] ?? '', /default-src 'none'/);
+  await page.type('input[name=token]', 'not the token');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.match(await page.content(), /not the runner's/);
+  await shot('login');
+  await page.type('input[name=token]', token);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.equal(new URL(page.url()).pathname, '/');
+  const status = await page.$eval('main', (m) => m.textContent ?? '');
+  assert.match(status, /Status/);
+  assert.match(status, /backup/);
+  assert.doesNotMatch(await page.content(), new RegExp(token), 'no secret is ever shown');
+  await shot('status');
+
+  // A snapshot, browsed down to a file, which downloads with its bytes.
+  await page.goto(`${base}/snapshots`);
+  const links = await page.$$eval('main table a', (as) => as.map((a) => a.getAttribute('href') ?? ''));
+  assert.equal(links.length, 1);
+  await page.goto(`${base}${links[0]!}`);
+  await Promise.all([page.waitForNavigation(), page.click('a[href*="path=%2Fdata"]')]);
+  assert.match(await page.content(), /app\.ini/);
+  assert.match(await page.content(), /&lt;script&gt;|app\.ini/);
+  await Promise.all([page.waitForNavigation(), page.click('a[href$="path=%2Fdata%2Fprompts"]')]);
+  await Promise.all([page.waitForNavigation(), page.click('a[href$="path=%2Fdata%2Fprompts%2Fen"]')]);
+  await shot('browse');
+  const downloads = join(dir, 'downloads');
+  await mkdir(downloads);
+  const cdp = await page.createCDPSession();
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
+  await page.click('a[href*="download"][href$="queue-hold.wav"]');
+  const file = join(downloads, 'queue-hold.wav');
+  await waitFor('the download', async () => ((await stat(file).catch(() => undefined))?.size === recording.length && !(await readdir(downloads)).some((n) => n.endsWith('.crdownload')) ? true : undefined), 60_000, 200);
+  assert.deepEqual(await readFile(file), recording);
+
+  // A backup started from the console: it appears among the snapshots, and in the history.
+  await writeFile(join(data, 'prompts', 'en', 'goodbye.txt'), 'Goodbye.\n');
+  await page.goto(`${base}/`);
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/actions/run"] button')]);
+  assert.match(await page.content(), /backup started/);
+  await waitFor('the second snapshot', async () => {
+    await page.goto(`${base}/snapshots`);
+    return (await page.$$('main table tbody tr')).length === 2 ? true : undefined;
+  }, 120_000, 1000);
+  await shot('snapshots');
+  await page.goto(`${base}/history`);
+  assert.match(await page.content(), /<svg class="chart"/);
+  assert.match(await page.$eval('main table tbody', (b) => b.textContent ?? ''), /backup.*success/s);
+  await shot('history');
+
+  // A form posted from elsewhere (no CSRF token of the session) is refused, logged in or not.
+  const cookies = await browser.cookies();
+  const session = cookies.find((c) => c.name === 'sv_session')!;
+  const forged = await fetch(`${base}/actions/run`, { method: 'POST', body: 'job=backup&csrf=guessed', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `sv_session=${session.value}` }, redirect: 'manual' });
+  assert.equal(forged.status, 403);
+});
