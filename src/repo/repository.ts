@@ -371,6 +371,13 @@ export class Repository {
     this.indexLoaded = true;
   }
 
+  /** Load the index files written since the index was loaded (a long-lived process, such as the runner's console, sees new backups). */
+  async refreshIndex(): Promise<void> {
+    if (!this.indexLoaded) return this.loadIndex();
+    await this.refreshDeletions();
+    await this.addIndexFiles(await this.listIds('index'));
+  }
+
   /**
    * Load the index files not loaded yet. An index file that vanished between the listing
    * and the read was deleted by prune, which deletes only superseded files: the files

@@ -13,7 +13,7 @@ const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => 
 /** Set to a folder (docs/console) to keep a screenshot of every page. */
 const SCREENSHOTS = process.env.STACKVAULT_SCREENSHOTS;
 
-test('the web console in a real browser: refused without the token, log in, status, snapshots, browse, download a file, start a backup', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)', timeout: 300_000 }, async (t) => {
+test('the web console in a real browser: refused without the token, log in, status, snapshots, browse, download a file, start a backup and see what it changed', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)', timeout: 300_000 }, async (t) => {
   const dir = await tempDir(t);
   const data = join(dir, 'data');
   await mkdir(join(data, 'prompts', 'en'), { recursive: true });
@@ -71,7 +71,7 @@ test('the web console in a real browser: refused without the token, log in, stat
 
   // A snapshot, browsed down to a file, which downloads with its bytes.
   await page.goto(`${base}/snapshots`);
-  const links = await page.$$eval('main table a', (as) => as.map((a) => a.getAttribute('href') ?? ''));
+  const links = await page.$$eval('main table a:not([href$="/diff"])', (as) => as.map((a) => a.getAttribute('href') ?? ''));
   assert.equal(links.length, 1);
   await page.goto(`${base}${links[0]!}`);
   await Promise.all([page.waitForNavigation(), page.click('a[href*="path=%2Fdata"]')]);
@@ -99,6 +99,10 @@ test('the web console in a real browser: refused without the token, log in, stat
     return (await page.$$('main table tbody tr')).length === 2 ? true : undefined;
   }, 120_000, 1000);
   await shot('snapshots');
+  // What the second backup changed: the file added before it.
+  await Promise.all([page.waitForNavigation(), page.click('main table tbody tr:first-child a[href$="/diff"]')]);
+  assert.match(await page.$eval('main', (m) => m.textContent ?? ''), /\+\s*\/data\/prompts\/en\/goodbye\.txt/);
+  await shot('diff');
   await page.goto(`${base}/history`);
   assert.match(await page.content(), /<svg class="chart"/);
   assert.match(await page.$eval('main table tbody', (b) => b.textContent ?? ''), /backup.*success/s);

@@ -80,6 +80,7 @@ export class Console {
       if (!ref) return this.send(res, 404, 'text/plain', `no snapshot ${id}\n`);
       const at = normalizeSnapshotPath(url.searchParams.get('path') ?? '/');
       if (rest === 'download') return await this.download(res, ref, at);
+      if (rest === 'diff') return this.html(res, page({ ...view, title: `Changes in ${shortId(ref.id)}`, active: 'snapshots' }, await this.diffPage(ref, url.searchParams.get('with'), Number(url.searchParams.get('page') ?? 0))));
       return this.html(res, page({ ...view, title: `Snapshot ${shortId(ref.id)}`, active: 'snapshots' }, await this.browsePage(ref, at, Number(url.searchParams.get('page') ?? 0))));
     } catch (err) {
       return this.send(res, 500, 'text/plain', `${errorMessage(err)}\n`);
@@ -134,10 +135,16 @@ ${row('drill', drill, drillDetails?.rtoMs != null ? `recovery time ${esc(formatD
           `<td class="num">${r.durationMs != null ? esc(formatDuration(r.durationMs / 1000)) : ''}</td><td class="num">${r.bytesAdded != null ? esc(formatBytes(r.bytesAdded)) : ''}</td><td>${esc(r.error ?? '')}</td></tr>`,
       )
       .join('');
+    const drills = runs
+      .filter((r) => r.job === 'drill' && r.status === 'success' && (r.details as { rtoMs?: number } | null)?.rtoMs !== undefined)
+      .slice(0, 30)
+      .reverse();
     return `<h2>Bytes added by the last ${nights.length} backups</h2>
 ${barChart(nights.map((r) => ({ value: r.bytesAdded ?? 0, label: r.started })), formatBytes)}
 <h2>Their durations</h2>
 ${barChart(nights.map((r) => ({ value: (r.durationMs ?? 0) / 1000, label: r.started })), formatDuration)}
+<h2>Recovery time of the last ${drills.length} drills</h2>
+${barChart(drills.map((r) => ({ value: ((r.details as { rtoMs: number }).rtoMs) / 1000, label: r.started })), formatDuration)}
 <table><thead><tr><th>job</th><th>started</th><th>result</th><th class="num">took</th><th class="num">added</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>
 ${pager('/history', at, pages)}`;
   }
@@ -153,12 +160,13 @@ ${pager('/history', at, pages)}`;
         const excluded = [...new Set(r.snapshot.sources.flatMap((s) => (s.excluded ?? []).map((e) => e.class)))];
         return (
           `<tr><td><a href="/snapshots/${esc(r.id)}"><code>${esc(shortId(r.id))}</code></a></td><td>${esc(r.snapshot.time)}</td><td>${esc(r.snapshot.host)}</td>` +
-          `<td>${r.snapshot.tags.map((t) => `<mark>${esc(t)}</mark>`).join(' ')}</td><td class="num">${esc(formatBytes(bytes))}</td><td>${esc(excluded.join(', '))}</td></tr>`
+          `<td>${r.snapshot.tags.map((t) => `<mark>${esc(t)}</mark>`).join(' ')}</td><td class="num">${esc(formatBytes(bytes))}</td><td>${esc(excluded.join(', '))}</td>` +
+          `<td><a href="/snapshots/${esc(r.id)}/diff">changes</a></td></tr>`
         );
       })
       .join('');
     return `<p>${refs.length} snapshots, newest first.</p>
-<table><thead><tr><th>id</th><th>time</th><th>host</th><th>tags (version, incarnation)</th><th class="num">size</th><th>excluded classes</th></tr></thead><tbody>${rows}</tbody></table>
+<table><thead><tr><th>id</th><th>time</th><th>host</th><th>tags (version, incarnation)</th><th class="num">size</th><th>excluded classes</th><th></th></tr></thead><tbody>${rows}</tbody></table>
 ${pager('/snapshots', at, pages)}`;
   }
 
@@ -186,6 +194,29 @@ ${pager('/snapshots', at, pages)}`;
 ${up}
 <table><thead><tr><th>name</th><th>kind</th><th class="num">size</th><th></th></tr></thead><tbody>${rows}</tbody></table>
 ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
+  }
+
+  /** What changed from another snapshot (the one before, by default) to this one, a page at a time. */
+  private async diffPage(ref: SnapshotRef, other: string | null, pageIndex: number): Promise<string> {
+    const refs = await this.snapshots();
+    const index = refs.findIndex((r) => r.id === ref.id);
+    const base = other ? refs.find((r) => r.id === other) : refs[index - 1];
+    if (!base) return '<p>This is the stack\'s first snapshot: nothing to compare it with.</p>';
+    const { diffSnapshots } = await import('../../snapshot/diff.js');
+    const at = Number.isInteger(pageIndex) && pageIndex > 0 ? pageIndex : 0;
+    const rows: string[] = [];
+    let seen = 0;
+    // Read only as far as this page needs: a diff of two large trees is long.
+    for await (const change of diffSnapshots(await this.repository(), base, ref)) {
+      if (seen >= at * PAGE_ENTRIES && seen < (at + 1) * PAGE_ENTRIES) rows.push(`<tr><td><code>${esc(change.kind)}</code></td><td><code class="path">${esc(change.path)}</code></td><td>${esc(change.type)}</td></tr>`);
+      seen++;
+      if (seen > (at + 1) * PAGE_ENTRIES) break;
+    }
+    const more = seen > (at + 1) * PAGE_ENTRIES;
+    const link = (i: number, label: string) => `<a href="/snapshots/${esc(ref.id)}/diff?${esc(new URLSearchParams({ with: base.id, page: String(i) }).toString())}">${label}</a>`;
+    return `<p>From <a href="/snapshots/${esc(base.id)}"><code>${esc(shortId(base.id))}</code></a> (${esc(base.snapshot.time)}) to <code>${esc(shortId(ref.id))}</code> (${esc(ref.snapshot.time)}): + added, - removed, M content changed, T type changed, U metadata only.</p>
+<table><thead><tr><th></th><th>path</th><th>kind</th></tr></thead><tbody>${rows.join('') || '<tr><td colspan="3"><em>no changes</em></td></tr>'}</tbody></table>
+<nav class="pager">${at > 0 ? link(at - 1, '← previous') : ''} ${more ? link(at + 1, 'next →') : ''}</nav>`;
   }
 
   private async download(res: ServerResponse, ref: SnapshotRef, path: string): Promise<boolean> {
@@ -253,7 +284,7 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
   private async snapshots(): Promise<SnapshotRef[]> {
     if (!this.listing || Date.now() - this.listing.at > LISTING_TTL_MS) {
       const refs = this.repository().then(async (repo) => {
-        await repo.loadIndex();
+        await repo.refreshIndex();
         return (await listSnapshots(repo)).filter((r) => r.snapshot.stack === this.ctx.stack);
       });
       this.listing = { at: Date.now(), refs };
