@@ -3,6 +3,7 @@ import { ExitCode, StackvaultError, errorMessage } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
 import { registerBackupCommand } from './commands/backup.js';
 import { registerBinlogCommands } from './commands/binlog.js';
+import { registerConsoleCommand } from './commands/console.js';
 import { registerCopyCommand } from './commands/copy.js';
 import { registerBrowseCommands } from './commands/browse.js';
 import { registerDemoCommand } from './commands/demo.js';
@@ -77,6 +78,7 @@ export function buildProgram(): Command {
   registerRetentionCommands(program, ctx);
   registerRunCommand(program, ctx);
   registerBinlogCommands(program, ctx);
+  registerConsoleCommand(program, ctx);
   registerDrillCommand(program, ctx);
   registerStackCommands(program, ctx);
   const overrideExits = (cmd: Command): void => {

@@ -114,3 +114,33 @@ test('the web console in a real browser: refused without the token, log in, stat
   const forged = await fetch(`${base}/actions/run`, { method: 'POST', body: 'job=backup&csrf=guessed', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `sv_session=${session.value}` }, redirect: 'manual' });
   assert.equal(forged.status, 403);
 });
+
+test('stackvault console serves a repository without a runner: its snapshots, no jobs to start', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'data'));
+  await writeFile(join(dir, 'data', 'a.txt'), 'a\n');
+  const env = { STACKVAULT_PASSWORD: 'pw' };
+  const repo = join(dir, 'repo');
+  assert.equal((await runCli(['init', '--repo', repo], { env })).code, 0);
+  const saved = await runCli(['backup', '--repo', repo, '--json', join(dir, 'data')], { env });
+  assert.equal(saved.code, 0, saved.stderr);
+  const id = JSON.parse(saved.stdout.trim().split('\n').pop()!).snapshot_id as string;
+  const port = await freePort();
+  const served = spawn(process.execPath, [CLI, 'console', '--repo', repo, '--listen', `127.0.0.1:${port}`], { cwd: dir, env: { ...process.env, ...env }, stdio: 'ignore' });
+  t.after(() => {
+    served.kill('SIGKILL');
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const snapshots = await waitFor('the console', async () => {
+    const res = await fetch(`${base}/snapshots`).catch(() => undefined);
+    return res?.status === 200 ? res : undefined;
+  }, 60_000, 200);
+  assert.match(snapshots.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+  assert.match(await snapshots.text(), new RegExp(id.slice(0, 8)));
+  assert.match(await (await fetch(`${base}/history`)).text(), /No task runner serves this console/);
+  const status = await (await fetch(`${base}/`)).text();
+  assert.doesNotMatch(status, /<form method="post" action="\/actions\/run"/);
+  const file = await fetch(`${base}/snapshots/${id}/download?path=${encodeURIComponent(`/${join(dir, 'data').split('/').pop()}/a.txt`)}`);
+  assert.equal(file.status, 200);
+  assert.equal(await file.text(), 'a\n');
+});

@@ -13,11 +13,13 @@ import { ConsoleSessions, readForm } from './session.js';
 
 /** What the console shows and does, from the runner. */
 export interface ConsoleContext {
-  stack: string;
+  /** the stack whose snapshots are shown; null: every snapshot of the repository */
+  stack: string | null;
   openRepository(): Promise<Repository>;
   /** the runner's JSON status (health, current job, next runs) */
   status(): { health: { healthy: boolean; problems: string[] }; current: unknown; next: Record<string, { at: string }>; binlog?: Array<{ source: string; lagSeconds: number }> };
-  history: JobHistory;
+  /** the runner's job history; none for "stackvault console" on a repository alone */
+  history?: JobHistory;
   /** jobs an operator may start now */
   jobs: string[];
   /** start a job now; resolves when it is done */
@@ -68,7 +70,7 @@ export class Console {
     if (!(path === '/' || path === '/history' || path === '/snapshots' || path.startsWith('/snapshots/') || path.startsWith('/actions/'))) return false;
     const session = this.sessions.ensure(req, res);
     if (!session) return this.redirect(res, '/login');
-    const view: PageOptions = { title: '', stack: this.ctx.stack, csrf: session.csrf, active: 'status', notice: url.searchParams.get('notice') ?? undefined };
+    const view: PageOptions = { title: '', stack: this.ctx.stack ?? 'all stacks', csrf: session.csrf, active: 'status', notice: url.searchParams.get('notice') ?? undefined };
     if (path.startsWith('/actions/')) return this.action(req, res, path.slice('/actions/'.length));
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.send(res, 405, 'text/plain', 'use GET\n');
     try {
@@ -90,7 +92,7 @@ export class Console {
   private statusPage(csrf: string): string {
     const s = this.ctx.status();
     const h = this.ctx.history;
-    const lastOf = (job: string) => h.last(job);
+    const lastOf = (job: string) => h?.last(job);
     const backup = lastOf('backup');
     const check = lastOf('check');
     const drill = lastOf('drill');
@@ -116,10 +118,11 @@ ${row('drill', drill, drillDetails?.rtoMs != null ? `recovery time ${esc(formatD
 </table>
 <h2>Next runs</h2><ul>${next || '<li><em>none scheduled</em></li>'}${binlog}</ul>
 <h2>Run now</h2>
-<p>${this.ctx.jobs.map((job) => actionForm(`/actions/run`, `${job[0]!.toUpperCase()}${job.slice(1)} now`, csrf, { job })).join('')}</p>`;
+<p>${this.ctx.jobs.map((job) => actionForm(`/actions/run`, `${job[0]!.toUpperCase()}${job.slice(1)} now`, csrf, { job })).join('') || '<em>Jobs run from the task runner ("stackvault run"), which does not serve this console.</em>'}</p>`;
   }
 
   private historyPage(pageIndex: number): string {
+    if (!this.ctx.history) return '<p>No task runner serves this console ("stackvault console"): there is no job history. "stackvault run" serves the console with it.</p>';
     const runs = this.ctx.history.recent(1000);
     const nights = runs
       .filter((r) => r.job === 'backup' && r.status === 'success')
@@ -266,10 +269,10 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
     if (req.method === 'POST') {
       const form = await readForm(req);
       if (this.sessions.login(form.get('token') ?? '', res)) return this.redirect(res, '/');
-      return this.html(res, loginPage(this.ctx.stack, 'That token is not the runner\'s.'), 401);
+      return this.html(res, loginPage(this.ctx.stack ?? 'all stacks', 'That token is not the runner\'s.'), 401);
     }
     if (this.sessions.current(req) || this.sessions.loopback) return this.redirect(res, '/');
-    return this.html(res, loginPage(this.ctx.stack));
+    return this.html(res, loginPage(this.ctx.stack ?? 'all stacks'));
   }
 
   private repository(): Promise<Repository> {
@@ -285,7 +288,7 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
     if (!this.listing || Date.now() - this.listing.at > LISTING_TTL_MS) {
       const refs = this.repository().then(async (repo) => {
         await repo.refreshIndex();
-        return (await listSnapshots(repo)).filter((r) => r.snapshot.stack === this.ctx.stack);
+        return (await listSnapshots(repo)).filter((r) => this.ctx.stack === null || r.snapshot.stack === this.ctx.stack);
       });
       this.listing = { at: Date.now(), refs };
       refs.catch(() => (this.listing = undefined));
