@@ -13,7 +13,7 @@ const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => 
 /** Set to a folder (docs/console) to keep a screenshot of every page. */
 const SCREENSHOTS = process.env.STACKVAULT_SCREENSHOTS;
 
-test('the web console in a real browser: refused without the token, log in, status, snapshots, browse, download a file, start a backup and see what it changed', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)', timeout: 300_000 }, async (t) => {
+test('the web console in a real browser: refused without the token, log in, status, snapshots, browse, download a file, restore one onto the host, start a backup and see what it changed', { skip: CHROMIUM ? false : 'chromium is not installed (apt-get install chromium)', timeout: 300_000 }, async (t) => {
   const dir = await tempDir(t);
   const data = join(dir, 'data');
   await mkdir(join(data, 'prompts', 'en'), { recursive: true });
@@ -88,6 +88,24 @@ test('the web console in a real browser: refused without the token, log in, stat
   const file = join(downloads, 'queue-hold.wav');
   await waitFor('the download', async () => ((await stat(file).catch(() => undefined))?.size === recording.length && !(await readdir(downloads)).some((n) => n.endsWith('.crdownload')) ? true : undefined), 60_000, 200);
   assert.deepEqual(await readFile(file), recording);
+
+  // Restored onto the host: into an empty folder at once, over files only once confirmed.
+  const restored = join(dir, 'restored');
+  for (const round of [1, 2]) {
+    await Promise.all([page.waitForNavigation(), page.click('a[href*="/restore"][href$="welcome.txt"]')]);
+    await page.type('input[name=target]', restored);
+    await Promise.all([page.waitForNavigation(), page.click('form[action="/actions/restore"] button')]);
+    if (round === 2) {
+      assert.match(await page.content(), /already holds 1 entries/);
+      await shot('restore-confirm');
+      await Promise.all([page.waitForNavigation(), page.click('form[action="/actions/restore"] button')]);
+    }
+    assert.match(await page.content(), /restored 1 files/);
+    assert.equal(await readFile(join(restored, 'data', 'prompts', 'en', 'welcome.txt'), 'utf8'), 'Welcome to ACME support.\n');
+    await page.goBack();
+    if (round === 2) await page.goBack();
+    await page.goBack();
+  }
 
   // A backup started from the console: it appears among the snapshots, and in the history.
   await writeFile(join(data, 'prompts', 'en', 'goodbye.txt'), 'Goodbye.\n');

@@ -1,4 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { restore } from '../../snapshot/restore/restore.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Repository } from '../../repo/repository.js';
@@ -82,6 +85,7 @@ export class Console {
       if (!ref) return this.send(res, 404, 'text/plain', `no snapshot ${id}\n`);
       const at = normalizeSnapshotPath(url.searchParams.get('path') ?? '/');
       if (rest === 'download') return await this.download(res, ref, at);
+      if (rest === 'restore') return this.html(res, page({ ...view, title: `Restore from ${shortId(ref.id)}`, active: 'snapshots' }, restoreForm(ref, at, view.csrf)));
       if (rest === 'diff') return this.html(res, page({ ...view, title: `Changes in ${shortId(ref.id)}`, active: 'snapshots' }, await this.diffPage(ref, url.searchParams.get('with'), Number(url.searchParams.get('page') ?? 0))));
       return this.html(res, page({ ...view, title: `Snapshot ${shortId(ref.id)}`, active: 'snapshots' }, await this.browsePage(ref, at, Number(url.searchParams.get('page') ?? 0))));
     } catch (err) {
@@ -189,7 +193,8 @@ ${pager('/snapshots', at, pages)}`;
       .map((node) => {
         const p = child(node);
         const name = node.type === 'dir' ? `<a href="${esc(link(p))}">${esc(node.name)}/</a>` : esc(node.name);
-        const download = node.type === 'file' || node.type === 'dir' ? `<a href="${esc(link(p, '/download'))}" download>${node.type === 'dir' ? 'tar' : 'download'}</a>` : '';
+        const download =
+          node.type === 'file' || node.type === 'dir' ? `<a href="${esc(link(p, '/download'))}" download>${node.type === 'dir' ? 'tar' : 'download'}</a> · <a href="${esc(link(p, '/restore'))}">restore…</a>` : '';
         return `<tr><td>${name}</td><td>${esc(node.type)}</td><td class="num">${node.type === 'file' ? esc(formatBytes(node.size ?? 0)) : ''}</td><td>${download}</td></tr>`;
       })
       .join('');
@@ -253,7 +258,9 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
   private async action(req: IncomingMessage, res: ServerResponse, name: string): Promise<boolean> {
     if (req.method !== 'POST') return this.send(res, 405, 'text/plain', 'actions are posted from the console\n');
     const form = await readForm(req);
-    if (!this.sessions.verifyPost(req, form)) return this.send(res, 403, 'text/plain', 'refused: the form did not come from this console (missing or wrong CSRF token)\n');
+    const session = this.sessions.verifyPost(req, form);
+    if (!session) return this.send(res, 403, 'text/plain', 'refused: the form did not come from this console (missing or wrong CSRF token)\n');
+    if (name === 'restore') return this.restoreAction(res, form, session.csrf);
     if (name !== 'run') return this.send(res, 404, 'text/plain', `no action ${name}\n`);
     const job = form.get('job') ?? '';
     if (!this.ctx.jobs.includes(job)) return this.send(res, 400, 'text/plain', `no job ${job}\n`);
@@ -263,6 +270,43 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
       () => (this.listing = undefined),
     );
     return this.redirect(res, `/?${new URLSearchParams({ notice: `${job} started` })}`);
+  }
+
+  /**
+   * Restore a file or folder of a snapshot into a folder on the host (the snapshot's path
+   * below it, as "stackvault restore --include" does). A folder that holds anything is
+   * written into only after the operator confirmed it on a second page.
+   */
+  private async restoreAction(res: ServerResponse, form: URLSearchParams, csrf: string): Promise<boolean> {
+    const ref = (await this.snapshots()).find((r) => r.id === form.get('snapshot'));
+    const target = form.get('target') ?? '';
+    if (!ref) return this.send(res, 404, 'text/plain', 'no such snapshot\n');
+    const path = normalizeSnapshotPath(form.get('path') ?? '/');
+    const view: PageOptions = { title: `Restore from ${shortId(ref.id)}`, stack: this.ctx.stack ?? 'all stacks', csrf, active: 'snapshots' };
+    if (!isAbsolute(target)) return this.html(res, page(view, `<p class="bad">Give the target as an absolute folder on the host.</p>${restoreForm(ref, path, csrf)}`), 400);
+    const entries = await readdir(target).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
+    const confirmed = form.get('confirm') === 'yes';
+    if (entries.length > 0 && !confirmed) {
+      return this.html(
+        res,
+        page(
+          view,
+          `<article><p><strong>${esc(target)}</strong> already holds ${entries.length} entries. Restoring <code class="path">${esc(path)}</code> there replaces files with the same names.</p>` +
+            `${actionForm('/actions/restore', 'Restore over it', csrf, { snapshot: ref.id, path, target, confirm: 'yes' })} <a href="/snapshots/${esc(ref.id)}?${esc(new URLSearchParams({ path }).toString())}">Cancel</a></article>`,
+        ),
+        409,
+      );
+    }
+    const result = await restore(await this.repository(), ref, { target, include: path === '/' ? [] : [path], force: confirmed });
+    const problems = [...result.errors, ...result.notRecreated].map((e) => `<li>${esc(e.path)}: ${esc(e.message)}</li>`).join('');
+    return this.html(
+      res,
+      page(
+        { ...view, notice: `restored ${result.files} files, ${result.dirs} folders (${formatBytes(result.bytes)}) into ${target}` },
+        `<p>${esc(path)} of snapshot <a href="/snapshots/${esc(ref.id)}"><code>${esc(shortId(ref.id))}</code></a> is in <code class="path">${esc(target)}${esc(path)}</code>.</p>${problems ? `<ul class="bad">${problems}</ul>` : ''}`,
+      ),
+      result.errors.length > 0 ? 500 : 200,
+    );
   }
 
   private async login(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
@@ -318,6 +362,15 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
 
 function clampPage(index: number, pages: number): number {
   return Number.isInteger(index) && index > 0 ? Math.min(index, pages - 1) : 0;
+}
+
+function restoreForm(ref: SnapshotRef, path: string, csrf: string): string {
+  return `<form method="post" action="/actions/restore">
+<input type="hidden" name="csrf" value="${esc(csrf)}"><input type="hidden" name="snapshot" value="${esc(ref.id)}"><input type="hidden" name="path" value="${esc(path)}">
+<p>Restore <code class="path">${esc(path)}</code> of snapshot <code>${esc(shortId(ref.id))}</code> (${esc(ref.snapshot.time)}) into a folder on the host; it lands there under its snapshot path.</p>
+<label>Folder on the host <input type="text" name="target" placeholder="/var/tmp/restore" required></label>
+<button type="submit">Restore</button>
+</form>`;
 }
 
 function loginPage(stack: string, error?: string): string {
