@@ -1,4 +1,5 @@
 import { errorMessage } from '../util/errors.js';
+import { sleepUnlessAborted } from '../util/sleep.js';
 import type { JobHistory, RunRecord, RunStatus } from './history.js';
 import type { JobOutcome } from './jobs.js';
 import type { JobEvent, Notifier } from './notify.js';
@@ -13,17 +14,7 @@ export interface Clock {
 
 export const systemClock: Clock = {
   now: () => new Date(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-    }),
+  sleep: sleepUnlessAborted,
 };
 
 export interface Step {

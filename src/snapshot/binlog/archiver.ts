@@ -5,6 +5,7 @@ import { EventType, comparePositions } from '../../sources/mariadb/binlog-events
 import { HEARTBEAT_SECONDS, followBinlog, formatAdvice, readServerState, type ArchivedEvent, type BinlogPoint } from '../../sources/mariadb/binlog-stream.js';
 import { Connection, type ConnectOptions } from '../../sources/mariadb/connection.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
+import { sleepUnlessAborted } from '../../util/sleep.js';
 import { literal } from '../../sources/mariadb/sql.js';
 import { listSnapshots } from '../snapshot.js';
 import { chainsOf, listSegments, type BinlogSegment, type SegmentRef } from '../binlog-segments.js';
@@ -107,7 +108,7 @@ export class BinlogArchiver {
       }
       this.status.connected = false;
       if (Date.now() - started > RETRY_MAX_MS) wait = RETRY_MIN_MS;
-      await sleep(wait, this.options.signal);
+      await sleepUnlessAborted(wait, this.options.signal);
       wait = Math.min(wait * 2, RETRY_MAX_MS);
     }
   }
@@ -343,17 +344,4 @@ export function readerIdFor(stack: string | null, source: string): number {
   let h = 0x811c9dc5;
   for (const c of `${stack ?? ''}/${source}`) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
   return 0xf0000000 + (h % 0x0fffffff);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
