@@ -63,7 +63,7 @@ export function statusEndpoints(options: {
       const lag = archiveLagSeconds(status, now().getTime());
       if (lag > maxLagSeconds) {
         problems.push(
-          `binary log archive of ${status.source} is ${Number.isFinite(lag) ? `${Math.round(lag)} s` : 'not yet'} complete` +
+          `binary log archive of ${status.source} ${Number.isFinite(lag) ? `is ${Math.round(lag)} s behind` : 'has committed nothing yet'}` +
             (status.lastError ? `: ${status.lastError}` : status.connected ? '' : ': not connected'),
         );
       }

@@ -65,6 +65,30 @@ function metricNames(expr: string): string[] {
   return [...expr.matchAll(/\bstackvault_[a-z_]+/g)].map((m) => m[0]);
 }
 
+test('a binary log archive behind by more than its limit makes /healthz fail and says why', async (t) => {
+  const history = new JobHistory(join(await tempDir(t), 'history.sqlite'));
+  t.after(() => history.close());
+  const now = Date.parse('2026-12-04T08:00:00Z');
+  let status = { source: 'db', connected: true, coveredUntil: now - 600_000, oldestPendingAt: now - 400_000 as number | null, segments: 3, bytes: 1, lastError: null as string | null, position: null, lastContact: now - 1000 };
+  const endpoints = statusEndpoints({
+    stack: 'acme',
+    host: 'acme-prod',
+    jobs: [],
+    runner: { current: null, next: new Map() },
+    history,
+    repository: () => undefined,
+    binlog: () => [{ status, maxLagSeconds: 300 }],
+    now: () => new Date(now),
+  });
+  assert.deepEqual(endpoints.health().problems, ['binary log archive of db is 400 s behind']);
+  // Idle and in touch with the server: nothing is at risk.
+  status = { ...status, oldestPendingAt: null };
+  assert.equal(endpoints.health().healthy, true);
+  // Cut off from the server, the archive ages.
+  status = { ...status, connected: false, lastError: 'mariadb at 127.0.0.1:3306: the connection was lost', lastContact: now - 600_000 };
+  assert.match(endpoints.health().problems[0]!, /600 s behind: mariadb at 127\.0\.0\.1:3306: the connection was lost/);
+});
+
 test('the alert rules are valid Prometheus rules and each fires on recorded series (promtool check rules, promtool test rules)', () => {
   const checked = promtool(['check', 'rules', 'alerts.yml']);
   assert.equal(checked.code, 0, checked.out);
