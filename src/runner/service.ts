@@ -142,7 +142,11 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
     );
   let server: Server | undefined;
   try {
-    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token: runnerToken(loaded), console, consoleLogin: config.runner?.console_login });
+    const token = runnerToken(loaded);
+    if (config.runner?.console_login && token === undefined) {
+      throw new UsageError('runner.console_login: the console asks for the runner token, but none is set (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN)');
+    }
+    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token, console, consoleLogin: config.runner?.console_login });
   } catch (err) {
     releaseLock();
     history.close();

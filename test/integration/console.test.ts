@@ -162,3 +162,17 @@ test('stackvault console serves a repository without a runner: its snapshots, no
   assert.equal(file.status, 200);
   assert.equal(await file.text(), 'a\n');
 });
+
+test('runner.console_login without a token is refused at start, naming where the token goes', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'data'));
+  await writeFile(
+    join(dir, 'stackvault.yaml'),
+    ['stack: acme', 'repository:', '  url: ./repo', '  password_env: REPO_PW', 'sources:', '  - name: data', '    type: files', '    path: ./data', 'runner:', `  listen: 127.0.0.1:${await freePort()}`, '  console_login: true', ''].join('\n'),
+  );
+  const env = { REPO_PW: 'pw' };
+  assert.equal((await runCli(['init'], { cwd: dir, env })).code, 0);
+  const started = await runCli(['run'], { cwd: dir, env, timeoutMs: 60_000 });
+  assert.equal(started.code, 2, started.stderr);
+  assert.match(started.stderr, /runner\.console_login: .* none is set \(runner\.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN\)/);
+});
