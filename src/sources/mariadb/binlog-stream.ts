@@ -67,7 +67,7 @@ export interface BinlogStreamOptions {
   /** the id this reader announces: no two readers of one server may share it, nor a replica's */
   readerId: number;
   signal?: AbortSignal;
-  /** events made up by the server (the format description at the start of a dump) are passed here, not yielded */
+  /** every format description, with the time its file was created (those the server makes up at the start of a dump are not yielded) */
   onFormat?: (formatEvent: Buffer, fileCreated: number) => void;
   /** called for each heartbeat: the server has nothing more to send */
   onIdle?: () => void;
