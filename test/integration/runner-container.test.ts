@@ -97,7 +97,12 @@ test('the runner image, built here, runs beside the example stack: scheduled bac
 
   // The runner's snapshots: the stack's name as host, the incarnation and version as tags, the database in them.
   const snapshots = JSON.parse((await runCli(['snapshots', '--json'], { cwd: stack, env })).stdout) as Array<{ host: string; tags: string[]; sources: Array<{ name: string }> }>;
-  assert.ok(snapshots.length >= 2);
+  if (snapshots.length < 2) {
+    // Say what happened: which snapshots were forgotten, and what the runner logged.
+    const forgotten = (await runCli(['snapshots', '--forgotten', '--json'], { cwd: stack, env })).stdout;
+    const runnerLogs = await run('podman', ['logs', (await compose.containers(project)).find((c) => c.Config.Labels['com.docker.compose.service'] === 'stackvault')!.Id], { env: engine.env });
+    assert.fail(`${snapshots.length} snapshots: ${JSON.stringify(snapshots)}\nforgotten: ${forgotten}\nrunner: ${(runnerLogs.stdout + runnerLogs.stderr).slice(-6000)}`);
+  }
   for (const s of snapshots) {
     assert.equal(s.host, name);
     assert.ok(s.tags.includes(`incarnation=${incarnation}`), JSON.stringify(s.tags));
