@@ -93,16 +93,24 @@ export async function forgottenIds(repo: RecordStore): Promise<Map<string, { rec
  */
 export async function listSnapshots(
   repo: RecordStore,
-  options: { includeForgotten?: boolean; onlyForgotten?: boolean; forgotten?: Map<string, unknown> } = {},
+  options: {
+    includeForgotten?: boolean;
+    onlyForgotten?: boolean;
+    forgotten?: Map<string, unknown>;
+    /** manifests read before, by id: a manifest never changes, so only new ones are read (a long-lived reader lists often) */
+    known?: Map<string, Snapshot>;
+  } = {},
 ): Promise<SnapshotRef[]> {
   const forgotten = options.includeForgotten ? new Map() : (options.forgotten ?? (await forgottenIds(repo)));
   const ids = (await repo.listIds('snapshots')).filter((id) => forgotten.has(id) === Boolean(options.onlyForgotten));
-  const refs: SnapshotRef[] = [];
-  for (const { id, value } of await repo.loadIntact<Snapshot>('snapshots', ids)) {
+  const known = options.known;
+  const refs: SnapshotRef[] = known ? ids.filter((id) => known.has(id)).map((id) => ({ id, snapshot: known.get(id)! })) : [];
+  for (const { id, value } of await repo.loadIntact<Snapshot>('snapshots', known ? ids.filter((id) => !known.has(id)) : ids)) {
     if (typeof value.tree !== 'string' || typeof value.time !== 'string' || !Array.isArray(value.sources)) {
       repo.reportDamage(objectKey('snapshots', id), new IntegrityError(`snapshot ${id} has an unknown format`));
       continue;
     }
+    known?.set(id, value);
     refs.push({ id, snapshot: value });
   }
   return refs.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));

@@ -5,7 +5,7 @@ import { restore } from '../../snapshot/restore/restore.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Repository } from '../../repo/repository.js';
-import { listSnapshots, shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
+import { listSnapshots, shortId, type Snapshot, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { TreeLoader, type TreeNode } from '../../snapshot/tree.js';
 import { findNode, normalizeSnapshotPath } from '../../snapshot/walk.js';
 import { errorMessage } from '../../util/errors.js';
@@ -51,6 +51,8 @@ const SECURITY_HEADERS = {
 export class Console {
   private repo: Promise<Repository> | undefined;
   private listing: { at: number; refs: Promise<SnapshotRef[]> } | undefined;
+  /** manifests read so far: a refresh reads only new ones */
+  private readonly manifests = new Map<string, Snapshot>();
   private readonly pico: Buffer;
 
   constructor(
@@ -332,7 +334,7 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
     if (!this.listing || Date.now() - this.listing.at > LISTING_TTL_MS) {
       const refs = this.repository().then(async (repo) => {
         await repo.refreshIndex();
-        return (await listSnapshots(repo)).filter((r) => this.ctx.stack === null || r.snapshot.stack === this.ctx.stack);
+        return (await listSnapshots(repo, { known: this.manifests })).filter((r) => this.ctx.stack === null || r.snapshot.stack === this.ctx.stack);
       });
       this.listing = { at: Date.now(), refs };
       refs.catch(() => (this.listing = undefined));
