@@ -42,11 +42,15 @@ export interface SegmentRef {
   segment: BinlogSegment;
 }
 
-/** Every intact segment of one source of a stack (damaged ones are reported by the repository and skipped). */
+/** Every intact segment of the repository (damaged ones are reported by the repository and skipped). */
+export async function listAllSegments(repo: Repository): Promise<SegmentRef[]> {
+  const loaded = await repo.loadIntact<BinlogSegment>('binlog', await repo.listIds('binlog'));
+  return loaded.filter((s) => s.value.version === 1).map(({ id, value }) => ({ id, segment: value }));
+}
+
+/** Every intact segment of one source of a stack. */
 export async function listSegments(repo: Repository, stack: string | null, source: string): Promise<SegmentRef[]> {
-  const ids = await repo.listIds('binlog');
-  const loaded = await repo.loadIntact<BinlogSegment>('binlog', ids);
-  return loaded.filter((s) => s.value.version === 1 && s.value.stack === stack && s.value.source === source).map(({ id, value }) => ({ id, segment: value }));
+  return (await listAllSegments(repo)).filter((s) => s.segment.stack === stack && s.segment.source === source);
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { SnapshotRef } from './snapshot.js';
 import { UsageError } from '../util/errors.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
 
@@ -46,4 +47,14 @@ export async function findNode(loader: TreeLoader, rootTree: string, path: strin
     treeId = node.subtree;
   }
   return node;
+}
+
+/**
+ * The node at `path` of a snapshot, its root ("/") included: a folder of the snapshot's own
+ * making (its time, owned by root) whose tree holds one folder per source.
+ */
+export async function findSnapshotNode(loader: TreeLoader, ref: SnapshotRef, path: string): Promise<TreeNode | undefined> {
+  if (normalizeSnapshotPath(path) !== '/') return findNode(loader, ref.snapshot.tree, path);
+  const ns = `${BigInt(Date.parse(ref.snapshot.time)) * 1_000_000n}`;
+  return { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: '0', dev: '0', nlink: 1, subtree: ref.snapshot.tree };
 }

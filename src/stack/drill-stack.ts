@@ -90,9 +90,10 @@ export async function drillStack(loaded: LoadedConfig, repo: Repository, options
 async function drillPointsInTime(repo: Repository, snapshots: SnapshotRef[], scratch: ConnectOptions | undefined, signal?: AbortSignal): Promise<Array<Record<string, unknown>>> {
   const goal = snapshots[snapshots.length - 1]!;
   const out: Array<Record<string, unknown>> = [];
+  // Nothing archived at all: no point-in-time part (asked once, not per source).
+  if ((await repo.listIds('binlog')).length === 0) return out;
   for (const record of goal.snapshot.sources) {
     if (!record.database?.binlog?.file) continue;
-    if (!(await repo.listIds('binlog')).length) break;
     const base = [...snapshots.slice(0, -1)].reverse().find((s) => s.snapshot.sources.some((r) => r.name === record.name && r.database?.binlog?.file));
     if (!scratch) out.push({ source: record.name, skipped: 'no drill.database server configured' });
     else if (!base) out.push({ source: record.name, skipped: 'one snapshot only: nothing to roll forward from' });

@@ -53,11 +53,9 @@ Examples:
     .action(async (flags: { source?: string; stack?: string }) => {
       const ctx = context();
       const repo = await ctx.openRepository();
-      const { chainsOf, coveredUntil } = await import('../../snapshot/binlog-segments.js');
+      const { chainsOf, coveredUntil, listAllSegments } = await import('../../snapshot/binlog-segments.js');
       const stack = flags.stack ?? ctx.config()?.config.stack ?? null;
-      const ids = await repo.listIds('binlog');
-      const all = (await repo.loadIntact<import('../../snapshot/binlog-segments.js').BinlogSegment>('binlog', ids)).map(({ id, value }) => ({ id, segment: value }));
-      const mine = all.filter((s) => (stack === null || s.segment.stack === stack) && (!flags.source || s.segment.source === flags.source));
+      const mine = (await listAllSegments(repo)).filter((s) => (stack === null || s.segment.stack === stack) && (!flags.source || s.segment.source === flags.source));
       if (flags.source && mine.length === 0) throw new UsageError(`nothing is archived for source ${flags.source}${stack ? ` of stack ${stack}` : ''}`);
       const sources = [...new Set(mine.map((s) => `${s.segment.stack ?? ''}\u0000${s.segment.source}`))];
       const report = sources.map((key) => {

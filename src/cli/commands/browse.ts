@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { once } from 'node:events';
 import { diffSnapshots } from '../../snapshot/diff.js';
 import { findSnapshot, listSnapshots, matchesFilter, shortId, type SnapshotFilter, type SnapshotRef } from '../../snapshot/snapshot.js';
-import { TreeLoader, type TreeNode } from '../../snapshot/tree.js';
-import { findNode, normalizeSnapshotPath, walkTree } from '../../snapshot/walk.js';
+import { TreeLoader } from '../../snapshot/tree.js';
+import { findNode, findSnapshotNode, normalizeSnapshotPath, walkTree } from '../../snapshot/walk.js';
 import { UsageError } from '../../util/errors.js';
 import { formatBytes, plural } from '../../util/format.js';
 import type { Repository } from '../../repo/repository.js';
@@ -152,7 +152,7 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
       const loader = new TreeLoader(repo);
       const wanted = normalizeSnapshotPath(path);
       // The snapshot's root is a folder too: its tree holds one folder per source.
-      const node = wanted === '/' ? rootFolder(ref) : await findNode(loader, ref.snapshot.tree, path);
+      const node = await findSnapshotNode(loader, ref, wanted);
       if (!node) throw new UsageError(`${wanted} is not in snapshot ${shortId(ref.id)}`);
       if (node.type === 'dir') {
         if (process.stdout.isTTY) throw new UsageError(`${wanted} is a folder: its tar archive would go to the terminal; redirect it to a file or a pipe`);
@@ -165,10 +165,4 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
       if (node.type !== 'file') throw new UsageError(`${wanted} is a ${node.type}, not a file or folder`);
       for (const id of node.content ?? []) await writeOut(await repo.loadBlob(id, 'data'));
     });
-}
-
-/** The snapshot's root as a folder node (times and owner of the snapshot's own making). */
-function rootFolder(ref: SnapshotRef): TreeNode {
-  const ns = `${BigInt(Date.parse(ref.snapshot.time)) * 1_000_000n}`;
-  return { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: '0', dev: '0', nlink: 1, subtree: ref.snapshot.tree };
 }

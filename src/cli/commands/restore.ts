@@ -90,9 +90,8 @@ async function targetServer(ctx: CliContext, source: string, flags: RestoreFlags
   };
 }
 
-async function restoreDatabases(ctx: CliContext, repo: Repository, ref: SnapshotRef, names: string[], flags: RestoreFlags): Promise<void> {
+async function restoreDatabases(ctx: CliContext, repo: Repository, ref: SnapshotRef, names: string[], flags: RestoreFlags, target: ReplayTarget | undefined): Promise<void> {
   const renames = parseRenames(flags.renameDb);
-  const target = replayTarget(flags);
   for (const name of names) {
     const connection = await targetServer(ctx, name, flags);
     // Refused before anything changes when the archive does not reach the target.
@@ -271,6 +270,6 @@ Examples:
           process.exitCode = ExitCode.partial;
         }
       }
-      await restoreDatabases(ctx, repo, ref, databaseSources, flags);
+      await restoreDatabases(ctx, repo, ref, databaseSources, flags, target);
     });
 }

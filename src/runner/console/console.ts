@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import type { Repository } from '../../repo/repository.js';
 import { listSnapshots, shortId, type Snapshot, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { TreeLoader, type TreeNode } from '../../snapshot/tree.js';
-import { findNode, normalizeSnapshotPath } from '../../snapshot/walk.js';
+import { findSnapshotNode, normalizeSnapshotPath } from '../../snapshot/walk.js';
 import { errorMessage } from '../../util/errors.js';
 import { formatBytes, formatDuration } from '../../util/format.js';
 import type { JobHistory, RunRecord } from '../history.js';
@@ -182,7 +182,7 @@ ${pager('/snapshots', at, pages)}`;
   private async browsePage(ref: SnapshotRef, path: string, pageIndex: number): Promise<string> {
     const repo = await this.repository();
     const loader = new TreeLoader(repo);
-    const folder = path === '/' ? ref.snapshot.tree : (await findNode(loader, ref.snapshot.tree, path))?.subtree;
+    const folder = (await findSnapshotNode(loader, ref, path))?.subtree;
     if (!folder) return `<p class="bad">${esc(path)} is not a folder of this snapshot.</p>`;
     const nodes = (await loader.load(folder)).nodes;
     const pages = Math.max(1, Math.ceil(nodes.length / PAGE_ENTRIES));
@@ -232,8 +232,7 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
   private async download(res: ServerResponse, ref: SnapshotRef, path: string): Promise<boolean> {
     const repo = await this.repository();
     const loader = new TreeLoader(repo);
-    const node: TreeNode | undefined =
-      path === '/' ? { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '0', dev: '0', nlink: 1, subtree: ref.snapshot.tree } : await findNode(loader, ref.snapshot.tree, path);
+    const node = await findSnapshotNode(loader, ref, path);
     if (!node || (node.type !== 'file' && node.type !== 'dir')) return this.send(res, 404, 'text/plain', `${path} is not a file or folder of snapshot ${shortId(ref.id)}\n`);
     const base = path === '/' ? `snapshot-${shortId(ref.id)}` : path.slice(path.lastIndexOf('/') + 1);
     const filename = node.type === 'dir' ? `${base}.tar` : base;
