@@ -1,5 +1,6 @@
 import { concatOwned } from '../../util/owned-buffer.js';
 import { errorMessage } from '../../util/errors.js';
+import { Scratch } from '../../util/scratch.js';
 import type { MasterKey } from '../format/crypto.js';
 import type { PackedBlob } from '../format/pack.js';
 import { PackFileReader } from './pack-file-reader.js';
@@ -39,6 +40,9 @@ export type Deliver = (to: unknown, data: Buffer) => DecodeResult;
 
 export type DecodeReply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes?: Uint8Array; error?: string };
 
+const readScratch = new Scratch();
+const contentScratch = new Scratch();
+
 /** The reply to one job, and what it hands back to the asking thread (transferred, not copied). */
 export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: DecodeJob, deliver?: Deliver): { reply: DecodeReply; transfer: ArrayBuffer[] } {
   try {
@@ -54,9 +58,12 @@ export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>,
       for (const blob of job.blobs) {
         const inBatch = blob.file === undefined;
         try {
-          const stored = inBatch ? bytes.subarray(at, at + blob.length) : packs.read(blob.file!, blob.offset!, blob.length);
-          const data = decodeBlob(master, blob.id, blob, stored);
-          if (blob.deliverTo !== undefined) {
+          // A delivered blob is written out before the next is read: its stored bytes and
+          // content may live in this thread's scratch memory. What goes back needs its own.
+          const delivered = blob.deliverTo !== undefined;
+          const stored = inBatch ? bytes.subarray(at, at + blob.length) : packs.read(blob.file!, blob.offset!, blob.length, delivered ? readScratch.takeUpTo16MiB(blob.length) : undefined);
+          const data = decodeBlob(master, blob.id, blob, stored, delivered ? contentScratch.takeUpTo16MiB(blob.rawLength) : undefined);
+          if (delivered) {
             results.push(deliver ? deliver(blob.deliverTo, data) : { deliveryFailed: 'this thread has nowhere to deliver blobs' });
           } else {
             plain.push(data);

@@ -1,5 +1,6 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { IntegrityError, errorMessage } from '../../util/errors.js';
+import type { Scratch } from '../../util/scratch.js';
 import { DIRECT_READ_MIN_BYTES, O_DIRECT, directIoRefused, readDirectSync } from '../../util/direct-io.js';
 
 /** cleared for this thread once a file system refuses O_DIRECT */
@@ -29,8 +30,9 @@ export class PackFileReader {
   private readonly fds = new Map<string, number>();
   private readonly directFds = new Map<string, number>();
 
-  read(file: string, offset: number, length: number): Buffer {
-    const buf = Buffer.allocUnsafe(length);
+  /** The stored bytes at `offset`, in `into` when given (memory the caller reuses; `length` bytes of it). */
+  read(file: string, offset: number, length: number, into?: Buffer): Buffer {
+    const buf = into?.subarray(0, length) ?? Buffer.allocUnsafe(length);
     const done = (length >= DIRECT_READ_MIN_BYTES ? this.readPastCache(file, buf, offset) : undefined) ?? this.readThroughCache(file, buf, offset);
     if (done < length) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
     return buf;
@@ -40,10 +42,13 @@ export class PackFileReader {
    * Many blobs' stored bytes, in the order asked, read in as few calls as their places in
    * the packs allow (see JOIN_GAP_BYTES). Where a joined read fails or comes up short, its
    * blobs are undefined: the caller reads those one by one, to say which blob is damaged.
+   * With a `scratch`, the bytes are views of it, valid until its next use.
    */
-  readAll(places: readonly PackPlace[]): Array<Buffer | undefined> {
+  readAll(places: readonly PackPlace[], scratch?: Scratch): Array<Buffer | undefined> {
     const out = new Array<Buffer | undefined>(places.length);
     const order = places.map((_, i) => i).sort((a, b) => comparePlaces(places[a]!, places[b]!));
+    const runs: Array<{ first: number; last: number; length: number }> = [];
+    let total = 0;
     for (let first = 0; first < order.length; ) {
       const start = places[order[first]!]!;
       let end = start.offset + start.length;
@@ -54,18 +59,27 @@ export class PackFileReader {
         end = Math.max(end, next.offset + next.length);
         last++;
       }
+      runs.push({ first, last, length: end - start.offset });
+      total += end - start.offset;
+      first = last + 1;
+    }
+    // The runs one after another in the caller's scratch, when it has one and they are a batch's few MiB.
+    const memory = total <= 64 * 1024 * 1024 ? scratch?.take(total) : undefined;
+    let at = 0;
+    for (const { first, last, length } of runs) {
+      const start = places[order[first]!]!;
       let run: Buffer | undefined;
       try {
-        run = this.read(start.file, start.offset, end - start.offset);
+        run = this.read(start.file, start.offset, length, memory?.subarray(at, at + length));
       } catch {
         // left undefined: read one by one, each blob's own error reported
       }
+      at += length;
       for (let k = first; k <= last; k++) {
         const place = places[order[k]!]!;
-        const at = place.offset - start.offset;
-        out[order[k]!] = run?.subarray(at, at + place.length);
+        const from = place.offset - start.offset;
+        out[order[k]!] = run?.subarray(from, from + place.length);
       }
-      first = last + 1;
     }
     return out;
   }

@@ -41,3 +41,14 @@ export function decompress(data: Uint8Array): Buffer {
   decompressor ??= new Decompressor();
   return decompressor.decompress(data);
 }
+
+let decompressContext: InstanceType<typeof zstdBinding.DCtx> | undefined;
+
+/**
+ * Decompresses `data` into `out` (memory the caller reuses: no fresh pages per blob);
+ * returns how many bytes it holds. Throws when the content does not fit.
+ */
+export function decompressInto(data: Uint8Array, out: Uint8Array): number {
+  decompressContext ??= new zstdBinding.DCtx();
+  return decompressContext.decompress(out, data);
+}

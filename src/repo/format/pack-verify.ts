@@ -1,15 +1,28 @@
 import { errorMessage, IntegrityError } from '../../util/errors.js';
-import { decompress } from './compression.js';
+import { Scratch } from '../../util/scratch.js';
+import { decompress, decompressInto } from './compression.js';
 import { blobId, objectHash, unseal, type MasterKey } from './crypto.js';
 import { parsePackHeader, type PackedBlob } from './pack.js';
 
-/** Decrypt, decompress and re-hash one stored blob; an IntegrityError says what is wrong. */
-export function decodeBlob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {
+/**
+ * Decrypt, decompress and re-hash one stored blob; an IntegrityError says what is wrong.
+ * With `into` (room for the blob's raw length), compressed content is decompressed there
+ * rather than into fresh memory, and the result is a view of it (see util/scratch.ts).
+ */
+export function decodeBlob(
+  master: Pick<MasterKey, 'encryptionKey' | 'idKey'>,
+  id: string,
+  entry: { pack: string; compressed: boolean; rawLength: number },
+  stored: Buffer,
+  into?: Buffer,
+): Buffer {
   const what = `blob ${id.slice(0, 16)} in pack ${entry.pack.slice(0, 16)}`;
   const plain = unseal(master.encryptionKey, stored, what);
   let data: Buffer;
   try {
-    data = entry.compressed ? decompress(plain) : plain;
+    if (!entry.compressed) data = plain;
+    else if (into) data = into.subarray(0, decompressInto(plain, into.subarray(0, entry.rawLength)));
+    else data = decompress(plain);
   } catch {
     throw new IntegrityError(`${what} is damaged: it does not decompress`);
   }
@@ -18,6 +31,8 @@ export function decodeBlob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, i
   }
   return data;
 }
+
+const verifyScratch = new Scratch();
 
 export interface PackVerdict {
   /** the pack's bytes hash to its name */
@@ -35,7 +50,8 @@ export function verifyPack(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, p
   const verdict: PackVerdict = { hashOk: objectHash(bytes) === packId, damaged: [], headerMismatch: false };
   for (const blob of indexed) {
     try {
-      decodeBlob(master, blob.id, { pack: packId, ...blob }, bytes.subarray(blob.offset, blob.offset + blob.length));
+      // The content is only hashed: one scratch serves every blob.
+      decodeBlob(master, blob.id, { pack: packId, ...blob }, bytes.subarray(blob.offset, blob.offset + blob.length), verifyScratch.takeUpTo16MiB(blob.rawLength));
     } catch (err) {
       verdict.damaged.push({ id: blob.id, message: errorMessage(err) });
     }

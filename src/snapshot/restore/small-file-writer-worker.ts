@@ -4,6 +4,7 @@ import { PackFileReader, type PackPlace } from '../../repo/decode/pack-file-read
 import { decodeBlob } from '../../repo/format/pack-verify.js';
 import { writeSmallFile, type SmallFileCreation } from '../../sources/files/restore.js';
 import { IntegrityError, errorMessage } from '../../util/errors.js';
+import { Scratch } from '../../util/scratch.js';
 import { writeIntoPlace } from './file-places.js';
 import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
 
@@ -12,6 +13,9 @@ const master = {
   encryptionKey: workerData.encryptionKey ? Buffer.from(workerData.encryptionKey as Uint8Array) : null,
   idKey: Buffer.from(workerData.idKey as Uint8Array),
 };
+/** Where a batch's stored bytes are read, and a file's content decoded: reused, not fresh memory per batch and file. */
+const batchScratch = new Scratch();
+const contentScratch = new Scratch();
 /** This thread's files of one restore (a pool of writers serves one restore). */
 const creation: SmallFileCreation = { replaceExisting: workerData.replaceExisting as boolean };
 
@@ -37,7 +41,7 @@ function writeBatch(batch: SmallFileBatch & { n: number }): void {
       const file = packFiles[blobs[b * BLOB_FIELDS]!]!;
       if (file !== '') places.push({ file, offset: blobs[b * BLOB_FIELDS + 1]!, length: blobs[b * BLOB_FIELDS + 2]! });
     }
-    const read = packs.readAll(places);
+    const read = packs.readAll(places, batchScratch);
     const entry = { pack: '', compressed: false, rawLength: 0 };
     let blob = 0;
     let place = 0;
@@ -63,7 +67,10 @@ function writeBatch(batch: SmallFileBatch & { n: number }): void {
           entry.pack = packIds[pack]!;
           entry.rawLength = blobs[b * BLOB_FIELDS + 3]!;
           entry.compressed = blobs[b * BLOB_FIELDS + 4] === 1;
-          parts.push(decodeBlob(master, ids[b]!, entry, stored));
+          // A file of one blob (nearly all small files: the smallest chunk is larger) is
+          // written before the next is decoded, so its content may live in scratch memory.
+          const into = end - b === 1 && parts.length === 0 ? contentScratch.takeUpTo16MiB(entry.rawLength) : undefined;
+          parts.push(decodeBlob(master, ids[b]!, entry, stored, into));
         }
         const meta = { type: 'file', mode: files[f * FILE_FIELDS]!, uid: files[f * FILE_FIELDS + 1]!, gid: files[f * FILE_FIELDS + 2]!, mtime: mtimes[f]! };
         writeSmallFile(dests[f]!, parts.length === 1 ? parts[0]! : Buffer.concat(parts), meta, creation);
