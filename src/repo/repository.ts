@@ -10,6 +10,7 @@ import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './format/layo
 import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './format/pack.js';
 import { decodeBlob } from './format/pack-verify.js';
 import { PackWindows } from './decode/pack-windows.js';
+import { PackSpool, type PackFiles, type PackPlan } from './decode/pack-spool.js';
 import { EarlyReads, collect } from './early-reads.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
@@ -522,9 +523,24 @@ export class Repository {
     return this.local.localFile !== undefined;
   }
 
-  /** The file holding a pack, when the repository is a local folder (see BackendExtras.localFile). */
-  packFile(packId: string): string | undefined {
-    return this.local.localFile?.(objectKey('data', packId));
+  /**
+   * Whether a restore should plan what it reads (PackPlan) before it starts: packs it needs
+   * most of are then brought to this machine whole (see PackSpool).
+   */
+  get bringsPacksOver(): boolean {
+    return this.local.downloadToFile !== undefined;
+  }
+
+  /**
+   * Pack files a restore's threads read blobs from: a folder repository's own, packs of a
+   * network repository brought over as `plan` says (see PackSpool), or undefined where
+   * blobs are read through the backend.
+   */
+  async packFiles(plan?: PackPlan): Promise<PackFiles | undefined> {
+    const { localFile, downloadToFile } = this.local;
+    if (localFile) return { take: (pack) => localFile(objectKey('data', pack)), release: () => undefined, inPageCache: false, close: async () => undefined };
+    if (!downloadToFile || !plan) return undefined;
+    return PackSpool.create(plan, (pack) => this.blobsEnd(pack), (pack, file) => downloadToFile(objectKey('data', pack), file));
   }
 
   /** Store a pack given in parts: written as they are where the backend can, else joined first. */
@@ -538,10 +554,10 @@ export class Repository {
   }
 }
 
-type LocalExtras = Partial<Pick<BackendExtras, 'localFile' | 'putParts'>>;
+type LocalExtras = Partial<Pick<BackendExtras, 'localFile' | 'putParts' | 'downloadToFile'>>;
 
-/** The extras of a folder on this machine, used for every pack: looked up once at open. */
+/** The extras that put packs on this machine's disk, used for every pack: looked up once at open. */
 async function localExtras(backend: Backend): Promise<LocalExtras> {
-  const [localFile, putParts] = await Promise.all([backendExtra(backend, 'localFile'), backendExtra(backend, 'putParts')]);
-  return { localFile, putParts };
+  const [localFile, putParts, downloadToFile] = await Promise.all([backendExtra(backend, 'localFile'), backendExtra(backend, 'putParts'), backendExtra(backend, 'downloadToFile')]);
+  return { localFile, putParts, downloadToFile };
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Backend } from '../../src/repo/backends/backend.js';
@@ -95,4 +95,58 @@ test('a restore from S3 reads each byte of a pack once, also where a blob crosse
   t.diagnostic(`packs of ${packBytes} bytes: the restore read ${read} bytes in ${ranges.length} requests`);
   assert.ok(packBytes > 12_000_000, `only ${packBytes} bytes of packs`);
   assert.ok(read <= packBytes * 1.05, `${read} bytes read for ${packBytes} bytes of packs`);
+});
+
+test('a restore through rclone has rclone copy the packs it needs most of whole, reads a few files in ranges, and leaves no copy behind', { timeout: 240_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  for (let d = 0; d < 10; d++) {
+    await mkdir(join(source, `folder-${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
+  }
+  await writeFile(join(source, 'recording.bin'), pseudoRandom(5, 6_000_000));
+  const webdav = await startRcloneServe(t, 'webdav', 'spooled');
+  // Whole-object reads (no range) are rclone's copies; a failing proxy makes them fail.
+  let failCopies = false;
+  const wholeRead = (method: string, path: string, headers: { range?: string }) => method === 'GET' && /\/data\//.test(path) && !headers.range;
+  const proxy = await startFaultProxy(webdav.url, { seed: 1, rate: 0, intercept: (method, path, headers) => (failCopies && wholeRead(method, path, headers) ? { status: 404 } : undefined) });
+  t.after(() => proxy.stop());
+  const backend = openBackend('rclone:spooled:repo', { env: { ...process.env, ...webdav.env, RCLONE_CONFIG_SPOOLED_URL: proxy.url } });
+  t.after(() => backend.close?.());
+  await Repository.init(backend, { password: 'pw', immutabilityDays: 0, packSize: 2 << 20 });
+  const saved = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const ref = { id: saved.id, snapshot: saved.snapshot };
+  const repo = await Repository.open(backend, 'pw');
+  await repo.loadIndex();
+  const dataPacks = [...repo.index.packs().values()].filter((blobs) => blobs.some((b) => b.type === 'data')).length;
+  // The spool goes under the system's temporary folder: here, one the test watches.
+  const spoolParent = join(dir, 'tmp');
+  await mkdir(spoolParent);
+  const tmpBefore = process.env.TMPDIR;
+  process.env.TMPDIR = spoolParent;
+  t.after(() => (tmpBefore === undefined ? delete process.env.TMPDIR : (process.env.TMPDIR = tmpBefore)));
+
+  const restoreAndCount = async (target: string, include?: string[]) => {
+    proxy.forwarded.length = 0;
+    const result = await restore(repo, ref, { target, include });
+    assert.deepEqual(result.errors, []);
+    assert.deepEqual(await readdir(spoolParent), [], 'no copy is left behind');
+    const reads = proxy.forwarded.filter((r) => r.method === 'GET' && /\/data\//.test(r.path));
+    return { whole: reads.filter((r) => wholeRead(r.method, r.path, r.headers)).length, ranged: reads.filter((r) => r.headers.range).length };
+  };
+
+  const all = await restoreAndCount(join(dir, 'all'));
+  assert.deepEqual((await compareTrees(source, join(dir, 'all', 'data'))).differences, []);
+  t.diagnostic(`${dataPacks} packs of data: a whole restore copied ${all.whole} whole and read ${all.ranged} ranges (its folders')`);
+  assert.equal(all.whole, dataPacks, 'each pack of data is copied once, whole');
+
+  const one = await restoreAndCount(join(dir, 'one'), ['/data/folder-3/note-7.txt']);
+  assert.deepEqual(await readFile(join(dir, 'one', 'data', 'folder-3', 'note-7.txt')), await readFile(join(source, 'folder-3', 'note-7.txt')));
+  assert.equal(one.whole, 0, 'a few files come in ranges, not whole packs');
+
+  // Copies that fail (rclone reports the object missing) leave the restore to read ranges.
+  failCopies = true;
+  const fallback = await restoreAndCount(join(dir, 'fallback'));
+  assert.deepEqual((await compareTrees(source, join(dir, 'fallback', 'data'))).differences, []);
+  assert.ok(fallback.ranged > 0);
 });

@@ -37,7 +37,7 @@ export async function startFaultProxy(
     stallMs?: number;
     /** inject at most this many faults, then pass everything */
     budget?: number;
-    intercept?: (method: string, path: string) => Answer | undefined;
+    intercept?: (method: string, path: string, headers: IncomingMessage['headers']) => Answer | undefined;
     /** change the server's response headers, e.g. to add one it does not send */
     rewrite?: (method: string, path: string, headers: IncomingMessage['headers']) => void;
   },
@@ -85,7 +85,7 @@ export async function startFaultProxy(
     const parts: Buffer[] = [];
     for await (const d of req) parts.push(d as Buffer);
     const body = Buffer.concat(parts);
-    const stand = options.intercept?.(req.method ?? 'GET', req.url ?? '/');
+    const stand = options.intercept?.(req.method ?? 'GET', req.url ?? '/', req.headers);
     if (stand) {
       proxy.forwarded.push({ method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body });
       res.writeHead(stand.status, stand.headers ?? {});

@@ -12,9 +12,10 @@ import { StackvaultError } from '../../src/util/errors.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
 
 /** A blob's decode request as a restore makes it for a folder repository: the writer reads the pack itself. */
-function blobPlace(repo: Repository, id: string) {
+async function blobPlace(repo: Repository, id: string) {
   const entry = repo.blobEntry(id, 'data');
-  return { pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, file: repo.packFile(entry.pack)!, offset: entry.offset };
+  const file = (await repo.packFiles())!.take(entry.pack) as string;
+  return { pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, file, offset: entry.offset };
 }
 
 test('restore writer threads write small files whole and decode blobs for larger ones, and a writer that stops fails its files instead of hanging', async (t) => {
@@ -28,6 +29,7 @@ test('restore writer threads write small files whole and decode blobs for larger
   assert.ok(small);
 
   const writers = new SmallFileWriters(repo, 2, false);
+  writers.start(await repo.packFiles());
   const write = (dest: string, node: typeof small.node) => new Promise<void>((resolve, reject) => writers.write(dest, node, (err) => (err ? reject(err) : resolve())));
   const dest = join(dir, 'small.txt');
   await write(dest, small.node);
@@ -36,7 +38,7 @@ test('restore writer threads write small files whole and decode blobs for larger
   await assert.rejects(write(dest, small.node), { code: 'EEXIST' }, 'an existing name is not overwritten without replaceExisting');
 
   // The same threads decode blobs for the restore's larger files; closing that view leaves them running.
-  const [content] = await writers.decoder.decode([{ id: small.node.content![0]!, ...blobPlace(repo, small.node.content![0]!) }], Buffer.alloc(0));
+  const [content] = await writers.decoder.decode([{ id: small.node.content![0]!, ...(await blobPlace(repo, small.node.content![0]!)) }], Buffer.alloc(0));
   assert.deepEqual(content, await readFile(join(src, 'docs/small.txt')));
   await writers.decoder.close();
   await write(join(dir, 'again.txt'), small.node);

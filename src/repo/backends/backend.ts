@@ -63,6 +63,13 @@ export interface BackendExtras {
    */
   localFile(key: string): string;
   /**
+   * Copy a whole object into a file on this machine (which it creates or replaces), with
+   * the bytes moved by the storage's own client rather than through this process: a
+   * restore then reads those packs as from a folder. Fails, leaving no promise of a
+   * complete file, when the copy does not finish.
+   */
+  downloadToFile(key: string, path: string): Promise<void>;
+  /**
    * Check that the storage enforces `days` of immutability, or fail naming what is
    * missing; new objects are protected for that long from then on. Called when a
    * repository is created or opened. Backends without it rely on prune's age rule.

@@ -1,3 +1,4 @@
+import { basename, dirname } from 'node:path';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import { startRcloneHelper, takePrestartedHelper, type RcloneHelper } from './rclone-helper.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
@@ -178,6 +179,16 @@ export class RcloneBackend implements Backend {
       throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${body.length} of ${expected} bytes)`);
     }
     return body;
+  }
+
+  /**
+   * rclone copies the object into the file itself (BackendExtras.downloadToFile): its bytes
+   * never pass through this process, which a restore's main thread spent most of its time
+   * on, receiving and handing them on to the writer threads.
+   */
+  async downloadToFile(key: string, path: string): Promise<void> {
+    // ":local:" makes the folder a local one whatever its name holds (a colon would name a remote).
+    await this.call('operations/copyfile', { srcFs: this.root, srcRemote: key, dstFs: `:local:${dirname(path)}`, dstRemote: basename(path) }, `copying ${key} to ${path}`);
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

@@ -73,6 +73,8 @@ function describeExtra(name: ExtraName, args: unknown[]): string {
       return `storing ${String(args[0])}`;
     case 'deleteStaleUpload':
       return `deleting ${String(args[0])}`;
+    case 'downloadToFile':
+      return `copying ${String(args[0])} to ${String(args[1])}`;
     default:
       return name;
   }

@@ -5,6 +5,7 @@ import type { DecodeRequest } from './decode-jobs.js';
 import type { BlobType } from '../format/pack.js';
 import type { Repository } from '../repository.js';
 import type { BlobLoader } from '../roles.js';
+import type { PackFiles } from './pack-spool.js';
 
 /** Blobs decoded per message to a worker, and the most stored bytes in one message. */
 const BATCH_BLOBS = 256;
@@ -23,11 +24,14 @@ export class BlobBatchLoader implements BlobLoader {
   constructor(
     private readonly repo: Repository,
     pool: DecodePool,
+    /** pack files the threads read blobs from themselves; without, or for a pack it lacks, the bytes travel with the batch */
+    private readonly packFiles?: PackFiles,
   ) {
     this.batcher = new Batcher<{ request: DecodeRequest; stored?: Buffer }, Buffer | number>({ items: BATCH_BLOBS, bytes: BATCH_BYTES }, (blobs) =>
       pool.decode(
         blobs.map((b) => b.request),
         concatOwned(blobs.flatMap((b) => (b.stored ? [b.stored] : []))),
+        packFiles?.inPageCache,
       ),
     );
   }
@@ -51,9 +55,16 @@ export class BlobBatchLoader implements BlobLoader {
   private async request(id: string, expectedType: BlobType | undefined, deliverTo?: unknown): Promise<Buffer | number> {
     const entry = this.repo.blobEntry(id, expectedType);
     const request: DecodeRequest = { id, pack: entry.pack, compressed: entry.compressed, rawLength: entry.rawLength, length: entry.length, ...(deliverTo !== undefined && { deliverTo }) };
-    // From a folder repository the worker reads the pack itself; otherwise the bytes travel with the batch.
-    const file = this.repo.packFile(entry.pack);
-    if (file !== undefined) return this.batcher.add({ request: { ...request, file, offset: entry.offset } }, entry.length);
+    // From a pack file the worker reads the blob itself; otherwise the bytes travel with the batch.
+    const taken = this.packFiles?.take(entry.pack);
+    const file = typeof taken === 'object' ? await taken : taken;
+    if (file !== undefined) {
+      try {
+        return await this.batcher.add({ request: { ...request, file, offset: entry.offset } }, entry.length);
+      } finally {
+        this.packFiles!.release(entry.pack);
+      }
+    }
     const { stored } = await this.repo.loadStoredBlob(id, expectedType);
     return this.batcher.add({ request: { ...request, length: stored.length }, stored }, stored.length);
   }

@@ -9,7 +9,7 @@ import { decodeBlob, verifyPack, type PackVerdict } from '../format/pack-verify.
 /** The work of a DecodePool's threads (see decode-pool.ts), for whichever thread script serves one. */
 export type DecodeJob =
   | { kind: 'verify'; n: number; packId: string; bytes: Uint8Array; indexed: PackedBlob[] }
-  | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array };
+  | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array; packsInPageCache?: boolean };
 
 /**
  * A stored blob to decode. With a `file` (a folder repository's pack) it is read from
@@ -51,7 +51,7 @@ export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>,
     // Each blob's content (its length) or why it is damaged; the contents not delivered go back in one buffer.
     const results: DecodeResult[] = [];
     const plain: Buffer[] = [];
-    const packs = new PackFileReader();
+    const packs = new PackFileReader(job.packsInPageCache);
     let at = 0;
     let total = 0;
     try {

@@ -30,10 +30,13 @@ export class PackFileReader {
   private readonly fds = new Map<string, number>();
   private readonly directFds = new Map<string, number>();
 
+  /** `inPageCache`: packs just written (brought over for a restore), read through the cache. */
+  constructor(private readonly inPageCache = false) {}
+
   /** The stored bytes at `offset`, in `into` when given (memory the caller reuses; `length` bytes of it). */
   read(file: string, offset: number, length: number, into?: Buffer): Buffer {
     const buf = into?.subarray(0, length) ?? Buffer.allocUnsafe(length);
-    const done = (length >= DIRECT_READ_MIN_BYTES ? this.readPastCache(file, buf, offset) : undefined) ?? this.readThroughCache(file, buf, offset);
+    const done = (length >= DIRECT_READ_MIN_BYTES && !this.inPageCache ? this.readPastCache(file, buf, offset) : undefined) ?? this.readThroughCache(file, buf, offset);
     if (done < length) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
     return buf;
   }

@@ -3,6 +3,7 @@ import { DecodePool } from '../../repo/decode/decode-pool.js';
 import type { IndexEntry } from '../../repo/master-index.js';
 import { comparePlaces } from '../../repo/decode/pack-file-reader.js';
 import type { Repository } from '../../repo/repository.js';
+import type { PackFiles } from '../../repo/decode/pack-spool.js';
 import { Batcher } from '../../util/batcher.js';
 import { concatOwned } from '../../util/owned-buffer.js';
 import { IntegrityError } from '../../util/errors.js';
@@ -27,51 +28,57 @@ const GATHER_BYTES = 32 * 1024 * 1024;
 const FILES_IN_FLIGHT = 128;
 
 /**
- * A small file waiting for its batch, with where its first blob lies (for gathering; empty
- * files first) and, from other backends than a folder, its blobs' stored bytes.
+ * A small file waiting for its batch: per blob, the pack file a writer reads it from, or
+ * '' where its stored bytes (loaded here) travel with the batch; for gathering, where its
+ * first blob lies (empty files first).
  */
 interface PendingFile {
   dest: string;
   node: TreeNode;
   entries: IndexEntry[];
-  stored?: Buffer[];
+  files: string[];
+  stored?: Array<Buffer | undefined>;
   file: string;
   offset: number;
 }
 
 /**
  * Restores small files on worker threads. A writer gets a batch of files with where their
- * stored blobs are (a folder repository's pack files; from other backends this thread
- * sends the bytes), decrypts, decompresses and verifies every blob, and only then creates
- * the file with blocking calls. Decoding leaves the main thread, and several files are
- * created at once: on this machine's disk, when the kernel was slow to allocate inodes
- * (see docs/performance.md), one thread creating 47,000 files waited 12 s of a 17 s
- * restore, where restic (many goroutines) took 8 s.
+ * stored blobs are (pack files: a folder repository's, or packs brought over for the
+ * restore; where there is none this thread sends the bytes), decrypts, decompresses and
+ * verifies every blob, and only then creates the file with blocking calls. Decoding
+ * leaves the main thread, and several files are created at once: on this machine's disk,
+ * when the kernel was slow to allocate inodes (see docs/performance.md), one thread
+ * creating 47,000 files waited 12 s of a 17 s restore, where restic (many goroutines) took 8 s.
  */
 export class SmallFileWriters {
   private readonly pool: WorkerPool<DecodeReply & { failed?: SmallFileFailure[] }>;
   /** Blob decoding (a restore's larger files) on these same threads. */
   readonly decoder: DecodePool;
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly batcher: Batcher<PendingFile, true>;
-  private readonly packFiles = new Map<string, string>();
-  /** Only a folder repository's blobs are read by the writers; other backends' bytes are loaded here. */
-  private readonly readsPacks: boolean;
+  private batcher: Batcher<PendingFile, true> | undefined;
+  private packFiles: PackFiles | undefined;
+  private closed = false;
   /** Files a caller should have in flight to keep the writers busy (and the batches in pack order). */
-  readonly filesInFlight: number;
+  filesInFlight = FILES_IN_FLIGHT;
 
+  /** The threads start at once (each loads its modules meanwhile); files come after start(). */
   constructor(
     private readonly repo: Repository,
-    count: number,
+    private readonly count: number,
     replaceExisting: boolean,
   ) {
     const workerData = { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting };
     this.pool = new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), workerData, count, 'a restore writer thread');
     this.decoder = new DecodePool(this.pool);
-    // Gathering other backends' bytes would only hold more of them in memory.
-    this.readsPacks = repo.packsAreLocal;
-    this.batcher = new Batcher<PendingFile, true>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.send(files), this.readsPacks ? { items: GATHER_FILES, bytes: GATHER_BYTES, order: comparePlaces } : undefined);
-    this.filesInFlight = this.readsPacks ? GATHER_FILES + count * 2 * BATCH_FILES : FILES_IN_FLIGHT;
+  }
+
+  /** Where the writers read stored blobs from (see Repository.packFiles); without, they get the bytes. */
+  start(packFiles: PackFiles | undefined): void {
+    this.packFiles = packFiles;
+    // Gathering bytes loaded here would only hold more of them in memory.
+    this.batcher = new Batcher<PendingFile, true>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.send(files), packFiles ? { items: GATHER_FILES, bytes: GATHER_BYTES, order: comparePlaces } : undefined);
+    this.filesInFlight = packFiles ? GATHER_FILES + this.count * 2 * BATCH_FILES : FILES_IN_FLIGHT;
   }
 
   /**
@@ -79,7 +86,6 @@ export class SmallFileWriters {
    * wrong, or nothing. A callback, not a promise: a restore hands over some 50,000 files.
    */
   write(dest: string, node: TreeNode, done: (err?: Error) => void): void {
-    const settle = (result: true | Error) => done(result === true ? undefined : result);
     let pending: PendingFile;
     let bytes = 0;
     try {
@@ -89,37 +95,50 @@ export class SmallFileWriters {
         entries[i] = this.repo.blobEntry(ids[i]!, 'data');
         bytes += entries[i]!.length;
       }
-      pending = { dest, node, entries, file: '', offset: 0 };
-      if (this.readsPacks && entries.length > 0) {
-        pending.file = this.packFile(entries[0]!.pack);
-        pending.offset = entries[0]!.offset;
-      }
+      pending = { dest, node, entries, files: new Array<string>(ids.length).fill(''), file: '', offset: 0 };
     } catch (err) {
       done(err as Error);
       return;
     }
-    if (this.readsPacks) {
-      this.batcher.addWith(pending, bytes, settle);
+    // Each blob's pack file: at once where it is there, else once it is brought over.
+    let waits: Array<Promise<void>> | undefined;
+    if (this.packFiles) {
+      for (let i = 0; i < pending.entries.length; i++) {
+        const taken = this.packFiles.take(pending.entries[i]!.pack);
+        if (typeof taken === 'object') (waits ??= []).push(taken.then((file) => void (pending.files[i] = file ?? '')));
+        else pending.files[i] = taken ?? '';
+      }
+    }
+    if (waits) void Promise.all(waits).then(() => this.gather(pending, bytes, done));
+    else this.gather(pending, bytes, done);
+  }
+
+  /** Into the batcher, once the stored bytes of blobs no pack file holds are loaded here. */
+  private gather(pending: PendingFile, bytes: number, done: (err?: Error) => void): void {
+    const settle = (result: true | Error) => done(result === true ? undefined : result);
+    if (pending.entries.length > 0) {
+      pending.file = pending.files[0]!;
+      pending.offset = pending.entries[0]!.offset;
+    }
+    if (!pending.files.includes('')) {
+      this.batcher!.addWith(pending, bytes, settle);
       return;
     }
-    // From other backends this thread loads the stored bytes, which then travel with the batch.
-    Promise.all(pending.entries.map((_, i) => this.repo.loadStoredBlob(node.content![i]!, 'data').then((loaded) => loaded.stored))).then(
+    const ids = pending.node.content!;
+    Promise.all(pending.files.map(async (file, i) => (file === '' ? (await this.repo.loadStoredBlob(ids[i]!, 'data')).stored : undefined))).then(
       (stored) => {
         pending.stored = stored;
-        this.batcher.addWith(pending, bytes, settle);
+        this.batcher!.addWith(pending, bytes, settle);
       },
-      (err: Error) => done(err),
+      (err: Error) => {
+        this.releaseFiles([pending]);
+        done(err);
+      },
     );
   }
 
-  /** A pack's file, remembered: 50,000 small files asked for the same few paths to be joined again. */
-  private packFile(pack: string): string {
-    let file = this.packFiles.get(pack);
-    if (file === undefined) {
-      file = this.repo.packFile(pack)!;
-      this.packFiles.set(pack, file);
-    }
-    return file;
+  private releaseFiles(pending: readonly PendingFile[]): void {
+    for (const p of pending) for (let i = 0; i < p.entries.length; i++) if (p.files[i] !== '') this.packFiles!.release(p.entries[i]!.pack);
   }
 
   /** One batch to the least busy writer, in columns (see SmallFileBatch); the stored bytes travel in one buffer. */
@@ -135,7 +154,7 @@ export class SmallFileWriters {
     const stored: Buffer[] = [];
     let b = 0;
     for (let f = 0; f < pending.length; f++) {
-      const { dest, node, entries, stored: loaded } = pending[f]!;
+      const { dest, node, entries, files: blobFiles, stored: loaded } = pending[f]!;
       dests.push(dest);
       mtimes.push(node.mtime);
       files[f * FILE_FIELDS] = node.mode;
@@ -144,25 +163,29 @@ export class SmallFileWriters {
       files[f * FILE_FIELDS + 3] = entries.length;
       for (let i = 0; i < entries.length; i++, b++) {
         const entry = entries[i]!;
-        let pack = packIndex.get(entry.pack);
+        const file = blobFiles[i]!;
+        // One pack can be read from its file for one blob and travel as bytes for another.
+        const key = file === '' ? `\0${entry.pack}` : file;
+        let pack = packIndex.get(key);
         if (pack === undefined) {
           pack = packs.length;
-          packIndex.set(entry.pack, pack);
+          packIndex.set(key, pack);
           packs.push(entry.pack);
-          packFiles.push(this.readsPacks ? this.packFile(entry.pack) : '');
+          packFiles.push(file);
         }
         ids.push(node.content![i]!);
+        const bytes = loaded?.[i];
+        if (bytes) stored.push(bytes);
         blobs[b * BLOB_FIELDS] = pack;
         blobs[b * BLOB_FIELDS + 1] = entry.offset;
         // What was loaded is what the writer steps over, should a backend have given less.
-        blobs[b * BLOB_FIELDS + 2] = loaded ? loaded[i]!.length : entry.length;
+        blobs[b * BLOB_FIELDS + 2] = bytes ? bytes.length : entry.length;
         blobs[b * BLOB_FIELDS + 3] = entry.rawLength;
         blobs[b * BLOB_FIELDS + 4] = entry.compressed ? 1 : 0;
       }
-      if (loaded) stored.push(...loaded);
     }
     const bytes = concatOwned(stored);
-    const batch: SmallFileBatch = { dests, mtimes, files, ids, blobs, packs, packFiles, bytes };
+    const batch: SmallFileBatch = { dests, mtimes, files, ids, blobs, packs, packFiles, packsInPageCache: this.packFiles?.inPageCache ?? false, bytes };
     const sent = this.pool.request(batch, [bytes.buffer as ArrayBuffer]);
     this.inFlight.add(sent);
     try {
@@ -172,6 +195,7 @@ export class SmallFileWriters {
       return results;
     } finally {
       this.inFlight.delete(sent);
+      if (this.packFiles) this.releaseFiles(pending);
     }
   }
 
@@ -182,6 +206,8 @@ export class SmallFileWriters {
    */
   async close(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    if (this.closed) return;
+    this.closed = true;
     await this.pool.close();
   }
 }

@@ -1,0 +1,243 @@
+import { mkdtemp, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * Where a restore's writer threads read a pack's stored blobs: a pack file on this
+ * machine (a folder repository's own, or a copy brought over for the restore).
+ */
+export interface PackFiles {
+  /**
+   * The file holding `pack`, kept until release(pack) is called for this take: at once when
+   * it is there, a promise while it is brought over. Undefined (then or once settled): read
+   * this pack's blobs through the repository instead, and call no release.
+   */
+  take(pack: string): string | undefined | Promise<string | undefined>;
+  release(pack: string): void;
+  /**
+   * The files were just written (brought over): read them through the page cache, where a
+   * read past it would first wait for them to reach the disk.
+   */
+  readonly inPageCache: boolean;
+  /** Removes what was brought over; every take must have been released or abandoned. */
+  close(): Promise<void>;
+}
+
+/** What a restore will read: per pack, in the order it first needs them. */
+export class PackPlan {
+  /** pack -> how many blob reads the restore will take it for, and how many stored bytes it needs from it */
+  readonly packs = new Map<string, { uses: number; bytes: number }>();
+
+  add(pack: string, storedBytes: number): void {
+    const need = this.packs.get(pack);
+    if (need) {
+      need.uses++;
+      need.bytes += storedBytes;
+    } else {
+      this.packs.set(pack, { uses: 1, bytes: storedBytes });
+    }
+  }
+}
+
+/**
+ * A pack is brought over whole when the restore needs at least this share of its blobs'
+ * bytes; from a pack it needs less of (a restore of a few files, or the latest snapshot of
+ * a long history whose unchanged files lie in old packs) it reads ranges, as before.
+ */
+const WHOLE_PACK_SHARE = 0.5;
+/** Copies in flight at once: enough to keep a network busy while one waits for its first byte. */
+const DOWNLOADS = 3;
+/** The most the spool holds, and the share of its file system's free space it may take. */
+const MAX_SPOOL_BYTES = 1024 * 1024 * 1024;
+const FREE_SPACE_SHARE = 0.25;
+
+type PackState = 'waiting' | 'fetching' | 'ready' | 'failed' | 'gone';
+
+interface SpooledPack {
+  state: PackState;
+  /** blob reads the plan still expects */
+  uses: number;
+  /** takes not yet released: its file must stay */
+  refs: number;
+  /** the pack's size, counted against the budget from its download's start */
+  bytes: number;
+  file: string;
+  fetched?: Promise<string | undefined>;
+}
+
+/**
+ * Packs of a network repository brought into a temporary folder for a restore, so that
+ * the writer threads read them as from a folder repository: the storage's own client
+ * (rclone) moves the bytes, none pass through this process. Through `rclone serve webdav`
+ * the main thread had spent most of a restore receiving bytes and handing them on.
+ *
+ * Packs come over in the order the restore first needs them, a few at once, as far ahead
+ * as the budget allows (a quarter of the free space of the temporary folder's file system,
+ * at most 1 GiB); a pack the restore asks for goes first, past the budget if it must,
+ * deleting packs read before that nothing holds now (they come over again if needed
+ * again). Each is deleted once the plan's last read of it is released. A pack that cannot be copied (a full disk, a failed copy)
+ * is read through the repository instead.
+ */
+export class PackSpool implements PackFiles {
+  readonly inPageCache = true;
+  private readonly packs = new Map<string, SpooledPack>();
+  /** packs in the plan's order, and how far the prefetch has gone through them */
+  private readonly order: string[];
+  private next = 0;
+  private downloads = 0;
+  private spooledBytes = 0;
+  /** packs on disk that nothing holds, least recently released first: the first to go past the budget */
+  private readonly idle = new Set<string>();
+  private closed = false;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly budget: number,
+    private readonly download: (pack: string, file: string) => Promise<void>,
+    plan: PackPlan,
+    packBytes: (pack: string) => number,
+  ) {
+    this.order = [];
+    for (const [pack, need] of plan.packs) {
+      const bytes = packBytes(pack);
+      if (bytes <= 0 || need.bytes < bytes * WHOLE_PACK_SHARE) continue;
+      this.packs.set(pack, { state: 'waiting', uses: need.uses, refs: 0, bytes, file: join(dir, pack) });
+      this.order.push(pack);
+    }
+  }
+
+  /**
+   * A spool in a new folder under `parent` (the system's temporary folder), or undefined
+   * when the plan needs no whole pack or there is no room for two packs there.
+   */
+  static async create(
+    plan: PackPlan,
+    packBytes: (pack: string) => number,
+    download: (pack: string, file: string) => Promise<void>,
+    { parent = tmpdir(), maxBytes = MAX_SPOOL_BYTES }: { parent?: string; maxBytes?: number } = {},
+  ): Promise<PackSpool | undefined> {
+    let largest = 0;
+    for (const pack of plan.packs.keys()) largest = Math.max(largest, packBytes(pack));
+    let free: number;
+    try {
+      const fs = await statfs(parent);
+      free = fs.bavail * fs.bsize;
+    } catch {
+      return undefined;
+    }
+    const budget = Math.min(maxBytes, free * FREE_SPACE_SHARE);
+    if (largest === 0 || budget < 2 * largest) return undefined;
+    const dir = await mkdtemp(join(parent, 'stackvault-restore-'));
+    const spool = new PackSpool(dir, budget, download, plan, packBytes);
+    if (spool.order.length === 0) {
+      await rm(dir, { recursive: true, force: true });
+      return undefined;
+    }
+    spool.prefetch();
+    return spool;
+  }
+
+  take(pack: string): string | undefined | Promise<string | undefined> {
+    const p = this.packs.get(pack);
+    if (!p || p.state === 'failed') return undefined;
+    if (p.state === 'ready') {
+      p.refs++;
+      this.idle.delete(pack);
+      return p.file;
+    }
+    if (p.state === 'waiting' || p.state === 'gone') this.fetch(pack, p);
+    p.refs++;
+    return p.fetched!.then((file) => {
+      if (file === undefined) p.refs--;
+      return file;
+    });
+  }
+
+  release(pack: string): void {
+    const p = this.packs.get(pack);
+    if (!p) return;
+    p.refs--;
+    p.uses--;
+    if (p.refs > 0 || p.state !== 'ready') return;
+    if (p.uses <= 0) this.remove(pack, p);
+    else this.idle.add(pack);
+    this.prefetch();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    // Copies still running write into the folder: they finish (or fail) first.
+    await Promise.allSettled([...this.packs.values()].map((p) => p.fetched));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** Starts copies in the plan's order while there are free slots and room in the budget. */
+  private prefetch(): void {
+    while (!this.closed && this.downloads < DOWNLOADS && this.next < this.order.length) {
+      const pack = this.order[this.next]!;
+      const p = this.packs.get(pack)!;
+      if (p.state !== 'waiting') {
+        this.next++;
+        continue;
+      }
+      // Packs read before and needed again are not made room for: the restore is sure to
+      // want them, the next pack only later.
+      if (this.spooledBytes + p.bytes > this.budget) return;
+      this.next++;
+      this.fetch(pack, p);
+    }
+  }
+
+  /** Deletes idle packs, least recently released first, until the spool is within its budget. */
+  private makeRoom(): void {
+    for (const pack of this.idle) {
+      if (this.spooledBytes <= this.budget) return;
+      this.remove(pack, this.packs.get(pack)!);
+    }
+  }
+
+  private fetch(pack: string, p: SpooledPack): void {
+    p.state = 'fetching';
+    this.downloads++;
+    this.spooledBytes += p.bytes;
+    // A pack the restore waits for goes past the budget if it must.
+    this.makeRoom();
+    p.fetched = this.copy(pack, p).then(
+      () => {
+        p.state = 'ready';
+        if (p.refs === 0) {
+          if (p.uses <= 0) this.remove(pack, p);
+          else this.idle.add(pack);
+        }
+        return p.file;
+      },
+      async () => {
+        p.state = 'failed';
+        this.spooledBytes -= p.bytes;
+        await unlink(p.file).catch(() => undefined);
+        return undefined;
+      },
+    );
+    p.fetched.finally(() => {
+      this.downloads--;
+      this.prefetch();
+    });
+  }
+
+  /** The copy, checked to be whole: a file cut short would look like a damaged pack. */
+  private async copy(pack: string, p: SpooledPack): Promise<void> {
+    await this.download(pack, p.file);
+    const { size } = await stat(p.file);
+    if (size < p.bytes) throw new Error(`the copy of pack ${pack} has ${size} of at least ${p.bytes} bytes`);
+    // Counted until now by where its blobs end; its header follows them.
+    this.spooledBytes += size - p.bytes;
+    p.bytes = size;
+  }
+
+  private remove(pack: string, p: SpooledPack): void {
+    p.state = 'gone';
+    this.idle.delete(pack);
+    this.spooledBytes -= p.bytes;
+    void unlink(p.file).catch(() => undefined);
+  }
+}

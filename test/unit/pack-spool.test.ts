@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { PackPlan, PackSpool } from '../../src/repo/decode/pack-spool.js';
+import { tempDir } from '../support/helpers.js';
+
+/** Packs as files of a folder standing for a network repository, each copy held until the test lets it go. */
+async function fakeStorage(dir: string, packs: string[], size: number) {
+  const source = join(dir, 'storage');
+  await mkdir(source);
+  for (const [i, pack] of packs.entries()) await writeFile(join(source, pack), Buffer.alloc(size, i + 1));
+  const copies: string[] = [];
+  const held = new Map<string, Array<() => void>>();
+  const failing = new Set<string>();
+  const download = async (pack: string, file: string) => {
+    copies.push(pack);
+    await new Promise<void>((resolve) => held.set(pack, [...(held.get(pack) ?? []), resolve]));
+    if (failing.has(pack)) {
+      await writeFile(file, 'half a pack');
+      throw new Error('the copy failed');
+    }
+    await copyFile(join(source, pack), file);
+  };
+  const letGo = async (pack: string) => {
+    for (const resolve of held.get(pack) ?? []) resolve();
+    held.delete(pack);
+    // the copy, its size check and the spool's bookkeeping
+    await new Promise((r) => setTimeout(r, 20));
+  };
+  return { download, copies, letGo, failing };
+}
+
+test('the pack spool brings over in the plan order, within its budget, what the restore needs most of, and deletes each pack after its last read', async (t) => {
+  const dir = await tempDir(t);
+  const size = 1000;
+  const storage = await fakeStorage(dir, ['a', 'b', 'c', 'd', 'few'], size);
+  const plan = new PackPlan();
+  for (const pack of ['a', 'b', 'c', 'd']) {
+    plan.add(pack, size / 2);
+    plan.add(pack, size / 2);
+  }
+  // A tenth of this pack is needed: it is read in ranges, not brought over.
+  plan.add('few', size / 10);
+  const spoolParent = join(dir, 'tmp');
+  await mkdir(spoolParent);
+  const spool = (await PackSpool.create(plan, () => size, storage.download, { parent: spoolParent, maxBytes: 2.5 * size }))!;
+  assert.ok(spool);
+  // Two packs fit the budget: the third waits.
+  assert.deepEqual(storage.copies, ['a', 'b']);
+  assert.equal(spool.take('few'), undefined);
+
+  const a = spool.take('a');
+  assert.ok(a instanceof Promise, 'a pack still on its way comes as a promise');
+  await storage.letGo('a');
+  const fileA = (await a)!;
+  assert.deepEqual(await readFile(fileA), Buffer.alloc(size, 1));
+  assert.equal(spool.take('a'), fileA, 'a pack that is there comes at once');
+  spool.release('a');
+  assert.deepEqual(storage.copies, ['a', 'b'], 'a pack with reads left stays');
+  spool.release('a');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.ok(!(await readdir(join(spoolParent, (await readdir(spoolParent))[0]!))).includes('a'), 'the last read deletes it');
+  assert.deepEqual(storage.copies, ['a', 'b', 'c'], 'and makes room for the next');
+
+  // b is read once of twice, then sits idle; the prefetch does not push it out for d, but
+  // d asked for by the restore does (b comes over again when it is read again).
+  await storage.letGo('b');
+  const fileB = spool.take('b') as string;
+  assert.equal(typeof fileB, 'string');
+  spool.release('b');
+  await storage.letGo('c');
+  assert.deepEqual(storage.copies, ['a', 'b', 'c']);
+  storage.failing.add('d');
+  const d = spool.take('d');
+  assert.deepEqual(storage.copies, ['a', 'b', 'c', 'd']);
+  await storage.letGo('d');
+  assert.equal(await d, undefined, 'a failed copy is read through the repository');
+  assert.deepEqual(await readdir(join(spoolParent, (await readdir(spoolParent))[0]!)), ['c'], 'nothing is left of the failed copy, and idle b made room');
+  const again = spool.take('b');
+  assert.ok(again instanceof Promise);
+  await storage.letGo('b');
+  assert.deepEqual(await readFile((await again)!), Buffer.alloc(size, 2));
+  assert.deepEqual(storage.copies, ['a', 'b', 'c', 'd', 'b']);
+
+  await spool.close();
+  assert.deepEqual(await readdir(spoolParent), [], 'close removes the spool');
+});
+
+test('no spool where the plan needs no pack whole, or its folder cannot be used', async (t) => {
+  const dir = await tempDir(t);
+  const plan = new PackPlan();
+  plan.add('few', 10);
+  const refuse = async () => assert.fail('nothing is copied');
+  assert.equal(await PackSpool.create(plan, () => 1000, refuse, { parent: dir }), undefined);
+  assert.deepEqual(await readdir(dir), []);
+  plan.add('most', 900);
+  assert.equal(await PackSpool.create(plan, () => 1000, refuse, { parent: join(dir, 'missing') }), undefined);
+  assert.equal(await PackSpool.create(plan, () => 1000, refuse, { parent: dir, maxBytes: 1500 }), undefined, 'no room for two packs');
+});
