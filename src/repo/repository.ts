@@ -10,7 +10,7 @@ import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './format/layo
 import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './format/pack.js';
 import { decodeBlob } from './format/pack-verify.js';
 import { PackWindows } from './decode/pack-windows.js';
-import { PackSpool, type PackFiles, type PackPlan } from './decode/pack-spool.js';
+import { PackSpool, type PackFiles } from './decode/pack-spool.js';
 import { EarlyReads, collect } from './early-reads.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
@@ -184,9 +184,12 @@ export class Repository {
     password: string | undefined | (() => Promise<string | undefined>),
     passwordHint = 'give its password in STACKVAULT_PASSWORD, STACKVAULT_PASSWORD_FILE or --password-file',
   ): Promise<Repository> {
-    // The key files are listed meanwhile: over a network, one round trip fewer.
+    // The key files are listed meanwhile: over a network, one round trip fewer. So are the
+    // snapshots and the index, which are read next (through rclone, three round trips
+    // earlier than once the key file is read).
     const keyFiles = collect(backend.list('keys/'));
     keyFiles.catch(() => undefined);
+    const early = new EarlyReads(backend, OBJECTS_IN_FLIGHT);
     let raw: Buffer;
     try {
       raw = await backend.get(CONFIG_KEY);
@@ -211,15 +214,20 @@ export class Repository {
     const extras = await localExtras(backend);
     if (config.encryption === 'none') {
       if (!config.plainKeys) throw new IntegrityError(`the config of the repository at ${backend.location} has no keys`);
-      return new Repository(backend, config, {
-        encryptionKey: null,
-        idKey: Buffer.from(config.plainKeys.idKey, 'base64'),
-        chunkerSeed: Buffer.from(config.plainKeys.chunkerSeed, 'base64'),
-      }, extras);
+      return new Repository(
+        backend,
+        config,
+        {
+          encryptionKey: null,
+          idKey: Buffer.from(config.plainKeys.idKey, 'base64'),
+          chunkerSeed: Buffer.from(config.plainKeys.chunkerSeed, 'base64'),
+        },
+        extras,
+        early,
+      );
     }
     const given = typeof password === 'function' ? await password() : password;
     if (given === undefined) throw new UsageError(`the repository at ${backend.location} is encrypted: ${passwordHint}`);
-    const early = new EarlyReads(backend, OBJECTS_IN_FLIGHT);
     for (const info of await keyFiles) {
       const keyFile = JSON.parse((await backend.get(info.key)).toString('utf8')) as KeyFile;
       const master = await unwrapMasterKey(keyFile, given);
@@ -524,23 +532,18 @@ export class Repository {
   }
 
   /**
-   * Whether a restore should plan what it reads (PackPlan) before it starts: packs it needs
-   * most of are then brought to this machine whole (see PackSpool).
-   */
-  get bringsPacksOver(): boolean {
-    return this.local.downloadToFile !== undefined;
-  }
-
-  /**
    * Pack files a restore's threads read blobs from: a folder repository's own, packs of a
-   * network repository brought over as `plan` says (see PackSpool), or undefined where
-   * blobs are read through the backend.
+   * network repository brought over as the restore says it will need them (see
+   * PackSpool), or undefined where blobs are read through the backend.
    */
-  async packFiles(plan?: PackPlan): Promise<PackFiles | undefined> {
+  async packFiles(): Promise<PackFiles | undefined> {
     const { localFile, downloadToFile } = this.local;
     if (localFile) return { take: (pack) => localFile(objectKey('data', pack)), release: () => undefined, inPageCache: false, close: async () => undefined };
-    if (!downloadToFile || !plan) return undefined;
-    return PackSpool.create(plan, (pack) => this.blobsEnd(pack), (pack, file) => downloadToFile(objectKey('data', pack), file));
+    if (!downloadToFile) return undefined;
+    return PackSpool.create(
+      (pack) => this.blobsEnd(pack),
+      (pack, file) => downloadToFile(objectKey('data', pack), file),
+    );
   }
 
   /** Store a pack given in parts: written as they are where the backend can, else joined first. */

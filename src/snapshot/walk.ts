@@ -13,18 +13,28 @@ export interface WalkEntry {
  * instead of ending the walk.
  */
 export async function* walkTree(loader: TreeLoader, treeId: string, base = '/', unreadable?: (path: string, err: unknown) => void): AsyncGenerator<WalkEntry> {
-  let tree;
-  try {
-    tree = await loader.load(treeId);
-  } catch (err) {
-    if (!unreadable) throw err;
-    unreadable(base, err);
-    return;
-  }
-  for (const node of tree.nodes) {
-    const path = childPath(base, node.name);
+  // Folders open on a stack, not as nested generators: through yield* every entry passed
+  // through one generator per level above it (a fifth of a restore's first walk).
+  const open: Array<{ nodes: TreeNode[]; next: number; base: string }> = [];
+  const enter = async (id: string, at: string) => {
+    try {
+      open.push({ nodes: (await loader.load(id)).nodes, next: 0, base: at });
+    } catch (err) {
+      if (!unreadable) throw err;
+      unreadable(at, err);
+    }
+  };
+  await enter(treeId, base);
+  while (open.length > 0) {
+    const folder = open[open.length - 1]!;
+    if (folder.next === folder.nodes.length) {
+      open.pop();
+      continue;
+    }
+    const node = folder.nodes[folder.next++]!;
+    const path = childPath(folder.base, node.name);
     yield { path, node };
-    if (node.type === 'dir' && node.subtree) yield* walkTree(loader, node.subtree, path, unreadable);
+    if (node.type === 'dir' && node.subtree) await enter(node.subtree, path);
   }
 }
 

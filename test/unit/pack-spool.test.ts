@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { PackPlan, PackSpool } from '../../src/repo/decode/pack-spool.js';
+import { PackSpool } from '../../src/repo/decode/pack-spool.js';
 import { tempDir } from '../support/helpers.js';
+
+/** Time for the spool's file system calls (its folder, a copy, a size check) to finish. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
 /** Packs as files of a folder standing for a network repository, each copy held until the test lets it go. */
 async function fakeStorage(dir: string, packs: string[], size: number) {
@@ -25,8 +28,7 @@ async function fakeStorage(dir: string, packs: string[], size: number) {
   const letGo = async (pack: string) => {
     for (const resolve of held.get(pack) ?? []) resolve();
     held.delete(pack);
-    // the copy, its size check and the spool's bookkeeping
-    await new Promise((r) => setTimeout(r, 20));
+    await settle();
   };
   return { download, copies, letGo, failing };
 }
@@ -35,17 +37,24 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   const dir = await tempDir(t);
   const size = 1000;
   const storage = await fakeStorage(dir, ['a', 'b', 'c', 'd', 'few'], size);
-  const plan = new PackPlan();
-  for (const pack of ['a', 'b', 'c', 'd']) {
-    plan.add(pack, size / 2);
-    plan.add(pack, size / 2);
-  }
-  // A tenth of this pack is needed: it is read in ranges, not brought over.
-  plan.add('few', size / 10);
   const spoolParent = join(dir, 'tmp');
   await mkdir(spoolParent);
-  const spool = (await PackSpool.create(plan, () => size, storage.download, { parent: spoolParent, maxBytes: 2.5 * size }))!;
+  const spool = (await PackSpool.create(() => size, storage.download, { parent: spoolParent, maxBytes: 2.5 * size }))!;
   assert.ok(spool);
+  // The restore's first walk says what it will read; a pack comes over once it needs a quarter.
+  spool.willRead('a', size / 8);
+  await settle();
+  assert.deepEqual(storage.copies, []);
+  spool.willRead('a', size / 8);
+  await settle();
+  assert.deepEqual(storage.copies, ['a']);
+  for (const pack of ['b', 'c', 'd']) {
+    spool.willRead(pack, size / 2);
+    spool.willRead(pack, size / 2);
+  }
+  // A tenth of this pack is needed: it is read in ranges, not brought over.
+  spool.willRead('few', size / 10);
+  await settle();
   // Two packs fit the budget: the third waits.
   assert.deepEqual(storage.copies, ['a', 'b']);
   assert.equal(spool.take('few'), undefined);
@@ -59,7 +68,7 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   spool.release('a');
   assert.deepEqual(storage.copies, ['a', 'b'], 'a pack with reads left stays');
   spool.release('a');
-  await new Promise((r) => setTimeout(r, 20));
+  await settle();
   assert.ok(!(await readdir(join(spoolParent, (await readdir(spoolParent))[0]!))).includes('a'), 'the last read deletes it');
   assert.deepEqual(storage.copies, ['a', 'b', 'c'], 'and makes room for the next');
 
@@ -73,12 +82,14 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   assert.deepEqual(storage.copies, ['a', 'b', 'c']);
   storage.failing.add('d');
   const d = spool.take('d');
+  await settle();
   assert.deepEqual(storage.copies, ['a', 'b', 'c', 'd']);
   await storage.letGo('d');
   assert.equal(await d, undefined, 'a failed copy is read through the repository');
   assert.deepEqual(await readdir(join(spoolParent, (await readdir(spoolParent))[0]!)), ['c'], 'nothing is left of the failed copy, and idle b made room');
   const again = spool.take('b');
   assert.ok(again instanceof Promise);
+  await settle();
   await storage.letGo('b');
   assert.deepEqual(await readFile((await again)!), Buffer.alloc(size, 2));
   assert.deepEqual(storage.copies, ['a', 'b', 'c', 'd', 'b']);
@@ -87,14 +98,15 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   assert.deepEqual(await readdir(spoolParent), [], 'close removes the spool');
 });
 
-test('no spool where the plan needs no pack whole, or its folder cannot be used', async (t) => {
+test('no spool where its folder cannot be used, and no folder made while nothing is brought over', async (t) => {
   const dir = await tempDir(t);
-  const plan = new PackPlan();
-  plan.add('few', 10);
   const refuse = async () => assert.fail('nothing is copied');
-  assert.equal(await PackSpool.create(plan, () => 1000, refuse, { parent: dir }), undefined);
+  assert.equal(await PackSpool.create(() => 1000, refuse, { parent: join(dir, 'missing') }), undefined);
+  const spool = (await PackSpool.create(() => 1000, refuse, { parent: dir, maxBytes: 1500 }))!;
+  spool.willRead('few', 100);
+  spool.willRead('large', 1000);
+  assert.equal(spool.take('few'), undefined);
+  assert.equal(spool.take('large'), undefined, 'two of this pack would not fit the budget');
+  await spool.close();
   assert.deepEqual(await readdir(dir), []);
-  plan.add('most', 900);
-  assert.equal(await PackSpool.create(plan, () => 1000, refuse, { parent: join(dir, 'missing') }), undefined);
-  assert.equal(await PackSpool.create(plan, () => 1000, refuse, { parent: dir, maxBytes: 1500 }), undefined, 'no room for two packs');
 });
