@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type { Backend, ObjectInfo } from '../../src/repo/backends/backend.js';
+import { backendExtra, type Backend, type ObjectInfo } from '../../src/repo/backends/backend.js';
+import { tempDir } from './helpers.js';
 
 async function listed(backend: Backend, prefix: string): Promise<ObjectInfo[]> {
   const out: ObjectInfo[] = [];
@@ -54,7 +57,7 @@ export function backendContract(name: string, fresh: (t: TestContext) => Promise
     await backend.delete('data/ab/ab01');
   });
 
-  test(`${name}: a large object goes up in pieces and comes back whole`, async (t) => {
+  test(`${name}: a large object goes up in pieces and comes back whole (read whole, in a range, copied into a file)`, async (t) => {
     const backend = await fresh(t);
     await backend.prepare();
     const data = randomBytes(17 * 1024 * 1024 + 123);
@@ -62,6 +65,14 @@ export function backendContract(name: string, fresh: (t: TestContext) => Promise
     assert.ok((await backend.get('data/ee/ee01')).equals(data));
     const part = await backend.get('data/ee/ee01', { offset: 9 * 1024 * 1024 - 7, length: 5 * 1024 * 1024 });
     assert.ok(part.equals(data.subarray(9 * 1024 * 1024 - 7, 14 * 1024 * 1024 - 7)));
+    // Network backends copy a whole object into a file for a restore (see PackSpool).
+    const download = await backendExtra(backend, 'downloadToFile');
+    if (download) {
+      const file = join(await tempDir(t), 'copy');
+      await download('data/ee/ee01', file);
+      assert.ok((await readFile(file)).equals(data));
+      await assert.rejects(download('data/ee/none', join(dirname(file), 'none')));
+    }
   });
 
   test(`${name}: a repository goes only into an empty place`, async (t) => {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
-import { alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
+import { alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
 /** Blocks of a chunked upload: each is checked by the service against its MD5 on arrival. */
@@ -141,6 +141,27 @@ export class AzureBackend implements Backend {
       throw new TransientError(`reading ${key} from ${this.location}: the content does not match its MD5 (damaged in transit)`);
     }
     return body;
+  }
+
+  /** The whole blob streamed into a file (BackendExtras.downloadToFile), its MD5 checked as get() checks it. */
+  async downloadToFile(key: string, path: string): Promise<void> {
+    const hash = createHash('md5');
+    let contentMD5: Uint8Array | undefined;
+    try {
+      const response = await this.container.getBlobClient(this.blobName(key)).download();
+      contentMD5 = response.blobContentMD5 ?? response.contentMD5;
+      const bytes = await streamToFile(response.readableStreamBody!, path, hash);
+      if (response.contentLength !== undefined && bytes !== response.contentLength) {
+        throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${bytes} of ${response.contentLength} bytes)`);
+      }
+    } catch (err) {
+      if (err instanceof TransientError) throw err;
+      if (err instanceof RestError && err.statusCode === 404) throw new ObjectNotFoundError(key, this.location);
+      this.fail(err, `reading ${key}`);
+    }
+    if (contentMD5 && !Buffer.from(contentMD5).equals(hash.digest())) {
+      throw new TransientError(`reading ${key} from ${this.location}: the content does not match its MD5 (damaged in transit)`);
+    }
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

@@ -1,3 +1,6 @@
+import { createWriteStream } from 'node:fs';
+import type { Hash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
 import { IntegrityError, StackvaultError } from '../../util/errors.js';
 import type { Backend, ByteRange } from './backend.js';
 import { TransientError } from './transient.js';
@@ -54,4 +57,25 @@ export class PerKeyQueue {
       if (this.running.get(key) === current) this.running.delete(key);
     }
   }
+}
+
+/**
+ * An object's body streamed into a file (BackendExtras.downloadToFile), through `hash`
+ * when given; returns the bytes written. The bytes cross this thread once, as a stream,
+ * instead of being gathered into a buffer.
+ */
+export async function streamToFile(body: NodeJS.ReadableStream, path: string, hash?: Hash): Promise<number> {
+  let bytes = 0;
+  await pipeline(
+    body,
+    async function* (source: AsyncIterable<string | Buffer>) {
+      for await (const chunk of source) {
+        bytes += chunk.length;
+        hash?.update(chunk);
+        yield chunk;
+      }
+    },
+    createWriteStream(path),
+  );
+  return bytes;
 }

@@ -18,7 +18,7 @@ import {
 import { jitteredBackoff, retry } from '../../util/retry.js';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
-import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, truncated } from './objects.js';
+import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
 
 // The SDK warns on every run under Node 20 about its own future releases: news for us when
@@ -226,6 +226,22 @@ export class S3Backend implements Backend {
     }
     if (range && body.length !== range.length) await shortRead(this, key, range, body.length);
     return body;
+  }
+
+  /** The whole object streamed into a file (BackendExtras.downloadToFile): a restore reads packs from there. */
+  async downloadToFile(key: string, path: string): Promise<void> {
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key), ChecksumMode: 'ENABLED' }));
+      const bytes = await streamToFile(response.Body as NodeJS.ReadableStream, path);
+      if (response.ContentLength !== undefined && bytes !== response.ContentLength) {
+        throw new TransientError(`reading ${key} from ${this.location}: the answer was cut short (${bytes} of ${response.ContentLength} bytes)`);
+      }
+    } catch (err) {
+      if (err instanceof TransientError) throw err;
+      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      if (status === 404) throw new ObjectNotFoundError(key, this.location);
+      this.fail(err, `reading ${key}`);
+    }
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
