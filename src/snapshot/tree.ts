@@ -13,6 +13,8 @@ export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> 
 /** Loads tree blobs, keeping a few recent ones: walks revisit parents and siblings. */
 export class TreeLoader {
   private readonly cache = new Map<string, Tree>();
+  /** trees being loaded: two walks side by side (a restore's first walk and its own) load each once */
+  private readonly loading = new Map<string, Promise<Tree>>();
 
   constructor(
     private readonly blobs: Pick<BlobLoader, 'loadBlob'>,
@@ -26,6 +28,19 @@ export class TreeLoader {
       this.cache.set(id, hit);
       return hit;
     }
+    let loading = this.loading.get(id);
+    if (!loading) {
+      loading = this.decode(id);
+      this.loading.set(id, loading);
+      void loading.then(
+        () => this.loading.delete(id),
+        () => this.loading.delete(id),
+      );
+    }
+    return loading;
+  }
+
+  private async decode(id: string): Promise<Tree> {
     const data = await this.blobs.loadBlob(id, 'tree');
     let tree: Tree;
     try {

@@ -54,6 +54,7 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   }
   // A tenth of this pack is needed: it is read in ranges, not brought over.
   spool.willRead('few', size / 10);
+  spool.planned();
   await settle();
   // Two packs fit the budget: the third waits.
   assert.deepEqual(storage.copies, ['a', 'b']);
@@ -98,6 +99,37 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   assert.deepEqual(await readdir(spoolParent), [], 'close removes the spool');
 });
 
+test('beside a first walk still going, a take waits for its word on a pack, and no pack goes before the walk has counted all its reads', async (t) => {
+  const dir = await tempDir(t);
+  const size = 1000;
+  const storage = await fakeStorage(dir, ['late', 'never', 'early'], size);
+  const spool = (await PackSpool.create(() => size, storage.download, { parent: dir }))!;
+  spool.willRead('late', size / 10);
+  const late = spool.take('late');
+  assert.ok(late instanceof Promise, 'not yet decided: the walk may find more of it needed');
+  spool.willRead('late', size / 5);
+  await settle();
+  assert.deepEqual(storage.copies, ['late'], 'a quarter now needed: it comes over');
+  await storage.letGo('late');
+  assert.equal(typeof (await late), 'string');
+
+  spool.willRead('never', size / 10);
+  const never = spool.take('never');
+  spool.willRead('early', size);
+  await settle();
+  await storage.letGo('early');
+  const early = spool.take('early') as string;
+  spool.release('early');
+  await settle();
+  assert.deepEqual(await readFile(early), Buffer.alloc(size, 3), 'read as often as counted so far, but the walk may count more');
+  spool.planned();
+  assert.equal(await never, undefined, 'the walk ended without needing much of it: read in ranges');
+  await settle();
+  await assert.rejects(readFile(early), { code: 'ENOENT' }, 'once the walk is done, a pack read as often as it found goes');
+  spool.release('late');
+  await spool.close();
+});
+
 test('no spool where its folder cannot be used, and no folder made while nothing is brought over', async (t) => {
   const dir = await tempDir(t);
   const refuse = async () => assert.fail('nothing is copied');
@@ -105,6 +137,7 @@ test('no spool where its folder cannot be used, and no folder made while nothing
   const spool = (await PackSpool.create(() => 1000, refuse, { parent: dir, maxBytes: 1500 }))!;
   spool.willRead('few', 100);
   spool.willRead('large', 1000);
+  spool.planned();
   assert.equal(spool.take('few'), undefined);
   assert.equal(spool.take('large'), undefined, 'two of this pack would not fit the budget');
   await spool.close();

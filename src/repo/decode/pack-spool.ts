@@ -12,6 +12,8 @@ export interface PackFiles {
    * walk, before any take(), so that packs it needs most of can be brought over meanwhile.
    */
   willRead?(pack: string, storedBytes: number): void;
+  /** Every willRead() has been said (the first walk is done, or stopped). */
+  planned?(): void;
   /**
    * The file holding `pack`, kept until release(pack) is called for this take: at once when
    * it is there, a promise while it is brought over. Undefined (then or once settled): read
@@ -85,6 +87,10 @@ export class PackSpool implements PackFiles {
   private spooledBytes = 0;
   /** packs on disk that nothing holds, least recently released first: the first to go past the budget */
   private readonly idle = new Set<string>();
+  /** the first walk is done: a pack it did not find most of needed is read in ranges */
+  private planComplete = false;
+  /** takes of packs the walk has not decided on yet, waiting for it */
+  private readonly undecided = new Map<string, Array<() => void>>();
   /** the folder, made with the first copy */
   private dir: Promise<string> | undefined;
   private folder: string | undefined;
@@ -127,12 +133,28 @@ export class PackSpool implements PackFiles {
       p.state = 'waiting';
       this.order.push(pack);
       this.prefetch();
+      this.decided(pack);
+    }
+  }
+
+  planned(): void {
+    this.planComplete = true;
+    for (const pack of [...this.undecided.keys()]) this.decided(pack);
+    // Packs read as often as the walk found, while it still walked, go now.
+    for (const pack of [...this.idle]) {
+      const p = this.packs.get(pack)!;
+      if (p.uses <= 0) this.remove(pack, p);
     }
   }
 
   take(pack: string): string | undefined | Promise<string | undefined> {
     const p = this.packs.get(pack);
-    if (!p || p.state === 'planned' || p.state === 'failed') return undefined;
+    if (!p || p.state === 'planned') {
+      if (this.planComplete) return undefined;
+      // The first walk, still going, may yet find most of this pack needed: its word first.
+      return new Promise<void>((resolve) => this.undecided.set(pack, [...(this.undecided.get(pack) ?? []), resolve])).then(() => this.take(pack));
+    }
+    if (p.state === 'failed') return undefined;
     if (p.state === 'ready') {
       p.refs++;
       this.idle.delete(pack);
@@ -152,13 +174,25 @@ export class PackSpool implements PackFiles {
     p.refs--;
     p.uses--;
     if (p.refs > 0 || p.state !== 'ready') return;
-    if (p.uses <= 0) this.remove(pack, p);
-    else this.idle.add(pack);
+    this.unheld(pack, p);
     this.prefetch();
+  }
+
+  /** A pack on disk that nothing holds: deleted once read as often as the walk found, else idle. */
+  private unheld(pack: string, p: SpooledPack): void {
+    if (p.uses <= 0 && this.planComplete) this.remove(pack, p);
+    else this.idle.add(pack);
+  }
+
+  private decided(pack: string): void {
+    const waiting = this.undecided.get(pack);
+    this.undecided.delete(pack);
+    for (const resume of waiting ?? []) resume();
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.planned();
     // Copies still running write into the folder: they finish (or fail) first.
     await Promise.allSettled([...this.packs.values()].map((p) => p.fetched));
     if (this.dir) await rm(await this.dir, { recursive: true, force: true });
@@ -198,10 +232,7 @@ export class PackSpool implements PackFiles {
     p.fetched = this.copy(pack, p).then(
       () => {
         p.state = 'ready';
-        if (p.refs === 0) {
-          if (p.uses <= 0) this.remove(pack, p);
-          else this.idle.add(pack);
-        }
+        if (p.refs === 0) this.unheld(pack, p);
         return this.file(pack);
       },
       async () => {
