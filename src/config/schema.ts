@@ -104,8 +104,12 @@ export const configSchema = z.strictObject({
       history: z.string().default('.stackvault/history.sqlite'),
       /** a file whose first line is the bearer token /metrics and /api/status need beyond loopback */
       token_file: z.string().optional(),
-      /** the web console asks for the token on loopback too (a host whose other users should not see it) */
+      /** the web console asks for the token (or its password) on loopback too (a host whose other users should not see it) */
       console_login: z.boolean().optional(),
+      /** the web console's password as a hash ("stackvault console --hash-password" prints it); logs in beside the token */
+      console_password_hash: z.string().optional(),
+      /** a file whose first line is that hash */
+      console_password_hash_file: z.string().optional(),
     })
     .optional(),
   drill: z

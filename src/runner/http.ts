@@ -29,15 +29,16 @@ function hasToken(req: IncomingMessage, token: string): boolean {
 export async function startStatusServer(
   listen: string,
   endpoints: StatusEndpoints,
-  options: { token?: string; console?: (sessions: ConsoleSessions) => Console; consoleLogin?: boolean } = {},
+  options: { token?: string; console?: (sessions: ConsoleSessions) => Console; consoleLogin?: boolean; consolePasswordHash?: string } = {},
 ): Promise<Server> {
   const at = listen.lastIndexOf(':');
   const host = listen.slice(0, at) || '127.0.0.1';
   const port = Number(listen.slice(at + 1));
   const { token } = options;
-  // Beyond loopback the console logs in with the token; without one it is not served there.
+  // Beyond loopback the console logs in with the token or its password; without either it is not served there.
   const openConsole = isLoopback(host) && !options.consoleLogin;
-  const console = options.console && (token !== undefined || openConsole) ? options.console(new ConsoleSessions(token, openConsole)) : undefined;
+  const canLogIn = token !== undefined || options.consolePasswordHash !== undefined;
+  const console = options.console && (canLogIn || openConsole) ? options.console(new ConsoleSessions(token, openConsole, options.consolePasswordHash)) : undefined;
   const server = createServer((req, res) => {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');

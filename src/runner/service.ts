@@ -14,6 +14,7 @@ import { Runner, systemClock, type Clock, type Log, type ScheduledJob } from './
 import { JobHistory } from './history.js';
 import { Console, type ConsoleContext } from './console/console.js';
 import type { ConsoleSessions } from './console/session.js';
+import { consolePassword } from './console/password.js';
 import { startStatusServer } from './http.js';
 import { backupJob, checkJob, drillJob, retentionJob, type JobContext } from './jobs.js';
 import { Notifier } from './notify.js';
@@ -143,10 +144,13 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   let server: Server | undefined;
   try {
     const token = runnerToken(loaded);
-    if (config.runner?.console_login && token === undefined) {
-      throw new UsageError('runner.console_login: the console asks for the runner token, but none is set (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN)');
+    const consolePasswordHash = consolePassword(loaded);
+    if (config.runner?.console_login && token === undefined && consolePasswordHash === undefined) {
+      throw new UsageError(
+        'runner.console_login: the console asks for the runner token, but none is set (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN), nor a console password (runner.console_password_hash)',
+      );
     }
-    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token, console, consoleLogin: config.runner?.console_login });
+    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token, console, consoleLogin: config.runner?.console_login, consolePasswordHash });
   } catch (err) {
     releaseLock();
     history.close();

@@ -58,7 +58,7 @@ test('the web console in a real browser: refused without the token, log in, stat
   assert.match(response!.headers()['content-security-policy'] ?? '', /default-src 'none'/);
   await page.type('input[name=token]', 'not the token');
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
-  assert.match(await page.content(), /not the runner's/);
+  assert.match(await page.content(), /neither the runner's token nor the console password/);
   await shot('login');
   await page.type('input[name=token]', token);
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
@@ -175,4 +175,49 @@ test('runner.console_login without a token is refused at start, naming where the
   const started = await runCli(['run'], { cwd: dir, env, timeoutMs: 60_000 });
   assert.equal(started.code, 2, started.stderr);
   assert.match(started.stderr, /runner\.console_login: .* none is set \(runner\.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN\)/);
+});
+
+test('the console logs in with a password kept only as its hash, made by "stackvault console --hash-password"', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'data'));
+  await writeFile(join(dir, 'data', 'a.txt'), 'a\n');
+  const password = 'a console password';
+  const hashed = await runCli(['console', '--hash-password'], { input: `${password}\n` });
+  assert.equal(hashed.code, 0, hashed.stderr);
+  const hash = hashed.stdout.trim();
+  assert.match(hash, /^\$scrypt\$ln=15,r=8,p=1\$/);
+  assert.doesNotMatch(hash, new RegExp(password));
+  const port = await freePort();
+  await writeFile(
+    join(dir, 'stackvault.yaml'),
+    ['stack: acme', 'repository:', '  url: ./repo', '  password_env: REPO_PW', 'sources:', '  - name: data', '    type: files', '    path: ./data', 'runner:', '  console_login: true', `  console_password_hash: "${hash}"`, ''].join('\n'),
+  );
+  const env = { REPO_PW: 'repo pw' };
+  assert.equal((await runCli(['init'], { cwd: dir, env })).code, 0);
+  const served = spawn(process.execPath, [CLI, 'console', '--listen', `127.0.0.1:${port}`], { cwd: dir, env: { ...process.env, ...env }, stdio: 'ignore' });
+  t.after(() => {
+    served.kill('SIGKILL');
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const first = await waitFor('the console', async () => (await fetch(`${base}/`, { redirect: 'manual' }).catch(() => undefined)) ?? undefined, 60_000, 200);
+  assert.equal(first.status, 303);
+  assert.equal(first.headers.get('location'), '/login', 'on loopback too, with console_login');
+  const login = (given: string) => fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: given }).toString() });
+  const wrong = await login('not the password');
+  assert.equal(wrong.status, 401);
+  assert.match(await wrong.text(), /neither the runner(&#39;|')s token nor the console password/);
+  const right = await login(password);
+  assert.equal(right.status, 303);
+  const cookie = right.headers.get('set-cookie')!.split(';')[0]!;
+  const status = await fetch(`${base}/`, { headers: { cookie } });
+  assert.equal(status.status, 200);
+  const page = await status.text();
+  assert.match(page, /Status/);
+  assert.ok(!page.includes(hash) && !page.includes(password), 'neither the password nor its hash is shown');
+
+  // A hash that is not one is refused at start, naming where it is.
+  await writeFile(join(dir, 'stackvault.yaml'), (await readFile(join(dir, 'stackvault.yaml'), 'utf8')).replace(hash, 'plain-text-password'));
+  const refused = await runCli(['console', '--listen', `127.0.0.1:${await freePort()}`], { cwd: dir, env, timeoutMs: 60_000 });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /runner\.console_password_hash is not a console password hash: make one with "stackvault console --hash-password"/);
 });

@@ -1,34 +1,57 @@
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
 import type { CliContext } from '../context.js';
+import { canPrompt, promptPassword } from '../password-prompt.js';
+import { UsageError } from '../../util/errors.js';
 
 export function registerConsoleCommand(program: Command, context: () => CliContext): void {
   program
     .command('console')
     .description('serve the web console for a repository without a task runner: snapshots, browsing, downloads, changes (until stopped)')
     .option('--listen <host:port>', 'where to serve it', '127.0.0.1:9181')
+    .option('--hash-password', 'print the hash of a console password (typed, or the first line of stdin) for runner.console_password_hash, and exit')
     .addHelpText(
       'after',
       `
 Without a runner there is no job history and no "Backup now": those come with "stackvault
-run", which serves the same console. Beyond loopback the console needs the runner token
-(STACKVAULT_RUNNER_TOKEN, STACKVAULT_RUNNER_TOKEN_FILE), asked for on its login page.
+run", which serves the same console. Beyond loopback (and on loopback with
+runner.console_login: true) the console asks, on its login page, for the runner token
+(STACKVAULT_RUNNER_TOKEN, STACKVAULT_RUNNER_TOKEN_FILE, runner.token_file) or the console
+password, kept in stackvault.yaml only as its hash (runner.console_password_hash, or
+runner.console_password_hash_file).
 
 Examples:
   stackvault console --repo /mnt/backup/acme              # then open http://127.0.0.1:9181/
-  ssh -L 9181:127.0.0.1:9181 backup-host stackvault console --repo /mnt/backup/acme`,
+  ssh -L 9181:127.0.0.1:9181 backup-host stackvault console --repo /mnt/backup/acme
+  stackvault console --hash-password                      # type it twice; put the line it prints in stackvault.yaml`,
     )
-    .action(async (flags: { listen: string }) => {
+    .action(async (flags: { listen: string; hashPassword?: boolean }) => {
+      if (flags.hashPassword) {
+        const { hashConsolePassword } = await import('../../runner/console/password.js');
+        process.stdout.write(`${await hashConsolePassword(await readNewPassword())}\n`);
+        return;
+      }
       const ctx = context();
-      const [{ Console }, { startStatusServer }, { readFileSync }] = await Promise.all([import('../../runner/console/console.js'), import('../../runner/http.js'), import('node:fs')]);
+      const [{ Console }, { startStatusServer }, { readFileSync }, { consolePassword }] = await Promise.all([
+        import('../../runner/console/console.js'),
+        import('../../runner/http.js'),
+        import('node:fs'),
+        import('../../runner/console/password.js'),
+      ]);
+      const loaded = ctx.config();
+      const consolePasswordHash = loaded ? consolePassword(loaded) : undefined;
       const repo = await ctx.openRepository();
-      const stack = ctx.config()?.config.stack ?? null;
-      const fileToken = process.env.STACKVAULT_RUNNER_TOKEN_FILE ? readFileSync(process.env.STACKVAULT_RUNNER_TOKEN_FILE, 'utf8').split('\n')[0] : undefined;
+      const stack = loaded?.config.stack ?? null;
+      const tokenFile = process.env.STACKVAULT_RUNNER_TOKEN_FILE ?? (loaded?.config.runner?.token_file !== undefined ? resolve(loaded.baseDir, loaded.config.runner.token_file) : undefined);
+      const fileToken = tokenFile ? readFileSync(tokenFile, 'utf8').split('\n')[0] : undefined;
       const health = { healthy: true, problems: [] as string[] };
       const server = await startStatusServer(
         flags.listen,
         { health: () => health, metrics: () => '', status: () => ({ health }) },
         {
           token: process.env.STACKVAULT_RUNNER_TOKEN ?? fileToken,
+          consolePasswordHash,
+          consoleLogin: loaded?.config.runner?.console_login,
           console: (sessions) =>
             new Console({ stack, openRepository: async () => repo, status: () => ({ health, current: null, next: {} }), jobs: [], runNow: async () => 'failed' }, sessions),
         },
@@ -42,4 +65,16 @@ Examples:
         process.once('SIGTERM', stop);
       });
     });
+}
+
+/** A new password: typed twice on a terminal, or the first line of stdin. */
+async function readNewPassword(): Promise<string> {
+  if (canPrompt()) {
+    const first = await promptPassword('new console password: ');
+    if ((await promptPassword('the same again: ')) !== first) throw new UsageError('the two passwords differ');
+    return first;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0]!;
 }

@@ -313,8 +313,8 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
   private async login(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     if (req.method === 'POST') {
       const form = await readForm(req);
-      if (this.sessions.login(form.get('token') ?? '', res)) return this.redirect(res, '/');
-      return this.html(res, loginPage(this.ctx.stack ?? 'all stacks', 'That token is not the runner\'s.'), 401);
+      if (await this.sessions.login(form.get('token') ?? '', res)) return this.redirect(res, '/');
+      return this.html(res, loginPage(this.ctx.stack ?? 'all stacks', 'That is neither the runner\'s token nor the console password.'), 401);
     }
     if (this.sessions.current(req) || this.sessions.loopback) return this.redirect(res, '/');
     return this.html(res, loginPage(this.ctx.stack ?? 'all stacks'));
@@ -377,7 +377,7 @@ function restoreForm(ref: SnapshotRef, path: string, csrf: string): string {
 function loginPage(stack: string, error?: string): string {
   return page(
     { title: 'Log in', stack, csrf: '', active: 'status' },
-    `${error ? `<p class="bad">${esc(error)}</p>` : ''}<form method="post" action="/login"><label>Runner token <input type="password" name="token" autocomplete="current-password" required autofocus></label><button type="submit">Log in</button></form>
-<p><small>The token is the runner's (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN).</small></p>`,
+    `${error ? `<p class="bad">${esc(error)}</p>` : ''}<form method="post" action="/login"><label>Runner token or console password <input type="password" name="token" autocomplete="current-password" required autofocus></label><button type="submit">Log in</button></form>
+<p><small>The token is the runner's (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN); the password is the one whose hash is runner.console_password_hash.</small></p>`,
   );
 }

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { verifyConsolePassword } from './password.js';
 
 const COOKIE = 'sv_session';
 const SESSION_MS = 12 * 3_600_000;
@@ -22,7 +23,7 @@ export function sameSecret(given: string, expected: string): boolean {
 /**
  * The console's sessions: a random id in an HttpOnly, SameSite=Strict cookie, each with
  * its CSRF token that every form posts back. Beyond loopback a session is made only by
- * logging in with the runner's token; on loopback every visitor gets one (the machine's
+ * logging in with the runner's token or the console password; on loopback every visitor gets one (the machine's
  * users are trusted there, as for /metrics), still with its CSRF token, so another site
  * open in the browser cannot post an action.
  */
@@ -32,6 +33,8 @@ export class ConsoleSessions {
   constructor(
     private readonly token: string | undefined,
     readonly loopback: boolean,
+    /** the console password's hash (see password.ts), which logs in beside the token */
+    private readonly passwordHash?: string,
   ) {}
 
   /** The request's session, if it has a valid one. */
@@ -50,9 +53,10 @@ export class ConsoleSessions {
     return this.start(res, false);
   }
 
-  /** Log in with the token; true when it was right (a new session is set). */
-  login(given: string, res: ServerResponse): boolean {
-    if (this.token === undefined || !sameSecret(given, this.token)) return false;
+  /** Log in with the token or the console password; true when it was right (a new session is set). */
+  async login(given: string, res: ServerResponse): Promise<boolean> {
+    const right = (this.token !== undefined && sameSecret(given, this.token)) || (this.passwordHash !== undefined && given !== '' && (await verifyConsolePassword(given, this.passwordHash)));
+    if (!right) return false;
     this.start(res, true);
     return true;
   }
