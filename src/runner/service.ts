@@ -136,6 +136,7 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
         openRepository: ctx.openRepository,
         status: () => endpoints.status() as ReturnType<ConsoleContext['status']>,
         history,
+        configFile: loaded.file,
         jobs: jobs.map((j) => j.name),
         runNow,
       },

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,8 +25,14 @@ test('the web console in a real browser: refused without the token, log in, stat
   const token = 'console test token';
   await writeFile(
     join(dir, 'stackvault.yaml'),
-    ['stack: acme', 'repository:', '  url: ./repo', '  password_env: REPO_PW', 'sources:', '  - name: data', '    type: files', '    path: ./data', 'schedule:', '  backup: "0 3 1 1 *"', '  drill: false', 'runner:', `  listen: 127.0.0.1:${port}`, '  console_login: true', ''].join('\n'),
+    ['stack: acme', 'repository:', '  url: ./repo', '  password_env: REPO_PW', 'sources:', '  - name: data', '    type: files', '    path: ./data', 'schedule:', '  backup: "0 3 1 1 *"', '  drill: "0 4 1 1 *"', 'runner:', `  listen: 127.0.0.1:${port}`, '  console_login: true', ''].join('\n'),
   );
+  // The stack folder is a stack repository: its commit is the incarnation the snapshots are taken under.
+  await writeFile(join(dir, '.gitignore'), 'repo/\n.stackvault/\ndata/\ndownloads/\nrestored/\n');
+  const git = (...args: string[]) => execFileSync('git', ['-C', dir, '-c', 'user.name=Operator', '-c', 'user.email=ops@example.com', ...args], { encoding: 'utf8' });
+  git('init', '-q');
+  git('add', 'stackvault.yaml', '.gitignore');
+  git('commit', '-q', '-m', 'acme: the contact center goes live');
   const env = { REPO_PW: 'repo pw', STACKVAULT_RUNNER_TOKEN: token };
   assert.equal((await runCli(['init'], { cwd: dir, env })).code, 0);
   assert.equal((await runCli(['backup'], { cwd: dir, env })).code, 0);
@@ -125,6 +131,27 @@ test('the web console in a real browser: refused without the token, log in, stat
   assert.match(await page.content(), /<svg class="chart"/);
   assert.match(await page.$eval('main table tbody', (b) => b.textContent ?? ''), /backup.*success/s);
   await shot('history');
+
+  // A drill started from the console: its result, recovery time and trend on the drills page.
+  await page.goto(`${base}/`);
+  await Promise.all([page.waitForNavigation(), page.click('form[action="/actions/run"] input[value="drill"] ~ button')]);
+  assert.match(await page.content(), /drill started/);
+  await waitFor('the drill', async () => {
+    await page.goto(`${base}/drills`);
+    return /success/.test(await page.$eval('main table tbody', (b) => b.textContent ?? '')) ? true : undefined;
+  }, 120_000, 1000);
+  const drills = await page.$eval('main', (m) => m.textContent ?? '');
+  assert.match(drills, /\d+ files \(.+\) equal/);
+  assert.match(await page.content(), /<svg class="chart"/);
+  await shot('drills');
+
+  // The incarnations: the stack repository's commit, with the snapshots taken under it.
+  await page.goto(`${base}/incarnations`);
+  const incarnations = await page.$eval('main', (m) => m.textContent ?? '');
+  assert.match(incarnations, /the contact center goes live/);
+  assert.match(incarnations, new RegExp(git('rev-parse', 'HEAD').trim().slice(0, 8)));
+  assert.equal((await page.$$('main table tbody tr td:last-child a[href^="/snapshots/"]')).length, 2, 'both snapshots were taken under it');
+  await shot('incarnations');
 
   // A form posted from elsewhere (no CSRF token of the session) is refused, logged in or not.
   const cookies = await browser.cookies();

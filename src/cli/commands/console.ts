@@ -53,7 +53,7 @@ Examples:
           consolePasswordHash,
           consoleLogin: loaded?.config.runner?.console_login,
           console: (sessions) =>
-            new Console({ stack, openRepository: async () => repo, status: () => ({ health, current: null, next: {} }), jobs: [], runNow: async () => 'failed' }, sessions),
+            new Console({ stack, configFile: loaded?.file, openRepository: async () => repo, status: () => ({ health, current: null, next: {} }), jobs: [], runNow: async () => 'failed' }, sessions),
         },
       );
       const address = server.address();

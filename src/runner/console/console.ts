@@ -23,6 +23,8 @@ export interface ConsoleContext {
   status(): { health: { healthy: boolean; problems: string[] }; current: unknown; next: Record<string, { at: string }>; binlog?: Array<{ source: string; lagSeconds: number }> };
   /** the runner's job history; none for "stackvault console" on a repository alone */
   history?: JobHistory;
+  /** the stack's stackvault.yaml, whose git repository holds its incarnations; none for a repository alone */
+  configFile?: string;
   /** jobs an operator may start now */
   jobs: string[];
   /** start a job now; resolves when it is done */
@@ -30,7 +32,22 @@ export interface ConsoleContext {
 }
 
 const PAGE_SNAPSHOTS = 50;
+/** The console's own pages (beside /snapshots/<id>/... and /actions/...). */
+const PAGES = new Set(['/', '/history', '/drills', '/snapshots', '/incarnations']);
+
+/** What a drill job records (stack/drill-stack.ts), as far as the console shows it. */
+interface DrillDetails {
+  snapshot?: string;
+  snapshotTime?: string;
+  rtoMs?: number;
+  filesVerified?: number;
+  bytesVerified?: number;
+  databases?: Array<{ source: string; skipped?: string; tables?: number; rows?: number; commits?: number }>;
+  pointInTime?: Array<{ source: string; skipped?: string; transactions?: number; verified?: number; rpoSeconds?: number }>;
+}
 const PAGE_ENTRIES = 200;
+/** Trees kept between requests (see Console.trees). */
+const TREES_KEPT = 8;
 /** The snapshot list is read again at most this often (a repository may hold thousands). */
 const LISTING_TTL_MS = 30_000;
 
@@ -54,6 +71,7 @@ export class Console {
   /** manifests read so far: a refresh reads only new ones */
   private readonly manifests = new Map<string, Snapshot>();
   private readonly pico: Buffer;
+  private treeLoader: { repo: Repository; loader: TreeLoader } | undefined;
 
   constructor(
     private readonly ctx: ConsoleContext,
@@ -72,7 +90,7 @@ export class Console {
       this.sessions.logout(req, res);
       return this.redirect(res, '/login');
     }
-    if (!(path === '/' || path === '/history' || path === '/snapshots' || path.startsWith('/snapshots/') || path.startsWith('/actions/'))) return false;
+    if (!(PAGES.has(path) || path.startsWith('/snapshots/') || path.startsWith('/actions/'))) return false;
     const session = this.sessions.ensure(req, res);
     if (!session) return this.redirect(res, '/login');
     const view: PageOptions = { title: '', stack: this.ctx.stack ?? 'all stacks', csrf: session.csrf, active: 'status', notice: url.searchParams.get('notice') ?? undefined };
@@ -82,6 +100,8 @@ export class Console {
       if (path === '/') return this.html(res, page({ ...view, title: 'Status' }, this.statusPage(view.csrf)));
       if (path === '/history') return this.html(res, page({ ...view, title: 'Jobs', active: 'history' }, this.historyPage(Number(url.searchParams.get('page') ?? 0))));
       if (path === '/snapshots') return this.html(res, page({ ...view, title: 'Snapshots', active: 'snapshots' }, await this.snapshotsPage(Number(url.searchParams.get('page') ?? 0))));
+      if (path === '/drills') return this.html(res, page({ ...view, title: 'Restore drills', active: 'drills' }, this.drillsPage(Number(url.searchParams.get('page') ?? 0))));
+      if (path === '/incarnations') return this.html(res, page({ ...view, title: 'Incarnations', active: 'incarnations' }, await this.incarnationsPage(Number(url.searchParams.get('page') ?? 0))));
       const [id, rest] = path.slice('/snapshots/'.length).split('/', 2) as [string, string | undefined];
       const ref = (await this.snapshots()).find((r) => r.id === id);
       if (!ref) return this.send(res, 404, 'text/plain', `no snapshot ${id}\n`);
@@ -144,18 +164,83 @@ ${row('drill', drill, drillDetails?.rtoMs != null ? `recovery time ${esc(formatD
           `<td class="num">${r.durationMs != null ? esc(formatDuration(r.durationMs / 1000)) : ''}</td><td class="num">${r.bytesAdded != null ? esc(formatBytes(r.bytesAdded)) : ''}</td><td>${esc(r.error ?? '')}</td></tr>`,
       )
       .join('');
-    const drills = runs
-      .filter((r) => r.job === 'drill' && r.status === 'success' && (r.details as { rtoMs?: number } | null)?.rtoMs !== undefined)
-      .slice(0, 30)
-      .reverse();
     return `<h2>Bytes added by the last ${nights.length} backups</h2>
 ${barChart(nights.map((r) => ({ value: r.bytesAdded ?? 0, label: r.started })), formatBytes)}
 <h2>Their durations</h2>
 ${barChart(nights.map((r) => ({ value: (r.durationMs ?? 0) / 1000, label: r.started })), formatDuration)}
-<h2>Recovery time of the last ${drills.length} drills</h2>
-${barChart(drills.map((r) => ({ value: ((r.details as { rtoMs: number }).rtoMs) / 1000, label: r.started })), formatDuration)}
+<p>The drills' recovery times are on <a href="/drills">Drills</a>.</p>
 <table><thead><tr><th>job</th><th>started</th><th>result</th><th class="num">took</th><th class="num">added</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>
 ${pager('/history', at, pages)}`;
+  }
+
+  /** Every drill the runner made: what it restored and verified, how long it took, and the trend. */
+  private drillsPage(pageIndex: number): string {
+    if (!this.ctx.history) return '<p>No task runner serves this console ("stackvault console"): there are no drills to show. "stackvault run" drills the stack on its schedule.</p>';
+    const drills = this.ctx.history.recent(1000).filter((r) => r.job === 'drill');
+    const rto = (r: RunRecord) => (r.details as DrillDetails | null)?.rtoMs;
+    const trend = drills
+      .filter((r) => r.status === 'success' && rto(r) !== undefined)
+      .slice(0, 30)
+      .reverse();
+    const pages = Math.max(1, Math.ceil(drills.length / PAGE_SNAPSHOTS));
+    const at = clampPage(pageIndex, pages);
+    const rows = drills
+      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+      .map((r) => {
+        const d = (r.details ?? {}) as DrillDetails;
+        // Each source's drill says what it verified: a database its tables and rows, a git repository its commits.
+        const databases = (d.databases ?? []).map((db) =>
+          db.skipped ? `${db.source}: skipped (${db.skipped})` : typeof db.tables === 'number' ? `${db.source}: ${db.tables} tables, ${db.rows ?? 0} rows equal` : `${db.source}: ${db.commits ?? 0} commits verified`,
+        );
+        const pitr = (d.pointInTime ?? []).map((p) =>
+          p.skipped ? `${p.source}: roll-forward skipped (${p.skipped})` : `${p.source}: ${p.transactions ?? 0} transactions rolled forward, ${p.verified ?? 0} tables equal; RPO ${formatDuration(p.rpoSeconds ?? 0)}`,
+        );
+        const snapshot = d.snapshot ? `<a href="/snapshots/${esc(d.snapshot)}"><code>${esc(shortId(d.snapshot))}</code></a> ${esc(d.snapshotTime ?? '')}` : '';
+        const verified = d.filesVerified !== undefined ? `${esc(d.filesVerified)} files (${esc(formatBytes(d.bytesVerified ?? 0))}) equal` : '';
+        return (
+          `<tr><td>${esc(r.started)}</td><td class="${r.status === 'success' ? 'ok' : r.status === 'running' ? '' : 'bad'}">${esc(r.status)}</td><td>${snapshot}</td>` +
+          `<td class="num">${rto(r) !== undefined ? esc(recoveryTime(rto(r)! / 1000)) : ''}</td><td>${[verified, ...databases.map(esc), ...pitr.map(esc)].filter(Boolean).join('<br>')}${r.error ? `<br><span class="bad">${esc(r.error)}</span>` : ''}</td></tr>`
+        );
+      })
+      .join('');
+    return `<p>A drill restores the newest snapshot into a scratch folder (and its databases into a scratch server), verifies every file and table against the snapshot, and measures how long the restore took: the stack's recovery time (RTO).</p>
+<h2>Recovery time of the last ${trend.length} drills</h2>
+${barChart(trend.map((r) => ({ value: rto(r)! / 1000, label: r.started })), recoveryTime)}
+<table><thead><tr><th>started</th><th>result</th><th>snapshot</th><th class="num">recovery time</th><th>verified</th></tr></thead><tbody>${rows || '<tr><td colspan="5"><em>no drill yet</em></td></tr>'}</tbody></table>
+${pager('/drills', at, pages)}`;
+  }
+
+  /** The stack repository's commits (its incarnations), newest first, each with the snapshots taken under it. */
+  private async incarnationsPage(pageIndex: number): Promise<string> {
+    if (!this.ctx.configFile) return '<p>This console serves a repository without its stack\'s stackvault.yaml: the incarnations live in the stack repository (run it from the stack\'s folder, or use "stackvault run").</p>';
+    const [{ stackHistory }, { snapshotIncarnation }] = await Promise.all([import('../../stack/stack-repository.js'), import('../../stack/incarnations.js')]);
+    const incarnations = await stackHistory(this.ctx.configFile, { limit: 1000 });
+    if (incarnations.length === 0) return '<p>No commits yet: commit stackvault.yaml in its git repository to make the first incarnation.</p>';
+    const byIncarnation = new Map<string, SnapshotRef[]>();
+    for (const ref of await this.snapshots()) {
+      const commit = snapshotIncarnation(ref);
+      if (commit) byIncarnation.set(commit, [...(byIncarnation.get(commit) ?? []), ref]);
+    }
+    const pages = Math.max(1, Math.ceil(incarnations.length / PAGE_SNAPSHOTS));
+    const at = clampPage(pageIndex, pages);
+    const rows = incarnations
+      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+      .map((i) => {
+        const version = i.versionChangedFrom !== undefined ? `<mark>${esc(i.versionChangedFrom ?? '-')} → ${esc(i.version ?? '-')}</mark>` : esc(i.version ?? '-');
+        const refs = (byIncarnation.get(i.commit) ?? []).slice().reverse();
+        const shown = refs
+          .slice(0, 5)
+          .map((r) => `<a href="/snapshots/${esc(r.id)}"><code>${esc(shortId(r.id))}</code></a> ${esc(r.snapshot.time)}`)
+          .join('<br>');
+        return (
+          `<tr><td><code>${esc(i.commit.slice(0, 8))}</code></td><td>${esc(i.date.slice(0, 16).replace('T', ' '))}</td><td>${esc(i.author)}</td><td>${esc(i.subject)}<br><small>${esc(i.files.map((f) => `${f.status} ${f.path}`).join(', '))}</small></td>` +
+          `<td>${version}</td><td>${shown}${refs.length > 5 ? `<br><small>and ${refs.length - 5} older</small>` : ''}${refs.length === 0 ? '<em>none</em>' : ''}</td></tr>`
+        );
+      })
+      .join('');
+    return `<p>Each commit of the stack repository is an incarnation: the stack's configuration and version as they were; "stackvault rollback --to" a commit brings its config and data back together. Newest first.</p>
+<table><thead><tr><th>commit</th><th>date</th><th>author</th><th>change</th><th>version</th><th>snapshots taken under it</th></tr></thead><tbody>${rows}</tbody></table>
+${pager('/incarnations', at, pages)}`;
   }
 
   private async snapshotsPage(pageIndex: number): Promise<string> {
@@ -180,8 +265,7 @@ ${pager('/snapshots', at, pages)}`;
   }
 
   private async browsePage(ref: SnapshotRef, path: string, pageIndex: number): Promise<string> {
-    const repo = await this.repository();
-    const loader = new TreeLoader(repo);
+    const loader = await this.trees();
     const folder = (await findSnapshotNode(loader, ref, path))?.subtree;
     if (!folder) return `<p class="bad">${esc(path)} is not a folder of this snapshot.</p>`;
     const nodes = (await loader.load(folder)).nodes;
@@ -231,7 +315,7 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
 
   private async download(res: ServerResponse, ref: SnapshotRef, path: string): Promise<boolean> {
     const repo = await this.repository();
-    const loader = new TreeLoader(repo);
+    const loader = await this.trees();
     const node = await findSnapshotNode(loader, ref, path);
     if (!node || (node.type !== 'file' && node.type !== 'dir')) return this.send(res, 404, 'text/plain', `${path} is not a file or folder of snapshot ${shortId(ref.id)}\n`);
     const base = path === '/' ? `snapshot-${shortId(ref.id)}` : path.slice(path.lastIndexOf('/') + 1);
@@ -320,6 +404,17 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
     return this.html(res, loginPage(this.ctx.stack ?? 'all stacks'));
   }
 
+  /**
+   * Trees viewed recently, kept across requests: paging through a folder of 100,000
+   * entries decoded and parsed its tree (10 MB of JSON) for every page, 0.3 s each.
+   * A tree never changes; a few are kept, whatever their size.
+   */
+  private async trees(): Promise<TreeLoader> {
+    const repo = await this.repository();
+    if (this.treeLoader?.repo !== repo) this.treeLoader = { repo, loader: new TreeLoader(repo, TREES_KEPT) };
+    return this.treeLoader.loader;
+  }
+
   private repository(): Promise<Repository> {
     this.repo ??= this.ctx.openRepository().catch((err: unknown) => {
       this.repo = undefined;
@@ -359,6 +454,11 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
     res.writeHead(303, { ...SECURITY_HEADERS, location: to }).end();
     return true;
   }
+}
+
+/** A recovery time: tenths of a second below a minute (a small stack's drill takes less than one), else mm:ss. */
+function recoveryTime(seconds: number): string {
+  return seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
 }
 
 function clampPage(index: number, pages: number): number {

@@ -16,7 +16,7 @@ export interface PageOptions {
   csrf: string;
   /** a message after an action */
   notice?: string;
-  active: 'status' | 'snapshots' | 'history';
+  active: 'status' | 'snapshots' | 'history' | 'drills' | 'incarnations';
 }
 
 export function page(options: PageOptions, body: string): string {
@@ -35,7 +35,7 @@ export function page(options: PageOptions, body: string): string {
 <header class="container">
 <nav>
 <ul><li><strong>stackvault</strong> · ${esc(options.stack)}</li></ul>
-<ul>${nav('/', 'Status', 'status')}${nav('/history', 'Jobs', 'history')}${nav('/snapshots', 'Snapshots', 'snapshots')}</ul>
+<ul>${nav('/', 'Status', 'status')}${nav('/history', 'Jobs', 'history')}${nav('/drills', 'Drills', 'drills')}${nav('/snapshots', 'Snapshots', 'snapshots')}${nav('/incarnations', 'Incarnations', 'incarnations')}</ul>
 </nav>
 </header>
 <main class="container">
