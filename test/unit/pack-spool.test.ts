@@ -5,6 +5,12 @@ import { test } from 'node:test';
 import { PackSpool } from '../../src/repo/decode/pack-spool.js';
 import { tempDir } from '../support/helpers.js';
 
+/** The packs in the spool's folder under `parent` (each copy's file is named pack.N). */
+async function spooled(parent: string): Promise<string[]> {
+  const [folder] = await readdir(parent);
+  return (await readdir(join(parent, folder!))).map((name) => name.split('.')[0]!).sort();
+}
+
 /** Time for the spool's file system calls (its folder, a copy, a size check) to finish. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
@@ -70,7 +76,7 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   assert.deepEqual(storage.copies, ['a', 'b'], 'a pack with reads left stays');
   spool.release('a');
   await settle();
-  assert.ok(!(await readdir(join(spoolParent, (await readdir(spoolParent))[0]!))).includes('a'), 'the last read deletes it');
+  assert.ok(!(await spooled(spoolParent)).includes('a'), 'the last read deletes it');
   assert.deepEqual(storage.copies, ['a', 'b', 'c'], 'and makes room for the next');
 
   // b is read once of twice, then sits idle; the prefetch does not push it out for d, but
@@ -87,7 +93,7 @@ test('the pack spool brings over in the plan order, within its budget, what the 
   assert.deepEqual(storage.copies, ['a', 'b', 'c', 'd']);
   await storage.letGo('d');
   assert.equal(await d, undefined, 'a failed copy is read through the repository');
-  assert.deepEqual(await readdir(join(spoolParent, (await readdir(spoolParent))[0]!)), ['c'], 'nothing is left of the failed copy, and idle b made room');
+  assert.deepEqual(await spooled(spoolParent), ['c'], 'nothing is left of the failed copy, and idle b made room');
   const again = spool.take('b');
   assert.ok(again instanceof Promise);
   await settle();

@@ -60,6 +60,11 @@ interface SpooledPack {
   refs: number;
   /** the pack's size, counted against the budget from its download's start */
   bytes: number;
+  /**
+   * the file of its latest copy: each copy has a name of its own, so that deleting one
+   * (still under way when the pack is asked for again) never deletes the next
+   */
+  file?: string;
   fetched?: Promise<string | undefined>;
 }
 
@@ -93,7 +98,7 @@ export class PackSpool implements PackFiles {
   private readonly undecided = new Map<string, Array<() => void>>();
   /** the folder, made with the first copy */
   private dir: Promise<string> | undefined;
-  private folder: string | undefined;
+  private copies = 0;
   private closed = false;
 
   private constructor(
@@ -158,7 +163,7 @@ export class PackSpool implements PackFiles {
     if (p.state === 'ready') {
       p.refs++;
       this.idle.delete(pack);
-      return this.file(pack);
+      return p.file;
     }
     if (p.state === 'waiting' || p.state === 'gone') this.fetch(pack, p);
     p.refs++;
@@ -233,12 +238,12 @@ export class PackSpool implements PackFiles {
       () => {
         p.state = 'ready';
         if (p.refs === 0) this.unheld(pack, p);
-        return this.file(pack);
+        return p.file;
       },
       async () => {
         p.state = 'failed';
         this.spooledBytes -= p.bytes;
-        if (this.dir) await unlink(this.file(pack)).catch(() => undefined);
+        if (p.file) await unlink(p.file).catch(() => undefined);
         return undefined;
       },
     );
@@ -250,8 +255,9 @@ export class PackSpool implements PackFiles {
 
   /** The copy, checked to be whole: a file cut short would look like a damaged pack. */
   private async copy(pack: string, p: SpooledPack): Promise<void> {
-    this.dir ??= mkdtemp(join(this.parent, 'stackvault-restore-')).then((dir) => (this.folder = dir));
-    const file = join(await this.dir, pack);
+    this.dir ??= mkdtemp(join(this.parent, 'stackvault-restore-'));
+    const file = join(await this.dir, `${pack}.${++this.copies}`);
+    p.file = file;
     await this.download(pack, file);
     const { size } = await stat(file);
     if (size < p.bytes) throw new Error(`the copy of pack ${pack} has ${size} of at least ${p.bytes} bytes`);
@@ -264,11 +270,6 @@ export class PackSpool implements PackFiles {
     p.state = 'gone';
     this.idle.delete(pack);
     this.spooledBytes -= p.bytes;
-    void unlink(this.file(pack)).catch(() => undefined);
-  }
-
-  /** Where a pack goes, once the folder is made. */
-  private file(pack: string): string {
-    return join(this.folder!, pack);
+    if (p.file) void unlink(p.file).catch(() => undefined);
   }
 }
