@@ -154,10 +154,8 @@ ${row('drill', drill, drillDetails?.rtoMs != null ? `recovery time ${esc(formatD
       .filter((r) => r.job === 'backup' && r.status === 'success')
       .slice(0, 30)
       .reverse();
-    const pages = Math.max(1, Math.ceil(runs.length / PAGE_SNAPSHOTS));
-    const at = clampPage(pageIndex, pages);
-    const rows = runs
-      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+    const { at, pages, shown } = onePage(runs, pageIndex, PAGE_SNAPSHOTS);
+    const rows = shown
       .map(
         (r) =>
           `<tr><td>${esc(r.job)}</td><td>${esc(r.started)}</td><td class="${r.status === 'success' ? 'ok' : r.status === 'running' ? '' : 'bad'}">${esc(r.status)}${r.attempt > 1 ? ` (attempt ${esc(r.attempt)})` : ''}</td>` +
@@ -182,10 +180,8 @@ ${pager('/history', at, pages)}`;
       .filter((r) => r.status === 'success' && rto(r) !== undefined)
       .slice(0, 30)
       .reverse();
-    const pages = Math.max(1, Math.ceil(drills.length / PAGE_SNAPSHOTS));
-    const at = clampPage(pageIndex, pages);
-    const rows = drills
-      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+    const { at, pages, shown } = onePage(drills, pageIndex, PAGE_SNAPSHOTS);
+    const rows = shown
       .map((r) => {
         const d = (r.details ?? {}) as DrillDetails;
         // Each source's drill says what it verified: a database its tables and rows, a git repository its commits.
@@ -221,10 +217,8 @@ ${pager('/drills', at, pages)}`;
       const commit = snapshotIncarnation(ref);
       if (commit) byIncarnation.set(commit, [...(byIncarnation.get(commit) ?? []), ref]);
     }
-    const pages = Math.max(1, Math.ceil(incarnations.length / PAGE_SNAPSHOTS));
-    const at = clampPage(pageIndex, pages);
-    const rows = incarnations
-      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+    const { at, pages, shown } = onePage(incarnations, pageIndex, PAGE_SNAPSHOTS);
+    const rows = shown
       .map((i) => {
         const version = i.versionChangedFrom !== undefined ? `<mark>${esc(i.versionChangedFrom ?? '-')} → ${esc(i.version ?? '-')}</mark>` : esc(i.version ?? '-');
         const refs = (byIncarnation.get(i.commit) ?? []).slice().reverse();
@@ -245,10 +239,8 @@ ${pager('/incarnations', at, pages)}`;
 
   private async snapshotsPage(pageIndex: number): Promise<string> {
     const refs = (await this.snapshots()).slice().reverse();
-    const pages = Math.max(1, Math.ceil(refs.length / PAGE_SNAPSHOTS));
-    const at = clampPage(pageIndex, pages);
-    const rows = refs
-      .slice(at * PAGE_SNAPSHOTS, (at + 1) * PAGE_SNAPSHOTS)
+    const { at, pages, shown } = onePage(refs, pageIndex, PAGE_SNAPSHOTS);
+    const rows = shown
       .map((r) => {
         const bytes = r.snapshot.sources.reduce((n, s) => n + (s.stats?.bytes ?? 0), 0);
         const excluded = [...new Set(r.snapshot.sources.flatMap((s) => (s.excluded ?? []).map((e) => e.class)))];
@@ -269,13 +261,11 @@ ${pager('/snapshots', at, pages)}`;
     const folder = (await findSnapshotNode(loader, ref, path))?.subtree;
     if (!folder) return `<p class="bad">${esc(path)} is not a folder of this snapshot.</p>`;
     const nodes = (await loader.load(folder)).nodes;
-    const pages = Math.max(1, Math.ceil(nodes.length / PAGE_ENTRIES));
-    const at = clampPage(pageIndex, pages);
+    const { at, pages, shown } = onePage(nodes, pageIndex, PAGE_ENTRIES);
     const child = (node: TreeNode) => `${path === '/' ? '' : path}/${node.name}`;
     const link = (p: string, extra = '') => `/snapshots/${ref.id}${extra}?${new URLSearchParams({ path: p })}`;
     const up = path === '/' ? '' : `<p><a href="${esc(link(path.slice(0, path.lastIndexOf('/')) || '/'))}">↑ up</a></p>`;
-    const rows = nodes
-      .slice(at * PAGE_ENTRIES, (at + 1) * PAGE_ENTRIES)
+    const rows = shown
       .map((node) => {
         const p = child(node);
         const name = node.type === 'dir' ? `<a href="${esc(link(p))}">${esc(node.name)}/</a>` : esc(node.name);
@@ -461,8 +451,11 @@ function recoveryTime(seconds: number): string {
   return seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
 }
 
-function clampPage(index: number, pages: number): number {
-  return Number.isInteger(index) && index > 0 ? Math.min(index, pages - 1) : 0;
+/** The page `index` of a list shown `size` items at a time (the last one when past it), and how many pages there are. */
+function onePage<T>(items: readonly T[], index: number, size: number): { at: number; pages: number; shown: readonly T[] } {
+  const pages = Math.max(1, Math.ceil(items.length / size));
+  const at = Number.isInteger(index) && index > 0 ? Math.min(index, pages - 1) : 0;
+  return { at, pages, shown: items.slice(at * size, (at + 1) * size) };
 }
 
 function restoreForm(ref: SnapshotRef, path: string, csrf: string): string {
