@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -9,7 +10,7 @@ import { compareTrees } from '../../src/sources/files/compare.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
-import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
+import { CLI, pseudoRandom, pseudoText, runCli, tempDir, waitFor } from '../support/helpers.js';
 import { startRcloneServe, startS3rver } from '../support/storage-servers.js';
 
 /**
@@ -159,4 +160,36 @@ test('a restore through rclone has rclone copy the packs it needs most of whole,
   const fallback = await restoreAndCount(join(dir, 'fallback'));
   assert.deepEqual((await compareTrees(source, join(dir, 'fallback', 'data'))).differences, []);
   assert.ok(fallback.ranged > 0);
+});
+
+test('a restore through rclone killed with SIGKILL leaves its copies of packs behind, and the next restore removes them', { timeout: 240_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  // 24 MB of incompressible recordings: two packs, still being copied or read when it is killed.
+  for (let f = 0; f < 24; f++) await writeFile(join(source, `recording-${f}.bin`), pseudoRandom(f + 1, 1_000_000));
+  const webdav = await startRcloneServe(t, 'webdav', 'killed');
+  const tmp = join(dir, 'tmp');
+  await mkdir(tmp);
+  const env = { ...webdav.env, STACKVAULT_PASSWORD: 'pw', TMPDIR: tmp };
+  const repo = 'rclone:killed:repo';
+  assert.equal((await runCli(['init', '--repo', repo], { env })).code, 0);
+  assert.equal((await runCli(['backup', '--repo', repo, source], { env })).code, 0);
+
+  const killed = spawn(process.execPath, [CLI, 'restore', 'latest', '--repo', repo, '--target', join(dir, 'first')], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  const exited = new Promise((resolve) => killed.once('exit', resolve));
+  // Held still the moment its first copy of a pack is on disk, then killed: no chance to clean up.
+  const left = await waitFor('a copy of a pack', async () => {
+    for (const name of await readdir(tmp)) if ((await readdir(join(tmp, name))).length > 0) return name;
+    return undefined;
+  }, 60_000, 5);
+  killed.kill('SIGSTOP');
+  killed.kill('SIGKILL');
+  await exited;
+  assert.deepEqual(await readdir(tmp), [left], 'the killed restore left its spool');
+
+  const again = await runCli(['restore', 'latest', '--repo', repo, '--target', join(dir, 'second')], { env });
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual((await compareTrees(source, join(dir, 'second', source.split('/').pop()!))).differences, []);
+  assert.deepEqual(await readdir(tmp), [], 'the next restore removed what the killed one left, and its own');
 });

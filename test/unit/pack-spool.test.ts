@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -148,4 +149,18 @@ test('no spool where its folder cannot be used, and no folder made while nothing
   assert.equal(spool.take('large'), undefined, 'two of this pack would not fit the budget');
   await spool.close();
   assert.deepEqual(await readdir(dir), []);
+});
+
+test('a spool left by a killed restore is removed by the next one; one whose process lives is left', async (t) => {
+  const dir = await tempDir(t);
+  // The id of a process that has ended (and, run just now, not yet reused).
+  const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+  await mkdir(join(dir, `stackvault-restore-${gone}-Ab12Cd`));
+  await writeFile(join(dir, `stackvault-restore-${gone}-Ab12Cd`, 'a-pack.1'), 'x');
+  await mkdir(join(dir, `stackvault-restore-${process.pid}-Ef34Gh`));
+  await mkdir(join(dir, 'someone-else'));
+  const spool = await PackSpool.create(() => 1000, async () => undefined, { parent: dir });
+  assert.ok(spool);
+  assert.deepEqual((await readdir(dir)).sort(), ['someone-else', `stackvault-restore-${process.pid}-Ef34Gh`]);
+  await spool.close();
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -46,6 +46,31 @@ const DOWNLOADS = 3;
 /** The most the spool holds, and the share of its file system's free space it may take. */
 const MAX_SPOOL_BYTES = 1024 * 1024 * 1024;
 const FREE_SPACE_SHARE = 0.25;
+/** A spool's folder: the prefix, the process's id, a random part. */
+const SPOOL_PREFIX = 'stackvault-restore-';
+
+/**
+ * Spools a killed restore left behind (SIGKILL, a power cut: no chance to clean up), up to
+ * a gigabyte each: those whose process is gone. One whose process id lives on (its own,
+ * another restore's, or an unrelated process that reuses the number) is left alone.
+ */
+async function removeStaleSpools(parent: string): Promise<void> {
+  for (const name of await readdir(parent)) {
+    const pid = Number(new RegExp(`^${SPOOL_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    if (!pid || processLives(pid)) continue;
+    await rm(join(parent, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+function processLives(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it lives, under another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /** planned: read in ranges unless the restore comes to need most of it */
 type PackState = 'planned' | 'waiting' | 'fetching' | 'ready' | 'failed' | 'gone';
@@ -118,6 +143,7 @@ export class PackSpool implements PackFiles {
     { parent = tmpdir(), maxBytes = MAX_SPOOL_BYTES }: { parent?: string; maxBytes?: number } = {},
   ): Promise<PackSpool | undefined> {
     try {
+      await removeStaleSpools(parent);
       const fs = await statfs(parent);
       return new PackSpool(parent, Math.min(maxBytes, fs.bavail * fs.bsize * FREE_SPACE_SHARE), packBytes, download);
     } catch {
@@ -255,7 +281,7 @@ export class PackSpool implements PackFiles {
 
   /** The copy, checked to be whole: a file cut short would look like a damaged pack. */
   private async copy(pack: string, p: SpooledPack): Promise<void> {
-    this.dir ??= mkdtemp(join(this.parent, 'stackvault-restore-'));
+    this.dir ??= mkdtemp(join(this.parent, `${SPOOL_PREFIX}${process.pid}-`));
     const file = join(await this.dir, `${pack}.${++this.copies}`);
     p.file = file;
     await this.download(pack, file);
