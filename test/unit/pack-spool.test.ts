@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -10,6 +9,15 @@ import { tempDir } from '../support/helpers.js';
 async function spooled(parent: string): Promise<string[]> {
   const [folder] = await readdir(parent);
   return (await readdir(join(parent, folder!))).map((name) => name.split('.')[0]!).sort();
+}
+
+function lives(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Time for the spool's file system calls (its folder, a copy, a size check) to finish. */
@@ -153,8 +161,9 @@ test('no spool where its folder cannot be used, and no folder made while nothing
 
 test('a spool left by a killed restore is removed by the next one; one whose process lives is left', async (t) => {
   const dir = await tempDir(t);
-  // The id of a process that has ended (and, run just now, not yet reused).
-  const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+  // The id of no process (a unit test starts none to have one end).
+  let gone = 3_000_000;
+  while (lives(gone)) gone++;
   await mkdir(join(dir, `stackvault-restore-${gone}-Ab12Cd`));
   await writeFile(join(dir, `stackvault-restore-${gone}-Ab12Cd`, 'a-pack.1'), 'x');
   await mkdir(join(dir, `stackvault-restore-${process.pid}-Ef34Gh`));
