@@ -20,11 +20,17 @@ export class EarlyReads {
   private readonly objects = new Map<string, Pending>();
 
   constructor(backend: Backend, inFlight: number) {
-    // Snapshots first, index files once that listing is done: a backup writes its index
-    // before its snapshot, so every listed snapshot's blobs are then in a listed index file.
-    // Listed side by side, a snapshot committed between the two listings had no index.
-    const snapshots = collect(backend.list('snapshots/'));
+    // Forget records first, then snapshots, then index files, each once the one before is
+    // done. A backup writes its index before its snapshot, so every listed snapshot's blobs
+    // are in a listed index file (listed side by side, a snapshot committed between the two
+    // listings had no index). Retention forgets a snapshot only after the backup that
+    // replaces it, so every forget listed comes with that backup's snapshot (snapshots
+    // listed before forget records showed a forget without the snapshot that replaced the
+    // one it hid: one snapshot where there were two at every moment).
+    const forgets = collect(backend.list('forget/'));
+    const snapshots = forgets.catch(() => undefined).then(() => collect(backend.list('snapshots/')));
     const indexFiles = snapshots.catch(() => undefined).then(() => collect(backend.list('index/')));
+    this.listings.set('forget', forgets);
     this.listings.set('snapshots', snapshots);
     this.listings.set('index', indexFiles);
     void indexFiles.then(
@@ -59,7 +65,10 @@ export class EarlyReads {
    * (the index bytes fetched stay good: objects never change).
    */
   listedAfresh(kind: ObjectKind): void {
-    if (kind === 'snapshots') this.listings.delete('index');
+    // What is listed after it must not come from before: for forget records the snapshots
+    // (see the constructor), and for those the index files.
+    if (kind === 'forget') this.listings.delete('snapshots');
+    if (kind === 'forget' || kind === 'snapshots') this.listings.delete('index');
   }
 
   /** The bytes of the object under `key` fetched at open, once. */

@@ -7,7 +7,7 @@ import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
-import { listSnapshots } from '../../src/snapshot/snapshot.js';
+import { forgetSnapshots, listSnapshots } from '../../src/snapshot/snapshot.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { pseudoText, tempDir } from '../support/helpers.js';
 
@@ -61,4 +61,26 @@ test('snapshots listed again after the index files were listed at open: the inde
   await repo.loadIndex();
   const result = await restore(repo, ref!, { target: join(dir, 'target') });
   assert.deepEqual(result.errors, []);
+});
+
+test('a snapshot listing never shows a forget without the backup before it: forget records are listed before the snapshots, at open too', async (t) => {
+  // The runner's container test listed one snapshot where two existed at every moment: the
+  // host's CLI listed snapshots at open (before the runner's next backup committed), then
+  // forget records afresh (after the runner's retention forgot the backup before it).
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  await writeFile(join(source, 'note.txt'), pseudoText(1, 3000));
+  const local = new LocalBackend(join(dir, 'repo'));
+  await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  const writer = () => Repository.open(local, 'pw');
+  const first = await backup(await writer(), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const reader = await Repository.open(local, 'pw');
+  // The reader's listings made at open are done; then a backup commits and retention forgets the first.
+  await new Promise((r) => setTimeout(r, 200));
+  await writeFile(join(source, 'note.txt'), pseudoText(2, 3000));
+  const second = await backup(await writer(), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  await forgetSnapshots(await writer(), [first.id]);
+  const seen = (await listSnapshots(reader)).map((r) => r.id);
+  assert.ok(JSON.stringify(seen) === JSON.stringify([first.id]) || JSON.stringify(seen) === JSON.stringify([second.id]), `a view of one moment, not ${JSON.stringify(seen)}`);
 });
