@@ -9,12 +9,12 @@ import { openBackend } from '../repo/backends/open.js';
 import { Repository } from '../repo/repository.js';
 import { listSnapshots } from '../snapshot/snapshot.js';
 import { UsageError, errorMessage } from '../util/errors.js';
-import { secretFromFile } from '../util/secrets.js';
+import { processLives } from '../util/process-alive.js';
 import { Runner, systemClock, type Clock, type Log, type ScheduledJob } from './daemon.js';
 import { JobHistory } from './history.js';
 import { Console, type ConsoleContext } from './console/console.js';
 import type { ConsoleSessions } from './console/session.js';
-import { consolePassword } from './console/password.js';
+import { consolePassword, runnerToken } from './credentials.js';
 import { startStatusServer } from './http.js';
 import { backupJob, checkJob, drillJob, retentionJob, type JobContext } from './jobs.js';
 import { Notifier } from './notify.js';
@@ -201,7 +201,7 @@ function lockHistory(historyFile: string, history: JobHistory): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(readFileSync(lock, 'utf8'));
-      if (pid && isAlive(pid)) {
+      if (pid && processLives(pid)) {
         history.close();
         throw new UsageError(`another task runner (pid ${pid}) uses ${historyFile}; stop it first`);
       }
@@ -210,27 +210,4 @@ function lockHistory(historyFile: string, history: JobHistory): () => void {
     }
   }
   throw new UsageError(`cannot lock ${historyFile}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * The bearer token of /metrics and /api/status: STACKVAULT_RUNNER_TOKEN, or the first line
- * of STACKVAULT_RUNNER_TOKEN_FILE or runner.token_file.
- */
-function runnerToken(loaded: LoadedConfig): string | undefined {
-  if (process.env.STACKVAULT_RUNNER_TOKEN) return process.env.STACKVAULT_RUNNER_TOKEN;
-  const file = process.env.STACKVAULT_RUNNER_TOKEN_FILE ?? loaded.config.runner?.token_file;
-  if (!file) return undefined;
-  const path = resolve(loaded.baseDir, file);
-  const token = secretFromFile(path, "the runner's token file");
-  if (!token) throw new UsageError(`the runner's token file ${path} is empty`);
-  return token;
 }

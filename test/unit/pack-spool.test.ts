@@ -3,21 +3,13 @@ import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { PackSpool } from '../../src/repo/decode/pack-spool.js';
+import { processLives } from '../../src/util/process-alive.js';
 import { tempDir } from '../support/helpers.js';
 
 /** The packs in the spool's folder under `parent` (each copy's file is named pack.N). */
 async function spooled(parent: string): Promise<string[]> {
   const [folder] = await readdir(parent);
   return (await readdir(join(parent, folder!))).map((name) => name.split('.')[0]!).sort();
-}
-
-function lives(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Time for the spool's file system calls (its folder, a copy, a size check) to finish. */
@@ -163,7 +155,7 @@ test('a spool left by a killed restore is removed by the next one; one whose pro
   const dir = await tempDir(t);
   // The id of no process (a unit test starts none to have one end).
   let gone = 3_000_000;
-  while (lives(gone)) gone++;
+  while (processLives(gone)) gone++;
   await mkdir(join(dir, `stackvault-restore-${gone}-Ab12Cd`));
   await writeFile(join(dir, `stackvault-restore-${gone}-Ab12Cd`, 'a-pack.1'), 'x');
   await mkdir(join(dir, `stackvault-restore-${process.pid}-Ef34Gh`));

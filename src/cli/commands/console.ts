@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
 import type { CliContext } from '../context.js';
 import { canPrompt, promptPassword } from '../password-prompt.js';
 import { UsageError } from '../../util/errors.js';
@@ -32,24 +31,22 @@ Examples:
         return;
       }
       const ctx = context();
-      const [{ Console }, { startStatusServer }, { readFileSync }, { consolePassword }] = await Promise.all([
+      const [{ Console }, { startStatusServer }, { consolePassword, runnerToken }] = await Promise.all([
         import('../../runner/console/console.js'),
         import('../../runner/http.js'),
-        import('node:fs'),
-        import('../../runner/console/password.js'),
+        import('../../runner/credentials.js'),
       ]);
       const loaded = ctx.config();
       const consolePasswordHash = loaded ? consolePassword(loaded) : undefined;
       const repo = await ctx.openRepository();
       const stack = loaded?.config.stack ?? null;
-      const tokenFile = process.env.STACKVAULT_RUNNER_TOKEN_FILE ?? (loaded?.config.runner?.token_file !== undefined ? resolve(loaded.baseDir, loaded.config.runner.token_file) : undefined);
-      const fileToken = tokenFile ? readFileSync(tokenFile, 'utf8').split('\n')[0] : undefined;
+      const token = runnerToken(loaded ?? undefined);
       const health = { healthy: true, problems: [] as string[] };
       const server = await startStatusServer(
         flags.listen,
         { health: () => health, metrics: () => '', status: () => ({ health }) },
         {
-          token: process.env.STACKVAULT_RUNNER_TOKEN ?? fileToken,
+          token,
           consolePasswordHash,
           consoleLogin: loaded?.config.runner?.console_login,
           console: (sessions) =>

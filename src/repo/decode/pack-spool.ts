@@ -1,6 +1,7 @@
 import { mkdtemp, readdir, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processLives } from '../../util/process-alive.js';
 
 /**
  * Where a restore's writer threads read a pack's stored blobs: a pack file on this
@@ -62,15 +63,6 @@ async function removeStaleSpools(parent: string): Promise<void> {
   }
 }
 
-function processLives(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it lives, under another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** planned: read in ranges unless the restore comes to need most of it */
 type PackState = 'planned' | 'waiting' | 'fetching' | 'ready' | 'failed' | 'gone';

@@ -1,8 +1,5 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { resolve } from 'node:path';
-import type { LoadedConfig } from '../../config/load.js';
 import { UsageError } from '../../util/errors.js';
-import { secretFromFile } from '../../util/secrets.js';
 
 /**
  * The console's password, stored only as a salted scrypt hash in the PHC string format
@@ -46,11 +43,3 @@ export async function verifyConsolePassword(password: string, stored: string): P
   return expected.length === given.length && timingSafeEqual(expected, given);
 }
 
-/** The console password's hash: runner.console_password_hash, or the first line of runner.console_password_hash_file. */
-export function consolePassword(loaded: LoadedConfig): string | undefined {
-  const runner = loaded.config.runner;
-  if (runner?.console_password_hash !== undefined) return checkConsolePasswordHash(runner.console_password_hash, `${loaded.file}: runner.console_password_hash`);
-  if (runner?.console_password_hash_file === undefined) return undefined;
-  const path = resolve(loaded.baseDir, runner.console_password_hash_file);
-  return checkConsolePasswordHash(secretFromFile(path, "the console's password file"), path);
-}
