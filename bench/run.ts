@@ -2,11 +2,12 @@
  * npm run bench: stackvault side by side with restic and Borg (files: a generated tree, and
  * real: a copy of system folders) and with mariadb-dump and mydumper/myloader (database),
  * on the same data in one run, and restores from network backends (remote: rclone WebDAV
- * and SFTP against restic, S3 against a local folder) on a copy of real trees.
+ * and SFTP against restic, S3 against a local folder) on a copy of real trees, and memory
+ * with an index of 10 million blobs (scale).
  * Prints tables with times and ratios, and writes bench-results.json.
  *
  *   npm run bench                            # everything
- *   BENCH_ONLY=database npm run bench        # or files, real, pitr, or remote
+ *   BENCH_ONLY=database npm run bench        # or files, real, pitr, remote, or scale
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -14,10 +15,11 @@ import { join } from 'node:path';
 import { benchDatabase } from './database.js';
 import { benchFiles } from './files.js';
 import { benchPitr } from './pitr.js';
+import { benchIndexScale } from './index-scale.js';
 import { benchRemote } from './remote.js';
 
 const only = process.env.BENCH_ONLY;
-const parts = ['files', 'real', 'database', 'pitr', 'remote'];
+const parts = ['files', 'real', 'database', 'pitr', 'remote', 'scale'];
 if (only && !parts.includes(only)) throw new Error(`BENCH_ONLY=${only}: expected one of ${parts.join(', ')}`);
 const wanted = (part: string) => !only || only === part;
 
@@ -49,6 +51,11 @@ try {
     const remote = await benchRemote(join(work, 'remote'));
     lines.push(...remote.lines, '');
     results.remote = remote.results;
+  }
+  if (wanted('scale')) {
+    const scale = await benchIndexScale(join(work, 'scale'));
+    lines.push(...scale.lines, '');
+    results.scale = scale.results;
   }
   process.stdout.write(lines.join('\n'));
   const out = join(process.cwd(), 'bench-results.json');

@@ -1,16 +1,22 @@
 import { IntegrityError } from '../util/errors.js';
+import { BlobTable, MAX_PACKS } from './blob-table.js';
 import type { IndexEntry, PackedBlob } from './format/pack.js';
 
 export type { IndexEntry };
+
+type IndexedBlob = [id: string, type: 'd' | 't', offset: number, length: number, rawLength: number, compressed: 0 | 1];
 
 /** An index file: packs and the blobs in them. `supersedes` names index files it replaces (written by prune). */
 export interface IndexFile {
   version: 1;
   supersedes: string[];
-  packs: Array<{ id: string; blobs: Array<[id: string, type: 'd' | 't', offset: number, length: number, rawLength: number, compressed: 0 | 1]> }>;
+  packs: Array<{ id: string; blobs: IndexedBlob[] }>;
 }
 
-export function encodeIndexFile(packs: Map<string, PackedBlob[]>, supersedes: string[] = []): IndexFile {
+/** The most blobs one index file lists: a rewritten index is split into files of this size. */
+export const MAX_BLOBS_PER_INDEX_FILE = 50_000;
+
+export function encodeIndexFile(packs: Iterable<[string, PackedBlob[]]>, supersedes: string[] = []): IndexFile {
   return {
     version: 1,
     supersedes,
@@ -21,52 +27,118 @@ export function encodeIndexFile(packs: Map<string, PackedBlob[]>, supersedes: st
   };
 }
 
-/** Blobs come back as index entries (with their pack), so loading an index makes one object per blob. */
-export function decodeIndexFile(file: IndexFile, name: string): Map<string, IndexEntry[]> {
-  if (file.version !== 1 || !Array.isArray(file.packs)) throw new IntegrityError(`index ${name} has an unknown format`);
-  const packs = new Map<string, IndexEntry[]>();
-  for (const p of file.packs) {
-    const pack = p.id;
-    packs.set(
-      pack,
-      p.blobs.map(([id, type, offset, length, rawLength, compressed]) => ({
-        id,
-        type: type === 'd' ? 'data' : 'tree',
-        offset,
-        length,
-        rawLength,
-        compressed: compressed === 1,
-        pack,
-      })),
-    );
+/**
+ * A whole index (prune's, repair's) as index files of at most MAX_BLOBS_PER_INDEX_FILE
+ * blobs: one file of ten million blobs would be a gigabyte of JSON, more than one string
+ * can hold. Only the last names the files it supersedes: until it is stored, the old files
+ * still count, and the earlier new ones only repeat what they list.
+ */
+export function encodeIndexFiles(packs: Iterable<[string, PackedBlob[]]>, supersedes: string[] = []): IndexFile[] {
+  const files: IndexFile[] = [];
+  let current: Array<[string, PackedBlob[]]> = [];
+  let blobs = 0;
+  for (const pack of packs) {
+    if (blobs > 0 && blobs + pack[1].length > MAX_BLOBS_PER_INDEX_FILE) {
+      files.push(encodeIndexFile(current));
+      current = [];
+      blobs = 0;
+    }
+    current.push(pack);
+    blobs += pack[1].length;
   }
-  return packs;
+  files.push(encodeIndexFile(current, supersedes));
+  return files;
+}
+
+/** Where the index lists a pack, and whether any listing still counts. */
+interface PackListing {
+  number: number;
+  first: number;
+  count: number;
+  /** index files listing it that no other file supersedes (a pack stored by this process counts as one) */
+  listings: number;
 }
 
 /**
- * The union of all index files in memory: blob id -> where it is stored. Packs that a
- * deletion record names (prune's first phase) are "doomed": still readable, but a blob
- * found only there is not there for a writer to deduplicate against (see BlobWriter.has).
+ * The union of all index files in memory: blob id -> where it is stored, in a compact
+ * table (BlobTable). Packs that a deletion record names (prune's first phase) are "doomed":
+ * still readable, but a blob found only there is not there for a writer to deduplicate
+ * against (see BlobWriter.has). Packs listed only by index files that another file
+ * supersedes are withdrawn: prune may have deleted them.
  */
 export class MasterIndex {
-  private readonly blobs = new Map<string, IndexEntry>();
-  private readonly packBlobs = new Map<string, PackedBlob[]>();
+  private readonly table = new BlobTable();
+  private readonly packIds: string[] = [];
+  private readonly packsById = new Map<string, PackListing>();
   private readonly doomed = new Set<string>();
+  private readonly withdrawn = new Set<number>();
+  /** per index file, the packs it lists */
+  private readonly fileListings = new Map<string, number[]>();
 
-  addPack(packId: string, blobs: PackedBlob[]): void {
-    if (this.packBlobs.has(packId)) return;
-    this.packBlobs.set(packId, blobs);
-    const doomed = this.doomed.has(packId);
-    for (const b of blobs) {
-      // A blob stored twice (two concurrent backups, or written again because prune means to
-      // delete its pack) is fine: either copy serves, the one prune keeps is preferred.
-      const known = this.blobs.get(b.id);
-      if (known && (doomed || !this.doomed.has(known.pack))) continue;
-      this.blobs.set(b.id, (b as Partial<IndexEntry>).pack === packId ? (b as IndexEntry) : { ...b, pack: packId });
+  /** A pack and its blobs; `indexFile` is the index file listing it, none for a pack stored here. */
+  addPack(packId: string, blobs: readonly PackedBlob[], indexFile?: string): void {
+    this.addListing(packId, indexFile, (table, pack) => {
+      for (const b of blobs) table.append(b.id, { pack, tree: b.type === 'tree', compressed: b.compressed, offset: b.offset, length: b.length, rawLength: b.rawLength });
+    });
+  }
+
+  /** The packs of an index file as read from the repository; an IntegrityError when it is not one. */
+  addIndexFile(name: string, file: IndexFile): void {
+    if (file?.version !== 1 || !Array.isArray(file.packs)) throw new IntegrityError(`index ${name} has an unknown format`);
+    for (const p of file.packs) {
+      if (typeof p?.id !== 'string' || !Array.isArray(p.blobs)) throw new IntegrityError(`index ${name} has an unknown format`);
+    }
+    for (const p of file.packs) {
+      this.addListing(p.id, name, (table, pack) => {
+        for (const [id, type, offset, length, rawLength, compressed] of p.blobs) {
+          if (!table.append(id, { pack, tree: type === 't', compressed: compressed === 1, offset, length, rawLength })) {
+            throw new IntegrityError(`index ${name} lists a blob id that is not one: ${String(id).slice(0, 80)}`);
+          }
+        }
+      });
     }
   }
 
-  /** Packs prune means to delete: set before packs are added, so that other copies are preferred. */
+  private addListing(packId: string, indexFile: string | undefined, append: (table: BlobTable, pack: number) => void): void {
+    let listing = this.packsById.get(packId);
+    if (!listing) {
+      if (this.packIds.length >= MAX_PACKS) throw new IntegrityError(`the index lists more than ${MAX_PACKS} packs`);
+      listing = { number: this.packIds.length, first: this.table.size, count: 0, listings: 0 };
+      try {
+        append(this.table, listing.number);
+      } catch (err) {
+        // Nothing of a pack whose listing is damaged.
+        this.table.truncate(listing.first);
+        throw err;
+      }
+      listing.count = this.table.size - listing.first;
+      this.packIds.push(packId);
+      this.packsById.set(packId, listing);
+    }
+    listing.listings++;
+    this.withdrawn.delete(listing.number);
+    if (indexFile !== undefined) {
+      const listed = this.fileListings.get(indexFile);
+      if (listed) listed.push(listing.number);
+      else this.fileListings.set(indexFile, [listing.number]);
+    }
+  }
+
+  /**
+   * An index file another one supersedes: its packs no longer count, unless a file that
+   * still counts lists them too.
+   */
+  supersede(indexFile: string): void {
+    const packs = this.fileListings.get(indexFile);
+    if (!packs) return;
+    this.fileListings.delete(indexFile);
+    for (const number of packs) {
+      const listing = this.packsById.get(this.packIds[number]!)!;
+      if (--listing.listings === 0) this.withdrawn.add(number);
+    }
+  }
+
+  /** Packs prune means to delete: other copies of their blobs are preferred. */
   doom(packIds: Iterable<string>): void {
     for (const id of packIds) this.doomed.add(id);
   }
@@ -76,18 +148,55 @@ export class MasterIndex {
   }
 
   has(id: string): boolean {
-    return this.blobs.has(id);
+    return this.get(id) !== undefined;
   }
 
+  /** Where a blob is: its first copy in a pack prune keeps, else its first copy. */
   get(id: string): IndexEntry | undefined {
-    return this.blobs.get(id);
+    let chosen: number | undefined;
+    for (const n of this.table.find(id)) {
+      const pack = this.table.packOf(n);
+      if (this.withdrawn.has(pack)) continue;
+      if (!this.doomed.has(this.packIds[pack]!)) {
+        chosen = n;
+        break;
+      }
+      chosen ??= n;
+    }
+    if (chosen === undefined) return undefined;
+    const e = this.table.entry(chosen);
+    return { id, type: e.tree ? 'tree' : 'data', offset: e.offset, length: e.length, rawLength: e.rawLength, compressed: e.compressed, pack: this.packIds[e.pack]! };
   }
 
+  /** Entries in the table (a blob stored twice counts twice). */
   get blobCount(): number {
-    return this.blobs.size;
+    return this.table.size;
   }
 
+  hasPack(packId: string): boolean {
+    const listing = this.packsById.get(packId);
+    return listing !== undefined && !this.withdrawn.has(listing.number);
+  }
+
+  /** A pack's blobs as the index lists them. */
+  packBlobs(packId: string): PackedBlob[] | undefined {
+    const listing = this.packsById.get(packId);
+    if (!listing || this.withdrawn.has(listing.number)) return undefined;
+    const blobs: PackedBlob[] = [];
+    for (let n = listing.first; n < listing.first + listing.count; n++) {
+      const e = this.table.entry(n);
+      blobs.push({ id: this.table.id(n), type: e.tree ? 'tree' : 'data', offset: e.offset, length: e.length, rawLength: e.rawLength, compressed: e.compressed });
+    }
+    return blobs;
+  }
+
+  /** Every pack and its blobs, made on each call: for check, prune and repair, which go through all of them. */
   packs(): Map<string, PackedBlob[]> {
-    return this.packBlobs;
+    const packs = new Map<string, PackedBlob[]>();
+    for (const packId of this.packIds) {
+      const blobs = this.packBlobs(packId);
+      if (blobs) packs.set(packId, blobs);
+    }
+    return packs;
   }
 }

@@ -5,7 +5,7 @@ import { BlobWriter } from './encode/blob-writer.js';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './encode/chunker.js';
 import { compress, decompress } from './format/compression.js';
 import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMasterKey, type KeyFile, type MasterKey } from './format/crypto.js';
-import { MasterIndex, decodeIndexFile, type IndexEntry, type IndexFile } from './master-index.js';
+import { MasterIndex, type IndexEntry, type IndexFile } from './master-index.js';
 import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './format/layout.js';
 import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './format/pack.js';
 import { decodeBlob } from './format/pack-verify.js';
@@ -393,32 +393,36 @@ export class Repository {
    * superseding it are then listed again.
    */
   private async addIndexFiles(ids: readonly string[]): Promise<void> {
-    const files = new Map<string, IndexFile>();
     const wanted = ids.filter((id) => !this.loadedIndexIds.has(id));
-    const loaded = await this.loadObjects<IndexFile>('index', wanted);
     /** index files that do not verify: damage, unless another index file replaces them */
     const damaged = new Map<string, unknown>();
     let vanished = false;
-    for (const [i, id] of wanted.entries()) {
-      const result = loaded[i]!;
-      if (!(result instanceof LoadFailure)) files.set(id, result);
-      else if (result.error instanceof IntegrityError) damaged.set(id, result.error);
-      else if (result.error instanceof ObjectNotFoundError) vanished = true;
-      else throw result.error;
-    }
-    for (const file of files.values()) for (const s of file.supersedes ?? []) this.supersededIndexIds.add(s);
-    for (const [id, file] of files) {
-      this.loadedIndexIds.add(id);
-      if (this.supersededIndexIds.has(id)) continue;
-      let packs;
+    // Each file goes into the index as it arrives: ten million blobs parsed all at once
+    // would take gigabytes. A file superseded by one read later is withdrawn then.
+    await mapConcurrent(wanted, OBJECTS_IN_FLIGHT, async (id) => {
+      let file: IndexFile;
       try {
-        packs = decodeIndexFile(file, id);
+        file = await this.loadObject<IndexFile>('index', id);
       } catch (err) {
-        damaged.set(id, err);
-        continue;
+        if (err instanceof IntegrityError) damaged.set(id, err);
+        else if (err instanceof ObjectNotFoundError) vanished = true;
+        else throw err;
+        return;
       }
-      for (const [packId, blobs] of packs) this.index.addPack(packId, blobs);
-    }
+      this.loadedIndexIds.add(id);
+      for (const s of Array.isArray(file?.supersedes) ? file.supersedes : []) {
+        this.supersededIndexIds.add(s);
+        this.index.supersede(s);
+      }
+      if (this.supersededIndexIds.has(id)) return;
+      try {
+        this.index.addIndexFile(id, file);
+      } catch (err) {
+        // What it listed before the damage showed stays out of the index too.
+        this.index.supersede(id);
+        damaged.set(id, err);
+      }
+    });
     // A damaged index file that `repair index` (or prune) has replaced is harmless: it waits for prune.
     for (const [id, err] of damaged) {
       this.loadedIndexIds.add(id);
@@ -500,7 +504,7 @@ export class Repository {
   private blobsEnd(packId: string): number {
     let end = this.packBlobsEnd.get(packId);
     if (end === undefined) {
-      end = (this.index.packs().get(packId) ?? []).reduce((n, b) => Math.max(n, b.offset + b.length), 0);
+      end = (this.index.packBlobs(packId) ?? []).reduce((n, b) => Math.max(n, b.offset + b.length), 0);
       this.packBlobsEnd.set(packId, end);
     }
     return end;

@@ -3,7 +3,7 @@ import { ObjectNotFoundError, StackvaultError } from '../../util/errors.js';
 import { compressIfSmaller } from '../format/compression.js';
 import type { EncodedBlob } from './file-encoder.js';
 import { seal } from '../format/crypto.js';
-import { encodeIndexFile } from '../master-index.js';
+import { encodeIndexFile, MAX_BLOBS_PER_INDEX_FILE } from '../master-index.js';
 import { objectKey } from '../format/layout.js';
 import { PackBuilder, type BlobType, type PackedBlob } from '../format/pack.js';
 import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from '../repository.js';
@@ -16,7 +16,6 @@ import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from '.
  * more, or after a minute: an interruption loses at most that, while a 50 GB backup
  * writes about 120 index files, not thousands (each is a request for every later reader).
  */
-const MAX_BLOBS_PER_INDEX_FILE = 50_000;
 const INDEX_CHECKPOINT_MIN_BYTES = 16 * 1024 * 1024;
 const INDEX_CHECKPOINT_SHARE = 0.05;
 const INDEX_FLUSH_INTERVAL_MS = 60_000;
@@ -259,11 +258,10 @@ export class BlobWriter {
     if (records.length === 0) return 0;
     this.lastReliedPack = undefined;
     const doomed = new Set(records.flatMap((r) => r.packs));
-    const packs = this.repo.index.packs();
     let written = 0;
     for (const packId of [...this.reliedPacks, ...this.ownPacks]) {
       if (!doomed.has(packId)) continue;
-      for (const b of packs.get(packId) ?? []) if (await this.writeAgain(b.id)) written++;
+      for (const b of this.repo.index.packBlobs(packId) ?? []) if (await this.writeAgain(b.id)) written++;
     }
     return written;
   }

@@ -1,5 +1,5 @@
 import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type DeletionRecord, type Repository } from '../repository.js';
-import { encodeIndexFile } from '../master-index.js';
+import { encodeIndexFiles } from '../master-index.js';
 import { idFromKey, objectKey } from '../format/layout.js';
 import type { PackedBlob } from '../format/pack.js';
 import { backendExtra, type ObjectInfo } from '../backends/backend.js';
@@ -122,7 +122,7 @@ export async function judgePacks(repo: Repository, plan: PrunePlan, used: Readon
   const unreadable = new Set<string>();
   for (const info of packInfos) {
     const packId = idFromKey(info.key);
-    if (repo.index.packs().has(packId)) continue;
+    if (repo.index.hasPack(packId)) continue;
     try {
       repo.index.addPack(packId, await repo.readPackHeader(packId, info.size));
       plan.unindexedPacks++;
@@ -230,6 +230,7 @@ export async function judgeIndexAndRecords(repo: Repository, plan: PrunePlan, re
 export interface PruneResult {
   deleted: number;
   bytesFreed: number;
+  /** the last file of the rewritten index (the one naming the files it supersedes) */
   newIndex: string | null;
   /** the deletion record written for plan.mark */
   deletionRecord: string | null;
@@ -247,12 +248,18 @@ export async function executePrune(repo: Repository, plan: PrunePlan): Promise<P
     deletionRecord = await repo.saveObject('deletions', record);
   }
   let newIndex: string | null = null;
+  /** every file of the rewritten index: never among those deleted */
+  const newIndexFiles = new Set<string>();
   if (plan.supersedeIndexFiles.length > 0) {
     await repo.loadIndex();
     const gone = new Set(plan.delete.packs.map((c) => idFromKey(c.key)));
     const remaining = new Map<string, PackedBlob[]>();
     for (const [packId, blobs] of repo.index.packs()) if (!gone.has(packId)) remaining.set(packId, blobs);
-    newIndex = await repo.saveObject('index', encodeIndexFile(remaining, plan.supersedeIndexFiles));
+    // In order: the last file supersedes the old ones once all the others are stored.
+    for (const file of encodeIndexFiles(remaining, plan.supersedeIndexFiles)) {
+      newIndex = await repo.saveObject('index', file);
+      newIndexFiles.add(objectKey('index', newIndex));
+    }
   }
   let deleted = 0;
   const remove = async (key: string) => {
@@ -265,7 +272,7 @@ export async function executePrune(repo: Repository, plan: PrunePlan): Promise<P
   };
   for (const c of plan.delete.packs) await remove(c.key);
   for (const c of [...plan.delete.snapshots, ...plan.delete.binlogSegments, ...plan.delete.forgetRecords, ...plan.delete.indexFiles, ...plan.delete.deletionRecords]) {
-    if (newIndex && c.key === objectKey('index', newIndex)) continue;
+    if (newIndexFiles.has(c.key)) continue;
     await remove(c.key);
   }
   const deleteStaleUpload = await backendExtra(repo.backend, 'deleteStaleUpload');

@@ -1,5 +1,5 @@
 import type { Repository } from '../repository.js';
-import { encodeIndexFile } from '../master-index.js';
+import { encodeIndexFiles } from '../master-index.js';
 import { idFromKey } from '../format/layout.js';
 import type { PackedBlob } from '../format/pack.js';
 import { errorMessage } from '../../util/errors.js';
@@ -32,6 +32,8 @@ export async function rebuildIndex(repo: Repository): Promise<{ packs: number; b
     packs.set(id, entries);
     blobs += entries.length;
   }
-  const indexId = await repo.saveObject('index', encodeIndexFile(packs, supersedes.sort()));
+  // In order: the last file, stored once all the others are, supersedes the old ones.
+  let indexId = '';
+  for (const file of encodeIndexFiles(packs, supersedes.sort())) indexId = await repo.saveObject('index', file);
   return { packs: packs.size, blobs, damaged, indexId };
 }

@@ -1,0 +1,206 @@
+/**
+ * Every blob of the index in flat typed arrays: 48 bytes an entry (the 32-byte id, and the
+ * pack, flags, offset, stored and raw length in four 32-bit words), where a JS object and a
+ * Map entry per blob took some 250 bytes and a repository of 10 million blobs would not
+ * have opened in a few gigabytes (see docs/performance.md).
+ *
+ * Entries are appended (a pack's blobs together) and never move: an entry's number is where
+ * it is. Lookups go through `sorted`, the entry numbers ordered by id (a 32-bit word order,
+ * not the hex order: only sort and search need to agree), found by the id's top 16 bits
+ * (`fanout`) and a binary search. Entries appended since the last sort are looked up in a
+ * Map until there are enough of them to sort in; opening a repository appends everything
+ * before its first lookup and sorts once, a backup appends pack by pack between lookups.
+ */
+
+const SEGMENT_BITS = 16;
+const SEGMENT = 1 << SEGMENT_BITS;
+const ID_WORDS = 8;
+const META_WORDS = 4;
+const FANOUT_BITS = 16;
+/** Appended entries looked up through a Map up to this many; past it, they are sorted in. */
+const MAP_AT_MOST = 65_536;
+
+const PACK_MASK = 0x3fff_ffff;
+const TREE_FLAG = 0x4000_0000;
+const COMPRESSED_FLAG = 0x8000_0000;
+export const MAX_PACKS = PACK_MASK + 1;
+
+export interface TableEntry {
+  pack: number;
+  tree: boolean;
+  compressed: boolean;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+/** A blob id (64 hex digits) as eight 32-bit words; undefined for anything else. */
+export function idWords(id: string, into: Uint32Array = new Uint32Array(ID_WORDS)): Uint32Array | undefined {
+  if (id.length !== 64) return undefined;
+  const bytes = Buffer.from(id, 'hex');
+  if (bytes.length !== 32) return undefined;
+  for (let w = 0; w < ID_WORDS; w++) into[w] = bytes.readUInt32LE(w * 4);
+  return into;
+}
+
+export class BlobTable {
+  private readonly ids: Uint32Array[] = [];
+  private readonly meta: Uint32Array[] = [];
+  private entries = 0;
+  /** entry numbers [0, sortedUpTo) ordered by id */
+  private sorted = new Uint32Array(0);
+  private sortedUpTo = 0;
+  private readonly fanout = new Uint32Array((1 << FANOUT_BITS) + 1);
+  /** entries [sortedUpTo, mappedUpTo), by hex id */
+  private recent = new Map<string, number[]>();
+  private mappedUpTo = 0;
+  private readonly query = new Uint32Array(ID_WORDS);
+
+  get size(): number {
+    return this.entries;
+  }
+
+  /** Appends an entry; false for an id that is not 64 hex digits (nothing appended). */
+  append(id: string, e: TableEntry): boolean {
+    const seg = this.entries >>> SEGMENT_BITS;
+    const at = this.entries & (SEGMENT - 1);
+    if (at === 0) {
+      this.ids.push(new Uint32Array(SEGMENT * ID_WORDS));
+      this.meta.push(new Uint32Array(SEGMENT * META_WORDS));
+    }
+    if (!idWords(id, this.ids[seg]!.subarray(at * ID_WORDS, (at + 1) * ID_WORDS))) {
+      if (at === 0) (this.ids.pop(), this.meta.pop());
+      return false;
+    }
+    const m = this.meta[seg]!;
+    m[at * META_WORDS] = (e.pack & PACK_MASK) | (e.tree ? TREE_FLAG : 0) | (e.compressed ? COMPRESSED_FLAG : 0);
+    m[at * META_WORDS + 1] = e.offset;
+    m[at * META_WORDS + 2] = e.length;
+    m[at * META_WORDS + 3] = e.rawLength;
+    this.entries++;
+    return true;
+  }
+
+  /** Drops the entries from `n` on: only entries appended since the last lookup. */
+  truncate(n: number): void {
+    if (n < this.sortedUpTo || n < this.mappedUpTo) throw new Error('BlobTable.truncate: entries already looked up');
+    this.entries = Math.min(this.entries, n);
+    this.ids.length = this.meta.length = Math.ceil(this.entries / SEGMENT);
+  }
+
+  entry(n: number): TableEntry {
+    const m = this.meta[n >>> SEGMENT_BITS]!;
+    const at = (n & (SEGMENT - 1)) * META_WORDS;
+    const w0 = m[at]!;
+    return { pack: w0 & PACK_MASK, tree: (w0 & TREE_FLAG) !== 0, compressed: (w0 & COMPRESSED_FLAG) !== 0, offset: m[at + 1]!, length: m[at + 2]!, rawLength: m[at + 3]! };
+  }
+
+  packOf(n: number): number {
+    return this.meta[n >>> SEGMENT_BITS]![(n & (SEGMENT - 1)) * META_WORDS]! & PACK_MASK;
+  }
+
+  /** The id of entry n, as 64 hex digits. */
+  id(n: number): string {
+    const ids = this.ids[n >>> SEGMENT_BITS]!;
+    const at = (n & (SEGMENT - 1)) * ID_WORDS;
+    return Buffer.from(ids.buffer, ids.byteOffset + at * 4, 32).toString('hex');
+  }
+
+  /** Entry numbers holding `id`, in the order they were appended (a blob can be stored twice). */
+  find(id: string): number[] {
+    const q = idWords(id, this.query);
+    if (!q) return [];
+    this.prepareLookups();
+    const found: number[] = [];
+    let lo = this.fanout[q[0]! >>> (32 - FANOUT_BITS)]!;
+    let hi = this.fanout[(q[0]! >>> (32 - FANOUT_BITS)) + 1]!;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.compareWith(this.sorted[mid]!, q) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.sortedUpTo && this.compareWith(this.sorted[i]!, q) === 0; i++) found.push(this.sorted[i]!);
+    const recent = this.recent.get(id);
+    if (recent) found.push(...recent);
+    return found;
+  }
+
+  /** Before a lookup: many new entries are sorted in, a few are put in the Map. */
+  private prepareLookups(): void {
+    if (this.entries - this.sortedUpTo > MAP_AT_MOST) {
+      this.sortIn();
+      return;
+    }
+    for (; this.mappedUpTo < this.entries; this.mappedUpTo++) {
+      const key = this.id(this.mappedUpTo);
+      const list = this.recent.get(key);
+      if (list) list.push(this.mappedUpTo);
+      else this.recent.set(key, [this.mappedUpTo]);
+    }
+  }
+
+  /** Entries [sortedUpTo, entries) sorted (radix on the first word), then merged with the sorted ones. */
+  private sortIn(): void {
+    const from = this.sortedUpTo;
+    const count = this.entries - from;
+    let run = new Uint32Array(count);
+    let other = new Uint32Array(count);
+    for (let i = 0; i < count; i++) run[i] = from + i;
+    // Two stable counting passes on the first word's low and high halves.
+    for (const shift of [0, 16]) {
+      const counts = new Uint32Array(65_537);
+      for (let i = 0; i < count; i++) counts[((this.word0(run[i]!) >>> shift) & 0xffff) + 1]!++;
+      for (let b = 1; b <= 65_536; b++) counts[b]! += counts[b - 1]!;
+      for (let i = 0; i < count; i++) other[counts[(this.word0(run[i]!) >>> shift) & 0xffff]!++] = run[i]!;
+      [run, other] = [other, run];
+    }
+    // Equal first words (a few thousand in ten million): ordered by the whole id, then by entry.
+    for (let i = 0; i < count; ) {
+      let j = i + 1;
+      while (j < count && this.word0(run[j]!) === this.word0(run[i]!)) j++;
+      if (j - i > 1) run.subarray(i, j).sort((a, b) => this.compare(a, b) || a - b);
+      i = j;
+    }
+    other = new Uint32Array(0);
+    const merged = this.sortedUpTo === 0 ? run : new Uint32Array(this.sortedUpTo + count);
+    let a = 0;
+    let b = 0;
+    let out = 0;
+    while (a < this.sortedUpTo && b < count) merged[out++] = this.compare(this.sorted[a]!, run[b]!) <= 0 ? this.sorted[a++]! : run[b++]!;
+    while (a < this.sortedUpTo) merged[out++] = this.sorted[a++]!;
+    while (b < count) merged[out++] = run[b++]!;
+    this.sorted = merged;
+    this.sortedUpTo = this.entries;
+    this.mappedUpTo = this.entries;
+    this.recent = new Map();
+    this.fanout.fill(0);
+    for (let i = 0; i < merged.length; i++) this.fanout[(this.word0(merged[i]!) >>> (32 - FANOUT_BITS)) + 1]!++;
+    for (let f = 1; f < this.fanout.length; f++) this.fanout[f]! += this.fanout[f - 1]!;
+  }
+
+  private word0(n: number): number {
+    return this.ids[n >>> SEGMENT_BITS]![(n & (SEGMENT - 1)) * ID_WORDS]!;
+  }
+
+  private compare(x: number, y: number): number {
+    const xs = this.ids[x >>> SEGMENT_BITS]!;
+    const ys = this.ids[y >>> SEGMENT_BITS]!;
+    const xa = (x & (SEGMENT - 1)) * ID_WORDS;
+    const ya = (y & (SEGMENT - 1)) * ID_WORDS;
+    for (let w = 0; w < ID_WORDS; w++) {
+      const d = xs[xa + w]! - ys[ya + w]!;
+      if (d !== 0) return d;
+    }
+    return 0;
+  }
+
+  private compareWith(x: number, q: Uint32Array): number {
+    const xs = this.ids[x >>> SEGMENT_BITS]!;
+    const xa = (x & (SEGMENT - 1)) * ID_WORDS;
+    for (let w = 0; w < ID_WORDS; w++) {
+      const d = xs[xa + w]! - q[w]!;
+      if (d !== 0) return d;
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import type { PackedBlob } from '../../src/repo/format/pack.js';
+import { MAX_BLOBS_PER_INDEX_FILE, MasterIndex, encodeIndexFile, encodeIndexFiles } from '../../src/repo/master-index.js';
+import { IntegrityError } from '../../src/util/errors.js';
+
+const blobIdOf = (n: number) => createHash('sha256').update(`blob ${n}`).digest('hex');
+const packIdOf = (n: number) => createHash('sha256').update(`pack ${n}`).digest('hex');
+
+function pack(first: number, count: number, type: 'data' | 'tree' = 'data'): PackedBlob[] {
+  return Array.from({ length: count }, (_, i) => ({ id: blobIdOf(first + i), type, offset: i * 100, length: 100, rawLength: 150 + i, compressed: i % 2 === 0 }));
+}
+
+test('the compact index finds every blob among 300,000, added in bulk and pack by pack between lookups, as a Map would', () => {
+  const index = new MasterIndex();
+  const reference = new Map<string, { pack: string; offset: number; rawLength: number; compressed: boolean }>();
+  let next = 0;
+  // In bulk, as an opening repository adds its index files: sorted at the first lookup.
+  for (let p = 0; p < 2000; p++) {
+    const blobs = pack(next, 100);
+    next += 100;
+    index.addPack(packIdOf(p), blobs, `file-${p % 7}`);
+    for (const b of blobs) reference.set(b.id, { pack: packIdOf(p), offset: b.offset, rawLength: b.rawLength, compressed: b.compressed });
+  }
+  // Then as a backup adds its packs, looking up between them: a Map first, sorted in past 65,536.
+  for (let p = 2000; p < 3000; p++) {
+    const blobs = pack(next, 100, p % 3 === 0 ? 'tree' : 'data');
+    next += 100;
+    index.addPack(packIdOf(p), blobs);
+    for (const b of blobs) reference.set(b.id, { pack: packIdOf(p), offset: b.offset, rawLength: b.rawLength, compressed: b.compressed });
+    const probe = blobIdOf((p * 7919) % next);
+    assert.equal(index.get(probe)?.pack, reference.get(probe)!.pack);
+  }
+  assert.equal(index.blobCount, 300_000);
+  for (const [id, want] of reference) {
+    const got = index.get(id);
+    assert.ok(got, `blob ${id} not found`);
+    assert.deepEqual({ pack: got.pack, offset: got.offset, rawLength: got.rawLength, compressed: got.compressed }, want);
+    assert.equal(got.id, id);
+  }
+  for (let n = next; n < next + 1000; n++) assert.equal(index.get(blobIdOf(n)), undefined);
+  assert.equal(index.get('not an id'), undefined);
+  assert.equal(index.get(blobIdOf(5).toUpperCase().replace(/./, 'g')), undefined);
+  assert.deepEqual(index.packBlobs(packIdOf(2002)), pack(200_200, 100));
+  assert.deepEqual(index.packBlobs(packIdOf(2001)), pack(200_100, 100, 'tree'));
+  assert.equal(index.packs().size, 3000);
+});
+
+test('a blob stored twice comes from the first pack prune keeps, and a superseded index file is withdrawn', () => {
+  const index = new MasterIndex();
+  const shared = pack(0, 3);
+  index.doom([packIdOf(1)]);
+  index.addPack(packIdOf(1), shared, 'old');
+  index.addPack(packIdOf(2), shared, 'old');
+  index.addPack(packIdOf(3), shared, 'new');
+  index.addPack(packIdOf(4), pack(10, 2), 'old');
+  assert.equal(index.get(shared[0]!.id)?.pack, packIdOf(2));
+  // Pack 2 is listed only by the superseded file; pack 1, doomed, still serves a reader.
+  index.supersede('old');
+  assert.equal(index.get(shared[0]!.id)?.pack, packIdOf(3));
+  assert.equal(index.get(blobIdOf(10)), undefined);
+  assert.equal(index.hasPack(packIdOf(4)), false);
+  // Listed again by a file that counts: back.
+  index.addPack(packIdOf(4), pack(10, 2), 'newer');
+  assert.equal(index.get(blobIdOf(11))?.pack, packIdOf(4));
+  index.supersede('new');
+  assert.equal(index.get(shared[1]!.id), undefined, 'every copy withdrawn');
+});
+
+test('an index file with a blob id that is not one adds nothing of that pack', () => {
+  const index = new MasterIndex();
+  const file = encodeIndexFile([[packIdOf(1), pack(0, 3)], [packIdOf(2), pack(3, 3)]]);
+  file.packs[1]!.blobs[1]![0] = 'zz'.repeat(32);
+  assert.throws(() => index.addIndexFile('damaged', file), IntegrityError);
+  index.supersede('damaged');
+  assert.equal(index.get(blobIdOf(0)), undefined);
+  assert.equal(index.get(blobIdOf(3)), undefined);
+  assert.equal(index.hasPack(packIdOf(2)), false);
+  // The same packs from an intact file are there in full.
+  index.addIndexFile('intact', encodeIndexFile([[packIdOf(2), pack(3, 3)]]));
+  assert.deepEqual(index.packBlobs(packIdOf(2)), pack(3, 3));
+});
+
+test('a rewritten index is split into files of at most 50,000 blobs, and only the last supersedes', () => {
+  const packs = new Map(Array.from({ length: 240 }, (_, p) => [packIdOf(p), pack(p * 500, 500)] as [string, PackedBlob[]]));
+  const files = encodeIndexFiles(packs, ['a', 'b']);
+  assert.equal(files.length, 3);
+  for (const f of files) assert.ok(f.packs.reduce((n, p) => n + p.blobs.length, 0) <= MAX_BLOBS_PER_INDEX_FILE);
+  assert.deepEqual(files.map((f) => f.supersedes), [[], [], ['a', 'b']]);
+  assert.equal(files.flatMap((f) => f.packs).length, 240);
+  assert.deepEqual(encodeIndexFiles(new Map(), ['a']).map((f) => f.supersedes), [['a']]);
+});
