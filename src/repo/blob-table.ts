@@ -43,6 +43,30 @@ export function idWords(id: string, into: Uint32Array = new Uint32Array(ID_WORDS
   return into;
 }
 
+/** The first word of an entry: its pack's number and the blob's flags. */
+export function packWord(pack: number, tree: boolean, compressed: boolean): number {
+  return ((pack & PACK_MASK) | (tree ? TREE_FLAG : 0) | (compressed ? COMPRESSED_FLAG : 0)) >>> 0;
+}
+
+/** Each byte's value as a hex digit, -1 for other bytes. */
+const HEX_DIGITS = Int8Array.from({ length: 256 }, (_, c) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1));
+
+/** The 64 hex digits at text[start] as eight words into `into` at `at`, as idWords makes them. */
+function hexWords(text: Uint8Array, start: number, into: Uint32Array, at: number): boolean {
+  if (start + 64 > text.length) return false;
+  for (let w = 0; w < ID_WORDS; w++) {
+    let word = 0;
+    for (let k = 0, at = start + w * 8; k < 4; k++, at += 2) {
+      const hi = HEX_DIGITS[text[at]!]!;
+      const lo = HEX_DIGITS[text[at + 1]!]!;
+      if ((hi | lo) < 0) return false;
+      word |= ((hi << 4) | lo) << (k * 8);
+    }
+    into[at + w] = word >>> 0;
+  }
+  return true;
+}
+
 export class BlobTable {
   private readonly ids: Uint32Array[] = [];
   private readonly meta: Uint32Array[] = [];
@@ -62,30 +86,46 @@ export class BlobTable {
 
   /** Appends an entry; false for an id that is not 64 hex digits (nothing appended). */
   append(id: string, e: TableEntry): boolean {
-    const seg = this.entries >>> SEGMENT_BITS;
-    const at = this.entries & (SEGMENT - 1);
-    if (at === 0) {
+    const n = this.reserve();
+    if (!idWords(id, this.ids[n >>> SEGMENT_BITS]!.subarray((n & (SEGMENT - 1)) * ID_WORDS, ((n & (SEGMENT - 1)) + 1) * ID_WORDS))) return false;
+    this.commit(n, packWord(e.pack, e.tree, e.compressed), e.offset, e.length, e.rawLength);
+    return true;
+  }
+
+  /**
+   * Appends an entry whose id is the 64 hex digits at `text[start]` (an index file's bytes,
+   * read without making strings); false when they are not hex digits (nothing appended).
+   */
+  appendHex(text: Uint8Array, start: number, pack: number, offset: number, length: number, rawLength: number): boolean {
+    const n = this.reserve();
+    if (!hexWords(text, start, this.ids[n >>> SEGMENT_BITS]!, (n & (SEGMENT - 1)) * ID_WORDS)) return false;
+    this.commit(n, pack, offset, length, rawLength);
+    return true;
+  }
+
+  /** The next entry's number, its segment allocated. */
+  private reserve(): number {
+    if (this.ids.length <= this.entries >>> SEGMENT_BITS) {
       this.ids.push(new Uint32Array(SEGMENT * ID_WORDS));
       this.meta.push(new Uint32Array(SEGMENT * META_WORDS));
     }
-    if (!idWords(id, this.ids[seg]!.subarray(at * ID_WORDS, (at + 1) * ID_WORDS))) {
-      if (at === 0) (this.ids.pop(), this.meta.pop());
-      return false;
-    }
-    const m = this.meta[seg]!;
-    m[at * META_WORDS] = (e.pack & PACK_MASK) | (e.tree ? TREE_FLAG : 0) | (e.compressed ? COMPRESSED_FLAG : 0);
-    m[at * META_WORDS + 1] = e.offset;
-    m[at * META_WORDS + 2] = e.length;
-    m[at * META_WORDS + 3] = e.rawLength;
+    return this.entries;
+  }
+
+  private commit(n: number, pack: number, offset: number, length: number, rawLength: number): void {
+    const m = this.meta[n >>> SEGMENT_BITS]!;
+    const at = (n & (SEGMENT - 1)) * META_WORDS;
+    m[at] = pack;
+    m[at + 1] = offset;
+    m[at + 2] = length;
+    m[at + 3] = rawLength;
     this.entries++;
-    return true;
   }
 
   /** Drops the entries from `n` on: only entries appended since the last lookup. */
   truncate(n: number): void {
     if (n < this.sortedUpTo || n < this.mappedUpTo) throw new Error('BlobTable.truncate: entries already looked up');
     this.entries = Math.min(this.entries, n);
-    this.ids.length = this.meta.length = Math.ceil(this.entries / SEGMENT);
   }
 
   entry(n: number): TableEntry {

@@ -72,6 +72,14 @@ export interface InitOptions {
   immutableFlag?: boolean;
 }
 
+function parseObjectJson<T>(json: Buffer, what: string): T {
+  try {
+    return JSON.parse(json.toString('utf8')) as T;
+  } catch (err) {
+    throw new IntegrityError(`${what} is damaged: ${errorMessage(err)}`);
+  }
+}
+
 /**
  * Prune's safety margin: packs named in a deletion record are deleted no sooner than this
  * after the record was written. Writers read new records at every index checkpoint, at
@@ -295,11 +303,14 @@ export class Repository {
   }
 
   decodeObject<T>(bytes: Buffer, what: string): T {
+    return parseObjectJson<T>(this.decodeObjectJson(bytes, what), what);
+  }
+
+  /** An object's JSON bytes, decrypted and decompressed, not parsed. */
+  private decodeObjectJson(bytes: Buffer, what: string): Buffer {
     const body = unseal(this.master.encryptionKey, bytes, what);
-    let json: Buffer;
     try {
-      json = body[0] === 1 ? decompress(body.subarray(1)) : body.subarray(1);
-      return JSON.parse(json.toString('utf8')) as T;
+      return body[0] === 1 ? decompress(body.subarray(1)) : body.subarray(1);
     } catch (err) {
       throw new IntegrityError(`${what} is damaged: ${errorMessage(err)}`);
     }
@@ -313,11 +324,16 @@ export class Repository {
   }
 
   async loadObject<T>(kind: Exclude<ObjectKind, 'data' | 'keys'>, id: string): Promise<T> {
+    return parseObjectJson<T>(await this.loadObjectJson(kind, id), `${OBJECT_NAMES[kind]} ${id}`);
+  }
+
+  /** An object's JSON bytes, verified, decrypted and decompressed, for a reader that parses them itself. */
+  async loadObjectJson(kind: Exclude<ObjectKind, 'data' | 'keys'>, id: string): Promise<Buffer> {
     const what = `${OBJECT_NAMES[kind]} ${id}`;
     const key = objectKey(kind, id);
     const bytes = await (this.early?.takeObject(key) ?? this.backend.get(key));
     if (objectHash(bytes) !== id) throw new IntegrityError(`${what} is damaged: its content does not match its name`);
-    return this.decodeObject<T>(bytes, what);
+    return this.decodeObjectJson(bytes, what);
   }
 
   /**
@@ -399,28 +415,31 @@ export class Repository {
     let vanished = false;
     // Each file goes into the index as it arrives: ten million blobs parsed all at once
     // would take gigabytes. A file superseded by one read later is withdrawn then.
-    await mapConcurrent(wanted, OBJECTS_IN_FLIGHT, async (id) => {
-      let file: IndexFile;
-      try {
-        file = await this.loadObject<IndexFile>('index', id);
-      } catch (err) {
-        if (err instanceof IntegrityError) damaged.set(id, err);
-        else if (err instanceof ObjectNotFoundError) vanished = true;
-        else throw err;
-        return;
-      }
-      this.loadedIndexIds.add(id);
-      for (const s of Array.isArray(file?.supersedes) ? file.supersedes : []) {
+    const superseding = (id: string, supersedes: readonly unknown[]) => {
+      for (const s of supersedes) {
+        if (typeof s !== 'string') continue;
         this.supersededIndexIds.add(s);
         this.index.supersede(s);
       }
-      if (this.supersededIndexIds.has(id)) return;
+      return !this.supersededIndexIds.has(id);
+    };
+    await mapConcurrent(wanted, OBJECTS_IN_FLIGHT, async (id) => {
+      const what = `${OBJECT_NAMES.index} ${id}`;
       try {
-        this.index.addIndexFile(id, file);
+        const json = await this.loadObjectJson('index', id);
+        this.loadedIndexIds.add(id);
+        if (this.index.addIndexFileJson(id, json, (supersedes) => superseding(id, supersedes)) !== 'other') return;
+        // Laid out otherwise than this version writes: parsed as JSON.
+        const file = parseObjectJson<IndexFile>(json, what);
+        if (superseding(id, Array.isArray(file?.supersedes) ? file.supersedes : [])) this.index.addIndexFile(id, file);
       } catch (err) {
-        // What it listed before the damage showed stays out of the index too.
-        this.index.supersede(id);
-        damaged.set(id, err);
+        if (err instanceof ObjectNotFoundError) vanished = true;
+        else if (!(err instanceof IntegrityError)) throw err;
+        else {
+          // What it listed before the damage showed stays out of the index too.
+          this.index.supersede(id);
+          damaged.set(id, err);
+        }
       }
     });
     // A damaged index file that `repair index` (or prune) has replaced is harmless: it waits for prune.

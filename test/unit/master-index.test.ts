@@ -91,3 +91,47 @@ test('a rewritten index is split into files of at most 50,000 blobs, and only th
   assert.equal(files.flatMap((f) => f.packs).length, 240);
   assert.deepEqual(encodeIndexFiles(new Map(), ['a']).map((f) => f.supersedes), [['a']]);
 });
+
+test('index files are read straight from their bytes as this version writes them, and any other layout is parsed as JSON', () => {
+  const packs: Array<[string, PackedBlob[]]> = [
+    [packIdOf(1), pack(0, 3)],
+    [packIdOf(2), pack(3, 2, 'tree')],
+    [packIdOf(3), []],
+  ];
+  const file = encodeIndexFile(packs, [packIdOf(8), packIdOf(9)]);
+  const bytes = Buffer.from(JSON.stringify(file));
+  const fast = new MasterIndex();
+  let supersedes: string[] = [];
+  assert.equal(
+    fast.addIndexFileJson('f', bytes, (ids) => ((supersedes = ids), true)),
+    'added',
+  );
+  assert.deepEqual(supersedes, [packIdOf(8), packIdOf(9)]);
+  const parsed = new MasterIndex();
+  parsed.addIndexFile('f', file);
+  assert.deepEqual(fast.packs(), parsed.packs());
+  assert.deepEqual(fast.get(blobIdOf(4)), parsed.get(blobIdOf(4)));
+  assert.equal(new MasterIndex().addIndexFileJson('f', bytes, () => false), 'skipped');
+  // Laid out otherwise: nothing of it is added, whatever was read before the difference.
+  const other = [
+    Buffer.from(JSON.stringify(file, null, 1)),
+    bytes.subarray(0, bytes.length - 3),
+    Buffer.from(bytes.toString().replace(blobIdOf(4), 'x'.repeat(64))),
+    Buffer.from(bytes.toString().replace(',100,', ',1e2,')),
+    Buffer.from(bytes.toString().replace('"t",', '"x",')),
+    Buffer.from(`${bytes.toString()} `),
+  ];
+  for (const b of other) {
+    const index = new MasterIndex();
+    assert.equal(
+      index.addIndexFileJson('g', b, () => true),
+      'other',
+      b.toString().slice(0, 60),
+    );
+    assert.equal(index.get(blobIdOf(0)), undefined);
+    assert.equal(index.hasPack(packIdOf(1)), false);
+    // The JSON reader then takes it (or finds it damaged).
+    index.addIndexFile('g', JSON.parse(JSON.stringify(file)) as typeof file);
+    assert.equal(index.get(blobIdOf(0))?.pack, packIdOf(1));
+  }
+});
