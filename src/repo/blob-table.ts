@@ -1,8 +1,15 @@
+import { FileRows, MemoryRows, ROW_WORDS, type IndexRows } from './index-rows.js';
+
 /**
- * Every blob of the index in flat typed arrays: 48 bytes an entry (the 32-byte id, and the
- * pack, flags, offset, stored and raw length in four 32-bit words), where a JS object and a
- * Map entry per blob took some 250 bytes and a repository of 10 million blobs would not
- * have opened in a few gigabytes (see docs/performance.md).
+ * Every blob of the index in flat typed arrays, where a JS object and a Map entry per blob
+ * took some 250 bytes and a repository of 10 million blobs would not have opened in a few
+ * gigabytes (see docs/performance.md). In memory: the first 16 bytes of each id and a word
+ * with its pack's number and flags, 20 bytes; the rest of the id, the offset, stored and
+ * raw length are rows (IndexRows) read by entry number: in memory too (48 bytes a blob in
+ * all), or past `spillAbove` blobs in a file of the process's own, so that memory stays
+ * bounded as a repository grows (10 million blobs: 191 MiB instead of 458). A lookup
+ * compares the first halves in memory and reads the second half of the one or two
+ * entries that match them: a blob is only ever found by its whole id.
  *
  * Entries are appended (a pack's blobs together) and never move: an entry's number is where
  * it is. Lookups go through `sorted`, the entry numbers ordered by id (a 32-bit word order,
@@ -15,10 +22,13 @@
 const SEGMENT_BITS = 16;
 const SEGMENT = 1 << SEGMENT_BITS;
 const ID_WORDS = 8;
-const META_WORDS = 4;
+/** the id words kept in memory; the others are the first words of its row */
+const PREFIX_WORDS = 4;
 const FANOUT_BITS = 16;
 /** Appended entries looked up through a Map up to this many; past it, they are sorted in. */
 const MAP_AT_MOST = 65_536;
+/** Past this many blobs (48 MiB of index), rows go to a file. */
+export const SPILL_ABOVE = 1_000_000;
 
 const PACK_MASK = 0x3fff_ffff;
 const TREE_FLAG = 0x4000_0000;
@@ -68,8 +78,9 @@ function hexWords(text: Uint8Array, start: number, into: Uint32Array, at: number
 }
 
 export class BlobTable {
-  private readonly ids: Uint32Array[] = [];
-  private readonly meta: Uint32Array[] = [];
+  private readonly prefixes: Uint32Array[] = [];
+  private readonly packWords: Uint32Array[] = [];
+  private rows: IndexRows = new MemoryRows();
   private entries = 0;
   /** entry numbers [0, sortedUpTo) ordered by id */
   private sorted = new Uint32Array(0);
@@ -79,16 +90,26 @@ export class BlobTable {
   private recent = new Map<string, number[]>();
   private mappedUpTo = 0;
   private readonly query = new Uint32Array(ID_WORDS);
+  private readonly row = new Uint32Array(ROW_WORDS);
+  private readonly other = new Uint32Array(ROW_WORDS);
+  private readonly words = new Uint32Array(ID_WORDS);
+
+  /** `spillAbove`: how many blobs the rows are kept in memory for (tests make it small). */
+  constructor(private readonly spillAbove = SPILL_ABOVE) {}
 
   get size(): number {
     return this.entries;
   }
 
+  /** Where the rows are: 'file' once the table has grown past spillAbove (and a file could be made). */
+  get rowsIn(): 'memory' | 'file' {
+    return this.rows instanceof FileRows ? 'file' : 'memory';
+  }
+
   /** Appends an entry; false for an id that is not 64 hex digits (nothing appended). */
   append(id: string, e: TableEntry): boolean {
-    const n = this.reserve();
-    if (!idWords(id, this.ids[n >>> SEGMENT_BITS]!.subarray((n & (SEGMENT - 1)) * ID_WORDS, ((n & (SEGMENT - 1)) + 1) * ID_WORDS))) return false;
-    this.commit(n, packWord(e.pack, e.tree, e.compressed), e.offset, e.length, e.rawLength);
+    if (!idWords(id, this.words)) return false;
+    this.appendWords(packWord(e.pack, e.tree, e.compressed), e.offset, e.length, e.rawLength);
     return true;
   }
 
@@ -97,53 +118,78 @@ export class BlobTable {
    * read without making strings); false when they are not hex digits (nothing appended).
    */
   appendHex(text: Uint8Array, start: number, pack: number, offset: number, length: number, rawLength: number): boolean {
-    const n = this.reserve();
-    if (!hexWords(text, start, this.ids[n >>> SEGMENT_BITS]!, (n & (SEGMENT - 1)) * ID_WORDS)) return false;
-    this.commit(n, pack, offset, length, rawLength);
+    if (!hexWords(text, start, this.words, 0)) return false;
+    this.appendWords(pack, offset, length, rawLength);
     return true;
   }
 
-  /** The next entry's number, its segment allocated. */
-  private reserve(): number {
-    if (this.ids.length <= this.entries >>> SEGMENT_BITS) {
-      this.ids.push(new Uint32Array(SEGMENT * ID_WORDS));
-      this.meta.push(new Uint32Array(SEGMENT * META_WORDS));
+  private appendWords(pack: number, offset: number, length: number, rawLength: number): void {
+    const n = this.entries;
+    const seg = n >>> SEGMENT_BITS;
+    const at = n & (SEGMENT - 1);
+    if (this.prefixes.length <= seg) {
+      this.prefixes.push(new Uint32Array(SEGMENT * PREFIX_WORDS));
+      this.packWords.push(new Uint32Array(SEGMENT));
     }
-    return this.entries;
+    if (n === this.spillAbove && this.rows instanceof MemoryRows) this.spill();
+    this.prefixes[seg]!.set(this.words.subarray(0, PREFIX_WORDS), at * PREFIX_WORDS);
+    this.packWords[seg]![at] = pack;
+    const row = this.row;
+    row.set(this.words.subarray(PREFIX_WORDS), 0);
+    row[4] = offset;
+    row[5] = length;
+    row[6] = rawLength;
+    this.rows.append(row);
+    this.entries++;
   }
 
-  private commit(n: number, pack: number, offset: number, length: number, rawLength: number): void {
-    const m = this.meta[n >>> SEGMENT_BITS]!;
-    const at = (n & (SEGMENT - 1)) * META_WORDS;
-    m[at] = pack;
-    m[at + 1] = offset;
-    m[at + 2] = length;
-    m[at + 3] = rawLength;
-    this.entries++;
+  /** The rows so far into a file; where none can be made, they stay in memory. */
+  private spill(): void {
+    let file: FileRows;
+    try {
+      file = new FileRows();
+    } catch {
+      return;
+    }
+    const row = new Uint32Array(ROW_WORDS);
+    for (let n = 0; n < this.entries; n++) {
+      this.rows.read(n, row);
+      file.append(row);
+    }
+    this.rows.close();
+    this.rows = file;
   }
 
   /** Drops the entries from `n` on: only entries appended since the last lookup. */
   truncate(n: number): void {
     if (n < this.sortedUpTo || n < this.mappedUpTo) throw new Error('BlobTable.truncate: entries already looked up');
     this.entries = Math.min(this.entries, n);
+    this.rows.truncate(this.entries);
+  }
+
+  /** The rows' file, if any, is closed (its space comes back); the table is not used after. */
+  close(): void {
+    this.rows.close();
   }
 
   entry(n: number): TableEntry {
-    const m = this.meta[n >>> SEGMENT_BITS]!;
-    const at = (n & (SEGMENT - 1)) * META_WORDS;
-    const w0 = m[at]!;
-    return { pack: w0 & PACK_MASK, tree: (w0 & TREE_FLAG) !== 0, compressed: (w0 & COMPRESSED_FLAG) !== 0, offset: m[at + 1]!, length: m[at + 2]!, rawLength: m[at + 3]! };
+    const w0 = this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]!;
+    this.rows.read(n, this.row);
+    return { pack: w0 & PACK_MASK, tree: (w0 & TREE_FLAG) !== 0, compressed: (w0 & COMPRESSED_FLAG) !== 0, offset: this.row[4]!, length: this.row[5]!, rawLength: this.row[6]! };
   }
 
   packOf(n: number): number {
-    return this.meta[n >>> SEGMENT_BITS]![(n & (SEGMENT - 1)) * META_WORDS]! & PACK_MASK;
+    return this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]! & PACK_MASK;
   }
 
   /** The id of entry n, as 64 hex digits. */
   id(n: number): string {
-    const ids = this.ids[n >>> SEGMENT_BITS]!;
-    const at = (n & (SEGMENT - 1)) * ID_WORDS;
-    return Buffer.from(ids.buffer, ids.byteOffset + at * 4, 32).toString('hex');
+    const prefix = this.prefixes[n >>> SEGMENT_BITS]!;
+    const at = (n & (SEGMENT - 1)) * PREFIX_WORDS;
+    this.words.set(prefix.subarray(at, at + PREFIX_WORDS), 0);
+    this.rows.read(n, this.row);
+    this.words.set(this.row.subarray(0, ID_WORDS - PREFIX_WORDS), PREFIX_WORDS);
+    return Buffer.from(this.words.buffer, this.words.byteOffset, 32).toString('hex');
   }
 
   /** Entry numbers holding `id`, in the order they were appended (a blob can be stored twice). */
@@ -219,26 +265,38 @@ export class BlobTable {
   }
 
   private word0(n: number): number {
-    return this.ids[n >>> SEGMENT_BITS]![(n & (SEGMENT - 1)) * ID_WORDS]!;
+    return this.prefixes[n >>> SEGMENT_BITS]![(n & (SEGMENT - 1)) * PREFIX_WORDS]!;
   }
 
+  /** Whole ids compared: the first halves in memory, the second halves (rarely needed) from the rows. */
   private compare(x: number, y: number): number {
-    const xs = this.ids[x >>> SEGMENT_BITS]!;
-    const ys = this.ids[y >>> SEGMENT_BITS]!;
-    const xa = (x & (SEGMENT - 1)) * ID_WORDS;
-    const ya = (y & (SEGMENT - 1)) * ID_WORDS;
-    for (let w = 0; w < ID_WORDS; w++) {
+    const xs = this.prefixes[x >>> SEGMENT_BITS]!;
+    const ys = this.prefixes[y >>> SEGMENT_BITS]!;
+    const xa = (x & (SEGMENT - 1)) * PREFIX_WORDS;
+    const ya = (y & (SEGMENT - 1)) * PREFIX_WORDS;
+    for (let w = 0; w < PREFIX_WORDS; w++) {
       const d = xs[xa + w]! - ys[ya + w]!;
+      if (d !== 0) return d;
+    }
+    this.rows.read(x, this.row);
+    this.rows.read(y, this.other);
+    for (let w = 0; w < ID_WORDS - PREFIX_WORDS; w++) {
+      const d = this.row[w]! - this.other[w]!;
       if (d !== 0) return d;
     }
     return 0;
   }
 
   private compareWith(x: number, q: Uint32Array): number {
-    const xs = this.ids[x >>> SEGMENT_BITS]!;
-    const xa = (x & (SEGMENT - 1)) * ID_WORDS;
-    for (let w = 0; w < ID_WORDS; w++) {
+    const xs = this.prefixes[x >>> SEGMENT_BITS]!;
+    const xa = (x & (SEGMENT - 1)) * PREFIX_WORDS;
+    for (let w = 0; w < PREFIX_WORDS; w++) {
       const d = xs[xa + w]! - q[w]!;
+      if (d !== 0) return d;
+    }
+    this.rows.read(x, this.row);
+    for (let w = 0; w < ID_WORDS - PREFIX_WORDS; w++) {
+      const d = this.row[w]! - q[PREFIX_WORDS + w]!;
       if (d !== 0) return d;
     }
     return 0;

@@ -67,13 +67,23 @@ interface PackListing {
  * supersedes are withdrawn: prune may have deleted them.
  */
 export class MasterIndex {
-  private readonly table = new BlobTable();
+  private readonly table: BlobTable;
   private readonly packIds: string[] = [];
   private readonly packsById = new Map<string, PackListing>();
   private readonly doomed = new Set<string>();
   private readonly withdrawn = new Set<number>();
   /** per index file, the packs it lists */
   private readonly fileListings = new Map<string, number[]>();
+
+  /** `spillAbove`: see BlobTable (tests make it small). */
+  constructor(options: { spillAbove?: number } = {}) {
+    this.table = new BlobTable(options.spillAbove);
+  }
+
+  /** Where the table keeps most of each blob's entry (see BlobTable). */
+  get rowsIn(): 'memory' | 'file' {
+    return this.table.rowsIn;
+  }
 
   /** A pack and its blobs; `indexFile` is the index file listing it, none for a pack stored here. */
   addPack(packId: string, blobs: readonly PackedBlob[], indexFile?: string): void {

@@ -12,39 +12,76 @@ function pack(first: number, count: number, type: 'data' | 'tree' = 'data'): Pac
   return Array.from({ length: count }, (_, i) => ({ id: blobIdOf(first + i), type, offset: i * 100, length: 100, rawLength: 150 + i, compressed: i % 2 === 0 }));
 }
 
-test('the compact index finds every blob among 300,000, added in bulk and pack by pack between lookups, as a Map would', () => {
-  const index = new MasterIndex();
-  const reference = new Map<string, { pack: string; offset: number; rawLength: number; compressed: boolean }>();
-  let next = 0;
-  // In bulk, as an opening repository adds its index files: sorted at the first lookup.
-  for (let p = 0; p < 2000; p++) {
-    const blobs = pack(next, 100);
-    next += 100;
-    index.addPack(packIdOf(p), blobs, `file-${p % 7}`);
-    for (const b of blobs) reference.set(b.id, { pack: packIdOf(p), offset: b.offset, rawLength: b.rawLength, compressed: b.compressed });
+for (const [where, spillAbove] of [['in memory', undefined], ['in a file past 1,000 blobs', 1000]] as const) {
+  test(`the compact index finds every blob among 300,000, added in bulk and pack by pack between lookups, as a Map would (rows ${where})`, () => {
+    const index = new MasterIndex({ spillAbove });
+    const reference = new Map<string, { pack: string; offset: number; rawLength: number; compressed: boolean }>();
+    let next = 0;
+    // In bulk, as an opening repository adds its index files: sorted at the first lookup.
+    for (let p = 0; p < 2000; p++) {
+      const blobs = pack(next, 100);
+      next += 100;
+      index.addPack(packIdOf(p), blobs, `file-${p % 7}`);
+      for (const b of blobs) reference.set(b.id, { pack: packIdOf(p), offset: b.offset, rawLength: b.rawLength, compressed: b.compressed });
+    }
+    // Then as a backup adds its packs, looking up between them: a Map first, sorted in past 65,536.
+    for (let p = 2000; p < 3000; p++) {
+      const blobs = pack(next, 100, p % 3 === 0 ? 'tree' : 'data');
+      next += 100;
+      index.addPack(packIdOf(p), blobs);
+      for (const b of blobs) reference.set(b.id, { pack: packIdOf(p), offset: b.offset, rawLength: b.rawLength, compressed: b.compressed });
+      const probe = blobIdOf((p * 7919) % next);
+      assert.equal(index.get(probe)?.pack, reference.get(probe)!.pack);
+    }
+    assert.equal(index.blobCount, 300_000);
+    for (const [id, want] of reference) {
+      const got = index.get(id);
+      assert.ok(got, `blob ${id} not found`);
+      assert.deepEqual({ pack: got.pack, offset: got.offset, rawLength: got.rawLength, compressed: got.compressed }, want);
+      assert.equal(got.id, id);
+    }
+    for (let n = next; n < next + 1000; n++) assert.equal(index.get(blobIdOf(n)), undefined);
+    assert.equal(index.get('not an id'), undefined);
+    assert.equal(index.get(blobIdOf(5).toUpperCase().replace(/./, 'g')), undefined);
+    assert.deepEqual(index.packBlobs(packIdOf(2002)), pack(200_200, 100));
+    assert.deepEqual(index.packBlobs(packIdOf(2001)), pack(200_100, 100, 'tree'));
+    assert.equal(index.packs().size, 3000);
+    assert.equal(index.rowsIn, spillAbove ? 'file' : 'memory');
+  });
+}
+
+test('ids that share their first 16 bytes are told apart by the rest, in memory and in the file', () => {
+  for (const spillAbove of [undefined, 10]) {
+    const index = new MasterIndex({ spillAbove });
+    const prefix = blobIdOf(1).slice(0, 32);
+    const ids = Array.from({ length: 40 }, (_, i) => prefix + blobIdOf(100 + i).slice(32));
+    const stored = ids.filter((_, i) => i % 2 === 0);
+    index.addPack(packIdOf(1), stored.slice(0, 10).map((id, i) => ({ id, type: 'data' as const, offset: i, length: 1, rawLength: 1, compressed: false })));
+    assert.ok(index.has(stored[0]!));
+    // Sorted, then more between lookups (the Map), then sorted in again.
+    index.addPack(packIdOf(2), stored.slice(10).map((id, i) => ({ id, type: 'data' as const, offset: i, length: 1, rawLength: 1, compressed: false })));
+    for (const [i, id] of ids.entries()) assert.equal(index.has(id), i % 2 === 0, `id ${i}`);
+    for (const [i, id] of stored.entries()) assert.equal(index.get(id)?.offset, i % 10);
+    assert.equal(index.has(prefix + '0'.repeat(32)), false);
   }
-  // Then as a backup adds its packs, looking up between them: a Map first, sorted in past 65,536.
-  for (let p = 2000; p < 3000; p++) {
-    const blobs = pack(next, 100, p % 3 === 0 ? 'tree' : 'data');
-    next += 100;
-    index.addPack(packIdOf(p), blobs);
-    for (const b of blobs) reference.set(b.id, { pack: packIdOf(p), offset: b.offset, rawLength: b.rawLength, compressed: b.compressed });
-    const probe = blobIdOf((p * 7919) % next);
-    assert.equal(index.get(probe)?.pack, reference.get(probe)!.pack);
-  }
-  assert.equal(index.blobCount, 300_000);
-  for (const [id, want] of reference) {
-    const got = index.get(id);
-    assert.ok(got, `blob ${id} not found`);
-    assert.deepEqual({ pack: got.pack, offset: got.offset, rawLength: got.rawLength, compressed: got.compressed }, want);
-    assert.equal(got.id, id);
-  }
-  for (let n = next; n < next + 1000; n++) assert.equal(index.get(blobIdOf(n)), undefined);
-  assert.equal(index.get('not an id'), undefined);
-  assert.equal(index.get(blobIdOf(5).toUpperCase().replace(/./, 'g')), undefined);
-  assert.deepEqual(index.packBlobs(packIdOf(2002)), pack(200_200, 100));
-  assert.deepEqual(index.packBlobs(packIdOf(2001)), pack(200_100, 100, 'tree'));
-  assert.equal(index.packs().size, 3000);
+});
+
+test('the rows file leaves nothing in the temporary folder, and a damaged index file after the spill adds nothing', async () => {
+  const { readdirSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const before = readdirSync(tmpdir()).filter((n) => n.startsWith('stackvault-scratch-'));
+  const index = new MasterIndex({ spillAbove: 100 });
+  index.addIndexFile('a', encodeIndexFile([[packIdOf(1), pack(0, 150)]]));
+  assert.equal(index.rowsIn, 'file');
+  assert.deepEqual(readdirSync(tmpdir()).filter((n) => n.startsWith('stackvault-scratch-')), before);
+  const file = encodeIndexFile([[packIdOf(2), pack(150, 40_000)]]);
+  file.packs[0]!.blobs[39_999]![0] = 'zz'.repeat(32);
+  assert.throws(() => index.addIndexFile('b', file), IntegrityError);
+  assert.equal(index.get(blobIdOf(150)), undefined);
+  assert.equal(index.get(blobIdOf(149))?.pack, packIdOf(1));
+  index.addIndexFile('c', encodeIndexFile([[packIdOf(3), pack(150, 3)]]));
+  assert.equal(index.get(blobIdOf(152))?.offset, 200);
+  assert.deepEqual(index.packBlobs(packIdOf(1))!.at(-1), pack(0, 150).at(-1));
 });
 
 test('a blob stored twice comes from the first pack prune keeps, and a superseded index file is withdrawn', () => {
