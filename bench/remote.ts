@@ -130,7 +130,7 @@ export async function benchRemote(work: string): Promise<{ lines: string[]; resu
     const results = [];
     const lines = [`remote restore: ${(du(source) / 1e6).toFixed(1)} MB, ${entries(source)} entries; each time the median of ${runs} runs`, ''];
     lines.push(['remote'.padEnd(16), 'baseline'.padEnd(26), 'backup (s)'.padStart(22), 'ratio'.padStart(8), 'restore (s)'.padStart(22), 'ratio'.padStart(8), 'target'.padStart(8)].join(''));
-    for (const c of comparisons) {
+    for (const [n, c] of comparisons.entries()) {
       process.stderr.write(`${c.remote}: backups\n`);
       const backups = [c.contender.backup(), c.base.backup()];
       const times: [number[], number[]] = [[], []];
@@ -138,7 +138,7 @@ export async function benchRemote(work: string): Promise<{ lines: string[]; resu
         // Taking turns within every run: this machine's speed drifts from minute to minute.
         for (const [i, who] of [c.contender, c.base].entries()) {
           process.stderr.write(`${c.remote}: restore ${r + 1}/${runs}: ${who.name}\n`);
-          times[i]!.push(who.restore(join(work, `restore-${c.remote.replace(/\W/g, '-')}-${i}-${r}`)).seconds);
+          times[i]!.push(who.restore(join(work, `restore-${n}-${i}-${r}`)).seconds);
         }
       }
       const median = (v: number[]) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1]!;

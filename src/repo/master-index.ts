@@ -1,5 +1,6 @@
 import { IntegrityError } from '../util/errors.js';
 import { BlobTable, MAX_PACKS, packWord } from './blob-table.js';
+import { CLOSE_BRACE, CLOSE_BRACKET, COMMA, LayoutScanner, OTHER_LAYOUT } from './format/layout-scanner.js';
 import type { IndexEntry, PackedBlob } from './format/pack.js';
 
 export type { IndexEntry };
@@ -12,6 +13,9 @@ export interface IndexFile {
   supersedes: string[];
   packs: Array<{ id: string; blobs: IndexedBlob[] }>;
 }
+
+/** Bytes of the index file JSON that the layout scanner tells apart. */
+const [DATA, TREE, NOT_COMPRESSED, COMPRESSED] = ['d', 't', '0', '1'].map((c) => c.charCodeAt(0)) as [number, number, number, number];
 
 /** The most blobs one index file lists: a rewritten index is split into files of this size. */
 export const MAX_BLOBS_PER_INDEX_FILE = 50_000;
@@ -140,7 +144,7 @@ export class MasterIndex {
               const idAt = scan.at;
               scan.skip(64);
               scan.literal('","');
-              const tree = scan.oneOf(D, T) === T;
+              const tree = scan.oneOf(DATA, TREE) === TREE;
               scan.literal('",');
               const offset = scan.integer();
               scan.expect(COMMA);
@@ -148,7 +152,7 @@ export class MasterIndex {
               scan.expect(COMMA);
               const rawLength = scan.integer();
               scan.expect(COMMA);
-              const compressed = scan.oneOf(ZERO, ONE) === ONE;
+              const compressed = scan.oneOf(NOT_COMPRESSED, COMPRESSED) === COMPRESSED;
               scan.expect(CLOSE_BRACKET);
               if (!table.appendHex(json, idAt, packWord(pack, tree, compressed), offset, length, rawLength)) throw OTHER_LAYOUT;
             } while (scan.next(COMMA));
@@ -267,76 +271,5 @@ export class MasterIndex {
       if (blobs) packs.set(packId, blobs);
     }
     return packs;
-  }
-}
-
-const OTHER_LAYOUT = new Error('index file laid out otherwise');
-const COMMA = 44;
-const CLOSE_BRACKET = 93;
-const CLOSE_BRACE = 125;
-const QUOTE = 34;
-const BACKSLASH = 92;
-const D = 100;
-const T = 116;
-const ZERO = 48;
-const ONE = 49;
-
-/** Reads JSON laid out exactly as expected; throws OTHER_LAYOUT at the first byte that is not. */
-class LayoutScanner {
-  at = 0;
-
-  constructor(private readonly text: Uint8Array) {}
-
-  literal(expected: string): void {
-    for (let i = 0; i < expected.length; i++) if (this.text[this.at++] !== expected.charCodeAt(i)) throw OTHER_LAYOUT;
-  }
-
-  expect(byte: number): void {
-    if (this.text[this.at++] !== byte) throw OTHER_LAYOUT;
-  }
-
-  /** Steps over `byte` when it comes next. */
-  next(byte: number): boolean {
-    if (this.text[this.at] !== byte) return false;
-    this.at++;
-    return true;
-  }
-
-  oneOf(a: number, b: number): number {
-    const c = this.text[this.at++];
-    if (c !== a && c !== b) throw OTHER_LAYOUT;
-    return c;
-  }
-
-  skip(bytes: number): void {
-    this.at += bytes;
-    if (this.at > this.text.length) throw OTHER_LAYOUT;
-  }
-
-  /** A string without escapes. */
-  string(): string {
-    this.expect(QUOTE);
-    const start = this.at;
-    for (;;) {
-      const c = this.text[this.at++];
-      if (c === undefined || c === BACKSLASH || c < 32) throw OTHER_LAYOUT;
-      if (c === QUOTE) break;
-    }
-    return Buffer.from(this.text.buffer, this.text.byteOffset + start, this.at - 1 - start).toString('utf8');
-  }
-
-  /** A non-negative integer below 2^32, as JSON.stringify writes one. */
-  integer(): number {
-    let value = 0;
-    const start = this.at;
-    for (;;) {
-      const c = this.text[this.at];
-      if (c === undefined || c < 48 || c > 57) break;
-      value = value * 10 + (c - 48);
-      this.at++;
-    }
-    const digits = this.at - start;
-    if (digits === 0 || digits > 10 || value > 0xffff_ffff || (digits > 1 && this.text[start] === ZERO)) throw OTHER_LAYOUT;
-    return value;
   }
 }

@@ -106,7 +106,8 @@ export interface KnownDeletion {
 }
 
 export class Repository {
-  readonly index = new MasterIndex();
+  /** STACKVAULT_INDEX_MEMORY_BLOBS: how many blobs the index keeps wholly in memory before the rest of each entry goes to a scratch file (see BlobTable). */
+  readonly index = new MasterIndex({ spillAbove: Number(process.env.STACKVAULT_INDEX_MEMORY_BLOBS) || undefined });
   readonly chunker: Chunker;
   private indexLoaded = false;
   /** stored index files that another index file supersedes (prune may delete them) */

@@ -159,7 +159,18 @@ test('prune marks first: a backup held across one prune writes the marked blobs 
   await restoresEqual(repo, ids[0]!, source, dir);
 });
 
-test('backups and prune --yes racing in a loop, objects back-dated: every saved snapshot restores byte-equal', { timeout: 600_000 }, async (t) => {
+for (const [where, memoryBlobs] of [['', undefined], [', the index past 8 blobs in a scratch file', '8']] as const) {
+  test(`backups and prune --yes racing in a loop, objects back-dated: every saved snapshot restores byte-equal${where}`, { timeout: 600_000 }, async (t) => {
+    // Every command of the test inherits it (runCli and startBackup pass the environment on).
+    if (memoryBlobs) {
+      process.env.STACKVAULT_INDEX_MEMORY_BLOBS = memoryBlobs;
+      t.after(() => delete process.env.STACKVAULT_INDEX_MEMORY_BLOBS);
+    }
+    await racingLoop(t);
+  });
+}
+
+async function racingLoop(t: TestContext): Promise<void> {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
   const repo = join(dir, 'repo');
@@ -199,7 +210,7 @@ test('backups and prune --yes racing in a loop, objects back-dated: every saved 
   const checked = await runCli(['check', '--repo', repo, '--read-data'], { env: ENV });
   assert.equal(checked.code, 0, checked.stdout + checked.stderr);
   for (const id of await snapshotIds(repo)) await restoresEqual(repo, id, expected.get(id)!, dir);
-});
+}
 
 test('prune deletes only forgotten snapshots: one committed after prune listed the snapshots stays', { timeout: 120_000 }, async (t) => {
   const dir = await tempDir(t);

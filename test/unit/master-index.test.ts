@@ -172,3 +172,13 @@ test('index files are read straight from their bytes as this version writes them
     assert.equal(index.get(blobIdOf(0))?.pack, packIdOf(1));
   }
 });
+
+test('where the temporary folder takes no file, the rows stay in memory and every blob is still found', (t) => {
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = '/nonexistent/stackvault-test';
+  t.after(() => (saved === undefined ? delete process.env.TMPDIR : (process.env.TMPDIR = saved)));
+  const index = new MasterIndex({ spillAbove: 10 });
+  index.addPack(packIdOf(1), pack(0, 100));
+  assert.equal(index.rowsIn, 'memory');
+  for (let n = 0; n < 100; n++) assert.equal(index.get(blobIdOf(n))?.offset, n * 100);
+});
