@@ -137,7 +137,8 @@ export class MasterIndex {
           scan.literal('{"id":');
           const packId = scan.string();
           scan.literal(',"blobs":[');
-          this.addListing(packId, name, (table, pack) => {
+          // A pack known already (another index file lists it too) is stepped over.
+          const readBlobs = (table: BlobTable | undefined, pack: number) => {
             if (scan.next(CLOSE_BRACKET)) return;
             do {
               scan.literal('["');
@@ -154,10 +155,12 @@ export class MasterIndex {
               scan.expect(COMMA);
               const compressed = scan.oneOf(NOT_COMPRESSED, COMPRESSED) === COMPRESSED;
               scan.expect(CLOSE_BRACKET);
-              if (!table.appendHex(json, idAt, packWord(pack, tree, compressed), offset, length, rawLength)) throw OTHER_LAYOUT;
+              if (table && !table.appendHex(json, idAt, packWord(pack, tree, compressed), offset, length, rawLength)) throw OTHER_LAYOUT;
             } while (scan.next(COMMA));
             scan.expect(CLOSE_BRACKET);
-          });
+          };
+          if (this.packsById.has(packId)) readBlobs(undefined, 0);
+          this.addListing(packId, name, readBlobs);
           scan.expect(CLOSE_BRACE);
         } while (scan.next(COMMA));
         scan.expect(CLOSE_BRACKET);

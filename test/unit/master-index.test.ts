@@ -149,6 +149,14 @@ test('index files are read straight from their bytes as this version writes them
   assert.deepEqual(fast.packs(), parsed.packs());
   assert.deepEqual(fast.get(blobIdOf(4)), parsed.get(blobIdOf(4)));
   assert.equal(new MasterIndex().addIndexFileJson('f', bytes, () => false), 'skipped');
+  // A second file listing the same packs (as a rewritten index does) is read from its bytes too.
+  assert.equal(
+    fast.addIndexFileJson('f2', Buffer.from(JSON.stringify(encodeIndexFile(packs.slice(1)))), () => true),
+    'added',
+  );
+  fast.supersede('f');
+  assert.equal(fast.get(blobIdOf(0)), undefined);
+  assert.equal(fast.get(blobIdOf(4))?.pack, packIdOf(2));
   // Laid out otherwise: nothing of it is added, whatever was read before the difference.
   const other = [
     Buffer.from(JSON.stringify(file, null, 1)),
