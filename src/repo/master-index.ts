@@ -33,25 +33,23 @@ export function encodeIndexFile(packs: Iterable<[string, PackedBlob[]]>, superse
 
 /**
  * A whole index (prune's, repair's) as index files of at most MAX_BLOBS_PER_INDEX_FILE
- * blobs: one file of ten million blobs would be a gigabyte of JSON, more than one string
+ * blobs, one at a time as the caller stores them: one file of ten million blobs would be a gigabyte of JSON, more than one string
  * can hold. Only the last names the files it supersedes: until it is stored, the old files
  * still count, and the earlier new ones only repeat what they list.
  */
-export function encodeIndexFiles(packs: Iterable<[string, PackedBlob[]]>, supersedes: string[] = []): IndexFile[] {
-  const files: IndexFile[] = [];
+export function* encodeIndexFiles(packs: Iterable<[string, PackedBlob[]]>, supersedes: string[] = []): Generator<IndexFile> {
   let current: Array<[string, PackedBlob[]]> = [];
   let blobs = 0;
   for (const pack of packs) {
     if (blobs > 0 && blobs + pack[1].length > MAX_BLOBS_PER_INDEX_FILE) {
-      files.push(encodeIndexFile(current));
+      yield encodeIndexFile(current);
       current = [];
       blobs = 0;
     }
     current.push(pack);
     blobs += pack[1].length;
   }
-  files.push(encodeIndexFile(current, supersedes));
-  return files;
+  yield encodeIndexFile(current, supersedes);
 }
 
 /** Where the index lists a pack, and whether any listing still counts. */

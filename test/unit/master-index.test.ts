@@ -121,12 +121,12 @@ test('an index file with a blob id that is not one adds nothing of that pack', (
 
 test('a rewritten index is split into files of at most 50,000 blobs, and only the last supersedes', () => {
   const packs = new Map(Array.from({ length: 240 }, (_, p) => [packIdOf(p), pack(p * 500, 500)] as [string, PackedBlob[]]));
-  const files = encodeIndexFiles(packs, ['a', 'b']);
+  const files = [...encodeIndexFiles(packs, ['a', 'b'])];
   assert.equal(files.length, 3);
   for (const f of files) assert.ok(f.packs.reduce((n, p) => n + p.blobs.length, 0) <= MAX_BLOBS_PER_INDEX_FILE);
   assert.deepEqual(files.map((f) => f.supersedes), [[], [], ['a', 'b']]);
   assert.equal(files.flatMap((f) => f.packs).length, 240);
-  assert.deepEqual(encodeIndexFiles(new Map(), ['a']).map((f) => f.supersedes), [['a']]);
+  assert.deepEqual([...encodeIndexFiles(new Map(), ['a'])].map((f) => f.supersedes), [['a']]);
 });
 
 test('index files are read straight from their bytes as this version writes them, and any other layout is parsed as JSON', () => {
