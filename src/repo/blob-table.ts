@@ -225,20 +225,35 @@ export class BlobTable {
     }
   }
 
-  /** Entries [sortedUpTo, entries) sorted (radix on the first word), then merged with the sorted ones. */
+  /**
+   * Entries [sortedUpTo, entries) sorted, then merged with the sorted ones. Sorted in place
+   * of one array (an opening repository's ten million entries need no second one): placed
+   * by the first word's top 16 bits, each such bucket (150 entries at ten million) ordered
+   * by its low 16 bits with a native sort of numbers, then runs of equal first words by
+   * the whole id.
+   */
   private sortIn(): void {
     const from = this.sortedUpTo;
     const count = this.entries - from;
-    let run = new Uint32Array(count);
-    let other = new Uint32Array(count);
-    for (let i = 0; i < count; i++) run[i] = from + i;
-    // Two stable counting passes on the first word's low and high halves.
-    for (const shift of [0, 16]) {
-      const counts = new Uint32Array(65_537);
-      for (let i = 0; i < count; i++) counts[((this.word0(run[i]!) >>> shift) & 0xffff) + 1]!++;
-      for (let b = 1; b <= 65_536; b++) counts[b]! += counts[b - 1]!;
-      for (let i = 0; i < count; i++) other[counts[(this.word0(run[i]!) >>> shift) & 0xffff]!++] = run[i]!;
-      [run, other] = [other, run];
+    const starts = new Uint32Array(65_537);
+    for (let n = from; n < this.entries; n++) starts[(this.word0(n) >>> 16) + 1]!++;
+    let largest = 0;
+    for (let b = 1; b <= 65_536; b++) {
+      largest = Math.max(largest, starts[b]!);
+      starts[b]! += starts[b - 1]!;
+    }
+    const run = new Uint32Array(count);
+    const next = starts.slice(0, 65_536);
+    for (let n = from; n < this.entries; n++) run[next[this.word0(n) >>> 16]!++] = n;
+    // Low 16 bits above the entry number (below 2^32): 48 bits, exact in a double.
+    const keys = new Float64Array(largest);
+    for (let b = 0; b < 65_536; b++) {
+      const start = starts[b]!;
+      const size = starts[b + 1]! - start;
+      if (size < 2) continue;
+      for (let i = 0; i < size; i++) keys[i] = (this.word0(run[start + i]!) & 0xffff) * 4_294_967_296 + run[start + i]!;
+      keys.subarray(0, size).sort();
+      for (let i = 0; i < size; i++) run[start + i] = keys[i]! % 4_294_967_296;
     }
     // Equal first words (a few thousand in ten million): ordered by the whole id, then by entry.
     for (let i = 0; i < count; ) {
@@ -247,7 +262,6 @@ export class BlobTable {
       if (j - i > 1) run.subarray(i, j).sort((a, b) => this.compare(a, b) || a - b);
       i = j;
     }
-    other = new Uint32Array(0);
     const merged = this.sortedUpTo === 0 ? run : new Uint32Array(this.sortedUpTo + count);
     let a = 0;
     let b = 0;

@@ -264,7 +264,12 @@ export class MasterIndex {
     return blobs;
   }
 
-  /** Every pack and its blobs, made on each call: for check, prune and repair, which go through all of them. */
+  /** Every pack the index lists (withdrawn ones left out). */
+  packIdsListed(): string[] {
+    return this.packIds.filter((id) => this.hasPack(id));
+  }
+
+  /** Every pack and its blobs, made on each call: for prune, which goes through all of them. */
   packs(): Map<string, PackedBlob[]> {
     const packs = new Map<string, PackedBlob[]>();
     for (const packId of this.packIds) {

@@ -53,9 +53,12 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
     else stored.set(id, info.size);
   }
   for (const [key, message] of repo.damage) result.errors.push(`${key} is damaged and skipped: ${message}`);
-  const packs = repo.index.packs();
-  result.packs = packs.size;
-  for (const [packId, blobs] of packs) {
+  // One pack's blobs at a time: an index of ten million blobs does not fit in memory as objects.
+  const listed = repo.index.packIdsListed();
+  const indexed = new Set(listed);
+  result.packs = listed.length;
+  for (const packId of listed) {
+    const blobs = repo.index.packBlobs(packId)!;
     const size = stored.get(packId);
     const expected = expectedPackSize(blobs, repo.master.encryptionKey !== null);
     if (size === undefined) {
@@ -66,7 +69,7 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
       result.errors.push(`pack ${shortId(packId)} has ${size} bytes, the index says ${expected}`);
     }
   }
-  const unindexed = [...stored].filter(([packId]) => !packs.has(packId));
+  const unindexed = [...stored].filter(([packId]) => !indexed.has(packId));
   if (unindexed.length > 0) {
     const bytes = unindexed.reduce((n, [, size]) => n + size, 0);
     result.warnings.push(
@@ -77,8 +80,8 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
   // A subset means reading that share of the data: asking for one and reading nothing was the nightly check's bug.
   if (options.readData || subset) {
     progress.phase = 'data';
-    const chosen = [...packs.keys()].filter((id) => stored.has(id) && (!subset || subset(id)));
-    const selected = subset?.percent ? shuffled(chosen).slice(0, Math.max(1, Math.ceil((packs.size * subset.percent) / 100))) : chosen;
+    const chosen = listed.filter((id) => stored.has(id) && (!subset || subset(id)));
+    const selected = subset?.percent ? shuffled(chosen).slice(0, Math.max(1, Math.ceil((listed.length * subset.percent) / 100))) : chosen;
     progress.packsTotal = selected.length;
     progress.bytesTotal = selected.reduce((n, id) => n + (stored.get(id) ?? 0), 0);
     // Packs are verified on worker threads, one per core, while the next ones are read.
@@ -86,7 +89,7 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
     try {
       // One pack per worker, and one more being read.
       await mapConcurrent(selected, verifier ? verifier.size + 1 : 1, async (packId) => {
-        await readPack(repo, packId, packs.get(packId)!, result, verifier);
+        await readPack(repo, packId, repo.index.packBlobs(packId)!, result, verifier);
         progress.packsDone++;
         progress.bytesDone += stored.get(packId) ?? 0;
         options.progress?.(progress);

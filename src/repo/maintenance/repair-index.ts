@@ -18,14 +18,13 @@ export async function rebuildIndex(repo: Repository): Promise<{ packs: number; b
   const supersedes = await repo.listIds('index');
   // What the index files that still read say, for packs whose own header does not.
   await repo.loadIndex();
-  const indexed = repo.index.packs();
   for (const info of await repo.listObjects('data')) {
     const id = idFromKey(info.key);
     let entries: PackedBlob[] | undefined;
     try {
       entries = await repo.readPackHeader(id, info.size);
     } catch (err) {
-      entries = indexed.get(id);
+      entries = repo.index.packBlobs(id);
       damaged.push(`pack ${id.slice(0, 8)}: ${errorMessage(err)}${entries ? ' (its entries in the old index are kept)' : ''}`);
     }
     if (!entries) continue;
