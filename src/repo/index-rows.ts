@@ -112,7 +112,7 @@ export class FileRows implements IndexRows {
     try {
       this.file.writeAt(this.pendingBytes, this.pendingRows * ROW_BYTES, this.written * ROW_BYTES);
     } catch (err) {
-      throw new StackvaultError(`cannot keep the index's ${this.size} blobs in a file under ${this.file.parent}: ${errorMessage(err)} (free space there, or point TMPDIR to a folder with room)`);
+      throw new StackvaultError(`cannot keep the index in a scratch file under ${this.file.parent} (${this.size} blobs so far): ${errorMessage(err)} (free space there, or point TMPDIR to a folder with room)`);
     }
     this.written += this.pendingRows;
     this.pendingRows = 0;
