@@ -167,11 +167,6 @@ export class BlobTable {
     this.rows.truncate(this.entries);
   }
 
-  /** The rows' file, if any, is closed (its space comes back); the table is not used after. */
-  close(): void {
-    this.rows.close();
-  }
-
   entry(n: number): TableEntry {
     const w0 = this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]!;
     this.rows.read(n, this.row);

@@ -20,6 +20,31 @@ function hasToken(req: IncomingMessage, token: string): boolean {
   return sameSecret(/^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '', token);
 }
 
+interface ConsoleLogin {
+  token?: string;
+  consolePasswordHash?: string;
+  /** runner.console_login: a login on loopback too */
+  consoleLogin?: boolean;
+}
+
+function hostOf(listen: string): string {
+  return listen.slice(0, listen.lastIndexOf(':')) || '127.0.0.1';
+}
+
+/**
+ * Why the console cannot be served at `listen`: it needs a login there (beyond loopback,
+ * or runner.console_login) and neither the runner token nor a console password is set.
+ * Undefined when it can. The runner then serves its status endpoints without a console;
+ * "stackvault console", which serves nothing else, refuses to start.
+ */
+export function consoleUnservable(listen: string, login: ConsoleLogin): string | undefined {
+  if (login.token !== undefined || login.consolePasswordHash !== undefined) return undefined;
+  const host = hostOf(listen);
+  if (isLoopback(host) && !login.consoleLogin) return undefined;
+  const where = login.consoleLogin ? 'runner.console_login: the console' : `the console on ${host}, beyond loopback,`;
+  return `${where} asks for the runner token, but none is set (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN), nor a console password (runner.console_password_hash)`;
+}
+
 /**
  * /healthz, /metrics (Prometheus text format) and /api/status (JSON) on host:port.
  * /healthz is open to all (an engine's health check has no token); the others tell about
@@ -29,16 +54,14 @@ function hasToken(req: IncomingMessage, token: string): boolean {
 export async function startStatusServer(
   listen: string,
   endpoints: StatusEndpoints,
-  options: { token?: string; console?: (sessions: ConsoleSessions) => Console; consoleLogin?: boolean; consolePasswordHash?: string } = {},
+  options: ConsoleLogin & { console?: (sessions: ConsoleSessions) => Console } = {},
 ): Promise<Server> {
-  const at = listen.lastIndexOf(':');
-  const host = listen.slice(0, at) || '127.0.0.1';
-  const port = Number(listen.slice(at + 1));
+  const host = hostOf(listen);
+  const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
   const { token } = options;
   // Beyond loopback the console logs in with the token or its password; without either it is not served there.
   const openConsole = isLoopback(host) && !options.consoleLogin;
-  const canLogIn = token !== undefined || options.consolePasswordHash !== undefined;
-  const console = options.console && (canLogIn || openConsole) ? options.console(new ConsoleSessions(token, openConsole, options.consolePasswordHash)) : undefined;
+  const console = options.console && consoleUnservable(listen, options) === undefined ? options.console(new ConsoleSessions(token, openConsole, options.consolePasswordHash)) : undefined;
   const server = createServer((req, res) => {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');

@@ -15,7 +15,7 @@ import { JobHistory } from './history.js';
 import { Console, type ConsoleContext } from './console/console.js';
 import type { ConsoleSessions } from './console/session.js';
 import { consolePassword, runnerToken } from './credentials.js';
-import { startStatusServer } from './http.js';
+import { consoleUnservable, startStatusServer } from './http.js';
 import { backupJob, checkJob, drillJob, retentionJob, type JobContext } from './jobs.js';
 import { Notifier } from './notify.js';
 import { Schedule } from './schedule.js';
@@ -146,12 +146,11 @@ export async function startTaskRunner(options: TaskRunnerOptions): Promise<TaskR
   try {
     const token = runnerToken(loaded);
     const consolePasswordHash = consolePassword(loaded);
-    if (config.runner?.console_login && token === undefined && consolePasswordHash === undefined) {
-      throw new UsageError(
-        'runner.console_login: the console asks for the runner token, but none is set (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN), nor a console password (runner.console_password_hash)',
-      );
-    }
-    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { token, console, consoleLogin: config.runner?.console_login, consolePasswordHash });
+    const login = { token, consolePasswordHash, consoleLogin: config.runner?.console_login };
+    // Asked for a login on loopback too, and none set: refused. (Beyond loopback without one, the status endpoints are served without the console.)
+    const unservable = login.consoleLogin ? consoleUnservable(listen || '127.0.0.1:0', login) : undefined;
+    if (unservable) throw new UsageError(unservable);
+    server = listen === false ? undefined : await startStatusServer(listen, endpoints, { ...login, console });
   } catch (err) {
     releaseLock();
     history.close();

@@ -204,6 +204,15 @@ test('runner.console_login without a token is refused at start, naming where the
   assert.match(started.stderr, /runner\.console_login: .* none is set \(runner\.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN\)/);
 });
 
+test('"stackvault console" beyond loopback with neither the runner token nor a console password is refused before it opens anything', async (t) => {
+  const dir = await tempDir(t);
+  // Before the fix it said "serving the console" and served none.
+  const started = await runCli(['console', '--repo', join(dir, 'no-repo'), '--listen', `0.0.0.0:${await freePort()}`], { env: { STACKVAULT_PASSWORD: 'pw' }, timeoutMs: 30_000 });
+  assert.equal(started.code, 2, started.stderr);
+  assert.match(started.stderr, /the console on 0\.0\.0\.0, beyond loopback, asks for the runner token, but none is set .* nor a console password \(runner\.console_password_hash\)/);
+  assert.doesNotMatch(started.stderr, /serving/);
+});
+
 test('the console logs in with a password kept only as its hash, made by "stackvault console --hash-password"', async (t) => {
   const dir = await tempDir(t);
   await mkdir(join(dir, 'data'));

@@ -31,24 +31,24 @@ Examples:
         return;
       }
       const ctx = context();
-      const [{ Console }, { startStatusServer }, { consolePassword, runnerToken }] = await Promise.all([
+      const [{ Console }, { consoleUnservable, startStatusServer }, { consolePassword, runnerToken }] = await Promise.all([
         import('../../runner/console/console.js'),
         import('../../runner/http.js'),
         import('../../runner/credentials.js'),
       ]);
       const loaded = ctx.config();
-      const consolePasswordHash = loaded ? consolePassword(loaded) : undefined;
+      const login = { token: runnerToken(loaded ?? undefined), consolePasswordHash: loaded ? consolePassword(loaded) : undefined, consoleLogin: loaded?.config.runner?.console_login };
+      // It serves nothing but the console: one nobody could log in to is refused before anything opens.
+      const unservable = consoleUnservable(flags.listen, login);
+      if (unservable) throw new UsageError(unservable);
       const repo = await ctx.openRepository();
       const stack = loaded?.config.stack ?? null;
-      const token = runnerToken(loaded ?? undefined);
       const health = { healthy: true, problems: [] as string[] };
       const server = await startStatusServer(
         flags.listen,
         { health: () => health, metrics: () => '', status: () => ({ health }) },
         {
-          token,
-          consolePasswordHash,
-          consoleLogin: loaded?.config.runner?.console_login,
+          ...login,
           console: (sessions) =>
             new Console({ stack, configFile: loaded?.file, openRepository: async () => repo, status: () => ({ health, current: null, next: {} }), jobs: [], runNow: async () => 'failed' }, sessions),
         },

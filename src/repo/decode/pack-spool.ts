@@ -49,6 +49,7 @@ const MAX_SPOOL_BYTES = 1024 * 1024 * 1024;
 const FREE_SPACE_SHARE = 0.25;
 /** A spool's folder: the prefix, the process's id, a random part. */
 const SPOOL_PREFIX = 'stackvault-restore-';
+const SPOOL_NAME = new RegExp(`^${SPOOL_PREFIX}(\\d+)-`);
 
 /**
  * Spools a killed restore left behind (SIGKILL, a power cut: no chance to clean up), up to
@@ -57,12 +58,11 @@ const SPOOL_PREFIX = 'stackvault-restore-';
  */
 async function removeStaleSpools(parent: string): Promise<void> {
   for (const name of await readdir(parent)) {
-    const pid = Number(new RegExp(`^${SPOOL_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    const pid = Number(SPOOL_NAME.exec(name)?.[1]);
     if (!pid || processLives(pid)) continue;
     await rm(join(parent, name), { recursive: true, force: true }).catch(() => undefined);
   }
 }
-
 
 /** planned: read in ranges unless the restore comes to need most of it */
 type PackState = 'planned' | 'waiting' | 'fetching' | 'ready' | 'failed' | 'gone';

@@ -222,13 +222,13 @@ ${pager('/drills', at, pages)}`;
       .map((i) => {
         const version = i.versionChangedFrom !== undefined ? `<mark>${esc(i.versionChangedFrom ?? '-')} → ${esc(i.version ?? '-')}</mark>` : esc(i.version ?? '-');
         const refs = (byIncarnation.get(i.commit) ?? []).slice().reverse();
-        const shown = refs
+        const newest = refs
           .slice(0, 5)
           .map((r) => `<a href="/snapshots/${esc(r.id)}"><code>${esc(shortId(r.id))}</code></a> ${esc(r.snapshot.time)}`)
           .join('<br>');
         return (
           `<tr><td><code>${esc(i.commit.slice(0, 8))}</code></td><td>${esc(i.date.slice(0, 16).replace('T', ' '))}</td><td>${esc(i.author)}</td><td>${esc(i.subject)}<br><small>${esc(i.files.map((f) => `${f.status} ${f.path}`).join(', '))}</small></td>` +
-          `<td>${version}</td><td>${shown}${refs.length > 5 ? `<br><small>and ${refs.length - 5} older</small>` : ''}${refs.length === 0 ? '<em>none</em>' : ''}</td></tr>`
+          `<td>${version}</td><td>${newest}${refs.length > 5 ? `<br><small>and ${refs.length - 5} older</small>` : ''}${refs.length === 0 ? '<em>none</em>' : ''}</td></tr>`
         );
       })
       .join('');

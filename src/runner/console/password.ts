@@ -42,4 +42,3 @@ export async function verifyConsolePassword(password: string, stored: string): P
   const given = await derive(password, Buffer.from(m[4]!, 'base64'), Number(m[1]), Number(m[2]), Number(m[3]));
   return expected.length === given.length && timingSafeEqual(expected, given);
 }
-
