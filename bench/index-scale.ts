@@ -2,8 +2,10 @@
  * Memory as a repository grows (issue 25): a synthetic repository whose index lists
  * BENCH_SCALE_BLOBS blobs (10 million by default) in index files of 50,000, as many
  * backups would have written them, then the peak memory of opening it and backing up a
- * small change. The packs the index names are not written (a backup of new files reads
- * none of them); the index files are real: encrypted, compressed, read and verified.
+ * small change, and of prune's plan. The packs the index names are empty files (a backup
+ * of new files reads none of them; prune judges them by the index, and keeps them: they
+ * are younger than a backup may run); the index files are real: encrypted, compressed,
+ * read and verified.
  *
  *   BENCH_ONLY=scale npm run bench
  *   BENCH_SCALE_BLOBS=1000000 BENCH_ONLY=scale npm run bench
@@ -45,6 +47,8 @@ export async function benchIndexScale(work: string): Promise<{ lines: string[]; 
           packBlobs.push({ id, type: 'data', offset: (i - b) * 65_000, length: 65_000, rawLength: 100_000, compressed: true });
         }
         packs.push([packId, packBlobs]);
+        await mkdir(join(repoDir, 'data', packId.slice(0, 2)), { recursive: true });
+        await writeFile(join(repoDir, 'data', packId.slice(0, 2), packId), '');
       }
       await repo.saveObject('index', encodeIndexFile(packs));
     },
@@ -56,10 +60,12 @@ export async function benchIndexScale(work: string): Promise<{ lines: string[]; 
   const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', '--repo', repoDir, ...args], { STACKVAULT_PASSWORD: password });
   const backup = sv(['backup', source]);
   const snapshots = sv(['snapshots']);
+  const prune = sv(['prune']);
   const lines = [
     `index scale: ${blobs.toLocaleString('en')} blobs in ${files} index files (generated in ${generated.toFixed(0)} s)`,
     `  backup of a small change (20 new files, 1.4 MB): ${backup.seconds.toFixed(2)} s, peak RSS ${backup.peakRssMb?.toFixed(0)} MiB`,
     `  snapshots (the index is not read):                ${snapshots.seconds.toFixed(2)} s, peak RSS ${snapshots.peakRssMb?.toFixed(0)} MiB`,
+    `  prune's plan (every pack judged):                 ${prune.seconds.toFixed(2)} s, peak RSS ${prune.peakRssMb?.toFixed(0)} MiB`,
   ];
-  return { lines, results: { blobs, indexFiles: files, backup, snapshots } };
+  return { lines, results: { blobs, indexFiles: files, backup, snapshots, prune } };
 }

@@ -173,6 +173,32 @@ export class BlobTable {
     return { pack: w0 & PACK_MASK, tree: (w0 & TREE_FLAG) !== 0, compressed: (w0 & COMPRESSED_FLAG) !== 0, offset: this.row[4]!, length: this.row[5]!, rawLength: this.row[6]! };
   }
 
+  /** Entries [first, first + count) with their ids: their rows in one read (a pack's blobs, in order). */
+  entriesIn(first: number, count: number): Array<TableEntry & { id: string }> {
+    const rows = new Uint32Array(count * ROW_WORDS);
+    this.rows.readRange(first, count, rows);
+    const entries = new Array<TableEntry & { id: string }>(count);
+    const words = this.words;
+    for (let i = 0; i < count; i++) {
+      const n = first + i;
+      const w0 = this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]!;
+      const prefixAt = (n & (SEGMENT - 1)) * PREFIX_WORDS;
+      const row = rows.subarray(i * ROW_WORDS, (i + 1) * ROW_WORDS);
+      words.set(this.prefixes[n >>> SEGMENT_BITS]!.subarray(prefixAt, prefixAt + PREFIX_WORDS), 0);
+      words.set(row.subarray(0, ID_WORDS - PREFIX_WORDS), PREFIX_WORDS);
+      entries[i] = {
+        id: Buffer.from(words.buffer, words.byteOffset, 32).toString('hex'),
+        pack: w0 & PACK_MASK,
+        tree: (w0 & TREE_FLAG) !== 0,
+        compressed: (w0 & COMPRESSED_FLAG) !== 0,
+        offset: row[4]!,
+        length: row[5]!,
+        rawLength: row[6]!,
+      };
+    }
+    return entries;
+  }
+
   packOf(n: number): number {
     return this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]! & PACK_MASK;
   }

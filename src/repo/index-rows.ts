@@ -11,6 +11,8 @@ export interface IndexRows {
   append(row: Uint32Array): void;
   /** Row n into `into` (seven words). */
   read(n: number, into: Uint32Array): void;
+  /** Rows [first, first + count) into `into` (seven words each): one read for a whole pack's rows. */
+  readRange(first: number, count: number, into: Uint32Array): void;
   /** Drops the rows from n on. */
   truncate(n: number): void;
   close(): void;
@@ -35,6 +37,15 @@ export class MemoryRows implements IndexRows {
   read(n: number, into: Uint32Array): void {
     const at = (n & (SEGMENT - 1)) * ROW_WORDS;
     into.set(this.segments[n >>> SEGMENT_BITS]!.subarray(at, at + ROW_WORDS));
+  }
+
+  readRange(first: number, count: number, into: Uint32Array): void {
+    for (let n = first, end = first + count; n < end; ) {
+      const inSegment = Math.min(end - n, SEGMENT - (n & (SEGMENT - 1)));
+      const at = (n & (SEGMENT - 1)) * ROW_WORDS;
+      into.set(this.segments[n >>> SEGMENT_BITS]!.subarray(at, at + inSegment * ROW_WORDS), (n - first) * ROW_WORDS);
+      n += inSegment;
+    }
   }
 
   truncate(n: number): void {
@@ -91,6 +102,15 @@ export class FileRows implements IndexRows {
       this.cached = n;
     }
     into.set(this.one);
+  }
+
+  readRange(first: number, count: number, into: Uint32Array): void {
+    const fromFile = Math.max(0, Math.min(count, this.written - first));
+    if (fromFile > 0) this.file.readAt(Buffer.from(into.buffer, into.byteOffset, fromFile * ROW_BYTES), fromFile * ROW_BYTES, first * ROW_BYTES);
+    for (let i = fromFile; i < count; i++) {
+      const at = (first + i - this.written) * ROW_WORDS;
+      into.set(this.pending.subarray(at, at + ROW_WORDS), i * ROW_WORDS);
+    }
   }
 
   truncate(n: number): void {

@@ -1,4 +1,5 @@
 import { IntegrityError } from '../util/errors.js';
+import { BlobMarks } from './blob-marks.js';
 import { BlobTable, MAX_PACKS, packWord } from './blob-table.js';
 import { CLOSE_BRACE, CLOSE_BRACKET, COMMA, LayoutScanner, OTHER_LAYOUT } from './format/layout-scanner.js';
 import type { IndexEntry, PackedBlob } from './format/pack.js';
@@ -254,14 +255,37 @@ export class MasterIndex {
 
   /** A pack's blobs as the index lists them. */
   packBlobs(packId: string): PackedBlob[] | undefined {
+    return this.packEntries(packId)?.blobs;
+  }
+
+  /** A pack's blobs, and the entry number of the first (they follow it in order): what BlobMarks count. */
+  packEntries(packId: string): { first: number; blobs: PackedBlob[] } | undefined {
     const listing = this.packsById.get(packId);
     if (!listing || this.withdrawn.has(listing.number)) return undefined;
-    const blobs: PackedBlob[] = [];
-    for (let n = listing.first; n < listing.first + listing.count; n++) {
-      const e = this.table.entry(n);
-      blobs.push({ id: this.table.id(n), type: e.tree ? 'tree' : 'data', offset: e.offset, length: e.length, rawLength: e.rawLength, compressed: e.compressed });
-    }
-    return blobs;
+    const blobs = this.table
+      .entriesIn(listing.first, listing.count)
+      .map((e): PackedBlob => ({ id: e.id, type: e.tree ? 'tree' : 'data', offset: e.offset, length: e.length, rawLength: e.rawLength, compressed: e.compressed }));
+    return { first: listing.first, blobs };
+  }
+
+  /** Where a pack's entries are: numbers [first, first + count); none for a pack not listed (or withdrawn). */
+  packRange(packId: string): { first: number; count: number } | undefined {
+    const listing = this.packsById.get(packId);
+    if (!listing || this.withdrawn.has(listing.number)) return undefined;
+    return { first: listing.first, count: listing.count };
+  }
+
+  /** The packs holding other copies of entry n's blob (withdrawn ones left out). */
+  otherCopies(n: number): string[] {
+    return this.table
+      .find(this.table.id(n))
+      .filter((m) => m !== n && !this.withdrawn.has(this.table.packOf(m)))
+      .map((m) => this.packIds[this.table.packOf(m)]!);
+  }
+
+  /** Marks over the entries there are now (see BlobMarks). */
+  marks(): BlobMarks {
+    return new BlobMarks((id) => this.table.find(id), this.table.size);
   }
 
   /** Every pack the index lists (withdrawn ones left out). */
@@ -269,13 +293,14 @@ export class MasterIndex {
     return this.packIds.filter((id) => this.hasPack(id));
   }
 
-  /** Every pack and its blobs, made on each call: for prune, which goes through all of them. */
-  packs(): Map<string, PackedBlob[]> {
-    const packs = new Map<string, PackedBlob[]>();
+  /**
+   * Every pack and its blobs, one pack at a time (the whole index as objects would take
+   * gigabytes at ten million blobs): for a rewritten index, and for tests.
+   */
+  *eachPack(): Generator<[string, PackedBlob[]]> {
     for (const packId of this.packIds) {
       const blobs = this.packBlobs(packId);
-      if (blobs) packs.set(packId, blobs);
+      if (blobs) yield [packId, blobs];
     }
-    return packs;
   }
 }

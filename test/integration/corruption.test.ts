@@ -41,7 +41,7 @@ async function setup(t: import('node:test').TestContext, encrypted: boolean) {
 for (const encrypted of [true, false]) {
   test(`one flipped byte in any pack is found by check --read-data, naming snapshot and file (${encrypted ? 'encrypted' : 'unencrypted'})`, { timeout: 300_000 }, async (t) => {
     const { repoDir, repo, saved, users } = await setup(t, encrypted);
-    const packs = [...repo.index.packs()];
+    const packs = [...repo.index.eachPack()];
     assert.ok(packs.length >= 4, `want several packs, got ${packs.length}`);
     let seed = encrypted ? 7 : 11;
     const random = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
@@ -124,7 +124,7 @@ test('a pack cut short fails exactly the small files whose blobs it lost; their 
   const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
   const files: Array<{ path: string; blobs: string[] }> = [];
   for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (node.type === 'file') files.push({ path, blobs: node.content ?? [] });
-  const [packId, blobs] = [...repo.index.packs()].sort((x, y) => y[1].length - x[1].length)[0]!;
+  const [packId, blobs] = [...repo.index.eachPack()].sort((x, y) => y[1].length - x[1].length)[0]!;
   const cut = blobs.map((b) => b.offset).sort((x, y) => x - y)[Math.floor(blobs.length / 2)]! + 10;
   const lost = new Set(blobs.filter((b) => b.offset + b.length > cut).map((b) => b.id));
   const damaged = files.filter((f) => f.blobs.some((id) => lost.has(id))).map((f) => f.path);

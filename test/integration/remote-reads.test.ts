@@ -38,7 +38,7 @@ async function countRestoreRequests(t: TestContext, open: (proxyUrl: string) => 
 
   const repo = await Repository.open(backend, 'pw');
   await repo.loadIndex();
-  const packs = repo.index.packs().size;
+  const packs = [...repo.index.eachPack()].length;
   const blobs = repo.index.blobCount;
   proxy.forwarded.length = 0;
   if (ranges) withoutSpool(t, dir);
@@ -129,7 +129,7 @@ test('a restore through rclone has rclone copy the packs it needs most of whole,
   const ref = { id: saved.id, snapshot: saved.snapshot };
   const repo = await Repository.open(backend, 'pw');
   await repo.loadIndex();
-  const dataPacks = [...repo.index.packs().values()].filter((blobs) => blobs.some((b) => b.type === 'data')).length;
+  const dataPacks = [...repo.index.eachPack()].map(([, blobs]) => blobs).filter((blobs) => blobs.some((b) => b.type === 'data')).length;
   // The spool goes under the system's temporary folder: here, one the test watches.
   const spoolParent = join(dir, 'tmp');
   await mkdir(spoolParent);

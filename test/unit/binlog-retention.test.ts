@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { BlobMarks } from '../../src/repo/blob-marks.js';
 import { emptyPlan } from '../../src/repo/maintenance/prune-packs.js';
 import { Repository } from '../../src/repo/repository.js';
 import type { BinlogSegment } from '../../src/snapshot/binlog-segments.js';
@@ -39,12 +40,12 @@ function segmentUntil(covered: string, blob: string): BinlogSegment {
 }
 
 /** Segments committed on days 20 to 1 before `now`, with snapshots on days 14, 7 and 1. */
-async function judge(pitrDays: number | undefined): Promise<{ deleted: number; kept: Set<string> }> {
+async function judge(pitrDays: number | undefined): Promise<{ deleted: number; kept: BlobMarks }> {
   const repo = await Repository.init(new MemoryBackend(), { password: 'pw', immutabilityDays: 0 });
   for (let d = 20; d >= 1; d--) await repo.saveObject('binlog', segmentUntil(daysAgo(d), `blob-${d}`));
   const kept = [snapshotAt(daysAgo(14)), snapshotAt(daysAgo(7)), snapshotAt(daysAgo(1))];
   const plan = emptyPlan(repo, now, kept.length, undefined);
-  const used = new Set<string>();
+  const used = repo.index.marks();
   await judgeBinlogSegments(repo, plan, kept, pitrDays, used);
   return { deleted: plan.delete.binlogSegments.length, kept: used };
 }

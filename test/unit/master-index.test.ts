@@ -45,10 +45,43 @@ for (const [where, spillAbove] of [['in memory', undefined], ['in a file past 1,
     assert.equal(index.get(blobIdOf(5).toUpperCase().replace(/./, 'g')), undefined);
     assert.deepEqual(index.packBlobs(packIdOf(2002)), pack(200_200, 100));
     assert.deepEqual(index.packBlobs(packIdOf(2001)), pack(200_100, 100, 'tree'));
-    assert.equal(index.packs().size, 3000);
+    // Each pack's rows in one read, also those that straddle the file and the rows not yet written to it.
+    const packs = [...index.eachPack()];
+    assert.equal(packs.length, 3000);
+    for (const [p, [packId, blobs]] of packs.entries()) {
+      assert.equal(packId, packIdOf(p));
+      assert.deepEqual(blobs, pack(p * 100, 100, p >= 2000 && p % 3 === 0 ? 'tree' : 'data'));
+    }
     assert.equal(index.rowsIn, spillAbove ? 'file' : 'memory');
   });
 }
+
+test('blob marks: an id marks each entry holding it, ids not in the index are kept apart, and an entry added later cannot read as unmarked', () => {
+  const index = new MasterIndex({ spillAbove: 50 });
+  index.addPack(packIdOf(1), pack(0, 40));
+  // Blobs 30-39 stored a second time, in another pack.
+  index.addPack(packIdOf(2), pack(30, 40));
+  const marks = index.marks();
+  assert.equal(marks.mark(blobIdOf(35)), true);
+  assert.equal(marks.mark(blobIdOf(35)), false);
+  const [one, two] = [index.packRange(packIdOf(1))!, index.packRange(packIdOf(2))!];
+  assert.equal(marks.isMarked(one.first + 35), true);
+  assert.equal(marks.isMarked(two.first + 5), true);
+  assert.equal(marks.countIn(one.first, one.count), 1);
+  assert.equal(marks.countIn(two.first, two.count), 1);
+  assert.deepEqual(index.otherCopies(one.first + 35), [packIdOf(2)]);
+  assert.deepEqual(index.otherCopies(one.first + 1), []);
+  for (let b = 0; b < 70; b += 3) marks.mark(blobIdOf(b));
+  assert.equal(marks.countIn(one.first, one.count), 15);
+  assert.equal(marks.isMarked(one.first + 4), false);
+  // Not in the index: remembered by id.
+  assert.equal(marks.mark(blobIdOf(1000)), true);
+  assert.equal(marks.mark(blobIdOf(1000)), false);
+  index.addPack(packIdOf(3), pack(1000, 5));
+  assert.throws(() => marks.mark(blobIdOf(1001)), /added after the blob marks were made/);
+  assert.throws(() => marks.isMarked(index.packRange(packIdOf(3))!.first), /added after the blob marks were made/);
+  assert.equal(index.marks().countIn(index.packRange(packIdOf(3))!.first, 5), 0);
+});
 
 test('ids that share their first 16 bytes are told apart by the rest, in memory and in the file', () => {
   for (const spillAbove of [undefined, 10]) {
@@ -146,7 +179,7 @@ test('index files are read straight from their bytes as this version writes them
   assert.deepEqual(supersedes, [packIdOf(8), packIdOf(9)]);
   const parsed = new MasterIndex();
   parsed.addIndexFile('f', file);
-  assert.deepEqual(fast.packs(), parsed.packs());
+  assert.deepEqual([...fast.eachPack()], [...parsed.eachPack()]);
   assert.deepEqual(fast.get(blobIdOf(4)), parsed.get(blobIdOf(4)));
   assert.equal(new MasterIndex().addIndexFileJson('f', bytes, () => false), 'skipped');
   // A second file listing the same packs (as a rewritten index does) is read from its bytes too.

@@ -46,7 +46,7 @@ function describePlan(plan: PrunePlan): string {
 
 export async function runPrune(ctx: CliContext, repo: Repository, yes: boolean): Promise<void> {
   const plan = await planPrune(repo, { pitrDays: ctx.config()?.config.retention?.pitr_days });
-  const nothing = Object.values(plan.delete).every((l) => l.length === 0) && plan.mark.length === 0 && plan.supersedeIndexFiles.length === 0;
+  const nothing = Object.values(plan.delete).every((l) => l.length === 0) && plan.mark.length === 0 && !plan.rewriteIndex;
   if (!yes || nothing) {
     emit(
       ctx,

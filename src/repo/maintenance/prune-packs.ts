@@ -2,6 +2,7 @@ import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type DeletionRecord, type
 import { encodeIndexFiles } from '../master-index.js';
 import { idFromKey, objectKey } from '../format/layout.js';
 import type { PackedBlob } from '../format/pack.js';
+import type { BlobMarks } from '../blob-marks.js';
 import { backendExtra, type ObjectInfo } from '../backends/backend.js';
 import { errorMessage } from '../../util/errors.js';
 
@@ -65,6 +66,8 @@ export interface PrunePlan {
   /** why no pack is recorded for deletion this time, if so */
   markingHeldBack?: string;
   bytesFreed: number;
+  /** the index is written again: without the packs deleted, with the packs no index listed */
+  rewriteIndex: boolean;
   /** index files the rewritten index supersedes: exactly those this plan saw */
   supersedeIndexFiles: string[];
 }
@@ -95,6 +98,7 @@ export function emptyPlan(repo: Repository, now: Date, snapshotsKept: number, ma
     unindexedPacks: 0,
     damaged: [],
     bytesFreed: 0,
+    rewriteIndex: false,
     supersedeIndexFiles: [],
     ...(markingHeldBack === undefined ? {} : { markingHeldBack }),
   };
@@ -106,31 +110,49 @@ export function planClock(repo: Repository, plan: PrunePlan): { immutableMs: num
   return { immutableMs: repo.config.immutabilityDays * DAY_MS, past: (info, minAgeMs) => now - info.created.getTime() >= minAgeMs };
 }
 
+/** The repository's packs as listed for a plan, and those whose headers could not be read. */
+export interface ListedPacks {
+  infos: ObjectInfo[];
+  unreadable: Set<string>;
+  /** packs no index listed: indexed from their headers */
+  unindexed: number;
+}
+
 /**
- * Judge every pack against the blobs kept snapshots use: used, recorded for deletion now,
- * deleted (recorded long enough ago and still unused), or kept for now. Packs no index
- * lists are judged by their own headers, and the rewritten index will list them again.
- * Returns the packs that remain after this plan.
+ * Lists the packs and indexes those no index lists (an interrupted backup's last packs, or
+ * those of a damaged index file) from their own headers: they are judged like the rest,
+ * never deleted blind, and the rewritten index lists them again. Before the blobs in use
+ * are marked (see BlobMarks): marks cover only the entries there are when they are made.
  */
-export async function judgePacks(repo: Repository, plan: PrunePlan, used: ReadonlySet<string>): Promise<Set<string>> {
-  const now = new Date(plan.now);
-  const { immutableMs, past } = planClock(repo, plan);
-  const packMinAge = Math.max(immutableMs, IN_FLIGHT_GRACE_MS);
-  // Packs no index lists (an interrupted backup's last packs, or those of a damaged index
-  // file) are judged by their own headers, never deleted blind.
-  const packInfos = await repo.listObjects('data');
+export async function indexUnlistedPacks(repo: Repository): Promise<ListedPacks> {
+  const infos = await repo.listObjects('data');
   const unreadable = new Set<string>();
-  for (const info of packInfos) {
+  let unindexed = 0;
+  for (const info of infos) {
     const packId = idFromKey(info.key);
     if (repo.index.hasPack(packId)) continue;
     try {
       repo.index.addPack(packId, await repo.readPackHeader(packId, info.size));
-      plan.unindexedPacks++;
+      unindexed++;
     } catch (err) {
       unreadable.add(packId);
       repo.reportDamage(info.key, err);
     }
   }
+  return { infos, unreadable, unindexed };
+}
+
+/**
+ * Judge every pack listed against the blobs kept snapshots use: used, recorded for
+ * deletion now, deleted (recorded long enough ago and still unused), or kept for now.
+ * Returns the packs that remain after this plan.
+ */
+export function judgePacks(repo: Repository, plan: PrunePlan, used: BlobMarks, listed: ListedPacks): Set<string> {
+  const now = new Date(plan.now);
+  const { immutableMs, past } = planClock(repo, plan);
+  const packMinAge = Math.max(immutableMs, IN_FLIGHT_GRACE_MS);
+  const { infos: packInfos, unreadable } = listed;
+  plan.unindexedPacks = listed.unindexed;
   /** earliest deletion record naming each pack */
   const recordedAt = new Map<string, Date>();
   for (const record of repo.knownDeletions()) {
@@ -139,7 +161,6 @@ export async function judgePacks(repo: Repository, plan: PrunePlan, used: Readon
       if (!known || record.info.created < known) recordedAt.set(packId, record.info.created);
     }
   }
-  const packs = repo.index.packs();
   const infoOf = new Map(packInfos.map((i) => [idFromKey(i.key), i]));
   /** recorded long enough ago: deleted unless something needs them after all */
   const due = new Set<string>();
@@ -147,8 +168,9 @@ export async function judgePacks(repo: Repository, plan: PrunePlan, used: Readon
     const packId = idFromKey(info.key);
     plan.packs++;
     if (unreadable.has(packId)) continue;
-    const blobs = packs.get(packId) ?? [];
-    const usedHere = blobs.filter((b) => used.has(b.id)).length;
+    // Counted from the marks alone: a pack's blobs are read only where some are used and some not.
+    const range = repo.index.packRange(packId);
+    const usedHere = range ? used.countIn(range.first, range.count) : 0;
     const recorded = recordedAt.get(packId);
     if (recorded && now.getTime() - recorded.getTime() >= DELETION_MARGIN_MS && past(info, immutableMs)) {
       // What a damaged snapshot or forget record hides may need it: it waits with the rest.
@@ -162,7 +184,10 @@ export async function judgePacks(repo: Repository, plan: PrunePlan, used: Readon
     }
     if (usedHere > 0) {
       plan.packsUsed++;
-      plan.unusedBytesInUsedPacks += blobs.filter((b) => !used.has(b.id)).reduce((n, b) => n + b.length, 0);
+      if (usedHere < range!.count) {
+        const { first, blobs } = repo.index.packEntries(packId)!;
+        plan.unusedBytesInUsedPacks += blobs.reduce((n, b, i) => (used.isMarked(first + i) ? n : n + b.length), 0);
+      }
       continue;
     }
     if (!past(info, packMinAge)) plan.keepForNow.packs.push(candidate(info, packMinAge));
@@ -171,15 +196,15 @@ export async function judgePacks(repo: Repository, plan: PrunePlan, used: Readon
   }
   // A recorded pack goes only if every used blob in it has a copy in a pack that stays
   // (a backup wrote it again); packs that cover each other cannot both go.
-  const outside = new Set<string>();
-  for (const [packId, blobs] of packs) if (!due.has(packId) && infoOf.has(packId)) for (const b of blobs) outside.add(b.id);
+  const staysElsewhere = (n: number) => repo.index.otherCopies(n).some((pack) => !due.has(pack) && infoOf.has(pack));
   for (let changed = true; changed; ) {
     changed = false;
     for (const packId of due) {
-      if (packs.get(packId)!.every((b) => !used.has(b.id) || outside.has(b.id))) continue;
+      const entries = repo.index.packEntries(packId);
+      // (A pack the index does not list cannot be judged: it stays.)
+      if (entries && entries.blobs.every((_, i) => !used.isMarked(entries.first + i) || staysElsewhere(entries.first + i))) continue;
       due.delete(packId);
       plan.reprieved.push(packId);
-      for (const b of packs.get(packId)!) outside.add(b.id);
       changed = true;
     }
   }
@@ -201,6 +226,7 @@ export async function judgeIndexAndRecords(repo: Repository, plan: PrunePlan, re
   // Only index files this plan read: one a backup wrote since lists packs the new index does not.
   const read = new Set(repo.loadedIndexFiles());
   const indexInfos = (await repo.listObjects('index')).filter((i) => read.has(idFromKey(i.key)));
+  plan.rewriteIndex = rewriteIndex;
   if (rewriteIndex) plan.supersedeIndexFiles = indexInfos.map((i) => idFromKey(i.key)).sort();
   for (const info of indexInfos) {
     const id = idFromKey(info.key);
@@ -250,13 +276,15 @@ export async function executePrune(repo: Repository, plan: PrunePlan): Promise<P
   let newIndex: string | null = null;
   /** every file of the rewritten index: never among those deleted */
   const newIndexFiles = new Set<string>();
-  if (plan.supersedeIndexFiles.length > 0) {
+  // Also where no index file was read (all damaged, or gone): the packs the plan found unlisted are listed again.
+  if (plan.rewriteIndex) {
     await repo.loadIndex();
     const gone = new Set(plan.delete.packs.map((c) => idFromKey(c.key)));
-    const remaining = new Map<string, PackedBlob[]>();
-    for (const [packId, blobs] of repo.index.packs()) if (!gone.has(packId)) remaining.set(packId, blobs);
+    const remaining = function* (): Generator<[string, PackedBlob[]]> {
+      for (const pack of repo.index.eachPack()) if (!gone.has(pack[0])) yield pack;
+    };
     // In order: the last file supersedes the old ones once all the others are stored.
-    for (const file of encodeIndexFiles(remaining, plan.supersedeIndexFiles)) {
+    for (const file of encodeIndexFiles(remaining(), plan.supersedeIndexFiles)) {
       newIndex = await repo.saveObject('index', file);
       newIndexFiles.add(objectKey('index', newIndex));
     }

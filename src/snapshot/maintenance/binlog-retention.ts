@@ -1,3 +1,4 @@
+import type { BlobMarks } from '../../repo/blob-marks.js';
 import { idFromKey } from '../../repo/format/layout.js';
 import { candidate, planClock, type PrunePlan } from '../../repo/maintenance/prune-packs.js';
 import type { Repository } from '../../repo/repository.js';
@@ -16,7 +17,7 @@ const CLOCK_MARGIN_MS = 60 * 60_000;
  * kept snapshot (as pgBackRest keeps WAL for every retained backup). Segments of a stack
  * and source no kept snapshot names are all kept: prune cannot tell what they are for.
  */
-export async function judgeBinlogSegments(repo: Repository, plan: PrunePlan, kept: readonly SnapshotRef[], pitrDays: number | undefined, used: Set<string>): Promise<void> {
+export async function judgeBinlogSegments(repo: Repository, plan: PrunePlan, kept: readonly SnapshotRef[], pitrDays: number | undefined, used: BlobMarks): Promise<void> {
   const infos = new Map((await repo.listObjects('binlog')).map((i) => [idFromKey(i.key), i]));
   const segments = await repo.loadIntact<BinlogSegment>('binlog', [...infos.keys()]);
   const damaged = [...repo.damage.keys()].filter((key) => key.startsWith('binlog/'));
@@ -35,7 +36,7 @@ export async function judgeBinlogSegments(repo: Repository, plan: PrunePlan, kep
       continue;
     }
     if (unneeded) plan.keepForNow.binlogSegments.push(candidate(info, immutableMs));
-    for (const blob of value.content) used.add(blob);
+    for (const blob of value.content) used.mark(blob);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Repository } from '../../repo/repository.js';
 import { idFromKey } from '../../repo/format/layout.js';
-import { candidate, emptyPlan, judgeIndexAndRecords, judgePacks, planClock, type PrunePlan } from '../../repo/maintenance/prune-packs.js';
+import type { BlobMarks } from '../../repo/blob-marks.js';
+import { candidate, emptyPlan, indexUnlistedPacks, judgeIndexAndRecords, judgePacks, planClock, type PrunePlan } from '../../repo/maintenance/prune-packs.js';
 import { forgottenIds, listSnapshots, type ForgetRecord, type SnapshotRef } from '../snapshot.js';
 import { TreeLoader } from '../tree.js';
 import { judgeBinlogSegments } from './binlog-retention.js';
@@ -28,6 +29,8 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   const forgotten = await forgottenIds(repo);
   const kept = await listSnapshots(repo, { forgotten });
   await repo.loadIndex();
+  // Packs no index lists are indexed from their headers before the blobs in use are marked.
+  const listedPacks = await indexUnlistedPacks(repo);
   const used = await usedBlobs(repo, kept);
 
   const snapshotDamage = [...repo.damage.keys()].filter((key) => key.startsWith('snapshots/'));
@@ -46,7 +49,7 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   const plan = emptyPlan(repo, now, kept.length, markingHeldBack);
   // Before the packs are judged: the segments kept use blobs too.
   await judgeBinlogSegments(repo, plan, kept, options.pitrDays, used);
-  const remainingPacks = await judgePacks(repo, plan, used);
+  const remainingPacks = judgePacks(repo, plan, used, listedPacks);
   const { immutableMs, past } = planClock(repo, plan);
 
   const remainingSnapshots = new Set<string>();
@@ -78,17 +81,21 @@ export async function planPrune(repo: Repository, options: PruneOptions = {}): P
   return plan;
 }
 
-/** Every blob the kept snapshots reference: their trees and the content they list. */
-async function usedBlobs(repo: Repository, kept: SnapshotRef[]): Promise<Set<string>> {
-  const used = new Set<string>();
+/**
+ * Every blob the kept snapshots reference: their trees and the content they list, as marks
+ * over the index's entries (a Set of ids took gigabytes at ten million blobs).
+ */
+async function usedBlobs(repo: Repository, kept: SnapshotRef[]): Promise<BlobMarks> {
+  const used = repo.index.marks();
   const loader = new TreeLoader(repo, 64);
-  const visitedTrees = new Set<string>();
+  // Apart from `used`: a file whose content is a tree's bytes has the tree's id, and its
+  // mark must not pass for the tree walked.
+  const visitedTrees = repo.index.marks();
   const markTree = async (treeId: string): Promise<void> => {
-    if (visitedTrees.has(treeId)) return;
-    visitedTrees.add(treeId);
-    used.add(treeId);
+    if (!visitedTrees.mark(treeId)) return;
+    used.mark(treeId);
     for (const node of (await loader.load(treeId)).nodes) {
-      for (const id of node.content ?? []) used.add(id);
+      for (const id of node.content ?? []) used.mark(id);
       if (node.subtree) await markTree(node.subtree);
     }
   };
