@@ -215,9 +215,11 @@ export class BlobTable {
 
   /** Entry numbers holding `id`, in the order they were appended (a blob can be stored twice). */
   find(id: string): number[] {
+    this.prepareLookups();
+    // Nothing sorted yet (a first backup): only the Map holds entries, no id to parse.
+    if (this.sortedUpTo === 0) return this.recent.get(id)?.slice() ?? [];
     const q = idWords(id, this.query);
     if (!q) return [];
-    this.prepareLookups();
     const found: number[] = [];
     let lo = this.fanout[q[0]! >>> (32 - FANOUT_BITS)]!;
     let hi = this.fanout[(q[0]! >>> (32 - FANOUT_BITS)) + 1]!;
