@@ -89,6 +89,7 @@ export class BlobTable {
   /** entries [sortedUpTo, mappedUpTo), by hex id */
   private recent = new Map<string, number[]>();
   private mappedUpTo = 0;
+  private lookedUp = false;
   private readonly query = new Uint32Array(ID_WORDS);
   private readonly row = new Uint32Array(ROW_WORDS);
   private readonly other = new Uint32Array(ROW_WORDS);
@@ -234,10 +235,16 @@ export class BlobTable {
     return found;
   }
 
-  /** Before a lookup: many new entries are sorted in, a few are put in the Map. */
+  /**
+   * Before a lookup: many new entries are sorted in, a few are put in the Map. What is there
+   * at the first lookup (the index as a repository opened) is sorted however little: for
+   * 15,000 blobs (third round of a warm process) the Map, a string per entry, took 19-21 ms
+   * to make and 20-28 ms for a lookup of each; the sort 2-3 ms and 7-12 ms.
+   */
   private prepareLookups(): void {
-    if (this.entries - this.sortedUpTo > MAP_AT_MOST) {
-      this.sortIn();
+    if (!this.lookedUp || this.entries - this.sortedUpTo > MAP_AT_MOST) {
+      this.lookedUp = true;
+      if (this.entries > this.sortedUpTo) this.sortIn();
       return;
     }
     for (; this.mappedUpTo < this.entries; this.mappedUpTo++) {
