@@ -169,9 +169,14 @@ export class BlobTable {
   }
 
   entry(n: number): TableEntry {
-    const w0 = this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]!;
     this.rows.read(n, this.row);
-    return { pack: w0 & PACK_MASK, tree: (w0 & TREE_FLAG) !== 0, compressed: (w0 & COMPRESSED_FLAG) !== 0, offset: this.row[4]!, length: this.row[5]!, rawLength: this.row[6]! };
+    return this.entryOf(n, this.row);
+  }
+
+  /** Entry n, given its row. */
+  private entryOf(n: number, row: Uint32Array): TableEntry {
+    const w0 = this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]!;
+    return { pack: w0 & PACK_MASK, tree: (w0 & TREE_FLAG) !== 0, compressed: (w0 & COMPRESSED_FLAG) !== 0, offset: row[4]!, length: row[5]!, rawLength: row[6]! };
   }
 
   /** Entries [first, first + count) with their ids: their rows in one read (a pack's blobs, in order). */
@@ -179,23 +184,9 @@ export class BlobTable {
     const rows = new Uint32Array(count * ROW_WORDS);
     this.rows.readRange(first, count, rows);
     const entries = new Array<TableEntry & { id: string }>(count);
-    const words = this.words;
     for (let i = 0; i < count; i++) {
-      const n = first + i;
-      const w0 = this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]!;
-      const prefixAt = (n & (SEGMENT - 1)) * PREFIX_WORDS;
       const row = rows.subarray(i * ROW_WORDS, (i + 1) * ROW_WORDS);
-      words.set(this.prefixes[n >>> SEGMENT_BITS]!.subarray(prefixAt, prefixAt + PREFIX_WORDS), 0);
-      words.set(row.subarray(0, ID_WORDS - PREFIX_WORDS), PREFIX_WORDS);
-      entries[i] = {
-        id: Buffer.from(words.buffer, words.byteOffset, 32).toString('hex'),
-        pack: w0 & PACK_MASK,
-        tree: (w0 & TREE_FLAG) !== 0,
-        compressed: (w0 & COMPRESSED_FLAG) !== 0,
-        offset: row[4]!,
-        length: row[5]!,
-        rawLength: row[6]!,
-      };
+      entries[i] = { id: this.idOf(first + i, row), ...this.entryOf(first + i, row) };
     }
     return entries;
   }
@@ -206,11 +197,15 @@ export class BlobTable {
 
   /** The id of entry n, as 64 hex digits. */
   id(n: number): string {
-    const prefix = this.prefixes[n >>> SEGMENT_BITS]!;
-    const at = (n & (SEGMENT - 1)) * PREFIX_WORDS;
-    this.words.set(prefix.subarray(at, at + PREFIX_WORDS), 0);
     this.rows.read(n, this.row);
-    this.words.set(this.row.subarray(0, ID_WORDS - PREFIX_WORDS), PREFIX_WORDS);
+    return this.idOf(n, this.row);
+  }
+
+  /** The id of entry n, given its row (which holds the id's second half). */
+  private idOf(n: number, row: Uint32Array): string {
+    const at = (n & (SEGMENT - 1)) * PREFIX_WORDS;
+    this.words.set(this.prefixes[n >>> SEGMENT_BITS]!.subarray(at, at + PREFIX_WORDS), 0);
+    this.words.set(row.subarray(0, ID_WORDS - PREFIX_WORDS), PREFIX_WORDS);
     return Buffer.from(this.words.buffer, this.words.byteOffset, 32).toString('hex');
   }
 

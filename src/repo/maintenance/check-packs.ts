@@ -55,7 +55,6 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
   for (const [key, message] of repo.damage) result.errors.push(`${key} is damaged and skipped: ${message}`);
   // One pack's blobs at a time: an index of ten million blobs does not fit in memory as objects.
   const listed = repo.index.packIdsListed();
-  const indexed = new Set(listed);
   result.packs = listed.length;
   for (const packId of listed) {
     const blobs = repo.index.packBlobs(packId)!;
@@ -69,7 +68,7 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
       result.errors.push(`pack ${shortId(packId)} has ${size} bytes, the index says ${expected}`);
     }
   }
-  const unindexed = [...stored].filter(([packId]) => !indexed.has(packId));
+  const unindexed = [...stored].filter(([packId]) => !repo.index.hasPack(packId));
   if (unindexed.length > 0) {
     const bytes = unindexed.reduce((n, [, size]) => n + size, 0);
     result.warnings.push(
