@@ -191,6 +191,15 @@ export class BlobTable {
     return entries;
   }
 
+  /** Where the blobs of entries [first, first + count) end in their pack: the largest offset + length (0 for none). */
+  endOf(first: number, count: number): number {
+    const rows = new Uint32Array(count * ROW_WORDS);
+    this.rows.readRange(first, count, rows);
+    let end = 0;
+    for (let at = 0; at < rows.length; at += ROW_WORDS) end = Math.max(end, rows[at + 4]! + rows[at + 5]!);
+    return end;
+  }
+
   packOf(n: number): number {
     return this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]! & PACK_MASK;
   }

@@ -268,6 +268,12 @@ export class MasterIndex {
     return { first: listing.first, blobs };
   }
 
+  /** Where a pack's blobs end (its header follows them), by the index; undefined for a pack not listed. */
+  packBlobsEnd(packId: string): number | undefined {
+    const range = this.packRange(packId);
+    return range && this.table.endOf(range.first, range.count);
+  }
+
   /** Where a pack's entries are: numbers [first, first + count); none for a pack not listed (or withdrawn). */
   packRange(packId: string): { first: number; count: number } | undefined {
     const listing = this.packsById.get(packId);

@@ -524,7 +524,7 @@ export class Repository {
   private blobsEnd(packId: string): number {
     let end = this.packBlobsEnd.get(packId);
     if (end === undefined) {
-      end = (this.index.packBlobs(packId) ?? []).reduce((n, b) => Math.max(n, b.offset + b.length), 0);
+      end = this.index.packBlobsEnd(packId) ?? 0;
       this.packBlobsEnd.set(packId, end);
     }
     return end;

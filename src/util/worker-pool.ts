@@ -11,11 +11,33 @@ import { StackvaultError } from './errors.js';
 export class WorkerPool<Reply extends { n: number }> {
   private readonly slots: Array<{ worker: Worker; pending: Map<number, { resolve(reply: Reply): void; reject(err: Error): void }>; stopped?: Error }> = [];
   private next = 0;
+  private setupMessage: object | undefined;
 
   /** `what` names a thread in errors ("a decode thread stopped ..."). */
-  constructor(script: URL, workerData: unknown, size: number, what: string) {
-    for (let i = 0; i < size; i++) {
-      const worker = new Worker(script, { workerData });
+  constructor(
+    private readonly script: URL,
+    private readonly workerData: unknown,
+    size: number,
+    private readonly what: string,
+  ) {
+    this.grow(size);
+  }
+
+  /**
+   * A message each thread gets before its next request, and each thread added later before
+   * its first: what a thread started early (see grow) could not be told at its start.
+   */
+  setup(message: object): void {
+    this.setupMessage = message;
+    for (const slot of this.slots) slot.worker.postMessage(message);
+  }
+
+  /** Threads added until there are `size`. */
+  grow(size: number): void {
+    const { what } = this;
+    while (this.slots.length < size) {
+      const worker = new Worker(this.script, { workerData: this.workerData });
+      if (this.setupMessage) worker.postMessage(this.setupMessage);
       const slot: (typeof this.slots)[number] = { worker, pending: new Map() };
       worker.on('message', (reply: Reply) => {
         const waiting = slot.pending.get(reply.n);
@@ -52,6 +74,7 @@ export class WorkerPool<Reply extends { n: number }> {
     return this.slots.length;
   }
 
+  /** Stops every thread; again, nothing more. */
   async close(): Promise<void> {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }

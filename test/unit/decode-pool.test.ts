@@ -4,12 +4,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { newMasterKey, seal, blobId } from '../../src/repo/format/crypto.js';
 import { DecodePool } from '../../src/repo/decode/decode-pool.js';
-import type { DecodeReply } from '../../src/repo/decode/decode-jobs.js';
-import { WorkerPool } from '../../src/util/worker-pool.js';
+import { startWriterThreads } from '../../src/snapshot/restore/small-file-writers.js';
+import type { WriterSetup } from '../../src/snapshot/restore/small-file-batch.js';
 import { IntegrityError, StackvaultError } from '../../src/util/errors.js';
 import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
-
-const WRITER_SCRIPT = new URL('../../src/snapshot/restore/small-file-writer-worker.js', import.meta.url);
 
 test('a decode pool returns each blob or why it is damaged, and fails (not hangs) once its threads are gone', async () => {
   const master = newMasterKey(true);
@@ -31,7 +29,10 @@ test('a decode pool returns each blob or why it is damaged, and fails (not hangs
 test("a restore's writer threads write decoded blobs into an open file at their positions, and a failed write is an error of its own, not damage", async (t) => {
   const master = newMasterKey(true);
   // The threads a restore decodes on: the repository's decoding, delivering into files (snapshot/restore/file-places.ts).
-  const writers = new WorkerPool<DecodeReply>(WRITER_SCRIPT, { encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false }, 2, 'a restore writer thread');
+  // They start before they know the keys (a restore starts them while the repository opens): one comes later.
+  const writers = startWriterThreads(1);
+  writers.setup({ setup: true, encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false } satisfies WriterSetup);
+  writers.grow(2);
   const pool = new DecodePool(writers);
   t.after(() => writers.close());
   const dir = await tempDir(t);

@@ -9,7 +9,8 @@ import { reachStackSources } from '../../stack/stack-sources.js';
 import type { Repository } from '../../repo/repository.js';
 import { openSourceReader } from '../../snapshot/restore/streamed-source.js';
 import { driverOf } from '../../sources/registry.js';
-import { restore } from '../../snapshot/restore/restore.js';
+import { restore, startRestoreThreads } from '../../snapshot/restore/restore.js';
+import type { WriterThreads } from '../../snapshot/restore/small-file-writers.js';
 import { shortId, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { ExitCode, StackvaultError, UsageError } from '../../util/errors.js';
 import { formatBytes, formatDuration } from '../../util/format.js';
@@ -189,87 +190,98 @@ Examples:
   stackvault restore latest --source db --force --to-time "2026-12-04 10:15:00"  # point in time: "latest" is the newest snapshot before it`,
     )
     .action(async (snapshot: string, flags: RestoreFlags) => {
-      const ctx = context();
-      const repo = await ctx.openRepository();
-      const target = replayTarget(flags);
-      const ref = await resolveSnapshot(repo, snapshot, { ...filterFrom(flags), ...(target && 'time' in target && snapshot === 'latest' ? { before: target.time } : {}) });
-      if (target && flags.source.length === 0) throw new UsageError('--to-time and --to-gtid roll a database source forward: give --source NAME');
-      if (target && 'time' in target && Date.parse(ref.snapshot.time) > target.time.getTime()) {
-        throw new UsageError(`snapshot ${shortId(ref.id)} was taken at ${ref.snapshot.time}, after --to-time: choose an older snapshot (or "latest", the newest before it)`);
+      // Files come back on writer threads, started now: they load while the repository
+      // opens (its key derivation leaves a core idle), not beside the restore's first walk.
+      const threads = flags.target ? startRestoreThreads() : undefined;
+      try {
+        await restoreCommand(context(), snapshot, flags, threads);
+      } finally {
+        await threads?.close();
       }
-      const known = new Map(ref.snapshot.sources.map((s) => [s.name, s.kind]));
-      const unknown = flags.source.filter((s) => !known.has(s));
-      if (unknown.length) throw new UsageError(`snapshot ${shortId(ref.id)} has no source ${unknown.join(', ')} (it has ${[...known.keys()].join(', ')})`);
-      const databaseSources = flags.source.filter((s) => known.get(s) === 'mariadb');
-      const fileSources = flags.source.filter((s) => known.get(s) === 'files');
-      // A repository (the stack's own, in every stack snapshot) is cloned into --target.
-      const repositorySources = flags.source.filter((s) => known.get(s) === 'git');
-      if (!flags.target && (fileSources.length > 0 || repositorySources.length > 0 || flags.source.length === 0)) {
-        throw new UsageError(
-          flags.source.length === 0
-            ? 'give --target for files, or --source NAME to restore a database source into its server'
-            : `--target is needed for the source ${[...fileSources, ...repositorySources].join(', ')}`,
-        );
-      }
-      if (repositorySources.length > 0 && flags.source.length > 1) throw new UsageError(`restore the repository source ${repositorySources.join(', ')} on its own: it is cloned into --target`);
-      if (repositorySources.length > 0) {
-        const target = resolve(flags.target!);
-        await driverOf('git').restore!(await openSourceReader(repo, ref, repositorySources[0]!), { kind: 'git', name: repositorySources[0]!, path: target }, { force: flags.force ?? false });
-        emit(
-          ctx,
-          () => `restored source ${repositorySources[0]} of snapshot ${shortId(ref.id)}: a clone of the repository in ${target}`,
-          () => ({ message_type: 'summary', snapshot_id: ref.id, source: repositorySources[0], target }),
-        );
-        return;
-      }
-      if (flags.target && (flags.source.length === 0 || fileSources.length > 0)) {
-        const sink = createProgress('restore', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
-        const target = resolve(flags.target);
-        const include = flags.include.length > 0 || flags.source.length === 0 ? flags.include : fileSources.map((s) => `/${s}`);
-        let result;
-        try {
-          result = await restore(repo, ref, {
-            target,
-            include,
-            force: flags.force,
-            signal: interruptSignal(),
-            progress:
-              sink.active === false
-                ? undefined
-                : (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
-          });
-        } finally {
-          sink.stop();
-        }
-        emit(
-          ctx,
-          () =>
-            [
-              ...result.errors.map((e) => `error: ${e.path}: ${e.message}`),
-              ...result.notRecreated.map((e) => `not recreated: ${e.path}: ${e.message}`),
-              `restored snapshot ${shortId(ref.id)} to ${target}: ${result.files} files, ${result.dirs} folders, ${formatBytes(result.bytes)}` +
-                (result.errors.length ? `; ${result.errors.length} FAILED` : ''),
-            ].join('\n'),
-          () => ({
-            message_type: 'summary',
-            snapshot_id: ref.id,
-            target,
-            files: result.files,
-            dirs: result.dirs,
-            specials: result.specials,
-            bytes: result.bytes,
-            errors: result.errors,
-            not_recreated: result.notRecreated,
-          }),
-        );
-        if (result.errors.length > 0) {
-          throw new StackvaultError(`${result.errors.length} entries could not be restored (first: ${result.errors[0]!.path}: ${result.errors[0]!.message})`);
-        }
-        if (result.notRecreated.length > 0) {
-          if (!ctx.json) process.stderr.write(`warning: ${result.notRecreated.length} entries of the snapshot were not recreated (listed above); everything else is restored\n`);
-          process.exitCode = ExitCode.partial;
-        }
-      }
-      await restoreDatabases(ctx, repo, ref, databaseSources, flags, target);
     });
+}
+
+async function restoreCommand(ctx: CliContext, snapshot: string, flags: RestoreFlags, threads: WriterThreads | undefined): Promise<void> {
+  const repo = await ctx.openRepository();
+  const target = replayTarget(flags);
+  const ref = await resolveSnapshot(repo, snapshot, { ...filterFrom(flags), ...(target && 'time' in target && snapshot === 'latest' ? { before: target.time } : {}) });
+  if (target && flags.source.length === 0) throw new UsageError('--to-time and --to-gtid roll a database source forward: give --source NAME');
+  if (target && 'time' in target && Date.parse(ref.snapshot.time) > target.time.getTime()) {
+    throw new UsageError(`snapshot ${shortId(ref.id)} was taken at ${ref.snapshot.time}, after --to-time: choose an older snapshot (or "latest", the newest before it)`);
+  }
+  const known = new Map(ref.snapshot.sources.map((s) => [s.name, s.kind]));
+  const unknown = flags.source.filter((s) => !known.has(s));
+  if (unknown.length) throw new UsageError(`snapshot ${shortId(ref.id)} has no source ${unknown.join(', ')} (it has ${[...known.keys()].join(', ')})`);
+  const databaseSources = flags.source.filter((s) => known.get(s) === 'mariadb');
+  const fileSources = flags.source.filter((s) => known.get(s) === 'files');
+  // A repository (the stack's own, in every stack snapshot) is cloned into --target.
+  const repositorySources = flags.source.filter((s) => known.get(s) === 'git');
+  if (!flags.target && (fileSources.length > 0 || repositorySources.length > 0 || flags.source.length === 0)) {
+    throw new UsageError(
+      flags.source.length === 0
+        ? 'give --target for files, or --source NAME to restore a database source into its server'
+        : `--target is needed for the source ${[...fileSources, ...repositorySources].join(', ')}`,
+    );
+  }
+  if (repositorySources.length > 0 && flags.source.length > 1) throw new UsageError(`restore the repository source ${repositorySources.join(', ')} on its own: it is cloned into --target`);
+  if (repositorySources.length > 0) {
+    const target = resolve(flags.target!);
+    await driverOf('git').restore!(await openSourceReader(repo, ref, repositorySources[0]!), { kind: 'git', name: repositorySources[0]!, path: target }, { force: flags.force ?? false });
+    emit(
+      ctx,
+      () => `restored source ${repositorySources[0]} of snapshot ${shortId(ref.id)}: a clone of the repository in ${target}`,
+      () => ({ message_type: 'summary', snapshot_id: ref.id, source: repositorySources[0], target }),
+    );
+    return;
+  }
+  if (flags.target && (flags.source.length === 0 || fileSources.length > 0)) {
+    const sink = createProgress('restore', { json: ctx.json, quiet: ctx.options.quiet ?? false, enabled: ctx.options.progress !== false });
+    const target = resolve(flags.target);
+    const include = flags.include.length > 0 || flags.source.length === 0 ? flags.include : fileSources.map((s) => `/${s}`);
+    let result;
+    try {
+      result = await restore(repo, ref, {
+        target,
+        include,
+        force: flags.force,
+        signal: interruptSignal(),
+        threads,
+        progress:
+          sink.active === false
+            ? undefined
+            : (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.filesDone, itemsTotal: p.filesTotal, totalsFinal: true, errors: p.errors, current: p.currentPath }),
+      });
+    } finally {
+      sink.stop();
+    }
+    emit(
+      ctx,
+      () =>
+        [
+          ...result.errors.map((e) => `error: ${e.path}: ${e.message}`),
+          ...result.notRecreated.map((e) => `not recreated: ${e.path}: ${e.message}`),
+          `restored snapshot ${shortId(ref.id)} to ${target}: ${result.files} files, ${result.dirs} folders, ${formatBytes(result.bytes)}` +
+            (result.errors.length ? `; ${result.errors.length} FAILED` : ''),
+        ].join('\n'),
+      () => ({
+        message_type: 'summary',
+        snapshot_id: ref.id,
+        target,
+        files: result.files,
+        dirs: result.dirs,
+        specials: result.specials,
+        bytes: result.bytes,
+        errors: result.errors,
+        not_recreated: result.notRecreated,
+      }),
+    );
+    if (result.errors.length > 0) {
+      throw new StackvaultError(`${result.errors.length} entries could not be restored (first: ${result.errors[0]!.path}: ${result.errors[0]!.message})`);
+    }
+    if (result.notRecreated.length > 0) {
+      if (!ctx.json) process.stderr.write(`warning: ${result.notRecreated.length} entries of the snapshot were not recreated (listed above); everything else is restored\n`);
+      process.exitCode = ExitCode.partial;
+    }
+  }
+  await restoreDatabases(ctx, repo, ref, databaseSources, flags, target);
 }

@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdtempSync } from 'node:fs';
+import { readdir, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processLives } from '../../util/process-alive.js';
@@ -113,8 +114,12 @@ export class PackSpool implements PackFiles {
   private planComplete = false;
   /** takes of packs the walk has not decided on yet, waiting for it */
   private readonly undecided = new Map<string, Array<() => void>>();
-  /** the folder, made with the first copy */
-  private dir: Promise<string> | undefined;
+  /**
+   * the folder, made with the first copy in a blocking call: the first walk decides on
+   * copies while it keeps the event loop busy, and the copy's request must go out then,
+   * not after a file system call that waits for the loop's next turn
+   */
+  private dir: string | undefined;
   private copies = 0;
   private closed = false;
 
@@ -175,7 +180,11 @@ export class PackSpool implements PackFiles {
     if (!p || p.state === 'planned') {
       if (this.planComplete) return undefined;
       // The first walk, still going, may yet find most of this pack needed: its word first.
-      return new Promise<void>((resolve) => this.undecided.set(pack, [...(this.undecided.get(pack) ?? []), resolve])).then(() => this.take(pack));
+      return new Promise<void>((resolve) => {
+        const waiting = this.undecided.get(pack);
+        if (waiting) waiting.push(resolve);
+        else this.undecided.set(pack, [resolve]);
+      }).then(() => this.take(pack));
     }
     if (p.state === 'failed') return undefined;
     if (p.state === 'ready') {
@@ -218,7 +227,7 @@ export class PackSpool implements PackFiles {
     this.planned();
     // Copies still running write into the folder: they finish (or fail) first.
     await Promise.allSettled([...this.packs.values()].map((p) => p.fetched));
-    if (this.dir) await rm(await this.dir, { recursive: true, force: true });
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 
   /** Starts copies in the plan's order while there are free slots and room in the budget. */
@@ -273,8 +282,8 @@ export class PackSpool implements PackFiles {
 
   /** The copy, checked to be whole: a file cut short would look like a damaged pack. */
   private async copy(pack: string, p: SpooledPack): Promise<void> {
-    this.dir ??= mkdtemp(join(this.parent, `${SPOOL_PREFIX}${process.pid}-`));
-    const file = join(await this.dir, `${pack}.${++this.copies}`);
+    this.dir ??= mkdtempSync(join(this.parent, `${SPOOL_PREFIX}${process.pid}-`));
+    const file = join(this.dir, `${pack}.${++this.copies}`);
     p.file = file;
     await this.download(pack, file);
     const { size } = await stat(file);

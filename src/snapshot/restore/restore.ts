@@ -11,7 +11,7 @@ import { Semaphore } from '../../util/concurrency.js';
 import { openForDirectWrites } from '../../util/direct-io.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../../util/adaptive-io.js';
 import { IntegrityError, InterruptedError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
-import { SmallFileWriters } from './small-file-writers.js';
+import { SmallFileWriters, startWriterThreads, type WriterThreads } from './small-file-writers.js';
 import type { SnapshotRef } from '../snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from '../walk.js';
@@ -55,6 +55,8 @@ function writerThreads(ref: SnapshotRef): number {
 }
 /** bytes of one file's next blobs read and decoded while the current one is written (at least one blob) */
 const BYTES_AHEAD = 4 * 1024 * 1024;
+/** The longest the first walk keeps the event loop to itself, in milliseconds. */
+const WALK_TURN_MS = 10;
 /**
  * Folders restored ahead of the ones still finishing. Enough that the small files gathered
  * for the writers come from as many folders as a backup packs at once (see
@@ -81,6 +83,8 @@ export interface RestoreOptions {
   from?: string;
   progress?: (p: RestoreProgress) => void;
   signal?: AbortSignal;
+  /** writer threads started earlier (startRestoreThreads): the restore uses them, and closes them whatever happens */
+  threads?: WriterThreads;
 }
 
 export interface RestoreResult {
@@ -101,20 +105,34 @@ export interface RestoreResult {
  * is reported and the rest of the restore goes on.
  */
 export async function restore(repo: Repository, ref: SnapshotRef, options: RestoreOptions): Promise<RestoreResult> {
-  // A bad include path is refused before anything is created.
-  const includes = (options.include ?? []).map(normalizeSnapshotPath);
-  await prepareTarget(options.target, options.force ?? false);
-  // With more than one core, blobs are decoded (decrypted, decompressed, verified) and
-  // written on worker threads: small files whole, a larger file's blobs into the file this
-  // thread opened. This thread walks the trees, makes folders and links, and renames and
-  // finishes the larger files. The threads start first: each loads its modules (about
-  // 0.1 s) while this thread loads the index.
-  const smallFiles = availableParallelism() > 1 ? new SmallFileWriters(repo, writerThreads(ref), options.force ?? false) : undefined;
+  let threads = options.threads;
   try {
-    return await restoreWith(repo, ref, options, includes, smallFiles);
+    // A bad include path is refused before anything is created.
+    const includes = (options.include ?? []).map(normalizeSnapshotPath);
+    await prepareTarget(options.target, options.force ?? false);
+    // With more than one core, blobs are decoded (decrypted, decompressed, verified) and
+    // written on worker threads: small files whole, a larger file's blobs into the file this
+    // thread opened. This thread walks the trees, makes folders and links, and renames and
+    // finishes the larger files. The threads start first, if they have not already: each
+    // loads its modules (about 0.1 s) while this thread loads the index.
+    const smallFiles = availableParallelism() > 1 ? new SmallFileWriters(repo, writerThreads(ref), options.force ?? false, threads) : undefined;
+    threads = undefined;
+    try {
+      return await restoreWith(repo, ref, options, includes, smallFiles);
+    } finally {
+      await smallFiles?.close();
+    }
   } finally {
-    await smallFiles?.close();
+    await threads?.close();
   }
+}
+
+/**
+ * The threads a restore will write on, started now (before the repository is open: see
+ * startWriterThreads), for RestoreOptions.threads; none on a machine with one core.
+ */
+export function startRestoreThreads(): WriterThreads | undefined {
+  return availableParallelism() > 1 ? startWriterThreads(availableParallelism()) : undefined;
 }
 
 async function restoreWith(
@@ -196,8 +214,15 @@ async function firstWalk(
   const matchedIncludes = new Set<string>();
   // A folder whose tree is damaged is left to the restore, which names it; the totals leave it out.
   const unreadable: string[] = [];
+  let turned = performance.now();
   for await (const { path, node } of walkTree(walk.loader, walk.rootTree, walk.from, (path) => unreadable.push(path))) {
     if (stop?.aborted) return;
+    // Over trees already loaded the walk runs on promise callbacks alone, and no other I/O
+    // would be looked at until it ends: not the copies it asks for, nor the writers' replies.
+    if (performance.now() - turned > WALK_TURN_MS) {
+      await new Promise(setImmediate);
+      turned = performance.now();
+    }
     if (selected(path) !== 'all') continue;
     for (const inc of includes) if (path === inc || path.startsWith(inc + '/')) matchedIncludes.add(inc);
     if (node.type !== 'file') continue;

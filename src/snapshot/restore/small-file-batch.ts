@@ -31,3 +31,11 @@ export const BLOB_FIELDS = 5;
 
 /** The files of a batch that could not be written: index, message, error code, whether a blob was damaged. */
 export type SmallFileFailure = [file: number, message: string, code: string | undefined, damaged: boolean];
+
+/** A writer's first message: the repository's keys and how files are created (the thread may start before the repository is open). */
+export interface WriterSetup {
+  setup: true;
+  encryptionKey: Uint8Array | null;
+  idKey: Uint8Array;
+  replaceExisting: boolean;
+}

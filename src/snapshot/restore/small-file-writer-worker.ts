@@ -1,27 +1,38 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { runDecodeJob, type DecodeJob } from '../../repo/decode/decode-jobs.js';
 import { PackFileReader, type PackPlace } from '../../repo/decode/pack-file-reader.js';
+import type { MasterKey } from '../../repo/format/crypto.js';
 import { decodeBlob } from '../../repo/format/pack-verify.js';
 import { writeSmallFile, type SmallFileCreation } from '../../sources/files/restore.js';
 import { IntegrityError, errorMessage } from '../../util/errors.js';
 import { Scratch } from '../../util/scratch.js';
 import { writeIntoPlace } from './file-places.js';
-import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
+import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure, type WriterSetup } from './small-file-batch.js';
 
-/** Decodes and writes small files for SmallFileWriters, and serves its DecodePool; see small-file-writers.ts. */
-const master = {
-  encryptionKey: workerData.encryptionKey ? Buffer.from(workerData.encryptionKey as Uint8Array) : null,
-  idKey: Buffer.from(workerData.idKey as Uint8Array),
-};
+/**
+ * Decodes and writes small files for SmallFileWriters, and serves its DecodePool; see
+ * small-file-writers.ts. The keys come in the first message (WriterSetup): the thread may
+ * start before the repository is open.
+ */
+let keys: Pick<MasterKey, 'encryptionKey' | 'idKey'> | undefined;
+function master(): Pick<MasterKey, 'encryptionKey' | 'idKey'> {
+  if (!keys) throw new Error('internal error: a restore writer thread got work before its setup');
+  return keys;
+}
 /** Where a batch's stored bytes are read, and a file's content decoded: reused, not fresh memory per batch and file. */
 const batchScratch = new Scratch();
 const contentScratch = new Scratch();
 /** This thread's files of one restore (a pool of writers serves one restore). */
-const creation: SmallFileCreation = { replaceExisting: workerData.replaceExisting as boolean };
+const creation: SmallFileCreation = { replaceExisting: false };
 
-parentPort!.on('message', (message: (SmallFileBatch & { n: number }) | DecodeJob) => {
+parentPort!.on('message', (message: WriterSetup | (SmallFileBatch & { n: number }) | DecodeJob) => {
+  if ('setup' in message) {
+    keys = { encryptionKey: message.encryptionKey ? Buffer.from(message.encryptionKey) : null, idKey: Buffer.from(message.idKey) };
+    creation.replaceExisting = message.replaceExisting;
+    return;
+  }
   if ('kind' in message) {
-    const { reply, transfer } = runDecodeJob(master, message, writeIntoPlace);
+    const { reply, transfer } = runDecodeJob(master(), message, writeIntoPlace);
     parentPort!.postMessage(reply, transfer);
     return;
   }
@@ -70,7 +81,7 @@ function writeBatch(batch: SmallFileBatch & { n: number }): void {
           // A file of one blob (nearly all small files: the smallest chunk is larger) is
           // written before the next is decoded, so its content may live in scratch memory.
           const into = end - b === 1 && parts.length === 0 ? contentScratch.takeUpTo16MiB(entry.rawLength) : undefined;
-          parts.push(decodeBlob(master, ids[b]!, entry, stored, into));
+          parts.push(decodeBlob(master(), ids[b]!, entry, stored, into));
         }
         const meta = { type: 'file', mode: files[f * FILE_FIELDS]!, uid: files[f * FILE_FIELDS + 1]!, gid: files[f * FILE_FIELDS + 2]!, mtime: mtimes[f]! };
         writeSmallFile(dests[f]!, parts.length === 1 ? parts[0]! : Buffer.concat(parts), meta, creation);

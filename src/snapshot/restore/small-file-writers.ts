@@ -8,7 +8,7 @@ import { Batcher } from '../../util/batcher.js';
 import { concatOwned } from '../../util/owned-buffer.js';
 import { IntegrityError } from '../../util/errors.js';
 import { WorkerPool } from '../../util/worker-pool.js';
-import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure } from './small-file-batch.js';
+import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure, type WriterSetup } from './small-file-batch.js';
 import type { TreeNode } from '../tree.js';
 
 /** Small files sent to a writer in one message, and the most stored bytes in one message. */
@@ -42,6 +42,19 @@ interface PendingFile {
   offset: number;
 }
 
+/** Threads a restore writes small files and decodes blobs on; see SmallFileWriters. */
+export type WriterThreads = WorkerPool<DecodeReply & { failed?: SmallFileFailure[] }>;
+
+/**
+ * Writer threads, started before the repository is open: each spends a tenth of a second
+ * of a core loading its modules, which a restore through rclone otherwise spent beside its
+ * first walk, on a machine with two cores, where the key derivation leaves one idle.
+ * Closed by the SmallFileWriters given them, or by whoever started them.
+ */
+export function startWriterThreads(count: number): WriterThreads {
+  return new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), undefined, count, 'a restore writer thread');
+}
+
 /**
  * Restores small files on worker threads. A writer gets a batch of files with where their
  * stored blobs are (pack files: a folder repository's, or packs brought over for the
@@ -52,7 +65,7 @@ interface PendingFile {
  * creating 47,000 files waited 12 s of a 17 s restore, where restic (many goroutines) took 8 s.
  */
 export class SmallFileWriters {
-  private readonly pool: WorkerPool<DecodeReply & { failed?: SmallFileFailure[] }>;
+  private readonly pool: WriterThreads;
   /** Blob decoding (a restore's larger files) on these same threads. */
   readonly decoder: DecodePool;
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -62,14 +75,20 @@ export class SmallFileWriters {
   /** Files a caller should have in flight to keep the writers busy (and the batches in pack order). */
   filesInFlight = FILES_IN_FLIGHT;
 
-  /** The threads start at once (each loads its modules meanwhile); files come after start(). */
+  /**
+   * `count` threads: those of `threads` (started earlier, see startWriterThreads), and more
+   * started now; each loads its modules meanwhile. Files come after start().
+   */
   constructor(
     private readonly repo: Repository,
     private readonly count: number,
     replaceExisting: boolean,
+    threads?: WriterThreads,
   ) {
-    const workerData = { encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting };
-    this.pool = new WorkerPool(new URL('./small-file-writer-worker.js', import.meta.url), workerData, count, 'a restore writer thread');
+    this.pool = threads ?? startWriterThreads(count);
+    this.pool.grow(count);
+    const setup: WriterSetup = { setup: true, encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting };
+    this.pool.setup(setup);
     this.decoder = new DecodePool(this.pool);
   }
 
