@@ -78,9 +78,9 @@ export class MasterIndex {
   /** per index file, the packs it lists */
   private readonly fileListings = new Map<string, number[]>();
 
-  /** `spillAbove`: see BlobTable (tests make it small). */
-  constructor(options: { spillAbove?: number } = {}) {
-    this.table = new BlobTable(options.spillAbove);
+  /** `spillAbove`, `sortAtOnce`: see BlobTable (tests make them small). */
+  constructor(options: { spillAbove?: number; sortAtOnce?: number } = {}) {
+    this.table = new BlobTable(options.spillAbove, options.sortAtOnce);
   }
 
   /** Where the table keeps most of each blob's entry (see BlobTable). */

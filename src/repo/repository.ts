@@ -198,6 +198,10 @@ export class Repository {
     // earlier than once the key file is read).
     const keyFiles = collect(backend.list('keys/'));
     keyFiles.catch(() => undefined);
+    // The first key file too, as soon as it is listed: most repositories have one, and
+    // through rclone its read waited for the config's (50 ms a round trip).
+    const firstKeyFile = keyFiles.then((infos) => (infos[0] ? backend.get(infos[0].key) : undefined));
+    firstKeyFile.catch(() => undefined);
     const early = new EarlyReads(backend, OBJECTS_IN_FLIGHT);
     let raw: Buffer;
     try {
@@ -237,8 +241,8 @@ export class Repository {
     }
     const given = typeof password === 'function' ? await password() : password;
     if (given === undefined) throw new UsageError(`the repository at ${backend.location} is encrypted: ${passwordHint}`);
-    for (const info of await keyFiles) {
-      const keyFile = JSON.parse((await backend.get(info.key)).toString('utf8')) as KeyFile;
+    for (const [i, info] of (await keyFiles).entries()) {
+      const keyFile = JSON.parse(((i === 0 ? await firstKeyFile : undefined) ?? (await backend.get(info.key))).toString('utf8')) as KeyFile;
       const master = await unwrapMasterKey(keyFile, given);
       if (master) {
         const repo = new Repository(backend, config, master, extras, early);

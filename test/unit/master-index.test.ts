@@ -12,9 +12,14 @@ function pack(first: number, count: number, type: 'data' | 'tree' = 'data'): Pac
   return Array.from({ length: count }, (_, i) => ({ id: blobIdOf(first + i), type, offset: i * 100, length: 100, rawLength: 150 + i, compressed: i % 2 === 0 }));
 }
 
-for (const [where, spillAbove] of [['in memory', undefined], ['in a file past 1,000 blobs', 1000]] as const) {
-  test(`the compact index finds every blob among 300,000, added in bulk and pack by pack between lookups, as a Map would (rows ${where})`, () => {
-    const index = new MasterIndex({ spillAbove });
+for (const [where, spillAbove, sortAtOnce] of [
+  ['rows in memory', undefined, undefined],
+  ['rows in a file past 1,000 blobs', 1000, undefined],
+  // As ten million blobs are sorted: in buckets by their first 16 bits.
+  ['sorted in buckets', undefined, 1000],
+] as const) {
+  test(`the compact index finds every blob among 300,000, added in bulk and pack by pack between lookups, as a Map would (${where})`, () => {
+    const index = new MasterIndex({ spillAbove, sortAtOnce });
     const reference = new Map<string, { pack: string; offset: number; rawLength: number; compressed: boolean }>();
     let next = 0;
     // In bulk, as an opening repository adds its index files: sorted at the first lookup.
