@@ -167,7 +167,7 @@ async function restoreWith(
   const packFiles = smallFiles ? await repo.packFiles() : undefined;
   const progress: RestoreProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: 0, currentPath: '' };
   try {
-    if (options.progress || includes.length > 0 || packFiles?.willRead) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, packFiles, progress });
+    if (options.progress || includes.length > 0 || packFiles?.willRead) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, packFiles, progress, signal: options.signal });
     packFiles?.planned?.();
     smallFiles?.start(packFiles);
     return await restoreTree(smallFiles ? new BlobBatchLoader(repo, smallFiles.decoder, packFiles) : repo, smallFiles, loader, rootTree, from, selected, progress, options);
@@ -195,6 +195,7 @@ async function firstWalk(
     ref: SnapshotRef;
     packFiles: PackFiles | undefined;
     progress: RestoreProgress;
+    signal?: AbortSignal;
   },
 ): Promise<void> {
   const { repo, selected, includes, progress } = walk;
@@ -206,8 +207,10 @@ async function firstWalk(
   for await (const { path, node } of walkTree(walk.loader, walk.rootTree, walk.from, (path) => unreadable.push(path))) {
     // Over trees already loaded the walk runs on promise callbacks alone, and no other I/O
     // would be looked at until it ends: not the copies it asks for, nor the writers' replies.
+    // A signal is only seen then, too: an interrupted walk stops before anything is written.
     if (performance.now() - turned > WALK_TURN_MS) {
       await new Promise(setImmediate);
+      throwIfInterrupted(walk.signal);
       turned = performance.now();
     }
     if (selected(path) !== 'all') continue;
