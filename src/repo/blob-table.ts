@@ -271,7 +271,7 @@ export class BlobTable {
   private sortIn(): void {
     const from = this.sortedUpTo;
     const count = this.entries - from;
-    const run = count <= this.sortAtOnce ? this.sortedSmall(from, count) : this.sortedLarge(from, count);
+    const run = count <= Math.min(this.sortAtOnce, SMALL_SORT) ? this.sortedSmall(from, count) : this.sortedLarge(from, count);
     this.mergeIn(run);
   }
 
