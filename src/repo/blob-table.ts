@@ -48,8 +48,21 @@ export interface TableEntry {
 
 /** A blob id (64 hex digits) as eight 32-bit words; undefined for anything else. */
 export function idWords(id: string, into: Uint32Array = new Uint32Array(ID_WORDS)): Uint32Array | undefined {
-  // Parsed here rather than by Buffer.from(id, 'hex'): a buffer per lookup was a tenth of a restore's first walk.
-  return id.length === 64 && hexWords(id, 0, into, 0) ? into : undefined;
+  // Parsed here rather than by Buffer.from(id, 'hex'): a buffer per lookup was a tenth of a
+  // restore's first walk. Not through hexWords: taking strings too made its loop over
+  // index files' bytes a third slower (1M ids: 176 against 128 ms).
+  if (id.length !== 64) return undefined;
+  for (let b = 0; b < 32; b++) {
+    const byte = (hexDigit(id.charCodeAt(2 * b)) << 4) | hexDigit(id.charCodeAt(2 * b + 1));
+    if (byte < 0) return undefined;
+    into[b >>> 2] = b % 4 === 0 ? byte : (into[b >>> 2]! | (byte << ((b % 4) * 8))) >>> 0;
+  }
+  return into;
+}
+
+/** A character's value as a hex digit; a large negative number for any other, so that a byte made with it is negative. */
+function hexDigit(code: number): number {
+  return code < 256 && HEX_DIGITS[code]! >= 0 ? HEX_DIGITS[code]! : -0x10000;
 }
 
 /** The first word of an entry: its pack's number and the blob's flags. */
@@ -60,17 +73,14 @@ export function packWord(pack: number, tree: boolean, compressed: boolean): numb
 /** Each byte's value as a hex digit, -1 for other bytes. */
 const HEX_DIGITS = Int8Array.from({ length: 256 }, (_, c) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1));
 
-/**
- * The 64 hex digits at text[start] (characters, or bytes of text) as eight words into
- * `into` at `at`: each word the little-endian value of four bytes of the id.
- */
-function hexWords(text: string | Uint8Array, start: number, into: Uint32Array, at: number): boolean {
+/** The 64 hex digits at text[start] as eight words into `into` at `at`, as idWords makes them. */
+function hexWords(text: Uint8Array, start: number, into: Uint32Array, at: number): boolean {
   if (start + 64 > text.length) return false;
   for (let w = 0; w < ID_WORDS; w++) {
     let word = 0;
     for (let k = 0, at = start + w * 8; k < 4; k++, at += 2) {
-      const hi = HEX_DIGITS[typeof text === 'string' ? text.charCodeAt(at) : text[at]!] ?? -1;
-      const lo = HEX_DIGITS[typeof text === 'string' ? text.charCodeAt(at + 1) : text[at + 1]!] ?? -1;
+      const hi = HEX_DIGITS[text[at]!]!;
+      const lo = HEX_DIGITS[text[at + 1]!]!;
       if ((hi | lo) < 0) return false;
       word |= ((hi << 4) | lo) << (k * 8);
     }
