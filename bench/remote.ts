@@ -38,8 +38,8 @@ interface Comparison {
   base: Contender;
 }
 
-function stackvault(repo: string, source: string, env: Record<string, string>): Contender {
-  const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', '--repo', repo, ...args], { STACKVAULT_PASSWORD: password, ...env });
+function stackvault(repo: string, source: string, env: Record<string, string>, cache: string): Contender {
+  const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', '--repo', repo, ...args], { STACKVAULT_PASSWORD: password, STACKVAULT_CACHE_DIR: cache, ...env });
   return {
     name: 'stackvault',
     backup: () => (sv(['init']), sv(['backup', source])),
@@ -85,7 +85,7 @@ export async function benchRemote(work: string): Promise<{ lines: string[]; resu
         remote: `rclone ${protocol}`,
         baseline: 'restic',
         target: 0.7,
-        contender: stackvault('rclone:bench:stackvault', source, server.env),
+        contender: stackvault('rclone:bench:stackvault', source, server.env, join(work, 'stackvault-cache')),
         base: restic('rclone:bench:restic', source, server.env, join(work, 'restic-cache')),
       });
     }
@@ -102,7 +102,7 @@ export async function benchRemote(work: string): Promise<{ lines: string[]; resu
         remote: 's3rver',
         baseline: 'restic (through rclone)',
         target: 0.7,
-        contender: stackvault('s3://bench/repo-vs-restic', source, s3Env),
+        contender: stackvault('s3://bench/repo-vs-restic', source, s3Env, join(work, 'stackvault-cache')),
         base: restic(
           'rclone:benchs3:bench/restic',
           source,
@@ -123,8 +123,8 @@ export async function benchRemote(work: string): Promise<{ lines: string[]; resu
       remote: 's3rver',
       baseline: 'stackvault, local folder',
       target: 1.5,
-      contender: stackvault('s3://bench/repo', source, s3Env),
-      base: stackvault(join(work, 'local-repo'), source, {}),
+      contender: stackvault('s3://bench/repo', source, s3Env, join(work, 'stackvault-cache')),
+      base: stackvault(join(work, 'local-repo'), source, {}, join(work, 'stackvault-cache')),
     });
 
     const results = [];

@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Backend } from '../repo/backends/backend.js';
 import { openBackend } from '../repo/backends/open.js';
+import { folderOfLocation } from '../repo/backends/location.js';
+import { keepKeyFile, keyCacheFolder } from '../util/key-cache.js';
 import { checkDirectIoSetting } from '../util/direct-io.js';
 import { Repository } from '../repo/repository.js';
 import { canPrompt, promptPassword } from './password-prompt.js';
@@ -17,6 +19,8 @@ export interface GlobalOptions {
   json?: boolean;
   quiet?: boolean;
   progress?: boolean;
+  /** false with --no-cache: no key files kept on this machine */
+  cache?: boolean;
 }
 
 /**
@@ -82,12 +86,25 @@ export class CliContext {
     return undefined;
   }
 
+  /**
+   * Where the key file of a network repository named on the command line (or in
+   * STACKVAULT_REPOSITORY) is kept, for the next command's prestart to derive its key
+   * early (see prestart.ts). A folder repository needs none: prestart reads it there.
+   */
+  private keyCache(): string | undefined {
+    const location = this.options.repo ?? (process.env.STACKVAULT_REPOSITORY || undefined);
+    if (this.options.cache === false || location === undefined || folderOfLocation(location) !== undefined) return undefined;
+    return keyCacheFolder(location, process.env);
+  }
+
   async openRepository(): Promise<Repository> {
     const backend = this.backend();
     const configured = this.password();
     // No password anywhere: someone at a terminal types it, as with restic and borg.
     const password = configured ?? (canPrompt() ? () => promptPassword(`enter password for repository ${backend.location}: `) : undefined);
     const repo = await Repository.open(backend, password);
+    const cache = this.keyCache();
+    if (cache && repo.openedWith) keepKeyFile(cache, repo.openedWith.keyFile, repo.openedWith.listed);
     // Damage is skipped, not fatal: say so once per object, on stderr, so that --json output stays clean.
     repo.onDamage = (key, message) => process.stderr.write(`warning: ${key} is damaged and skipped: ${message} (run "stackvault check")\n`);
     return repo;

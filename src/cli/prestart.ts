@@ -1,4 +1,20 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { prestartRcloneHelper } from '../repo/backends/rclone-helper.js';
+import { folderOfLocation } from '../repo/backends/location.js';
+import { deriveKeysEarly } from '../repo/early-keys.js';
+import { keyCacheFolder, keyFilesIn } from '../util/key-cache.js';
+
+/** The value of a global option in any of its spellings (--opt value, --opt=value, or a short -x value). */
+function optionInArgs(argv: readonly string[], long: string, short?: string): string | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') break;
+    if ((arg === long || (short !== undefined && arg === short)) && i + 1 < argv.length) return argv[i + 1];
+    if (arg.startsWith(`${long}=`)) return arg.slice(long.length + 1);
+  }
+  return undefined;
+}
 
 /**
  * The repository a command line names, found without loading the parser: --repo/-r in
@@ -6,20 +22,41 @@ import { prestartRcloneHelper } from '../repo/backends/rclone-helper.js';
  * not looked for (reading it needs the config's modules).
  */
 export function repositoryInArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
-  for (let i = 2; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') break;
-    if ((arg === '--repo' || arg === '-r') && i + 1 < argv.length) return argv[i + 1];
-    if (arg.startsWith('--repo=')) return arg.slice('--repo='.length);
+  return optionInArgs(argv, '--repo', '-r') ?? (env.STACKVAULT_REPOSITORY || undefined);
+}
+
+/**
+ * The password the command will use, when the command line or the environment gives it
+ * (the same order as CliContext.password); a wrong guess only means no early key.
+ */
+function passwordInArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
+  const file = optionInArgs(argv, '--password-file') ?? env.STACKVAULT_PASSWORD_FILE;
+  if (file) {
+    try {
+      return readFileSync(file, 'utf8').split(/\r?\n/)[0];
+    } catch {
+      return undefined;
+    }
   }
-  return env.STACKVAULT_REPOSITORY || undefined;
+  return env.STACKVAULT_PASSWORD;
 }
 
 /**
  * Start what the command will wait for before it is parsed: an rclone repository's
- * helper. A guess that turns out unneeded (a --help) costs a helper stopped at exit.
+ * helper, and the derivation of the repository's key from the key files it is known to
+ * hold (a folder repository's own, a network repository's kept in this machine's cache),
+ * which takes scrypt a fifth of a second on another core while Node loads the rest.
+ * A guess that turns out unneeded (a --help, another password) costs a helper stopped at
+ * exit and a derivation nobody takes.
  */
 export function prestartHelpers(argv: readonly string[], env: NodeJS.ProcessEnv): void {
   const location = repositoryInArgs(argv, env);
-  if (location?.startsWith('rclone:')) prestartRcloneHelper(env.STACKVAULT_RCLONE ?? 'rclone', env, location);
+  if (location === undefined) return;
+  if (location.startsWith('rclone:')) prestartRcloneHelper(env.STACKVAULT_RCLONE ?? 'rclone', env, location);
+  const password = passwordInArgs(argv, env);
+  if (password === undefined) return;
+  const folder = folderOfLocation(location);
+  const cache = argv.includes('--no-cache') ? undefined : keyCacheFolder(location, env);
+  const keyFiles = folder !== undefined ? keyFilesIn(join(resolve(folder), 'keys')) : cache ? keyFilesIn(cache) : [];
+  deriveKeysEarly(keyFiles, password);
 }

@@ -99,6 +99,7 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
     .option('--json', 'machine-readable output (JSON, or JSON lines for progress)')
     .option('-q, --quiet', 'print nothing but errors')
     .addOption(new Option('--no-progress', 'no progress bar'))
+    .addOption(new Option('--no-cache', 'keep no key files of network repositories on this machine (STACKVAULT_CACHE_DIR, default ~/.cache/stackvault)'))
     .addHelpText('after', EXIT_CODES + VERSION_LINE)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()

@@ -12,6 +12,8 @@ import { decodeBlob } from './format/pack-verify.js';
 import { PackWindows } from './decode/pack-windows.js';
 import { PackSpool, type PackFiles } from './decode/pack-spool.js';
 import { EarlyReads, collect } from './early-reads.js';
+import { takeEarlyKey } from './early-keys.js';
+import type { KeyFileBytes } from '../util/key-cache.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
 /** whole objects (index files, snapshots) fetched at once */
@@ -127,6 +129,8 @@ export class Repository {
   private packWindows: PackWindows | undefined;
   /** the key file whose password opened the repository (none when it is not encrypted) */
   openedWithKey: string | undefined;
+  /** that key file's bytes, and every key file the repository listed then (for a cache of key files, util/key-cache.ts) */
+  openedWith: { keyFile: KeyFileBytes; listed: ReadonlySet<string> } | undefined;
   private readonly packBlobsEnd = new Map<string, number>();
 
   private constructor(
@@ -241,14 +245,30 @@ export class Repository {
     }
     const given = typeof password === 'function' ? await password() : password;
     if (given === undefined) throw new UsageError(`the repository at ${backend.location} is encrypted: ${passwordHint}`);
-    for (const [i, info] of (await keyFiles).entries()) {
-      const keyFile = JSON.parse(((i === 0 ? await firstKeyFile : undefined) ?? (await backend.get(info.key))).toString('utf8')) as KeyFile;
-      const master = await unwrapMasterKey(keyFile, given);
-      if (master) {
-        const repo = new Repository(backend, config, master, extras, early);
-        repo.openedWithKey = idFromKey(info.key);
-        return repo;
-      }
+    const listed = await keyFiles;
+    const listedIds = new Set(listed.map((info) => idFromKey(info.key)));
+    const opened = (keyFile: KeyFileBytes, master: MasterKey): Repository => {
+      const repo = new Repository(backend, config, master, extras, early);
+      repo.openedWithKey = keyFile.id;
+      repo.openedWith = { keyFile, listed: listedIds };
+      return repo;
+    };
+    // Keys derived while the command loaded (deriveKeysEarly) count only for key files
+    // this repository lists: their ids are the hashes of their bytes.
+    const tried = new Set<string>();
+    for (const id of listedIds) {
+      const derived = takeEarlyKey(id, given);
+      if (!derived) continue;
+      tried.add(id);
+      const master = await derived.master;
+      if (master) return opened(derived.keyFile, master);
+    }
+    for (const [i, info] of listed.entries()) {
+      const id = idFromKey(info.key);
+      if (tried.has(id)) continue;
+      const bytes = (i === 0 ? await firstKeyFile : undefined) ?? (await backend.get(info.key));
+      const master = await unwrapMasterKey(JSON.parse(bytes.toString('utf8')) as KeyFile, given);
+      if (master) return opened({ id, bytes }, master);
     }
     throw new WrongPasswordError(backend.location);
   }

@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { chmod, link, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile, lstat, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,20 @@ export interface CliResult {
   stderr: string;
 }
 
+let cacheDir: string | undefined;
+/**
+ * The cache (key files of network repositories, see repo/key-cache.ts) of every command a
+ * test runs: a folder of this test process, not the user's ~/.cache, removed at its exit.
+ */
+function testCacheDir(): string {
+  if (!cacheDir) {
+    const dir = mkdtempSync(join(tmpdir(), 'sv-test-cache-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    cacheDir = dir;
+  }
+  return cacheDir;
+}
+
 /** Run the real stackvault command in a child process. */
 export function runCli(
   args: string[],
@@ -43,7 +58,15 @@ export function runCli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: options.cwd,
-      env: { ...process.env, STACKVAULT_PASSWORD: undefined, STACKVAULT_REPOSITORY: undefined, STACKVAULT_PASSWORD_FILE: undefined, STACKVAULT_CONFIG: undefined, ...options.env },
+      env: {
+        ...process.env,
+        STACKVAULT_PASSWORD: undefined,
+        STACKVAULT_REPOSITORY: undefined,
+        STACKVAULT_PASSWORD_FILE: undefined,
+        STACKVAULT_CONFIG: undefined,
+        STACKVAULT_CACHE_DIR: testCacheDir(),
+        ...options.env,
+      },
       stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       uid: options.uid,
       gid: options.gid,

@@ -5,6 +5,7 @@ import type { Backend } from './backend.js';
 import { lazyBackend } from './lazy.js';
 import { redact } from './transient.js';
 import { LocalBackend } from './local.js';
+import { folderOfLocation } from './location.js';
 import type { RcloneOptions } from './rclone.js';
 import { withRetries, type RetryOptions } from './retry.js';
 import type { S3Options } from './s3.js';
@@ -35,11 +36,9 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
   if (!location) throw new UsageError('no repository given (use --repo, STACKVAULT_REPOSITORY or repository.url in stackvault.yaml)');
   const env = options.env ?? process.env;
   const timeoutMs = options.timeoutMs ?? (Number(env.STACKVAULT_BACKEND_TIMEOUT_MS) || DEFAULT_TIMEOUT_MS);
-  const scheme = /^([a-z][a-z0-9+]*):(?!\\)/i.exec(location)?.[1]?.toLowerCase();
-  if (!scheme || /^[a-z]$/i.test(scheme) || scheme === 'local') {
-    const path = scheme === 'local' ? location.slice('local:'.length) : location;
-    return new LocalBackend(resolve(options.baseDir ?? process.cwd(), path));
-  }
+  const folder = folderOfLocation(location);
+  if (folder !== undefined) return new LocalBackend(resolve(options.baseDir ?? process.cwd(), folder));
+  const scheme = /^([a-z][a-z0-9+]*):/i.exec(location)?.[1]?.toLowerCase();
   if (scheme === 'rclone') {
     const rclone: RcloneOptions = { remote: location.slice('rclone:'.length), binary: env.STACKVAULT_RCLONE ?? 'rclone', timeoutMs, env };
     if (!/^[^:/]*:/.test(rclone.remote)) throw new UsageError(`repository ${location}: expected rclone:REMOTE:PATH, e.g. rclone:backup:acme`);

@@ -1,0 +1,44 @@
+import { unwrapMasterKey, type KeyFile, type MasterKey } from './format/crypto.js';
+import type { KeyFileBytes } from '../util/key-cache.js';
+
+interface EarlyKey {
+  password: string;
+  keyFile: KeyFileBytes;
+  master: Promise<MasterKey | null>;
+}
+
+/** Key derivations started before the repository was opened, by key file id. */
+const started = new Map<string, EarlyKey>();
+
+/** At most this many: a repository has one key file or a few, and each costs 32 MiB and a core for a fifth of a second. */
+const MOST = 2;
+
+/**
+ * Start unwrapping the master key from key files read before the repository is opened
+ * (kept in this machine's cache, or from a local repository's folder), with the password
+ * the command will use: scrypt runs on libuv's pool while Node loads the rest of the
+ * command. Repository.open takes a result only for a key file the repository lists and
+ * the same password (takeEarlyKey); the others are never used.
+ */
+export function deriveKeysEarly(keyFiles: readonly KeyFileBytes[], password: string): void {
+  for (const keyFile of keyFiles) {
+    if (started.size >= MOST) return;
+    if (started.has(keyFile.id)) continue;
+    let parsed: KeyFile;
+    try {
+      parsed = JSON.parse(keyFile.bytes.toString('utf8')) as KeyFile;
+    } catch {
+      continue;
+    }
+    const master = unwrapMasterKey(parsed, password).catch(() => null);
+    started.set(keyFile.id, { password, keyFile, master });
+  }
+}
+
+/** The early derivation for this key file and password, once; undefined if none was started. */
+export function takeEarlyKey(id: string, password: string): { keyFile: KeyFileBytes; master: Promise<MasterKey | null> } | undefined {
+  const early = started.get(id);
+  if (!early || early.password !== password) return undefined;
+  started.delete(id);
+  return { keyFile: early.keyFile, master: early.master };
+}
