@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -15,87 +16,107 @@ async function spooled(parent: string): Promise<string[]> {
 /** Time for the spool's file system calls (its folder, a copy, a size check) to finish. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
-/** Packs as files of a folder standing for a network repository, each copy held until the test lets it go. */
-async function fakeStorage(dir: string, packs: string[], size: number) {
+/**
+ * Packs as files of a folder standing for a network repository, each copy held until the
+ * test lets it go. A pack is named by the SHA-256 of its bytes, as in a repository (the
+ * spool checks every copy against its name); the tests call them by labels (id()).
+ */
+async function fakeStorage(dir: string, labels: string[], size: number) {
   const source = join(dir, 'storage');
   await mkdir(source);
-  for (const [i, pack] of packs.entries()) await writeFile(join(source, pack), Buffer.alloc(size, i + 1));
+  const ids = new Map<string, string>();
+  const labelOf = new Map<string, string>();
+  for (const [i, label] of labels.entries()) {
+    const bytes = Buffer.alloc(size, i + 1);
+    const id = createHash('sha256').update(bytes).digest('hex');
+    ids.set(label, id);
+    labelOf.set(id, label);
+    await writeFile(join(source, label), bytes);
+  }
+  const id = (label: string) => ids.get(label)!;
   const copies: string[] = [];
   const held = new Map<string, Array<() => void>>();
   const failing = new Set<string>();
+  const damaging = new Set<string>();
   const download = async (pack: string, file: string) => {
-    copies.push(pack);
-    await new Promise<void>((resolve) => held.set(pack, [...(held.get(pack) ?? []), resolve]));
-    if (failing.has(pack)) {
+    const label = labelOf.get(pack)!;
+    copies.push(label);
+    await new Promise<void>((resolve) => held.set(label, [...(held.get(label) ?? []), resolve]));
+    if (failing.has(label)) {
       await writeFile(file, 'half a pack');
       throw new Error('the copy failed');
     }
-    await copyFile(join(source, pack), file);
+    await copyFile(join(source, label), file);
+    // Damaged on its way, and nothing said so: one byte of the copy is wrong.
+    if (damaging.has(label)) await writeFile(file, Buffer.alloc(1, 0xff), { flag: 'r+' });
   };
-  const letGo = async (pack: string) => {
-    for (const resolve of held.get(pack) ?? []) resolve();
-    held.delete(pack);
+  const letGo = async (label: string) => {
+    for (const resolve of held.get(label) ?? []) resolve();
+    held.delete(label);
     await settle();
   };
-  return { download, copies, letGo, failing };
+  /** The labels of the packs in the spool's folder under `parent`. */
+  const spooledLabels = async (parent: string) => (await spooled(parent)).map((pack) => labelOf.get(pack)!).sort();
+  return { download, copies, letGo, failing, damaging, id, spooledLabels };
 }
 
 test('the pack spool brings over in the plan order, within its budget, what the restore needs most of, and deletes each pack after its last read', async (t) => {
   const dir = await tempDir(t);
   const size = 1000;
   const storage = await fakeStorage(dir, ['a', 'b', 'c', 'd', 'few'], size);
+  const { id } = storage;
   const spoolParent = join(dir, 'tmp');
   await mkdir(spoolParent);
   const spool = (await PackSpool.create(() => size, storage.download, { parent: spoolParent, maxBytes: 2.5 * size }))!;
   assert.ok(spool);
   // The restore's first walk says what it will read; a pack comes over once it needs a quarter.
-  spool.willRead('a', size / 8);
+  spool.willRead(id('a'), size / 8);
   await settle();
   assert.deepEqual(storage.copies, []);
-  spool.willRead('a', size / 8);
+  spool.willRead(id('a'), size / 8);
   await settle();
   assert.deepEqual(storage.copies, ['a']);
   for (const pack of ['b', 'c', 'd']) {
-    spool.willRead(pack, size / 2);
-    spool.willRead(pack, size / 2);
+    spool.willRead(id(pack), size / 2);
+    spool.willRead(id(pack), size / 2);
   }
   // A tenth of this pack is needed: it is read in ranges, not brought over.
-  spool.willRead('few', size / 10);
+  spool.willRead(id('few'), size / 10);
   spool.planned();
   await settle();
   // Two packs fit the budget: the third waits.
   assert.deepEqual(storage.copies, ['a', 'b']);
-  assert.equal(spool.take('few'), undefined);
+  assert.equal(spool.take(id('few')), undefined);
 
-  const a = spool.take('a');
+  const a = spool.take(id('a'));
   assert.ok(a instanceof Promise, 'a pack still on its way comes as a promise');
   await storage.letGo('a');
   const fileA = (await a)!;
   assert.deepEqual(await readFile(fileA), Buffer.alloc(size, 1));
-  assert.equal(spool.take('a'), fileA, 'a pack that is there comes at once');
-  spool.release('a');
+  assert.equal(spool.take(id('a')), fileA, 'a pack that is there comes at once');
+  spool.release(id('a'));
   assert.deepEqual(storage.copies, ['a', 'b'], 'a pack with reads left stays');
-  spool.release('a');
+  spool.release(id('a'));
   await settle();
-  assert.ok(!(await spooled(spoolParent)).includes('a'), 'the last read deletes it');
+  assert.ok(!(await storage.spooledLabels(spoolParent)).includes('a'), 'the last read deletes it');
   assert.deepEqual(storage.copies, ['a', 'b', 'c'], 'and makes room for the next');
 
   // b is read once of twice, then sits idle; the prefetch does not push it out for d, but
   // d asked for by the restore does (b comes over again when it is read again).
   await storage.letGo('b');
-  const fileB = spool.take('b') as string;
+  const fileB = spool.take(id('b')) as string;
   assert.equal(typeof fileB, 'string');
-  spool.release('b');
+  spool.release(id('b'));
   await storage.letGo('c');
   assert.deepEqual(storage.copies, ['a', 'b', 'c']);
   storage.failing.add('d');
-  const d = spool.take('d');
+  const d = spool.take(id('d'));
   await settle();
   assert.deepEqual(storage.copies, ['a', 'b', 'c', 'd']);
   await storage.letGo('d');
   assert.equal(await d, undefined, 'a failed copy is read through the repository');
-  assert.deepEqual(await spooled(spoolParent), ['c'], 'nothing is left of the failed copy, and idle b made room');
-  const again = spool.take('b');
+  assert.deepEqual(await storage.spooledLabels(spoolParent), ['c'], 'nothing is left of the failed copy, and idle b made room');
+  const again = spool.take(id('b'));
   assert.ok(again instanceof Promise);
   await settle();
   await storage.letGo('b');
@@ -110,30 +131,54 @@ test('beside a first walk still going, a take waits for its word on a pack, and 
   const dir = await tempDir(t);
   const size = 1000;
   const storage = await fakeStorage(dir, ['late', 'never', 'early'], size);
+  const { id } = storage;
   const spool = (await PackSpool.create(() => size, storage.download, { parent: dir }))!;
-  spool.willRead('late', size / 10);
-  const late = spool.take('late');
+  spool.willRead(id('late'), size / 10);
+  const late = spool.take(id('late'));
   assert.ok(late instanceof Promise, 'not yet decided: the walk may find more of it needed');
-  spool.willRead('late', size / 5);
+  spool.willRead(id('late'), size / 5);
   await settle();
   assert.deepEqual(storage.copies, ['late'], 'a quarter now needed: it comes over');
   await storage.letGo('late');
   assert.equal(typeof (await late), 'string');
 
-  spool.willRead('never', size / 10);
-  const never = spool.take('never');
-  spool.willRead('early', size);
+  spool.willRead(id('never'), size / 10);
+  const never = spool.take(id('never'));
+  spool.willRead(id('early'), size);
   await settle();
   await storage.letGo('early');
-  const early = spool.take('early') as string;
-  spool.release('early');
+  const early = spool.take(id('early')) as string;
+  spool.release(id('early'));
   await settle();
   assert.deepEqual(await readFile(early), Buffer.alloc(size, 3), 'read as often as counted so far, but the walk may count more');
   spool.planned();
   assert.equal(await never, undefined, 'the walk ended without needing much of it: read in ranges');
   await settle();
   await assert.rejects(readFile(early), { code: 'ENOENT' }, 'once the walk is done, a pack read as often as it found goes');
-  spool.release('late');
+  spool.release(id('late'));
+  await spool.close();
+});
+
+test('a copy whose bytes do not match its pack\'s name is not used: its blobs are read in ranges, and it is deleted', async (t) => {
+  const dir = await tempDir(t);
+  const size = 1000;
+  const storage = await fakeStorage(dir, ['whole', 'damaged'], size);
+  const { id } = storage;
+  const spoolParent = join(dir, 'tmp');
+  await mkdir(spoolParent);
+  const spool = (await PackSpool.create(() => size, storage.download, { parent: spoolParent }))!;
+  storage.damaging.add('damaged');
+  spool.willRead(id('whole'), size);
+  spool.willRead(id('damaged'), size);
+  spool.planned();
+  const whole = spool.take(id('whole'));
+  const damaged = spool.take(id('damaged'));
+  await storage.letGo('whole');
+  await storage.letGo('damaged');
+  assert.deepEqual(await readFile((await whole)!), Buffer.alloc(size, 1));
+  assert.equal(await damaged, undefined, 'read through the repository, whose reads are checked blob by blob');
+  assert.deepEqual(await storage.spooledLabels(spoolParent), ['whole'], 'nothing is left of the damaged copy');
+  spool.release(id('whole'));
   await spool.close();
 });
 

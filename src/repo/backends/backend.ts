@@ -66,7 +66,8 @@ export interface BackendExtras {
    * Copy a whole object into a file on this machine (which it creates or replaces), with
    * the bytes moved by the storage's own client rather than through this process: a
    * restore then reads those packs as from a folder. Fails, leaving no promise of a
-   * complete file, when the copy does not finish.
+   * complete file, when the copy does not finish. The caller checks the file's bytes
+   * against the object's name (a pack's is their SHA-256).
    */
   downloadToFile(key: string, path: string): Promise<void>;
   /**
