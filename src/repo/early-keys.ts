@@ -12,6 +12,8 @@ const started = new Map<string, EarlyKey>();
 
 /** At most this many: a repository has one key file or a few, and each costs 32 MiB and a core for a fifth of a second. */
 const MOST = 2;
+/** scrypt's cost parameter at most (2^15 is what init chooses): 2^20 is a GiB of memory. */
+const MAX_N = 1 << 20;
 
 /**
  * Start unwrapping the master key from key files read before the repository is opened
@@ -30,6 +32,9 @@ export function deriveKeysEarly(keyFiles: readonly KeyFileBytes[], password: str
     } catch {
       continue;
     }
+    // A guess costs what its parameters say: one made with parameters stackvault would
+    // never choose (a planted file asking for gigabytes) waits for the repository's word.
+    if (!(parsed.N <= MAX_N && parsed.r <= 32 && parsed.p <= 16)) continue;
     const master = unwrapMasterKey(parsed, password).catch(() => null);
     started.set(keyFile.id, { password, keyFile, master });
   }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -31,6 +32,14 @@ test('a key derived before the repository is opened opens it, once, and only wit
   assert.equal(again.openedWithKey, keyFile.id);
   assert.ok(takeEarlyKey(keyFile.id, 'a guess'), 'the guess was left alone');
   await assert.rejects(Repository.open(backend, 'wrong password'), /wrong password|does not open/i);
+
+  // A key file asking for more than stackvault would ever choose is not guessed with.
+  const costly = JSON.parse(keyFile.bytes.toString('utf8')) as { N: number };
+  costly.N = 2 ** 30;
+  const planted = Buffer.from(JSON.stringify(costly));
+  const id = createHash('sha256').update(planted).digest('hex');
+  deriveKeysEarly([{ id, bytes: planted }], 'right password');
+  assert.equal(takeEarlyKey(id, 'right password'), undefined);
 });
 
 test('a key file kept from another repository at the same location is never used: the repository opens with its own key', async (t) => {
