@@ -67,10 +67,11 @@ test('README example: rclone (SFTP)', async (t) => {
 test('an rclone repository on the command line: the helper started before parsing is the one used, and none outlives the command', async (t) => {
   const dav = await startRcloneServe(t, 'webdav', 'early');
   const dir = await tempDir(t);
-  // A wrapper that records every helper started (its pid: exec keeps it) before it runs rclone.
+  // A wrapper that records every helper started (its pid: exec keeps it, and whether it was
+  // spared building the terminal library's tables, TCELL_MINIMIZE) before it runs rclone.
   const started = join(dir, 'started');
   const wrapper = join(dir, 'rclone-wrapper');
-  await writeFile(wrapper, `#!/bin/sh\necho $$ >> ${started}\nexec rclone "$@"\n`, { mode: 0o755 });
+  await writeFile(wrapper, `#!/bin/sh\necho "$$ \${TCELL_MINIMIZE:-unset}" >> ${started}\nexec rclone "$@"\n`, { mode: 0o755 });
   const env = { ...dav.env, STACKVAULT_RCLONE: wrapper, STACKVAULT_PASSWORD: 'early helper' };
   const starts = async () => (await readFile(started, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 
@@ -84,8 +85,12 @@ test('an rclone repository on the command line: the helper started before parsin
   // Named through the environment, and a command that never opens the repository.
   const help = await runCli(['snapshots', '--help'], { env: { ...env, STACKVAULT_REPOSITORY: repo } });
   assert.equal(help.code, 0, help.stderr);
-  const pids = (await starts()).map(Number);
+  const pids = (await starts()).map((line) => Number(line.split(' ')[0]));
   assert.equal(pids.length, 4);
+  assert.deepEqual(
+    (await starts()).map((line) => line.split(' ')[1]),
+    ['1', '1', '1', '1'],
+  );
   for (let tries = 0; pids.some(alive) && tries < 50; tries++) await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(pids.filter(alive), [], 'no helper is left running');
 });

@@ -21,7 +21,11 @@ export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, locati
     const pass = randomBytes(16).toString('hex');
     const child = spawn(binary, ['rcd', '--rc-addr', '127.0.0.1:0', '--rc-user', user, '--rc-pass', pass, '--rc-serve', '--log-level', 'NOTICE'], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env,
+      // rclone links a terminal library (for its ncdu command) whose start builds a table of
+      // every character's width unless TCELL_MINIMIZE is set: 0.09 of rclone's 0.22 s of
+      // CPU to start here, on the way to the repository's first answer. The helper never
+      // draws on a terminal; a value the user set is kept.
+      env: { TCELL_MINIMIZE: '1', ...env },
     });
     let log = '';
     const onData = (chunk: Buffer) => {
