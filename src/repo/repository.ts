@@ -256,9 +256,10 @@ export class Repository {
     // Keys derived while the command loaded (deriveKeysEarly) count only for key files
     // this repository lists: their ids are the hashes of their bytes.
     const tried = new Set<string>();
-    for (const id of listedIds) {
+    for (const info of listed) {
+      const id = idFromKey(info.key);
       const derived = takeEarlyKey(id, given);
-      if (!derived) continue;
+      if (!derived || derived.keyFile.bytes.length !== info.size) continue;
       tried.add(id);
       const master = await derived.master;
       if (master) return opened(derived.keyFile, master);

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+
+const MAX_KEY_FILE_BYTES = 64 * 1024;
 
 /** A key file's stored bytes, under its id (the SHA-256 of those bytes, as a repository names every object). */
 export interface KeyFileBytes {
@@ -54,6 +56,8 @@ export function keyFilesIn(folder: string, most = 2): KeyFileBytes[] {
     if (out.length >= most) break;
     let bytes: Buffer;
     try {
+      // A key file is a few hundred bytes: anything much larger is not read whole.
+      if (statSync(join(folder, id)).size > MAX_KEY_FILE_BYTES) continue;
       bytes = readFileSync(join(folder, id));
     } catch {
       continue;
