@@ -40,6 +40,11 @@ export function deriveKeysEarly(keyFiles: readonly KeyFileBytes[], password: str
   }
 }
 
+/** Whether a derivation was started and not yet taken: the key file it is for need not be read again. */
+export function earlyKeysWaiting(): boolean {
+  return started.size > 0;
+}
+
 /** The early derivation for this key file and password, once; undefined if none was started. */
 export function takeEarlyKey(id: string, password: string): { keyFile: KeyFileBytes; master: Promise<MasterKey | null> } | undefined {
   const early = started.get(id);

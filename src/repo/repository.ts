@@ -12,7 +12,7 @@ import { decodeBlob } from './format/pack-verify.js';
 import { PackWindows } from './decode/pack-windows.js';
 import { PackSpool, type PackFiles } from './decode/pack-spool.js';
 import { EarlyReads, collect } from './early-reads.js';
-import { takeEarlyKey } from './early-keys.js';
+import { earlyKeysWaiting, takeEarlyKey } from './early-keys.js';
 import type { KeyFileBytes } from '../util/key-cache.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
@@ -203,8 +203,10 @@ export class Repository {
     const keyFiles = collect(backend.list('keys/'));
     keyFiles.catch(() => undefined);
     // The first key file too, as soon as it is listed: most repositories have one, and
-    // through rclone its read waited for the config's (50 ms a round trip).
-    const firstKeyFile = keyFiles.then((infos) => (infos[0] ? backend.get(infos[0].key) : undefined));
+    // through rclone its read waited for the config's (50 ms a round trip). Not when its
+    // bytes were read before the command loaded (deriveKeysEarly): then it is read only
+    // if that guess fails.
+    const firstKeyFile = earlyKeysWaiting() ? Promise.resolve(undefined) : keyFiles.then((infos) => (infos[0] ? backend.get(infos[0].key) : undefined));
     firstKeyFile.catch(() => undefined);
     const early = new EarlyReads(backend, OBJECTS_IN_FLIGHT);
     let raw: Buffer;
