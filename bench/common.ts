@@ -1,5 +1,12 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The command a user runs (bin/stackvault: Node with glibc's malloc tuned at the process's
+ * start), not `node dist/src/cli/main.js`: what the benches compare is what users get.
+ */
+export const STACKVAULT = fileURLToPath(new URL('../../bin/stackvault', import.meta.url));
 
 /** Running and measuring the tools a benchmark compares. */
 export interface Step {

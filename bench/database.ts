@@ -14,11 +14,9 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startMariadb, type TestServer } from '../test/support/mariadb-server.js';
-import { du, has, run, type Step } from './common.js';
+import { STACKVAULT, du, has, run, type Step } from './common.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const totalRows = Number(process.env.BENCH_DB_ROWS ?? 3_450_000);
 const calls = Math.round(totalRows * 0.812);
 const customers = Math.round(totalRows * 0.072);
@@ -123,7 +121,7 @@ export async function benchDatabase(work: string): Promise<{ lines: string[]; re
       join(svDir, 'stackvault.yaml'),
       `stack: bench\nrepository:\n  url: ./repo\n  password_env: BENCH_PASSWORD\nsources:\n  - name: db\n    type: mariadb\n    socket: ${server.socket}\n    user: root\n    databases: [bench]\n`,
     );
-    const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', '--config', join(svDir, 'stackvault.yaml'), ...args], { BENCH_PASSWORD: password });
+    const sv = (args: string[]) => run(STACKVAULT, ['--quiet', '--config', join(svDir, 'stackvault.yaml'), ...args], { BENCH_PASSWORD: password });
     process.stderr.write('stackvault...\n');
     sv(['init']);
     const svDump = sv(['backup']);

@@ -14,11 +14,9 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pseudoRandom, pseudoText } from '../test/support/helpers.js';
-import { du, has, run, type Step } from './common.js';
+import { STACKVAULT, du, has, run, type Step } from './common.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const totalMb = Number(process.env.BENCH_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES ?? 50_000);
 const password = 'benchmark password';
@@ -138,7 +136,7 @@ function toolOps(tool: string, work: string, src: string): ToolOps {
   const targetOf = (run: number) => join(work, `${tool}-restore${run}`);
   // Every full backup goes into a fresh repository; the last one is used from then on.
   const last = repoOf(runs - 1);
-  const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', ...args], { STACKVAULT_PASSWORD: password });
+  const sv = (args: string[]) => run(STACKVAULT, ['--quiet', ...args], { STACKVAULT_PASSWORD: password });
   const restic = (args: string[]) => run('restic', ['-q', ...args], { RESTIC_PASSWORD: password, RESTIC_CACHE_DIR: join(work, 'restic-cache') });
   const borgEnv = { BORG_PASSPHRASE: password, BORG_BASE_DIR: join(work, 'borg-base'), BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes' };
   const borg = (args: string[]) => run('borg', args, borgEnv);

@@ -13,15 +13,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { LocalBackend } from '../src/repo/backends/local.js';
 import type { PackedBlob } from '../src/repo/format/pack.js';
 import { MAX_BLOBS_PER_INDEX_FILE, encodeIndexFile } from '../src/repo/master-index.js';
 import { Repository } from '../src/repo/repository.js';
 import { mapConcurrent } from '../src/util/concurrency.js';
-import { run } from './common.js';
+import { STACKVAULT, run } from './common.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const password = 'benchmark password';
 const BLOBS_PER_PACK = 400;
 
@@ -57,7 +55,7 @@ export async function benchIndexScale(work: string): Promise<{ lines: string[]; 
   const source = join(work, 'small-change');
   await mkdir(source, { recursive: true });
   for (let i = 0; i < 20; i++) await writeFile(join(source, `file-${i}`), randomBytes(50_000 + i * 1000));
-  const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', '--repo', repoDir, ...args], { STACKVAULT_PASSWORD: password });
+  const sv = (args: string[]) => run(STACKVAULT, ['--quiet', '--repo', repoDir, ...args], { STACKVAULT_PASSWORD: password });
   const backup = sv(['backup', source]);
   const snapshots = sv(['snapshots']);
   const prune = sv(['prune']);

@@ -17,7 +17,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startMariadb, type TestServer } from '../test/support/mariadb-server.js';
 import { freePort } from '../test/support/storage-servers.js';
-import { CLI, runCli } from '../test/support/helpers.js';
+import { runCli } from '../test/support/helpers.js';
+import { STACKVAULT } from './common.js';
 
 const SECONDS = Number(process.env.BENCH_PITR_SECONDS ?? 60);
 const RATE = Number(process.env.BENCH_PITR_RATE ?? 5000);
@@ -97,7 +98,7 @@ export async function benchPitr(work: string): Promise<{ lines: string[]; result
     if ((await cli(['init'])).code !== 0) throw new Error('init failed');
     const backup = await cli(['backup']);
     if (backup.code !== 0) throw new Error(`backup failed: ${backup.stderr}`);
-    runner = spawn(process.execPath, [CLI, 'run'], { cwd: work, env: { ...process.env, ...env }, stdio: 'ignore' });
+    runner = spawn(STACKVAULT, ['run'], { cwd: work, env: { ...process.env, ...env }, stdio: 'ignore' });
     const status = async () => {
       const res = await fetch(`http://127.0.0.1:${port}/api/status`);
       return (await res.json()) as { binlog: Array<{ lagSeconds: number | null; segments: number; bytes: number; coveredUntil: number }> };

@@ -13,11 +13,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startRcloneServe, startS3rver, type StorageServer } from '../test/support/storage-servers.js';
-import { du, has, run, type Step } from './common.js';
+import { STACKVAULT, du, has, run, type Step } from './common.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const password = 'benchmark password';
 // Five, not three as elsewhere: a restore here takes 1.5-3.5 s, and this machine's speed
 // moves by a fifth from minute to minute (docs/performance.md).
@@ -41,7 +39,7 @@ interface Comparison {
 }
 
 function stackvault(repo: string, source: string, env: Record<string, string>, cache: string): Contender {
-  const sv = (args: string[]) => run(process.execPath, [CLI, '--quiet', '--repo', repo, ...args], { STACKVAULT_PASSWORD: password, STACKVAULT_CACHE_DIR: cache, ...env });
+  const sv = (args: string[]) => run(STACKVAULT, ['--quiet', '--repo', repo, ...args], { STACKVAULT_PASSWORD: password, STACKVAULT_CACHE_DIR: cache, ...env });
   return {
     name: 'stackvault',
     backup: () => (sv(['init']), sv(['backup', source])),

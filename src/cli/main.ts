@@ -4,6 +4,7 @@
  * stackvault loads (about a fifth of a second of a core) while they come up.
  */
 import { setFlagsFromString } from 'node:v8';
+import { restoreCallerTunables } from './launcher-env.js';
 import { prestartHelpers } from './prestart.js';
 
 /*
@@ -18,6 +19,7 @@ import { prestartHelpers } from './prestart.js';
  */
 setFlagsFromString('--interrupt-budget=1000000');
 
+restoreCallerTunables(process.env);
 prestartHelpers(process.argv, process.env);
 const { main } = await import('./program.js');
 process.exitCode = await main(process.argv);
