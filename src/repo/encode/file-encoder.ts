@@ -52,7 +52,7 @@ interface WorkerSlot {
 /**
  * Files are read, chunked, hashed, compressed and encrypted on worker threads, one per
  * core, so a backup uses every core: the main thread keeps the walk, the index and the
- * packs, and encodes files itself only while the threads are still starting.
+ * packs, and encodes small files itself only while the threads are still starting.
  * Duplicates are only found once their blob arrives, so a deduplicated chunk of a large
  * file costs its compression; unchanged files are not read at all, so this is rare.
  */

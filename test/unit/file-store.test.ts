@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LocalBackend } from '../../src/repo/backends/local.js';
+import { FileEncoder } from '../../src/repo/encode/file-encoder.js';
+import { Repository } from '../../src/repo/repository.js';
+import { RepositoryFilesSink } from '../../src/snapshot/backup/file-store.js';
+import { TreeLoader } from '../../src/snapshot/tree.js';
+import { AdaptiveReader, PlainFile } from '../../src/util/adaptive-io.js';
+import { pseudoRandom, tempDir } from '../support/helpers.js';
+
+test('a large file goes to an encoder thread even while the threads still start; small ones are done here meanwhile', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
+  const writer = repo.newBlobWriter();
+  const sink = new RepositoryFilesSink(writer, new TreeLoader(repo), repo.chunker, encoder, new AdaptiveReader());
+  const large = join(dir, 'large.bin');
+  await writeFile(large, pseudoRandom(3, 9 << 20));
+
+  // Right after the encoder was made, no thread has loaded yet.
+  const admitted = sink.admitNow(9 << 20);
+  assert.ok(admitted);
+  assert.equal((admitted as unknown as { route: string }).route, 'large', 'the large file waits for a thread');
+  assert.equal((sink.admitNow(1000) as unknown as { route: string }).route, 'here', 'a small file is done at once');
+  assert.equal(((await sink.admit(9 << 20)) as unknown as { route: string }).route, 'large');
+
+  const { content, size } = await sink.storeFile(large, 9 << 20, admitted, () => undefined);
+  admitted.release();
+  const expected: string[] = [];
+  const fh = await PlainFile.open(large);
+  for await (const chunk of repo.chunker.chunkFile(fh, 9 << 20)) expected.push(repo.blobId(chunk));
+  await fh.close();
+  assert.equal(size, 9 << 20);
+  assert.deepEqual(content, expected);
+});
