@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
@@ -8,7 +9,8 @@ import { CALLER_TUNABLES, restoreCallerTunables } from '../../src/cli/launcher-e
 import { tempDir } from '../support/helpers.js';
 
 const LAUNCHER = fileURLToPath(new URL('../../../bin/stackvault', import.meta.url));
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** The path the launcher hands to node: its own folder, links resolved, then ../dist/... */
+const MAIN_AS_LAUNCHED = `${dirname(realpathSync(LAUNCHER))}/../dist/src/cli/main.js`;
 const OURS = 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1';
 
 /** What bin/stackvault hands to `node`, seen by a stand-in `node` first on PATH. */
@@ -25,7 +27,7 @@ test('bin/stackvault runs main.js with glibc tuned, the arguments as given, and 
   const plain = await launch(t, ['restore', 'latest', '--target', 'a folder with spaces', ''], undefined);
   assert.equal(plain.own, OURS);
   assert.equal(plain.caller, '-');
-  assert.equal(plain.main, MAIN.replace('/dist/', '/bin/../dist/'));
+  assert.equal(plain.main, MAIN_AS_LAUNCHED);
   assert.deepEqual(plain.args, ['restore', 'latest', '--target', 'a folder with spaces', '']);
 
   // The caller's tunables stay, and one of ours the caller set keeps the caller's value.
@@ -37,7 +39,7 @@ test('bin/stackvault runs main.js with glibc tuned, the arguments as given, and 
   // Through a link, as npm installs it (node_modules/.bin/stackvault).
   const linkDir = await tempDir(t);
   await symlink(LAUNCHER, join(linkDir, 'stackvault'));
-  assert.equal((await launch(t, ['--version'], undefined, join(linkDir, 'stackvault'))).main, MAIN.replace('/dist/', '/bin/../dist/'));
+  assert.equal((await launch(t, ['--version'], undefined, join(linkDir, 'stackvault'))).main, MAIN_AS_LAUNCHED);
 });
 
 test('the caller\'s GLIBC_TUNABLES go back to the processes stackvault starts', () => {
