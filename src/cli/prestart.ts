@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { prestartRcloneHelper } from '../repo/backends/rclone-helper.js';
 import { folderOfLocation } from '../repo/backends/location.js';
-import { deriveKeysEarly } from '../repo/early-keys.js';
+import { EARLY_KEYS_MOST, deriveKeysEarly } from '../repo/early-keys.js';
 import { keyCacheFolder, keyFilesIn } from '../util/key-cache.js';
 
 /** The value of a global option in any of its spellings (--opt value, --opt=value, or a short -x value). */
@@ -57,6 +57,6 @@ export function prestartHelpers(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (password === undefined) return;
   const folder = folderOfLocation(location);
   const cache = argv.includes('--no-cache') ? undefined : keyCacheFolder(location, env);
-  const keyFiles = folder !== undefined ? keyFilesIn(join(resolve(folder), 'keys')) : cache ? keyFilesIn(cache) : [];
+  const keyFiles = folder !== undefined ? keyFilesIn(join(resolve(folder), 'keys'), EARLY_KEYS_MOST) : cache ? keyFilesIn(cache, EARLY_KEYS_MOST) : [];
   deriveKeysEarly(keyFiles, password);
 }

@@ -11,7 +11,7 @@ interface EarlyKey {
 const started = new Map<string, EarlyKey>();
 
 /** At most this many: a repository has one key file or a few, and each costs 32 MiB and a core for a fifth of a second. */
-const MOST = 2;
+export const EARLY_KEYS_MOST = 2;
 /** scrypt's cost parameter at most (2^15 is what init chooses): 2^20 is a GiB of memory. */
 const MAX_N = 1 << 20;
 
@@ -24,7 +24,7 @@ const MAX_N = 1 << 20;
  */
 export function deriveKeysEarly(keyFiles: readonly KeyFileBytes[], password: string): void {
   for (const keyFile of keyFiles) {
-    if (started.size >= MOST) return;
+    if (started.size >= EARLY_KEYS_MOST) return;
     if (started.has(keyFile.id)) continue;
     let parsed: KeyFile;
     try {

@@ -127,10 +127,13 @@ export class Repository {
   onDamage?: (key: string, message: string) => void;
   /** blob reads from a network backend, a window of a pack at a time */
   private packWindows: PackWindows | undefined;
-  /** the key file whose password opened the repository (none when it is not encrypted) */
-  openedWithKey: string | undefined;
-  /** that key file's bytes, and every key file the repository listed then (for a cache of key files, util/key-cache.ts) */
+  /** the key file whose password opened the repository, and every key file it listed then (for a cache of key files, util/key-cache.ts); none when it is not encrypted */
   openedWith: { keyFile: KeyFileBytes; listed: ReadonlySet<string> } | undefined;
+
+  /** the id of the key file whose password opened the repository */
+  get openedWithKey(): string | undefined {
+    return this.openedWith?.keyFile.id;
+  }
   private readonly packBlobsEnd = new Map<string, number>();
 
   private constructor(
@@ -251,7 +254,6 @@ export class Repository {
     const listedIds = new Set(listed.map((info) => idFromKey(info.key)));
     const opened = (keyFile: KeyFileBytes, master: MasterKey): Repository => {
       const repo = new Repository(backend, config, master, extras, early);
-      repo.openedWithKey = keyFile.id;
       repo.openedWith = { keyFile, listed: listedIds };
       return repo;
     };

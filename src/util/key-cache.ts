@@ -44,7 +44,7 @@ export function keyCacheFolder(location: string, env: NodeJS.ProcessEnv): string
  * event loop: they are a few hundred bytes, and the derivation that waits for them
  * should start before the command's modules load.
  */
-export function keyFilesIn(folder: string, most = 2): KeyFileBytes[] {
+export function keyFilesIn(folder: string, most: number): KeyFileBytes[] {
   let names: string[];
   try {
     names = readdirSync(folder);

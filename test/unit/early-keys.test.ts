@@ -12,7 +12,7 @@ import { tempDir } from '../support/helpers.js';
 async function newRepository(dir: string, password: string) {
   const backend = openBackend(dir);
   await Repository.init(backend, { password, immutabilityDays: 0 });
-  const [keyFile] = keyFilesIn(join(dir, 'keys'));
+  const [keyFile] = keyFilesIn(join(dir, 'keys'), 2);
   return { backend, keyFile: keyFile! };
 }
 
@@ -66,7 +66,7 @@ test('the key cache keeps the key file that opened a repository, forgets those i
   const first = await newRepository(join(dir, 'first'), 'pw');
   const second = await newRepository(join(dir, 'second'), 'pw');
   keepKeyFile(cache, first.keyFile, new Set([first.keyFile.id]));
-  assert.deepEqual(keyFilesIn(cache), [first.keyFile]);
+  assert.deepEqual(keyFilesIn(cache, 2), [first.keyFile]);
   assert.equal((await stat(cache)).mode & 0o777, 0o700);
   assert.equal((await stat(join(cache, first.keyFile.id))).mode & 0o777, 0o600);
 
@@ -76,8 +76,8 @@ test('the key cache keeps the key file that opened a repository, forgets those i
 
   // Bytes that do not hash to their name are not a key file.
   await writeFile(join(cache, second.keyFile.id), Buffer.concat([second.keyFile.bytes, Buffer.from(' ')]));
-  assert.deepEqual(keyFilesIn(cache), []);
-  assert.deepEqual(keyFilesIn(join(dir, 'missing')), []);
+  assert.deepEqual(keyFilesIn(cache, 2), []);
+  assert.deepEqual(keyFilesIn(join(dir, 'missing'), 2), []);
 
   // A cache that cannot be written changes nothing and throws nothing.
   if (process.getuid?.() !== 0) {

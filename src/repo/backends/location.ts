@@ -4,7 +4,16 @@
  * location (`s3://`, `azure://`, `rclone:`, or an unknown scheme).
  */
 export function folderOfLocation(location: string): string | undefined {
-  const scheme = /^([a-z][a-z0-9+]*):(?!\\)/i.exec(location)?.[1]?.toLowerCase();
-  if (!scheme || /^[a-z]$/i.test(scheme)) return location;
+  const scheme = schemeOf(location);
+  if (!scheme || /^[a-z]$/.test(scheme)) return location;
   return scheme === 'local' ? location.slice('local:'.length) : undefined;
+}
+
+/**
+ * A location's scheme in lower case (`s3`, `rclone`, `local`; a Windows drive letter is
+ * one letter), or undefined for a plain path. `C:\backup` has none: a colon before a
+ * backslash is a drive.
+ */
+export function schemeOf(location: string): string | undefined {
+  return /^([a-z][a-z0-9+]*):(?!\\)/i.exec(location)?.[1]?.toLowerCase();
 }

@@ -5,7 +5,7 @@ import type { Backend } from './backend.js';
 import { lazyBackend } from './lazy.js';
 import { redact } from './transient.js';
 import { LocalBackend } from './local.js';
-import { folderOfLocation } from './location.js';
+import { folderOfLocation, schemeOf } from './location.js';
 import type { RcloneOptions } from './rclone.js';
 import { withRetries, type RetryOptions } from './retry.js';
 import type { S3Options } from './s3.js';
@@ -38,7 +38,7 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
   const timeoutMs = options.timeoutMs ?? (Number(env.STACKVAULT_BACKEND_TIMEOUT_MS) || DEFAULT_TIMEOUT_MS);
   const folder = folderOfLocation(location);
   if (folder !== undefined) return new LocalBackend(resolve(options.baseDir ?? process.cwd(), folder));
-  const scheme = /^([a-z][a-z0-9+]*):/i.exec(location)?.[1]?.toLowerCase();
+  const scheme = schemeOf(location);
   if (scheme === 'rclone') {
     const rclone: RcloneOptions = { remote: location.slice('rclone:'.length), binary: env.STACKVAULT_RCLONE ?? 'rclone', timeoutMs, env };
     if (!/^[^:/]*:/.test(rclone.remote)) throw new UsageError(`repository ${location}: expected rclone:REMOTE:PATH, e.g. rclone:backup:acme`);
