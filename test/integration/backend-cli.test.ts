@@ -7,6 +7,7 @@ import { parse, stringify } from 'yaml';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { makeRichTree, runCli, tempDir } from '../support/helpers.js';
 import { azuriteConnectionString, startAzurite, startRcloneServe, startS3rver } from '../support/storage-servers.js';
+import { startRcloneHelper } from '../../src/repo/backends/rclone-helper.js';
 
 /** The README's example repository section for a backend, as a user would copy it. */
 async function readmeExample(name: string): Promise<{ url: string; password_env: string; immutability_days?: number }> {
@@ -93,6 +94,29 @@ test('an rclone repository on the command line: the helper started before parsin
   );
   for (let tries = 0; pids.some(alive) && tries < 50; tries++) await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(pids.filter(alive), [], 'no helper is left running');
+});
+
+test("rclone's own log settings in the environment (a log file, syslog, JSON) do not keep the helper from starting", async (t) => {
+  const dav = await startRcloneServe(t, 'webdav', 'logged');
+  const dir = await tempDir(t);
+  // With RCLONE_LOG_FILE set, the helper's "Serving remote control on ..." line went to the
+  // file and the command waited for it forever.
+  const env = { ...dav.env, STACKVAULT_PASSWORD: 'logged', RCLONE_LOG_FILE: join(dir, 'rclone.log'), RCLONE_USE_JSON_LOG: 'true', RCLONE_SYSLOG: 'true' };
+  for (const args of [['init', '--repo', 'rclone:logged:repo'], ['snapshots', '--repo', 'rclone:logged:repo']]) {
+    const run = await runCli(args, { env, timeoutMs: 60_000 });
+    assert.equal(run.code, 0, run.stderr);
+  }
+});
+
+test('an rclone that never starts listening: a clear error after the start timeout, and no process left', async (t) => {
+  const dir = await tempDir(t);
+  const pidFile = join(dir, 'pid');
+  const stuck = join(dir, 'stuck-rclone');
+  await writeFile(stuck, `#!/bin/sh\necho $$ > ${pidFile}\necho "starting up" >&2\nexec sleep 600\n`, { mode: 0o755 });
+  await assert.rejects(startRcloneHelper(stuck, process.env, 'rclone:stuck:repo', 1000), /repository rclone:stuck:repo: rclone did not start within 1 s: starting up/);
+  const pid = Number(await readFile(pidFile, 'utf8'));
+  for (let tries = 0; alive(pid) && tries < 50; tries++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(alive(pid), false, 'the stuck helper was stopped');
 });
 
 function alive(pid: number): boolean {

@@ -15,11 +15,11 @@ export interface RcloneHelper {
  * the rclone config it was started with (`env`); `location` only names the repository
  * in errors.
  */
-export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, location: string): Promise<RcloneHelper> {
+export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, location: string, startTimeoutMs = START_TIMEOUT_MS): Promise<RcloneHelper> {
   return new Promise((resolve, reject) => {
     const user = randomBytes(8).toString('hex');
     const pass = randomBytes(16).toString('hex');
-    const child = spawn(binary, ['rcd', '--rc-addr', '127.0.0.1:0', '--rc-user', user, '--rc-pass', pass, '--rc-serve', '--log-level', 'NOTICE'], {
+    const child = spawn(binary, ['rcd', '--rc-addr', '127.0.0.1:0', '--rc-user', user, '--rc-pass', pass, '--rc-serve', ...LOG_TO_STDERR], {
       stdio: ['ignore', 'ignore', 'pipe'],
       // rclone links a terminal library (for its ncdu command) whose start builds a table of
       // every character's width unless TCELL_MINIMIZE is set: 0.09 of rclone's 0.22 s of
@@ -28,10 +28,16 @@ export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, locati
       env: { TCELL_MINIMIZE: '1', ...env },
     });
     let log = '';
+    const tooLong = setTimeout(() => {
+      reject(new StackvaultError(`repository ${location}: rclone did not start within ${startTimeoutMs / 1000} s${log.trim() ? `: ${redact(lastLines(log))}` : ''}`));
+      child.kill('SIGKILL');
+    }, startTimeoutMs);
+    tooLong.unref();
     const onData = (chunk: Buffer) => {
       log += chunk.toString();
       const port = /Serving remote control on http:\/\/127\.0\.0\.1:(\d+)/.exec(log)?.[1];
       if (!port) return;
+      clearTimeout(tooLong);
       child.stderr!.off('data', onData);
       child.stderr!.resume();
       // Running from now on, the helper never keeps stackvault alive.
@@ -41,10 +47,27 @@ export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, locati
     };
     child.stderr!.on('data', onData);
     child.once('error', (err) => reject(new UsageError(`repository ${location}: cannot run ${binary}: ${errorMessage(err)} (install rclone)`)));
-    child.once('exit', (code) => reject(new StackvaultError(`repository ${location}: rclone stopped (exit ${code}): ${redact(log.trim().split('\n').slice(-3).join(' '))}`)));
+    child.once('exit', (code) => {
+      clearTimeout(tooLong);
+      reject(new StackvaultError(`repository ${location}: rclone stopped (exit ${code}): ${redact(lastLines(log))}`));
+    });
     running.add(child);
     child.once('exit', () => running.delete(child));
   });
+}
+
+/**
+ * The helper's address comes from its log on stderr, so its log goes there whatever the
+ * user's environment says for rclone's own commands (RCLONE_LOG_FILE, RCLONE_SYSLOG, a
+ * JSON log): with RCLONE_LOG_FILE set, stackvault waited forever for a line that went to
+ * the file. rclone's flags win over its environment variables.
+ */
+const LOG_TO_STDERR = ['--log-level', 'NOTICE', '--log-file=', '--syslog=false', '--log-systemd=false', '--use-json-log=false'];
+/** rclone listens within a fraction of a second; one that does not in this long never will (a wrapper that hangs, a binary that is not rclone). */
+const START_TIMEOUT_MS = 30_000;
+
+function lastLines(log: string): string {
+  return log.trim().split('\n').slice(-3).join(' ');
 }
 
 /** Helpers still running: none outlives stackvault (one listener for all, not one each). */
