@@ -96,15 +96,22 @@ test('an rclone repository on the command line: the helper started before parsin
   assert.deepEqual(pids.filter(alive), [], 'no helper is left running');
 });
 
-test("rclone's own log settings in the environment (a log file, syslog, JSON) do not keep the helper from starting", async (t) => {
+test("rclone's own log settings in the environment (a log file, syslog, JSON, verbose, quiet) do not keep the helper from starting", async (t) => {
   const dav = await startRcloneServe(t, 'webdav', 'logged');
   const dir = await tempDir(t);
   // With RCLONE_LOG_FILE set, the helper's "Serving remote control on ..." line went to the
-  // file and the command waited for it forever.
-  const env = { ...dav.env, STACKVAULT_PASSWORD: 'logged', RCLONE_LOG_FILE: join(dir, 'rclone.log'), RCLONE_USE_JSON_LOG: 'true', RCLONE_SYSLOG: 'true' };
-  for (const args of [['init', '--repo', 'rclone:logged:repo'], ['snapshots', '--repo', 'rclone:logged:repo']]) {
-    const run = await runCli(args, { env, timeoutMs: 60_000 });
-    assert.equal(run.code, 0, run.stderr);
+  // file and the command waited for it forever; with RCLONE_VERBOSE or RCLONE_QUIET the
+  // helper refused to start.
+  const logged = { RCLONE_LOG_FILE: join(dir, 'rclone.log'), RCLONE_USE_JSON_LOG: 'true', RCLONE_SYSLOG: 'true' };
+  const repo = 'rclone:logged:repo';
+  for (const [args, extra] of [
+    [['init', '--repo', repo], logged],
+    [['snapshots', '--repo', repo], logged],
+    [['snapshots', '--repo', repo], { RCLONE_VERBOSE: '2' }],
+    [['snapshots', '--repo', repo], { RCLONE_QUIET: 'true' }],
+  ] as const) {
+    const run = await runCli([...args], { env: { ...dav.env, STACKVAULT_PASSWORD: 'logged', ...extra }, timeoutMs: 60_000 });
+    assert.equal(run.code, 0, `${JSON.stringify(extra)}: ${run.stderr}`);
   }
 });
 
