@@ -115,6 +115,15 @@ test("rclone's own log settings in the environment (a log file, syslog, JSON, ve
   }
 });
 
+test('an rclone remote whose server refuses connections: reported after three of our attempts, on top of rclone\'s own retries', async () => {
+  // rclone's own retries (10 per request by default, 4.6 s for a refused WebDAV server) made
+  // eight attempts of ours take 2 min 40 s; at one each here, the count of ours is what shows.
+  const env = { STACKVAULT_PASSWORD: 'unreachable', RCLONE_CONFIG_GONE_TYPE: 'webdav', RCLONE_CONFIG_GONE_URL: 'http://127.0.0.1:9', RCLONE_LOW_LEVEL_RETRIES: '1' };
+  const run = await runCli(['snapshots', '--repo', 'rclone:gone:repo'], { env, timeoutMs: 60_000 });
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(run.stderr, /rclone:gone:repo failed 3 times; last: .*connection refused/);
+});
+
 test('an rclone that never starts listening: a clear error after the start timeout, and no process left', async (t) => {
   const dir = await tempDir(t);
   const pidFile = join(dir, 'pid');
