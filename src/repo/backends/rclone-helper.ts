@@ -63,7 +63,7 @@ export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, locati
  * the file, and with RCLONE_VERBOSE or RCLONE_QUIET set the helper refused to start ("Can't
  * set -v and --log-level"). rclone's flags win over its environment variables.
  */
-const LOG_TO_STDERR = ['--verbose=0', '--quiet=false', '--log-level', 'NOTICE', '--log-file=', '--syslog=false', '--log-systemd=false', '--use-json-log=false'];
+const LOG_TO_STDERR = ['--verbose=0', '--quiet=false', '--log-level', 'NOTICE', '--log-file=', '--syslog=false', '--use-json-log=false'];
 /** rclone listens within a fraction of a second; one that does not in this long never will (a wrapper that hangs, a binary that is not rclone). */
 const START_TIMEOUT_MS = 30_000;
 
