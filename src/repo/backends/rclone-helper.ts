@@ -58,12 +58,14 @@ export function startRcloneHelper(binary: string, env: NodeJS.ProcessEnv, locati
 
 /**
  * The helper's address comes from its log on stderr, so its log goes there whatever the
- * user's environment says for rclone's own commands (RCLONE_LOG_FILE, RCLONE_SYSLOG, a
- * JSON log): with RCLONE_LOG_FILE set, stackvault waited forever for a line that went to
- * the file, and with RCLONE_VERBOSE or RCLONE_QUIET set the helper refused to start ("Can't
- * set -v and --log-level"). rclone's flags win over its environment variables.
+ * user's environment says for rclone's own commands (RCLONE_LOG_FILE, RCLONE_SYSLOG): with
+ * RCLONE_LOG_FILE set, stackvault waited forever for a line that went to the file, and
+ * with RCLONE_VERBOSE or RCLONE_QUIET set the helper refused to start ("Can't set -v and
+ * --log-level"). rclone's flags win over its environment variables. A JSON log
+ * (RCLONE_USE_JSON_LOG) still holds the address line's text; only long-standing flags are
+ * given, so that an older rclone does not refuse them.
  */
-const LOG_TO_STDERR = ['--verbose=0', '--quiet=false', '--log-level', 'NOTICE', '--log-file=', '--syslog=false', '--use-json-log=false'];
+const LOG_TO_STDERR = ['--verbose=0', '--quiet=false', '--log-level', 'NOTICE', '--log-file=', '--syslog=false'];
 /** rclone listens within a fraction of a second; one that does not in this long never will (a wrapper that hangs, a binary that is not rclone). */
 const START_TIMEOUT_MS = 30_000;
 
