@@ -584,6 +584,11 @@ export class Repository {
     return this.local.localFile !== undefined;
   }
 
+  /** The file of a pack of a folder repository; undefined for other backends. */
+  localPackFile(packId: string): string | undefined {
+    return this.local.localFile?.(objectKey('data', packId));
+  }
+
   /**
    * Pack files a restore's threads read blobs from: a folder repository's own, packs of a
    * network repository brought over as the restore says it will need them (see

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { newMasterKey, seal, blobId } from '../../src/repo/format/crypto.js';
@@ -24,6 +24,24 @@ test('a decode pool returns each blob or why it is damaged, and fails (not hangs
   for (const slot of (pool as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool.slots) await slot.worker.terminate();
   await assert.rejects(pool.decode([blob(stored.length)], Buffer.from(stored)), (err: Error) => err instanceof StackvaultError && /decode thread stopped/.test(err.message));
   await pool.close();
+});
+
+test('a pack verified from its file by a decode thread: one it cannot read whole is said unreadable, not damaged', async (t) => {
+  const master = newMasterKey(true);
+  const pool = new DecodePool(master, 1);
+  t.after(() => pool.close());
+  const dir = await tempDir(t);
+  const missing = await pool.verifyFile('p'.repeat(64), join(dir, 'gone'), 1000, []);
+  assert.match(missing.unreadable ?? '', /ENOENT|no such file/);
+  // Shorter than the listing said: the file changed after it was listed.
+  const short = join(dir, 'short');
+  writeFileSync(short, Buffer.alloc(500));
+  const truncated = await pool.verifyFile('p'.repeat(64), short, 1000, []);
+  assert.match(truncated.unreadable ?? '', /truncated/);
+  // Whole, and not the pack it is named for.
+  const whole = await pool.verifyFile('p'.repeat(64), short, 500, []);
+  assert.equal(whole.unreadable, undefined);
+  assert.equal(whole.hashOk, false);
 });
 
 test("a restore's writer threads write decoded blobs into an open file at their positions, and a failed write is an error of its own, not damage", async (t) => {

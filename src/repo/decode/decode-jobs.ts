@@ -9,6 +9,8 @@ import { decodeBlob, verifyPack, type PackVerdict } from '../format/pack-verify.
 /** The work of a DecodePool's threads (see decode-pool.ts), for whichever thread script serves one. */
 export type DecodeJob =
   | { kind: 'verify'; n: number; packId: string; bytes: Uint8Array; indexed: PackedBlob[] }
+  /** a folder repository's pack, read here from its file of `size` bytes */
+  | { kind: 'verifyFile'; n: number; packId: string; file: string; size: number; indexed: PackedBlob[] }
   | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array; packsInPageCache?: boolean };
 
 /**
@@ -42,10 +44,14 @@ export type DecodeReply = { n: number; verdict?: PackVerdict; results?: DecodeRe
 
 const readScratch = new Scratch();
 const contentScratch = new Scratch();
+const packScratch = new Scratch();
+/** Packs are 16 MiB and a header: a file much larger (damaged, forged) gets memory of its own, not the scratch for good. */
+const PACK_SCRATCH_MAX = 64 * 1024 * 1024;
 
 /** The reply to one job, and what it hands back to the asking thread (transferred, not copied). */
 export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: DecodeJob, deliver?: Deliver): { reply: DecodeReply; transfer: ArrayBuffer[] } {
   try {
+    if (job.kind === 'verifyFile') return { reply: { n: job.n, verdict: verifyPackFile(master, job) }, transfer: [] };
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
     if (job.kind === 'verify') return { reply: { n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed) }, transfer: [] };
     // Each blob's content (its length) or why it is damaged; the contents not delivered go back in one buffer.
@@ -83,4 +89,22 @@ export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>,
   } catch (err) {
     return { reply: { n: job.n, error: errorMessage(err) }, transfer: [] };
   }
+}
+
+/**
+ * A pack read from its file on this thread, into memory it reuses: read on the main thread,
+ * each pack took 16 MiB of fresh memory there (a page fault per 4 KiB) and a copy out of
+ * the aligned reads. A pack that cannot be read whole is said so, as a backend's read.
+ */
+function verifyPackFile(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: Extract<DecodeJob, { kind: 'verifyFile' }>): PackVerdict {
+  const packs = new PackFileReader();
+  let bytes: Buffer;
+  try {
+    bytes = packs.read(job.file, 0, job.size, job.size <= PACK_SCRATCH_MAX ? packScratch.take(job.size) : undefined);
+  } catch (err) {
+    return { hashOk: false, damaged: [], headerMismatch: false, unreadable: errorMessage(err) };
+  } finally {
+    packs.close();
+  }
+  return verifyPack(master, job.packId, bytes, job.indexed);
 }

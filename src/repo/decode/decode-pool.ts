@@ -47,6 +47,13 @@ export class DecodePool {
     return reply.verdict;
   }
 
+  /** A folder repository's pack, read from its file by the thread that verifies it. */
+  async verifyFile(packId: string, file: string, size: number, indexed: PackedBlob[]): Promise<PackVerdict> {
+    const reply = await this.pool.request({ kind: 'verifyFile', packId, file, size, indexed });
+    if (!reply.verdict) throw new Error(`verifying a pack failed: ${reply.error}`);
+    return reply.verdict;
+  }
+
   /**
    * Each blob's content (for a blob with `deliverTo`: the bytes delivered there), the
    * IntegrityError saying why it is damaged, or the error delivering it. `bytes` holds the

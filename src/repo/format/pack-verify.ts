@@ -43,6 +43,8 @@ export interface PackVerdict {
   headerError?: string;
   /** the header lists other blobs than the index */
   headerMismatch: boolean;
+  /** the pack's file could not be read whole, and why (nothing else was looked at) */
+  unreadable?: string;
 }
 
 /** Everything check --read-data proves about one pack: its name, each blob, its header against the index. */

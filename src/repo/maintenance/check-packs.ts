@@ -3,7 +3,7 @@ import type { Repository } from '../repository.js';
 import { SEAL_OVERHEAD } from '../format/crypto.js';
 import { idFromKey, isObjectId, objectKey } from '../format/layout.js';
 import { PACK_TRAILER_BYTES, type PackedBlob } from '../format/pack.js';
-import { verifyPack } from '../format/pack-verify.js';
+import { verifyPack, type PackVerdict } from '../format/pack-verify.js';
 import { DecodePool } from '../decode/decode-pool.js';
 import { mapConcurrent } from '../../util/concurrency.js';
 import { UsageError, errorMessage } from '../../util/errors.js';
@@ -88,7 +88,7 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
     try {
       // One pack per worker, and one more being read.
       await mapConcurrent(selected, verifier ? verifier.size + 1 : 1, async (packId) => {
-        await readPack(repo, packId, repo.index.packBlobs(packId)!, result, verifier);
+        await readPack(repo, packId, stored.get(packId)!, repo.index.packBlobs(packId)!, result, verifier);
         progress.packsDone++;
         progress.bytesDone += stored.get(packId) ?? 0;
         options.progress?.(progress);
@@ -111,16 +111,26 @@ function expectedPackSize(blobs: PackedBlob[], encrypted: boolean): number {
   return blobBytes + blobs.length * PACK_HEADER_ENTRY_BYTES + (encrypted ? SEAL_OVERHEAD : 0) + PACK_TRAILER_BYTES;
 }
 
-async function readPack(repo: Repository, packId: string, indexed: PackedBlob[], result: PackCheckResult, verifier?: DecodePool): Promise<void> {
-  let bytes: Buffer;
-  try {
-    bytes = await repo.backend.get(objectKey('data', packId));
-  } catch (err) {
-    result.errors.push(`pack ${shortId(packId)} cannot be read: ${errorMessage(err)}`);
+async function readPack(repo: Repository, packId: string, size: number, indexed: PackedBlob[], result: PackCheckResult, verifier?: DecodePool): Promise<void> {
+  const unreadable = (why: string) => {
+    result.errors.push(`pack ${shortId(packId)} cannot be read: ${why}`);
     for (const b of indexed) result.badBlobs.set(b.id, `pack ${shortId(packId)} cannot be read`);
-    return;
+  };
+  // A folder repository's pack is read by the thread that verifies it.
+  const file = verifier ? repo.localPackFile(packId) : undefined;
+  let verdict: PackVerdict;
+  if (file !== undefined) {
+    verdict = await verifier!.verifyFile(packId, file, size, indexed);
+    if (verdict.unreadable !== undefined) return unreadable(verdict.unreadable);
+  } else {
+    let bytes: Buffer;
+    try {
+      bytes = await repo.backend.get(objectKey('data', packId));
+    } catch (err) {
+      return unreadable(errorMessage(err));
+    }
+    verdict = verifier ? await verifier.verify(packId, bytes, indexed) : verifyPack(repo.master, packId, bytes, indexed);
   }
-  const verdict = verifier ? await verifier.verify(packId, bytes, indexed) : verifyPack(repo.master, packId, bytes, indexed);
   const hashOk = verdict.hashOk;
   const damagedBlobs = verdict.damaged.length;
   for (const { id, message } of verdict.damaged) {
