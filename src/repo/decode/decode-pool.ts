@@ -42,16 +42,12 @@ export class DecodePool {
 
   /** The pack's bytes are handed over to the worker: the caller must not use them afterwards. */
   async verify(packId: string, bytes: Buffer, indexed: PackedBlob[]): Promise<PackVerdict> {
-    const reply = await this.run({ kind: 'verify', packId, indexed }, bytes);
-    if (!reply.verdict) throw new Error(`verifying a pack failed: ${reply.error}`);
-    return reply.verdict;
+    return verdictOf(await this.run({ kind: 'verify', packId, indexed }, bytes));
   }
 
   /** A folder repository's pack, read from its file by the thread that verifies it. */
   async verifyFile(packId: string, file: string, size: number, indexed: PackedBlob[]): Promise<PackVerdict> {
-    const reply = await this.pool.request({ kind: 'verifyFile', packId, file, size, indexed });
-    if (!reply.verdict) throw new Error(`verifying a pack failed: ${reply.error}`);
-    return reply.verdict;
+    return verdictOf(await this.pool.request({ kind: 'verifyFile', packId, file, size, indexed }));
   }
 
   /**
@@ -80,3 +76,8 @@ export class DecodePool {
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function verdictOf(reply: DecodeReply): PackVerdict {
+  if (!reply.verdict) throw new Error(`verifying a pack failed: ${reply.error}`);
+  return reply.verdict;
+}

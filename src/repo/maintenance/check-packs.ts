@@ -86,7 +86,8 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
     // Packs are verified on worker threads, one per core, while the next ones are read.
     const verifier = selected.length > 1 ? new DecodePool(repo.master) : undefined;
     try {
-      // One pack per worker, and one more being read.
+      // One pack per worker, and one more being read (by this thread, or for a folder
+      // repository waiting in a worker's queue, which reads its packs itself).
       await mapConcurrent(selected, verifier ? verifier.size + 1 : 1, async (packId) => {
         await readPack(repo, packId, stored.get(packId)!, repo.index.packBlobs(packId)!, result, verifier);
         progress.packsDone++;
