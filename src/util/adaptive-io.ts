@@ -131,17 +131,18 @@ export class AdaptiveReader {
   }
 
   /**
-   * The entries of one folder, each a stat or the error that stat gave. While blocking
-   * calls pay, one loop without a promise per entry (a no-change backup is mostly this).
+   * The entries of one folder, each what `keep` takes of its stat, or the error that stat
+   * gave. While blocking calls pay, one loop without a promise per entry (a no-change
+   * backup is mostly this).
    */
-  async lstatAll(dir: string, names: readonly string[], concurrency: number): Promise<Array<BigIntStats | NodeJS.ErrnoException>> {
-    const one = (name: string) => this.lstat(entryPath(dir, name)).catch((err: NodeJS.ErrnoException) => err);
+  async lstatAll<T>(dir: string, names: readonly string[], concurrency: number, keep: (st: BigIntStats) => T): Promise<Array<T | NodeJS.ErrnoException>> {
+    const one = (name: string) => this.lstat(entryPath(dir, name)).then(keep, (err: NodeJS.ErrnoException) => err);
     if (!this.blocking) return mapConcurrent(names, concurrency, one);
-    const stats: Array<BigIntStats | NodeJS.ErrnoException> = [];
+    const stats: Array<T | NodeJS.ErrnoException> = [];
     for (let i = 0; i < names.length; i++) {
       if (!this.blocking) return stats.concat(await mapConcurrent(names.slice(i), concurrency, one));
       try {
-        stats.push(this.timed(() => lstatSync(osPath(entryPath(dir, names[i]!)), { bigint: true })));
+        stats.push(keep(this.timed(() => lstatSync(osPath(entryPath(dir, names[i]!)), { bigint: true }))));
       } catch (err) {
         stats.push(err as NodeJS.ErrnoException);
       }

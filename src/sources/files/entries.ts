@@ -113,17 +113,45 @@ export interface Tree {
   nodes: TreeNode[];
 }
 
-export function nodeFromStat(name: string, type: EntryType, st: BigIntStats): TreeNode {
+export function nodeFromStat(name: string, type: EntryType, st: BigIntStats | EntryStat): TreeNode {
+  const entry = 'isFile' in st ? entryStat(st) : st;
+  return { name, type, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime, ctime: entry.ctime, inode: entry.inode, dev: entry.devText, nlink: entry.nlink };
+}
+
+/**
+ * What a walk keeps of an entry's lstat. A BigIntStats is about 1 KiB with its bigints and
+ * four dates; a large folder's thousands of them lived until the walk reached each,
+ * outlived a scavenge or two and ended up in V8's old generation (docs/performance.md,
+ * sixth session). Made as each stat is read, so that the stat dies young.
+ */
+export interface EntryStat {
+  type: EntryType | undefined;
+  size: number;
+  dev: bigint;
+  rdev: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: string;
+  ctime: string;
+  inode: string;
+  devText: string;
+  nlink: number;
+}
+
+export function entryStat(st: BigIntStats): EntryStat {
   return {
-    name,
-    type,
+    type: entryType(st),
+    size: Number(st.size),
+    dev: st.dev,
+    rdev: Number(st.rdev),
     mode: Number(st.mode & 0o7777n),
     uid: Number(st.uid),
     gid: Number(st.gid),
     mtime: st.mtimeNs.toString(),
     ctime: st.ctimeNs.toString(),
     inode: st.ino.toString(),
-    dev: st.dev.toString(),
+    devText: st.dev.toString(),
     nlink: Number(st.nlink),
   };
 }

@@ -1,11 +1,12 @@
-import { lstatSync, type BigIntStats } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { entryPath } from '../../util/adaptive-io.js';
 import { osPath, readNamesSync } from '../../util/os-path.js';
+import { entryStat, type EntryStat } from './entries.js';
 
 /** A folder's entries in name order, each with its lstat result or the error it gave. */
 export interface Listing {
   names: string[];
-  stats: Array<BigIntStats | NodeJS.ErrnoException>;
+  stats: Array<EntryStat | NodeJS.ErrnoException | undefined>;
 }
 
 /** Entries read ahead at most: bounds the memory a prefetch holds. */
@@ -76,7 +77,7 @@ export class ListingPrefetch {
       }
       const stats: Listing['stats'] = names.map((name) => {
         try {
-          return lstatSync(osPath(entryPath(dir, name)), { bigint: true });
+          return entryStat(lstatSync(osPath(entryPath(dir, name)), { bigint: true }));
         } catch (err) {
           return err as NodeJS.ErrnoException;
         }
@@ -87,7 +88,7 @@ export class ListingPrefetch {
       // Depth first in name order, as the walk goes.
       for (let i = names.length - 1; i >= 0; i--) {
         const st = stats[i]!;
-        if (!(st instanceof Error) && st.isDirectory()) this.pending.push(entryPath(dir, names[i]!));
+        if (!(st instanceof Error) && st?.type === 'dir') this.pending.push(entryPath(dir, names[i]!));
       }
     }
   }

@@ -1,13 +1,12 @@
-import type { BigIntStats } from 'node:fs';
 import { resolve } from 'node:path';
 import { entryPath, type AdaptiveReader } from '../../util/adaptive-io.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
 import { readLinkTarget } from '../../util/os-path.js';
-import { entryType, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type TreeNode } from './entries.js';
+import { entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type TreeNode } from './entries.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
-import type { ListingPrefetch } from './listing-prefetch.js';
+import type { Listing, ListingPrefetch } from './listing-prefetch.js';
 import { leftOutMount } from './mounts.js';
 
 const MAX_RECORDED_ERRORS = 1000;
@@ -118,15 +117,15 @@ export class FilesWalker {
     if (this.errors.length < MAX_RECORDED_ERRORS) this.errors.push({ path: `/${this.source.name}/${relPath}`, message: errorMessage(err) });
   }
 
-  private async exclude(reason: string, full: string, st: BigIntStats): Promise<void> {
+  private async exclude(reason: string, full: string, st: EntryStat): Promise<void> {
     const rec = this.excluded.get(reason) ?? { class: reason, count: 0, bytes: 0 };
-    if (st.isDirectory()) {
+    if (st.type === 'dir') {
       const m = await measureTree(full);
       rec.count += m.count;
       rec.bytes += m.bytes;
     } else {
       rec.count += 1;
-      rec.bytes += Number(st.size);
+      rec.bytes += st.size;
     }
     this.excluded.set(reason, rec);
   }
@@ -147,11 +146,13 @@ export class FilesWalker {
       const full = entryPath(dir, name);
       const rel = relDir ? `${relDir}/${name}` : name;
       const st = stats[i]!;
+      // Dropped as soon as it is read: a folder's files wait for the encoders until its last is stored.
+      stats[i] = undefined;
       if (st instanceof Error) {
         if ((st as NodeJS.ErrnoException).code !== 'ENOENT') this.fail(rel, st);
         continue;
       }
-      const type = entryType(st);
+      const type = st.type;
       if (!type) continue;
       const isDir = type === 'dir';
       const verdict = this.matcher.classify(rel, isDir);
@@ -194,7 +195,7 @@ export class FilesWalker {
   }
 
   /** The folder's names in order and their lstat results (read ahead while the key was derived, where it was). */
-  private async listing(dir: string, relDir: string): Promise<{ names: string[]; stats: Array<BigIntStats | Error> }> {
+  private async listing(dir: string, relDir: string): Promise<Listing> {
     const prefetched = this.prefetched?.take(dir);
     if (prefetched) return prefetched;
     let names: string[];
@@ -204,19 +205,19 @@ export class FilesWalker {
       this.fail(relDir, err);
       names = [];
     }
-    return { names, stats: await this.reader.lstatAll(dir, names, STAT_CONCURRENCY) };
+    return { names, stats: await this.reader.lstatAll(dir, names, STAT_CONCURRENCY, entryStat) };
   }
 
   /**
    * A file: unchanged since the previous snapshot, its node as it was; else stored by the
    * sink in the background. False when the walk must stop.
    */
-  private async startFile(full: string, rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined, place: (n: TreeNode) => void, tasks: Array<Promise<void>>): Promise<boolean> {
+  private async startFile(full: string, rel: string, st: EntryStat, node: TreeNode, previous: TreeNode | undefined, place: (n: TreeNode) => void, tasks: Array<Promise<void>>): Promise<boolean> {
     if (this.reuseUnchanged(rel, st, node, previous)) {
       place(node);
       return true;
     }
-    const size = Number(st.size);
+    const size = st.size;
     const admission = this.sink.admitNow(size) ?? (await this.sink.admit(size));
     if (this.fatal !== undefined) {
       admission.release();
@@ -235,7 +236,7 @@ export class FilesWalker {
   private async startSubdir(
     full: string,
     rel: string,
-    st: BigIntStats,
+    st: EntryStat,
     node: TreeNode,
     previous: TreeNode | undefined,
     included: boolean,
@@ -263,10 +264,10 @@ export class FilesWalker {
   }
 
   /** A symlink's target or a device's number; false (and recorded) when it cannot be read. */
-  private async readSpecial(full: string, rel: string, type: TreeNode['type'], st: BigIntStats, node: TreeNode): Promise<boolean> {
+  private async readSpecial(full: string, rel: string, type: TreeNode['type'], st: EntryStat, node: TreeNode): Promise<boolean> {
     try {
       if (type === 'symlink') node.target = await readLinkTarget(full);
-      if (type === 'chardev' || type === 'blockdev') node.rdev = Number(st.rdev);
+      if (type === 'chardev' || type === 'blockdev') node.rdev = st.rdev;
       this.stats.others++;
       return true;
     } catch (err) {
@@ -303,10 +304,10 @@ export class FilesWalker {
    * list without being read. Decided here, synchronously: a no-change backup is 50,000 of
    * these, and a slot and a promise each were a tenth of its time.
    */
-  private reuseUnchanged(rel: string, st: BigIntStats, node: TreeNode, previous: TreeNode | undefined): boolean {
+  private reuseUnchanged(rel: string, st: EntryStat, node: TreeNode, previous: TreeNode | undefined): boolean {
     if (
       previous?.type !== 'file' ||
-      previous.size !== Number(st.size) ||
+      previous.size !== st.size ||
       previous.mtime !== node.mtime ||
       previous.ctime !== node.ctime ||
       previous.inode !== node.inode ||
