@@ -604,10 +604,9 @@ export class Repository {
     );
   }
 
-  /** Store a pack given in parts: written as they are where the backend can, else joined first. */
-  async putPack(key: string, parts: readonly Uint8Array[]): Promise<void> {
-    if (this.local.putParts) await this.local.putParts(key, parts);
-    else await this.backend.put(key, Buffer.concat(parts));
+  /** Store a pack; `pack` may be reused once this resolves. */
+  async putPack(key: string, pack: Uint8Array): Promise<void> {
+    await this.backend.put(key, pack);
   }
 
   decodeBlob(id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {
@@ -615,10 +614,10 @@ export class Repository {
   }
 }
 
-type LocalExtras = Partial<Pick<BackendExtras, 'localFile' | 'putParts' | 'downloadToFile'>>;
+type LocalExtras = Partial<Pick<BackendExtras, 'localFile' | 'downloadToFile'>>;
 
 /** The extras that put packs on this machine's disk, used for every pack: looked up once at open. */
 async function localExtras(backend: Backend): Promise<LocalExtras> {
-  const [localFile, putParts, downloadToFile] = await Promise.all([backendExtra(backend, 'localFile'), backendExtra(backend, 'putParts'), backendExtra(backend, 'downloadToFile')]);
-  return { localFile, putParts, downloadToFile };
+  const [localFile, downloadToFile] = await Promise.all([backendExtra(backend, 'localFile'), backendExtra(backend, 'downloadToFile')]);
+  return { localFile, downloadToFile };
 }

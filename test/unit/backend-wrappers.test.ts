@@ -14,16 +14,16 @@ import { MemoryBackend } from '../support/memory-backend.js';
 backendContract('memory', async () => new MemoryBackend());
 backendContract('memory behind lazy loading and retries', async () => withRetries(lazyBackend('memory:', async () => new MemoryBackend())));
 
-test('a backend behind lazy loading and retries keeps its extras: a folder still writes packs in parts and lends its files', async (t) => {
+test('a backend behind lazy loading and retries keeps its extras: a folder still lends its files and lists stale uploads', async (t) => {
   const dir = await tempDir(t);
   const wrapped = withRetries(lazyBackend('folder', async () => new LocalBackend(join(dir, 'repo'))));
   // The wrappers used to forward three and five of seven optional methods by hand.
-  const putParts = await backendExtra(wrapped, 'putParts');
+  const staleUploads = await backendExtra(wrapped, 'staleUploads');
   const localFile = await backendExtra(wrapped, 'localFile');
-  assert.ok(putParts && localFile, 'the folder extras pass through both wrappers');
+  assert.ok(staleUploads && localFile, 'the folder extras pass through both wrappers');
   await wrapped.prepare();
-  assert.deepEqual(await putParts('data/ab/ab01', [Buffer.from('one '), Buffer.from('two')]), { created: true });
-  assert.equal((await wrapped.get('data/ab/ab01')).toString(), 'one two');
+  assert.deepEqual(await wrapped.put('data/ab/ab01', Buffer.from('one two')), { created: true });
+  assert.deepEqual(await staleUploads(0, new Date()), []);
   assert.equal(localFile('data/ab/ab01'), join(dir, 'repo', 'data', 'ab', 'ab01'));
   assert.equal(await backendExtra(wrapped, 'extendRetention'), undefined, 'a folder has no retention locks');
 

@@ -53,11 +53,6 @@ export interface Backend {
 /** What some backends can do beyond the core; each is absent where the storage cannot. */
 export interface BackendExtras {
   /**
-   * put() of the concatenation of parts, without concatenating them first: a backend that
-   * writes to a local file system writes them as they are. Callers concatenate without it.
-   */
-  putParts(key: string, parts: readonly Uint8Array[]): Promise<{ created: boolean }>;
-  /**
    * The file holding an object, when the repository is a folder on this machine: worker
    * threads can then read blobs themselves instead of through this thread.
    */

@@ -69,8 +69,6 @@ function describeExtra(name: ExtraName, args: unknown[]): string {
       return `extending the lock of ${String(args[0])}`;
     case 'staleUploads':
       return 'listing stale uploads';
-    case 'putParts':
-      return `storing ${String(args[0])}`;
     case 'deleteStaleUpload':
       return `deleting ${String(args[0])}`;
     case 'downloadToFile':

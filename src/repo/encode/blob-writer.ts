@@ -5,7 +5,7 @@ import type { EncodedBlob } from './file-encoder.js';
 import { seal } from '../format/crypto.js';
 import { encodeIndexFile, MAX_BLOBS_PER_INDEX_FILE } from '../master-index.js';
 import { objectKey } from '../format/layout.js';
-import { PackBuilder, type BlobType, type PackedBlob } from '../format/pack.js';
+import { PackBuilder, PackMemory, type BlobType, type PackedBlob } from '../format/pack.js';
 import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from '../repository.js';
 
 /*
@@ -47,7 +47,8 @@ export interface SaveResult {
  * prune could delete.
  */
 export class BlobWriter {
-  private readonly packers: Record<BlobType, PackBuilder> = { data: new PackBuilder(), tree: new PackBuilder() };
+  private readonly packMemory: PackMemory;
+  private readonly packers: Record<BlobType, PackBuilder>;
   /** ids written in this session whose pack is not in the index yet */
   private readonly pending = new Set<string>();
   private readonly uploads = new TaskLimiter(2);
@@ -78,7 +79,11 @@ export class BlobWriter {
   /** blobs written again because a prune means to delete the pack they were in */
   blobsRewritten = 0;
 
-  constructor(private readonly repo: Repository) {}
+  constructor(private readonly repo: Repository) {
+    // Room for a full pack, the usual overshoot of its last blob and its header; a pack that needs more grows its memory.
+    this.packMemory = new PackMemory(repo.config.packSize + 1024 * 1024);
+    this.packers = { data: new PackBuilder(this.packMemory), tree: new PackBuilder(this.packMemory) };
+  }
 
   /**
    * Whether the blob is stored (or being stored) where no prune will delete it: this
@@ -144,20 +149,20 @@ export class BlobWriter {
   private async finishPack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
     if (packer.count === 0) return;
-    this.packers[type] = new PackBuilder();
-    const { id: packId, parts, blobs } = packer.finish(this.repo.master.encryptionKey);
+    this.packers[type] = new PackBuilder(this.packMemory);
+    const { id: packId, bytes, blobs, release } = packer.finish(this.repo.master.encryptionKey);
     this.packsWaiting++;
     try {
-      await this.uploads.submit(() => this.upload(packId, parts, blobs));
+      await this.uploads.submit(() => this.upload(packId, bytes, blobs).finally(release));
     } finally {
       this.packsWaiting--;
       this.noPackWaiting.changed();
     }
   }
 
-  private async upload(packId: string, parts: Buffer[], blobs: PackedBlob[]): Promise<void> {
-    await this.repo.putPack(objectKey('data', packId), parts);
-    const bytes = parts.reduce((n, p) => n + p.length, 0);
+  private async upload(packId: string, pack: Buffer, blobs: PackedBlob[]): Promise<void> {
+    await this.repo.putPack(objectKey('data', packId), pack);
+    const bytes = pack.length;
     this.packsWritten++;
     this.bytesUploaded += bytes;
     this.repo.index.addPack(packId, blobs);
