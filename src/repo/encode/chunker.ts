@@ -62,12 +62,15 @@ export class Chunker {
    * Chunks of an open file; each yielded buffer is the caller's to keep. `sizeHint` (the
    * size from stat) keeps the read buffer as small as the file: most files in a stack are
    * small, and a buffer of max+4 MiB per file costs more in allocation and GC than the
-   * hashing. The buffer grows if the file turns out larger than its hint.
+   * hashing. The buffer grows if the file turns out larger than its hint. With `window`
+   * (of windowBytes), the file is read through it instead, and each chunk is a view into
+   * it, valid only until the next is asked for.
    */
-  async *chunkFile(fh: Readable, sizeHint = Number.POSITIVE_INFINITY): AsyncGenerator<Buffer> {
+  async *chunkFile(fh: Readable, sizeHint = Number.POSITIVE_INFINITY, window?: Buffer): AsyncGenerator<Buffer> {
     const { max } = this.params;
     const capacity = max + READ_BLOCK;
-    let buf = Buffer.allocUnsafe(Math.min(capacity, Math.max(MIN_BUFFER, sizeHint + 1)));
+    if (window && window.length < capacity) throw new Error(`a chunker window needs ${capacity} bytes`);
+    let buf = window ?? Buffer.allocUnsafe(Math.min(capacity, Math.max(MIN_BUFFER, sizeHint + 1)));
     let start = 0;
     let end = 0;
     let eof = false;
@@ -94,7 +97,7 @@ export class Chunker {
       const length = this.cut(buf, start, end);
       // The last chunk is the buffer's last use: hand it over without a copy.
       const last = eof && start + length === end;
-      yield last ? buf.subarray(start, end) : Buffer.from(buf.subarray(start, start + length));
+      yield last || window ? buf.subarray(start, start + length) : Buffer.from(buf.subarray(start, start + length));
       if (last) return;
       start += length;
     }
@@ -130,6 +133,11 @@ export class Chunker {
       visit(window.subarray(start, start + length));
       start += length;
     }
+  }
+
+  /** Bytes of a window for chunkFile: the largest chunk and a read ahead of it. */
+  get windowBytes(): number {
+    return this.params.max + READ_BLOCK;
   }
 
   /** Chunks of a stream of any block sizes (a database dump); each yielded buffer is the caller's to keep. */

@@ -7,15 +7,20 @@ import { compressIfSmaller } from '../format/compression.js';
 import { blobId, seal, sealedLength, sealInto } from '../format/crypto.js';
 import type { BatchResult } from './file-encoder.js';
 import { osPath } from '../../util/os-path.js';
+import { GarbageHint } from '../../util/garbage-hint.js';
 
 /**
  * Reads a file and turns it into stored blobs: chunk, hash, compress, encrypt. Up to
  * AHEAD blobs of a file may wait for the main thread; each "more" it sends frees one, so
  * a slow consumer bounds what is in flight while a fast one never leaves the worker idle.
+ * Large files are encoded one at a time, through one window this thread reuses (batches
+ * of small files go on meanwhile): three at a time, each with a window of its own, took
+ * the same time and 60-80 MiB more memory on a backup of /usr/lib (docs/performance.md,
+ * sixth session).
  */
-const AHEAD = 2;
-/** Jobs run at once: while one waits for the main thread to take its blobs, another is encoded. The rest queue. */
-const FILES_AT_ONCE = 3;
+const AHEAD = 4;
+/** Sealed blobs are fresh memory the main thread takes over; sealing leaves as much behind here. */
+const garbage = new GarbageHint(8 * 1024 * 1024);
 const data = workerData as { seed: Uint8Array; params: ChunkerParams; idKey: Uint8Array; key: Uint8Array | null };
 const chunker = new Chunker(Buffer.from(data.seed), data.params);
 const idKey = Buffer.from(data.idKey);
@@ -39,19 +44,20 @@ const cancelled = new Set<number>();
 
 type Queued = { job: number; path: string; size: number } | { job: number; files: Array<{ path: string; size: number }> };
 const queued: Queued[] = [];
-let running = 0;
+/** a large file is being encoded */
+let streaming = false;
 
 function startQueued(): void {
-  while (queued.length > 0 && ('files' in queued[0]! || running < FILES_AT_ONCE)) {
+  while (queued.length > 0 && ('files' in queued[0]! || !streaming)) {
     const next = queued.shift()!;
     if (cancelled.delete(next.job)) continue;
     if ('files' in next) {
       encodeBatch(next.job, next.files);
       continue;
     }
-    running++;
+    streaming = true;
     void encodeFile(next.job, next.path, next.size).finally(() => {
-      running--;
+      streaming = false;
       startQueued();
     });
   }
@@ -64,6 +70,7 @@ parentPort!.on('message', (msg: Request) => {
       const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
       const compressed = compressIfSmaller(data);
       const stored = ownedBuffer(seal(key, compressed ?? data));
+      garbage.dropping(data.length + stored.length);
       parentPort!.postMessage({ type: 'blob', job: msg.job, id: msg.id, rawLength: data.length, compressed: compressed !== null, stored }, [stored.buffer as ArrayBuffer]);
     } catch (err) {
       parentPort!.postMessage({ type: 'error', job: msg.job, message: (err as Error).message });
@@ -117,6 +124,7 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
     }
   }
   // Its own memory, of its exact size: the staging buffer stays here for the next batch.
+  garbage.dropping(total);
   const bytes = Buffer.allocUnsafeSlow(total);
   staging.copy(bytes, 0, 0, total);
   parentPort!.postMessage({ type: 'batch', job, results, bytes }, [bytes.buffer as ArrayBuffer]);
@@ -136,13 +144,19 @@ function makeRoom(bytes: number): void {
   staging = larger;
 }
 
+/** What large files are read through, one at a time (batches use the chunker's own window). */
+let streamWindow: Buffer | undefined;
+
 async function encodeFile(job: number, path: string, size: number): Promise<void> {
   let file: Awaited<ReturnType<AdaptiveReader['open']>> | undefined;
+  streamWindow ??= Buffer.allocUnsafeSlow(chunker.windowBytes);
   try {
     file = await reader.open(path, size);
-    for await (const chunk of chunker.chunkFile(file, size)) {
+    // Each chunk is a view into the window: encoded (copied) before the next is read.
+    for await (const chunk of chunker.chunkFile(file, size, streamWindow)) {
       if (cancelled.has(job)) break;
       const { sealed, ...blob } = encodeChunk(chunk);
+      garbage.dropping(sealed.length);
       const stored = ownedBuffer(sealed);
       parentPort!.postMessage({ type: 'blob', job, ...blob, stored }, [stored.buffer as ArrayBuffer]);
       unacknowledged.set(job, (unacknowledged.get(job) ?? 0) + 1);

@@ -5,6 +5,7 @@ import { Batcher } from '../../util/batcher.js';
 import { Condition } from '../../util/concurrency.js';
 import { ownedBuffer } from '../../util/owned-buffer.js';
 import { StackvaultError } from '../../util/errors.js';
+import { GarbageHint } from '../../util/garbage-hint.js';
 import type { MasterKey } from '../format/crypto.js';
 
 /** A blob as the file encoder produced it, ready for a pack. */
@@ -29,6 +30,12 @@ export const BATCHED_FILE_BYTES = 8 * 1024 * 1024;
 const WORKER_YOUNG_GENERATION_MB = 4;
 /** batches per worker sent and not yet answered; one more may be filling */
 const BATCHES_IN_FLIGHT = 3;
+/**
+ * What the threads send is copied into packs and dropped at once: collected young every
+ * 32 MiB, it never piles up (see GarbageHint). This thread's young generation holds the
+ * walk's objects too, so not more often.
+ */
+const received = new GarbageHint(32 * 1024 * 1024);
 
 type Reply =
   | { type: 'blob'; job: number; id: string; rawLength: number; compressed: boolean; stored: Uint8Array }
@@ -163,6 +170,7 @@ export class FileEncoder {
       }
       if (reply.type !== 'batch') throw new Error(`file encoder: unexpected reply ${reply.type} to a batch`);
       const bytes = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
+      received.dropping(bytes.length);
       return reply.results.map((result) =>
         'error' in result
           ? Object.assign(new Error(result.error.message), result.error)
@@ -216,6 +224,7 @@ export class FileEncoder {
       const reply = await next();
       if (reply.type === 'error') throw new StackvaultError(`encoding a chunk failed: ${reply.message}`);
       if (reply.type !== 'blob') throw new Error(`file encoder: unexpected reply ${reply.type} to a chunk`);
+      received.dropping(reply.stored.byteLength);
       return { id: reply.id, rawLength: reply.rawLength, compressed: reply.compressed, stored: Buffer.from(reply.stored.buffer, reply.stored.byteOffset, reply.stored.byteLength) };
     } finally {
       close();
@@ -241,6 +250,7 @@ export class FileEncoder {
         }
         if (reply.type !== 'blob') throw new Error(`file encoder: unexpected reply ${reply.type} to a file`);
         const stored = Buffer.from(reply.stored.buffer, reply.stored.byteOffset, reply.stored.byteLength);
+        received.dropping(stored.length);
         yield { id: reply.id, rawLength: reply.rawLength, compressed: reply.compressed, stored };
         slot.worker.postMessage({ type: 'more', job: n });
       }
