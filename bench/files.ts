@@ -242,7 +242,10 @@ export async function benchFiles(work: string, tree: 'generated' | 'real' = 'gen
     ['restore', (r) => r.restore.seconds, 's'],
     ['check --read-data', (r) => r.check.seconds, 's'],
     ['repository size', (r) => r.repoBytes / 1048576, 'MiB'],
-    ['peak RSS (max of steps)', (r) => Math.max(...[r.full, r.noChange, r.changed, r.restore, r.check].map((s) => s.peakRssMb ?? 0)), 'MiB'],
+    // The memory target is per command: backups (the largest of the three), restore, check.
+    ['peak RSS backup', (r) => Math.max(...[r.full, r.noChange, r.changed].map((s) => s.peakRssMb ?? 0)), 'MiB'],
+    ['peak RSS restore', (r) => r.restore.peakRssMb ?? 0, 'MiB'],
+    ['peak RSS check', (r) => r.check.peakRssMb ?? 0, 'MiB'],
     // Wall time over CPU time: how much of both cores a tool kept busy, and what it spent.
     ['full backup CPU time', (r) => r.full.cpuSeconds ?? 0, 's'],
     ['restore CPU time', (r) => r.restore.cpuSeconds ?? 0, 's'],

@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { runDecodeJob, type DecodeJob } from '../../repo/decode/decode-jobs.js';
+import { decoded, runDecodeJob, type DecodeJob } from '../../repo/decode/decode-jobs.js';
 import { PackFileReader, type PackPlace } from '../../repo/decode/pack-file-reader.js';
 import type { MasterKey } from '../../repo/format/crypto.js';
 import { decodeBlob } from '../../repo/format/pack-verify.js';
@@ -82,6 +82,7 @@ function writeBatch(batch: SmallFileBatch & { n: number }): void {
           // written before the next is decoded, so its content may live in scratch memory.
           const into = end - b === 1 && parts.length === 0 ? contentScratch.takeUpTo16MiB(entry.rawLength) : undefined;
           parts.push(decodeBlob(master(), ids[b]!, entry, stored, into));
+          decoded.dropping(length);
         }
         const meta = { type: 'file', mode: files[f * FILE_FIELDS]!, uid: files[f * FILE_FIELDS + 1]!, gid: files[f * FILE_FIELDS + 2]!, mtime: mtimes[f]! };
         writeSmallFile(dests[f]!, parts.length === 1 ? parts[0]! : Buffer.concat(parts), meta, creation);
