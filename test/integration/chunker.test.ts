@@ -90,6 +90,37 @@ test('chunkFdSync gives the chunks chunkFile gives, for empty, small and window-
   }
 });
 
+test('chunkFile through a window it is given cuts where it cuts alone, file after file in the same window', async (t) => {
+  const { mkdtemp, rm, writeFile, open } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'sv-chunk-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const chunker = new Chunker(Buffer.alloc(32, 9), params);
+  const window = Buffer.alloc(chunker.windowBytes);
+  await assert.rejects(async () => {
+    for await (const _ of chunker.chunkFile(await open(join(dir, 'none'), 'w'), 0, Buffer.alloc(10))) void _;
+  }, /window needs/);
+  // Larger than the window (its data moves to the window's start on the way), and smaller files after.
+  for (const size of [9 * 1024 * 1024 + 3, 0, 5000, params.max + 1]) {
+    const data = pseudoRandom(size + 2, size);
+    const file = join(dir, `f${size}`);
+    await writeFile(file, data);
+    const fh = await open(file, 'r');
+    const got: string[] = [];
+    try {
+      // Each chunk is a view into the window, read before the next is asked for.
+      for await (const chunk of chunker.chunkFile(fh, size, window)) {
+        assert.equal(chunk.buffer, window.buffer);
+        got.push(chunk.toString('base64'));
+      }
+    } finally {
+      await fh.close();
+    }
+    assert.deepEqual(got, chunks(chunker, data).map((c) => c.toString('base64')), `${size} bytes`);
+  }
+});
+
 test('chunkFile reads a file to its end even when reads come back short before it', async () => {
   // Some network and FUSE file systems return fewer bytes than asked in the middle of a
   // file; taking that for the end would store the file cut short, without an error.

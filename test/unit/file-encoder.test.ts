@@ -50,6 +50,38 @@ test('a worker thread encodes a file into exactly the blobs the main thread woul
   await assert.rejects(encoder.encode(file, 8 << 20).next(), (err: Error) => err instanceof StackvaultError && /file encoder thread stopped/.test(err.message));
 });
 
+test('large files handed to the encoder at once are each encoded whole and right, one after another on a thread', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
+  // More files than threads, so that some wait in a thread's queue behind another.
+  const files = await Promise.all(
+    [0, 1, 2, 3, 4].map(async (i) => {
+      const path = join(dir, `large${i}.bin`);
+      await writeFile(path, pseudoRandom(10 + i, (9 << 20) + i * 4099));
+      const expected: string[] = [];
+      const fh = await PlainFile.open(path);
+      for await (const chunk of repo.chunker.chunkFile(fh, 9 << 20)) expected.push(repo.blobId(chunk));
+      await fh.close();
+      return { path, expected };
+    }),
+  );
+  const encoded = await Promise.all(
+    files.map(async ({ path }) => {
+      const ids: string[] = [];
+      for await (const blob of encoder.encode(path, 9 << 20)) {
+        ids.push(blob.id);
+        // A slow consumer: the thread waits for it (its blobs ahead are bounded), the others go on.
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      return ids;
+    }),
+  );
+  assert.deepEqual(encoded, files.map((f) => f.expected));
+});
+
 test('small files go to a worker in batches: each gets its own blobs or its own error', async (t) => {
   const dir = await tempDir(t);
   const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
