@@ -50,6 +50,7 @@ export type DecodeReply = { n: number; verdict?: PackVerdict; results?: DecodeRe
  * 181-189 every 4, 194-204 every 8, 232-245 without; the same time (docs/performance.md).
  */
 export const decoded = new GarbageHint(2 * 1024 * 1024);
+const dropDecoded = (length: number) => decoded.dropping(length);
 const readScratch = new Scratch();
 const contentScratch = new Scratch();
 const packScratch = new Scratch();
@@ -59,15 +60,9 @@ const PACK_SCRATCH_MAX = 64 * 1024 * 1024;
 /** The reply to one job, and what it hands back to the asking thread (transferred, not copied). */
 export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: DecodeJob, deliver?: Deliver): { reply: DecodeReply; transfer: ArrayBuffer[] } {
   try {
-    if (job.kind === 'verifyFile') {
-      decoded.dropping(job.size);
-      return { reply: { n: job.n, verdict: verifyPackFile(master, job) }, transfer: [] };
-    }
+    if (job.kind === 'verifyFile') return { reply: { n: job.n, verdict: verifyPackFile(master, job) }, transfer: [] };
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
-    if (job.kind === 'verify') {
-      decoded.dropping(bytes.length);
-      return { reply: { n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed) }, transfer: [] };
-    }
+    if (job.kind === 'verify') return { reply: { n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed, dropDecoded) }, transfer: [] };
     // Each blob's content (its length) or why it is damaged; the contents not delivered go back in one buffer.
     const results: DecodeResult[] = [];
     const plain: Buffer[] = [];
@@ -121,5 +116,5 @@ function verifyPackFile(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job:
   } finally {
     packs.close();
   }
-  return verifyPack(master, job.packId, bytes, job.indexed);
+  return verifyPack(master, job.packId, bytes, job.indexed, dropDecoded);
 }

@@ -48,7 +48,14 @@ export interface PackVerdict {
 }
 
 /** Everything check --read-data proves about one pack: its name, each blob, its header against the index. */
-export function verifyPack(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, packId: string, bytes: Buffer, indexed: PackedBlob[]): PackVerdict {
+export function verifyPack(
+  master: Pick<MasterKey, 'encryptionKey' | 'idKey'>,
+  packId: string,
+  bytes: Buffer,
+  indexed: PackedBlob[],
+  /** told each blob's stored length once it is decoded (its decrypted bytes are then garbage) */
+  decoded?: (length: number) => void,
+): PackVerdict {
   const verdict: PackVerdict = { hashOk: objectHash(bytes) === packId, damaged: [], headerMismatch: false };
   for (const blob of indexed) {
     try {
@@ -57,6 +64,7 @@ export function verifyPack(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, p
     } catch (err) {
       verdict.damaged.push({ id: blob.id, message: errorMessage(err) });
     }
+    decoded?.(blob.length);
   }
   try {
     const header = parsePackHeader(bytes, bytes.length, master.encryptionKey, packId);
