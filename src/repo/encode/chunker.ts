@@ -68,7 +68,7 @@ export class Chunker {
    */
   async *chunkFile(fh: Readable, sizeHint = Number.POSITIVE_INFINITY, window?: Buffer): AsyncGenerator<Buffer> {
     const { max } = this.params;
-    const capacity = max + READ_BLOCK;
+    const capacity = this.windowBytes;
     if (window && window.length < capacity) throw new Error(`a chunker window needs ${capacity} bytes`);
     let buf = window ?? Buffer.allocUnsafe(Math.min(capacity, Math.max(MIN_BUFFER, sizeHint + 1)));
     let start = 0;
@@ -113,7 +113,7 @@ export class Chunker {
    */
   chunkFdSync(fd: number, visit: (chunk: Buffer) => void): void {
     const { max } = this.params;
-    const window = (this.window ??= this.scanner.window(max + READ_BLOCK));
+    const window = (this.window ??= this.scanner.window(this.windowBytes));
     let start = 0;
     let end = 0;
     let eof = false;
