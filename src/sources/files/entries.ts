@@ -124,19 +124,14 @@ export function nodeFromStat(name: string, type: EntryType, st: BigIntStats | En
  * outlived a scavenge or two and ended up in V8's old generation (docs/performance.md,
  * sixth session). Made as each stat is read, so that the stat dies young.
  */
-export interface EntryStat {
+export interface EntryStat extends Pick<TreeNode, 'mode' | 'uid' | 'gid' | 'mtime' | 'ctime' | 'inode' | 'nlink'> {
+  /** undefined for what a tree cannot hold */
   type: EntryType | undefined;
   size: number;
+  /** as a number, to compare with the parent's (a mount point); devText is the node's */
   dev: bigint;
-  rdev: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: string;
-  ctime: string;
-  inode: string;
   devText: string;
-  nlink: number;
+  rdev: number;
 }
 
 export function entryStat(st: BigIntStats): EntryStat {
