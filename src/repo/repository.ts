@@ -604,11 +604,6 @@ export class Repository {
     );
   }
 
-  /** Store a pack; `pack` may be reused once this resolves. */
-  async putPack(key: string, pack: Uint8Array): Promise<void> {
-    await this.backend.put(key, pack);
-  }
-
   decodeBlob(id: string, entry: { pack: string; compressed: boolean; rawLength: number }, stored: Buffer): Buffer {
     return decodeBlob(this.master, id, entry, stored);
   }

@@ -161,7 +161,8 @@ export class BlobWriter {
   }
 
   private async upload(packId: string, pack: Buffer, blobs: PackedBlob[]): Promise<void> {
-    await this.repo.putPack(objectKey('data', packId), pack);
+    // Resolves once every attempt has ended: the pack's memory may then serve the next one.
+    await this.repo.backend.put(objectKey('data', packId), pack);
     const bytes = pack.length;
     this.packsWritten++;
     this.bytesUploaded += bytes;

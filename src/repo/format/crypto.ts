@@ -93,14 +93,7 @@ export function blobId(idKey: Buffer, data: Uint8Array): string {
 
 /** Name of a stored object: the SHA-256 of its stored bytes, so every object can be verified by its name. */
 export function objectHash(data: Uint8Array): string {
-  return objectHashOfParts([data]);
-}
-
-/** objectHash of the concatenation of parts. */
-export function objectHashOfParts(parts: readonly Uint8Array[]): string {
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(part);
-  return hash.digest('hex');
+  return createHash('sha256').update(data).digest('hex');
 }
 
 // ---- key files: the master key wrapped by a passphrase ----
