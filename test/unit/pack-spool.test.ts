@@ -159,6 +159,30 @@ test('beside a first walk still going, a take waits for its word on a pack, and 
   await spool.close();
 });
 
+test('told how far the walk has come, the spool judges a pack by what the whole walk will likely need of it, from a tenth of the walk on', async (t) => {
+  const dir = await tempDir(t);
+  const size = 1000;
+  const storage = await fakeStorage(dir, ['dense', 'sparse', 'tiny'], size);
+  const { id } = storage;
+  const spool = (await PackSpool.create(() => size, storage.download, { parent: dir }))!;
+  // A fifth of the walk done, a tenth of the pack needed: a half at the walk's end.
+  spool.willRead(id('dense'), size / 10, 0.2);
+  // A fifth done, 4% needed: a fifth at the end, less than a quarter.
+  spool.willRead(id('sparse'), size / 25, 0.2);
+  // 1% done, 2% needed: judged as if a tenth were done (a fifth at the end), not as if all of it were needed.
+  spool.willRead(id('tiny'), size / 50, 0.01);
+  await settle();
+  assert.deepEqual(storage.copies, ['dense'], 'only the pack most of which the restore will need comes over now');
+  // The walk's end (or no word on how far it is): the quarter rule as before.
+  spool.willRead(id('sparse'), size / 4);
+  await settle();
+  assert.deepEqual(storage.copies, ['dense', 'sparse']);
+  spool.planned();
+  await storage.letGo('dense');
+  await storage.letGo('sparse');
+  await spool.close();
+});
+
 test('a copy whose bytes do not match its pack\'s name is not used: its blobs are read in ranges, and it is deleted', async (t) => {
   const dir = await tempDir(t);
   const size = 1000;

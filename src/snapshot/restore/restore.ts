@@ -200,6 +200,11 @@ async function firstWalk(
 ): Promise<void> {
   const { repo, selected, includes, progress } = walk;
   const willRead = walk.packFiles?.willRead?.bind(walk.packFiles);
+  // What the whole snapshot holds, as its backup counted it: the share of it walked so far
+  // lets the pack files judge a pack by what the restore will likely need of it, early in
+  // the walk, instead of only once the walk has found that need (see PackSpool.willRead).
+  const wholeSnapshot = walk.from === '/' && (includes.length === 0 || includes.includes('/'));
+  const expectedBytes = wholeSnapshot ? snapshotBytes(walk.ref) : 0;
   const matchedIncludes = new Set<string>();
   // A folder whose tree is damaged is left to the restore, which names it; the totals leave it out.
   const unreadable: string[] = [];
@@ -222,13 +227,20 @@ async function firstWalk(
       for (const id of node.content ?? []) {
         // A blob the index lacks is left to the restore to report.
         const entry = repo.index.get(id);
-        if (entry) willRead(entry.pack, entry.length);
+        if (entry) willRead(entry.pack, entry.length, expectedBytes > 0 ? progress.bytesTotal / expectedBytes : undefined);
       }
     }
   }
   const hidden = (inc: string) => unreadable.some((dir) => dir === '/' || inc === dir || inc.startsWith(dir + '/'));
   const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc) && !hidden(inc));
   if (missing.length > 0) throw new UsageError(`not in snapshot ${walk.ref.id.slice(0, 8)}: ${missing.join(', ')}`);
+}
+
+/** The bytes of the files a snapshot holds, as its backup counted them; 0 where it did not say. */
+function snapshotBytes(ref: SnapshotRef): number {
+  let bytes = 0;
+  for (const source of ref.snapshot.sources ?? []) bytes += typeof source.stats?.bytes === 'number' ? source.stats.bytes : 0;
+  return bytes;
 }
 
 async function restoreTree(
