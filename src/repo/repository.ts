@@ -10,7 +10,7 @@ import { CONFIG_KEY, idFromKey, objectKey, type ObjectKind } from './format/layo
 import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type BlobType, type PackedBlob } from './format/pack.js';
 import { decodeBlob } from './format/pack-verify.js';
 import { PackWindows } from './decode/pack-windows.js';
-import { PackSpool, type PackFiles } from './decode/pack-spool.js';
+import { PackSpool, type PackFiles, type SpoolOptions } from './decode/pack-spool.js';
 import { EarlyReads, collect } from './early-reads.js';
 import { earlyKeysWaiting, takeEarlyKey } from './early-keys.js';
 import type { KeyFileBytes } from '../util/key-cache.js';
@@ -594,13 +594,14 @@ export class Repository {
    * network repository brought over as the restore says it will need them (see
    * PackSpool), or undefined where blobs are read through the backend.
    */
-  async packFiles(): Promise<PackFiles | undefined> {
+  async packFiles(spool: Pick<SpoolOptions, 'hashFile'> = {}): Promise<PackFiles | undefined> {
     const { localFile, downloadToFile } = this.local;
     if (localFile) return { take: (pack) => this.localPackFile(pack), release: () => undefined, inPageCache: false, close: async () => undefined };
     if (!downloadToFile) return undefined;
     return PackSpool.create(
       (pack) => this.blobsEnd(pack),
       (pack, file) => downloadToFile(objectKey('data', pack), file),
+      spool,
     );
   }
 

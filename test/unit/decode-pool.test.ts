@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -100,4 +101,20 @@ test("a restore's writer threads write decoded blobs into an open file at their 
     closeSync(out);
   }
   assert.equal(readFileSync(join(dir, 'untouched')).length, 0);
+});
+
+test("a restore's writer threads hash a file (a pack brought over), and a file they cannot read fails the hash, not the thread", async (t) => {
+  const writers = startWriterThreads(1);
+  const master = newMasterKey(true);
+  writers.setup({ setup: true, encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false } satisfies WriterSetup);
+  const pool = new DecodePool(writers);
+  t.after(() => writers.close());
+  const dir = await tempDir(t);
+  // Larger than the thread's read buffer, and not a multiple of it.
+  const bytes = pseudoRandom(5, 2_500_003);
+  writeFileSync(join(dir, 'pack'), bytes);
+  assert.equal(await pool.hashFile(join(dir, 'pack')), createHash('sha256').update(bytes).digest('hex'));
+  await assert.rejects(pool.hashFile(join(dir, 'missing')), /hashing .*missing failed: .*ENOENT/);
+  writeFileSync(join(dir, 'empty'), '');
+  assert.equal(await pool.hashFile(join(dir, 'empty')), createHash('sha256').digest('hex'), 'the thread still answers');
 });

@@ -183,6 +183,31 @@ test('told how far the walk has come, the spool judges a pack by what the whole 
   await spool.close();
 });
 
+test('each copy is checked with the hash function the spool was given (a restore has its writer threads hash)', async (t) => {
+  const dir = await tempDir(t);
+  const size = 1000;
+  const storage = await fakeStorage(dir, ['first', 'second'], size);
+  const { id } = storage;
+  const hashed: string[] = [];
+  const hashFile = async (file: string) => {
+    hashed.push(file);
+    // Says every copy is damaged: the spool must not use any.
+    return 'f'.repeat(64);
+  };
+  const spool = (await PackSpool.create(() => size, storage.download, { parent: dir, hashFile }))!;
+  spool.willRead(id('first'), size);
+  spool.willRead(id('second'), size);
+  spool.planned();
+  const first = spool.take(id('first'));
+  const second = spool.take(id('second'));
+  await storage.letGo('first');
+  await storage.letGo('second');
+  assert.equal(await first, undefined);
+  assert.equal(await second, undefined);
+  assert.equal(hashed.length, 2);
+  await spool.close();
+});
+
 test('a copy whose bytes do not match its pack\'s name is not used: its blobs are read in ranges, and it is deleted', async (t) => {
   const dir = await tempDir(t);
   const size = 1000;

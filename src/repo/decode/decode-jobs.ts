@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { concatOwned } from '../../util/owned-buffer.js';
 import { errorMessage } from '../../util/errors.js';
 import { GarbageHint } from '../../util/garbage-hint.js';
@@ -12,7 +14,9 @@ export type DecodeJob =
   | { kind: 'verify'; n: number; packId: string; bytes: Uint8Array; indexed: PackedBlob[] }
   /** a folder repository's pack, read here from its file of `size` bytes */
   | { kind: 'verifyFile'; n: number; packId: string; file: string; size: number; indexed: PackedBlob[] }
-  | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array; packsInPageCache?: boolean };
+  | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array; packsInPageCache?: boolean }
+  /** the SHA-256 of a file (a pack brought over for a restore, see PackSpool) */
+  | { kind: 'hashFile'; n: number; file: string };
 
 /**
  * A stored blob to decode. With a `file` (a folder repository's pack) it is read from
@@ -41,7 +45,7 @@ export type DecodeResult = number | string | { deliveryFailed: string; code?: st
 /** What a thread script does with a blob's verified content that has a `deliverTo`. */
 export type Deliver = (to: unknown, data: Buffer) => DecodeResult;
 
-export type DecodeReply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes?: Uint8Array; error?: string };
+export type DecodeReply = { n: number; verdict?: PackVerdict; results?: DecodeResult[]; bytes?: Uint8Array; hash?: string; error?: string };
 
 /**
  * Decrypting a blob leaves its plain bytes behind in fresh memory, whatever the scratch
@@ -61,6 +65,7 @@ const PACK_SCRATCH_MAX = 64 * 1024 * 1024;
 export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: DecodeJob, deliver?: Deliver): { reply: DecodeReply; transfer: ArrayBuffer[] } {
   try {
     if (job.kind === 'verifyFile') return { reply: { n: job.n, verdict: verifyPackFile(master, job) }, transfer: [] };
+    if (job.kind === 'hashFile') return { reply: { n: job.n, hash: sha256OfFileSync(job.file) }, transfer: [] };
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
     if (job.kind === 'verify') return { reply: { n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed, dropDecoded) }, transfer: [] };
     // Each blob's content (its length) or why it is damaged; the contents not delivered go back in one buffer.
@@ -117,4 +122,17 @@ function verifyPackFile(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job:
     packs.close();
   }
   return verifyPack(master, job.packId, bytes, job.indexed, dropDecoded);
+}
+
+/** The SHA-256 of a file, read through this thread's scratch memory. */
+function sha256OfFileSync(file: string): string {
+  const hash = createHash('sha256');
+  const buf = readScratch.take(1 << 20);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n = readSync(fd, buf, 0, buf.length, null); n > 0; n = readSync(fd, buf, 0, buf.length, null)) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }

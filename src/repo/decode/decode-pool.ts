@@ -50,6 +50,13 @@ export class DecodePool {
     return verdictOf(await this.pool.request({ kind: 'verifyFile', packId, file, size, indexed }));
   }
 
+  /** The SHA-256 (hex) of a file on this machine, computed on a thread of the pool. */
+  async hashFile(file: string): Promise<string> {
+    const reply = await this.pool.request({ kind: 'hashFile', file });
+    if (reply.hash === undefined) throw new Error(`hashing ${file} failed: ${reply.error}`);
+    return reply.hash;
+  }
+
   /**
    * Each blob's content (for a blob with `deliverTo`: the bytes delivered there), the
    * IntegrityError saying why it is damaged, or the error delivering it. `bytes` holds the

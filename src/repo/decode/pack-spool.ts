@@ -142,21 +142,23 @@ export class PackSpool implements PackFiles {
     private readonly budget: number,
     private readonly packBytes: (pack: string) => number,
     private readonly download: (pack: string, file: string) => Promise<void>,
+    private readonly hashFile: (file: string) => Promise<string>,
   ) {}
 
   /**
    * A spool whose folder will be made under `parent` (the system's temporary folder), or
-   * undefined where that cannot be used.
+   * undefined where that cannot be used. `hashFile` gives a copy's SHA-256 (hex): by
+   * default on this thread; a restore has its writer threads do it (see SpoolOptions).
    */
   static async create(
     packBytes: (pack: string) => number,
     download: (pack: string, file: string) => Promise<void>,
-    { parent = tmpdir(), maxBytes = MAX_SPOOL_BYTES }: { parent?: string; maxBytes?: number } = {},
+    { parent = tmpdir(), maxBytes = MAX_SPOOL_BYTES, hashFile = sha256OfFile }: SpoolOptions = {},
   ): Promise<PackSpool | undefined> {
     try {
       await removeStaleSpools(parent);
       const fs = await statfs(parent);
-      return new PackSpool(parent, Math.min(maxBytes, fs.bavail * fs.bsize * FREE_SPACE_SHARE), packBytes, download);
+      return new PackSpool(parent, Math.min(maxBytes, fs.bavail * fs.bsize * FREE_SPACE_SHARE), packBytes, download, hashFile);
     } catch {
       return undefined;
     }
@@ -307,7 +309,7 @@ export class PackSpool implements PackFiles {
     // A pack is named by the SHA-256 of its bytes: a copy damaged on its way (rclone is
     // asked not to compare checksums, see RcloneBackend.downloadToFile) is not used, and
     // its blobs are read in ranges instead, as if the copy had failed.
-    if ((await sha256OfFile(file)) !== pack) throw new Error(`the copy of pack ${pack} does not match its name: damaged in transit`);
+    if ((await this.hashFile(file)) !== pack) throw new Error(`the copy of pack ${pack} does not match its name: damaged in transit`);
     // Counted until now by where its blobs end; its header follows them.
     this.spooledBytes += size - p.bytes;
     p.bytes = size;
@@ -319,6 +321,17 @@ export class PackSpool implements PackFiles {
     this.spooledBytes -= p.bytes;
     if (p.file) void unlink(p.file).catch(() => undefined);
   }
+}
+
+export interface SpoolOptions {
+  parent?: string;
+  maxBytes?: number;
+  /**
+   * A copy's SHA-256 (hex). Copies arrive while the restore's first walk keeps the main
+   * thread busy, and the writer threads wait for that walk: hashed there, a copy held up
+   * the walk (24 MB: 15-25 ms; 136 MB of /usr/share and /usr/lib/python3: 70 ms of 0.8 s).
+   */
+  hashFile?: (file: string) => Promise<string>;
 }
 
 /**
