@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
@@ -48,6 +48,28 @@ test('a restore onto a file system that refuses direct writes (ramfs) writes thr
       assert.ok(cmp.bytes > 15_000_000, `compared ${cmp.bytes} bytes`);
     },
   );
+});
+
+test('a restore smaller than 256 MiB writes its files through the page cache: written directly, each file waited for the disk', async (t) => {
+  const dir = await tempDir(t);
+  const probe = join(dir, 'probe');
+  closeSync(openSync(probe, 'wx'));
+  const directFd = openForDirectWritesSync(probe);
+  if (directFd === undefined) return t.skip('this file system takes no direct writes: everything is in the page cache anyway');
+  closeSync(directFd);
+  const source = join(dir, 'source');
+  await makeRichTree(source);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const target = join(dir, 'target');
+  assert.deepEqual((await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target })).errors, []);
+  // fincore (util-linux) counts a file's bytes in the page cache; a file written directly
+  // has only its partial blocks there. A small file (on a writer thread) and a large one.
+  for (const file of ['deep/a/b/c/d/leaf.dat', 'bin/large.bin']) {
+    const path = join(target, 'data', file);
+    const cached = Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+    assert.ok(cached >= statSync(path).size, `${file}: ${cached} of ${statSync(path).size} bytes in the page cache`);
+  }
 });
 
 test('STACKVAULT_DIRECT_IO=off keeps everything in the page cache; a value other than on or off is refused before any work', async (t) => {

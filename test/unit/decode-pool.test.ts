@@ -50,7 +50,7 @@ test("a restore's writer threads write decoded blobs into an open file at their 
   // The threads a restore decodes on: the repository's decoding, delivering into files (snapshot/restore/file-places.ts).
   // They start before they know the keys (a restore starts them while the repository opens): one comes later.
   const writers = startWriterThreads(1);
-  writers.setup({ setup: true, encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false } satisfies WriterSetup);
+  writers.setup({ setup: true, encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false, directWrites: true } satisfies WriterSetup);
   writers.grow(2);
   const pool = new DecodePool(writers);
   t.after(() => writers.close());
@@ -106,7 +106,7 @@ test("a restore's writer threads write decoded blobs into an open file at their 
 test("a restore's writer threads hash a file (a pack brought over), and a file they cannot read fails the hash, not the thread", async (t) => {
   const writers = startWriterThreads(1);
   const master = newMasterKey(true);
-  writers.setup({ setup: true, encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false } satisfies WriterSetup);
+  writers.setup({ setup: true, encryptionKey: master.encryptionKey, idKey: master.idKey, replaceExisting: false, directWrites: true } satisfies WriterSetup);
   const pool = new DecodePool(writers);
   t.after(() => writers.close());
   const dir = await tempDir(t);

@@ -29,7 +29,7 @@ test('restore writer threads write small files whole and decode blobs for larger
   assert.ok(small);
 
   const writers = new SmallFileWriters(repo, 2, false);
-  writers.start(await repo.packFiles());
+  writers.start(await repo.packFiles(), true);
   const write = (dest: string, node: typeof small.node) => new Promise<void>((resolve, reject) => writers.write(dest, node, (err) => (err ? reject(err) : resolve())));
   const dest = join(dir, 'small.txt');
   await write(dest, small.node);

@@ -38,4 +38,6 @@ export interface WriterSetup {
   encryptionKey: Uint8Array | null;
   idKey: Uint8Array;
   replaceExisting: boolean;
+  /** see SmallFileCreation.directWrites */
+  directWrites: boolean;
 }

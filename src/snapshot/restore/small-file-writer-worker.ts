@@ -29,6 +29,7 @@ parentPort!.on('message', (message: WriterSetup | (SmallFileBatch & { n: number 
   if ('setup' in message) {
     keys = { encryptionKey: message.encryptionKey ? Buffer.from(message.encryptionKey) : null, idKey: Buffer.from(message.idKey) };
     creation.replaceExisting = message.replaceExisting;
+    creation.directWrites = message.directWrites;
     return;
   }
   if ('kind' in message) {

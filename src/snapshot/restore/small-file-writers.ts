@@ -66,6 +66,7 @@ export function startWriterThreads(count: number): WriterThreads {
  */
 export class SmallFileWriters {
   private readonly pool: WriterThreads;
+  private setup: WriterSetup;
   /** Blob decoding (a restore's larger files) on these same threads. */
   readonly decoder: DecodePool;
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -87,13 +88,17 @@ export class SmallFileWriters {
   ) {
     this.pool = threads ?? startWriterThreads(count);
     this.pool.grow(count);
-    const setup: WriterSetup = { setup: true, encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting };
-    this.pool.setup(setup);
+    this.setup = { setup: true, encryptionKey: repo.master.encryptionKey, idKey: repo.master.idKey, replaceExisting, directWrites: true };
+    this.pool.setup(this.setup);
     this.decoder = new DecodePool(this.pool);
   }
 
-  /** Where the writers read stored blobs from (see Repository.packFiles); without, they get the bytes. */
-  start(packFiles: PackFiles | undefined): void {
+  /**
+   * Where the writers read stored blobs from (see Repository.packFiles; without, they get
+   * the bytes), and whether they write past the page cache (SmallFileCreation.directWrites).
+   */
+  start(packFiles: PackFiles | undefined, directWrites: boolean): void {
+    if (directWrites !== this.setup.directWrites) this.pool.setup((this.setup = { ...this.setup, directWrites }));
     this.packFiles = packFiles;
     // Gathering bytes loaded here would only hold more of them in memory.
     this.batcher = new Batcher<PendingFile, true>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.send(files), packFiles ? { items: GATHER_FILES, bytes: GATHER_BYTES, order: comparePlaces } : undefined);

@@ -33,6 +33,11 @@ export interface SmallFileCreation {
   replaceExisting: boolean;
   /** undefined until the first file created with its final mode was looked at */
   createdAsAsked?: boolean;
+  /**
+   * Whole blocks of files of DIRECT_RESTORE_MIN_BYTES and more go past the page cache where
+   * the file system allows (see direct-io.ts); false: every write goes through it. Undefined: true.
+   */
+  directWrites?: boolean;
 }
 
 /**
@@ -169,7 +174,7 @@ export function writeSmallFile(dest: string, data: Buffer, meta: RestorableMetad
   const fd = openSync(osPath(dest), 'wx', createWithMode ? permissions : 0o600);
   try {
     // A larger one's whole blocks go past the page cache where the file system allows (see direct-io.ts).
-    const directFd = data.length >= DIRECT_RESTORE_MIN_BYTES ? openForDirectWritesSync(dest) : undefined;
+    const directFd = creation.directWrites !== false && data.length >= DIRECT_RESTORE_MIN_BYTES ? openForDirectWritesSync(dest) : undefined;
     try {
       writeAtSync(fd, directFd, data, 0);
     } finally {
