@@ -52,9 +52,9 @@ const WHOLE_PACK_SHARE = 0.25;
  * a pack the walk found a tenth of the way into needing 2.5% of it is brought over then.
  * Found only once crossed, both packs of /usr/share/perl, vim and icons (9,600 files) went
  * 44% and 56% of the way through the walk, and through SFTP the restore waited 0.16-0.19 s
- * for the larger after the walk. A pack whose need all lies early in the walk may be brought over for
- * less than a quarter of it: at most its whole size where 4 MiB windows would have read
- * one or more of its windows (a pack is 16 MiB).
+ * for the larger after the walk. A pack whose need all lies early in the walk may be
+ * brought over for less than a quarter of it: at most its whole size where 4 MiB windows
+ * would have read one or more of its windows (a pack is 16 MiB).
  */
 const EARLIEST_JUDGED_SHARE = 0.1;
 /** Copies in flight at once: enough to keep a network busy while one waits for its first byte. */

@@ -182,6 +182,8 @@ async function restoreWith(
     const walked = options.progress !== undefined || includes.length > 0 || packFiles?.willRead !== undefined;
     if (walked) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, packFiles, progress, signal: options.signal });
     packFiles?.planned?.();
+    // Its size as the first walk counted it, else as the snapshot's backup did; a part of a
+    // snapshot not walked is of a size not known, and goes past the cache as a large one.
     const restoreBytes = walked ? progress.bytesTotal : from === '/' ? snapshotBytes(ref) : 0;
     const directWrites = !(restoreBytes > 0 && restoreBytes < DIRECT_RESTORE_MIN_TOTAL_BYTES);
     smallFiles?.start(packFiles, directWrites);
