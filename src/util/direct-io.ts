@@ -21,7 +21,7 @@ import { osPath } from './os-path.js';
  * The data is on the device when the restore ends, where buffered writes would have left
  * it to the kernel's write-back: on a slow disk a small restore takes longer, a large one
  * (beyond the kernel's dirty limits) waits for the disk either way. So only a restore of
- * 256 MiB and more writes directly (DIRECT_RESTORE_MIN_TOTAL_BYTES in restore.ts).
+ * 1 GiB and more writes directly (DIRECT_RESTORE_MIN_TOTAL_BYTES in restore.ts).
  *
  * Large reads (a large file's blobs, a whole pack for check) go past it too, or each would
  * fill the cache with a pack just written past it. Small ones stay in it: a restore reads

@@ -50,7 +50,7 @@ test('a restore onto a file system that refuses direct writes (ramfs) writes thr
   );
 });
 
-test('a restore smaller than 256 MiB writes its files through the page cache: written directly, each file waited for the disk', async (t) => {
+test('a restore smaller than 1 GiB writes its files through the page cache: written directly, each file waited for the disk', async (t) => {
   const dir = await tempDir(t);
   const probe = join(dir, 'probe');
   closeSync(openSync(probe, 'wx'));

@@ -60,12 +60,13 @@ const WALK_TURN_MS = 10;
 /**
  * Restored files go past the page cache (see direct-io.ts) in a restore of at least this
  * many bytes; a smaller one writes through it, as restic does. Each file of 64 KiB and more
- * written directly waits for the disk: a restore of 97 MB (9,600 files) onto this machine's
- * disk took 1.52 s directly against 1.28 s through the cache (medians of 8), one of 395 MiB
- * (44,700 files) 5.4 against 5.6 s; one of 1 GiB took 3.9-4.2 s against 4.8-5.2 s when direct
- * writes came in (docs/performance.md, 2026-12-01 and 2026-12-05, seventh session).
+ * written directly waits for the disk. Onto this machine's disk (medians, alternating), a
+ * restore of 97 MB (9,600 files) through rclone took 1.52 s directly against 1.28 s through
+ * the cache; of /usr/lib/x86_64-linux-gnu (687 MiB) 2.13 against 1.94 s; of that and a copy
+ * of /usr/share (1.23 GiB, 83,000 files) 4.77 against 5.16 s (docs/performance.md, seventh
+ * session).
  */
-const DIRECT_RESTORE_MIN_TOTAL_BYTES = 256 * 1024 * 1024;
+const DIRECT_RESTORE_MIN_TOTAL_BYTES = 1024 * 1024 * 1024;
 
 /** A restore's options, with what it decided before writing. */
 type WritingOptions = RestoreOptions & { directWrites: boolean };
