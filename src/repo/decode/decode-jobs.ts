@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { concatOwned } from '../../util/owned-buffer.js';
 import { errorMessage } from '../../util/errors.js';
+import { sha256OfFileSync } from '../../util/file-hash.js';
 import { GarbageHint } from '../../util/garbage-hint.js';
 import { Scratch } from '../../util/scratch.js';
 import type { MasterKey } from '../format/crypto.js';
@@ -65,7 +64,7 @@ const PACK_SCRATCH_MAX = 64 * 1024 * 1024;
 export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job: DecodeJob, deliver?: Deliver): { reply: DecodeReply; transfer: ArrayBuffer[] } {
   try {
     if (job.kind === 'verifyFile') return { reply: { n: job.n, verdict: verifyPackFile(master, job) }, transfer: [] };
-    if (job.kind === 'hashFile') return { reply: { n: job.n, hash: sha256OfFileSync(job.file) }, transfer: [] };
+    if (job.kind === 'hashFile') return { reply: { n: job.n, hash: sha256OfFileSync(job.file, readScratch.take(1 << 20)) }, transfer: [] };
     const bytes = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
     if (job.kind === 'verify') return { reply: { n: job.n, verdict: verifyPack(master, job.packId, bytes, job.indexed, dropDecoded) }, transfer: [] };
     // Each blob's content (its length) or why it is damaged; the contents not delivered go back in one buffer.
@@ -122,17 +121,4 @@ function verifyPackFile(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>, job:
     packs.close();
   }
   return verifyPack(master, job.packId, bytes, job.indexed, dropDecoded);
-}
-
-/** The SHA-256 of a file, read through this thread's scratch memory. */
-function sha256OfFileSync(file: string): string {
-  const hash = createHash('sha256');
-  const buf = readScratch.take(1 << 20);
-  const fd = openSync(file, 'r');
-  try {
-    for (let n = readSync(fd, buf, 0, buf.length, null); n > 0; n = readSync(fd, buf, 0, buf.length, null)) hash.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { open, readdir, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { readdir, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sha256OfFileSync } from '../../util/file-hash.js';
 import { processLives } from '../../util/process-alive.js';
 
 /**
@@ -148,12 +148,12 @@ export class PackSpool implements PackFiles {
   /**
    * A spool whose folder will be made under `parent` (the system's temporary folder), or
    * undefined where that cannot be used. `hashFile` gives a copy's SHA-256 (hex): by
-   * default on this thread; a restore has its writer threads do it (see SpoolOptions).
+   * default on this thread, blocking it; a restore has its writer threads do it (see SpoolOptions).
    */
   static async create(
     packBytes: (pack: string) => number,
     download: (pack: string, file: string) => Promise<void>,
-    { parent = tmpdir(), maxBytes = MAX_SPOOL_BYTES, hashFile = sha256OfFile }: SpoolOptions = {},
+    { parent = tmpdir(), maxBytes = MAX_SPOOL_BYTES, hashFile = async (file) => sha256OfFileSync(file) }: SpoolOptions = {},
   ): Promise<PackSpool | undefined> {
     try {
       await removeStaleSpools(parent);
@@ -332,23 +332,4 @@ export interface SpoolOptions {
    * the walk (24 MB: 15-25 ms; 136 MB of /usr/share and /usr/lib/python3: 70 ms of 0.8 s).
    */
   hashFile?: (file: string) => Promise<string>;
-}
-
-/**
- * The SHA-256 of a file, read through one buffer: a read stream's fresh buffer per chunk
- * faulted in a page per 4 KiB (a fifth of a second of CPU for 24 MB on this machine).
- */
-async function sha256OfFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafeSlow(1 << 20);
-  const handle = await open(file, 'r');
-  try {
-    for (let n = -1; n !== 0; ) {
-      ({ bytesRead: n } = await handle.read(buf, 0, buf.length, null));
-      hash.update(buf.subarray(0, n));
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
 }

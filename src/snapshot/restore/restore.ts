@@ -180,12 +180,14 @@ async function restoreWith(
   const packFiles = smallFiles ? await repo.packFiles({ hashFile: (file) => smallFiles.decoder.hashFile(file) }) : undefined;
   const progress: RestoreProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: 0, currentPath: '' };
   try {
+    // What the whole snapshot holds, as its backup counted it (0 for a part of it).
+    const wholeBytes = from === '/' && (includes.length === 0 || includes.includes('/')) ? snapshotBytes(ref) : 0;
     const walked = options.progress !== undefined || includes.length > 0 || packFiles?.willRead !== undefined;
-    if (walked) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, packFiles, progress, signal: options.signal });
+    if (walked) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, wholeBytes, packFiles, progress, signal: options.signal });
     packFiles?.planned?.();
     // Its size as the first walk counted it, else as the snapshot's backup did; a part of a
     // snapshot not walked is of a size not known, and goes past the cache as a large one.
-    const restoreBytes = walked ? progress.bytesTotal : from === '/' ? snapshotBytes(ref) : 0;
+    const restoreBytes = walked ? progress.bytesTotal : wholeBytes;
     const directWrites = !(restoreBytes > 0 && restoreBytes < DIRECT_RESTORE_MIN_TOTAL_BYTES);
     smallFiles?.start(packFiles, directWrites);
     return await restoreTree(smallFiles ? new BlobBatchLoader(repo, smallFiles.decoder, packFiles) : repo, smallFiles, loader, rootTree, from, selected, progress, { ...options, directWrites });
@@ -211,6 +213,8 @@ async function firstWalk(
     selected: Selection;
     includes: string[];
     ref: SnapshotRef;
+    /** the bytes of a whole snapshot restored, as its backup counted them; 0 for a part of one */
+    wholeBytes: number;
     packFiles: PackFiles | undefined;
     progress: RestoreProgress;
     signal?: AbortSignal;
@@ -218,11 +222,10 @@ async function firstWalk(
 ): Promise<void> {
   const { repo, selected, includes, progress } = walk;
   const willRead = walk.packFiles?.willRead?.bind(walk.packFiles);
-  // What the whole snapshot holds, as its backup counted it: the share of it walked so far
-  // lets the pack files judge a pack by what the restore will likely need of it, early in
-  // the walk, instead of only once the walk has found that need (see PackSpool.willRead).
-  const wholeSnapshot = walk.from === '/' && (includes.length === 0 || includes.includes('/'));
-  const expectedBytes = wholeSnapshot ? snapshotBytes(walk.ref) : 0;
+  // The share of a whole snapshot walked so far lets the pack files judge a pack by what the
+  // restore will likely need of it, early in the walk, instead of only once the walk has
+  // found that need (see PackSpool.willRead).
+  const { wholeBytes } = walk;
   const matchedIncludes = new Set<string>();
   // A folder whose tree is damaged is left to the restore, which names it; the totals leave it out.
   const unreadable: string[] = [];
@@ -245,7 +248,7 @@ async function firstWalk(
       for (const id of node.content ?? []) {
         // A blob the index lacks is left to the restore to report.
         const entry = repo.index.get(id);
-        if (entry) willRead(entry.pack, entry.length, expectedBytes > 0 ? progress.bytesTotal / expectedBytes : undefined);
+        if (entry) willRead(entry.pack, entry.length, wholeBytes > 0 ? progress.bytesTotal / wholeBytes : undefined);
       }
     }
   }
