@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ByteRange } from '../../src/repo/backends/backend.js';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { objectKey } from '../../src/repo/format/layout.js';
 import { Repository } from '../../src/repo/repository.js';
@@ -10,6 +12,7 @@ import { check } from '../../src/snapshot/maintenance/check.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
 import { makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
+import { MemoryBackend } from '../support/memory-backend.js';
 
 async function flipByte(file: string, offset: number): Promise<void> {
   await chmod(file, 0o644);
@@ -173,4 +176,32 @@ test('a damaged first blob of a small file with several fails that file only: th
     if (path === victim.path) assert.equal(written, undefined, `${path} must not be written`);
     else assert.ok(written?.equals(await readFile(join(source, path.replace(/^\/data/, '')))), `${path} is restored`);
   }
+});
+
+test('check walks the snapshots while it reads the packs, not after them', async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await makeRichTree(source);
+  await writeFile(join(source, 'large.bin'), pseudoRandom(7, 3_000_000));
+  const stored = new MemoryBackend();
+  const repo = await Repository.init(stored, { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  // Reading a whole pack (check --read-data) waits until a tree is read (the walk reads
+  // ranges): a walk after the reading never comes, and the reading gives up.
+  let treeRead!: () => void;
+  const walking = new Promise<void>((resolve) => (treeRead = resolve));
+  class HeldPacks extends MemoryBackend {
+    override async get(key: string, range?: ByteRange): Promise<Buffer> {
+      if (key.startsWith('data/')) {
+        if (range) treeRead();
+        else await Promise.race([walking, sleep(5_000).then(() => Promise.reject(new Error('no tree was read while the packs were')))]);
+      }
+      return super.get(key, range);
+    }
+  }
+  const held = new HeldPacks();
+  for (const [key, object] of stored.objects) held.objects.set(key, object);
+  const result = await check(await Repository.open(held, 'pw'), { readData: true });
+  assert.deepEqual(result.errors, []);
+  assert.ok(result.packsRead > 1, `${result.packsRead} packs read`);
 });

@@ -13,6 +13,8 @@ export interface PackCheckOptions {
   /** read only a share of the packs: "n/t" (the n-th of t groups of packs) or "x%" (a random share of packs) */
   readDataSubset?: string;
   progress?: (p: PackCheckProgress) => void;
+  /** called once the first packs are being read and verified (with read-data), or once nothing is to be read */
+  reading?: () => void;
 }
 
 export interface PackCheckProgress {
@@ -88,18 +90,20 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
     try {
       // One pack per worker, and one more being read (by this thread, or for a folder
       // repository waiting in a worker's queue, which reads its packs itself).
-      await mapConcurrent(selected, verifier ? verifier.size + 1 : 1, async (packId) => {
+      const read = mapConcurrent(selected, verifier ? verifier.size + 1 : 1, async (packId) => {
         await readPack(repo, packId, stored.get(packId)!, repo.index.packBlobs(packId)!, result, verifier);
         progress.packsDone++;
         progress.bytesDone += stored.get(packId) ?? 0;
         options.progress?.(progress);
       });
+      options.reading?.();
+      await read;
     } finally {
       await verifier?.close();
     }
     result.packsRead = selected.length;
     result.bytesRead = progress.bytesDone;
-  }
+  } else options.reading?.();
   return result;
 }
 

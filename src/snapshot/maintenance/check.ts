@@ -44,11 +44,42 @@ export async function check(repo: Repository, options: CheckOptions = {}): Promi
   // Binary log segments are read like snapshots: a damaged one is reported with the rest.
   const segments = await repo.loadIntact<BinlogSegment>('binlog', await repo.listIds('binlog'));
   await repo.loadIndex();
-  const packs = await checkPacks(repo, options, progress);
+  const loader = new TreeLoader(repo, 64);
+  // The trees are walked while the packs are read: the reading keeps the verifier threads
+  // busy and leaves this one mostly idle, and walked after it, the trees of 37,000 entries
+  // took 0.3 s of a 2.2 s check with the other threads done. Damage found in the packs
+  // needs a second walk to name the paths it affects; a sound repository needs none.
+  let walked: Promise<Unrestorable[]> | undefined;
+  const walk = () => {
+    walked ??= walkSnapshots(repo, refs, loader, NO_DAMAGE);
+    walked.catch(() => undefined);
+  };
+  const packs = await checkPacks(repo, { ...options, reading: walk }, progress);
+  walk();
   const result: CheckResult = { errors: packs.errors, warnings: packs.warnings, affected: [], snapshots: refs.length, packs: packs.packs, packsRead: packs.packsRead, bytesRead: packs.bytesRead };
-  await checkSnapshots(repo, refs, new TreeLoader(repo, 64), packs.badBlobs, result);
+  const found = await walked!;
+  reportAffected(packs.badBlobs.size === 0 ? found : await walkSnapshots(repo, refs, loader, packs.badBlobs), result);
   checkSegments(repo, segments, packs.badBlobs, result);
   return result;
+}
+
+const NO_DAMAGE: ReadonlyMap<string, string> = new Map();
+/** The longest the walk keeps the event loop to itself, in milliseconds. */
+const WALK_TURN_MS = 10;
+
+/** What a snapshot cannot restore: a path in it, the blob that makes it so and why. */
+interface Unrestorable {
+  ref: SnapshotRef;
+  path: string;
+  blob: string;
+  why: string;
+}
+
+function reportAffected(found: Unrestorable[], result: CheckResult): void {
+  for (const { ref, path, blob, why } of found) {
+    result.affected.push({ snapshot: ref.id, time: ref.snapshot.time, path, blob });
+    result.errors.push(`snapshot ${shortId(ref.id)} (${ref.snapshot.time}): ${path === '/' ? 'its root' : path} cannot be restored: ${why}`);
+  }
 }
 
 /** Every blob of every binary log segment must be indexed and readable: else a point-in-time restore through it fails. */
@@ -63,18 +94,22 @@ function checkSegments(repo: Repository, segments: Array<{ id: string; value: Bi
   }
 }
 
-/** Walk every snapshot; memoize per tree which relative paths are unreadable, so shared trees are walked once. */
-async function checkSnapshots(
-  repo: Repository,
-  refs: SnapshotRef[],
-  loader: TreeLoader,
-  badBlobs: Map<string, string>,
-  result: CheckResult,
-): Promise<void> {
+/**
+ * Walk every snapshot for paths that cannot be restored: blobs the index lacks, trees that
+ * do not load, and blobs `badBlobs` names. Memoized per tree, so shared trees are walked once.
+ */
+async function walkSnapshots(repo: Repository, refs: SnapshotRef[], loader: TreeLoader, badBlobs: ReadonlyMap<string, string>): Promise<Unrestorable[]> {
   const memo = new Map<string, Array<{ path: string; blob: string; why: string }>>();
+  let turned = performance.now();
   const visit = async (treeId: string): Promise<Array<{ path: string; blob: string; why: string }>> => {
     const known = memo.get(treeId);
     if (known) return known;
+    // Trees mostly load from memory at once: without a turn now and then, the walk kept
+    // this thread from handing the verifier threads their packs (they started 0.45 s late).
+    if (performance.now() - turned > WALK_TURN_MS) {
+      await new Promise(setImmediate);
+      turned = performance.now();
+    }
     const found: Array<{ path: string; blob: string; why: string }> = [];
     if (!repo.index.has(treeId)) {
       found.push({ path: '', blob: treeId, why: 'tree blob is not in the index' });
@@ -109,11 +144,9 @@ async function checkSnapshots(
     memo.set(treeId, found);
     return found;
   };
+  const unrestorable: Unrestorable[] = [];
   for (const ref of refs) {
-    for (const hit of await visit(ref.snapshot.tree)) {
-      const path = childPath('/', hit.path || '');
-      result.affected.push({ snapshot: ref.id, time: ref.snapshot.time, path, blob: hit.blob });
-      result.errors.push(`snapshot ${shortId(ref.id)} (${ref.snapshot.time}): ${path === '/' ? 'its root' : path} cannot be restored: ${hit.why}`);
-    }
+    for (const hit of await visit(ref.snapshot.tree)) unrestorable.push({ ref, path: childPath('/', hit.path || ''), blob: hit.blob, why: hit.why });
   }
+  return unrestorable;
 }
