@@ -29,29 +29,19 @@ import { isAllZeros, type FilePlace } from './file-places.js';
 const SMALL_FILE_CONCURRENCY = 128;
 const FILE_CONCURRENCY = 12;
 /**
- * Threads writing small files and decoding larger files' blobs: for a large restore, more
- * than there are cores, since much of their time is spent waiting for the disk, to read blobs (past the page
- * cache, in few large reads) and to write files (their whole blocks past it too, which
- * waits for the device). Measured on 1 GiB / 50,000 files to disk, 2 cores, with small
- * files' threads beside a decode thread of their own: one thread (the main one) 6.5 s, two
- * writers 5.8 s, four 5.9 s while blobs were read one by one through the page cache; since
- * they are read in pack order, three writers took 3.81-4.58 s against two's 4.27-4.80 s
- * (five alternating pairs; three were faster in each). Since the threads also decode the
- * larger files' blobs, four took 3.54-5.03 s against three's 3.79-5.41 s (nine alternating
- * pairs into a fresh ext4; four were faster in eight), and five 3.23-3.69 s against four's
- * 3.05-4.15 s (four pairs: no difference). Peak RSS with four: 362 against 323 MiB.
- * A smaller restore does not wait long enough for the disk to pay for the extra threads'
- * start (each loads its modules, 60-90 ms of a core): 97 MB of /usr/share/perl, vim and
- * icons (9,586 entries) took 1.22-1.24 s with two threads, 1.34-1.57 s with four.
+ * Threads writing small files and decoding larger files' blobs: one per core. Measured on
+ * 1 GiB / 50,000 files to disk, 2 cores: one thread (the main one) 6.5 s, two writers
+ * 5.8 s. More threads than cores once paid while every file of 64 KiB and more was written
+ * past the page cache (four took 3.54-5.03 s against three's 3.79-5.41 s, nine alternating
+ * pairs into a fresh ext4, peak RSS 362 against 323 MiB), and no longer do (eighth
+ * session, four alternating runs each, medians): a copy of /usr/share and /usr/lib of
+ * 1.05 GB (35,000 entries, through the page cache) took 3.35 s with two threads and 3.99 s
+ * with four, peak RSS 215 against 267 MiB; one of 1.24 GB (37,000 entries, past the page
+ * cache) 4.54 s against 4.71 s, 218 against 268 MiB. Each thread also loads its modules
+ * (60-90 ms of a core) as the restore starts.
  */
-const LARGE_RESTORE_FILES = 20_000;
-const LARGE_RESTORE_BYTES = 512 * 1024 * 1024;
-
-function writerThreads(ref: SnapshotRef): number {
-  const cores = availableParallelism();
-  const files = ref.snapshot.sources.reduce((n, s) => n + (s.stats?.files ?? 0), 0);
-  const bytes = ref.snapshot.sources.reduce((n, s) => n + (s.stats?.bytes ?? 0), 0);
-  return files > LARGE_RESTORE_FILES || bytes > LARGE_RESTORE_BYTES ? cores + 2 : cores;
+function writerThreads(): number {
+  return availableParallelism();
 }
 /** bytes of one file's next blobs read and decoded while the current one is written (at least one blob) */
 const BYTES_AHEAD = 4 * 1024 * 1024;
@@ -128,7 +118,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
     // thread opened. This thread walks the trees, makes folders and links, and renames and
     // finishes the larger files. The threads start first, if they have not already: each
     // loads its modules (about 0.1 s) while this thread loads the index.
-    const smallFiles = availableParallelism() > 1 ? new SmallFileWriters(repo, writerThreads(ref), options.force ?? false, threads) : undefined;
+    const smallFiles = availableParallelism() > 1 ? new SmallFileWriters(repo, writerThreads(), options.force ?? false, threads) : undefined;
     threads = undefined;
     try {
       return await restoreWith(repo, ref, options, includes, smallFiles);
