@@ -19,15 +19,19 @@ async function launch(t: Parameters<typeof tempDir>[0], args: string[], tunables
   await writeFile(join(dir, 'node'), '#!/bin/sh\necho "${GLIBC_TUNABLES-unset}"\necho "${STACKVAULT_CALLER_GLIBC_TUNABLES-unset}"\nfor a; do echo "$a"; done\n', { mode: 0o755 });
   const env: NodeJS.ProcessEnv = { PATH: `${dir}:${process.env.PATH}` };
   if (tunables !== undefined) env.GLIBC_TUNABLES = tunables;
-  const [own, caller, main, ...rest] = execFileSync(via, args, { env, encoding: 'utf8' }).split('\n').slice(0, -1);
-  return { own, caller, main, args: rest };
+  const [own, caller, ...argv] = execFileSync(via, args, { env, encoding: 'utf8' }).split('\n').slice(0, -1);
+  const flags = argv.slice(0, argv.findIndex((a) => !a.startsWith('--')));
+  const [main, ...rest] = argv.slice(flags.length);
+  return { own, caller, flags, main, args: rest };
 }
 
-test('bin/stackvault runs main.js with glibc tuned, the arguments as given, and says what the caller had', async (t) => {
+test('bin/stackvault runs main.js with glibc tuned (and V8\'s heaps for a restore), the arguments as given, and says what the caller had', async (t) => {
   const plain = await launch(t, ['restore', 'latest', '--target', 'a folder with spaces', ''], undefined);
   assert.equal(plain.own, OURS);
   assert.equal(plain.caller, '-');
+  assert.deepEqual(plain.flags, ['--max-semi-space-size=2', '--heap-growing-percent=20'], 'a restore holds its heaps small');
   assert.equal(plain.main, MAIN_AS_LAUNCHED);
+  assert.deepEqual((await launch(t, ['--quiet', 'backup', 'src'], undefined)).flags, [], 'other commands keep V8\'s defaults');
   assert.deepEqual(plain.args, ['restore', 'latest', '--target', 'a folder with spaces', '']);
 
   // The caller's tunables stay, and one of ours the caller set keeps the caller's value.
