@@ -83,6 +83,11 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
     progress.phase = 'data';
     const chosen = listed.filter((id) => stored.has(id) && (!subset || subset(id)));
     const selected = subset?.percent ? shuffled(chosen).slice(0, Math.max(1, Math.ceil((listed.length * subset.percent) / 100))) : chosen;
+    // Largest first: the threads end together on the small ones, and each sizes its pack
+    // memory once. In the index's order a small pack came first, then memory for a full
+    // one, then, doubled, for a slightly larger one (util/scratch.ts), the freed ones kept
+    // by malloc: a check of 1.24 GB peaked at 220-222 MiB instead of 183-188.
+    selected.sort((a, b) => stored.get(b)! - stored.get(a)!);
     progress.packsTotal = selected.length;
     progress.bytesTotal = selected.reduce((n, id) => n + (stored.get(id) ?? 0), 0);
     // Packs are verified on worker threads, one per core, while the next ones are read.
