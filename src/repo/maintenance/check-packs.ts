@@ -15,6 +15,8 @@ export interface PackCheckOptions {
   progress?: (p: PackCheckProgress) => void;
   /** called once the first packs are being read and verified (with read-data), or once nothing is to be read */
   reading?: () => void;
+  /** threads to verify packs on, started by the caller (and closed by it); else checkPacks starts its own */
+  verifier?: DecodePool;
 }
 
 export interface PackCheckProgress {
@@ -91,7 +93,7 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
     progress.packsTotal = selected.length;
     progress.bytesTotal = selected.reduce((n, id) => n + (stored.get(id) ?? 0), 0);
     // Packs are verified on worker threads, one per core, while the next ones are read.
-    const verifier = selected.length > 1 ? new DecodePool(repo.master) : undefined;
+    const verifier = options.verifier ?? (selected.length > 1 ? new DecodePool(repo.master) : undefined);
     try {
       // One pack per worker, and one more being read (by this thread, or for a folder
       // repository waiting in a worker's queue, which reads its packs itself).
@@ -104,7 +106,7 @@ export async function checkPacks(repo: Repository, options: PackCheckOptions = {
       options.reading?.();
       await read;
     } finally {
-      await verifier?.close();
+      if (verifier !== options.verifier) await verifier?.close();
     }
     result.packsRead = selected.length;
     result.bytesRead = progress.bytesDone;
