@@ -29,7 +29,7 @@ test('bin/stackvault runs main.js with glibc tuned (and V8\'s heaps for a restor
   const plain = await launch(t, ['restore', 'latest', '--target', 'a folder with spaces', ''], undefined);
   assert.equal(plain.own, OURS);
   assert.equal(plain.caller, '-');
-  assert.deepEqual(plain.flags, ['--max-semi-space-size=2', '--heap-growing-percent=20'], 'a restore holds its heaps small');
+  assert.deepEqual(plain.flags, ['--max-semi-space-size=1', '--heap-growing-percent=20'], 'a restore holds its heaps small');
   assert.equal(plain.main, MAIN_AS_LAUNCHED);
   assert.deepEqual((await launch(t, ['--repo', 'r', 'check', '--read-data'], undefined)).flags, plain.flags, 'so does a check');
   assert.deepEqual((await launch(t, ['--quiet', 'backup', 'src'], undefined)).flags, [], 'other commands keep V8\'s defaults');
