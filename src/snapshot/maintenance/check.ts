@@ -63,7 +63,9 @@ async function checkWith(repo: Repository, options: CheckOptions, progress: Chec
   // needs a second walk to name the paths it affects; a sound repository needs none.
   let walked: Promise<Unrestorable[]> | undefined;
   const walk = () => {
-    walked ??= walkSnapshots(repo, refs, loader, NO_DAMAGE);
+    if (walked) return;
+    walked = walkSnapshots(repo, refs, loader, NO_DAMAGE);
+    // Awaited once the packs are read; should their reading fail first, nobody awaits it.
     walked.catch(() => undefined);
   };
   const packs = await checkPacks(repo, { ...options, reading: walk, verifier }, progress);

@@ -135,7 +135,7 @@ export async function restore(repo: Repository, ref: SnapshotRef, options: Resto
  * startWriterThreads), for RestoreOptions.threads; none on a machine with one core.
  */
 export function startRestoreThreads(): WriterThreads | undefined {
-  return availableParallelism() > 1 ? startWriterThreads(availableParallelism()) : undefined;
+  return availableParallelism() > 1 ? startWriterThreads(writerThreads()) : undefined;
 }
 
 async function restoreWith(
