@@ -71,20 +71,28 @@ declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum
 
 /**
  * Aligned slots, reused: each is touched once, then later packs need no fresh memory. There
- * are as many as reads and writes were ever in flight at once in this thread.
+ * are as many of a size as reads and writes were ever in flight at once in this thread.
  */
-const freeSlots: Buffer[] = [];
+const freeSlots = new Map<number, Buffer[]>();
 
-function takeSlot(): Buffer {
-  const reused = freeSlots.pop();
+/** Aligned memory of `bytes` (a multiple of 64 KiB), for direct reads and writes: give it back with giveSlot(). */
+export function takeSlot(bytes = SLOT_BYTES): Buffer {
+  const reused = freeSlots.get(bytes)?.pop();
   if (reused) return reused;
-  const pages = SLOT_BYTES / WASM_PAGE_BYTES;
+  const pages = bytes / WASM_PAGE_BYTES;
   try {
     return Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer);
   } catch (err) {
     // Each memory reserves address space of its own, which a limit (ulimit -v) may refuse: then no direct I/O.
     throw Object.assign(new Error(`no aligned memory for direct I/O: ${(err as Error).message}`), { code: 'ENOTSUP' });
   }
+}
+
+/** Memory from takeSlot() back for the next caller; the caller no longer uses it. */
+export function giveSlot(slot: Buffer): void {
+  const free = freeSlots.get(slot.length);
+  if (free) free.push(slot);
+  else freeSlots.set(slot.length, [slot]);
 }
 
 /** Whether an error says the file system or device does not do direct I/O as asked. */
@@ -101,7 +109,7 @@ function pread(fd: number, buf: Buffer, length: number, position: number): Promi
   return new Promise((resolve, reject) => readFd(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
-const alignUp = (n: number) => Math.ceil(n / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;
+export const alignUp = (n: number): number => Math.ceil(n / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT;
 
 /** The aligned read that brings the bytes at `position` (of `length` still wanted) into a slot. */
 function alignedRead(position: number, length: number): { from: number; skip: number; bytes: number } {
@@ -126,7 +134,7 @@ export async function readDirect(fd: number, target: Buffer, position: number, l
     }
     return done;
   } finally {
-    freeSlots.push(slot);
+    giveSlot(slot);
   }
 }
 
@@ -143,7 +151,7 @@ export function readDirectSync(fd: number, target: Buffer, position: number, len
     }
     return done;
   } finally {
-    freeSlots.push(slot);
+    giveSlot(slot);
   }
 }
 
@@ -186,7 +194,7 @@ export async function writePartsDirect(fd: number, parts: readonly Uint8Array[])
     }
     return length;
   } finally {
-    freeSlots.push(slot);
+    giveSlot(slot);
   }
 }
 
@@ -264,6 +272,6 @@ function writeWholeBlocksSync(fd: number, blocks: Buffer, position: number): num
     }
     return blocks.length;
   } finally {
-    freeSlots.push(slot);
+    giveSlot(slot);
   }
 }

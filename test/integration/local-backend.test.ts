@@ -46,6 +46,42 @@ test(`putParts stores the concatenation of its parts: thousands of small ones an
   assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
 });
 
+test(`an object file stores its appends in order, some made while earlier ones waited, then as put() stores (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
+  const dir = await tempDir(t);
+  const backend = new LocalBackend(dir, { directIo });
+  await backend.prepare();
+  // Small appends, ones larger than a write slot (1 MiB), an empty one, an odd tail.
+  const parts = [
+    ...Array.from({ length: 3000 }, (_, i) => pseudoRandom(i + 1, 37 + (i % 300))),
+    pseudoRandom(9001, 1_300_000),
+    Buffer.alloc(0),
+    pseudoRandom(9002, 2_600_000),
+    ...Array.from({ length: 50 }, (_, i) => pseudoRandom(9100 + i, 40_000)),
+    pseudoRandom(9003, 7),
+  ];
+  const whole = Buffer.concat(parts);
+  const file = backend.createObjectFile();
+  // Not waited for one by one, as a backup's many files add blobs to one pack: they must keep their order.
+  const waits = parts.map((p) => file.append(p));
+  assert.ok(waits.some((w) => w !== undefined), 'some appends waited for a slot');
+  await Promise.all(waits);
+  assert.deepEqual(await file.store('data/cd/cdef'), { created: true });
+  assert.equal((await stat(join(dir, 'data/cd/cdef'))).size, whole.length, 'no padding is left');
+  assert.equal((await stat(join(dir, 'data/cd/cdef'))).mode & 0o777, 0o444, 'stored objects are read-only');
+  assert.ok((await backend.get('data/cd/cdef')).equals(whole));
+  // Never replacing: the same object again is reported, a discarded one leaves nothing.
+  const again = backend.createObjectFile();
+  await again.append(whole);
+  assert.deepEqual(await again.store('data/cd/cdef'), { created: false });
+  const dropped = backend.createObjectFile();
+  await dropped.append(whole);
+  await dropped.discard();
+  const empty = backend.createObjectFile();
+  assert.deepEqual(await empty.store('data/ee/ee00'), { created: true });
+  assert.equal((await backend.get('data/ee/ee00')).length, 0);
+  assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
+});
+
 test(`large objects keep their exact length: block multiples, odd tails, more than one slot (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
   const dir = await tempDir(t);
   const backend = new LocalBackend(dir, { directIo });
@@ -161,6 +197,11 @@ test('a file system that refuses direct writes (ramfs) gets large objects throug
       const big = pseudoRandom(7, 3 * 1024 * 1024 + 5);
       assert.deepEqual(await backend.put('data/ef/ef01', big), { created: true });
       assert.ok((await backend.get('data/ef/ef01')).equals(big));
+      const file = new LocalBackend(join(dir, 'repo'), { directIo: true }).createObjectFile();
+      await file.append(big.subarray(0, 2_000_001));
+      await file.append(big.subarray(2_000_001));
+      assert.deepEqual(await file.store('data/ef/ef02'), { created: true });
+      assert.ok((await backend.get('data/ef/ef02')).equals(big));
       assert.deepEqual(await readdir(join(dir, 'repo', 'tmp')), [], 'no temporary file is left');
     },
   ));
@@ -176,6 +217,10 @@ test('without address space for aligned memory (ulimit -v), large objects go thr
     const big = Buffer.alloc(3 * 1024 * 1024 + 1, 7);
     await b.put('data/ab/ab01', big);
     if (!(await b.get('data/ab/ab01')).equals(big) || !(await b.get('data/ab/ab01', { offset: 1, length: 200000 })).equals(big.subarray(1, 200001))) throw new Error('bytes differ');
+    const f = new LocalBackend(${JSON.stringify(join(dir, 'repo'))}, { directIo: true }).createObjectFile();
+    await f.append(big);
+    await f.store('data/ab/ab02');
+    if (!(await b.get('data/ab/ab02')).equals(big)) throw new Error('bytes of the object file differ');
     console.log('stored');`;
   const { stdout } = await execFileP('sh', ['-c', `ulimit -v 4000000 && exec "${process.execPath}" --input-type=module -e '${script.replaceAll("'", "'\\''")}'`]);
   assert.equal(stdout.trim(), 'stored');
@@ -194,8 +239,17 @@ for (const directIo of [true, false]) {
         await backend.prepare();
         await backend.put('data/aa/aa01', pseudoRandom(1, 3 * 1024 * 1024));
         await assert.rejects(backend.put('data/bb/bb01', pseudoRandom(2, 5 * 1024 * 1024 + 3)), /cannot write data\/bb\/bb01 to .*: no space left on device/);
+        // A pack written as it fills: the append that meets the full disk, or the store after, fails with the reason.
+        const file = backend.createObjectFile();
+        const filling = (async () => {
+          for (let i = 0; i < 6; i++) await file.append(pseudoRandom(10 + i, 1024 * 1024 + 3));
+          return file.store('data/cc/cc01');
+        })();
+        await assert.rejects(filling, /cannot write (a new object|data\/cc\/cc01) to .*: no space left on device/);
+        await file.discard();
         assert.deepEqual(await readdir(join(dir, 'repo', 'tmp')), [], 'no temporary file is left');
         assert.equal(await backend.stat('data/bb/bb01'), undefined);
+        assert.equal(await backend.stat('data/cc/cc01'), undefined);
         assert.equal((await backend.stat('data/aa/aa01'))?.size, 3 * 1024 * 1024, 'what was stored stays');
       },
     );

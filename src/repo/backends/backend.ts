@@ -50,6 +50,22 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/**
+ * An object written piece by piece (a pack as its blobs come), so that it is never whole
+ * in memory; stored under its key, by put()'s rules, once complete.
+ */
+export interface ObjectFile {
+  /**
+   * Appends `bytes`: undefined when they were taken at once, else a promise resolved once
+   * they are; the caller leaves them unchanged until then. Appends keep their order.
+   */
+  append(bytes: Uint8Array): Promise<void> | undefined;
+  /** Stores what was appended under `key` as put() would (never replacing an object); the writing is over either way. */
+  store(key: string): Promise<{ created: boolean }>;
+  /** Drops what was appended. */
+  discard(): Promise<void>;
+}
+
 /** What some backends can do beyond the core; each is absent where the storage cannot. */
 export interface BackendExtras {
   /**
@@ -57,6 +73,11 @@ export interface BackendExtras {
    * threads can then read blobs themselves instead of through this thread.
    */
   localFile(key: string): string;
+  /**
+   * A new object written into a file of the storage's own as it grows (a folder
+   * repository's temporary file), instead of being handed to put() whole.
+   */
+  createObjectFile(): ObjectFile;
   /**
    * Copy a whole object into a file on this machine (which it creates or replaces), with
    * the bytes moved by the storage's own client rather than through this process: a

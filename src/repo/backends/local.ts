@@ -4,7 +4,8 @@ import { chmod, link, lstat, mkdir, open, readdir, stat, unlink, writeFile, type
 import { dirname, join, relative, sep } from 'node:path';
 import { ObjectNotFoundError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
 import { setImmutable } from './immutable-flag.js';
-import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import type { Backend, ByteRange, ObjectFile, ObjectInfo } from './backend.js';
+import { FileAppender } from '../../util/file-appender.js';
 import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES, O_DIRECT, directIoRefused, readDirect, writePartsDirect } from '../../util/direct-io.js';
 import { alreadyStored, truncated } from './objects.js';
 
@@ -116,13 +117,69 @@ export class LocalBackend implements Backend {
   }
 
   async putParts(key: string, parts: readonly Uint8Array[]): Promise<{ created: boolean }> {
-    const final = this.path(key);
-    const tmp = join(this.root, TMP_DIR, `${randomBytes(12).toString('hex')}.upload`);
+    const tmp = this.temporaryPath();
     const length = parts.reduce((n, p) => n + p.length, 0);
     try {
-      await this.ensureDir(dirname(final));
       await this.ensureDir(join(this.root, TMP_DIR));
       await this.writeTemporary(tmp, parts, length);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw describeSystemError(err, `cannot write ${key} to ${this.root}`);
+    }
+    return this.storeTemporary(tmp, key, length);
+  }
+
+  /**
+   * A pack written into a temporary file as its blobs come, past the page cache where the
+   * file system allows, then stored as put() stores: a backup need not hold its packs in
+   * memory (three of 17 MiB were a sixth of a backup's peak, docs/performance.md).
+   */
+  createObjectFile(): ObjectFile {
+    const appender = new FileAppender(this.temporaryPath(), this.directIo, {
+      directRefused: () => (this.directIo = false),
+      beforeCreate: () => this.ensureDir(join(this.root, TMP_DIR)),
+    });
+    const failed = (err: unknown) => {
+      throw describeSystemError(err, `cannot write a new object to ${this.root}`);
+    };
+    return {
+      append: (bytes) => {
+        try {
+          return appender.append(bytes)?.catch(failed);
+        } catch (err) {
+          return failed(err);
+        }
+      },
+      store: async (key) => {
+        let length: number;
+        try {
+          length = await appender.finish();
+        } catch (err) {
+          await unlink(appender.path).catch(() => undefined);
+          throw describeSystemError(err, `cannot write ${key} to ${this.root}`);
+        }
+        return this.storeTemporary(appender.path, key, length);
+      },
+      discard: async () => {
+        await appender.abandon();
+        await unlink(appender.path).catch(() => undefined);
+      },
+    };
+  }
+
+  private temporaryPath(): string {
+    return join(this.root, TMP_DIR, `${randomBytes(12).toString('hex')}.upload`);
+  }
+
+  /**
+   * Stores a complete, fsynced temporary file under `key`: read-only, then hard-linked to
+   * its final name (never replacing one), the folder fsynced. The temporary name is gone
+   * afterwards, stored or not.
+   */
+  private async storeTemporary(tmp: string, key: string, length: number): Promise<{ created: boolean }> {
+    const final = this.path(key);
+    try {
+      await this.ensureDir(dirname(final));
       await chmod(tmp, 0o444);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);

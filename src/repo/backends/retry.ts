@@ -53,8 +53,8 @@ export function withRetries(backend: Backend, options: Partial<RetryOptions> = {
     delete: (key: string) => attempt(`deleting ${key}`, () => backend.delete(key)),
     close: () => backend.close(),
     wrapExtra: <N extends ExtraName>(name: N, extra: BackendExtras[N]): BackendExtras[N] => {
-      // A local file's name is no request; every other extra is retried like the core.
-      if (name === 'localFile') return extra;
+      // A local file's name, or a file written on this machine, is no request; every other extra is retried like the core.
+      if (name === 'localFile' || name === 'createObjectFile') return extra;
       const call = extra as (...args: unknown[]) => Promise<unknown>;
       return ((...args: unknown[]) => attempt(describeExtra(name, args), () => call(...args))) as BackendExtras[N];
     },

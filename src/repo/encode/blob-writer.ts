@@ -5,7 +5,8 @@ import type { EncodedBlob } from './file-encoder.js';
 import { seal } from '../format/crypto.js';
 import { encodeIndexFile, MAX_BLOBS_PER_INDEX_FILE } from '../master-index.js';
 import { objectKey } from '../format/layout.js';
-import { PackBuilder, PackMemory, type BlobType, type PackedBlob } from '../format/pack.js';
+import { MemoryPackBody, PackBuilder, PackMemory, type BlobType, type PackedBlob } from '../format/pack.js';
+import { backendExtra, type ObjectFile } from '../backends/backend.js';
 import { DELETION_MARGIN_MS, DELETION_RECORDS_KEPT_MS, type Repository } from '../repository.js';
 
 /*
@@ -48,7 +49,10 @@ export interface SaveResult {
  */
 export class BlobWriter {
   private readonly packMemory: PackMemory;
-  private readonly packers: Record<BlobType, PackBuilder>;
+  /** the packs filling, one per blob type, begun with their first blob */
+  private readonly packers: Partial<Record<BlobType, PackBuilder>> = {};
+  /** the backend's files for data packs; null where it takes objects only whole, undefined until looked up */
+  private objectFiles: (() => ObjectFile) | null | undefined;
   /** ids written in this session whose pack is not in the index yet */
   private readonly pending = new Set<string>();
   private readonly uploads = new TaskLimiter(2);
@@ -82,7 +86,35 @@ export class BlobWriter {
   constructor(private readonly repo: Repository) {
     // Room for a full pack, the usual overshoot of its last blob and its header; a pack that needs more grows its memory.
     this.packMemory = new PackMemory(repo.config.packSize + 1024 * 1024);
-    this.packers = { data: new PackBuilder(this.packMemory), tree: new PackBuilder(this.packMemory) };
+  }
+
+  private async lookUpObjectFiles(): Promise<void> {
+    this.objectFiles ??= (await backendExtra(this.repo.backend, 'createObjectFile')) ?? null;
+  }
+
+  /**
+   * Adds a blob to the pack of its type, and finishes that pack when full; resolves once
+   * the blob's bytes are copied and, when it filled the pack, the pack is stored.
+   */
+  private async addToPack(type: BlobType, id: string, rawLength: number, compressed: boolean, stored: Uint8Array): Promise<void> {
+    if (this.objectFiles === undefined) await this.lookUpObjectFiles();
+    const packer = (this.packers[type] ??= new PackBuilder(this.newPackBody(type)));
+    const copied = packer.add(id, type, rawLength, compressed, stored);
+    // Decided before waiting: meanwhile another blob may finish this pack and begin the next.
+    const full = packer.size >= this.repo.config.packSize ? this.finishPack(type) : undefined;
+    if (copied) await copied;
+    if (full) await full;
+  }
+
+  /**
+   * A data pack goes into a file of the backend's own where it has them (a folder
+   * repository), so that no pack is whole in memory. Tree packs stay in memory: a backup
+   * writes trees from its start to its end, and the file of its tree pack would lie among
+   * the temporary uploads all that time.
+   */
+  private newPackBody(type: BlobType): ObjectFile {
+    if (type === 'data' && this.objectFiles) return this.objectFiles();
+    return new MemoryPackBody(this.packMemory, (key, data) => this.repo.backend.put(key, data));
   }
 
   /**
@@ -111,9 +143,7 @@ export class BlobWriter {
     this.pending.add(id);
     const compressed = compressIfSmaller(data);
     const stored = seal(this.repo.master.encryptionKey, compressed ?? data);
-    const packer = this.packers[type];
-    packer.add(id, type, data.length, compressed !== null, stored);
-    if (packer.size >= this.repo.config.packSize) await this.finishPack(type);
+    await this.addToPack(type, id, data.length, compressed !== null, stored);
     return { id, added: true, storedBytes: stored.length };
   }
 
@@ -122,9 +152,7 @@ export class BlobWriter {
     this.watchDeletions();
     if (this.has(blob.id)) return { id: blob.id, added: false, storedBytes: 0 };
     this.pending.add(blob.id);
-    const packer = this.packers[type];
-    packer.add(blob.id, type, blob.rawLength, blob.compressed, blob.stored);
-    if (packer.size >= this.repo.config.packSize) await this.finishPack(type);
+    await this.addToPack(type, blob.id, blob.rawLength, blob.compressed, blob.stored);
     return { id: blob.id, added: true, storedBytes: blob.stored.length };
   }
 
@@ -148,22 +176,27 @@ export class BlobWriter {
 
   private async finishPack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
-    if (packer.count === 0) return;
-    this.packers[type] = new PackBuilder(this.packMemory);
-    const { id: packId, bytes, blobs, release } = packer.finish(this.repo.master.encryptionKey);
+    if (!packer || packer.count === 0) return;
+    this.packers[type] = undefined;
     this.packsWaiting++;
     try {
-      await this.uploads.submit(() => this.upload(packId, bytes, blobs).finally(release));
+      let finished: Awaited<ReturnType<PackBuilder['finish']>>;
+      try {
+        finished = await packer.finish(this.repo.master.encryptionKey);
+      } catch (err) {
+        await packer.discard();
+        throw err;
+      }
+      const { id, length, blobs, body } = finished;
+      await this.uploads.submit(() => this.upload(id, length, blobs, body));
     } finally {
       this.packsWaiting--;
       this.noPackWaiting.changed();
     }
   }
 
-  private async upload(packId: string, pack: Buffer, blobs: PackedBlob[]): Promise<void> {
-    // Resolves once every attempt has ended: the pack's memory may then serve the next one.
-    await this.repo.backend.put(objectKey('data', packId), pack);
-    const bytes = pack.length;
+  private async upload(packId: string, bytes: number, blobs: PackedBlob[], body: ObjectFile): Promise<void> {
+    await body.store(objectKey('data', packId));
     this.packsWritten++;
     this.bytesUploaded += bytes;
     this.repo.index.addPack(packId, blobs);
@@ -192,6 +225,13 @@ export class BlobWriter {
     this.unindexedBytes = 0;
     this.lastIndexWrite = Date.now();
     await this.repo.saveObject('index', encodeIndexFile(packs));
+  }
+
+  /** Drops the packs still filling (a failed or interrupted run): nothing of them is stored. */
+  async discard(): Promise<void> {
+    const filling = [this.packers.data, this.packers.tree];
+    this.packers.data = this.packers.tree = undefined;
+    await Promise.all(filling.map((p) => p?.discard()));
   }
 
   /** Upload every partial pack and index everything written. */
@@ -290,9 +330,7 @@ export class BlobWriter {
     this.repo.decodeBlob(id, entry, stored);
     this.pending.add(id);
     this.blobsRewritten++;
-    const packer = this.packers[entry.type];
-    packer.add(id, entry.type, entry.rawLength, entry.compressed, stored);
-    if (packer.size >= this.repo.config.packSize) await this.finishPack(entry.type);
+    await this.addToPack(entry.type, id, entry.rawLength, entry.compressed, stored);
     return true;
   }
 

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { IntegrityError } from '../../util/errors.js';
-import { objectHash, seal, unseal } from './crypto.js';
+import type { ObjectFile } from '../backends/backend.js';
+import { seal, unseal } from './crypto.js';
 
 export type BlobType = 'data' | 'tree';
 
@@ -64,12 +66,66 @@ export class PackMemory {
   }
 }
 
+/**
+ * A pack's bytes in memory reused from pack to pack (see PackMemory), handed to `put`
+ * whole: for backends that take objects only whole.
+ */
+export class MemoryPackBody implements ObjectFile {
+  private buffer: Buffer | undefined;
+  private bytes = 0;
+
+  constructor(
+    private readonly memory: PackMemory,
+    private readonly put: (key: string, data: Uint8Array) => Promise<{ created: boolean }>,
+  ) {}
+
+  append(bytes: Uint8Array): undefined {
+    const buffer = this.reserve(this.bytes + bytes.length);
+    buffer.set(bytes, this.bytes);
+    this.bytes += bytes.length;
+    return undefined;
+  }
+
+  private reserve(bytes: number): Buffer {
+    const buffer = (this.buffer ??= this.memory.take());
+    if (buffer.length >= bytes) return buffer;
+    // A large last blob, or the header of many small ones: the grown memory serves later packs too.
+    const larger = this.memory.take(Math.max(bytes, Math.ceil(buffer.length * 1.25)));
+    buffer.copy(larger, 0, 0, this.bytes);
+    this.memory.give(buffer);
+    return (this.buffer = larger);
+  }
+
+  /** The bytes appended so far: the body's own memory, valid until store() or discard(). */
+  get contents(): Buffer {
+    return this.reserve(0).subarray(0, this.bytes);
+  }
+
+  async store(key: string): Promise<{ created: boolean }> {
+    try {
+      // Resolves once every attempt has ended: the memory may then serve the next pack.
+      return await this.put(key, this.contents);
+    } finally {
+      await this.discard();
+    }
+  }
+
+  async discard(): Promise<void> {
+    if (this.buffer) this.memory.give(this.buffer);
+    this.buffer = undefined;
+  }
+}
+
+/**
+ * Builds a pack from blobs as they come, into its body (memory, or a file of the
+ * storage's own), hashing its bytes as they go.
+ */
 export class PackBuilder {
   private readonly entries: IndexEntry[] = [];
   private bytes = 0;
-  private buffer: Buffer | undefined;
+  private readonly hash = createHash('sha256');
 
-  constructor(private readonly memory: PackMemory) {}
+  constructor(private readonly body: ObjectFile) {}
 
   get size(): number {
     return this.bytes;
@@ -79,31 +135,29 @@ export class PackBuilder {
     return this.entries.length;
   }
 
-  /** Adds a blob; its bytes are copied, so `stored` may be reused or dropped at once. */
-  add(id: string, type: BlobType, rawLength: number, compressed: boolean, stored: Uint8Array): void {
+  /**
+   * Adds a blob. Its bytes are copied at once when this returns undefined; otherwise once
+   * the promise resolves, and the caller leaves `stored` unchanged until then.
+   */
+  add(id: string, type: BlobType, rawLength: number, compressed: boolean, stored: Uint8Array): Promise<void> | undefined {
     // One object per blob, all of one shape, that the index keeps as it is: a backup adds one per chunk.
     this.entries.push({ id, type, offset: this.bytes, length: stored.length, rawLength, compressed, pack: '' });
-    this.reserve(this.bytes + stored.length);
-    this.buffer!.set(stored, this.bytes);
     this.bytes += stored.length;
+    this.hash.update(stored);
+    return this.body.append(stored);
   }
 
-  private reserve(bytes: number): void {
-    const buffer = this.buffer ?? (this.buffer = this.memory.take());
-    if (buffer.length >= bytes) return;
-    // A large last blob, or the header of many small ones: the grown memory serves later packs too.
-    const larger = this.memory.take(Math.max(bytes, Math.ceil(buffer.length * 1.25)));
-    buffer.copy(larger, 0, 0, this.bytes);
-    this.memory.give(buffer);
-    this.buffer = larger;
+  /** Drops the pack (a failed backup): its body's memory or file. */
+  discard(): Promise<void> {
+    return this.body.discard();
   }
 
   /**
-   * The finished pack: its id (the hash of its bytes), its bytes (blobs, sealed header,
-   * trailer) and its blobs as index entries. The bytes are the builder's memory: call
-   * release() once they are stored, and do not use them after.
+   * The finished pack: its id (the hash of its bytes: blobs, sealed header, trailer), its
+   * length, its blobs as index entries, and its body to store under the id's key (or
+   * discard). Add nothing after.
    */
-  finish(encryptionKey: Buffer | null): { id: string; bytes: Buffer; blobs: IndexEntry[]; release: () => void } {
+  async finish(encryptionKey: Buffer | null): Promise<{ id: string; length: number; blobs: IndexEntry[]; body: ObjectFile }> {
     const header = Buffer.alloc(this.entries.length * ENTRY_BYTES);
     this.entries.forEach((e, i) => {
       const at = i * ENTRY_BYTES;
@@ -114,19 +168,16 @@ export class PackBuilder {
       header.write(e.id, at + 10, 'hex');
     });
     const sealedHeader = seal(encryptionKey, header);
-    const blobBytes = this.bytes;
-    this.reserve(blobBytes + sealedHeader.length + TRAILER_BYTES);
-    const buffer = this.buffer!;
-    sealedHeader.copy(buffer, blobBytes);
-    const trailerAt = blobBytes + sealedHeader.length;
-    buffer.writeUInt32LE(sealedHeader.length, trailerAt);
-    PACK_MAGIC.copy(buffer, trailerAt + 4);
-    const bytes = buffer.subarray(0, trailerAt + TRAILER_BYTES);
-    const id = objectHash(bytes);
+    const trailer = Buffer.alloc(TRAILER_BYTES);
+    trailer.writeUInt32LE(sealedHeader.length, 0);
+    PACK_MAGIC.copy(trailer, 4);
+    for (const tail of [sealedHeader, trailer]) {
+      this.hash.update(tail);
+      await this.body.append(tail);
+    }
+    const id = this.hash.digest('hex');
     for (const e of this.entries) e.pack = id;
-    this.buffer = undefined;
-    this.bytes = 0;
-    return { id, bytes, blobs: this.entries, release: () => this.memory.give(buffer) };
+    return { id, length: this.bytes + sealedHeader.length + TRAILER_BYTES, blobs: this.entries, body: this.body };
   }
 }
 

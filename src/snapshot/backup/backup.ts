@@ -76,34 +76,40 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
 
   const progress: BackupProgress = { filesDone: 0, bytesDone: 0, filesTotal: 0, bytesTotal: 0, scanDone: false, bytesAdded: 0, errors: 0, currentPath: '' };
   const run: BackupRun = { repo, writer: repo.newBlobWriter(), loader, encoder, options, started, progress, report: () => options.progress?.(progress) };
-  // Totals only serve a progress display: without one, the second walk would cost a stat per file for nothing.
-  const scan = options.progress ? scanTotals(sources, progress, options.signal).then(run.report, () => undefined) : Promise.resolve();
+  try {
+    // Totals only serve a progress display: without one, the second walk would cost a stat per file for nothing.
+    const scan = options.progress ? scanTotals(sources, progress, options.signal).then(run.report, () => undefined) : Promise.resolve();
 
-  const saved: SavedSource[] = [];
-  for (const source of sources) saved.push(await backupFilesSource(run, source, parent, parentRoot));
-  // Databases and other streamed sources: each driver writes a small tree of files.
-  for (const source of streamed) saved.push(await backupStreamedSource(run, source));
-  const rootTree = await saveTree(run.writer, { nodes: saved.map((s) => s.node).sort((a, b) => (a.name < b.name ? -1 : 1)) });
-  await scan;
-  throwIfAborted(options.signal);
+    const saved: SavedSource[] = [];
+    for (const source of sources) saved.push(await backupFilesSource(run, source, parent, parentRoot));
+    // Databases and other streamed sources: each driver writes a small tree of files.
+    for (const source of streamed) saved.push(await backupStreamedSource(run, source));
+    const rootTree = await saveTree(run.writer, { nodes: saved.map((s) => s.node).sort((a, b) => (a.name < b.name ? -1 : 1)) });
+    await scan;
+    throwIfAborted(options.signal);
 
-  const records = saved.map((s) => s.record);
-  const snapshot: Snapshot = {
-    version: 1,
-    time: started.toISOString(),
-    host,
-    username: currentUser(),
-    stack,
-    tags: [...new Set(options.tags ?? [])].sort(),
-    program: PROGRAM,
-    parent: parent?.id ?? null,
-    tree: rootTree,
-    sources: records,
-    durationMs: now().getTime() - started.getTime(),
-  };
-  // Everything the manifest references is stored, indexed and out of any prune's reach first.
-  const id = await run.writer.commit('snapshots', snapshot);
-  return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
+    const records = saved.map((s) => s.record);
+    const snapshot: Snapshot = {
+      version: 1,
+      time: started.toISOString(),
+      host,
+      username: currentUser(),
+      stack,
+      tags: [...new Set(options.tags ?? [])].sort(),
+      program: PROGRAM,
+      parent: parent?.id ?? null,
+      tree: rootTree,
+      sources: records,
+      durationMs: now().getTime() - started.getTime(),
+    };
+    // Everything the manifest references is stored, indexed and out of any prune's reach first.
+    const id = await run.writer.commit('snapshots', snapshot);
+    return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
+  } catch (err) {
+    // A pack begun in a temporary file is not left there for prune to find a day later.
+    await run.writer.discard();
+    throw err;
+  }
 }
 
 /** What one backup shares across its sources. */
