@@ -15,13 +15,23 @@ export class Batcher<T, R> {
   private addedThisTurn = false;
   /** one check for a quiet turn at a time: a second one would take the first's reset flag for a quiet turn */
   private idleCheckPending = false;
+  /** the share of gather's limits the next gathering holds: growing from `gather.first` to 1 */
+  private gatherShare: number;
 
   /** `send` answers with one result (or the Error for that item) per item, in order. */
   constructor(
     private readonly limits: { items: number; bytes: number },
     private readonly send: (items: T[], bytes: number) => Promise<Array<R | Error>>,
-    private readonly gather?: { items: number; bytes: number; order: (a: T, b: T) => number },
-  ) {}
+    private readonly gather?: {
+      items: number;
+      bytes: number;
+      order: (a: T, b: T) => number;
+      /** the share of the limits the first gathering holds, doubled at each one after: work starts sooner */
+      first?: number;
+    },
+  ) {
+    this.gatherShare = gather?.first ?? 1;
+  }
 
   /** Queue an item of `bytes` bytes; resolves with its result, rejects with its error. */
   async add(item: T, bytes: number): Promise<R> {
@@ -39,7 +49,7 @@ export class Batcher<T, R> {
     this.items.push({ item, bytes, settle });
     this.bytes += bytes;
     this.addedThisTurn = true;
-    const full = this.gather ?? this.limits;
+    const full = this.gather ? { items: this.gather.items * this.gatherShare, bytes: this.gather.bytes * this.gatherShare } : this.limits;
     if (this.items.length >= full.items || this.bytes >= full.bytes) this.flush();
   }
 
@@ -63,6 +73,7 @@ export class Batcher<T, R> {
       return;
     }
     const order = this.gather.order;
+    this.gatherShare = Math.min(1, this.gatherShare * 2);
     items.sort((a, b) => order(a.item, b.item));
     let start = 0;
     let bytes = 0;

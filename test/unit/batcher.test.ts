@@ -56,3 +56,11 @@ test('gathering: after the gathering limit sends mid-turn, what is added next st
   await Promise.all(waiting);
   assert.deepEqual(sent.slice(2), [[7, 8], [9]]);
 });
+
+test('gathering: the first gathering holds a share of the limits, each next one twice as much, up to the limits', () => {
+  const sent: number[][] = [];
+  const batcher = new Batcher<number, number>({ items: 100, bytes: 1e9 }, async (items) => (sent.push(items), items), { items: 8, bytes: 1e9, order: (x, y) => y - x, first: 1 / 4 });
+  // Within one turn: gatherings of 2, 4, 8, 8 items, each in order.
+  for (let n = 1; n <= 22; n++) void batcher.add(n, 1);
+  assert.deepEqual(sent, [[2, 1], [6, 5, 4, 3], [14, 13, 12, 11, 10, 9, 8, 7], [22, 21, 20, 19, 18, 17, 16, 15]]);
+});
