@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES } from '../../src/util/direct-io.js';
@@ -28,18 +28,24 @@ test('put is put-if-absent: a second put leaves the object untouched', async (t)
   assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temporary file is left');
 });
 
-for (const directIo of [true, false]) {
-test(`putParts stores the concatenation of its parts: thousands of small ones and ones larger than a write (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
+/** A new folder repository, with direct I/O or without. */
+async function newBackend(t: TestContext, directIo: boolean): Promise<{ dir: string; backend: LocalBackend }> {
   const dir = await tempDir(t);
   const backend = new LocalBackend(dir, { directIo });
   await backend.prepare();
+  return { dir, backend };
+}
+
+/** Thousands of small parts, one larger than a write slot, an empty one, and one of `lastBytes`. */
+function mixedParts(lastBytes: number): Buffer[] {
+  return [...Array.from({ length: 3000 }, (_, i) => pseudoRandom(i + 1, 37 + (i % 300))), pseudoRandom(9001, 1_300_000), Buffer.alloc(0), pseudoRandom(9002, lastBytes)];
+}
+
+for (const directIo of [true, false]) {
+test(`putParts stores the concatenation of its parts: thousands of small ones and ones larger than a write (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
+  const { dir, backend } = await newBackend(t, directIo);
   // More parts than one writev takes (IOV_MAX is 1024), and parts larger than one write group.
-  const parts = [
-    ...Array.from({ length: 3000 }, (_, i) => pseudoRandom(i + 1, 37 + (i % 300))),
-    pseudoRandom(9001, 1_300_000),
-    Buffer.alloc(0),
-    pseudoRandom(9002, 600_000),
-  ];
+  const parts = mixedParts(600_000);
   assert.deepEqual(await backend.putParts('data/cd/cdef', parts), { created: true });
   assert.ok((await backend.get('data/cd/cdef')).equals(Buffer.concat(parts)));
   assert.deepEqual(await backend.putParts('data/cd/cdef', parts), { created: false });
@@ -47,18 +53,9 @@ test(`putParts stores the concatenation of its parts: thousands of small ones an
 });
 
 test(`an object file stores its appends in order, some made while earlier ones waited, then as put() stores (${directIo ? 'past' : 'through'} the page cache)`, async (t) => {
-  const dir = await tempDir(t);
-  const backend = new LocalBackend(dir, { directIo });
-  await backend.prepare();
+  const { dir, backend } = await newBackend(t, directIo);
   // Small appends, ones larger than a write slot (1 MiB), an empty one, an odd tail.
-  const parts = [
-    ...Array.from({ length: 3000 }, (_, i) => pseudoRandom(i + 1, 37 + (i % 300))),
-    pseudoRandom(9001, 1_300_000),
-    Buffer.alloc(0),
-    pseudoRandom(9002, 2_600_000),
-    ...Array.from({ length: 50 }, (_, i) => pseudoRandom(9100 + i, 40_000)),
-    pseudoRandom(9003, 7),
-  ];
+  const parts = [...mixedParts(2_600_000), ...Array.from({ length: 50 }, (_, i) => pseudoRandom(9100 + i, 40_000)), pseudoRandom(9003, 7)];
   const whole = Buffer.concat(parts);
   const file = backend.createObjectFile();
   // Not waited for one by one, as a backup's many files add blobs to one pack: they must keep their order.
