@@ -18,6 +18,9 @@ export class TaskLimiter {
     const p = task()
       .catch((err) => {
         if (this.firstError === undefined) this.firstError = err ?? new Error('task failed');
+        // Every submit waiting for a slot is refused now: woken one per finished task, the
+        // later ones waited for good once no task was left to finish.
+        for (const wake of this.waiting.splice(0)) wake();
       })
       .finally(() => {
         this.running--;
