@@ -253,6 +253,25 @@ for (const directIo of [true, false]) {
   });
 }
 
+test('on a full disk, a folder that cannot be made is reported as no space left, not as a missing folder', async (t) => {
+  const image = join(await tempDir(t), 'small.img');
+  await execFileP('truncate', ['-s', '8M', image]);
+  await execFileP('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
+  await onMountedFileSystem(
+    t,
+    (dir) => ['-o', 'loop', image, dir],
+    async (dir) => {
+      const backend = new LocalBackend(join(dir, 'repo'));
+      await backend.prepare();
+      // Every block taken: the rest by a file, then by folders until none can be made.
+      await execFileP('sh', ['-c', `dd if=/dev/zero of=${join(dir, 'fill')} bs=64k 2>/dev/null; i=0; while mkdir ${join(dir, 'f')}$i 2>/dev/null; do i=$((i+1)); done`]);
+      // An empty object needs no block of its own, only its folders data/ and data/ee/ (Node's recursive mkdir said ENOENT).
+      await assert.rejects(backend.put('data/ee/ee01', Buffer.alloc(0)), /cannot write data\/ee\/ee01 to .*: no space left on device/);
+      assert.deepEqual(await readdir(join(dir, 'repo', 'tmp')), [], 'no temporary file is left');
+    },
+  );
+});
+
 test('an existing object of another size is reported as damaged, not silently accepted', async (t) => {
   const dir = await tempDir(t);
   const backend = new LocalBackend(dir);

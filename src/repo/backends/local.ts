@@ -108,7 +108,18 @@ export class LocalBackend implements Backend {
 
   private async ensureDir(dir: string): Promise<void> {
     if (this.knownDirs.has(dir)) return;
-    await mkdir(dir, { recursive: true });
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Node's recursive mkdir says ENOENT when it could not make a parent (a full disk's
+      // ENOSPC): one level at a time, the error names the real reason.
+      for (const level of ancestry(this.root, dir)) {
+        await mkdir(level).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EEXIST') throw e;
+        });
+      }
+    }
     this.knownDirs.add(dir);
   }
 
@@ -448,6 +459,13 @@ export class LocalBackend implements Backend {
     if (!key.startsWith(`${TMP_DIR}/`)) throw new Error(`${key} is not a temporary upload`);
     await this.delete(key);
   }
+}
+
+/** `dir` and the folders between `root` and it, outermost first. */
+function ancestry(root: string, dir: string): string[] {
+  const levels: string[] = [];
+  for (let at = dir; at.length > root.length && at !== dirname(at); at = dirname(at)) levels.unshift(at);
+  return levels;
 }
 
 /** Parts written in calls of about this many bytes, as writeFile does: one call per part cost a trip through the thread pool each. */
