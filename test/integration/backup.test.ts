@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { appendFile, chmod, lstat, mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -16,7 +18,9 @@ import { listSnapshots } from '../../src/snapshot/snapshot.js';
 import { TreeLoader, sameNodes } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
-import { makeRichTree, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
+import { makeRichTree, onMountedFileSystem, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
+
+const execFileP = promisify(execFile);
 
 async function stackFolder(root: string): Promise<void> {
   await mkdir(join(root, 'prompts/en'), { recursive: true });
@@ -259,4 +263,61 @@ test('a backup holds no more in memory than its batches in flight while the back
   const [ref] = await listSnapshots(repo);
   assert.deepEqual((await restore(repo, ref!, { target: join(dir, 'out') })).errors, []);
   assert.deepEqual((await compareTrees(src, join(dir, 'out', 'tree'))).differences, []);
+});
+
+test('a backup onto a full disk fails naming the repository and the reason, commits nothing and leaves no pack file behind', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  // 48 MiB of incompressible files onto a file system of 24 MiB: the disk fills while packs are written.
+  for (let d = 0; d < 6; d++) {
+    await mkdir(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < 8; f++) await writeFile(join(src, `d${d}`, `f${f}`), pseudoRandom(d * 10 + f + 1, 1024 * 1024));
+  }
+  const image = join(dir, 'small.img');
+  await execFileP('truncate', ['-s', '24M', image]);
+  await execFileP('mkfs.ext4', ['-q', '-F', image]);
+  await onMountedFileSystem(
+    t,
+    (mount) => ['-o', 'loop', image, mount],
+    async (mount) => {
+      const repo = join(mount, 'repo');
+      assert.equal((await runCli(['init', '--repo', repo, '--no-encryption'])).code, 0);
+      const result = await runCli(['backup', '--repo', repo, src]);
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, new RegExp(`cannot write .* to ${repo}: no space left on device`));
+      assert.doesNotMatch(result.stderr, /Unhandled|at .*\.js:\d+/, 'a clear error, not a crash');
+      const left = await readdir(join(repo, 'tmp'));
+      assert.deepEqual(left, [], `no pack file is left: ${JSON.stringify(await Promise.all(left.map(async (f) => (await lstat(join(repo, 'tmp', f))).size)))} ${result.stderr}`);
+      assert.deepEqual(await readdir(join(repo, 'snapshots')).catch(() => []), []);
+    },
+  );
+});
+
+test('a pack store that fails ends the backup with its error, and the packs finished after it leave no file behind', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await mkdir(src);
+  for (let f = 0; f < 24; f++) await writeFile(join(src, `f${f}`), pseudoRandom(f + 1, 512 * 1024));
+  /** the first data pack's store fails, as on a disk that just filled up; the others would be stored */
+  class FailingBackend extends LocalBackend {
+    stores = 0;
+    override createObjectFile(): ObjectFile {
+      const file = super.createObjectFile();
+      return {
+        ...file,
+        store: async (key: string) => {
+          if (++this.stores === 1) {
+            await file.discard();
+            throw new Error('the first store fails');
+          }
+          return file.store(key);
+        },
+      };
+    }
+  }
+  const repoDir = join(dir, 'repo');
+  const repo = await Repository.init(new FailingBackend(repoDir), { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  await assert.rejects(backup(repo, { sources: [{ name: 'tree', path: src }] }), /the first store fails/);
+  assert.deepEqual(await readdir(join(repoDir, 'tmp')), [], 'no pack file is left');
+  assert.deepEqual(await listSnapshots(repo), []);
 });

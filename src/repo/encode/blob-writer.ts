@@ -51,6 +51,10 @@ export class BlobWriter {
   private readonly packMemory: PackMemory;
   /** the packs filling, one per blob type, begun with their first blob */
   private readonly packers: Partial<Record<BlobType, PackBuilder>> = {};
+  /** packs finished and not yet stored (or dropped) */
+  private readonly finishing = new Set<Promise<void>>();
+  /** the run failed: packs still waiting are dropped */
+  private discarded = false;
   /** the backend's files for data packs; null where it takes objects only whole, undefined until looked up */
   private objectFiles: (() => ObjectFile) | null | undefined;
   /** ids written in this session whose pack is not in the index yet */
@@ -102,8 +106,8 @@ export class BlobWriter {
     const copied = packer.add(id, type, rawLength, compressed, stored);
     // Decided before waiting: meanwhile another blob may finish this pack and begin the next.
     const full = packer.size >= this.repo.config.packSize ? this.finishPack(type) : undefined;
-    if (copied) await copied;
-    if (full) await full;
+    // Both awaited at once: when the copy fails (a full disk), so does the finish, and its failure must not go unhandled.
+    if (copied || full) await Promise.all([copied, full]);
   }
 
   /**
@@ -113,7 +117,8 @@ export class BlobWriter {
    * the temporary uploads all that time.
    */
   private newPackBody(type: BlobType): ObjectFile {
-    if (type === 'data' && this.objectFiles) return this.objectFiles();
+    // Once discarded, what tasks of the failed run still add goes to memory, never to a new file.
+    if (type === 'data' && this.objectFiles && !this.discarded) return this.objectFiles();
     return new MemoryPackBody(this.packMemory, (key, data) => this.repo.backend.put(key, data));
   }
 
@@ -178,6 +183,16 @@ export class BlobWriter {
     const packer = this.packers[type];
     if (!packer || packer.count === 0) return;
     this.packers[type] = undefined;
+    const stored = this.finishAndStore(packer);
+    this.finishing.add(stored);
+    try {
+      await stored;
+    } finally {
+      this.finishing.delete(stored);
+    }
+  }
+
+  private async finishAndStore(packer: PackBuilder): Promise<void> {
     this.packsWaiting++;
     try {
       let finished: Awaited<ReturnType<PackBuilder['finish']>>;
@@ -188,7 +203,14 @@ export class BlobWriter {
         throw err;
       }
       const { id, length, blobs, body } = finished;
-      await this.uploads.submit(() => this.upload(id, length, blobs, body));
+      try {
+        // A pack still waiting for an upload slot when the run failed is dropped, not stored.
+        await this.uploads.submit(() => (this.discarded ? body.discard() : this.upload(id, length, blobs, body)));
+      } catch (err) {
+        // Refused: an earlier upload failed, and the limiter takes no more. The pack is dropped.
+        await body.discard();
+        throw err;
+      }
     } finally {
       this.packsWaiting--;
       this.noPackWaiting.changed();
@@ -227,11 +249,18 @@ export class BlobWriter {
     await this.repo.saveObject('index', encodeIndexFile(packs));
   }
 
-  /** Drops the packs still filling (a failed or interrupted run): nothing of them is stored. */
+  /**
+   * After a failed or interrupted run: drops the packs still filling and those waiting for
+   * an upload slot, and waits for the ones being stored (an upload slot's task runs past
+   * the submit). Resolves once no temporary pack file of this writer is left.
+   */
   async discard(): Promise<void> {
+    this.discarded = true;
     const filling = [this.packers.data, this.packers.tree];
     this.packers.data = this.packers.tree = undefined;
-    await Promise.all(filling.map((p) => p?.discard()));
+    await Promise.all([...filling.map((p) => p?.discard()), ...[...this.finishing].map((f) => f.catch(() => undefined))]);
+    // Stores already begun end (stored, or failed and their file removed) before the run reports its failure.
+    await this.uploads.drain().catch(() => undefined);
   }
 
   /** Upload every partial pack and index everything written. */
