@@ -251,16 +251,18 @@ export class BlobWriter {
 
   /**
    * After a failed or interrupted run: drops the packs still filling and those waiting for
-   * an upload slot, and waits for the ones being stored (an upload slot's task runs past
-   * the submit). Resolves once no temporary pack file of this writer is left.
+   * an upload slot, and waits for the pack files being stored (an upload slot's task runs
+   * past its submit). Resolves once no temporary pack file of this writer is left.
    */
   async discard(): Promise<void> {
     this.discarded = true;
     const filling = [this.packers.data, this.packers.tree];
     this.packers.data = this.packers.tree = undefined;
     await Promise.all([...filling.map((p) => p?.discard()), ...[...this.finishing].map((f) => f.catch(() => undefined))]);
-    // Stores already begun end (stored, or failed and their file removed) before the run reports its failure.
-    await this.uploads.drain().catch(() => undefined);
+    // Pack files being stored end (stored, or failed and removed) before the run reports its
+    // failure. Uploads to a network backend are not waited for: an interrupted backup to a
+    // slow remote would keep its user waiting, for no file of ours.
+    if (this.objectFiles) await this.uploads.drain().catch(() => undefined);
   }
 
   /** Upload every partial pack and index everything written. */
