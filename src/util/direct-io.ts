@@ -1,4 +1,4 @@
-import { constants, open as openFd, openSync, read as readFd, readSync, write as writeFd, writeSync } from 'node:fs';
+import { constants, open as openFd, openSync, read as readFd, readSync, writeSync } from 'node:fs';
 import { UsageError } from './errors.js';
 import { osPath } from './os-path.js';
 
@@ -101,10 +101,6 @@ export function directIoRefused(err: unknown): boolean {
   return code === 'EINVAL' || code === 'EOPNOTSUPP' || code === 'ENOTSUP';
 }
 
-function pwrite(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => writeFd(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
 function pread(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => readFd(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
@@ -150,49 +146,6 @@ export function readDirectSync(fd: number, target: Buffer, position: number, len
       done += slot.copy(target, done, skip, Math.min(got, skip + length - done));
     }
     return done;
-  } finally {
-    giveSlot(slot);
-  }
-}
-
-/**
- * Writes `parts` one after another from offset 0 of `fd`, a file opened with O_DIRECT.
- * The file ends up to a block longer (zero padding): the caller truncates it to the
- * returned length.
- */
-export async function writePartsDirect(fd: number, parts: readonly Uint8Array[]): Promise<number> {
-  const slot = takeSlot();
-  try {
-    let filled = 0;
-    let position = 0;
-    const flush = async (bytes: number) => {
-      // A short write (the disk filling up) goes on with the rest, which then fails with the reason.
-      for (let done = 0; done < bytes; ) {
-        const written = await pwrite(fd, slot.subarray(done), bytes - done, position + done);
-        if (written === 0) throw new Error(`short write: ${done} of ${bytes} bytes`);
-        done += written;
-      }
-      position += bytes;
-    };
-    for (const part of parts) {
-      for (let at = 0; at < part.length; ) {
-        const n = Math.min(part.length - at, slot.length - filled);
-        slot.set(part.subarray(at, at + n), filled);
-        filled += n;
-        at += n;
-        if (filled === slot.length) {
-          await flush(filled);
-          filled = 0;
-        }
-      }
-    }
-    const length = position + filled;
-    if (filled > 0) {
-      const padded = alignUp(filled);
-      slot.fill(0, filled, padded);
-      await flush(padded);
-    }
-    return length;
   } finally {
     giveSlot(slot);
   }

@@ -6,7 +6,7 @@ import { ObjectNotFoundError, StackvaultError, UsageError, describeSystemError, 
 import { setImmutable } from './immutable-flag.js';
 import type { Backend, ByteRange, ObjectFile, ObjectInfo } from './backend.js';
 import { FileAppender } from '../../util/file-appender.js';
-import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES, O_DIRECT, directIoRefused, readDirect, writePartsDirect } from '../../util/direct-io.js';
+import { DIRECT_READ_MIN_BYTES, DIRECT_WRITE_MIN_BYTES, O_DIRECT, directIoRefused, readDirect } from '../../util/direct-io.js';
 import { alreadyStored, truncated } from './objects.js';
 
 const TMP_DIR = 'tmp';
@@ -215,41 +215,19 @@ export class LocalBackend implements Backend {
   }
 
   /**
-   * Writes and fsyncs the temporary file. Large objects go past the page cache (see
-   * direct-io.ts) unless the file system refused that once; then, and for small objects,
-   * through it.
+   * Writes and fsyncs the temporary file, as an object file is written (`FileAppender`):
+   * past the page cache for large objects unless the file system refused that once (see
+   * direct-io.ts), through it for small ones.
    */
   private async writeTemporary(tmp: string, parts: readonly Uint8Array[], length: number): Promise<void> {
-    const direct = this.directIo && length >= DIRECT_WRITE_MIN_BYTES;
-    let fh: FileHandle;
+    const file = new FileAppender(tmp, this.directIo && length >= DIRECT_WRITE_MIN_BYTES, { directRefused: () => (this.directIo = false) });
     try {
-      fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (direct ? O_DIRECT : 0), 0o600);
+      for (const part of parts) await file.append(part);
     } catch (err) {
-      if (!direct || !directIoRefused(err)) throw err;
-      // Some file systems (ramfs) create the file before they refuse O_DIRECT.
-      this.directIo = false;
-      await unlink(tmp).catch(() => undefined);
-      return this.writeTemporary(tmp, parts, length);
+      await file.abandon();
+      throw err;
     }
-    try {
-      if (direct) {
-        try {
-          await fh.truncate(await writePartsDirect(fh.fd, parts));
-        } catch (err) {
-          if (!directIoRefused(err)) throw err;
-          // Opened, but the device wants other alignment: start over through the page cache.
-          this.directIo = false;
-          await fh.close();
-          await unlink(tmp);
-          return this.writeTemporary(tmp, parts, length);
-        }
-      } else {
-        await writeParts(fh, parts);
-      }
-      await fh.sync();
-    } finally {
-      await fh.close().catch(() => undefined);
-    }
+    await file.finish();
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
@@ -466,31 +444,6 @@ function ancestry(root: string, dir: string): string[] {
   const levels: string[] = [];
   for (let at = dir; at.length > root.length && at !== dirname(at); at = dirname(at)) levels.unshift(at);
   return levels;
-}
-
-/** Parts written in calls of about this many bytes, as writeFile does: one call per part cost a trip through the thread pool each. */
-const WRITE_GROUP_BYTES = 512 * 1024;
-
-async function writeParts(fh: FileHandle, whole: readonly Uint8Array[]): Promise<void> {
-  const parts = whole.flatMap((p) => {
-    if (p.length <= WRITE_GROUP_BYTES) return [p];
-    const slices: Uint8Array[] = [];
-    for (let at = 0; at < p.length; at += WRITE_GROUP_BYTES) slices.push(p.subarray(at, at + WRITE_GROUP_BYTES));
-    return slices;
-  });
-  let written = 0;
-  for (let i = 0; i < parts.length; ) {
-    const group: Uint8Array[] = [];
-    let bytes = 0;
-    while (i < parts.length && (group.length === 0 || bytes + parts[i]!.length <= WRITE_GROUP_BYTES)) {
-      bytes += parts[i]!.length;
-      group.push(parts[i++]!);
-    }
-    const { bytesWritten } = await fh.writev(group, written);
-    // libuv writes every buffer or fails; a short count would mean a lost write, never accept it.
-    if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
-    written += bytes;
-  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {
