@@ -222,8 +222,10 @@ export class MasterIndex {
     return this.doomed.has(packId);
   }
 
+  /** Whether a copy of the blob is listed (as get() would find one, without making its entry: a no-change backup asks for every file's blobs). */
   has(id: string): boolean {
-    return this.get(id) !== undefined;
+    for (const n of this.table.find(id)) if (!this.withdrawn.has(this.table.packOf(n))) return true;
+    return false;
   }
 
   /** Where a blob is: its first copy in a pack prune keeps, else its first copy. */
