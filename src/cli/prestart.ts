@@ -3,6 +3,8 @@ import { join, resolve } from 'node:path';
 import { prestartRcloneHelper } from '../repo/backends/rclone-helper.js';
 import { folderOfLocation } from '../repo/backends/location.js';
 import { EARLY_KEYS_MOST, deriveKeysEarly } from '../repo/early-keys.js';
+import { ListingThread } from '../sources/files/listing-thread.js';
+import { commandInArgs } from './command-in-args.js';
 import { keyCacheFolder, keyFilesIn } from '../util/key-cache.js';
 
 /** The value of a global option in any of its spellings (--opt value, --opt=value, or a short -x value). */
@@ -50,6 +52,7 @@ function passwordInArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string
  * exit and a derivation nobody takes.
  */
 export function prestartHelpers(argv: readonly string[], env: NodeJS.ProcessEnv): void {
+  if (commandInArgs(argv) === 'backup') ListingThread.prestart();
   const location = repositoryInArgs(argv, env);
   if (location === undefined) return;
   if (location.startsWith('rclone:')) prestartRcloneHelper(env.STACKVAULT_RCLONE ?? 'rclone', env, location);

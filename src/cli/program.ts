@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, StackvaultError, errorMessage } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
+import { commandInArgs } from './command-in-args.js';
 import { CliContext, type GlobalOptions } from './context.js';
 
 type Registrar = (program: Command, context: () => CliContext) => void;
@@ -26,20 +27,6 @@ const COMMAND_GROUPS: Array<{ commands: string[]; load: () => Promise<Registrar>
   { commands: ['drill'], load: async () => (await import('./commands/drill.js')).registerDrillCommand },
   { commands: ['up', 'update', 'rollback', 'history'], load: async () => (await import('./commands/stack.js')).registerStackCommands },
 ];
-
-/** The global options that take a value: the word after them is not the command. */
-const GLOBAL_OPTIONS_WITH_VALUES = new Set(['-r', '--repo', '-c', '--config', '--password-file']);
-
-/** The command a command line names (its first word that is not a global option or its value), if any. */
-export function commandInArgs(argv: readonly string[]): string | undefined {
-  for (let i = 2; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') return argv[i + 1];
-    if (GLOBAL_OPTIONS_WITH_VALUES.has(arg)) i++;
-    else if (!arg.startsWith('-')) return arg;
-  }
-  return undefined;
-}
 
 /**
  * The command groups a command line needs: the one holding its command, or all of them

@@ -1,9 +1,10 @@
 import type { BlobLoader } from '../repo/roles.js';
 import type { BlobWriter } from '../repo/encode/blob-writer.js';
 import type { Tree } from '../sources/files/entries.js';
-import { IntegrityError, errorMessage } from '../util/errors.js';
 
-export { nodeFromStat, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
+import { parseTree } from '../sources/files/entries.js';
+
+export { nodeFromStat, parseTree, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
 
 export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> {
   const { id } = await writer.save('tree', Buffer.from(JSON.stringify(tree)));
@@ -40,15 +41,13 @@ export class TreeLoader {
     return loading;
   }
 
+  /** A tree blob's bytes as stored (JSON), neither parsed nor kept. */
+  loadData(id: string): Promise<Buffer> {
+    return this.blobs.loadBlob(id, 'tree');
+  }
+
   private async decode(id: string): Promise<Tree> {
-    const data = await this.blobs.loadBlob(id, 'tree');
-    let tree: Tree;
-    try {
-      tree = JSON.parse(data.toString('utf8')) as Tree;
-    } catch (err) {
-      throw new IntegrityError(`tree ${id} is damaged: ${errorMessage(err)}`);
-    }
-    if (!Array.isArray(tree.nodes)) throw new IntegrityError(`tree ${id} is damaged: no node list`);
+    const tree = parseTree(id, await this.blobs.loadBlob(id, 'tree'));
     this.cache.set(id, tree);
     if (this.cache.size > this.capacity) this.cache.delete(this.cache.keys().next().value!);
     return tree;

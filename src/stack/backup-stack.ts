@@ -1,10 +1,11 @@
-import { resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Repository } from '../repo/repository.js';
 import { backup, type BackupProgress, type BackupResult } from '../snapshot/backup/backup.js';
 import { isFilesSource } from '../sources/files/driver.js';
 import { STACK_REPOSITORY_SOURCE, isCommittedRepository } from '../sources/git/driver.js';
-import { ListingPrefetch } from '../sources/files/listing-prefetch.js';
+import type { ListingPrefetch } from '../sources/files/listing-prefetch.js';
+import type { ListingThread } from '../sources/files/listing-thread.js';
+import { startReadingFolders } from '../sources/files/read-ahead.js';
 import type { SourceSpec } from '../sources/registry.js';
 import type { Compose } from './compose.js';
 import { stackHost } from './context.js';
@@ -48,21 +49,26 @@ export async function backupStack(loaded: LoadedConfig, options: BackupStackOpti
   const tags = [...(config.tags ?? []), ...(await incarnationTags(loaded, options.at ?? (await readHostState(loaded.baseDir)))), ...(options.tags ?? [])];
   let repo: Repository;
   let prefetched: ListingPrefetch | undefined;
-  if (typeof options.repository === 'function') {
-    // The walk starts reading folders while the repository's key is derived.
-    const listing = ListingPrefetch.start(sources.filter(isFilesSource).map((s) => resolve(s.path)));
-    repo = await options.repository().finally(() => listing.stop());
-    prefetched = listing;
-  } else repo = options.repository;
-  const result = await backup(repo, {
-    sources,
-    stack: options.stack ?? config.stack,
-    host: options.host ?? stackHost(config),
-    tags,
-    parent: options.parent,
-    prefetched,
-    signal: options.signal,
-    progress: options.progress,
-  });
-  return { ...result, repo };
+  let listingThread: ListingThread | undefined;
+  try {
+    if (typeof options.repository === 'function') {
+      // The walk starts reading folders while the repository's key is derived.
+      ({ prefetched, listingThread } = startReadingFolders(sources.filter(isFilesSource)));
+      repo = await options.repository().finally(() => prefetched?.stop());
+    } else repo = options.repository;
+    const result = await backup(repo, {
+      sources,
+      stack: options.stack ?? config.stack,
+      host: options.host ?? stackHost(config),
+      tags,
+      parent: options.parent,
+      prefetched,
+      listingThread,
+      signal: options.signal,
+      progress: options.progress,
+    });
+    return { ...result, repo };
+  } finally {
+    await listingThread?.close();
+  }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildProgram, commandInArgs } from '../../src/cli/program.js';
+import { commandInArgs } from '../../src/cli/command-in-args.js';
+import { buildProgram } from '../../src/cli/program.js';
 
 const line = (...words: string[]) => ['node', 'stackvault', ...words];
 

@@ -4,7 +4,7 @@ import { resolveExclusionClasses } from '../../sources/files/exclusion-classes.j
 import { backup, type BackupProgress } from '../../snapshot/backup/backup.js';
 import type { FilesSource } from '../../sources/files/driver.js';
 import { backupStack } from '../../stack/backup-stack.js';
-import { ListingPrefetch } from '../../sources/files/listing-prefetch.js';
+import { startReadingFolders } from '../../sources/files/read-ahead.js';
 import type { Snapshot } from '../../snapshot/snapshot.js';
 import { ExitCode, UsageError } from '../../util/errors.js';
 import { formatBytes, formatDuration, plural } from '../../util/format.js';
@@ -105,10 +105,14 @@ Examples:
           const loaded = ctx.config();
           const sources = sourcesFromPaths(paths, flags);
           // The walk starts reading folders while the repository's key is derived.
-          const prefetched = ListingPrefetch.start(sources.map((s) => s.path));
-          const repo = await openRepository().finally(() => prefetched.stop());
-          // Folders given here carry the machine's host name, not the stack's (see stackHost).
-          result = await backup(repo, { ...common, sources, host: flags.host ?? loaded?.config.host, stack: flags.stack ?? loaded?.config.stack ?? null, tags: [...(loaded?.config.tags ?? []), ...flags.tag], prefetched });
+          const { prefetched, listingThread } = startReadingFolders(sources);
+          try {
+            const repo = await openRepository().finally(() => prefetched.stop());
+            // Folders given here carry the machine's host name, not the stack's (see stackHost).
+            result = await backup(repo, { ...common, sources, host: flags.host ?? loaded?.config.host, stack: flags.stack ?? loaded?.config.stack ?? null, tags: [...(loaded?.config.tags ?? []), ...flags.tag], prefetched, listingThread });
+          } finally {
+            await listingThread?.close();
+          }
         }
       } finally {
         sink.stop();

@@ -7,6 +7,7 @@ import type { Repository } from '../../repo/repository.js';
 import { resolveExclusionClasses } from '../../sources/files/exclusion-classes.js';
 import { isFilesSource, type FilesSource } from '../../sources/files/driver.js';
 import type { ListingPrefetch } from '../../sources/files/listing-prefetch.js';
+import type { ListingThread } from '../../sources/files/listing-thread.js';
 import { FilesWalker, scanTotals } from '../../sources/files/walker.js';
 import { driverOf, type SourceSpec } from '../../sources/registry.js';
 import { AdaptiveReader } from '../../util/adaptive-io.js';
@@ -41,6 +42,8 @@ export interface BackupOptions {
   now?: () => Date;
   /** folder listings read ahead (while the repository opened), taken by the walk where they fit */
   prefetched?: ListingPrefetch;
+  /** a thread listing the sources' folders (started with the command); the backup closes it */
+  listingThread?: ListingThread;
 }
 
 export interface BackupResult {
@@ -55,7 +58,7 @@ export async function backup(repo: Repository, options: BackupOptions): Promise<
   try {
     return await backupWith(repo, options, encoder);
   } finally {
-    await encoder?.close();
+    await Promise.all([encoder?.close(), options.listingThread?.close()]);
   }
 }
 
@@ -70,6 +73,9 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
 
   const [, refs] = await Promise.all([repo.loadIndex(), listSnapshots(repo)]);
   const parent = pickParent(refs, options.parent, host, stack, sources);
+  // Without a previous snapshot every file is read: the walk's own listing keeps pace with
+  // the encoders, and the thread's memory would only add to the backup's.
+  if (!parent) await options.listingThread?.close();
   const loader = new TreeLoader(repo);
   // A parent whose tree cannot be read (damaged, or its index file is) only costs reading every file.
   const parentRoot = parent ? await loader.load(parent.snapshot.tree).catch(() => undefined) : undefined;
@@ -137,11 +143,14 @@ async function backupFilesSource(run: BackupRun, source: FilesSource, parent: Sn
   // One reader for the walk's stats and the sink's opens: once the storage turns out slow, both go asynchronous.
   const reader = new AdaptiveReader();
   const sink = new RepositoryFilesSink(run.writer, run.loader, run.repo.chunker, run.encoder, reader, options.signal);
-  const walker = new FilesWalker(source, exclusionClasses, sink, run.progress, run.report, () => throwIfAborted(options.signal), reader, options.prefetched?.stop());
   const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
   const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
+  const previousTree = parentSource ? parentNode?.subtree : undefined;
+  // With a previous tree to compare with, the walk is mostly stats: they go to a thread of their own.
   const rootStat = await lstat(source.path, { bigint: true });
-  const { id: subtree } = await walker.saveDir(source.path, '', parentSource ? parentNode?.subtree : undefined, false, rootStat.dev);
+  const listingThread = previousTree && options.listingThread?.covers(source.path) ? options.listingThread : undefined;
+  const walker = new FilesWalker(source, exclusionClasses, sink, run.progress, run.report, () => throwIfAborted(options.signal), reader, options.prefetched?.stop(), listingThread);
+  const { id: subtree } = await walker.saveDir(source.path, '', previousTree, false, rootStat.dev.toString());
   const record: SourceRecord = {
     name: source.name,
     kind: 'files',

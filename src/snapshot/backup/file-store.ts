@@ -58,6 +58,10 @@ export class RepositoryFilesSink implements FilesSink {
     );
   }
 
+  async previousFolderData(id: string): Promise<Uint8Array | undefined> {
+    return this.loader.loadData(id).catch(() => undefined);
+  }
+
   has(id: string): boolean {
     return this.writer.has(id);
   }

@@ -1,6 +1,7 @@
 import type { BigIntStats, Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { IntegrityError, errorMessage } from '../../util/errors.js';
 import { osPath, readNames } from '../../util/os-path.js';
 import { leftOutMount } from './mounts.js';
 
@@ -113,9 +114,21 @@ export interface Tree {
   nodes: TreeNode[];
 }
 
+/** A tree blob's bytes as a tree; damage throws an IntegrityError. */
+export function parseTree(id: string, data: Uint8Array): Tree {
+  let tree: Tree;
+  try {
+    tree = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as Tree;
+  } catch (err) {
+    throw new IntegrityError(`tree ${id} is damaged: ${errorMessage(err)}`);
+  }
+  if (!Array.isArray(tree?.nodes)) throw new IntegrityError(`tree ${id} is damaged: no node list`);
+  return tree;
+}
+
 export function nodeFromStat(name: string, type: EntryType, st: BigIntStats | EntryStat): TreeNode {
   const entry = 'isFile' in st ? entryStat(st) : st;
-  return { name, type, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime, ctime: entry.ctime, inode: entry.inode, dev: entry.devText, nlink: entry.nlink };
+  return { name, type, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime, ctime: entry.ctime, inode: entry.inode, dev: entry.dev, nlink: entry.nlink };
 }
 
 /**
@@ -128,9 +141,8 @@ export interface EntryStat extends Pick<TreeNode, 'mode' | 'uid' | 'gid' | 'mtim
   /** undefined for what a tree cannot hold */
   type: EntryType | undefined;
   size: number;
-  /** as a number, to compare with the parent's (a mount point); devText is the node's */
-  dev: bigint;
-  devText: string;
+  /** the device, as the node records it; a folder on another one than its parent's is a mount point */
+  dev: string;
   rdev: number;
 }
 
@@ -138,7 +150,7 @@ export function entryStat(st: BigIntStats): EntryStat {
   return {
     type: entryType(st),
     size: Number(st.size),
-    dev: st.dev,
+    dev: st.dev.toString(),
     rdev: Number(st.rdev),
     mode: Number(st.mode & 0o7777n),
     uid: Number(st.uid),
@@ -146,7 +158,6 @@ export function entryStat(st: BigIntStats): EntryStat {
     mtime: st.mtimeNs.toString(),
     ctime: st.ctimeNs.toString(),
     inode: st.ino.toString(),
-    devText: st.dev.toString(),
     nlink: Number(st.nlink),
   };
 }

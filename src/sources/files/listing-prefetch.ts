@@ -1,12 +1,13 @@
-import { lstatSync } from 'node:fs';
 import { entryPath } from '../../util/adaptive-io.js';
-import { osPath, readNamesSync } from '../../util/os-path.js';
-import { entryStat, type EntryStat } from './entries.js';
+import type { EntryStat } from './entries.js';
+import { expandListing, listCompact, subfolders, type CompactListing } from './listing-compact.js';
 
 /** A folder's entries in name order, each with its lstat result or the error it gave. */
 export interface Listing {
   names: string[];
   stats: Array<EntryStat | NodeJS.ErrnoException | undefined>;
+  /** symlinks' targets (or the error reading one gave), where the listing read them */
+  targets?: Array<string | NodeJS.ErrnoException | undefined>;
 }
 
 /** Entries read ahead at most: bounds the memory a prefetch holds. */
@@ -23,7 +24,7 @@ const SLICE_MS = 1;
  * once (take) and reads on its own where the prefetch did not get to.
  */
 export class ListingPrefetch {
-  private readonly listings = new Map<string, Listing>();
+  private readonly listings = new Map<string, CompactListing>();
   private readonly pending: string[];
   private stopped = false;
   private entries = 0;
@@ -56,7 +57,7 @@ export class ListingPrefetch {
   take(dir: string): Listing | undefined {
     const listing = this.listings.get(dir);
     this.listings.delete(dir);
-    return listing;
+    return listing && expandListing(listing);
   }
 
   private async run(): Promise<void> {
@@ -69,27 +70,15 @@ export class ListingPrefetch {
       }
       const dir = this.pending.pop()!;
       const started = performance.now();
-      let names: string[];
-      try {
-        names = readNamesSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-      } catch {
-        continue; // the walk reads it again and reports what is wrong
-      }
-      const stats: Listing['stats'] = names.map((name) => {
-        try {
-          return entryStat(lstatSync(osPath(entryPath(dir, name)), { bigint: true }));
-        } catch (err) {
-          return err as NodeJS.ErrnoException;
-        }
-      });
-      this.listings.set(dir, { names, stats });
-      this.entries += names.length;
-      if ((performance.now() - started) / Math.max(1, names.length + 1) > this.slowCallMs) break;
+      const listing = listCompact(dir);
+      // One that cannot be listed is read again by the walk, which reports what is wrong.
+      if (listing.error) continue;
+      this.listings.set(dir, listing);
+      this.entries += listing.count;
+      if ((performance.now() - started) / Math.max(1, listing.count + 1) > this.slowCallMs) break;
       // Depth first in name order, as the walk goes.
-      for (let i = names.length - 1; i >= 0; i--) {
-        const st = stats[i]!;
-        if (!(st instanceof Error) && st?.type === 'dir') this.pending.push(entryPath(dir, names[i]!));
-      }
+      const subs = subfolders(listing);
+      for (let i = subs.length - 1; i >= 0; i--) this.pending.push(entryPath(dir, subs[i]![0]));
     }
   }
 }

@@ -2,11 +2,14 @@ import { resolve } from 'node:path';
 import { entryPath, type AdaptiveReader } from '../../util/adaptive-io.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
 import { readLinkTarget } from '../../util/os-path.js';
-import { entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type TreeNode } from './entries.js';
+import { entryStat, measureTree, nodeFromStat, parseTree, sameNodes, sortedNames, statWalk, type EntryStat, type TreeNode } from './entries.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
 import type { Listing, ListingPrefetch } from './listing-prefetch.js';
+import { expandListing } from './listing-compact.js';
+import type { ListingThread } from './listing-thread.js';
+import { rewrittenNode, unchangedFolder, type UnchangedFolder } from './unchanged-folder.js';
 import { leftOutMount } from './mounts.js';
 
 const MAX_RECORDED_ERRORS = 1000;
@@ -64,6 +67,8 @@ export interface Admission {
 export interface FilesSink {
   /** The previous snapshot's folder stored under `id`; undefined when it cannot be read (its files are then read again). */
   previousFolder(id: string): Promise<readonly TreeNode[] | undefined>;
+  /** The same folder's tree as stored (JSON), unparsed, for a listing thread to compare; undefined when it cannot be read. */
+  previousFolderData(id: string): Promise<Uint8Array | undefined>;
   /** Whether content or a folder stored under `id` is there to be referenced again. */
   has(id: string): boolean;
   /** A place for a file of `size` bytes when one is free now, without a promise (most files). */
@@ -103,6 +108,7 @@ export class FilesWalker {
     /** shared with the sink's reads of files: one judgement of whether blocking calls still pay */
     private readonly reader: AdaptiveReader,
     private readonly prefetched?: ListingPrefetch,
+    private readonly listingThread?: ListingThread,
   ) {
     this.matcher = new ExclusionMatcher({ include: source.include, exclude: source.exclude, classes: exclusionClasses });
   }
@@ -134,10 +140,32 @@ export class FilesWalker {
    * Store the folder at `dir`: the id its node records and how many entries it holds.
    * `insideInclude` means an include pattern matched an ancestor.
    */
-  async saveDir(dir: string, relDir: string, previousId: string | undefined, insideInclude: boolean, dev: bigint): Promise<{ id: string; entries: number }> {
+  async saveDir(dir: string, relDir: string, previousId: string | undefined, insideInclude: boolean, dev: string): Promise<{ id: string; entries: number }> {
     this.checkInterrupt();
-    const previous = await this.previousFolder(previousId);
-    const { names, stats } = await this.listing(dir, relDir);
+    let listing: Listing | undefined;
+    let previous: PreviousFolder;
+    if (this.listingThread) {
+      // Asked for first: the thread lists it (or has already) while the previous tree loads.
+      const listed = this.listingThread.list(dir);
+      const data = previousId === undefined ? undefined : await this.sink.previousFolderData(previousId);
+      const nodes = data && parsedOrNothing(previousId!, data);
+      const compact = await listed;
+      if (compact && nodes) {
+        const same = unchangedFolder(compact, nodes, relDir, dev, this.matcher);
+        const kept = same && (await this.keepUnchanged(dir, relDir, previousId!, nodes, same));
+        if (kept) return kept;
+      }
+      try {
+        listing = compact && expandListing(compact);
+      } catch (err) {
+        this.fail(relDir, err);
+        listing = { names: [], stats: [] };
+      }
+      previous = byName(nodes);
+    } else {
+      previous = byName(previousId === undefined ? undefined : await this.sink.previousFolder(previousId));
+    }
+    const { names, stats, targets } = listing ?? (await this.listing(dir, relDir));
     // Slots keep the folder in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(names.length);
     const tasks: Array<Promise<void>> = [];
@@ -173,7 +201,7 @@ export class FilesWalker {
         if (!(await this.startFile(full, rel, st, node, previous.byName.get(name), place, tasks))) break;
       } else if (isDir) {
         await this.startSubdir(full, rel, st, node, previous.byName.get(name), included, dev, place, tasks);
-      } else if (await this.readSpecial(full, rel, type, st, node)) {
+      } else if (await this.readSpecial(full, rel, type, st, node, targets?.[i])) {
         place(node);
       }
     }
@@ -183,15 +211,6 @@ export class FilesWalker {
     // An unchanged folder is the previous snapshot's: no serialising and hashing it again.
     if (previous.nodes && sameNodes(nodes, previous.nodes) && this.sink.has(previousId!)) return { id: previousId!, entries: nodes.length };
     return { id: await this.sink.saveFolder(nodes), entries: nodes.length };
-  }
-
-  /** The previous snapshot's entries of this folder, by name; a damaged one only costs re-reading files. */
-  private async previousFolder(id: string | undefined): Promise<{ nodes?: readonly TreeNode[]; byName: Map<string, TreeNode> }> {
-    const byName = new Map<string, TreeNode>();
-    if (!id) return { byName };
-    const nodes = await this.sink.previousFolder(id);
-    for (const n of nodes ?? []) byName.set(n.name, n);
-    return { nodes, byName };
   }
 
   /** The folder's names in order and their lstat results (read ahead while the key was derived, where it was). */
@@ -206,6 +225,55 @@ export class FilesWalker {
       names = [];
     }
     return { names, stats: await this.reader.lstatAll(dir, names, STAT_CONCURRENCY, entryStat) };
+  }
+
+  /**
+   * A folder the listing thread found as the previous snapshot recorded it: its files keep
+   * their content lists where all their blobs are still stored, its subfolders are walked,
+   * and the previous tree is its tree again unless a subfolder's changed. Undefined when a
+   * blob or the tree itself is gone from the repository: the folder is then walked entry
+   * by entry (its files read again).
+   */
+  private async keepUnchanged(dir: string, relDir: string, previousId: string, previous: readonly TreeNode[], found: UnchangedFolder): Promise<{ id: string; entries: number } | undefined> {
+    if (!this.sink.has(previousId)) return undefined;
+    for (const content of found.content) for (const id of content) if (!this.sink.has(id)) return undefined;
+    this.progress.currentPath = `/${this.source.name}/${relDir}`;
+    this.stats.files += found.files;
+    this.stats.unchangedFiles += found.files;
+    this.stats.bytes += found.bytes;
+    this.stats.others += found.others;
+    this.progress.filesDone += found.files;
+    this.progress.bytesDone += found.bytes;
+    const subtrees: Array<string | undefined> = new Array(found.subfolders.length);
+    const tasks: Array<Promise<void>> = [];
+    for (let i = 0; i < found.subfolders.length && this.fatal === undefined; i++) {
+      const [name, dev, previousSubtree] = found.subfolders[i]!;
+      const rel = relDir ? `${relDir}/${name}` : name;
+      const sub = this.saveDir(entryPath(dir, name), rel, previousSubtree, true, dev).then(
+        ({ id }) => {
+          subtrees[i] = id;
+          this.stats.dirs++;
+        },
+        (err: unknown) => this.failed(rel, err),
+      );
+      if (this.openDirs < MAX_OPEN_DIRS) {
+        this.openDirs++;
+        tasks.push(sub.finally(() => this.openDirs--));
+      } else {
+        await sub;
+      }
+    }
+    await Promise.all(tasks);
+    if (this.fatal !== undefined) throw this.fatal;
+    if (subtrees.every((id, i) => id === found.subfolders[i]![2])) return { id: previousId, entries: found.entries };
+    // A subfolder changed (or could not be read): this folder's tree is written anew.
+    const nodes: TreeNode[] = [];
+    let sub = 0;
+    for (const node of previous) {
+      if (node.type !== 'dir') nodes.push(rewrittenNode(node));
+      else if (subtrees[sub++] !== undefined) nodes.push(rewrittenNode(node, subtrees[sub - 1]));
+    }
+    return { id: await this.sink.saveFolder(nodes), entries: nodes.length };
   }
 
   /**
@@ -240,7 +308,7 @@ export class FilesWalker {
     node: TreeNode,
     previous: TreeNode | undefined,
     included: boolean,
-    dev: bigint,
+    dev: string,
     place: (n: TreeNode) => void,
     tasks: Array<Promise<void>>,
   ): Promise<void> {
@@ -264,9 +332,10 @@ export class FilesWalker {
   }
 
   /** A symlink's target or a device's number; false (and recorded) when it cannot be read. */
-  private async readSpecial(full: string, rel: string, type: TreeNode['type'], st: EntryStat, node: TreeNode): Promise<boolean> {
+  private async readSpecial(full: string, rel: string, type: TreeNode['type'], st: EntryStat, node: TreeNode, listed: string | Error | undefined): Promise<boolean> {
     try {
-      if (type === 'symlink') node.target = await readLinkTarget(full);
+      if (listed instanceof Error) throw listed;
+      if (type === 'symlink') node.target = listed ?? (await readLinkTarget(full));
       if (type === 'chardev' || type === 'blockdev') node.rdev = st.rdev;
       this.stats.others++;
       return true;
@@ -343,6 +412,27 @@ export class FilesWalker {
     else this.stats.newFiles++;
     this.progress.filesDone++;
     this.report();
+  }
+}
+
+/** The previous snapshot's entries of a folder, by name. */
+interface PreviousFolder {
+  nodes?: readonly TreeNode[];
+  byName: Map<string, TreeNode>;
+}
+
+function byName(nodes: readonly TreeNode[] | undefined): PreviousFolder {
+  const named = new Map<string, TreeNode>();
+  for (const n of nodes ?? []) named.set(n.name, n);
+  return { nodes, byName: named };
+}
+
+/** A damaged previous tree only costs reading the folder's files again. */
+function parsedOrNothing(id: string, data: Uint8Array): readonly TreeNode[] | undefined {
+  try {
+    return parseTree(id, data).nodes;
+  } catch {
+    return undefined;
   }
 }
 
