@@ -98,6 +98,16 @@ function failure(code: string, message: string): NodeJS.ErrnoException {
   return err;
 }
 
+/** Entry `i`'s name, `fields` the listing's text split at NULs. */
+export function entryName(fields: readonly string[], i: number): string {
+  return fields[i * TEXT_FIELDS]!;
+}
+
+/** The error a listing of a folder that could not be listed holds. */
+export function listingError(listing: CompactListing): NodeJS.ErrnoException | undefined {
+  return listing.error && failure(listing.error.code ?? '', listing.error.message);
+}
+
 /** One entry of a compact listing: its name and stat, or the error reading it gave. */
 export function readEntry(
   listing: CompactListing,
@@ -129,7 +139,8 @@ export function readEntry(
 
 /** The walk's Listing from a compact one (on the walk's thread); a folder that could not be listed throws its error. */
 export function expandListing(compact: CompactListing): Listing {
-  if (compact.error) throw failure(compact.error.code ?? '', compact.error.message);
+  const error = listingError(compact);
+  if (error) throw error;
   const { count } = compact;
   const fields = compact.text.split('\0');
   const names: string[] = new Array(count);

@@ -33,67 +33,65 @@ export function unchangedFolder(listing: CompactListing, previous: readonly Tree
   if (listing.error || listing.count !== previous.length) return undefined;
   const fields = listing.text.split('\0');
   const found: UnchangedFolder = { entries: listing.count, files: 0, bytes: 0, others: 0, content: [], subfolders: [] };
-  const { numbers } = listing;
   for (let i = 0; i < listing.count; i++) {
     const node = previous[i];
-    const t = i * TEXT_FIELDS;
-    const at = i * NUMBER_FIELDS;
-    // A negative type: the entry could not be read.
-    const type = TYPES[numbers[at]!];
-    const name = fields[t];
-    if (
-      !type ||
-      !node ||
-      typeof node !== 'object' ||
-      node.name !== name ||
-      node.type !== type ||
-      node.mode !== numbers[at + 2] ||
-      node.uid !== numbers[at + 3] ||
-      node.gid !== numbers[at + 4] ||
-      node.nlink !== numbers[at + 5] ||
-      node.mtime !== fields[t + 1] ||
-      node.ctime !== fields[t + 2] ||
-      node.inode !== fields[t + 3] ||
-      node.dev !== fields[t + 4]
-    ) {
-      return undefined;
-    }
-    const fieldCount = Object.keys(node).length;
-    if (matcher.classify(rel ? `${rel}/${name}` : name, type === 'dir').excluded) return undefined;
-    switch (type) {
-      case 'file': {
-        const { content } = node;
-        if (fieldCount !== BASE_FIELDS + 2 || node.size !== numbers[at + 1] || !Array.isArray(content)) return undefined;
-        for (const id of content) if (typeof id !== 'string') return undefined;
-        found.content.push(content);
-        found.files++;
-        found.bytes += node.size;
-        break;
-      }
-      case 'dir':
-        if (fieldCount !== BASE_FIELDS + 1 || typeof node.subtree !== 'string' || node.dev !== dev) return undefined;
-        found.subfolders.push([name, dev, node.subtree]);
-        break;
-      case 'symlink':
-        // A target that could not be read has a type of its own (not 'symlink' here).
-        if (fieldCount !== BASE_FIELDS + 1 || node.target !== fields[t + 5]) return undefined;
-        found.others++;
-        break;
-      case 'chardev':
-      case 'blockdev':
-        if (fieldCount !== BASE_FIELDS + 1 || node.rdev !== numbers[at + 6]) return undefined;
-        found.others++;
-        break;
-      case 'fifo':
-      case 'socket':
-        if (fieldCount !== BASE_FIELDS) return undefined;
-        found.others++;
-        break;
-      default:
-        return undefined;
+    if (!node || !sameEntry(listing, fields, i, node) || matcher.classify(rel ? `${rel}/${node.name}` : node.name, node.type === 'dir').excluded) return undefined;
+    if (node.type === 'file') {
+      found.content.push(node.content!);
+      found.files++;
+      found.bytes += node.size!;
+    } else if (node.type === 'dir') {
+      if (node.dev !== dev) return undefined;
+      found.subfolders.push([node.name, dev, node.subtree!]);
+    } else {
+      found.others++;
     }
   }
   return found;
+}
+
+/**
+ * Whether entry `i` of a listing (`fields` its text split at NULs) is `node` as the walk
+ * would make it again: the same name, type, mode, owner, times, inode, device and link
+ * count; a file of the same size with a content list, a symlink with the same target, a
+ * device with the same number, a folder with a tree; and no field the walk does not write.
+ */
+export function sameEntry(listing: CompactListing, fields: readonly string[], i: number, node: TreeNode): boolean {
+  if (typeof node !== 'object') return false;
+  const { numbers } = listing;
+  const t = i * TEXT_FIELDS;
+  const at = i * NUMBER_FIELDS;
+  // A negative type: the entry, or its target, could not be read.
+  const type = TYPES[numbers[at]!];
+  if (
+    !type ||
+    node.name !== fields[t] ||
+    node.type !== type ||
+    node.mode !== numbers[at + 2] ||
+    node.uid !== numbers[at + 3] ||
+    node.gid !== numbers[at + 4] ||
+    node.nlink !== numbers[at + 5] ||
+    node.mtime !== fields[t + 1] ||
+    node.ctime !== fields[t + 2] ||
+    node.inode !== fields[t + 3] ||
+    node.dev !== fields[t + 4]
+  ) {
+    return false;
+  }
+  const fieldCount = Object.keys(node).length;
+  switch (type) {
+    case 'file':
+      return fieldCount === BASE_FIELDS + 2 && node.size === numbers[at + 1] && Array.isArray(node.content) && node.content.every((id) => typeof id === 'string');
+    case 'dir':
+      return fieldCount === BASE_FIELDS + 1 && typeof node.subtree === 'string';
+    case 'symlink':
+      return fieldCount === BASE_FIELDS + 1 && node.target === fields[t + 5];
+    case 'chardev':
+    case 'blockdev':
+      return fieldCount === BASE_FIELDS + 1 && node.rdev === numbers[at + 6];
+    default:
+      return fieldCount === BASE_FIELDS;
+  }
 }
 
 /** A node of an unchanged folder, its fields in the order the walk writes them (so that its tree is stored the same). */

@@ -7,9 +7,9 @@ import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
 import type { Listing, ListingPrefetch } from './listing-prefetch.js';
-import { expandListing } from './listing-compact.js';
+import { entryName, listingError, readEntry, type CompactListing } from './listing-compact.js';
 import type { ListingThread } from './listing-thread.js';
-import { rewrittenNode, unchangedFolder, type UnchangedFolder } from './unchanged-folder.js';
+import { rewrittenNode, sameEntry, unchangedFolder, type UnchangedFolder } from './unchanged-folder.js';
 import { leftOutMount } from './mounts.js';
 
 const MAX_RECORDED_ERRORS = 1000;
@@ -143,39 +143,60 @@ export class FilesWalker {
   async saveDir(dir: string, relDir: string, previousId: string | undefined, insideInclude: boolean, dev: string): Promise<{ id: string; entries: number }> {
     this.checkInterrupt();
     let listing: Listing | undefined;
+    /** the listing thread's, with its text split at NULs */
+    let compact: { listing: CompactListing; fields: string[] } | undefined;
     let previous: PreviousFolder;
     if (this.listingThread) {
       // Asked for first: the thread lists it (or has already) while the previous tree loads.
       const listed = this.listingThread.list(dir);
       const data = previousId === undefined ? undefined : await this.sink.previousFolderData(previousId);
       const nodes = data && parsedOrNothing(previousId!, data);
-      const compact = await listed;
-      if (compact && nodes) {
-        const same = unchangedFolder(compact, nodes, relDir, dev, this.matcher);
+      const answer = await listed;
+      if (answer && nodes) {
+        const same = unchangedFolder(answer, nodes, relDir, dev, this.matcher);
         const kept = same && (await this.keepUnchanged(dir, relDir, previousId!, nodes, same));
         if (kept) return kept;
       }
-      try {
-        listing = compact && expandListing(compact);
-      } catch (err) {
-        this.fail(relDir, err);
+      const error = answer && listingError(answer);
+      if (error) {
+        this.fail(relDir, error);
         listing = { names: [], stats: [] };
+      } else if (answer) {
+        compact = { listing: answer, fields: answer.text.split('\0') };
       }
       previous = byName(nodes);
     } else {
       previous = byName(previousId === undefined ? undefined : await this.sink.previousFolder(previousId));
     }
-    const { names, stats, targets } = listing ?? (await this.listing(dir, relDir));
+    if (!compact) listing ??= await this.listing(dir, relDir);
+    const count = compact ? compact.listing.count : listing!.names.length;
     // Slots keep the folder in name order while files finish in any order.
-    const slots: Array<TreeNode | undefined> = new Array(names.length);
+    const slots: Array<TreeNode | undefined> = new Array(count);
     const tasks: Array<Promise<void>> = [];
-    for (let i = 0; i < names.length && this.fatal === undefined; i++) {
-      const name = names[i]!;
+    for (let i = 0; i < count && this.fatal === undefined; i++) {
+      const place = (n: TreeNode) => {
+        slots[i] = n;
+      };
+      let name: string;
+      let st: EntryStat | NodeJS.ErrnoException;
+      let target: string | NodeJS.ErrnoException | undefined;
+      if (compact) {
+        name = entryName(compact.fields, i);
+        // An entry as the previous snapshot recorded it keeps its node, without a stat made of it.
+        const recorded = previous.byName.get(name);
+        if (recorded && recorded.type !== 'dir' && sameEntry(compact.listing, compact.fields, i, recorded) && this.keepRecorded(relDir, recorded, place)) continue;
+        const entry = readEntry(compact.listing, compact.fields, i);
+        st = entry.st ?? entry.error;
+        target = entry.st && entry.target;
+      } else {
+        name = listing!.names[i]!;
+        st = listing!.stats[i]!;
+        target = listing!.targets?.[i];
+        // Dropped as soon as it is read: a folder's files wait for the encoders until its last is stored.
+        listing!.stats[i] = undefined;
+      }
       const full = entryPath(dir, name);
       const rel = relDir ? `${relDir}/${name}` : name;
-      const st = stats[i]!;
-      // Dropped as soon as it is read: a folder's files wait for the encoders until its last is stored.
-      stats[i] = undefined;
       if (st instanceof Error) {
         if ((st as NodeJS.ErrnoException).code !== 'ENOENT') this.fail(rel, st);
         continue;
@@ -194,14 +215,11 @@ export class FilesWalker {
         continue;
       }
       const node = nodeFromStat(name, type, st);
-      const place = (n: TreeNode) => {
-        slots[i] = n;
-      };
       if (type === 'file') {
         if (!(await this.startFile(full, rel, st, node, previous.byName.get(name), place, tasks))) break;
       } else if (isDir) {
         await this.startSubdir(full, rel, st, node, previous.byName.get(name), included, dev, place, tasks);
-      } else if (await this.readSpecial(full, rel, type, st, node, targets?.[i])) {
+      } else if (await this.readSpecial(full, rel, type, st, node, target)) {
         place(node);
       }
     }
@@ -274,6 +292,30 @@ export class FilesWalker {
       else if (subtrees[sub++] !== undefined) nodes.push(rewrittenNode(node, subtrees[sub - 1]));
     }
     return { id: await this.sink.saveFolder(nodes), entries: nodes.length };
+  }
+
+  /**
+   * An entry the listing thread found as the previous snapshot recorded it, in a folder
+   * where something else changed: its node again, unless an exclusion now leaves it out
+   * or (a file) a blob of it is no longer stored. False: the walk goes on with it as with
+   * any other entry.
+   */
+  private keepRecorded(relDir: string, recorded: TreeNode, place: (n: TreeNode) => void): boolean {
+    const rel = relDir ? `${relDir}/${recorded.name}` : recorded.name;
+    if (this.matcher.hasIncludes || this.matcher.classify(rel, false).excluded) return false;
+    if (recorded.type === 'file') {
+      if (!recorded.content!.every((id) => this.sink.has(id))) return false;
+      this.progress.currentPath = `/${this.source.name}/${rel}`;
+      this.stats.files++;
+      this.stats.unchangedFiles++;
+      this.stats.bytes += recorded.size!;
+      this.progress.filesDone++;
+      this.progress.bytesDone += recorded.size!;
+    } else {
+      this.stats.others++;
+    }
+    place(rewrittenNode(recorded));
+    return true;
   }
 
   /**
