@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { close as closeFd, constants, open as openFd, read as readFd } from 'node:fs';
+import { close as closeFd, constants, fstat, open as openFd, read as readFd } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { ObjectNotFoundError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
@@ -13,7 +13,21 @@ const TMP_DIR = 'tmp';
 const MAX_OPEN_OBJECTS = 32;
 const OPEN_OBJECT_IDLE_MS = 2000;
 const READ_WINDOW = 1024 * 1024;
-const MAX_WINDOWS = 16;
+/**
+ * Windows kept, in bytes. A window is no longer than what its object holds from its start:
+ * a backup's walk reads the previous snapshot's trees from every tree pack written since
+ * (one or more a backup), most of them small, and 1 MiB windows of them, sixteen at most,
+ * were read and made again and again (see docs/performance.md, tenth session).
+ */
+const WINDOW_BYTES = 16 * 1024 * 1024;
+
+/** A pack or other object kept open for ranged reads, with its size. */
+interface OpenObject {
+  fd: Promise<number>;
+  size: Promise<number>;
+  users: number;
+  lastUse: number;
+}
 
 /**
  * A repository in a folder: a local disk or an SMB/NFS share mounted on the host.
@@ -30,10 +44,11 @@ export class LocalBackend implements Backend {
    * and opening and closing the pack around each blob cost more than reading it. Objects
    * never change once written, so an open descriptor always reads what the name holds.
    */
-  private readonly openObjects = new Map<string, { fd: Promise<number>; users: number; lastUse: number }>();
+  private readonly openObjects = new Map<string, OpenObject>();
   private sweeper: NodeJS.Timeout | undefined;
-  /** recently read windows of objects, for small ranged reads */
-  private readonly windows = new Map<string, Promise<Buffer>>();
+  /** recently read windows of objects, for small ranged reads, least recently used first */
+  private readonly windows = new Map<string, { data: Promise<Buffer>; bytes: number }>();
+  private windowBytes = 0;
   private lastRead = 0;
 
   /**
@@ -256,7 +271,8 @@ export class LocalBackend implements Backend {
     const file = this.path(key);
     let entry = this.openObjects.get(file);
     if (!entry) {
-      entry = { fd: new Promise((resolve, reject) => openFd(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))), users: 0, lastUse: 0 };
+      const fd = new Promise<number>((resolve, reject) => openFd(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
+      entry = { fd, size: fd.then((n) => new Promise<number>((resolve, reject) => fstat(n, (err, st) => (err ? reject(err) : resolve(st.size))))), users: 0, lastUse: 0 };
       this.openObjects.set(file, entry);
     }
     // In use before anything is evicted: a new entry is the least recently used of all, and
@@ -266,8 +282,9 @@ export class LocalBackend implements Backend {
     if (this.openObjects.size > MAX_OPEN_OBJECTS) this.evictIdle(MAX_OPEN_OBJECTS);
     try {
       let fd: number;
+      let size: number;
       try {
-        fd = await entry.fd;
+        [fd, size] = await Promise.all([entry.fd, entry.size]);
       } catch (err) {
         if (this.openObjects.get(file) === entry) this.openObjects.delete(file);
         throw readError(err, key, this.root);
@@ -276,7 +293,7 @@ export class LocalBackend implements Backend {
       if (range.offset + range.length <= start + READ_WINDOW) {
         // A small range comes out of a window read once: a restore reads a pack's blobs in
         // about the order they were written, and one read per blob was a system call each.
-        const window = await this.window(file, key, fd, start);
+        const window = await this.window(file, key, fd, start, size);
         const from = range.offset - start;
         if (from + range.length > window.length) throw truncated(this.root, key, range, start + window.length);
         // A view, not a copy: windows are never written after their read (see Backend.get).
@@ -335,20 +352,32 @@ export class LocalBackend implements Backend {
     return done === length ? buf : buf.subarray(0, done);
   }
 
-  /** The window of an object at `start` (shorter at its end), read once while recently used. */
-  private window(file: string, key: string, fd: number, start: number): Promise<Buffer> {
+  /** The window of an object of `size` bytes at `start` (shorter at its end), read once while recently used. */
+  private window(file: string, key: string, fd: number, start: number, size: number): Promise<Buffer> {
     const name = `${file}@${start}`;
     let window = this.windows.get(name);
     if (window) {
       // Most recently used last: Map keeps insertion order.
       this.windows.delete(name);
     } else {
-      window = this.readAt(key, fd, start, READ_WINDOW);
-      window.catch(() => this.windows.delete(name));
+      const data = this.readAt(key, fd, start, Math.max(0, Math.min(READ_WINDOW, size - start)));
+      window = { data, bytes: Math.min(READ_WINDOW, size - start) };
+      this.windowBytes += window.bytes;
+      data.catch(() => this.dropWindow(name, data));
     }
     this.windows.set(name, window);
-    while (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value!);
-    return window;
+    for (const [oldest, kept] of this.windows) {
+      if (this.windowBytes <= WINDOW_BYTES || oldest === name) break;
+      this.dropWindow(oldest, kept.data);
+    }
+    return window.data;
+  }
+
+  private dropWindow(name: string, data: Promise<Buffer>): void {
+    const window = this.windows.get(name);
+    if (window?.data !== data) return;
+    this.windows.delete(name);
+    this.windowBytes -= window.bytes;
   }
 
   /** Close unused descriptors: the least recently used beyond `keep`, and those idle for `idleMs`. */
@@ -357,7 +386,7 @@ export class LocalBackend implements Backend {
     let excess = this.openObjects.size - keep;
     const now = Date.now();
     // Windows go with idleness too: a later read then sees the disk, not an old copy.
-    if (now - this.lastRead >= idleMs) this.windows.clear();
+    if (now - this.lastRead >= idleMs) this.clearWindows();
     for (const [file, e] of idle) {
       if (excess <= 0 && now - e.lastUse < idleMs) continue;
       this.openObjects.delete(file);
@@ -370,8 +399,13 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async close(): Promise<void> {
+  private clearWindows(): void {
     this.windows.clear();
+    this.windowBytes = 0;
+  }
+
+  async close(): Promise<void> {
+    this.clearWindows();
     this.evictIdle(0, 0);
   }
 
