@@ -122,14 +122,19 @@ test('pack files are read whole and in part, large ranges past the page cache, a
   }
 });
 
+/** A folder backend holding `count` objects of random bytes, object i `size(i)` long. */
+async function backendWithObjects(t: TestContext, count: number, size: (i: number) => number): Promise<{ backend: LocalBackend; objects: Array<{ key: string; bytes: Buffer }> }> {
+  const backend = new LocalBackend(await tempDir(t));
+  await backend.prepare();
+  const objects = Array.from({ length: count }, (_, i) => ({ key: `data/${(i % 256).toString(16).padStart(2, '0')}/obj${i}`, bytes: pseudoRandom(i + 1, size(i)) }));
+  for (const o of objects) await backend.put(o.key, o.bytes);
+  return { backend, objects };
+}
+
 test('small ranges of more objects than stay open at once all come from their own object', async (t) => {
   // A bug found by check --read-data in the bench: opening the 33rd object closed its own
   // new descriptor at once, and the read went to whatever file had reused the number.
-  const dir = await tempDir(t);
-  const backend = new LocalBackend(dir);
-  await backend.prepare();
-  const objects = Array.from({ length: 80 }, (_, i) => ({ key: `data/${(i % 256).toString(16).padStart(2, '0')}/obj${i}`, bytes: pseudoRandom(i + 1, 3000 + i) }));
-  for (const o of objects) await backend.put(o.key, o.bytes);
+  const { backend, objects } = await backendWithObjects(t, 80, (i) => 3000 + i);
   for (let round = 0; round < 5; round++) {
     await Promise.all(
       objects.map(async (o, i) => {
@@ -144,11 +149,7 @@ test('small ranges of more objects than stay open at once all come from their ow
 test('a small ranged read holds no more memory than its object, and many objects read in turns all come right', async (t) => {
   // A backup's walk reads the previous trees from every tree pack written since, most of
   // them small: each window was 1 MiB whatever the object held, sixteen kept at most.
-  const dir = await tempDir(t);
-  const backend = new LocalBackend(dir);
-  await backend.prepare();
-  const objects = Array.from({ length: 40 }, (_, i) => ({ key: `data/${(i % 256).toString(16).padStart(2, '0')}/tree${i}`, bytes: pseudoRandom(i + 7, 100_000 + i) }));
-  for (const o of objects) await backend.put(o.key, o.bytes);
+  const { backend, objects } = await backendWithObjects(t, 40, (i) => 100_000 + i);
   for (let round = 0; round < 3; round++) {
     for (const [i, o] of objects.entries()) {
       const offset = (round * 7919 + i * 104) % 90_000;
