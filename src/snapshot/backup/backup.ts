@@ -16,7 +16,7 @@ import { PROGRAM } from '../../util/version.js';
 import { listSnapshots, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from '../snapshot.js';
 import { DumpTreeWriter } from '../dump-tree.js';
 import { TreeLoader, nodeFromStat, saveTree, type Tree, type TreeNode } from '../tree.js';
-import { RepositoryFilesSink, throwIfAborted } from './file-store.js';
+import { INCREMENTAL_THREADS_AFTER_BYTES, RepositoryFilesSink, throwIfAborted } from './file-store.js';
 
 export interface BackupProgress {
   filesDone: number;
@@ -75,7 +75,8 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   const parent = pickParent(refs, options.parent, host, stack, sources);
   // Without a previous snapshot every file is read: the walk's own listing keeps pace with
   // the encoders, and the thread's memory would only add to the backup's.
-  if (!parent) await options.listingThread?.close();
+  if (parent) options.listingThread?.begin();
+  else await options.listingThread?.close();
   const loader = new TreeLoader(repo);
   // A parent whose tree cannot be read (damaged, or its index file is) only costs reading every file.
   const parentRoot = parent ? await loader.load(parent.snapshot.tree).catch(() => undefined) : undefined;
@@ -142,10 +143,10 @@ async function backupFilesSource(run: BackupRun, source: FilesSource, parent: Sn
   const exclusionClasses = source.exclusionClasses ?? resolveExclusionClasses();
   // One reader for the walk's stats and the sink's opens: once the storage turns out slow, both go asynchronous.
   const reader = new AdaptiveReader();
-  const sink = new RepositoryFilesSink(run.writer, run.loader, run.repo.chunker, run.encoder, reader, options.signal);
   const parentNode = parentRoot?.nodes.find((n) => n.name === source.name && n.type === 'dir');
   const parentSource = parent?.snapshot.sources.find((s) => s.name === source.name && s.path === source.path);
   const previousTree = parentSource ? parentNode?.subtree : undefined;
+  const sink = new RepositoryFilesSink(run.writer, run.loader, run.repo.chunker, run.encoder, reader, options.signal, previousTree ? INCREMENTAL_THREADS_AFTER_BYTES : 0);
   // With a previous tree to compare with, the walk is mostly stats: they go to a thread of their own.
   const rootStat = await lstat(source.path, { bigint: true });
   const listingThread = previousTree && options.listingThread?.covers(source.path) ? options.listingThread : undefined;

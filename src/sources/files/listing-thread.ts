@@ -36,6 +36,7 @@ export class ListingThread {
   private readonly worker: Worker;
   private readonly waiting = new Map<string, (answer: ListingAnswer | undefined) => void>();
   private readonly roots = new Set<string>();
+  private readonly later: Array<Extract<ListingRequest, { root: string }>> = [];
   private stopped = false;
 
   constructor(aheadEntries = AHEAD_ENTRIES) {
@@ -57,8 +58,9 @@ export class ListingThread {
   }
 
   /**
-   * A thread listing ahead in the sources without include patterns (what those keep is
-   * decided entry by entry, and most of such a source is not walked); undefined for none.
+   * A thread to list ahead in the sources without include patterns (what those keep is
+   * decided entry by entry, and most of such a source is not walked), once begun;
+   * undefined for none.
    */
   static start(sources: readonly FilesSource[]): ListingThread | undefined {
     let thread = prestarted;
@@ -74,7 +76,7 @@ export class ListingThread {
         continue; // the backup reports it
       }
       thread ??= new ListingThread();
-      thread.addRoot(root, dev, { exclude: source.exclude, classes: source.exclusionClasses ?? resolveExclusionClasses() });
+      thread.addRootLater(root, dev, { exclude: source.exclude, classes: source.exclusionClasses ?? resolveExclusionClasses() });
       roots++;
     }
     if (roots > 0) return thread;
@@ -95,6 +97,20 @@ export class ListingThread {
   addRoot(root: string, dev: string, rules: ExclusionRules): void {
     this.roots.add(root);
     this.worker.postMessage({ root, dev, rules } satisfies ListingRequest);
+  }
+
+  /**
+   * Sources to list ahead once the backup knows it has a previous snapshot (begin): a
+   * first backup reads every file, and the thread's listing would only take CPU from it.
+   */
+  addRootLater(root: string, dev: string, rules: ExclusionRules): void {
+    this.roots.add(root);
+    this.later.push({ root, dev, rules });
+  }
+
+  /** Start listing ahead the sources added for later. */
+  begin(): void {
+    for (const root of this.later.splice(0)) this.worker.postMessage(root satisfies ListingRequest);
   }
 
   /** Whether the thread lists ahead for the source at `root`. */

@@ -6,12 +6,11 @@ import { ListingThread } from './listing-thread.js';
 /**
  * Start reading the sources' folders as a backup command starts, while the repository's
  * key is derived and its index loads: a listing thread for the sources it can list ahead
- * (ListingThread.start), and on this thread, between the command's own work, the first
- * folders of the others (ListingPrefetch). The backup closes the thread; a command that
- * fails before its backup must close it too.
+ * (ListingThread.start), used if the backup has a previous snapshot to compare with, and
+ * on this thread, between the command's own work, the first folders of every source
+ * (ListingPrefetch), used where the thread is not. The backup closes the thread; a
+ * command that fails before its backup must close it too.
  */
 export function startReadingFolders(sources: readonly FilesSource[]): { prefetched: ListingPrefetch; listingThread?: ListingThread } {
-  const listingThread = ListingThread.start(sources);
-  const others = sources.map((s) => resolve(s.path)).filter((root) => !listingThread?.covers(root));
-  return { prefetched: ListingPrefetch.start(others), listingThread };
+  return { prefetched: ListingPrefetch.start(sources.map((s) => resolve(s.path))), listingThread: ListingThread.start(sources) };
 }
