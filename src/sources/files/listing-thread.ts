@@ -29,8 +29,8 @@ let prestarted: ListingThread | undefined;
  * thread of their own, ahead of the walk (see listing-worker.ts). A backup with a previous
  * snapshot keeps most files as they were, and its walk was mostly these system calls on
  * the main thread, which also loads the previous trees and compares: now the two run side
- * by side. Started with the command, the thread lists while the repository's key is
- * derived and its index loads.
+ * by side. Started with the command, the thread has loaded by the time the backup knows
+ * whether it has a previous snapshot, and lists from then on (begin).
  */
 export class ListingThread {
   private readonly worker: Worker;
