@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { readdir, readlink } from 'node:fs/promises';
 
 /*
@@ -94,4 +94,8 @@ export function readNamesSync(dir: string): string[] {
 /** A symlink's target, byte for byte. */
 export async function readLinkTarget(path: string): Promise<string> {
   return nameFromBytes(await readlink(osPath(path), { encoding: 'buffer' }));
+}
+
+export function readLinkTargetSync(path: string): string {
+  return nameFromBytes(readlinkSync(osPath(path), { encoding: 'buffer' }));
 }

@@ -100,6 +100,7 @@ test('a walk with a listing thread stores the same trees and counts as one witho
     if (threaded) {
       thread = new ListingThread(500);
       thread.addRoot(root, dev, { exclude: source.exclude, classes });
+      thread.begin();
     }
     try {
       const walker = new FilesWalker(source, classes, sink, progress, () => undefined, () => undefined, new AdaptiveReader(), undefined, thread);

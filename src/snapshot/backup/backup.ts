@@ -150,7 +150,9 @@ async function backupFilesSource(run: BackupRun, source: FilesSource, parent: Sn
   // With a previous tree to compare with, the walk is mostly stats: they go to a thread of their own.
   const rootStat = await lstat(source.path, { bigint: true });
   const listingThread = previousTree && options.listingThread?.covers(source.path) ? options.listingThread : undefined;
-  const walker = new FilesWalker(source, exclusionClasses, sink, run.progress, run.report, () => throwIfAborted(options.signal), reader, options.prefetched?.stop(), listingThread);
+  const prefetched = options.prefetched?.stop();
+  if (listingThread) prefetched?.forget(source.path);
+  const walker = new FilesWalker(source, exclusionClasses, sink, run.progress, run.report, () => throwIfAborted(options.signal), reader, prefetched, listingThread);
   const { id: subtree } = await walker.saveDir(source.path, '', previousTree, false, rootStat.dev.toString());
   const record: SourceRecord = {
     name: source.name,

@@ -1,6 +1,6 @@
-import { lstatSync, readlinkSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { entryPath } from '../../util/adaptive-io.js';
-import { nameFromBytes, osPath, readNamesSync } from '../../util/os-path.js';
+import { osPath, readLinkTargetSync, readNamesSync } from '../../util/os-path.js';
 import { entryType, type EntryStat, type EntryType } from './entries.js';
 import type { Listing } from './listing-prefetch.js';
 
@@ -53,7 +53,7 @@ export function listCompact(dir: string): CompactListing {
       numbers[at] = TYPES.indexOf(type);
       if (type === 'symlink') {
         try {
-          target = nameFromBytes(readlinkSync(osPath(full), { encoding: 'buffer' }));
+          target = readLinkTargetSync(full);
         } catch (err) {
           const e = err as NodeJS.ErrnoException;
           numbers[at] = TARGET_FAILED;

@@ -60,6 +60,12 @@ export class ListingPrefetch {
     return listing && expandListing(listing);
   }
 
+  /** Drop what was read of `root` and below it: a walk that lists on a thread of its own takes none of it. */
+  forget(root: string): void {
+    const below = root.endsWith('/') ? root : `${root}/`;
+    for (const dir of this.listings.keys()) if (dir === root || dir.startsWith(below)) this.listings.delete(dir);
+  }
+
   private async run(): Promise<void> {
     let sliceStart = performance.now();
     while (!this.stopped && this.pending.length > 0 && this.entries < MAX_ENTRIES) {

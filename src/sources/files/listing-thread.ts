@@ -37,6 +37,7 @@ export class ListingThread {
   private readonly waiting = new Map<string, (answer: ListingAnswer | undefined) => void>();
   private readonly roots = new Set<string>();
   private readonly later: Array<Extract<ListingRequest, { root: string }>> = [];
+  private begun = false;
   private stopped = false;
 
   constructor(aheadEntries = AHEAD_ENTRIES) {
@@ -76,7 +77,7 @@ export class ListingThread {
         continue; // the backup reports it
       }
       thread ??= new ListingThread();
-      thread.addRootLater(root, dev, { exclude: source.exclude, classes: source.exclusionClasses ?? resolveExclusionClasses() });
+      thread.addRoot(root, dev, { exclude: source.exclude, classes: source.exclusionClasses ?? resolveExclusionClasses() });
       roots++;
     }
     if (roots > 0) return thread;
@@ -93,23 +94,20 @@ export class ListingThread {
     prestarted ??= new ListingThread();
   }
 
-  /** List ahead below `root` (a source's folder, on device `dev`), leaving out what `rules` exclude. */
+  /**
+   * List ahead below `root` (a source's folder, on device `dev`), leaving out what `rules`
+   * exclude, once begun: a first backup reads every file, and the thread's listing would
+   * only take CPU from it.
+   */
   addRoot(root: string, dev: string, rules: ExclusionRules): void {
     this.roots.add(root);
-    this.worker.postMessage({ root, dev, rules } satisfies ListingRequest);
-  }
-
-  /**
-   * Sources to list ahead once the backup knows it has a previous snapshot (begin): a
-   * first backup reads every file, and the thread's listing would only take CPU from it.
-   */
-  addRootLater(root: string, dev: string, rules: ExclusionRules): void {
-    this.roots.add(root);
     this.later.push({ root, dev, rules });
+    if (this.begun) this.begin();
   }
 
-  /** Start listing ahead the sources added for later. */
+  /** Start listing ahead, once the backup knows it has a previous snapshot to compare with. */
   begin(): void {
+    this.begun = true;
     for (const root of this.later.splice(0)) this.worker.postMessage(root satisfies ListingRequest);
   }
 

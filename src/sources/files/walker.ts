@@ -255,31 +255,23 @@ export class FilesWalker {
   private async keepUnchanged(dir: string, relDir: string, previousId: string, previous: readonly TreeNode[], found: UnchangedFolder): Promise<{ id: string; entries: number } | undefined> {
     if (!this.sink.has(previousId)) return undefined;
     for (const content of found.content) for (const id of content) if (!this.sink.has(id)) return undefined;
-    this.progress.currentPath = `/${this.source.name}/${relDir}`;
-    this.stats.files += found.files;
-    this.stats.unchangedFiles += found.files;
-    this.stats.bytes += found.bytes;
+    this.countUnchanged(relDir, found.files, found.bytes);
     this.stats.others += found.others;
-    this.progress.filesDone += found.files;
-    this.progress.bytesDone += found.bytes;
     const subtrees: Array<string | undefined> = new Array(found.subfolders.length);
     const tasks: Array<Promise<void>> = [];
     for (let i = 0; i < found.subfolders.length && this.fatal === undefined; i++) {
       const [name, dev, previousSubtree] = found.subfolders[i]!;
       const rel = relDir ? `${relDir}/${name}` : name;
-      const sub = this.saveDir(entryPath(dir, name), rel, previousSubtree, true, dev).then(
-        ({ id }) => {
-          subtrees[i] = id;
-          this.stats.dirs++;
-        },
-        (err: unknown) => this.failed(rel, err),
+      await this.walkSubfolder(
+        this.saveDir(entryPath(dir, name), rel, previousSubtree, true, dev).then(
+          ({ id }) => {
+            subtrees[i] = id;
+            this.stats.dirs++;
+          },
+          (err: unknown) => this.failed(rel, err),
+        ),
+        tasks,
       );
-      if (this.openDirs < MAX_OPEN_DIRS) {
-        this.openDirs++;
-        tasks.push(sub.finally(() => this.openDirs--));
-      } else {
-        await sub;
-      }
     }
     await Promise.all(tasks);
     if (this.fatal !== undefined) throw this.fatal;
@@ -305,12 +297,7 @@ export class FilesWalker {
     if (this.matcher.hasIncludes || this.matcher.classify(rel, false).excluded) return false;
     if (recorded.type === 'file') {
       if (!recorded.content!.every((id) => this.sink.has(id))) return false;
-      this.progress.currentPath = `/${this.source.name}/${rel}`;
-      this.stats.files++;
-      this.stats.unchangedFiles++;
-      this.stats.bytes += recorded.size!;
-      this.progress.filesDone++;
-      this.progress.bytesDone += recorded.size!;
+      this.countUnchanged(rel, 1, recorded.size!);
     } else {
       this.stats.others++;
     }
@@ -363,14 +350,18 @@ export class FilesWalker {
     };
     const failed = (err: unknown) => this.failed(rel, err);
     const sub = st.dev !== dev && (await this.excludeMount(full)) ? this.emptyDir() : this.saveDir(full, rel, previous?.subtree, included, st.dev);
-    if (this.openDirs < MAX_OPEN_DIRS) {
-      // The walk goes on to the next folder while this one's last files are still being
-      // read: otherwise every folder would wait for its slowest file, idling the pipeline.
-      this.openDirs++;
-      tasks.push(sub.then(finish, failed).finally(() => this.openDirs--));
-    } else {
-      await sub.then(finish, failed);
-    }
+    await this.walkSubfolder(sub.then(finish, failed), tasks);
+  }
+
+  /**
+   * A subfolder's walk: left running while the walk goes on to the next folder, as long as
+   * fewer than MAX_OPEN_DIRS are (otherwise every folder would wait for its slowest file,
+   * idling the pipeline), else waited for.
+   */
+  private async walkSubfolder(walk: Promise<void>, tasks: Array<Promise<void>>): Promise<void> {
+    if (this.openDirs >= MAX_OPEN_DIRS) return walk;
+    this.openDirs++;
+    tasks.push(walk.finally(() => this.openDirs--));
   }
 
   /** A symlink's target or a device's number; false (and recorded) when it cannot be read. */
@@ -426,15 +417,20 @@ export class FilesWalker {
     ) {
       return false;
     }
-    this.progress.currentPath = `/${this.source.name}/${rel}`;
-    this.stats.files++;
     node.size = previous.size;
     node.content = previous.content;
-    this.stats.unchangedFiles++;
-    this.stats.bytes += node.size;
-    this.progress.filesDone++;
-    this.progress.bytesDone += node.size;
+    this.countUnchanged(rel, 1, node.size);
     return true;
+  }
+
+  /** `files` files of `bytes` kept as the previous snapshot had them, at `rel`. */
+  private countUnchanged(rel: string, files: number, bytes: number): void {
+    this.progress.currentPath = `/${this.source.name}/${rel}`;
+    this.stats.files += files;
+    this.stats.unchangedFiles += files;
+    this.stats.bytes += bytes;
+    this.progress.filesDone += files;
+    this.progress.bytesDone += bytes;
   }
 
   private async saveFile(full: string, rel: string, size: number, node: TreeNode, previous: TreeNode | undefined, admission: Admission): Promise<void> {
