@@ -5,7 +5,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { restoreCallerTunables } from './launcher-env.js';
-import { prestartHelpers } from './prestart.js';
+import { earlyReadsLeftOver, prestartHelpers } from './prestart.js';
 
 /*
  * V8 optimizes a function once it has run for this many bytes of bytecode (its default
@@ -20,6 +20,9 @@ import { prestartHelpers } from './prestart.js';
 setFlagsFromString('--interrupt-budget=1000000');
 
 restoreCallerTunables(process.env);
-prestartHelpers(process.argv, process.env);
+await prestartHelpers(process.argv, process.env);
 const { main } = await import('./program.js');
 process.exitCode = await main(process.argv);
+// The command never opened the repository whose reads prestart began: it has nothing of
+// its own left to finish, and need not wait for their answers.
+if (earlyReadsLeftOver()) process.exit();

@@ -45,21 +45,53 @@ function passwordInArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string
 
 /**
  * Start what the command will wait for before it is parsed: an rclone repository's
- * helper, and the derivation of the repository's key from the key files it is known to
- * hold (a folder repository's own, a network repository's kept in this machine's cache),
- * which takes scrypt a fifth of a second on another core while Node loads the rest.
- * A guess that turns out unneeded (a --help, another password) costs a helper stopped at
- * exit and a derivation nobody takes.
+ * helper and its first reads, and the derivation of the repository's key from the key
+ * files it is known to hold (a folder repository's own, a network repository's kept in
+ * this machine's cache), which takes scrypt a fifth of a second on another core while
+ * Node loads the rest. A guess that turns out unneeded (a --help, another password) costs
+ * a helper stopped at exit and a derivation nobody takes.
  */
-export function prestartHelpers(argv: readonly string[], env: NodeJS.ProcessEnv): void {
-  if (commandInArgs(argv) === 'backup') ListingThread.prestart();
+export async function prestartHelpers(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const command = commandInArgs(argv);
+  if (command === 'backup') ListingThread.prestart();
   const location = repositoryInArgs(argv, env);
   if (location === undefined) return;
-  if (location.startsWith('rclone:')) prestartRcloneHelper(env.STACKVAULT_RCLONE ?? 'rclone', env, location);
+  const rclone = location.startsWith('rclone:');
+  if (rclone) prestartRcloneHelper(env.STACKVAULT_RCLONE ?? 'rclone', env, location);
   const password = passwordInArgs(argv, env);
-  if (password === undefined) return;
-  const folder = folderOfLocation(location);
-  const cache = argv.includes('--no-cache') ? undefined : keyCacheFolder(location, env);
-  const keyFiles = folder !== undefined ? keyFilesIn(join(resolve(folder), 'keys'), EARLY_KEYS_MOST) : cache ? keyFilesIn(cache, EARLY_KEYS_MOST) : [];
-  deriveKeysEarly(keyFiles, password);
+  if (password !== undefined) {
+    const folder = folderOfLocation(location);
+    const cache = argv.includes('--no-cache') ? undefined : keyCacheFolder(location, env);
+    const keyFiles = folder !== undefined ? keyFilesIn(join(resolve(folder), 'keys'), EARLY_KEYS_MOST) : cache ? keyFilesIn(cache, EARLY_KEYS_MOST) : [];
+    deriveKeysEarly(keyFiles, password);
+  }
+  if (rclone && command !== undefined && OPENING_COMMANDS.has(command) && !argv.includes('--help') && !argv.includes('-h')) await startReadsOf(location, env);
+}
+
+/**
+ * Commands that open the repository they are given at once: through rclone, its config,
+ * key files, snapshots and index are read while the command loads. Not for others, which
+ * would wait at exit for reads nobody takes.
+ */
+const OPENING_COMMANDS = new Set(['backup', 'restore', 'check', 'snapshots', 'ls', 'diff', 'dump', 'copy', 'forget', 'prune']);
+
+let untaken: (() => boolean) | undefined;
+
+async function startReadsOf(location: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const [{ prestartBackend }, { startReadsEarly, earlyReadsUntaken }] = await Promise.all([import('../repo/backends/open.js'), import('../repo/early-reads.js')]);
+  try {
+    startReadsEarly(prestartBackend(location, env));
+    untaken = earlyReadsUntaken;
+  } catch {
+    /* a location the command refuses, with its own error */
+  }
+}
+
+/**
+ * Whether the command ended without opening the repository whose reads were started (a
+ * usage error, say): those reads would keep the process until answered, and through an
+ * unreachable remote rclone's own retries take minutes.
+ */
+export function earlyReadsLeftOver(): boolean {
+  return untaken?.() ?? false;
 }

@@ -1,16 +1,19 @@
 import type { Backend, ObjectInfo } from './backends/backend.js';
-import type { ObjectKind } from './format/layout.js';
+import { CONFIG_KEY, type ObjectKind } from './format/layout.js';
 import { mapConcurrent } from '../util/concurrency.js';
 
+/** Whole objects (index files, snapshots) fetched at once. */
+export const OBJECTS_IN_FLIGHT = 8;
 /** Index bytes fetched ahead at most, and for how long what nobody took is kept. */
 const INDEX_BYTES = 32 * 1024 * 1024;
 const KEPT_MS = 30_000;
 
 /**
- * Reads started while the password's key is derived (a third of a second of scrypt):
- * the listings of index files and snapshots, and the index files' bytes. Over a network
- * each is a round trip that would otherwise follow the derivation; a repository with a
- * year of nightly backups holds hundreds of index files. Each result is handed out once,
+ * Reads started while the password's key is derived (a third of a second of scrypt), or
+ * before the command has loaded (startReadsEarly): the config, the listings of key files,
+ * index files and snapshots, and the index files' bytes. Over a network each is a round
+ * trip that would otherwise follow the derivation; a repository with a year of nightly
+ * backups holds hundreds of index files. Each result is handed out once,
  * to the first caller; a listing taken a moment before it is asked for is as good as one
  * taken then, since a listing only ever sees what was committed before it. Nothing needs
  * the key: the bytes are verified and decrypted when they are taken.
@@ -20,6 +23,10 @@ export class EarlyReads {
   private readonly objects = new Map<string, Pending>();
 
   constructor(backend: Backend, inFlight: number) {
+    this.listings.set('keys', collect(backend.list('keys/')));
+    const config = new Pending();
+    this.objects.set(CONFIG_KEY, config);
+    backend.get(CONFIG_KEY).then(config.resolve, config.reject);
     // Forget records first, then snapshots, then index files, each once the one before is
     // done. A backup writes its index before its snapshot, so every listed snapshot's blobs
     // are in a listed index file (listed side by side, a snapshot committed between the two
@@ -82,6 +89,31 @@ export class EarlyReads {
     this.listings.clear();
     this.objects.clear();
   }
+}
+
+/** Reads started before the command loaded, by the backend they read, until taken. */
+const startedEarly = new Map<Backend, EarlyReads>();
+
+/**
+ * Start a repository's reads before the command has loaded: an rclone repository's first
+ * answers take its helper a round trip each through the remote (through SFTP the first
+ * one also sets up the connection: 0.1-0.2 s here), time in which Node loads the rest
+ * of stackvault. Repository.open takes them (takeEarlyReads) if it opens this backend.
+ */
+export function startReadsEarly(backend: Backend): void {
+  if (!startedEarly.has(backend)) startedEarly.set(backend, new EarlyReads(backend, OBJECTS_IN_FLIGHT));
+}
+
+/** Whether reads were started early that no Repository.open has taken. */
+export function earlyReadsUntaken(): boolean {
+  return startedEarly.size > 0;
+}
+
+/** The reads started early for this backend, once. */
+export function takeEarlyReads(backend: Backend): EarlyReads | undefined {
+  const reads = startedEarly.get(backend);
+  startedEarly.delete(backend);
+  return reads;
 }
 
 /** A fetch a taker may wait for before it has started: it is settled from outside. */

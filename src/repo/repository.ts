@@ -11,13 +11,10 @@ import { PACK_TRAILER_BYTES, headerLengthFromTrailer, parsePackHeader, type Blob
 import { decodeBlob } from './format/pack-verify.js';
 import { PackWindows } from './decode/pack-windows.js';
 import { PackSpool, type PackFiles, type SpoolOptions } from './decode/pack-spool.js';
-import { EarlyReads, collect } from './early-reads.js';
+import { EarlyReads, OBJECTS_IN_FLIGHT, collect, takeEarlyReads } from './early-reads.js';
 import { earlyKeysWaiting, takeEarlyKey } from './early-keys.js';
 import type { KeyFileBytes } from '../util/key-cache.js';
 import { mapConcurrent } from '../util/concurrency.js';
-
-/** whole objects (index files, snapshots) fetched at once */
-const OBJECTS_IN_FLIGHT = 8;
 
 /** An object that could not be loaded, among others that could (see Repository.loadObjects). */
 export class LoadFailure {
@@ -202,8 +199,10 @@ export class Repository {
   ): Promise<Repository> {
     // The key files are listed meanwhile: over a network, one round trip fewer. So are the
     // snapshots and the index, which are read next (through rclone, three round trips
-    // earlier than once the key file is read).
-    const keyFiles = collect(backend.list('keys/'));
+    // earlier than once the key file is read). Through rclone they began before the
+    // command loaded (see cli/prestart.ts); a read older than EarlyReads keeps is made now.
+    const early = takeEarlyReads(backend) ?? new EarlyReads(backend, OBJECTS_IN_FLIGHT);
+    const keyFiles = early.takeListing('keys') ?? collect(backend.list('keys/'));
     keyFiles.catch(() => undefined);
     // The first key file too, as soon as it is listed: most repositories have one, and
     // through rclone its read waited for the config's (50 ms a round trip). Not when its
@@ -211,10 +210,9 @@ export class Repository {
     // if that guess fails.
     const firstKeyFile = earlyKeysWaiting() ? Promise.resolve(undefined) : keyFiles.then((infos) => (infos[0] ? backend.get(infos[0].key) : undefined));
     firstKeyFile.catch(() => undefined);
-    const early = new EarlyReads(backend, OBJECTS_IN_FLIGHT);
     let raw: Buffer;
     try {
-      raw = await backend.get(CONFIG_KEY);
+      raw = await (early.takeObject(CONFIG_KEY) ?? backend.get(CONFIG_KEY));
     } catch (err) {
       // A missing bucket or folder may answer otherwise than a missing object: asked plainly.
       if (err instanceof ObjectNotFoundError || !(await backend.stat(CONFIG_KEY).catch(() => true))) throw new RepositoryNotFoundError(backend.location);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -94,6 +95,25 @@ test('an rclone repository on the command line: the helper started before parsin
   );
   for (let tries = 0; pids.some(alive) && tries < 50; tries++) await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(pids.filter(alive), [], 'no helper is left running');
+});
+
+test('a command line refused through an unreachable rclone remote: the error at once, not after the reads begun before parsing', async () => {
+  // prestart begins an rclone repository's reads while the command loads; a command that
+  // then stops before opening it (here a usage error) waited for their answers, which
+  // rclone gives an unreachable SFTP server only after its own retries (101 s here).
+  const env = {
+    STACKVAULT_PASSWORD: 'unreachable',
+    RCLONE_CONFIG_NOWHERE_TYPE: 'sftp',
+    RCLONE_CONFIG_NOWHERE_HOST: '127.0.0.1',
+    RCLONE_CONFIG_NOWHERE_PORT: '1',
+    RCLONE_CONFIG_NOWHERE_USER: 'nobody',
+    RCLONE_CONFIG_NOWHERE_PASS: execFileSync('rclone', ['obscure', 'a password'], { encoding: 'utf8' }).trim(),
+  };
+  const started = Date.now();
+  const run = await runCli(['--repo', 'rclone:nowhere:repo', 'restore', 'latest', '--no-such-flag'], { env });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /no-such-flag/);
+  assert.ok(Date.now() - started < 15_000, `reported after ${Date.now() - started} ms`);
 });
 
 test("rclone's own log settings in the environment (a log file, syslog, JSON, verbose, quiet) do not keep the helper from starting", async (t) => {

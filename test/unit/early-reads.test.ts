@@ -2,14 +2,16 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { Backend, ObjectInfo } from '../../src/repo/backends/backend.js';
+import type { Backend, ByteRange, ObjectInfo } from '../../src/repo/backends/backend.js';
 import { LocalBackend } from '../../src/repo/backends/local.js';
+import { openBackend, prestartBackend } from '../../src/repo/backends/open.js';
+import { startReadsEarly } from '../../src/repo/early-reads.js';
 import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { restore } from '../../src/snapshot/restore/restore.js';
 import { forgetSnapshots, listSnapshots } from '../../src/snapshot/snapshot.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
-import { pseudoText, tempDir } from '../support/helpers.js';
+import { pseudoText, tempDir, waitFor } from '../support/helpers.js';
 
 test('a repository opened while a backup commits lists its index after its snapshots: every listed snapshot restores', async (t) => {
   const dir = await tempDir(t);
@@ -83,4 +85,39 @@ test('a snapshot listing never shows a forget without the backup before it: forg
   await forgetSnapshots(await writer(), [first.id]);
   const seen = (await listSnapshots(reader)).map((r) => r.id);
   assert.ok(JSON.stringify(seen) === JSON.stringify([first.id]) || JSON.stringify(seen) === JSON.stringify([second.id]), `a view of one moment, not ${JSON.stringify(seen)}`);
+});
+
+test('reads started before the command loaded open the repository: its config, key files, snapshots and index are not asked for again', async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  await writeFile(join(source, 'note.txt'), pseudoText(1, 3000));
+  const local = new LocalBackend(join(dir, 'repo'));
+  await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(await Repository.open(local, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const asked: string[] = [];
+  const counted: Backend = Object.create(local) as Backend;
+  counted.list = (prefix: string) => (asked.push(`list ${prefix}`), local.list(prefix));
+  counted.get = (key: string, range?: ByteRange) => (asked.push(`get ${key.split('/')[0]}`), local.get(key, range));
+  startReadsEarly(counted);
+  await waitFor('the early reads', async () => (asked.includes('get index') ? true : undefined));
+  const early = asked.splice(0);
+  assert.deepEqual([...new Set(early)].sort(), ['get config', 'get index', 'list forget/', 'list index/', 'list keys/', 'list snapshots/']);
+  const repo = await Repository.open(counted, 'pw');
+  const [ref] = await listSnapshots(repo);
+  await repo.loadIndex();
+  assert.equal(ref?.id, saved.id);
+  // The key file is read at open (no key was derived early here), the snapshot itself
+  // and the deletions as ever; what was read early is not read again.
+  assert.deepEqual(asked.filter((a) => early.includes(a)), []);
+  assert.ok(asked.includes('get keys'));
+});
+
+test('a backend made before the command loaded is the one its first opening of the same location gets, once', () => {
+  const env = { RCLONE_CONFIG_X_TYPE: 'local' };
+  const early = prestartBackend('rclone:x:repo', env);
+  assert.notEqual(openBackend('rclone:x:repo', { env: { ...env } }), early, 'another environment: another backend');
+  assert.notEqual(openBackend('rclone:x:other', { env }), early, 'another location: another backend');
+  assert.equal(openBackend('rclone:x:repo', { env }), early);
+  assert.notEqual(openBackend('rclone:x:repo', { env }), early, 'taken once');
 });

@@ -41,6 +41,11 @@ const USAGE = 'a folder path, local:/path, s3://bucket/path, azure://container/p
  * Network backends come wrapped in retries with backoff. Secrets never go into the location.
  */
 export function openBackend(location: string, options: OpenOptions = {}): Backend {
+  const early = prestarted;
+  if (early && early.location === location && early.env === (options.env ?? process.env) && options.baseDir === undefined && options.timeoutMs === undefined && options.retry === undefined) {
+    prestarted = undefined;
+    return early.backend;
+  }
   if (!location) throw new UsageError('no repository given (use --repo, STACKVAULT_REPOSITORY or repository.url in stackvault.yaml)');
   const env = options.env ?? process.env;
   const timeoutMs = options.timeoutMs ?? (Number(env.STACKVAULT_BACKEND_TIMEOUT_MS) || DEFAULT_TIMEOUT_MS);
@@ -99,6 +104,20 @@ export function openBackend(location: string, options: OpenOptions = {}): Backen
     return withRetries(lazyBackend(`azure://${container}/${prefix}`.replace(/\/$/, ''), load), options.retry);
   }
   throw new UsageError(`repository ${location}: unknown backend "${scheme}" (supported: ${USAGE})`);
+}
+
+/** A backend made before the command loaded, for its first openBackend of the same location. */
+let prestarted: { location: string; env: NodeJS.ProcessEnv; backend: Backend } | undefined;
+
+/**
+ * The backend of `location`, made before the command has loaded so that reads can start
+ * on it (cli/prestart.ts). The command's first openBackend of the same location and
+ * environment, with no other options, gets this one.
+ */
+export function prestartBackend(location: string, env: NodeJS.ProcessEnv): Backend {
+  const backend = openBackend(location, { env });
+  prestarted = { location, env, backend };
+  return backend;
 }
 
 function parseUrl(location: string): URL {
