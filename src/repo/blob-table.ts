@@ -218,6 +218,21 @@ export class BlobTable {
     return end;
   }
 
+  /** Stored and raw bytes of the data (not tree) entries among [first, first + count). */
+  dataBytesIn(first: number, count: number): { stored: number; raw: number } {
+    const rows = new Uint32Array(count * ROW_WORDS);
+    this.rows.readRange(first, count, rows);
+    let stored = 0;
+    let raw = 0;
+    for (let i = 0; i < count; i++) {
+      const n = first + i;
+      if ((this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]! & TREE_FLAG) !== 0) continue;
+      stored += rows[i * ROW_WORDS + 5]!;
+      raw += rows[i * ROW_WORDS + 6]!;
+    }
+    return { stored, raw };
+  }
+
   packOf(n: number): number {
     return this.packWords[n >>> SEGMENT_BITS]![n & (SEGMENT - 1)]! & PACK_MASK;
   }

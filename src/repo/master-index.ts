@@ -296,6 +296,22 @@ export class MasterIndex {
     return new BlobMarks((id) => this.table.find(id), this.table.size);
   }
 
+  /**
+   * Each pack holding data blobs, with their stored and raw bytes (withdrawn packs left
+   * out); undefined past `mostBlobs` entries, where reading every row would cost more
+   * than the answer is worth to its asker.
+   */
+  dataPacks(mostBlobs: number): Array<{ pack: string; stored: number; raw: number }> | undefined {
+    if (this.table.size > mostBlobs) return undefined;
+    const out: Array<{ pack: string; stored: number; raw: number }> = [];
+    for (const [pack, listing] of this.packsById) {
+      if (this.withdrawn.has(listing.number)) continue;
+      const { stored, raw } = this.table.dataBytesIn(listing.first, listing.count);
+      if (stored > 0) out.push({ pack, stored, raw });
+    }
+    return out;
+  }
+
   /** Every pack the index lists (withdrawn ones left out). */
   packIdsListed(): string[] {
     return this.packIds.filter((id) => this.hasPack(id));

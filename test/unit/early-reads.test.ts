@@ -87,7 +87,7 @@ test('a snapshot listing never shows a forget without the backup before it: forg
   assert.ok(JSON.stringify(seen) === JSON.stringify([first.id]) || JSON.stringify(seen) === JSON.stringify([second.id]), `a view of one moment, not ${JSON.stringify(seen)}`);
 });
 
-test('reads started before the command loaded open the repository: its config, key files, snapshots and index are not asked for again', async (t) => {
+test('reads started before the command loaded open the repository: its config, key files, snapshots, and index are not asked for again', async (t) => {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
   await mkdir(source);
@@ -102,13 +102,13 @@ test('reads started before the command loaded open the repository: its config, k
   startReadsEarly(counted);
   await waitFor('the early reads', async () => (asked.includes('get index') ? true : undefined));
   const early = asked.splice(0);
-  assert.deepEqual([...new Set(early)].sort(), ['get config', 'get index', 'list forget/', 'list index/', 'list keys/', 'list snapshots/']);
+  assert.deepEqual([...new Set(early)].sort(), ['get config', 'get index', 'get snapshots', 'list forget/', 'list index/', 'list keys/', 'list snapshots/']);
   const repo = await Repository.open(counted, 'pw');
   const [ref] = await listSnapshots(repo);
   await repo.loadIndex();
   assert.equal(ref?.id, saved.id);
-  // The key file is read at open (no key was derived early here), the snapshot itself
-  // and the deletions as ever; what was read early is not read again.
+  // The key file is read at open (no key was derived early here), the deletions as ever;
+  // what was read early is not read again.
   assert.deepEqual(asked.filter((a) => early.includes(a)), []);
   assert.ok(asked.includes('get keys'));
 });

@@ -159,6 +159,40 @@ test('beside a first walk still going, a take waits for its word on a pack, and 
   await spool.close();
 });
 
+test('told that the restore reads from every pack, the spool brings all over at once and keeps each until it closes, however often it is read; not where they would not fit', async (t) => {
+  const dir = await tempDir(t);
+  const size = 1000;
+  const storage = await fakeStorage(dir, ['a', 'b', 'c'], size);
+  const { id } = storage;
+  const spoolParent = join(dir, 'tmp');
+  await mkdir(spoolParent);
+  const tooSmall = (await PackSpool.create(() => size, storage.download, { parent: spoolParent, maxBytes: 2.5 * size }))!;
+  assert.equal(tooSmall.willReadAll(['a', 'b', 'c'].map((label) => ({ pack: id(label), storedBytes: size }))), false);
+  await settle();
+  assert.deepEqual(storage.copies, [], 'three packs do not fit: nothing is brought over, the walk plans');
+  await tooSmall.close();
+
+  const spool = (await PackSpool.create(() => size, storage.download, { parent: spoolParent, maxBytes: 2.5 * size }))!;
+  assert.equal(spool.willReadAll(['a', 'b'].map((label) => ({ pack: id(label), storedBytes: size / 10 }))), true);
+  spool.planned();
+  await settle();
+  assert.deepEqual(storage.copies, ['a', 'b'], 'at once, before any take, however little of each is counted');
+  await storage.letGo('a');
+  await storage.letGo('b');
+  for (let i = 0; i < 5; i++) {
+    for (const label of ['a', 'b']) {
+      assert.equal(typeof (await spool.take(id(label))), 'string');
+      spool.release(id(label));
+    }
+  }
+  await settle();
+  assert.deepEqual(storage.copies, ['a', 'b'], 'never deleted and brought over again for being read more often than counted');
+  assert.deepEqual(await storage.spooledLabels(spoolParent), ['a', 'b']);
+  assert.equal(spool.take(id('c')), undefined, 'a pack not named is read in ranges');
+  await spool.close();
+  assert.deepEqual(await readdir(spoolParent), [], 'close removes them');
+});
+
 test('told how far the walk has come, the spool judges a pack by what the whole walk will likely need of it, from a tenth of the walk on', async (t) => {
   const dir = await tempDir(t);
   const size = 1000;

@@ -78,3 +78,43 @@ test('hard links in folders restored side by side come back as links', async (t)
   const inodes = await Promise.all(['a/first', 'b/second', 'c/third'].map(async (p) => (await stat(join(target, 'data', p))).ino));
   assert.equal(new Set(inodes).size, 1, `one inode for the three names, not ${inodes.join(', ')}`);
 });
+
+test('a restore of a whole snapshot plans every pack from the index where the repository holds no more data than the snapshot, and walks to plan where it holds more', async (t) => {
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  const { pseudoRandom } = await import('../support/helpers.js');
+  const dir = await tempDir(t);
+  const first = join(dir, 'first');
+  const second = join(dir, 'second');
+  await mkdir(first);
+  await mkdir(second);
+  for (let i = 0; i < 40; i++) await writeFile(join(first, `note-${i}.txt`), pseudoRandom(i, 100_000));
+  for (let i = 0; i < 40; i++) await writeFile(join(second, `other-${i}.txt`), pseudoRandom(1000 + i, 30_000));
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: first, exclusionClasses: {} }] });
+  // What a network repository's spool is told, over the folder repository's own files.
+  const restoreAndSpy = async (label: string) => {
+    const opened = await Repository.open(new LocalBackend(join(dir, 'repo')), 'pw');
+    const plan = { all: [] as string[], read: 0 };
+    const own = opened.packFiles.bind(opened);
+    opened.packFiles = async (...args) => ({
+      ...(await own(...args))!,
+      willRead: () => void plan.read++,
+      willReadAll: (packs) => (plan.all.push(...packs.map((p) => p.pack)), true),
+    });
+    const result = await restore(opened, { id: saved.id, snapshot: saved.snapshot }, { target: join(dir, label) });
+    assert.deepEqual(result.errors, []);
+    assert.deepEqual((await compareTrees(first, join(dir, label, 'data'))).differences, []);
+    return { plan, opened };
+  };
+  const alone = await restoreAndSpy('alone');
+  await alone.opened.loadIndex();
+  const dataPacks = [...alone.opened.index.eachPack()].filter(([, blobs]) => blobs.some((b) => b.type === 'data')).map(([pack]) => pack);
+  assert.ok(dataPacks.length > 1, `${dataPacks.length} packs of data`);
+  assert.deepEqual(alone.plan.all.sort(), dataPacks.sort(), 'every pack of data, from the index');
+  assert.equal(alone.plan.read, 0, 'no walk to plan');
+
+  await backup(await Repository.open(new LocalBackend(join(dir, 'repo')), 'pw'), { sources: [{ name: 'data', path: second, exclusionClasses: {} }] });
+  const beside = await restoreAndSpy('beside');
+  assert.deepEqual(beside.plan.all, [], 'the repository holds more than the snapshot: its walk plans');
+  assert.equal(beside.plan.read, 40, 'one read per file');
+});

@@ -17,6 +17,13 @@ export interface PackFiles {
    * the walk has found so far, the needs found included.
    */
   willRead?(pack: string, storedBytes: number, walkedShare?: number): void;
+  /**
+   * The restore will read from each of these packs (a whole snapshot, from a repository
+   * that holds little else), as often as it may: all are brought over at once, without
+   * waiting for a walk to find them, and kept until close(). False, with nothing done,
+   * where they would not all fit.
+   */
+  willReadAll?(packs: ReadonlyArray<{ pack: string; storedBytes: number }>): boolean;
   /** Every willRead() has been said (the first walk is done, or stopped). */
   planned?(): void;
   /**
@@ -181,6 +188,19 @@ export class PackSpool implements PackFiles {
       this.prefetch();
       this.decided(pack);
     }
+  }
+
+  willReadAll(packs: ReadonlyArray<{ pack: string; storedBytes: number }>): boolean {
+    let bytes = 0;
+    for (const { pack } of packs) bytes += this.packBytes(pack);
+    if (this.packs.size > 0 || bytes > this.budget) return false;
+    for (const { pack, storedBytes } of packs) {
+      // Read as often as it may be: never deleted before close() for having been read as often as counted.
+      this.packs.set(pack, { state: 'waiting', needed: storedBytes, uses: Infinity, refs: 0, bytes: this.packBytes(pack) });
+      this.order.push(pack);
+    }
+    this.prefetch();
+    return true;
   }
 
   planned(): void {

@@ -172,8 +172,15 @@ async function restoreWith(
   try {
     // What the whole snapshot holds, as its backup counted it (0 for a part of it).
     const wholeBytes = from === '/' && (includes.length === 0 || includes.includes('/')) ? snapshotBytes(ref) : 0;
-    const walked = options.progress !== undefined || includes.length > 0 || packFiles?.willRead !== undefined;
-    if (walked) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, wholeBytes, packFiles, progress, signal: options.signal });
+    // A whole snapshot from a repository that holds no more data than the snapshot's own
+    // bytes (a first backup restored on another host: a move) needs every pack: all are
+    // brought over at once, not as a walk finds them (through SFTP that walk of 9,600
+    // entries took 0.2-0.3 s, beside the copies on two cores, and the restore then waited
+    // for them). What it may bring over that the restore does not need is at most the
+    // restore's own size.
+    const everyPack = wholeBytes > 0 && packFiles?.willReadAll !== undefined && readsEveryPack(repo, packFiles, wholeBytes);
+    const walked = options.progress !== undefined || includes.length > 0 || (packFiles?.willRead !== undefined && !everyPack);
+    if (walked) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, wholeBytes, packFiles: everyPack ? undefined : packFiles, progress, signal: options.signal });
     packFiles?.planned?.();
     // Its size as the first walk counted it, else as the snapshot's backup did; a part of a
     // snapshot not walked is of a size not known, and goes past the cache as a large one.
@@ -248,6 +255,22 @@ async function firstWalk(
 }
 
 /** The bytes of the files a snapshot holds, as its backup counted them; 0 where it did not say. */
+/** At most this many index entries are summed to judge whether a restore reads every pack. */
+const EVERY_PACK_MOST_BLOBS = 1_000_000;
+
+/**
+ * Whether the repository's data blobs hold at most `wholeBytes` (the restore's own bytes)
+ * of content, and if so, every pack holding them is planned to be brought over.
+ */
+function readsEveryPack(repo: Repository, packFiles: PackFiles, wholeBytes: number): boolean {
+  const packs = repo.index.dataPacks(EVERY_PACK_MOST_BLOBS);
+  if (!packs || packs.length === 0) return false;
+  let raw = 0;
+  for (const p of packs) raw += p.raw;
+  if (raw > wholeBytes) return false;
+  return packFiles.willReadAll!(packs.map((p) => ({ pack: p.pack, storedBytes: p.stored })));
+}
+
 function snapshotBytes(ref: SnapshotRef): number {
   let bytes = 0;
   for (const source of ref.snapshot.sources ?? []) bytes += typeof source.stats?.bytes === 'number' ? source.stats.bytes : 0;
