@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { Backend, ByteRange, ObjectInfo } from '../../src/repo/backends/backend.js';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { openBackend, prestartBackend } from '../../src/repo/backends/open.js';
@@ -13,13 +13,19 @@ import { forgetSnapshots, listSnapshots } from '../../src/snapshot/snapshot.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { pseudoText, tempDir, waitFor } from '../support/helpers.js';
 
-test('a repository opened while a backup commits lists its index after its snapshots: every listed snapshot restores', async (t) => {
+/** A folder repository (password "pw") and a source folder of `notes` small text files. */
+async function repositoryAndSource(t: TestContext, notes: number): Promise<{ dir: string; source: string; local: LocalBackend }> {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
   await mkdir(source);
-  for (let i = 0; i < 20; i++) await writeFile(join(source, `note-${i}.txt`), pseudoText(i, 3000));
+  for (let i = 0; i < notes; i++) await writeFile(join(source, `note-${i}.txt`), pseudoText(i, 3000));
   const local = new LocalBackend(join(dir, 'repo'));
   await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  return { dir, source, local };
+}
+
+test('a repository opened while a backup commits lists its index after its snapshots: every listed snapshot restores', async (t) => {
+  const { dir, source, local } = await repositoryAndSource(t, 20);
   // The reader's listing of snapshots is held until a backup has committed meanwhile.
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
@@ -47,12 +53,7 @@ test('snapshots listed again after the index files were listed at open: the inde
   // The runner's retention job listed snapshots (the listing made at open), forgot some,
   // then prune listed them afresh while loading the index from the listing made at open:
   // a backup that committed in between had a snapshot but no index, and prune failed on it.
-  const dir = await tempDir(t);
-  const source = join(dir, 'source');
-  await mkdir(source);
-  for (let i = 0; i < 5; i++) await writeFile(join(source, `note-${i}.txt`), pseudoText(i, 3000));
-  const local = new LocalBackend(join(dir, 'repo'));
-  await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  const { dir, source, local } = await repositoryAndSource(t, 5);
   const repo = await Repository.open(local, 'pw');
   assert.deepEqual(await listSnapshots(repo), []);
   // Give the listing of index files made at open time to finish before the backup commits.
@@ -69,18 +70,13 @@ test('a snapshot listing never shows a forget without the backup before it: forg
   // The runner's container test listed one snapshot where two existed at every moment: the
   // host's CLI listed snapshots at open (before the runner's next backup committed), then
   // forget records afresh (after the runner's retention forgot the backup before it).
-  const dir = await tempDir(t);
-  const source = join(dir, 'source');
-  await mkdir(source);
-  await writeFile(join(source, 'note.txt'), pseudoText(1, 3000));
-  const local = new LocalBackend(join(dir, 'repo'));
-  await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  const { source, local } = await repositoryAndSource(t, 1);
   const writer = () => Repository.open(local, 'pw');
   const first = await backup(await writer(), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
   const reader = await Repository.open(local, 'pw');
   // The reader's listings made at open are done; then a backup commits and retention forgets the first.
   await new Promise((r) => setTimeout(r, 200));
-  await writeFile(join(source, 'note.txt'), pseudoText(2, 3000));
+  await writeFile(join(source, 'note-0.txt'), pseudoText(2, 3000));
   const second = await backup(await writer(), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
   await forgetSnapshots(await writer(), [first.id]);
   const seen = (await listSnapshots(reader)).map((r) => r.id);
@@ -88,12 +84,7 @@ test('a snapshot listing never shows a forget without the backup before it: forg
 });
 
 test('reads started before the command loaded open the repository: its config, key files, snapshots, and index are not asked for again', async (t) => {
-  const dir = await tempDir(t);
-  const source = join(dir, 'source');
-  await mkdir(source);
-  await writeFile(join(source, 'note.txt'), pseudoText(1, 3000));
-  const local = new LocalBackend(join(dir, 'repo'));
-  await Repository.init(local, { password: 'pw', immutabilityDays: 0 });
+  const { source, local } = await repositoryAndSource(t, 1);
   const saved = await backup(await Repository.open(local, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
   const asked: string[] = [];
   const counted: Backend = Object.create(local) as Backend;
