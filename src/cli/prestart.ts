@@ -69,9 +69,9 @@ export async function prestartHelpers(argv: readonly string[], env: NodeJS.Proce
 }
 
 /**
- * Commands that open the repository they are given at once: through rclone, its config,
- * key files, snapshots and index are read while the command loads. Not for others, which
- * would wait at exit for reads nobody takes.
+ * Commands that open the repository they are given at once and list its snapshots: through
+ * rclone, its config, key files, snapshots and index are read while the command loads.
+ * Not for others, which would wait at exit for reads nobody takes.
  */
 const OPENING_COMMANDS = new Set(['backup', 'restore', 'check', 'snapshots', 'ls', 'diff', 'dump', 'copy', 'forget', 'prune']);
 

@@ -5,10 +5,10 @@ import { Semaphore } from '../util/concurrency.js';
 /** Whole objects (index files, snapshots, forget records) fetched at once. */
 export const OBJECTS_IN_FLIGHT = 8;
 /**
- * Bytes fetched ahead at most, by kind: every command that opens a repository reads its
- * forget records and snapshots (to list snapshots or find "latest"), and most its index.
- * Through rclone's SFTP remote each read took 20-50 ms after its listing (the snapshots'
- * after the key, the index's after the snapshots').
+ * Bytes fetched ahead at most, by kind: most commands read the index; those started early
+ * (startReadsEarly) also read every forget record and snapshot (to list snapshots or find
+ * "latest"), which through rclone's SFTP remote took 20-50 ms each after their listing.
+ * Others (a binlog archive every few minutes) read no snapshot, and fetch none.
  */
 const AHEAD_BYTES: Record<'forget' | 'snapshots' | 'index', number> = { forget: 4 * 1024 * 1024, snapshots: 8 * 1024 * 1024, index: 32 * 1024 * 1024 };
 /** How long what nobody took is kept. */
@@ -28,7 +28,7 @@ export class EarlyReads {
   private readonly listings = new Map<ObjectKind, Promise<ObjectInfo[]>>();
   private readonly objects = new Map<string, Pending>();
 
-  constructor(backend: Backend, inFlight: number) {
+  constructor(backend: Backend, inFlight: number, { withSnapshots = false } = {}) {
     this.listings.set('keys', collect(backend.list('keys/')));
     const config = new Pending();
     this.objects.set(CONFIG_KEY, config);
@@ -47,7 +47,8 @@ export class EarlyReads {
     this.listings.set('snapshots', snapshots);
     this.listings.set('index', indexFiles);
     const inFlightNow = new Semaphore(inFlight);
-    for (const [kind, listing] of [['forget', forgets], ['snapshots', snapshots], ['index', indexFiles]] as const) {
+    const fetched = withSnapshots ? ([['forget', forgets], ['snapshots', snapshots], ['index', indexFiles]] as const) : ([['index', indexFiles]] as const);
+    for (const [kind, listing] of fetched) {
       void listing.then(
         (infos) => {
           let bytes = 0;
@@ -105,10 +106,11 @@ const startedEarly = new Map<Backend, EarlyReads>();
  * Start a repository's reads before the command has loaded: an rclone repository's first
  * answers take its helper a round trip each through the remote (through SFTP the first
  * one also sets up the connection: 0.1-0.2 s here), time in which Node loads the rest
- * of stackvault. Repository.open takes them (takeEarlyReads) if it opens this backend.
+ * of stackvault. Only for commands that list snapshots: their bytes are fetched ahead too.
+ * Repository.open takes them (takeEarlyReads) if it opens this backend.
  */
 export function startReadsEarly(backend: Backend): void {
-  if (!startedEarly.has(backend)) startedEarly.set(backend, new EarlyReads(backend, OBJECTS_IN_FLIGHT));
+  if (!startedEarly.has(backend)) startedEarly.set(backend, new EarlyReads(backend, OBJECTS_IN_FLIGHT, { withSnapshots: true }));
 }
 
 /** Whether reads were started early that no Repository.open has taken. */

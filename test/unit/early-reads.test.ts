@@ -112,3 +112,17 @@ test('a backend made before the command loaded is the one its first opening of t
   assert.equal(openBackend('rclone:x:repo', { env }), early);
   assert.notEqual(openBackend('rclone:x:repo', { env }), early, 'taken once');
 });
+
+test('a repository opened by a command that lists no snapshots (a binlog archive every few minutes) fetches its index ahead, not its snapshots', async (t) => {
+  const { source, local } = await repositoryAndSource(t, 1);
+  await backup(await Repository.open(local, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const asked: string[] = [];
+  const counted: Backend = Object.create(local) as Backend;
+  counted.list = (prefix: string) => (asked.push(`list ${prefix}`), local.list(prefix));
+  counted.get = (key: string, range?: ByteRange) => (asked.push(`get ${key.split('/')[0]}`), local.get(key, range));
+  const repo = await Repository.open(counted, 'pw');
+  await repo.loadIndex();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(asked.includes('get index'));
+  assert.ok(!asked.includes('get snapshots'), `read ahead: ${asked.join(', ')}`);
+});

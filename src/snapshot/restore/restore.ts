@@ -178,7 +178,8 @@ async function restoreWith(
     // entries took 0.2-0.3 s, beside the copies on two cores, and the restore then waited
     // for them). What it may bring over that the restore does not need is at most the
     // restore's own size.
-    const everyPack = wholeBytes > 0 && packFiles?.willReadAll !== undefined && readsEveryPack(repo, packFiles, wholeBytes);
+    const willReadAll = packFiles?.willReadAll?.bind(packFiles);
+    const everyPack = wholeBytes > 0 && willReadAll !== undefined && readsEveryPack(repo, willReadAll, wholeBytes);
     const walked = options.progress !== undefined || includes.length > 0 || (packFiles?.willRead !== undefined && !everyPack);
     if (walked) await firstWalk({ repo, loader, rootTree, from, selected, includes, ref, wholeBytes, packFiles: everyPack ? undefined : packFiles, progress, signal: options.signal });
     packFiles?.planned?.();
@@ -254,7 +255,6 @@ async function firstWalk(
   if (missing.length > 0) throw new UsageError(`not in snapshot ${walk.ref.id.slice(0, 8)}: ${missing.join(', ')}`);
 }
 
-/** The bytes of the files a snapshot holds, as its backup counted them; 0 where it did not say. */
 /** At most this many index entries are summed to judge whether a restore reads every pack. */
 const EVERY_PACK_MOST_BLOBS = 1_000_000;
 
@@ -262,15 +262,16 @@ const EVERY_PACK_MOST_BLOBS = 1_000_000;
  * Whether the repository's data blobs hold at most `wholeBytes` (the restore's own bytes)
  * of content, and if so, every pack holding them is planned to be brought over.
  */
-function readsEveryPack(repo: Repository, packFiles: PackFiles, wholeBytes: number): boolean {
+function readsEveryPack(repo: Repository, willReadAll: NonNullable<PackFiles['willReadAll']>, wholeBytes: number): boolean {
   const packs = repo.index.dataPacks(EVERY_PACK_MOST_BLOBS);
   if (!packs || packs.length === 0) return false;
   let raw = 0;
   for (const p of packs) raw += p.raw;
   if (raw > wholeBytes) return false;
-  return packFiles.willReadAll!(packs.map((p) => ({ pack: p.pack, storedBytes: p.stored })));
+  return willReadAll(packs.map((p) => ({ pack: p.pack, storedBytes: p.stored })));
 }
 
+/** The bytes of the files a snapshot holds, as its backup counted them; 0 where it did not say. */
 function snapshotBytes(ref: SnapshotRef): number {
   let bytes = 0;
   for (const source of ref.snapshot.sources ?? []) bytes += typeof source.stats?.bytes === 'number' ? source.stats.bytes : 0;
