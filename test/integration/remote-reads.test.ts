@@ -193,3 +193,39 @@ test('a restore through rclone killed with SIGKILL leaves its copies of packs be
   assert.deepEqual((await compareTrees(source, join(dir, 'second', source.split('/').pop()!))).differences, []);
   assert.deepEqual(await readdir(tmp), [], 'the next restore removed what the killed one left, and its own');
 });
+
+test('SIGINT while a restore through rclone writes its folders: exit 130 with its message, no stack trace, no copy left behind', { timeout: 240_000 }, async (t) => {
+  // Ctrl-C about a second into such a restore ended it with an unhandled InterruptedError:
+  // a subfolder stopped at the signal while its folder's walk still waited for a writer's
+  // slot, and its rejection had no handler yet.
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  for (let d = 0; d < 150; d++) {
+    await mkdir(join(source, `folder-${d}`), { recursive: true });
+    for (let f = 0; f < 60; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 100 + f, 800));
+  }
+  const webdav = await startRcloneServe(t, 'webdav', 'stopped');
+  const tmp = join(dir, 'tmp');
+  await mkdir(tmp);
+  const env = { ...webdav.env, STACKVAULT_PASSWORD: 'pw', TMPDIR: tmp };
+  const repo = 'rclone:stopped:repo';
+  assert.equal((await runCli(['init', '--repo', repo], { env })).code, 0);
+  assert.equal((await runCli(['backup', '--repo', repo, source], { env })).code, 0);
+  for (const folders of [5, 40, 120]) {
+    const target = join(dir, `target-${folders}`);
+    const child = spawn(process.execPath, [CLI, 'restore', 'latest', '--repo', repo, '--target', target], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // Interrupted once the restore's walk has made this many folders.
+    await waitFor(`${folders} folders restored`, async () => ((await readdir(join(target, 'source')).catch(() => [])).length >= folders ? true : undefined), 60_000, 2);
+    child.kill('SIGINT');
+    const code = await exited;
+    t.diagnostic(`interrupted at ${folders} folders: exit ${code}`);
+    if (code === 0) continue; // done before the signal came
+    assert.equal(code, 130, stderr);
+    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    assert.match(stderr, /restore interrupted/);
+    assert.deepEqual(await readdir(tmp), [], 'no copy of a pack is left behind');
+  }
+});

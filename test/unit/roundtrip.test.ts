@@ -118,3 +118,37 @@ test('a restore of a whole snapshot plans every pack from the index where the re
   assert.deepEqual(beside.plan.all, [], 'the repository holds more than the snapshot: its walk plans');
   assert.equal(beside.plan.read, 40, 'one read per file');
 });
+
+test('a restore interrupted while its subfolders are still being written rejects once, with no rejection left unhandled, and leaves its writers closed', async (t) => {
+  // Ctrl-C 0.9 s into a restore through rclone crashed stackvault with a stack trace: a
+  // folder's loop stopped at the signal without waiting for its subfolders' walks, whose
+  // own InterruptedError then had no handler.
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  const { pseudoText } = await import('../support/helpers.js');
+  const { InterruptedError } = await import('../../src/util/errors.js');
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  // More folders than a restore keeps open at once (64): the loop goes on while some are written.
+  // More files than are handed to the writers at once (4,352): folders' loops wait for room.
+  for (let d = 0; d < 100; d++) {
+    await mkdir(join(source, `folder-${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 100 + f, 500));
+  }
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  t.after(() => process.off('unhandledRejection', onUnhandled));
+  for (const stopAt of [1, 100, 1000, 3000]) {
+    const controller = new AbortController();
+    const restoring = restore(await Repository.open(new LocalBackend(join(dir, 'repo')), 'pw'), { id: saved.id, snapshot: saved.snapshot }, {
+      target: join(dir, `target-${stopAt}`),
+      signal: controller.signal,
+      progress: (p) => p.filesDone >= stopAt && controller.abort(),
+    });
+    await assert.rejects(restoring, InterruptedError);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.deepEqual(unhandled.map(String), []);
+});

@@ -300,10 +300,21 @@ type Selection = (path: string) => 'all' | 'ancestor' | 'no';
 
 /** What a folder still waits for: files and subfolders being written, and small files out on the writer threads. */
 class FolderWork {
-  readonly tasks: Array<Promise<void>> = [];
+  private readonly tasks: Array<Promise<void>> = [];
   /** small files handed to the writer threads report back by callback; the folder waits for the count */
   writing = 0;
   private allWritten: (() => void) | undefined;
+
+  /**
+   * A file's or subfolder's work, left running while the folder's walk goes on. Its failure
+   * is marked handled at once: a subfolder interrupted while this folder's walk still waited
+   * (for a writer's slot) was an unhandled rejection, which ended Ctrl-C with a stack trace;
+   * done() and settled() still see it.
+   */
+  add(task: Promise<void>): void {
+    task.catch(() => undefined);
+    this.tasks.push(task);
+  }
 
   written(): void {
     if (--this.writing === 0) this.allWritten?.();
@@ -312,6 +323,15 @@ class FolderWork {
   async done(): Promise<void> {
     await Promise.all(this.tasks);
     if (this.writing > 0) await new Promise<void>((resolve) => (this.allWritten = resolve));
+  }
+
+  /**
+   * Every task settled, whatever it gave: a folder that stops early (interrupted) waits for
+   * the subfolders it left running, which stop at the signal too, before the restore closes
+   * its writers.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.tasks);
   }
 }
 
@@ -373,31 +393,36 @@ class TreeRestorer {
     const tree = await this.loader.load(treeId);
     const work = new FolderWork();
     const names = new Set<string>();
-    for (const node of tree.nodes) {
-      throwIfInterrupted(this.options.signal);
-      const path = childPath(snapPath, node.name);
-      if (!isPlainName(node.name)) {
-        // A damaged or forged tree must not write outside the target ("../..") or elsewhere in it ("a/b").
-        this.fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
-        continue;
+    try {
+      for (const node of tree.nodes) {
+        throwIfInterrupted(this.options.signal);
+        const path = childPath(snapPath, node.name);
+        if (!isPlainName(node.name)) {
+          // A damaged or forged tree must not write outside the target ("../..") or elsewhere in it ("a/b").
+          this.fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
+          continue;
+        }
+        if (names.has(node.name)) {
+          // A second entry of one name (a folder, then a symlink called like it) could redirect
+          // what is written below the first: only the first is restored.
+          this.fail(path, new IntegrityError(`tree ${treeId} is damaged: it lists ${JSON.stringify(node.name)} twice`));
+          continue;
+        }
+        names.add(node.name);
+        const choice = this.selected(path);
+        if (choice === 'no') continue;
+        let finished = true;
+        try {
+          finished = await this.restoreEntry(node, entryPath(dir, node.name), path, choice, work);
+        } catch (err) {
+          if (err instanceof InterruptedError) throw err;
+          this.fail(path, err);
+        }
+        if (finished) this.options.progress?.(this.progress);
       }
-      if (names.has(node.name)) {
-        // A second entry of one name (a folder, then a symlink called like it) could redirect
-        // what is written below the first: only the first is restored.
-        this.fail(path, new IntegrityError(`tree ${treeId} is damaged: it lists ${JSON.stringify(node.name)} twice`));
-        continue;
-      }
-      names.add(node.name);
-      const choice = this.selected(path);
-      if (choice === 'no') continue;
-      let finished = true;
-      try {
-        finished = await this.restoreEntry(node, entryPath(dir, node.name), path, choice, work);
-      } catch (err) {
-        if (err instanceof InterruptedError) throw err;
-        this.fail(path, err);
-      }
-      if (finished) this.options.progress?.(this.progress);
+    } catch (err) {
+      await work.settled();
+      throw err;
     }
     await work.done();
   }
@@ -419,7 +444,7 @@ class TreeRestorer {
       // The restore goes on to the next folders while this one's last files are written:
       // otherwise every folder waits for its slowest file and the pipeline idles.
       this.openDirs++;
-      work.tasks.push(
+      work.add(
         sub
           .catch((err: unknown) => {
             if (err instanceof InterruptedError) throw err;
@@ -477,7 +502,7 @@ class TreeRestorer {
       });
       return;
     }
-    work.tasks.push(
+    work.add(
       restoreFile(this.writer, node, dest, this.hardLinks).then(
         () => this.fileSettled(path, node, release),
         (err: unknown) => this.fileSettled(path, node, release, err instanceof Error ? err : new Error(String(err))),
