@@ -35,8 +35,7 @@ export class MemoryRows implements IndexRows {
   }
 
   read(n: number, into: Uint32Array): void {
-    const at = (n & (SEGMENT - 1)) * ROW_WORDS;
-    into.set(this.segments[n >>> SEGMENT_BITS]!.subarray(at, at + ROW_WORDS));
+    copyRow(this.segments[n >>> SEGMENT_BITS]!, (n & (SEGMENT - 1)) * ROW_WORDS, into);
   }
 
   readRange(first: number, count: number, into: Uint32Array): void {
@@ -55,6 +54,15 @@ export class MemoryRows implements IndexRows {
   close(): void {
     this.segments.length = 0;
   }
+}
+
+/**
+ * One row copied word by word: a lookup reads a row or two for each blob a backup checks
+ * (tens of thousands for a backup that finds its files unchanged), and a view per read
+ * (subarray) was an object to make and collect each time.
+ */
+function copyRow(from: Uint32Array, at: number, into: Uint32Array): void {
+  for (let w = 0; w < ROW_WORDS; w++) into[w] = from[at + w]!;
 }
 
 const ROW_BYTES = ROW_WORDS * 4;
@@ -93,8 +101,7 @@ export class FileRows implements IndexRows {
 
   read(n: number, into: Uint32Array): void {
     if (n >= this.written) {
-      const at = (n - this.written) * ROW_WORDS;
-      into.set(this.pending.subarray(at, at + ROW_WORDS));
+      copyRow(this.pending, (n - this.written) * ROW_WORDS, into);
       return;
     }
     if (n !== this.cached) {

@@ -230,19 +230,28 @@ export class MasterIndex {
 
   /** Where a blob is: its first copy in a pack prune keeps, else its first copy. */
   get(id: string): IndexEntry | undefined {
+    const chosen = this.chosenEntry(id);
+    if (chosen === undefined) return undefined;
+    const e = this.table.entry(chosen);
+    return { id, type: e.tree ? 'tree' : 'data', offset: e.offset, length: e.length, rawLength: e.rawLength, compressed: e.compressed, pack: this.packIds[e.pack]! };
+  }
+
+  /** The pack get() would name for `id`, without making its entry (a backup asks for every unchanged file's blobs). */
+  packOf(id: string): string | undefined {
+    const chosen = this.chosenEntry(id);
+    return chosen === undefined ? undefined : this.packIds[this.table.packOf(chosen)];
+  }
+
+  /** The entry get() describes: the blob's first copy in a pack prune keeps, else its first copy. */
+  private chosenEntry(id: string): number | undefined {
     let chosen: number | undefined;
     for (const n of this.table.find(id)) {
       const pack = this.table.packOf(n);
       if (this.withdrawn.has(pack)) continue;
-      if (!this.doomed.has(this.packIds[pack]!)) {
-        chosen = n;
-        break;
-      }
+      if (!this.doomed.has(this.packIds[pack]!)) return n;
       chosen ??= n;
     }
-    if (chosen === undefined) return undefined;
-    const e = this.table.entry(chosen);
-    return { id, type: e.tree ? 'tree' : 'data', offset: e.offset, length: e.length, rawLength: e.rawLength, compressed: e.compressed, pack: this.packIds[e.pack]! };
+    return chosen;
   }
 
   /** Entries in the table (a blob stored twice counts twice). */

@@ -131,12 +131,12 @@ export class BlobWriter {
     // Cheap enough to ask on every call, but a clock read per blob is not needed.
     if (++this.lookups % 1024 === 0) this.watchDeletions();
     if (this.pending.has(id)) return true;
-    const entry = this.repo.index.get(id);
-    if (!entry) return false;
-    if (entry.pack !== this.lastReliedPack) {
-      if (this.repo.index.isDoomed(entry.pack)) return false;
-      this.reliedPacks.add(entry.pack);
-      this.lastReliedPack = entry.pack;
+    const pack = this.repo.index.packOf(id);
+    if (pack === undefined) return false;
+    if (pack !== this.lastReliedPack) {
+      if (this.repo.index.isDoomed(pack)) return false;
+      this.reliedPacks.add(pack);
+      this.lastReliedPack = pack;
     }
     return true;
   }
