@@ -8,6 +8,7 @@ import { applyRetention, isEmptyPolicy, retentionPolicyOf } from '../snapshot/ma
 import { forgetSnapshots, listSnapshots } from '../snapshot/snapshot.js';
 import type { ConnectOptions } from '../sources/mariadb/connection.js';
 import { backupStack } from '../stack/backup-stack.js';
+import { changedWhileReadWarning, type BackupResult } from '../snapshot/backup/backup.js';
 import { drillStack } from '../stack/drill-stack.js';
 
 /** What a job reports when it is done; a thrown error is a failed job. */
@@ -34,9 +35,15 @@ export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<J
   return {
     snapshot: result.id,
     bytesAdded,
-    problem: result.errorCount > 0 ? `snapshot ${result.id.slice(0, 8)} saved, but ${result.errorCount} entries could not be read` : undefined,
-    details: { sources: result.snapshot.sources.map((s) => ({ name: s.name, ...s.stats, unreadable: s.errors.length })) },
+    problem: backupProblem(result),
+    details: { sources: result.snapshot.sources.map((s) => ({ name: s.name, ...s.stats, unreadable: s.errors.length, changedWhileRead: s.changedWhileRead?.length ?? 0 })) },
   };
+}
+
+/** What a nightly backup that saved its snapshot still asks the operator to look at. */
+function backupProblem(result: BackupResult): string | undefined {
+  const problems = [...(result.errorCount > 0 ? [`${result.errorCount} entries could not be read`] : []), ...(result.changedCount > 0 ? [changedWhileReadWarning(result.changedCount)] : [])];
+  return problems.length > 0 ? `snapshot ${result.id.slice(0, 8)} saved, but ${problems.join('; ')}` : undefined;
 }
 
 /** Forget by the retention rules, prune within the immutability rules, keep locks alive. */

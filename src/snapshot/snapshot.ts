@@ -26,6 +26,12 @@ export interface SourceRecord {
   stats: SourceStats;
   /** entries that could not be read; the snapshot is complete except for these */
   errors: Array<{ path: string; message: string }>;
+  /**
+   * Files that changed while they were read (absent when none did, and in snapshots made
+   * before stackvault looked): saved as read, each may mix its old and new content. The
+   * first 1,000 are named.
+   */
+  changedWhileRead?: string[];
 }
 
 /** The snapshot manifest: written last, it is the commit point of a backup. */

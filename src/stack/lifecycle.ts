@@ -9,6 +9,7 @@ import { StackvaultError, UsageError, errorMessage } from '../util/errors.js';
 import { readHostState, writeHostState, type HostState } from './host-state.js';
 import { applyMigrations, databaseHistory, type MigrationHistory } from './migrations.js';
 import { backupStack } from './backup-stack.js';
+import { changedWhileReadWarning } from '../snapshot/backup/backup.js';
 import { applicationName, composeProject, healthTimeoutMs, stackDir, wantedVersion, type StackContext } from './context.js';
 import { snapshotIncarnation, stackSnapshots } from './incarnations.js';
 import { planStackRollForward, restoreStack } from './restore-stack.js';
@@ -128,6 +129,9 @@ async function preStepSnapshot(ctx: StackContext, state: HostState, action: Life
   ctx.log(`snapshot before the step (version ${state.version}, incarnation ${short(state.incarnation)})`);
   const saved = await backupStack(ctx.loaded, { repository: ctx.repo, compose: ctx.compose, at: state, tags: ['pre-' + action], signal: ctx.signal });
   if (saved.errorCount > 0) throw new StackvaultError(`the snapshot before this step could not read ${saved.errorCount} entries; nothing was changed`);
+  // Files the running application wrote meanwhile are in it as read: the step goes on (the
+  // databases are dumped consistently), and the operator hears which.
+  if (saved.changedCount > 0) ctx.log(`warning: in the snapshot before the step, ${changedWhileReadWarning(saved.changedCount)}: ${saved.snapshot.sources.flatMap((s) => s.changedWhileRead ?? []).slice(0, 10).join(', ')}`);
   return { id: saved.id, snapshot: saved.snapshot };
 }
 

@@ -2,6 +2,7 @@ import { close, closeSync, lstatSync, open, openSync, read, readSync, type BigIn
 import { lstat } from 'node:fs/promises';
 import { mapConcurrent } from './concurrency.js';
 import { osPath } from './os-path.js';
+import { changedSince, type FileMark } from './file-mark.js';
 
 /**
  * The path of entry `name` (a plain name, without "/") in folder `dir`, which it keeps as
@@ -18,15 +19,26 @@ export interface Readable {
   read(buffer: Buffer, offset: number, length: number, position: null): Promise<{ bytesRead: number }>;
 }
 
+/** A file a backup reads, on its descriptor. */
+export interface SourceFile extends Readable {
+  close(): Promise<void>;
+  /** Whether the file differs from what the walk saw of it (see file-mark.ts). */
+  changedSince(mark: FileMark): boolean;
+}
+
 /**
  * A file opened for reading on a bare descriptor: fs/promises' FileHandle adds a class, a
  * close promise and a finalizer per file, for nothing a backup or an encoder worker uses.
  */
-export class PlainFile implements Readable {
+export class PlainFile implements SourceFile {
   private constructor(private readonly fd: number) {}
 
   static open(path: string): Promise<PlainFile> {
     return new Promise((resolve, reject) => open(osPath(path), 'r', (err, fd) => (err ? reject(err) : resolve(new PlainFile(fd)))));
+  }
+
+  changedSince(mark: FileMark): boolean {
+    return changedSince(this.fd, mark);
   }
 
   read(buffer: Buffer, offset: number, length: number, position: null): Promise<{ bytesRead: number }> {
@@ -39,11 +51,15 @@ export class PlainFile implements Readable {
 }
 
 /** A file read with blocking calls: for small files whose data is at hand, cheaper than a trip through the thread pool. */
-class BlockingFile implements Readable {
+class BlockingFile implements SourceFile {
   constructor(
     private readonly fd: number,
     private readonly timed: <T>(call: () => T) => T,
   ) {}
+
+  changedSince(mark: FileMark): boolean {
+    return changedSince(this.fd, mark);
+  }
 
   async read(buffer: Buffer, offset: number, length: number, position: null): Promise<{ bytesRead: number }> {
     return { bytesRead: this.timed(() => readSync(this.fd, buffer, offset, length, position)) };
@@ -120,7 +136,7 @@ export class AdaptiveReader {
     return this.budget.timed;
   }
 
-  async open(path: string, size: number): Promise<Readable & { close(): Promise<void> }> {
+  async open(path: string, size: number): Promise<SourceFile> {
     if (!this.blocking || size > this.blockingUpTo) return PlainFile.open(path);
     return new BlockingFile(this.timed(() => openSync(osPath(path), 'r')), this.timed);
   }

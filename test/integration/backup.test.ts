@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { appendFile, chmod, lstat, mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
@@ -189,6 +189,36 @@ test('unreadable entries are reported, the rest is saved, and the CLI exits 3', 
   assert.equal(summary.sources[0]!.errors[0]!.path, '/tree/locked.txt');
   const listed = await runCli(['ls', '--repo', repo, 'latest'], asUser);
   assert.deepEqual(listed.stdout.trim().split('\n'), ['/tree', '/tree/ok.txt']);
+});
+
+test('a file written to while the backup reads it is saved as read, named, and the CLI exits 3; the next backup, undisturbed, exits 0', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await mkdir(src);
+  await writeFile(join(src, 'steady.txt'), 'steady');
+  const live = join(src, 'app.db');
+  // Large enough that reading it takes far longer than the writer's next append.
+  await writeFile(live, pseudoRandom(9, 48 << 20));
+  const repo = join(dir, 'repo');
+  assert.equal((await runCli(['init', '--repo', repo, '--no-encryption'])).code, 0);
+  // An application writing its store while the backup runs: appends without pause.
+  const writer = spawn(process.execPath, ['-e', `const fs = require('fs'); const fd = fs.openSync(${JSON.stringify(live)}, 'a'); const b = Buffer.alloc(512, 120); process.stdout.write('go\\n'); for (;;) fs.writeSync(fd, b);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => writer.kill('SIGKILL'));
+  await new Promise((resolve) => writer.stdout!.once('data', resolve));
+  const result = await runCli(['backup', '--repo', repo, '--json', src]);
+  writer.kill('SIGKILL');
+  await new Promise((resolve) => writer.once('exit', resolve));
+  assert.equal(result.code, 3, result.stderr);
+  const summary = JSON.parse(result.stdout.trim().split('\n').pop()!) as { error_count: number; changed_while_read_count: number; sources: Array<{ errors: unknown[]; changedWhileRead?: string[] }> };
+  assert.equal(summary.error_count, 0, 'nothing was unreadable');
+  assert.equal(summary.changed_while_read_count, 1);
+  assert.deepEqual(summary.sources[0]!.changedWhileRead, ['/tree/app.db']);
+  const text = await runCli(['backup', '--repo', repo, src]);
+  assert.equal(text.code, 0, `undisturbed: ${text.stdout}${text.stderr}`);
+  assert.doesNotMatch(text.stdout + text.stderr, /changed while/);
+  // What was saved restores whole, as it was read.
+  const reopened = await Repository.open(new LocalBackend(repo), undefined);
+  assert.deepEqual((await check(reopened, { readData: true })).errors, []);
 });
 
 test('the index can be rebuilt from packs alone', async (t) => {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { markOf, type FileMark } from '../../src/util/file-mark.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -23,6 +24,12 @@ export async function onMountedFileSystem(t: TestContext, mount: (dir: string) =
 }
 
 /** A temporary folder removed when the test ends. */
+/** What a backup's walk sees of a file (see util/file-mark.ts): its size and change time, now. */
+export async function markOfFile(path: string): Promise<FileMark> {
+  const st = await lstat(path, { bigint: true });
+  return markOf(Number(st.size), st.ctimeNs.toString());
+}
+
 export async function tempDir(t: TestContext, prefix = 'sv-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   t.after(() => rm(dir, { recursive: true, force: true }));

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { appendFile, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
@@ -9,7 +9,7 @@ import { FileEncoder } from '../../src/repo/encode/file-encoder.js';
 import { Repository } from '../../src/repo/repository.js';
 import { StackvaultError } from '../../src/util/errors.js';
 import { PlainFile } from '../../src/util/adaptive-io.js';
-import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
+import { markOfFile, pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
 
 test('a worker thread encodes a file into exactly the blobs the main thread would, and reports read errors as they were', async (t) => {
   const dir = await tempDir(t);
@@ -25,7 +25,7 @@ test('a worker thread encodes a file into exactly the blobs the main thread woul
   if (!encoder) return t.skip('one core: no worker threads');
   t.after(() => encoder.close());
   const blobs = [];
-  for await (const blob of encoder.encode(file, 8 << 20)) blobs.push(blob);
+  for await (const blob of encoder.encode(file, await markOfFile(file))) blobs.push(blob);
   assert.deepEqual(blobs.map((b) => b.id), expected);
   assert.ok(blobs.length > 2);
   // Each stored blob opens with the repository's key and has the content its id names.
@@ -36,18 +36,18 @@ test('a worker thread encodes a file into exactly the blobs the main thread woul
     assert.equal(repo.blobId(content), blob.id);
   }
   // A consumer that stops early cancels the rest; the encoder stays usable.
-  for await (const blob of encoder.encode(file, 8 << 20)) {
+  for await (const blob of encoder.encode(file, await markOfFile(file))) {
     assert.equal(blob.id, expected[0]);
     break;
   }
-  const missing = encoder.encode(join(dir, 'missing.bin'), 1 << 20);
+  const missing = encoder.encode(join(dir, 'missing.bin'), { size: 1 << 20, ctimeMs: 0 });
   await assert.rejects(missing.next(), { code: 'ENOENT' });
   const again = [];
-  for await (const blob of encoder.encode(file, 8 << 20)) again.push(blob.id);
+  for await (const blob of encoder.encode(file, await markOfFile(file))) again.push(blob.id);
   assert.deepEqual(again, expected);
   // A worker that dies is the backup's failure, not the file's: a StackvaultError ends the walk.
   for (const slot of (encoder as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers) await slot.worker.terminate();
-  await assert.rejects(encoder.encode(file, 8 << 20).next(), (err: Error) => err instanceof StackvaultError && /file encoder thread stopped/.test(err.message));
+  await assert.rejects(encoder.encode(file, await markOfFile(file)).next(), (err: Error) => err instanceof StackvaultError && /file encoder thread stopped/.test(err.message));
 });
 
 test('large files handed to the encoder at once are each encoded whole and right, one after another on a thread', async (t) => {
@@ -71,7 +71,7 @@ test('large files handed to the encoder at once are each encoded whole and right
   const encoded = await Promise.all(
     files.map(async ({ path }) => {
       const ids: string[] = [];
-      for await (const blob of encoder.encode(path, 9 << 20)) {
+      for await (const blob of encoder.encode(path, await markOfFile(path))) {
         ids.push(blob.id);
         // A slow consumer: the thread waits for it (its blobs ahead are bounded), the others go on.
         await new Promise((resolve) => setTimeout(resolve, 2));
@@ -93,12 +93,13 @@ test('small files go to a worker in batches: each gets its own blobs or its own 
   const paths = contents.map((_, i) => join(dir, `f${i}`));
   await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
   const results = await Promise.allSettled(
-    [...paths, join(dir, 'missing')].map((p, i) => encoder.encodeBatched(p, contents[i]?.length ?? 10)),
+    [...paths, join(dir, 'missing')].map(async (p, i) => encoder.encodeBatched(p, contents[i] ? await markOfFile(p) : { size: 10, ctimeMs: 0 })),
   );
   for (const [i, content] of contents.entries()) {
     const result = results[i]!;
     assert.equal(result.status, 'fulfilled');
-    const blobs = (result as PromiseFulfilledResult<Awaited<ReturnType<FileEncoder['encodeBatched']>>>).value;
+    const { blobs, changed } = (result as PromiseFulfilledResult<Awaited<ReturnType<FileEncoder['encodeBatched']>>>).value;
+    assert.equal(changed, false);
     assert.deepEqual(blobs.map((b) => b.id), content.length ? [repo.blobId(content)] : []);
     for (const blob of blobs) {
       const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
@@ -122,8 +123,8 @@ for (const password of ['pw', null]) {
     const contents = [pseudoRandom(1, 3 << 20), pseudoText(2, 200_000), pseudoRandom(3, (8 << 20) - 1), pseudoRandom(4, 5 << 20)];
     const paths = contents.map((_, i) => join(dir, `f${i}`));
     await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
-    const encoded = await Promise.all(paths.map((p, i) => encoder.encodeBatched(p, contents[i]!.length)));
-    for (const [i, blobs] of encoded.entries()) {
+    const encoded = await Promise.all(paths.map(async (p) => encoder.encodeBatched(p, await markOfFile(p))));
+    for (const [i, { blobs }] of encoded.entries()) {
       const parts = blobs.map((blob) => {
         const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
         const content = blob.compressed ? decompress(plain) : plain;
@@ -132,6 +133,47 @@ for (const password of ['pw', null]) {
       });
       assert.ok(Buffer.concat(parts).equals(contents[i]!), `file ${i}`);
     }
-    assert.ok(encoded[1]!.every((b) => b.compressed), 'text is stored compressed');
+    assert.ok(encoded[1]!.blobs.every((b) => b.compressed), 'text is stored compressed');
   });
 }
+
+test('a file written to while a thread reads it is encoded as read and said to have changed, in a stream and in a batch; one left alone is not', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
+  const streamed = async (path: string, whileRead?: () => Promise<void>) => {
+    const blobs = encoder.encode(path, await markOfFile(path));
+    let next = await blobs.next();
+    // The thread is held a few blobs ahead until these are taken: the write lands mid-read.
+    await whileRead?.();
+    let count = 0;
+    for (; !next.done; next = await blobs.next()) count++;
+    return { count, changed: next.value };
+  };
+  const large = join(dir, 'large.bin');
+  await writeFile(large, pseudoRandom(5, 24 << 20));
+  assert.deepEqual(await streamed(large), { count: (await streamed(large)).count, changed: false });
+  const grown = await streamed(large, () => appendFile(large, pseudoRandom(6, 1 << 20)));
+  assert.equal(grown.changed, true, 'an append while it was read');
+  const rewritten = await streamed(large, async () => {
+    // The same size, other bytes: only its change time tells (a tick of the kernel's clock apart).
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const fh = await open(large, 'r+');
+    await fh.write(Buffer.from('rewritten'), 0, 9, 0);
+    await fh.close();
+  });
+  assert.equal(rewritten.changed, true, 'a rewrite in place while it was read');
+  assert.equal((await streamed(large)).changed, false);
+
+  // A batch reads its files at once: a file changed after the walk saw it is told the same way.
+  const small = join(dir, 'small.txt');
+  await writeFile(small, pseudoText(7, 100_000));
+  const seen = await markOfFile(small);
+  assert.equal((await encoder.encodeBatched(small, seen)).changed, false);
+  await appendFile(small, 'more');
+  const batched = await encoder.encodeBatched(small, seen);
+  assert.equal(batched.changed, true);
+  assert.equal(batched.blobs.reduce((n, b) => n + b.rawLength, 0), 100_004, 'saved as read');
+});

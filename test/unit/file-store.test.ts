@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
@@ -8,7 +8,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { RepositoryFilesSink } from '../../src/snapshot/backup/file-store.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
 import { AdaptiveReader, PlainFile } from '../../src/util/adaptive-io.js';
-import { pseudoRandom, tempDir } from '../support/helpers.js';
+import { markOfFile, pseudoRandom, tempDir } from '../support/helpers.js';
 
 test('a large file goes to an encoder thread even while the threads still start; small ones are done here meanwhile', async (t) => {
   const dir = await tempDir(t);
@@ -28,7 +28,7 @@ test('a large file goes to an encoder thread even while the threads still start;
   assert.equal((sink.admitNow(1000) as unknown as { route: string }).route, 'here', 'a small file is done at once');
   assert.equal(((await sink.admit(9 << 20)) as unknown as { route: string }).route, 'large');
 
-  const { content, size } = await sink.storeFile(large, 9 << 20, admitted, () => undefined);
+  const { content, size } = await sink.storeFile(large, await markOfFile(large), admitted, () => undefined);
   admitted.release();
   const expected: string[] = [];
   const fh = await PlainFile.open(large);
@@ -36,4 +36,29 @@ test('a large file goes to an encoder thread even while the threads still start;
   await fh.close();
   assert.equal(size, 9 << 20);
   assert.deepEqual(content, expected);
+});
+
+test('a file done on this thread that differs from what the walk saw is stored as read and said to have changed', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const writer = repo.newBlobWriter();
+  // Without encoder threads every file is read here.
+  const sink = new RepositoryFilesSink(writer, new TreeLoader(repo), repo.chunker, null, new AdaptiveReader());
+  const path = join(dir, 'note.txt');
+  await writeFile(path, pseudoRandom(8, 300_000));
+  const seen = await markOfFile(path);
+  const store = async () => {
+    const admission = (await sink.admit(seen.size)) as unknown as { route: string; release(): void };
+    assert.equal(admission.route, 'here');
+    try {
+      return await sink.storeFile(path, seen, admission, () => undefined);
+    } finally {
+      admission.release();
+    }
+  };
+  assert.equal((await store()).changed, false);
+  await appendFile(path, 'appended');
+  const stored = await store();
+  assert.equal(stored.changed, true);
+  assert.equal(stored.size, 300_008, 'saved as read');
 });

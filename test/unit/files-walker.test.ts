@@ -34,13 +34,13 @@ class MemorySink implements FilesSink {
   async admit() {
     return { release: () => undefined };
   }
-  async storeFile(path: string, _size: number, _admission: unknown, stored: (storedBytes: number, length: number) => void) {
+  async storeFile(path: string, _mark: unknown, _admission: unknown, stored: (storedBytes: number, length: number) => void) {
     const data = await readFile(osPath(path));
     const id = createHash('sha256').update(data).digest('hex');
     stored(this.contents.has(id) ? 0 : data.length, data.length);
     this.contents.set(id, data);
     this.filesStored++;
-    return { content: [id], size: data.length };
+    return { content: [id], size: data.length, changed: false };
   }
   async saveFolder(nodes: TreeNode[]) {
     const id = createHash('sha256').update(JSON.stringify(nodes)).digest('hex');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { basename, resolve } from 'node:path';
 import { resolveExclusionClasses } from '../../sources/files/exclusion-classes.js';
-import { backup, type BackupProgress } from '../../snapshot/backup/backup.js';
+import { backup, changedWhileReadWarning, type BackupProgress } from '../../snapshot/backup/backup.js';
 import type { FilesSource } from '../../sources/files/driver.js';
 import { backupStack } from '../../stack/backup-stack.js';
 import { startReadingFolders } from '../../sources/files/read-ahead.js';
@@ -49,11 +49,15 @@ export function describeSnapshotSummary(id: string, s: Snapshot): string {
     const st = src.stats;
     lines.push(
       `  ${src.name} (${src.path}): ${plural(st.files, 'file')} stored (${st.newFiles} new, ${st.changedFiles} changed, ${st.unchangedFiles} unchanged), ${plural(st.dirs, 'folder')}, ${formatBytes(st.bytes)}; read ${formatBytes(st.bytesRead)}, added ${formatBytes(st.bytesAdded)}` +
-        (src.errors.length > 0 ? `; ${plural(src.errors.length, 'entry', 'entries')} unreadable` : ''),
+        (src.errors.length > 0 ? `; ${plural(src.errors.length, 'entry', 'entries')} unreadable` : '') +
+        (src.changedWhileRead?.length ? `; ${plural(src.changedWhileRead.length, 'file')} changed while read` : ''),
     );
     for (const ex of src.excluded) lines.push(`    excluded by ${ex.class}: ${plural(ex.count, 'file')}, ${formatBytes(ex.bytes)}`);
     for (const err of src.errors.slice(0, 20)) lines.push(`    could not read ${err.path}: ${err.message}`);
     if (src.errors.length > 20) lines.push(`    ... and ${src.errors.length - 20} more unreadable entries`);
+    const changed = src.changedWhileRead ?? [];
+    for (const path of changed.slice(0, 20)) lines.push(`    changed while it was read: ${path}`);
+    if (changed.length > 20) lines.push(`    ... and ${changed.length - 20} more files changed while they were read`);
   }
   return lines.join('\n');
 }
@@ -120,11 +124,10 @@ Examples:
       emit(
         ctx,
         () => describeSnapshotSummary(result.id, result.snapshot),
-        () => ({ message_type: 'summary', snapshot_id: result.id, ...result.snapshot, error_count: result.errorCount }),
+        () => ({ message_type: 'summary', snapshot_id: result.id, ...result.snapshot, error_count: result.errorCount, changed_while_read_count: result.changedCount }),
       );
-      if (result.errorCount > 0) {
-        if (!ctx.json) process.stderr.write(`warning: ${result.errorCount} entries could not be read; the snapshot holds everything else\n`);
-        process.exitCode = ExitCode.partial;
-      }
+      if (result.errorCount > 0 && !ctx.json) process.stderr.write(`warning: ${result.errorCount} entries could not be read; the snapshot holds everything else\n`);
+      if (result.changedCount > 0 && !ctx.json) process.stderr.write(`warning: ${changedWhileReadWarning(result.changedCount)}\n`);
+      if (result.errorCount > 0 || result.changedCount > 0) process.exitCode = ExitCode.partial;
     });
 }

@@ -5,9 +5,10 @@ import { AdaptiveReader } from '../../util/adaptive-io.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { compressIfSmaller } from '../format/compression.js';
 import { blobId, seal, sealedLength, sealInto } from '../format/crypto.js';
-import type { BatchResult } from './file-encoder.js';
+import type { BatchResult, FileToEncode } from './file-encoder.js';
 import { osPath } from '../../util/os-path.js';
 import { GarbageHint } from '../../util/garbage-hint.js';
+import { changedSince, type FileMark } from '../../util/file-mark.js';
 
 /**
  * Reads a file and turns it into stored blobs: chunk, hash, compress, encrypt. Up to
@@ -27,8 +28,8 @@ const idKey = Buffer.from(data.idKey);
 const key = data.key ? Buffer.from(data.key) : null;
 
 type Request =
-  | { type: 'file'; job: number; path: string; size: number }
-  | { type: 'batch'; job: number; files: Array<{ path: string; size: number }> }
+  | ({ type: 'file'; job: number } & FileToEncode)
+  | { type: 'batch'; job: number; files: FileToEncode[] }
   | { type: 'chunk'; job: number; id: string; data: Uint8Array }
   | { type: 'more'; job: number }
   | { type: 'cancel'; job: number };
@@ -42,7 +43,7 @@ const waiting = new Map<number, () => void>();
 const unacknowledged = new Map<number, number>();
 const cancelled = new Set<number>();
 
-type Queued = { job: number; path: string; size: number } | { job: number; files: Array<{ path: string; size: number }> };
+type Queued = ({ job: number } & FileToEncode) | { job: number; files: FileToEncode[] };
 const queued: Queued[] = [];
 /** a large file is being encoded */
 let streaming = false;
@@ -56,7 +57,7 @@ function startQueued(): void {
       continue;
     }
     streaming = true;
-    void encodeFile(next.job, next.path, next.size).finally(() => {
+    void encodeFile(next.job, next.path, next).finally(() => {
       streaming = false;
       startQueued();
     });
@@ -98,10 +99,11 @@ function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed
  * Done with blocking calls from start to end: this thread has nothing else to do, and a
  * promise, a read buffer and an async generator per file were most of a small file's cost.
  */
-function encodeBatch(job: number, files: Array<{ path: string; size: number }>): void {
+function encodeBatch(job: number, files: FileToEncode[]): void {
   const results: BatchResult[] = [];
   let total = 0;
-  for (const { path } of files) {
+  for (const file of files) {
+    const { path } = file;
     let fd: number | undefined;
     const blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }> = [];
     try {
@@ -114,7 +116,7 @@ function encodeBatch(job: number, files: Array<{ path: string; size: number }>):
         blobs.push({ id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, offset: total, length });
         total += length;
       });
-      results.push({ blobs });
+      results.push(changedSince(fd, file) ? { blobs, changed: true } : { blobs });
     } catch (err) {
       // The file's blobs so far stay in the buffer unreferenced: the main thread takes only listed ones.
       const e = err as NodeJS.ErrnoException;
@@ -147,13 +149,13 @@ function makeRoom(bytes: number): void {
 /** What large files are read through, one at a time (batches use the chunker's own window). */
 let streamWindow: Buffer | undefined;
 
-async function encodeFile(job: number, path: string, size: number): Promise<void> {
+async function encodeFile(job: number, path: string, mark: FileMark): Promise<void> {
   let file: Awaited<ReturnType<AdaptiveReader['open']>> | undefined;
   streamWindow ??= Buffer.allocUnsafeSlow(chunker.windowBytes);
   try {
-    file = await reader.open(path, size);
+    file = await reader.open(path, mark.size);
     // Each chunk is a view into the window: encoded (copied) before the next is read.
-    for await (const chunk of chunker.chunkFile(file, size, streamWindow)) {
+    for await (const chunk of chunker.chunkFile(file, mark.size, streamWindow)) {
       if (cancelled.has(job)) break;
       const { sealed, ...blob } = encodeChunk(chunk);
       garbage.dropping(sealed.length);
@@ -162,7 +164,7 @@ async function encodeFile(job: number, path: string, size: number): Promise<void
       unacknowledged.set(job, (unacknowledged.get(job) ?? 0) + 1);
       while ((unacknowledged.get(job) ?? 0) >= AHEAD && !cancelled.has(job)) await new Promise<void>((resolve) => waiting.set(job, resolve));
     }
-    parentPort!.postMessage({ type: 'done', job });
+    parentPort!.postMessage({ type: 'done', job, changed: file.changedSince(mark) });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     parentPort!.postMessage({ type: 'error', job, message: e.message, code: e.code, syscall: e.syscall, path: e.path });

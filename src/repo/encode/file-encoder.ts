@@ -6,9 +6,21 @@ import { Condition } from '../../util/concurrency.js';
 import { ownedBuffer } from '../../util/owned-buffer.js';
 import { StackvaultError } from '../../util/errors.js';
 import { GarbageHint } from '../../util/garbage-hint.js';
+import type { FileMark } from '../../util/file-mark.js';
 import type { MasterKey } from '../format/crypto.js';
 
 /** A blob as the file encoder produced it, ready for a pack. */
+/** A file to read and encode: where, and what the walk saw of it (see util/file-mark.ts). */
+export interface FileToEncode extends FileMark {
+  path: string;
+}
+
+/** A file's blobs; `changed`: the file differs from what the walk saw of it (see util/file-mark.ts). */
+export interface EncodedFile {
+  blobs: EncodedBlob[];
+  changed: boolean;
+}
+
 export interface EncodedBlob {
   id: string;
   rawLength: number;
@@ -18,7 +30,8 @@ export interface EncodedBlob {
 
 /** One small file of a batch, as the worker returns it: its blobs' places in the batch's buffer, or its error. */
 export type BatchResult =
-  | { blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }> }
+  /** `changed`: the file changed while it was read (see file-mark.ts) */
+  | { blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }>; changed?: true }
   | { error: { message: string; code?: string; syscall?: string; path?: string } };
 
 /** Files sent to a worker in one message, and the most bytes of them. */
@@ -40,7 +53,7 @@ const received = new GarbageHint(32 * 1024 * 1024);
 type Reply =
   | { type: 'blob'; job: number; id: string; rawLength: number; compressed: boolean; stored: Uint8Array }
   | { type: 'batch'; job: number; results: BatchResult[]; bytes: Uint8Array }
-  | { type: 'done'; job: number }
+  | { type: 'done'; job: number; changed: boolean }
   | { type: 'error'; job: number; message: string; code?: string; syscall?: string; path?: string; workerDied?: boolean };
 
 interface Job {
@@ -122,7 +135,7 @@ export class FileEncoder {
   }
 
   private closing = false;
-  private readonly batcher = new Batcher<{ path: string; size: number }, EncodedBlob[]>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.sendBatch(files));
+  private readonly batcher = new Batcher<FileToEncode, EncodedFile>({ items: BATCH_FILES, bytes: BATCH_BYTES }, (files) => this.sendBatch(files));
   private batchesInFlight = 0;
 
   /**
@@ -153,11 +166,11 @@ export class FileEncoder {
   }
 
   /** A file's blobs, encoded on a worker along with other files. */
-  encodeBatched(path: string, size: number): Promise<EncodedBlob[]> {
-    return this.batcher.add({ path, size }, size);
+  encodeBatched(path: string, mark: FileMark): Promise<EncodedFile> {
+    return this.batcher.add({ path, ...mark }, mark.size);
   }
 
-  private async sendBatch(files: Array<{ path: string; size: number }>): Promise<Array<EncodedBlob[] | Error>> {
+  private async sendBatch(files: FileToEncode[]): Promise<Array<EncodedFile | Error>> {
     this.batchesInFlight++;
     let job: ReturnType<FileEncoder['openJob']> | undefined;
     try {
@@ -174,7 +187,10 @@ export class FileEncoder {
       return reply.results.map((result) =>
         'error' in result
           ? Object.assign(new Error(result.error.message), result.error)
-          : result.blobs.map((b) => ({ id: b.id, rawLength: b.rawLength, compressed: b.compressed, stored: bytes.subarray(b.offset, b.offset + b.length) })),
+          : {
+              blobs: result.blobs.map((b) => ({ id: b.id, rawLength: b.rawLength, compressed: b.compressed, stored: bytes.subarray(b.offset, b.offset + b.length) })),
+              changed: result.changed === true,
+            },
       );
     } finally {
       this.batchesInFlight--;
@@ -231,17 +247,20 @@ export class FileEncoder {
     }
   }
 
-  /** The file's blobs in order; an error reading it is thrown as the file-system error it was. */
-  async *encode(path: string, size: number): AsyncGenerator<EncodedBlob> {
+  /**
+   * The file's blobs in order, then whether it changed while it was read; an error reading
+   * it is thrown as the file-system error it was.
+   */
+  async *encode(path: string, mark: FileMark): AsyncGenerator<EncodedBlob, boolean> {
     const { slot, n, next, close } = this.openJob();
     let finished = false;
     try {
-      slot.worker.postMessage({ type: 'file', job: n, path, size });
+      slot.worker.postMessage({ type: 'file', job: n, path, ...mark } satisfies { type: 'file'; job: number } & FileToEncode);
       for (;;) {
         const reply = await next();
         if (reply.type === 'done') {
           finished = true;
-          return;
+          return reply.changed;
         }
         if (reply.type === 'error') {
           finished = true;

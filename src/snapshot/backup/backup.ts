@@ -12,6 +12,7 @@ import { FilesWalker, scanTotals } from '../../sources/files/walker.js';
 import { driverOf, type SourceSpec } from '../../sources/registry.js';
 import { AdaptiveReader } from '../../util/adaptive-io.js';
 import { UsageError, errorMessage } from '../../util/errors.js';
+import { plural } from '../../util/format.js';
 import { PROGRAM } from '../../util/version.js';
 import { listSnapshots, type Snapshot, type SnapshotRef, type SourceRecord, type SourceStats } from '../snapshot.js';
 import { DumpTreeWriter } from '../dump-tree.js';
@@ -50,6 +51,13 @@ export interface BackupResult {
   id: string;
   snapshot: Snapshot;
   errorCount: number;
+  /** files that changed while they were read: saved as read (see SourceRecord.changedWhileRead) */
+  changedCount: number;
+}
+
+/** What a backup says of files that changed while they were read, and what to do about them. */
+export function changedWhileReadWarning(count: number): string {
+  return `${plural(count, 'file')} changed while ${count === 1 ? 'it was' : 'they were'} read: saved as read, ${count === 1 ? 'it' : 'each'} may mix old and new content (exclude ${count === 1 ? 'it' : 'them'}, or back up what writes ${count === 1 ? 'it' : 'them'} through a source that takes a consistent copy, such as a database source)`;
 }
 
 export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
@@ -111,7 +119,7 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
     };
     // Everything the manifest references is stored, indexed and out of any prune's reach first.
     const id = await run.writer.commit('snapshots', snapshot);
-    return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0) };
+    return { id, snapshot, errorCount: records.reduce((n, r) => n + r.errors.length, 0), changedCount: saved.reduce((n, s) => n + (s.changedCount ?? 0), 0) };
   } catch (err) {
     // A pack begun in a temporary file is not left there for prune to find a day later.
     await run.writer.discard();
@@ -135,6 +143,8 @@ interface BackupRun {
 interface SavedSource {
   node: TreeNode;
   record: SourceRecord;
+  /** files that changed while they were read, all of them (the record names the first 1,000) */
+  changedCount?: number;
 }
 
 /** A folder source: walked, with the parent snapshot's tree of the same source (same name and path) to compare with. */
@@ -164,8 +174,9 @@ async function backupFilesSource(run: BackupRun, source: FilesSource, parent: Sn
     excluded: walker.exclusions(),
     stats: walker.stats,
     errors: walker.errors,
+    ...(walker.changedCount > 0 && { changedWhileRead: walker.changedWhileRead }),
   };
-  return { node: { ...nodeFromStat(source.name, 'dir', rootStat), subtree }, record };
+  return { node: { ...nodeFromStat(source.name, 'dir', rootStat), subtree }, record, changedCount: walker.changedCount };
 }
 
 /** A streamed source (a database): its driver writes a small tree of files into a sink. */

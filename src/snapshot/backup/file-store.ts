@@ -1,10 +1,11 @@
 import type { BlobWriter, SaveResult } from '../../repo/encode/blob-writer.js';
 import { BATCHED_FILE_BYTES, type FileEncoder } from '../../repo/encode/file-encoder.js';
 import type { Chunker } from '../../repo/encode/chunker.js';
-import type { Admission, FilesSink } from '../../sources/files/walker.js';
+import type { Admission, FilesSink, StoredFile } from '../../sources/files/walker.js';
 import { Semaphore } from '../../util/concurrency.js';
 import { InterruptedError } from '../../util/errors.js';
 import type { AdaptiveReader } from '../../util/adaptive-io.js';
+import type { FileMark } from '../../util/file-mark.js';
 import { saveTree, type TreeLoader, type TreeNode } from '../tree.js';
 
 /** files read at once on this thread: enough to hide per-file I/O latency, few enough to bound buffers (each up to max chunk + 4 MiB) */
@@ -125,7 +126,8 @@ export class RepositoryFilesSink implements FilesSink {
     return this.encoder.warm();
   }
 
-  async storeFile(path: string, size: number, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<{ content: string[]; size: number }> {
+  async storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile> {
+    const { size } = mark;
     const content: string[] = [];
     let length = 0;
     const add = (saved: SaveResult, bytes: number) => {
@@ -134,17 +136,28 @@ export class RepositoryFilesSink implements FilesSink {
       stored(saved.storedBytes, bytes);
     };
     const { route } = admission as RoutedAdmission;
+    let changed: boolean;
     if (route === 'large') {
       // A large file goes to a worker thread whole: read, chunk, hash, compress, encrypt.
-      for await (const blob of this.encoder!.encode(path, size)) {
-        throwIfAborted(this.signal);
-        add(await this.writer.addEncoded('data', blob), blob.rawLength);
+      // Iterated by hand for the value it ends with; stopped early, it is told to stop (as for-await would).
+      const blobs = this.encoder!.encode(path, mark);
+      let next = await blobs.next();
+      try {
+        for (; !next.done; next = await blobs.next()) {
+          throwIfAborted(this.signal);
+          add(await this.writer.addEncoded('data', next.value), next.value.rawLength);
+        }
+      } finally {
+        if (!next.done) await blobs.return(false);
       }
+      changed = next.value;
     } else if (route === 'batch') {
-      for (const blob of await this.encoder!.encodeBatched(path, size)) {
+      const encoded = await this.encoder!.encodeBatched(path, mark);
+      for (const blob of encoded.blobs) {
         throwIfAborted(this.signal);
         add(await this.writer.addEncoded('data', blob), blob.rawLength);
       }
+      changed = encoded.changed;
     } else {
       await this.letRepliesIn();
       this.bytesHere += size;
@@ -154,11 +167,12 @@ export class RepositoryFilesSink implements FilesSink {
           throwIfAborted(this.signal);
           add(await this.writer.save('data', chunk), chunk.length);
         }
+        changed = fh.changedSince(mark);
       } finally {
         await fh.close();
       }
     }
-    return { content, size: length };
+    return { content, size: length, changed };
   }
 
   /**

@@ -11,6 +11,7 @@ import { entryName, listingError, readEntry, type CompactListing } from './listi
 import type { ListingThread } from './listing-thread.js';
 import { rewrittenNode, sameEntry, unchangedFolder, type UnchangedFolder } from './unchanged-folder.js';
 import { leftOutMount } from './mounts.js';
+import { markOf, type FileMark } from '../../util/file-mark.js';
 
 const MAX_RECORDED_ERRORS = 1000;
 const STAT_CONCURRENCY = 16;
@@ -54,6 +55,13 @@ export interface ExclusionCount {
   bytes: number;
 }
 
+/** A file's content as stored: its blobs, its length, and whether the file changed while it was read (see util/file-mark.ts). */
+export interface StoredFile {
+  content: string[];
+  size: number;
+  changed: boolean;
+}
+
 /** A file's place in the sink's pipeline, held while its content is stored. */
 export interface Admission {
   release(): void;
@@ -76,7 +84,8 @@ export interface FilesSink {
   /** A place for a file of `size` bytes, once the pipeline has room. */
   admit(size: number): Promise<Admission>;
   /** Store a file's content; `stored` is told each piece (its stored bytes, 0 when deduplicated). Resolves with the content's ids and length. */
-  storeFile(path: string, size: number, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<{ content: string[]; size: number }>;
+  /** `mark`: what the walk saw of the file (its size, its change time), to tell whether it changed while it was read */
+  storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile>;
   /** Store a folder's entries; resolves with the id its node records. */
   saveFolder(nodes: TreeNode[]): Promise<string>;
 }
@@ -92,6 +101,9 @@ export class FilesWalker {
   readonly stats: WalkStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
   private readonly excluded = new Map<string, ExclusionCount>();
   readonly errors: Array<{ path: string; message: string }> = [];
+  /** files that changed while they were read (see util/file-mark.ts): saved as read; the first of them, and how many */
+  readonly changedWhileRead: string[] = [];
+  changedCount = 0;
   private readonly matcher: ExclusionMatcher;
   /** folders whose walk runs while the walk has gone on past them */
   private openDirs = 0;
@@ -436,7 +448,7 @@ export class FilesWalker {
   private async saveFile(full: string, rel: string, size: number, node: TreeNode, previous: TreeNode | undefined, admission: Admission): Promise<void> {
     this.progress.currentPath = `/${this.source.name}/${rel}`;
     this.stats.files++;
-    const saved = await this.sink.storeFile(full, size, admission, (storedBytes, length) => {
+    const saved = await this.sink.storeFile(full, markOf(size, node.ctime), admission, (storedBytes, length) => {
       this.stats.bytesAdded += storedBytes;
       this.progress.bytesAdded += storedBytes;
       this.progress.bytesDone += length;
@@ -444,6 +456,12 @@ export class FilesWalker {
     });
     node.size = saved.size;
     node.content = saved.content;
+    // Saved as read, and reported, as tar and borg do: a database's files copied while it
+    // runs, or an application's store written meanwhile, may not come back usable.
+    if (saved.changed) {
+      this.changedCount++;
+      if (this.changedWhileRead.length < MAX_RECORDED_ERRORS) this.changedWhileRead.push(`/${this.source.name}/${rel}`);
+    }
     this.stats.bytes += saved.size;
     this.stats.bytesRead += saved.size;
     if (previous) this.stats.changedFiles++;
