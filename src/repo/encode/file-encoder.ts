@@ -9,7 +9,6 @@ import { GarbageHint } from '../../util/garbage-hint.js';
 import type { FileMark } from '../../util/file-mark.js';
 import type { MasterKey } from '../format/crypto.js';
 
-/** A blob as the file encoder produced it, ready for a pack. */
 /** A file to read and encode: where, and what the walk saw of it (see util/file-mark.ts). */
 export interface FileToEncode extends FileMark {
   path: string;
@@ -21,6 +20,7 @@ export interface EncodedFile {
   changed: boolean;
 }
 
+/** A blob as the file encoder produced it, ready for a pack. */
 export interface EncodedBlob {
   id: string;
   rawLength: number;

@@ -83,8 +83,12 @@ export interface FilesSink {
   admitNow(size: number): Admission | undefined;
   /** A place for a file of `size` bytes, once the pipeline has room. */
   admit(size: number): Promise<Admission>;
-  /** Store a file's content; `stored` is told each piece (its stored bytes, 0 when deduplicated). Resolves with the content's ids and length. */
-  /** `mark`: what the walk saw of the file (its size, its change time), to tell whether it changed while it was read */
+  /**
+   * Store a file's content; `stored` is told each piece (its stored bytes, 0 when
+   * deduplicated). `mark` is what the walk saw of the file (its size, its change time):
+   * compared after the read, it tells whether the file changed meanwhile. Resolves with the
+   * content's ids and length, and whether it changed.
+   */
   storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile>;
   /** Store a folder's entries; resolves with the id its node records. */
   saveFolder(nodes: TreeNode[]): Promise<string>;
