@@ -42,7 +42,7 @@ export async function backupJob(ctx: JobContext, signal: AbortSignal): Promise<J
 
 /** What a nightly backup that saved its snapshot still asks the operator to look at. */
 function backupProblem(result: BackupResult): string | undefined {
-  const problems = [...(result.errorCount > 0 ? [`${result.errorCount} entries could not be read`] : []), ...(result.changedCount > 0 ? [changedWhileReadWarning(result.changedCount)] : [])];
+  const problems = [...(result.errorCount > 0 ? [`${result.errorCount} entries could not be read`] : []), ...(result.changedCount > 0 ? [changedWhileReadWarning(result.changedCount, result.snapshot)] : [])];
   return problems.length > 0 ? `snapshot ${result.id.slice(0, 8)} saved, but ${problems.join('; ')}` : undefined;
 }
 

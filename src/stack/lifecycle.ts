@@ -131,7 +131,7 @@ async function preStepSnapshot(ctx: StackContext, state: HostState, action: Life
   if (saved.errorCount > 0) throw new StackvaultError(`the snapshot before this step could not read ${saved.errorCount} entries; nothing was changed`);
   // Files the running application wrote meanwhile are in it as read: the step goes on (the
   // databases are dumped consistently), and the operator hears which.
-  if (saved.changedCount > 0) ctx.log(`warning: in the snapshot before the step, ${changedWhileReadWarning(saved.changedCount)}: ${saved.snapshot.sources.flatMap((s) => s.changedWhileRead ?? []).slice(0, 10).join(', ')}`);
+  if (saved.changedCount > 0) ctx.log(`warning: in the snapshot before the step, ${changedWhileReadWarning(saved.changedCount, saved.snapshot)}`);
   return { id: saved.id, snapshot: saved.snapshot };
 }
 

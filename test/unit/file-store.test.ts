@@ -6,6 +6,8 @@ import { LocalBackend } from '../../src/repo/backends/local.js';
 import { FileEncoder } from '../../src/repo/encode/file-encoder.js';
 import { Repository } from '../../src/repo/repository.js';
 import { RepositoryFilesSink } from '../../src/snapshot/backup/file-store.js';
+import { changedWhileReadWarning } from '../../src/snapshot/backup/backup.js';
+import type { Snapshot } from '../../src/snapshot/snapshot.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
 import { AdaptiveReader, PlainFile } from '../../src/util/adaptive-io.js';
 import { markOfFile, pseudoRandom, tempDir } from '../support/helpers.js';
@@ -61,4 +63,14 @@ test('a file done on this thread that differs from what the walk saw is stored a
   const stored = await store();
   assert.equal(stored.changed, true);
   assert.equal(stored.size, 300_008, 'saved as read');
+});
+
+test('the warning for files changed while they were read names the first five where asked, and says what to do', () => {
+  const snapshot = { sources: [{ changedWhileRead: ['/a/1', '/a/2', '/a/3'] }, { changedWhileRead: ['/b/4', '/b/5', '/b/6', '/b/7'] }, {}] } as unknown as Snapshot;
+  const named = changedWhileReadWarning(7, snapshot);
+  assert.match(named, /^7 files changed while they were read: \/a\/1, \/a\/2, \/a\/3, \/b\/4, \/b\/5, \.\.\.; saved as read, each may mix old and new content \(exclude them/);
+  assert.doesNotMatch(named, /\/b\/6/);
+  const one = changedWhileReadWarning(1, { sources: [{ changedWhileRead: ['/data/app.db'] }] } as unknown as Snapshot);
+  assert.match(one, /^1 file changed while it was read: \/data\/app\.db; saved as read, it may mix old and new content \(exclude it, or back up what writes it through a source that takes a consistent copy/);
+  assert.match(changedWhileReadWarning(2), /^2 files changed while they were read; saved as read/);
 });

@@ -55,10 +55,19 @@ export interface BackupResult {
   changedCount: number;
 }
 
-/** What a backup says of files that changed while they were read, and what to do about them. */
-export function changedWhileReadWarning(count: number): string {
-  return `${plural(count, 'file')} changed while ${count === 1 ? 'it was' : 'they were'} read: saved as read, ${count === 1 ? 'it' : 'each'} may mix old and new content (exclude ${count === 1 ? 'it' : 'them'}, or back up what writes ${count === 1 ? 'it' : 'them'} through a source that takes a consistent copy, such as a database source)`;
+/**
+ * What a backup says of files that changed while they were read, and what to do about
+ * them; with `snapshot`, naming the first few (where the summary's lines do not).
+ */
+export function changedWhileReadWarning(count: number, snapshot?: Snapshot): string {
+  const one = count === 1;
+  const named = snapshot?.sources.flatMap((s) => s.changedWhileRead ?? []) ?? [];
+  const names = named.length > 0 ? `: ${named.slice(0, NAMED_CHANGED_FILES).join(', ')}${count > NAMED_CHANGED_FILES ? ', ...' : ''}` : '';
+  return `${plural(count, 'file')} changed while ${one ? 'it was' : 'they were'} read${names}; saved as read, ${one ? 'it' : 'each'} may mix old and new content (exclude ${one ? 'it' : 'them'}, or back up what writes ${one ? 'it' : 'them'} through a source that takes a consistent copy, such as a database source)`;
 }
+
+/** Files a one-line warning names at most. */
+const NAMED_CHANGED_FILES = 5;
 
 export async function backup(repo: Repository, options: BackupOptions): Promise<BackupResult> {
   // The encoder threads live as long as this backup.
