@@ -1,7 +1,7 @@
 import { objectKey } from '../repo/format/layout.js';
 import type { RecordStore } from '../repo/roles.js';
 import type { DatabaseRecord } from '../sources/driver.js';
-import type { ExclusionCount, WalkStats } from '../sources/files/walker.js';
+import { MAX_RECORDED_ERRORS, type ExclusionCount, type WalkStats } from '../sources/files/walker.js';
 import { IntegrityError, UsageError } from '../util/errors.js';
 
 export type { DatabaseRecord };
@@ -180,4 +180,36 @@ const DAMAGED_SNAPSHOT: Snapshot = Object.freeze({
 
 export function shortId(id: string): string {
   return id.slice(0, 8);
+}
+
+/** What a snapshot's sources could not save whole: entries not read, files saved while they changed. */
+export interface SnapshotProblems {
+  unreadable: number;
+  changedWhileRead: number;
+  /** a source record names at most MAX_RECORDED_ERRORS of each: there may be more than counted */
+  unreadableAtLeast: boolean;
+  changedAtLeast: boolean;
+}
+
+/** The problems a snapshot's source records name. */
+export function snapshotProblems(snapshot: Snapshot): SnapshotProblems {
+  const problems = { unreadable: 0, changedWhileRead: 0, unreadableAtLeast: false, changedAtLeast: false };
+  for (const source of snapshot.sources) {
+    // Records written before a field existed lack it.
+    const unreadable = source.errors?.length ?? 0;
+    const changed = source.changedWhileRead?.length ?? 0;
+    problems.unreadable += unreadable;
+    problems.changedWhileRead += changed;
+    problems.unreadableAtLeast ||= unreadable >= MAX_RECORDED_ERRORS;
+    problems.changedAtLeast ||= changed >= MAX_RECORDED_ERRORS;
+  }
+  return problems;
+}
+
+/** A snapshot's problems in a few words for a list ("2 unreadable, 1 changed while read"); empty when it has none. */
+export function describeProblems(problems: SnapshotProblems): string {
+  return [
+    ...(problems.unreadable > 0 ? [`${problems.unreadable}${problems.unreadableAtLeast ? '+' : ''} unreadable`] : []),
+    ...(problems.changedWhileRead > 0 ? [`${problems.changedWhileRead}${problems.changedAtLeast ? '+' : ''} changed while read`] : []),
+  ].join(', ');
 }

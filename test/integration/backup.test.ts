@@ -189,6 +189,12 @@ test('unreadable entries are reported, the rest is saved, and the CLI exits 3', 
   assert.equal(summary.sources[0]!.errors[0]!.path, '/tree/locked.txt');
   const listed = await runCli(['ls', '--repo', repo, 'latest'], asUser);
   assert.deepEqual(listed.stdout.trim().split('\n'), ['/tree', '/tree/ok.txt']);
+  // The snapshot list says which snapshots are not whole, long after the backup's summary scrolled away.
+  const snapshots = await runCli(['snapshots', '--repo', repo], asUser);
+  assert.match(snapshots.stdout, /^ID .* Problems +Sources$/m);
+  assert.match(snapshots.stdout, / 1 unreadable +tree \(/);
+  const json = JSON.parse((await runCli(['snapshots', '--repo', repo, '--json'], asUser)).stdout) as Array<{ error_count: number; changed_while_read_count: number }>;
+  assert.deepEqual(json.map((s) => [s.error_count, s.changed_while_read_count]), [[1, 0]]);
 });
 
 test('a file written to while the backup reads it is saved as read, named, and the CLI exits 3; the next backup, undisturbed, exits 0', async (t) => {
@@ -216,6 +222,13 @@ test('a file written to while the backup reads it is saved as read, named, and t
   const text = await runCli(['backup', '--repo', repo, src]);
   assert.equal(text.code, 0, `undisturbed: ${text.stdout}${text.stderr}`);
   assert.doesNotMatch(text.stdout + text.stderr, /changed while/);
+  const snapshots = await runCli(['snapshots', '--repo', repo]);
+  const rows = snapshots.stdout.split('\n').filter((l) => /^[0-9a-f]{8} /.test(l));
+  assert.equal(rows.length, 2, snapshots.stdout);
+  assert.match(rows[0]!, / 1 changed while read +tree \(/);
+  assert.match(rows[1]!, / - +tree \(/);
+  const json = JSON.parse((await runCli(['snapshots', '--repo', repo, '--json'])).stdout) as Array<{ error_count: number; changed_while_read_count: number }>;
+  assert.deepEqual(json.map((s) => [s.error_count, s.changed_while_read_count]), [[0, 1], [0, 0]]);
   // What was saved restores whole, as it was read.
   const reopened = await Repository.open(new LocalBackend(repo), undefined);
   assert.deepEqual((await check(reopened, { readData: true })).errors, []);

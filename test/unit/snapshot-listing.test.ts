@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Repository } from '../../src/repo/repository.js';
-import { forgetSnapshots, listSnapshots, type Snapshot } from '../../src/snapshot/snapshot.js';
+import { describeProblems, forgetSnapshots, listSnapshots, snapshotProblems, type Snapshot, type SourceRecord } from '../../src/snapshot/snapshot.js';
 import { MemoryBackend } from '../support/memory-backend.js';
 
 /** Counts the manifests read. */
@@ -30,4 +30,25 @@ test('a listing that knows manifests read before reads only new ones, and still 
   const again = await listSnapshots(repo, { known });
   assert.equal(backend.manifestReads, 6, 'only the new manifest was read');
   assert.deepEqual(again.map((r) => r.id), ids.slice(1), 'oldest first, the forgotten one left out');
+});
+
+test("a snapshot's problems are counted over its sources, and a count at the records' bound reads as at least", () => {
+  const source = (errors: number, changed: number | undefined): SourceRecord => ({
+    name: 'data',
+    kind: 'files',
+    path: '/data',
+    include: [],
+    exclude: [],
+    exclusionClasses: {},
+    excluded: [],
+    stats: { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 },
+    errors: Array.from({ length: errors }, (_, i) => ({ path: `/data/${i}`, message: 'EACCES' })),
+    ...(changed !== undefined && { changedWhileRead: Array.from({ length: changed }, (_, i) => `/data/c${i}`) }),
+  });
+  const clean = { ...manifest(1), sources: [source(0, undefined)] };
+  assert.equal(describeProblems(snapshotProblems(clean)), '');
+  assert.equal(describeProblems(snapshotProblems({ ...manifest(1), sources: [source(2, undefined), source(0, 1)] })), '2 unreadable, 1 changed while read');
+  // Two sources of 600 are 1,200 exactly; one at the bound of 1,000 names may hold more.
+  assert.equal(describeProblems(snapshotProblems({ ...manifest(1), sources: [source(600, 0), source(600, 0)] })), '1200 unreadable');
+  assert.equal(describeProblems(snapshotProblems({ ...manifest(1), sources: [source(1000, 1000)] })), '1000+ unreadable, 1000+ changed while read');
 });

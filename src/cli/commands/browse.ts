@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { once } from 'node:events';
 import { diffSnapshots } from '../../snapshot/diff.js';
-import { findSnapshot, listSnapshots, matchesFilter, shortId, type SnapshotFilter, type SnapshotRef } from '../../snapshot/snapshot.js';
+import { describeProblems, findSnapshot, listSnapshots, matchesFilter, shortId, snapshotProblems, type SnapshotFilter, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { TreeLoader } from '../../snapshot/tree.js';
 import { findNode, findSnapshotNode, normalizeSnapshotPath, walkTree } from '../../snapshot/walk.js';
 import { UsageError } from '../../util/errors.js';
@@ -70,14 +70,19 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
             const s = r.snapshot;
             const bytes = s.sources.reduce((n, x) => n + x.stats.bytes, 0);
             const sources = s.sources.map((x) => (x.path && x.path !== x.name ? `${x.name} (${x.path})` : x.name)).join(', ');
-            return [shortId(r.id), s.time.replace('T', ' ').slice(0, 19), s.host, s.stack ?? '-', s.tags.join(',') || '-', formatBytes(bytes), sources];
+            return [shortId(r.id), s.time.replace('T', ' ').slice(0, 19), s.host, s.stack ?? '-', s.tags.join(',') || '-', formatBytes(bytes), describeProblems(snapshotProblems(s)) || '-', sources];
           });
-          const header = ['ID', 'Time (UTC)', 'Host', 'Stack', 'Tags', 'Size', 'Sources'];
+          const header = ['ID', 'Time (UTC)', 'Host', 'Stack', 'Tags', 'Size', 'Problems', 'Sources'];
           const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
           const line = (cols: string[]) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
           return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line), plural(refs.length, flags.forgotten ? 'forgotten snapshot' : 'snapshot')].join('\n');
         },
-        () => refs.map((r) => ({ id: r.id, short_id: shortId(r.id), ...r.snapshot })),
+        () =>
+          refs.map((r) => {
+            const problems = snapshotProblems(r.snapshot);
+            // The counts the backup's own summary gave; each source's record names the entries.
+            return { id: r.id, short_id: shortId(r.id), ...r.snapshot, error_count: problems.unreadable, changed_while_read_count: problems.changedWhileRead };
+          }),
       );
     });
 

@@ -5,7 +5,7 @@ import { restore } from '../../snapshot/restore/restore.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Repository } from '../../repo/repository.js';
-import { listSnapshots, shortId, type Snapshot, type SnapshotRef } from '../../snapshot/snapshot.js';
+import { describeProblems, listSnapshots, shortId, snapshotProblems, type Snapshot, type SnapshotRef } from '../../snapshot/snapshot.js';
 import { TreeLoader, type TreeNode } from '../../snapshot/tree.js';
 import { findSnapshotNode, normalizeSnapshotPath } from '../../snapshot/walk.js';
 import { errorMessage } from '../../util/errors.js';
@@ -247,12 +247,13 @@ ${pager('/incarnations', at, pages)}`;
         return (
           `<tr><td><a href="/snapshots/${esc(r.id)}"><code>${esc(shortId(r.id))}</code></a></td><td>${esc(r.snapshot.time)}</td><td>${esc(r.snapshot.host)}</td>` +
           `<td>${r.snapshot.tags.map((t) => `<mark>${esc(t)}</mark>`).join(' ')}</td><td class="num">${esc(formatBytes(bytes))}</td><td>${esc(excluded.join(', '))}</td>` +
+          `<td class="bad">${esc(describeProblems(snapshotProblems(r.snapshot)))}</td>` +
           `<td><a href="/snapshots/${esc(r.id)}/diff">changes</a></td></tr>`
         );
       })
       .join('');
     return `<p>${refs.length} snapshots, newest first.</p>
-<table><thead><tr><th>id</th><th>time</th><th>host</th><th>tags (version, incarnation)</th><th class="num">size</th><th>excluded classes</th><th></th></tr></thead><tbody>${rows}</tbody></table>
+<table><thead><tr><th>id</th><th>time</th><th>host</th><th>tags (version, incarnation)</th><th class="num">size</th><th>excluded classes</th><th>problems</th><th></th></tr></thead><tbody>${rows}</tbody></table>
 ${pager('/snapshots', at, pages)}`;
   }
 
@@ -275,7 +276,7 @@ ${pager('/snapshots', at, pages)}`;
       })
       .join('');
     return `<p>${esc(ref.snapshot.time)} · ${esc(ref.snapshot.host)} · <code class="path">${esc(path)}</code> · ${nodes.length} entries · <a href="${esc(link(path, '/download'))}" download>download this folder as tar</a></p>
-${up}
+${path === '/' ? problemsNote(ref.snapshot) : ''}${up}
 <table><thead><tr><th>name</th><th>kind</th><th class="num">size</th><th></th></tr></thead><tbody>${rows}</tbody></table>
 ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
   }
@@ -472,5 +473,23 @@ function loginPage(stack: string, error?: string): string {
     { title: 'Log in', stack, csrf: '', active: 'status' },
     `${error ? `<p class="bad">${esc(error)}</p>` : ''}<form method="post" action="/login"><label>Runner token or console password <input type="password" name="token" autocomplete="current-password" required autofocus></label><button type="submit">Log in</button></form>
 <p><small>The token is the runner's (runner.token_file, STACKVAULT_RUNNER_TOKEN_FILE or STACKVAULT_RUNNER_TOKEN); the password is the one whose hash is runner.console_password_hash.</small></p>`,
+  );
+}
+
+/** Entries named in a snapshot's problems note; its source records hold the rest. */
+const NAMED_PROBLEMS = 10;
+
+/** Above a snapshot's root folder: what it did not save whole, the first entries named. */
+function problemsNote(snapshot: Snapshot): string {
+  const summary = describeProblems(snapshotProblems(snapshot));
+  if (!summary) return '';
+  const named = (paths: string[]) => paths.slice(0, NAMED_PROBLEMS).map((p) => `<code class="path">${esc(p)}</code>`).join(', ') + (paths.length > NAMED_PROBLEMS ? ', …' : '');
+  const unreadable = snapshot.sources.flatMap((s) => (s.errors ?? []).map((e) => e.path));
+  const changed = snapshot.sources.flatMap((s) => s.changedWhileRead ?? []);
+  return (
+    `<p class="bad">Not saved whole: ${esc(summary)}.` +
+    (unreadable.length > 0 ? ` Not saved: ${named(unreadable)}.` : '') +
+    (changed.length > 0 ? ` Saved as read while they changed: ${named(changed)}.` : '') +
+    '</p>\n'
   );
 }

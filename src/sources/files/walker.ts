@@ -13,7 +13,8 @@ import { rewrittenNode, sameEntry, unchangedFolder, type UnchangedFolder } from 
 import { leftOutMount } from './mounts.js';
 import { markOf, type FileMark } from '../../util/file-mark.js';
 
-const MAX_RECORDED_ERRORS = 1000;
+/** Most unreadable entries, and most files changed while read, a source record names (a snapshot's size stays bounded). */
+export const MAX_RECORDED_ERRORS = 1000;
 const STAT_CONCURRENCY = 16;
 /**
  * Folders walked ahead of the ones still finishing. Their files wait in the encoders'
