@@ -17,6 +17,7 @@ import { benchFiles } from './files.js';
 import { benchPitr } from './pitr.js';
 import { benchIndexScale } from './index-scale.js';
 import { benchRemote } from './remote.js';
+import { describeSpeed, probeMachineSpeed } from './machine-speed.js';
 
 const only = process.env.BENCH_ONLY;
 const parts = ['files', 'real', 'database', 'pitr', 'remote', 'scale'];
@@ -27,6 +28,7 @@ const work = await mkdtemp(join(tmpdir(), 'sv-bench-'));
 try {
   const lines = [`machine: ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}`, ''];
   const results: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, cores: cpus().length };
+  const speedAtStart = probeMachineSpeed(work);
   if (wanted('files')) {
     const files = await benchFiles(join(work, 'files'));
     lines.push(...files.lines, '');
@@ -57,6 +59,9 @@ try {
     lines.push(...scale.lines, '');
     results.scale = scale.results;
   }
+  const speedAtEnd = probeMachineSpeed(work);
+  lines.splice(1, 0, describeSpeed(speedAtStart, speedAtEnd));
+  results.machineSpeed = { start: speedAtStart, end: speedAtEnd };
   process.stdout.write(lines.join('\n'));
   const out = join(process.cwd(), 'bench-results.json');
   await writeFile(out, JSON.stringify(results, null, 2));
