@@ -45,6 +45,14 @@ test('bin/stackvault runs main.js with glibc tuned (and V8\'s heaps for a restor
   const linkDir = await tempDir(t);
   await symlink(LAUNCHER, join(linkDir, 'stackvault'));
   assert.equal((await launch(t, ['--version'], undefined, join(linkDir, 'stackvault'))).main, MAIN_AS_LAUNCHED);
+  // Through a linked folder (Node would drop "bin/.." before following the link), and by a
+  // name without a folder, as `sh stackvault` run in bin/ gives it.
+  await symlink(dirname(LAUNCHER), join(linkDir, 'bin'));
+  assert.equal((await launch(t, ['--version'], undefined, join(linkDir, 'bin', 'stackvault'))).main, MAIN_AS_LAUNCHED);
+  const fakeNode = await tempDir(t);
+  await writeFile(join(fakeNode, 'node'), '#!/bin/sh\nfor a; do echo "$a"; done\n', { mode: 0o755 });
+  const bare = spawnSync('sh', ['stackvault', '--version'], { cwd: dirname(LAUNCHER), env: { PATH: `${fakeNode}:${process.env.PATH}` }, encoding: 'utf8' });
+  assert.equal(bare.stdout.split('\n')[0], './../dist/src/cli/main.js');
 });
 
 test('the caller\'s GLIBC_TUNABLES go back to the processes stackvault starts', () => {
