@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { IntegrityError, ObjectNotFoundError, RepositoryNotFoundError, StackvaultError, UsageError, WrongPasswordError, errorMessage } from '../util/errors.js';
 import { backendExtra, type Backend, type BackendExtras, type ObjectInfo } from './backends/backend.js';
 import { BlobWriter } from './encode/blob-writer.js';
-import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from './encode/chunker.js';
+import { Chunker, DEFAULT_CHUNKER, checkChunkerParams, type ChunkerParams } from './encode/chunker.js';
 import { compress, decompress } from './format/compression.js';
 import { blobId, newMasterKey, objectHash, seal, unseal, unwrapMasterKey, wrapMasterKey, type KeyFile, type MasterKey } from './format/crypto.js';
 import { MasterIndex, type IndexEntry, type IndexFile } from './master-index.js';
@@ -107,7 +107,7 @@ export interface KnownDeletion {
 export class Repository {
   /** STACKVAULT_INDEX_MEMORY_BLOBS: how many blobs the index keeps wholly in memory before the rest of each entry goes to a scratch file (see BlobTable). */
   readonly index = new MasterIndex({ spillAbove: Number(process.env.STACKVAULT_INDEX_MEMORY_BLOBS) || undefined });
-  readonly chunker: Chunker;
+  private chunkerMade: Chunker | undefined;
   private indexLoaded = false;
   /** stored index files that another index file supersedes (prune may delete them) */
   private readonly supersededIndexIds = new Set<string>();
@@ -142,7 +142,17 @@ export class Repository {
     /** what open() started reading while it derived the key */
     private readonly early?: EarlyReads,
   ) {
-    this.chunker = new Chunker(master.chunkerSeed, config.chunker);
+    // A config with chunker parameters this version cannot use is refused at open.
+    checkChunkerParams(config.chunker);
+  }
+
+  /**
+   * The repository's chunker, made when first used: its gear table (256 hashes) and
+   * WebAssembly scanner took 6-12 ms of the main thread as a restore or a check opened the
+   * repository, commands that never chunk.
+   */
+  get chunker(): Chunker {
+    return (this.chunkerMade ??= new Chunker(this.master.chunkerSeed, this.config.chunker));
   }
 
   static async init(backend: Backend, options: InitOptions): Promise<Repository> {

@@ -11,6 +11,15 @@ export interface ChunkerParams {
 
 export const DEFAULT_CHUNKER: ChunkerParams = { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 };
 
+/** log2 of the average chunk size, or an error naming what is wrong with the parameters. */
+export function checkChunkerParams(params: ChunkerParams): number {
+  const bits = Math.round(Math.log2(params.avg));
+  if (2 ** bits !== params.avg || params.min >= params.avg || params.avg >= params.max || params.min < 64) {
+    throw new Error(`invalid chunker parameters ${JSON.stringify(params)}: need 64 <= min < avg < max with avg a power of two`);
+  }
+  return bits;
+}
+
 /**
  * Content-defined chunking with FastCDC (gear rolling hash, normalized chunking).
  * The gear table is derived from the repository's secret seed so boundaries cannot be
@@ -27,10 +36,7 @@ export class Chunker {
     seed: Buffer,
     readonly params: ChunkerParams = DEFAULT_CHUNKER,
   ) {
-    const bits = Math.round(Math.log2(params.avg));
-    if (2 ** bits !== params.avg || params.min >= params.avg || params.avg >= params.max || params.min < 64) {
-      throw new Error(`invalid chunker parameters ${JSON.stringify(params)}: need 64 <= min < avg < max with avg a power of two`);
-    }
+    const bits = checkChunkerParams(params);
     const gear = new Int32Array(256);
     for (let i = 0; i < 256; i++) {
       gear[i] = createHash('sha256').update(seed).update(Uint8Array.of(i)).digest().readInt32LE(0);
