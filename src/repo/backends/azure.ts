@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
+import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from './azure-sdk.js';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';

@@ -14,16 +14,12 @@ import {
   UploadPartCommand,
   CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
-} from '@aws-sdk/client-s3';
+} from './s3-sdk.js';
 import { jitteredBackoff, retry } from '../../util/retry.js';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
-
-// The SDK warns on every run under Node 20 about its own future releases: news for us when
-// we update it, noise for a user whose nightly backup mails its output.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const MULTIPART_ABOVE = 64 * 1024 * 1024;
 const PART_SIZE = 16 * 1024 * 1024;
