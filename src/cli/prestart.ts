@@ -45,11 +45,11 @@ function passwordInArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string
 
 /**
  * Start what the command will wait for before it is parsed: an rclone repository's
- * helper, a network repository's first reads, and the derivation of the repository's key from the key
- * files it is known to hold (a folder repository's own, a network repository's kept in
- * this machine's cache), which takes scrypt a fifth of a second on another core while
- * Node loads the rest. A guess that turns out unneeded (a --help, another password) costs
- * a helper stopped at exit and a derivation nobody takes.
+ * helper, a network repository's first reads, and the derivation of the repository's key
+ * from the key files it is known to hold (a folder repository's own, a network
+ * repository's kept in this machine's cache), which takes scrypt a fifth of a second on
+ * another core while Node loads the rest. A guess that turns out unneeded (a --help,
+ * another password) costs a helper stopped at exit and a derivation nobody takes.
  */
 export async function prestartHelpers(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const command = commandInArgs(argv);
