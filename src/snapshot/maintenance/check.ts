@@ -5,6 +5,7 @@ import { errorMessage } from '../../util/errors.js';
 import { listSnapshots, shortId, type SnapshotRef } from '../snapshot.js';
 import { TreeLoader, childPath } from '../tree.js';
 import type { BinlogSegment } from '../binlog-segments.js';
+import { EventLoopTurns } from '../../util/event-loop-turns.js';
 
 export type CheckOptions = PackCheckOptions;
 export type CheckProgress = PackCheckProgress;
@@ -78,8 +79,6 @@ async function checkWith(repo: Repository, options: CheckOptions, progress: Chec
 }
 
 const NO_DAMAGE: ReadonlyMap<string, string> = new Map();
-/** The longest the walk keeps the event loop to itself, in milliseconds. */
-const WALK_TURN_MS = 10;
 
 /** What a snapshot cannot restore: a path in it, the blob that makes it so and why. */
 interface Unrestorable {
@@ -114,16 +113,13 @@ function checkSegments(repo: Repository, segments: Array<{ id: string; value: Bi
  */
 async function walkSnapshots(repo: Repository, refs: SnapshotRef[], loader: TreeLoader, badBlobs: ReadonlyMap<string, string>): Promise<Unrestorable[]> {
   const memo = new Map<string, Array<{ path: string; blob: string; why: string }>>();
-  let turned = performance.now();
+  const turns = new EventLoopTurns();
   const visit = async (treeId: string): Promise<Array<{ path: string; blob: string; why: string }>> => {
     const known = memo.get(treeId);
     if (known) return known;
     // Trees mostly load from memory at once: without a turn now and then, the walk kept
     // this thread from handing the verifier threads their packs (they started 0.45 s late).
-    if (performance.now() - turned > WALK_TURN_MS) {
-      await new Promise(setImmediate);
-      turned = performance.now();
-    }
+    if (turns.due) await turns.take();
     const found: Array<{ path: string; blob: string; why: string }> = [];
     if (!repo.index.has(treeId)) {
       found.push({ path: '', blob: treeId, why: 'tree blob is not in the index' });

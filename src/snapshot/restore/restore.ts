@@ -10,6 +10,7 @@ import { applyMetadata, applyMetadataSync, makeSymlinkSync, writeSmallFile, type
 import { Semaphore } from '../../util/concurrency.js';
 import { openForDirectWrites } from '../../util/direct-io.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../../util/adaptive-io.js';
+import { EventLoopTurns } from '../../util/event-loop-turns.js';
 import { IntegrityError, InterruptedError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
 import { SmallFileWriters, startWriterThreads, type WriterThreads } from './small-file-writers.js';
 import type { SnapshotRef } from '../snapshot.js';
@@ -45,13 +46,6 @@ function writerThreads(): number {
 }
 /** bytes of one file's next blobs read and decoded while the current one is written (at least one blob) */
 const BYTES_AHEAD = 4 * 1024 * 1024;
-/**
- * The longest a walk keeps the event loop to itself, in milliseconds. Over trees already
- * loaded and files that find a free slot, a walk runs on promise callbacks alone, and no
- * other I/O is looked at until it yields: not the copies it asks for (from S3 this thread
- * receives them), nor the writers' replies.
- */
-const WALK_TURN_MS = 10;
 /**
  * Restored files go past the page cache (see direct-io.ts) in a restore of at least this
  * many bytes; a smaller one writes through it, as restic does. Each file of 64 KiB and more
@@ -232,13 +226,12 @@ async function firstWalk(
   const matchedIncludes = new Set<string>();
   // A folder whose tree is damaged is left to the restore, which names it; the totals leave it out.
   const unreadable: string[] = [];
-  let turned = performance.now();
+  const turns = new EventLoopTurns();
   for await (const { path, node } of walkTree(walk.loader, walk.rootTree, walk.from, (path) => unreadable.push(path))) {
     // A signal is only seen at a turn, too: an interrupted walk stops before anything is written.
-    if (performance.now() - turned > WALK_TURN_MS) {
-      await new Promise(setImmediate);
+    if (turns.due) {
+      await turns.take();
       throwIfInterrupted(walk.signal);
-      turned = performance.now();
     }
     if (selected(path) !== 'all') continue;
     for (const inc of includes) if (path === inc || path.startsWith(inc + '/')) matchedIncludes.add(inc);
@@ -352,8 +345,8 @@ class TreeRestorer {
   private readonly fileSlots = new Semaphore(FILE_CONCURRENCY);
   private readonly smallFileSlots: Semaphore;
   private openDirs = 0;
-  /** when a folder's walk last let the event loop run (see WALK_TURN_MS) */
-  private turned = performance.now();
+  /** shared by the folders restored at once: whichever walks on takes the next turn */
+  private readonly turns = new EventLoopTurns();
 
   constructor(
     blobs: BlobLoader,
@@ -400,14 +393,9 @@ class TreeRestorer {
     const names = new Set<string>();
     try {
       for (const node of tree.nodes) {
-        // The folders restored at once share the turns: whichever walks on takes the next.
-        // Without them the walk kept the event loop to itself for 90-130 ms as it began
-        // (through WebDAV and from S3), time in which an S3 restore's copies, received on
-        // this thread, were not read and a Ctrl-C was not seen.
-        if (performance.now() - this.turned > WALK_TURN_MS) {
-          await new Promise(setImmediate);
-          this.turned = performance.now();
-        }
+        // Without turns the walk kept the event loop to itself for 90-130 ms as it began
+        // (through WebDAV and from S3).
+        if (this.turns.due) await this.turns.take();
         throwIfInterrupted(this.options.signal);
         const path = childPath(snapPath, node.name);
         if (!isPlainName(node.name)) {
