@@ -2,15 +2,10 @@ import { createRequire } from 'node:module';
 import type * as Sdk from '@azure/storage-blob';
 
 /**
- * The parts of Azure's SDK the Azure backend uses, from its CommonJS build: imported, its
- * ES module build and those of its dependencies took 240-250 ms to load on this machine,
- * required, their CommonJS builds 190 ms, on the way to an Azure repository's first
- * request (docs/performance.md, fourteenth session). One build only, so that the errors it
- * throws are the RestError checked for.
+ * Azure's SDK, from its CommonJS build: imported, its ES module build and those of its
+ * dependencies took 240-250 ms to load on this machine, required, their CommonJS builds
+ * 190 ms, on the way to an Azure repository's first request (docs/performance.md,
+ * fourteenth session). One build only, so that the errors it throws are the RestError
+ * checked for.
  */
-const sdk = createRequire(import.meta.url)('@azure/storage-blob') as typeof Sdk;
-
-export const { BlobServiceClient, RestError, StorageSharedKeyCredential } = sdk;
-export type BlobServiceClient = Sdk.BlobServiceClient;
-export type RestError = Sdk.RestError;
-export type ContainerClient = Sdk.ContainerClient;
+export const azureSdk = createRequire(import.meta.url)('@azure/storage-blob') as typeof Sdk;

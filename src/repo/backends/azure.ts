@@ -1,9 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { BlobServiceClient, RestError, StorageSharedKeyCredential, type ContainerClient } from './azure-sdk.js';
+import type { BlobServiceClient as ServiceClient, ContainerClient } from '@azure/storage-blob';
+import { azureSdk } from './azure-sdk.js';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
 import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+
+const { BlobServiceClient, RestError, StorageSharedKeyCredential } = azureSdk;
 
 /** Blocks of a chunked upload: each is checked by the service against its MD5 on arrival. */
 const BLOCK_BYTES = 4 * 1024 * 1024;
@@ -39,7 +42,7 @@ export class AzureBackend implements Backend {
   constructor(private readonly options: AzureOptions) {
     this.location = `azure://${options.container}/${options.prefix}`.replace(/\/$/, '');
     const pipeline = { retryOptions: { maxTries: 1, tryTimeoutInMs: options.timeoutMs } };
-    let service: BlobServiceClient;
+    let service: ServiceClient;
     if (options.connectionString) {
       service = BlobServiceClient.fromConnectionString(options.connectionString, pipeline);
     } else if (options.account && options.accountKey) {

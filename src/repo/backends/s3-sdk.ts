@@ -6,29 +6,9 @@ import type * as Sdk from '@aws-sdk/client-s3';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 /**
- * The parts of the AWS SDK the S3 backend uses, loaded with require(). The package is
- * CommonJS only (one file of 270 KB, and its dependencies): imported from ES modules,
- * Node first scans that file's source for the names it exports, 170 ms to load it instead
- * of 115 on this machine, on the way to an S3 repository's first request
- * (docs/performance.md, fourteenth session).
+ * The AWS SDK, loaded with require(). The package is CommonJS only (one file of 270 KB,
+ * and its dependencies): imported from ES modules, Node first scans that file's source for
+ * the names it exports, 170 ms to load it instead of 115 on this machine, on the way to an
+ * S3 repository's first request (docs/performance.md, fourteenth session).
  */
-const sdk = createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof Sdk;
-
-export const {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  GetObjectLockConfigurationCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  PutObjectRetentionCommand,
-  S3Client,
-  S3ServiceException,
-  UploadPartCommand,
-} = sdk;
-export type S3Client = Sdk.S3Client;
-export type S3ServiceException = Sdk.S3ServiceException;
+export const s3Sdk = createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof Sdk;

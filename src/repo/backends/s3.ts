@@ -1,5 +1,13 @@
 import { createHash } from 'node:crypto';
-import {
+import type { S3Client as Client } from '@aws-sdk/client-s3';
+import { s3Sdk } from './s3-sdk.js';
+import { jitteredBackoff, retry } from '../../util/retry.js';
+import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
+import type { Backend, ByteRange, ObjectInfo } from './backend.js';
+import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
+import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+
+const {
   DeleteObjectCommand,
   GetObjectCommand,
   GetObjectLockConfigurationCommand,
@@ -14,12 +22,7 @@ import {
   UploadPartCommand,
   CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
-} from './s3-sdk.js';
-import { jitteredBackoff, retry } from '../../util/retry.js';
-import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
-import type { Backend, ByteRange, ObjectInfo } from './backend.js';
-import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
-import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+} = s3Sdk;
 
 const MULTIPART_ABOVE = 64 * 1024 * 1024;
 const PART_SIZE = 16 * 1024 * 1024;
@@ -53,7 +56,7 @@ export interface S3Options {
  */
 export class S3Backend implements Backend {
   readonly location: string;
-  private readonly client: S3Client;
+  private readonly client: Client;
   private immutabilityDays = 0;
   private readonly uploads = new PerKeyQueue();
 
