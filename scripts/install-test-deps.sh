@@ -30,6 +30,8 @@ command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 # The direct-I/O tests fill a small loop-mounted ext4 to see a full disk named as such.
 { command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ]; } || packages+=(e2fsprogs)
+# The TLS tests make a certificate authority of their own with openssl.
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "test dependencies are installed"

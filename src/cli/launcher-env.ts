@@ -13,3 +13,19 @@ export function restoreCallerTunables(env: NodeJS.ProcessEnv): void {
   if (caller.startsWith('+')) env.GLIBC_TUNABLES = caller.slice(1);
   else delete env.GLIBC_TUNABLES;
 }
+
+/**
+ * bin/stackvault moves the caller's NODE_EXTRA_CA_CERTS here, so that Node does not load it
+ * as it starts (src/util/extra-ca-on-first-use.ts says why). The processes stackvault
+ * starts get it back under its own name; the file is returned, for this process to trust
+ * on its first TLS connection.
+ */
+export const CALLER_EXTRA_CA = 'STACKVAULT_CALLER_NODE_EXTRA_CA_CERTS';
+
+export function restoreCallerExtraCa(env: NodeJS.ProcessEnv): string | undefined {
+  const file = env[CALLER_EXTRA_CA];
+  if (file === undefined) return undefined;
+  delete env[CALLER_EXTRA_CA];
+  env.NODE_EXTRA_CA_CERTS = file;
+  return file;
+}

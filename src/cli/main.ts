@@ -4,7 +4,7 @@
  * stackvault loads (about a fifth of a second of a core) while they come up.
  */
 import { setFlagsFromString } from 'node:v8';
-import { restoreCallerTunables } from './launcher-env.js';
+import { restoreCallerExtraCa, restoreCallerTunables } from './launcher-env.js';
 import { earlyReadsLeftOver, prestartHelpers } from './prestart.js';
 
 /*
@@ -20,6 +20,8 @@ import { earlyReadsLeftOver, prestartHelpers } from './prestart.js';
 setFlagsFromString('--interrupt-budget=1000000');
 
 restoreCallerTunables(process.env);
+const extraCa = restoreCallerExtraCa(process.env);
+if (extraCa !== undefined) (await import('../util/extra-ca-on-first-use.js')).trustExtraCaOnFirstUse(extraCa);
 await prestartHelpers(process.argv, process.env);
 const { main } = await import('./program.js');
 process.exitCode = await main(process.argv);

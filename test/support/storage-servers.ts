@@ -124,16 +124,20 @@ export function startAzurite(t?: TestContext): Promise<StorageServer> {
   );
 }
 
-/** An S3 server (npm s3rver) with one bucket. */
-export async function startS3rver(t: TestContext | undefined, bucket: string): Promise<StorageServer> {
+/** An S3 server (npm s3rver) with one bucket; over HTTPS with `tls`'s key and certificate (files). */
+export async function startS3rver(t: TestContext | undefined, bucket: string, tls?: { key: string; cert: string }): Promise<StorageServer> {
   const port = await freePort();
-  return startProcess(
+  const server = await startProcess(
     t,
     's3rver',
     process.execPath,
-    (dir) => [packageBin('s3rver', 's3rver'), '-d', join(dir, 'data'), '-a', '127.0.0.1', '-p', String(port), '--configure-bucket', bucket, '--no-vhost-buckets'],
+    (dir) => [
+      packageBin('s3rver', 's3rver'), '-d', join(dir, 'data'), '-a', '127.0.0.1', '-p', String(port), '--configure-bucket', bucket, '--no-vhost-buckets',
+      ...(tls ? ['--key', tls.key, '--cert', tls.cert] : []),
+    ],
     new RegExp(`listening on .*:(${port})|(${port})`),
   );
+  return tls ? { ...server, url: `https://127.0.0.1:${port}` } : server;
 }
 
 /** `rclone serve webdav|sftp` of a folder, and the RCLONE_CONFIG_* variables of a remote that reaches it. */
