@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+import type * as ZstdBinding from 'zstd-napi/binding.js';
+import { compress, compressIfSmaller, decompress, decompressInto } from '../../src/repo/format/compression.js';
+import { pseudoRandom, pseudoText } from '../support/helpers.js';
+
+const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof ZstdBinding;
+
+/** A frame as a streaming compressor writes it: without the content's size in its header. */
+function streamedFrame(data: Buffer): Buffer {
+  const context = new zstd.CCtx();
+  const out = Buffer.alloc(zstd.compressBound(data.length) + 1024);
+  let at = 0;
+  // Fed before it is ended, as a stream is, the compressor cannot know the whole size.
+  for (let rest = data; rest.length > 0; ) {
+    const [, produced, consumed] = context.compressStream2(out.subarray(at), rest, zstd.EndDirective.continue);
+    at += produced;
+    rest = rest.subarray(consumed);
+  }
+  for (let remaining = 1; remaining !== 0; ) {
+    const [left, produced] = context.compressStream2(out.subarray(at), Buffer.alloc(0), zstd.EndDirective.end);
+    at += produced;
+    remaining = left;
+  }
+  return out.subarray(0, at);
+}
+
+test('decompress gives back what compress made, whatever its size, frame after frame', () => {
+  for (const data of [Buffer.alloc(0), pseudoText(1, 100), pseudoRandom(2, 70_000), pseudoText(3, 3_000_000)]) {
+    assert.deepEqual(decompress(compress(data)), data);
+  }
+  const [a, b] = [pseudoText(4, 5_000), pseudoText(5, 9_000)];
+  assert.deepEqual(decompress(Buffer.concat([compress(a), compress(b)])), Buffer.concat([a, b]));
+  const text = pseudoText(6, 20_000);
+  const small = compressIfSmaller(text)!;
+  const into = Buffer.alloc(text.length);
+  assert.deepEqual(into.subarray(0, decompressInto(small, into)), text);
+});
+
+test('frames that do not say their content\'s size are decompressed as a stream; one cut short is refused', () => {
+  // Far larger than one output chunk of the stream (128 KiB), from a small frame.
+  const big = Buffer.concat(Array.from({ length: 40 }, () => pseudoText(7, 100_000)));
+  const frame = streamedFrame(big);
+  assert.equal(zstd.getFrameContentSize(frame), null, 'the test frame has no size in its header');
+  assert.ok(frame.length < big.length / 10);
+  assert.deepEqual(decompress(frame), big);
+  const other = pseudoText(8, 1_000);
+  assert.deepEqual(decompress(Buffer.concat([frame, streamedFrame(other)])), Buffer.concat([big, other]));
+  assert.throws(() => decompress(frame.subarray(0, frame.length - 10)));
+  assert.throws(() => decompress(compress(big).subarray(0, 100)));
+});
