@@ -58,6 +58,8 @@ Environment:
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_ENDPOINT_URL
                              S3 credentials and endpoint for s3:// repositories
   RCLONE_CONFIG, RCLONE_CONFIG_<REMOTE>_*   rclone's own configuration for rclone: repositories
+  NODE_EXTRA_CA_CERTS        PEM file of certificate authorities trusted beside the usual ones
+                             (S3 or Azure behind a private CA; read on the first TLS connection)
 
 Examples:
   stackvault demo                                   # back up the example stack, restore it, compare
