@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, get } from 'node:https';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { trustExtraCaOnFirstUse } from '../../src/util/extra-ca-on-first-use.js';
 import { tempDir } from '../support/helpers.js';
-import { startS3rver } from '../support/storage-servers.js';
+import { azuriteConnectionString, startAzurite, startS3rver } from '../support/storage-servers.js';
 
 const LAUNCHER = fileURLToPath(new URL('../../../bin/stackvault', import.meta.url));
 
@@ -28,7 +28,7 @@ async function s3OverHttps(t: TestContext) {
   const dir = await tempDir(t);
   const authority = privateCa(dir, 'acme');
   const s3 = await startS3rver(t, 'backups', authority);
-  const env = { PATH: process.env.PATH, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_PASSWORD: 'a long passphrase', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: s3.url };
+  const env = { PATH: `${dirname(process.execPath)}:${process.env.PATH}`, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_PASSWORD: 'a long passphrase', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: s3.url };
   const run = (args: string[], extra: Record<string, string> = {}) => spawnSync(LAUNCHER, args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 120_000 });
   return { dir, authority, run };
 }
@@ -36,8 +36,8 @@ async function s3OverHttps(t: TestContext) {
 test('a private CA named by NODE_EXTRA_CA_CERTS is trusted for an S3 repository over HTTPS, though Node no longer loads it as it starts', async (t) => {
   const { dir, authority, run } = await s3OverHttps(t);
   const untrusted = run(['init', '--repo', 's3://backups/a']);
-  assert.notEqual(untrusted.status, 0, 'without the CA the server is not trusted');
-  assert.match(untrusted.stderr, /certificate/i, untrusted.stderr);
+  assert.equal(untrusted.status, 1, 'without the CA the server is not trusted');
+  assert.match(untrusted.stderr, /certificate is not signed by an authority this machine trusts .*NODE_EXTRA_CA_CERTS/, untrusted.stderr);
 
   const trust = { NODE_EXTRA_CA_CERTS: authority.ca };
   const init = run(['init', '--repo', 's3://backups/a'], trust);
@@ -55,7 +55,27 @@ test('a private CA named by NODE_EXTRA_CA_CERTS is trusted for an S3 repository 
   const missing = run(['snapshots', '--repo', 's3://backups/a'], { NODE_EXTRA_CA_CERTS: join(dir, 'no-such.pem') });
   assert.notEqual(missing.status, 0);
   assert.match(missing.stderr, /Ignoring extra certs from `.*no-such\.pem`, load failed/);
-  assert.match(missing.stderr, /certificate/i);
+  assert.match(missing.stderr, /certificate is not signed/);
+});
+
+test('Azure over HTTPS (Azurite) trusts the same file, and says how when it cannot', async (t) => {
+  const dir = await tempDir(t);
+  const authority = privateCa(dir, 'azure');
+  const azurite = await startAzurite(t, authority);
+  const env = {
+    PATH: `${dirname(process.execPath)}:${process.env.PATH}`, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_PASSWORD: 'a long passphrase',
+    AZURE_STORAGE_CONNECTION_STRING: azuriteConnectionString(azurite.url).replace('DefaultEndpointsProtocol=http;', 'DefaultEndpointsProtocol=https;'),
+  };
+  const run = (args: string[], extra: Record<string, string> = {}) => spawnSync(LAUNCHER, args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 120_000 });
+  const untrusted = run(['init', '--repo', 'azure://backups/a']);
+  assert.equal(untrusted.status, 1, untrusted.stderr);
+  assert.match(untrusted.stderr, /certificate is not signed by an authority this machine trusts .*NODE_EXTRA_CA_CERTS/);
+  assert.doesNotMatch(untrusted.stderr, /failed \d+ times/, 'no retry cures it');
+  const init = run(['init', '--repo', 'azure://backups/a'], { NODE_EXTRA_CA_CERTS: authority.ca });
+  assert.equal(init.status, 0, init.stderr);
+  const listed = run(['snapshots', '--repo', 'azure://backups/a', '--json'], { NODE_EXTRA_CA_CERTS: authority.ca });
+  assert.equal(listed.status, 0, listed.stderr);
+  assert.deepEqual(JSON.parse(listed.stdout), []);
 });
 
 test('the processes stackvault starts get NODE_EXTRA_CA_CERTS back; its own Node started without it', async (t) => {
@@ -65,7 +85,7 @@ test('the processes stackvault starts get NODE_EXTRA_CA_CERTS back; its own Node
   // variable, and its own value; then fails, and the command with it.
   const rclone = join(dir, 'rclone');
   await writeFile(rclone, `#!/bin/sh\necho "parent: $(tr '\\0' '\\n' < /proc/$PPID/environ | grep -c '^NODE_EXTRA_CA_CERTS=')" >> ${seen}\necho "rclone: \${NODE_EXTRA_CA_CERTS-unset}" >> ${seen}\nexit 3\n`, { mode: 0o755 });
-  const env = { PATH: process.env.PATH, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_RCLONE: rclone, STACKVAULT_PASSWORD: 'p' };
+  const env = { PATH: `${dirname(process.execPath)}:${process.env.PATH}`, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_RCLONE: rclone, STACKVAULT_PASSWORD: 'p' };
   for (const caller of [undefined, '/etc/some-ca.pem']) {
     await writeFile(seen, '');
     const run = spawnSync(LAUNCHER, ['snapshots', '--repo', 'rclone:nowhere:repo'], { env: caller === undefined ? env : { ...env, NODE_EXTRA_CA_CERTS: caller }, encoding: 'utf8', timeout: 60_000 });

@@ -113,15 +113,19 @@ export function azuriteConnectionString(url: string): string {
   return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${url}/${AZURITE_ACCOUNT};`;
 }
 
-/** Azure's own emulator (npm azurite), blob service only. */
-export function startAzurite(t?: TestContext): Promise<StorageServer> {
-  return startProcess(
+/** Azure's own emulator (npm azurite), blob service only; over HTTPS with `tls`'s key and certificate (files). */
+export async function startAzurite(t?: TestContext, tls?: { key: string; cert: string }): Promise<StorageServer> {
+  const server = await startProcess(
     t,
     'azurite',
     process.execPath,
-    (dir) => [packageBin('azurite', 'azurite-blob'), '--blobHost', '127.0.0.1', '--blobPort', '0', '--location', join(dir, 'data'), '--silent', '--disableTelemetry', '--skipApiVersionCheck', '--loose'],
-    /listens on http:\/\/127\.0\.0\.1:(\d+)/,
+    (dir) => [
+      packageBin('azurite', 'azurite-blob'), '--blobHost', '127.0.0.1', '--blobPort', '0', '--location', join(dir, 'data'), '--silent', '--disableTelemetry', '--skipApiVersionCheck', '--loose',
+      ...(tls ? ['--key', tls.key, '--cert', tls.cert] : []),
+    ],
+    /listens on https?:\/\/127\.0\.0\.1:(\d+)/,
   );
+  return tls ? { ...server, url: `https://127.0.0.1:${server.port}` } : server;
 }
 
 /** An S3 server (npm s3rver) with one bucket; over HTTPS with `tls`'s key and certificate (files). */

@@ -4,7 +4,7 @@ import { azureSdk } from './azure-sdk.js';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
-import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+import { TransientError, isTransientNetworkError, isTransientStatus, redact, untrustedCertificate } from './transient.js';
 
 const { BlobServiceClient, RestError, StorageSharedKeyCredential } = azureSdk;
 
@@ -62,6 +62,8 @@ export class AzureBackend implements Backend {
   }
 
   private fail(err: unknown, what: string): never {
+    const untrusted = untrustedCertificate(err);
+    if (untrusted) throw new StackvaultError(`${what} on ${this.location}: ${untrusted}`);
     const status = err instanceof RestError ? err.statusCode : undefined;
     const code = err instanceof RestError ? (err.code ?? '') : '';
     const message = `${what} on ${this.location}: ${redact(code ? `${code} (${status})` : errorMessage(err))}`;

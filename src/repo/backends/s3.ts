@@ -5,7 +5,7 @@ import { jitteredBackoff, retry } from '../../util/retry.js';
 import { ObjectNotFoundError, StackvaultError, UsageError, errorMessage } from '../../util/errors.js';
 import type { Backend, ByteRange, ObjectInfo } from './backend.js';
 import { PerKeyQueue, alreadyStored, refuseIfNotEmpty, shortRead, streamToFile, truncated } from './objects.js';
-import { TransientError, isTransientNetworkError, isTransientStatus, redact } from './transient.js';
+import { TransientError, isTransientNetworkError, isTransientStatus, redact, untrustedCertificate } from './transient.js';
 
 const {
   DeleteObjectCommand,
@@ -80,6 +80,8 @@ export class S3Backend implements Backend {
   }
 
   private fail(err: unknown, what: string): never {
+    const untrusted = untrustedCertificate(err);
+    if (untrusted) throw new StackvaultError(`${what} on ${this.location}: ${untrusted}`);
     const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
     const name = err instanceof S3ServiceException ? err.name : '';
     const message = `${what} on ${this.location}: ${redact(name ? `${name} (${status ?? 'no status'})` : errorMessage(err))}`;

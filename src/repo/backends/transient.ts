@@ -34,6 +34,31 @@ export function isTransientNetworkError(err: unknown): boolean {
   return false;
 }
 
+/** Node's codes for a server certificate that no authority this machine trusts has signed. */
+const UNTRUSTED_CERTIFICATE_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+/**
+ * What to say of a server whose certificate does not verify for want of a trusted
+ * authority (a private CA, a TLS-inspecting proxy), with how to trust one; undefined for
+ * any other error. No retry cures it: an SDK's "UNABLE_TO_VERIFY_LEAF_SIGNATURE
+ * (undefined)" was retried 8 times and then named only by its code.
+ */
+export function untrustedCertificate(err: unknown): string | undefined {
+  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e.code && UNTRUSTED_CERTIFICATE_CODES.has(e.code)) {
+      return `the server's certificate is not signed by an authority this machine trusts (${e.code}); for a private CA, name a file with its certificate in NODE_EXTRA_CA_CERTS`;
+    }
+  }
+  return undefined;
+}
+
 /** Secrets that SDKs and URLs like to put into messages: signatures, keys, tokens, passwords. */
 export function redact(text: string): string {
   return text
