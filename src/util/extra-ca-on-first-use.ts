@@ -4,14 +4,14 @@ import { errorMessage } from './errors.js';
 
 /**
  * Node 20 reads NODE_EXTRA_CA_CERTS as the process starts and builds its whole root store
- * there and then, its own ~140 certificates and the file's: 70-80 ms before our first line
+ * there and then, its own ~140 certificates and the file's: 60-85 ms before our first line
  * on this machine (whose file is the system's 144), in every command, though most never
- * make a TLS connection (nodejs/node#40524; later Node versions load them on first use).
- * bin/stackvault hands the file over under another name instead, and this loads it on the
- * first TLS context the process makes, with the meaning Node gives it: a context without
- * its own `ca` trusts Node's bundled roots and the file's certificates; one with its own
- * `ca` trusts that alone. Every TLS connection of the process (the AWS and Azure SDKs,
- * their credential providers, MariaDB's TLS) gets its context from
+ * make a TLS connection (nodejs/node#40524). bin/stackvault hands the file over under
+ * another name instead, and this loads it on the first TLS context the process makes,
+ * with the meaning Node gives it: a context without its own `ca` trusts Node's bundled
+ * roots and the file's certificates; one with its own `ca` trusts that alone. Every TLS
+ * connection of the main thread (the AWS and Azure SDKs, their credential providers,
+ * fetch, MariaDB's TLS; worker threads make none) gets its context from
  * `tls.createSecureContext`, so that is where the file's certificates join.
  */
 export function trustExtraCaOnFirstUse(file: string): void {
