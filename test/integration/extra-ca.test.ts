@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, get } from 'node:https';
 import { dirname, join } from 'node:path';
@@ -19,7 +20,7 @@ function privateCa(dir: string, name: string): { ca: string; key: string; cert: 
   execFileSync('openssl', ['req', '-x509', ...ec, '-keyout', caKey, '-out', ca, '-days', '2', '-subj', `/CN=${name} test CA`], { stdio: 'pipe' });
   execFileSync('openssl', ['req', ...ec, '-keyout', key, '-out', request, '-subj', '/CN=127.0.0.1'], { stdio: 'pipe' });
   const extensions = join(dir, `${name}-ext`);
-  execFileSync('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1\\n' > "$1"`, 'sh', extensions]);
+  writeFileSync(extensions, 'subjectAltName=IP:127.0.0.1\n');
   execFileSync('openssl', ['x509', '-req', '-in', request, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', extensions], { stdio: 'pipe' });
   return { ca, key, cert };
 }

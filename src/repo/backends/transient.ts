@@ -24,12 +24,19 @@ export function isTransientStatus(status: number | undefined): boolean {
   return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
+type ChainedError = { code?: string; name?: string; message?: string; cause?: unknown };
+
+/** An error and the causes it wraps (fetch and the SDKs wrap the socket's error), a few deep. */
+function* errorChain(err: unknown): Generator<ChainedError> {
+  for (let e = err as ChainedError | undefined, depth = 0; e && depth < 5; e = e.cause as ChainedError | undefined, depth++) yield e;
+}
+
 /** Whether an error from a socket, fetch or an SDK looks like a passing network fault. */
 export function isTransientNetworkError(err: unknown): boolean {
-  for (let e = err as { code?: string; name?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (const e of errorChain(err)) {
     if (e.code && TRANSIENT_CODES.has(e.code)) return true;
     if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
-    if (/socket hang up|other side closed|terminated|premature close/i.test(String((e as Error).message))) return true;
+    if (/socket hang up|other side closed|terminated|premature close/i.test(String(e.message))) return true;
   }
   return false;
 }
@@ -51,7 +58,7 @@ const UNTRUSTED_CERTIFICATE_CODES = new Set([
  * (undefined)" was retried 8 times and then named only by its code.
  */
 export function untrustedCertificate(err: unknown): string | undefined {
-  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (const e of errorChain(err)) {
     if (e.code && UNTRUSTED_CERTIFICATE_CODES.has(e.code)) {
       return `the server's certificate is not signed by an authority this machine trusts (${e.code}); for a private CA, name a file with its certificate in NODE_EXTRA_CA_CERTS`;
     }
