@@ -375,36 +375,42 @@ export class BlobTable {
     return this.prefixes[n >>> SEGMENT_BITS]![(n & (SEGMENT - 1)) * PREFIX_WORDS]!;
   }
 
-  /** Whole ids compared: the first halves in memory, the second halves (rarely needed) from the rows. */
+  /** Whole ids compared (see compareWith): the first halves in memory, the second halves (rarely needed) from the rows. */
   private compare(x: number, y: number): number {
     const xs = this.prefixes[x >>> SEGMENT_BITS]!;
     const ys = this.prefixes[y >>> SEGMENT_BITS]!;
     const xa = (x & (SEGMENT - 1)) * PREFIX_WORDS;
     const ya = (y & (SEGMENT - 1)) * PREFIX_WORDS;
     for (let w = 0; w < PREFIX_WORDS; w++) {
-      const d = xs[xa + w]! - ys[ya + w]!;
-      if (d !== 0) return d;
+      const a = xs[xa + w]!;
+      const b = ys[ya + w]!;
+      if (a !== b) return a < b ? -1 : 1;
     }
     this.rows.read(x, this.row);
     this.rows.read(y, this.other);
     for (let w = 0; w < ID_WORDS - PREFIX_WORDS; w++) {
-      const d = this.row[w]! - this.other[w]!;
-      if (d !== 0) return d;
+      const a = this.row[w]!;
+      const b = this.other[w]!;
+      if (a !== b) return a < b ? -1 : 1;
     }
     return 0;
   }
 
   private compareWith(x: number, q: Uint32Array): number {
+    // Compared, not subtracted: a difference of two 32-bit words need not fit a small
+    // integer, and V8 then allocates a number for it (1.5 MiB over 9,600 lookups).
     const xs = this.prefixes[x >>> SEGMENT_BITS]!;
     const xa = (x & (SEGMENT - 1)) * PREFIX_WORDS;
     for (let w = 0; w < PREFIX_WORDS; w++) {
-      const d = xs[xa + w]! - q[w]!;
-      if (d !== 0) return d;
+      const a = xs[xa + w]!;
+      const b = q[w]!;
+      if (a !== b) return a < b ? -1 : 1;
     }
     this.rows.read(x, this.row);
     for (let w = 0; w < ID_WORDS - PREFIX_WORDS; w++) {
-      const d = this.row[w]! - q[PREFIX_WORDS + w]!;
-      if (d !== 0) return d;
+      const a = this.row[w]!;
+      const b = q[PREFIX_WORDS + w]!;
+      if (a !== b) return a < b ? -1 : 1;
     }
     return 0;
   }
