@@ -25,12 +25,20 @@ function privateCa(dir: string, name: string): { ca: string; key: string; cert: 
   return { ca, key, cert };
 }
 
+/**
+ * The launcher, run in an environment of only `env` (and `extra` per run), with this Node
+ * first on PATH and `dir` as home and cache.
+ */
+function launcherIn(dir: string, env: Record<string, string>) {
+  const base = { PATH: `${dirname(process.execPath)}:${process.env.PATH}`, HOME: dir, STACKVAULT_CACHE_DIR: dir, ...env };
+  return (args: string[], extra: Record<string, string> = {}) => spawnSync(LAUNCHER, args, { env: { ...base, ...extra }, encoding: 'utf8', timeout: 120_000 });
+}
+
 async function s3OverHttps(t: TestContext) {
   const dir = await tempDir(t);
   const authority = privateCa(dir, 'acme');
   const s3 = await startS3rver(t, 'backups', authority);
-  const env = { PATH: `${dirname(process.execPath)}:${process.env.PATH}`, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_PASSWORD: 'a long passphrase', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: s3.url };
-  const run = (args: string[], extra: Record<string, string> = {}) => spawnSync(LAUNCHER, args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 120_000 });
+  const run = launcherIn(dir, { STACKVAULT_PASSWORD: 'a long passphrase', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_ENDPOINT_URL: s3.url });
   return { dir, authority, run };
 }
 
@@ -63,11 +71,10 @@ test('Azure over HTTPS (Azurite) trusts the same file, and says how when it cann
   const dir = await tempDir(t);
   const authority = privateCa(dir, 'azure');
   const azurite = await startAzurite(t, authority);
-  const env = {
-    PATH: `${dirname(process.execPath)}:${process.env.PATH}`, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_PASSWORD: 'a long passphrase',
+  const run = launcherIn(dir, {
+    STACKVAULT_PASSWORD: 'a long passphrase',
     AZURE_STORAGE_CONNECTION_STRING: azuriteConnectionString(azurite.url).replace('DefaultEndpointsProtocol=http;', 'DefaultEndpointsProtocol=https;'),
-  };
-  const run = (args: string[], extra: Record<string, string> = {}) => spawnSync(LAUNCHER, args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 120_000 });
+  });
   const untrusted = run(['init', '--repo', 'azure://backups/a']);
   assert.equal(untrusted.status, 1, untrusted.stderr);
   assert.match(untrusted.stderr, /certificate is not signed by an authority this machine trusts .*NODE_EXTRA_CA_CERTS/);
@@ -86,10 +93,10 @@ test('the processes stackvault starts get NODE_EXTRA_CA_CERTS back; its own Node
   // variable, and its own value; then fails, and the command with it.
   const rclone = join(dir, 'rclone');
   await writeFile(rclone, `#!/bin/sh\necho "parent: $(tr '\\0' '\\n' < /proc/$PPID/environ | grep -c '^NODE_EXTRA_CA_CERTS=')" >> ${seen}\necho "rclone: \${NODE_EXTRA_CA_CERTS-unset}" >> ${seen}\nexit 3\n`, { mode: 0o755 });
-  const env = { PATH: `${dirname(process.execPath)}:${process.env.PATH}`, HOME: dir, STACKVAULT_CACHE_DIR: dir, STACKVAULT_RCLONE: rclone, STACKVAULT_PASSWORD: 'p' };
+  const launch = launcherIn(dir, { STACKVAULT_RCLONE: rclone, STACKVAULT_PASSWORD: 'p' });
   for (const caller of [undefined, '/etc/some-ca.pem']) {
     await writeFile(seen, '');
-    const run = spawnSync(LAUNCHER, ['snapshots', '--repo', 'rclone:nowhere:repo'], { env: caller === undefined ? env : { ...env, NODE_EXTRA_CA_CERTS: caller }, encoding: 'utf8', timeout: 60_000 });
+    const run = launch(['snapshots', '--repo', 'rclone:nowhere:repo'], caller === undefined ? {} : { NODE_EXTRA_CA_CERTS: caller });
     assert.notEqual(run.status, 0);
     const lines = (await readFile(seen, 'utf8')).split('\n').filter(Boolean);
     assert.deepEqual(lines.slice(0, 2), ['parent: 0', `rclone: ${caller ?? 'unset'}`], run.stderr);
