@@ -1,33 +1,134 @@
 import type { BlobLoader } from '../repo/roles.js';
 import type { BlobWriter } from '../repo/encode/blob-writer.js';
-import type { Tree } from '../sources/files/entries.js';
+import type { Tree, TreeNode } from '../sources/files/entries.js';
+import { IntegrityError, errorMessage } from '../util/errors.js';
 
-import { parseTree } from '../sources/files/entries.js';
+export { nodeFromStat, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
 
-export { nodeFromStat, parseTree, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
+/**
+ * A folder of more than this many entries is stored in parts: one blob of a few hundred
+ * thousand nodes took hundreds of MiB to build and to read whole, and changing one file in
+ * it wrote the whole blob again (docs/format.md, "Trees").
+ */
+export const SPLIT_ABOVE = 4096;
+/** A part holds at least this many nodes (the last excepted) ... */
+export const PART_MIN = 1024;
+/** ... and at most this many. */
+export const PART_MAX = 8192;
+/** Past PART_MIN, a part ends after a node whose name hashes to 0 under this mask: about 1 in 1,024. */
+const CUT_MASK = 0x3ff;
 
-export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> {
-  const { id } = await writer.save('tree', Buffer.from(JSON.stringify(tree)));
-  return id;
+/** A folder's tree blob as stored: its nodes, or (a large folder) the ids of the parts that hold them in order. */
+export type StoredTree = Tree | { parts: string[] };
+
+const BLOB_ID = /^[0-9a-f]{64}$/;
+
+/** A tree blob's bytes; damage throws an IntegrityError. */
+export function parseStoredTree(id: string, data: Uint8Array): StoredTree {
+  let tree: Partial<Tree & { parts: unknown }>;
+  try {
+    tree = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as typeof tree;
+  } catch (err) {
+    throw new IntegrityError(`tree ${id} is damaged: ${errorMessage(err)}`);
+  }
+  if (tree?.parts !== undefined) {
+    const { parts } = tree;
+    if (tree.nodes !== undefined || !Array.isArray(parts) || parts.length === 0 || !parts.every((p) => typeof p === 'string' && BLOB_ID.test(p))) {
+      throw new IntegrityError(`tree ${id} is damaged: its list of parts is not one`);
+    }
+    return { parts: parts as string[] };
+  }
+  if (!Array.isArray(tree?.nodes)) throw new IntegrityError(`tree ${id} is damaged: no node list`);
+  return tree as Tree;
 }
+
+/**
+ * Where a large folder's nodes are cut into parts. Cuts depend on the names alone (FNV-1a
+ * over a name's UTF-16 code units, as JSON holds it), so adding or removing a file changes
+ * the part that holds it and leaves the others as they were, deduplicated.
+ */
+export function splitNodes(nodes: readonly TreeNode[]): TreeNode[][] {
+  const parts: TreeNode[][] = [];
+  let part: TreeNode[] = [];
+  for (const node of nodes) {
+    part.push(node);
+    if (part.length === PART_MAX || (part.length >= PART_MIN && (nameHash(node.name) & CUT_MASK) === 0)) {
+      parts.push(part);
+      part = [];
+    }
+  }
+  if (part.length > 0) parts.push(part);
+  return parts;
+}
+
+function nameHash(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Store a folder: one tree blob, or its parts and the blob that lists them. Resolves with the id its node records. */
+export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> {
+  if (tree.nodes.length <= SPLIT_ABOVE) return (await writer.save('tree', Buffer.from(JSON.stringify(tree)))).id;
+  const parts: string[] = [];
+  for (const nodes of splitNodes(tree.nodes)) parts.push((await writer.save('tree', Buffer.from(JSON.stringify({ nodes })))).id);
+  return (await writer.save('tree', Buffer.from(JSON.stringify({ parts })))).id;
+}
+
+/** At most this many nodes (or part ids) kept in a loader's cache, beside its count of trees. */
+const MAX_CACHED_NODES = 131_072;
 
 /** Loads tree blobs, keeping a few recent ones: walks revisit parents and siblings. */
 export class TreeLoader {
-  private readonly cache = new Map<string, Tree>();
+  private readonly cache = new Map<string, StoredTree>();
+  private cachedNodes = 0;
   /** trees being loaded: two walks side by side (a restore's first walk and its own) load each once */
-  private readonly loading = new Map<string, Promise<Tree>>();
+  private readonly loading = new Map<string, Promise<StoredTree>>();
 
   constructor(
     private readonly blobs: Pick<BlobLoader, 'loadBlob'>,
     private readonly capacity = 512,
   ) {}
 
+  /** A folder's nodes, all of them (its parts read and joined). */
   async load(id: string): Promise<Tree> {
+    const pieces = await this.pieces(id);
+    if (pieces.length === 1 && pieces[0] === id) return (await this.stored(id)) as Tree;
+    const nodes: TreeNode[] = [];
+    for (const part of pieces) for (const node of await this.part(part, id)) nodes.push(node);
+    return { nodes };
+  }
+
+  /** A folder's nodes part by part, so that a large folder is never held whole. */
+  async *nodeLists(id: string): AsyncGenerator<TreeNode[]> {
+    const pieces = await this.pieces(id);
+    if (pieces.length === 1 && pieces[0] === id) {
+      yield ((await this.stored(id)) as Tree).nodes;
+      return;
+    }
+    for (const part of pieces) yield await this.part(part, id);
+  }
+
+  /** The ids of the blobs that hold a folder's nodes, in order: its parts, or its own. */
+  async pieces(id: string): Promise<string[]> {
+    const tree = await this.stored(id);
+    return 'parts' in tree ? tree.parts : [id];
+  }
+
+  /** A part of the folder `of`: a part holds nodes, never parts of its own. */
+  async part(id: string, of: string): Promise<TreeNode[]> {
+    const tree = await this.stored(id);
+    if ('parts' in tree) throw new IntegrityError(`tree ${of} is damaged: its part ${id} lists parts of its own`);
+    return tree.nodes;
+  }
+
+  /** One tree blob as stored, parsed. */
+  stored(id: string): Promise<StoredTree> {
     const hit = this.cache.get(id);
     if (hit) {
       this.cache.delete(id);
       this.cache.set(id, hit);
-      return hit;
+      return Promise.resolve(hit);
     }
     let loading = this.loading.get(id);
     if (!loading) {
@@ -41,17 +142,22 @@ export class TreeLoader {
     return loading;
   }
 
-  /** A tree blob's bytes as stored (JSON), neither parsed nor kept. */
-  loadData(id: string): Promise<Buffer> {
-    return this.blobs.loadBlob(id, 'tree');
-  }
-
-  private async decode(id: string): Promise<Tree> {
-    const tree = parseTree(id, await this.blobs.loadBlob(id, 'tree'));
+  private async decode(id: string): Promise<StoredTree> {
+    const tree = parseStoredTree(id, await this.blobs.loadBlob(id, 'tree'));
     this.cache.set(id, tree);
-    if (this.cache.size > this.capacity) this.cache.delete(this.cache.keys().next().value!);
+    this.cachedNodes += weight(tree);
+    // The newest stays even alone over the bound: it is the one being walked.
+    while (this.cache.size > 1 && (this.cache.size > this.capacity || this.cachedNodes > MAX_CACHED_NODES)) {
+      const [oldest, dropped] = this.cache.entries().next().value!;
+      this.cache.delete(oldest);
+      this.cachedNodes -= weight(dropped);
+    }
     return tree;
   }
+}
+
+function weight(tree: StoredTree): number {
+  return 'parts' in tree ? tree.parts.length : tree.nodes.length;
 }
 
 /** Path of a child in snapshot notation: "/source/dir/file". */

@@ -14,21 +14,32 @@ export interface WalkEntry {
  */
 export async function* walkTree(loader: TreeLoader, treeId: string, base = '/', unreadable?: (path: string, err: unknown) => void): AsyncGenerator<WalkEntry> {
   // Folders open on a stack, not as nested generators: through yield* every entry passed
-  // through one generator per level above it (a fifth of a restore's first walk).
-  const open: Array<{ nodes: TreeNode[]; next: number; base: string }> = [];
-  const enter = async (id: string, at: string) => {
+  // through one generator per level above it (a fifth of a restore's first walk). A large
+  // folder is read a part at a time.
+  const open: Array<{ lists: AsyncGenerator<TreeNode[]>; nodes: TreeNode[]; next: number; base: string }> = [];
+  /** The open folder's next part; false when it has no more (or, with `unreadable`, the part could not be read). */
+  const nextPart = async (folder: (typeof open)[number]): Promise<boolean> => {
     try {
-      open.push({ nodes: (await loader.load(id)).nodes, next: 0, base: at });
+      const part = await folder.lists.next();
+      if (part.done) return false;
+      folder.nodes = part.value;
+      folder.next = 0;
+      return true;
     } catch (err) {
       if (!unreadable) throw err;
-      unreadable(at, err);
+      unreadable(folder.base, err);
+      return false;
     }
+  };
+  const enter = async (id: string, at: string) => {
+    const folder = { lists: loader.nodeLists(id), nodes: [], next: 0, base: at };
+    if (await nextPart(folder)) open.push(folder);
   };
   await enter(treeId, base);
   while (open.length > 0) {
     const folder = open[open.length - 1]!;
     if (folder.next === folder.nodes.length) {
-      open.pop();
+      if (!(await nextPart(folder))) open.pop();
       continue;
     }
     const node = folder.nodes[folder.next++]!;

@@ -19,10 +19,6 @@ class MemorySink implements FilesSink {
   async previousFolder(id: string) {
     return this.folders.get(id);
   }
-  async previousFolderData(id: string) {
-    const nodes = this.folders.get(id);
-    return nodes && Buffer.from(JSON.stringify({ nodes }));
-  }
   has(id: string): boolean {
     return (this.contents.has(id) || this.folders.has(id)) && !this.lost.has(id);
   }

@@ -94,7 +94,8 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   // the encoders, and the thread's memory would only add to the backup's.
   if (parent) options.listingThread?.begin();
   else await options.listingThread?.close();
-  const loader = new TreeLoader(repo);
+  // The walk reads each of the previous snapshot's folders once: nothing is worth keeping.
+  const loader = new TreeLoader(repo, 1);
   // A parent whose tree cannot be read (damaged, or its index file is) only costs reading every file.
   const parentRoot = parent ? await loader.load(parent.snapshot.tree).catch(() => undefined) : undefined;
 

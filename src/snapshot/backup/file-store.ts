@@ -65,15 +65,12 @@ export class RepositoryFilesSink implements FilesSink {
     private readonly startThreadsAfterBytes = 0,
   ) {}
 
+  /** A damaged previous tree (or part of one) only costs reading the folder's files again. */
   async previousFolder(id: string): Promise<readonly TreeNode[] | undefined> {
     return this.loader.load(id).then(
       (tree) => tree.nodes,
       () => undefined,
     );
-  }
-
-  async previousFolderData(id: string): Promise<Uint8Array | undefined> {
-    return this.loader.loadData(id).catch(() => undefined);
   }
 
   has(id: string): boolean {

@@ -3,7 +3,7 @@ import { checkPacks, parseSubset, type PackCheckOptions, type PackCheckProgress 
 import { DecodePool } from '../../repo/decode/decode-pool.js';
 import { errorMessage } from '../../util/errors.js';
 import { listSnapshots, shortId, type SnapshotRef } from '../snapshot.js';
-import { TreeLoader, childPath } from '../tree.js';
+import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import type { BinlogSegment } from '../binlog-segments.js';
 import { EventLoopTurns } from '../../util/event-loop-turns.js';
 
@@ -112,40 +112,27 @@ function checkSegments(repo: Repository, segments: Array<{ id: string; value: Bi
  * do not load, and blobs `badBlobs` names. Memoized per tree, so shared trees are walked once.
  */
 async function walkSnapshots(repo: Repository, refs: SnapshotRef[], loader: TreeLoader, badBlobs: ReadonlyMap<string, string>): Promise<Unrestorable[]> {
-  const memo = new Map<string, Array<{ path: string; blob: string; why: string }>>();
+  type Found = Array<{ path: string; blob: string; why: string }>;
+  const memo = new Map<string, Found>();
   const turns = new EventLoopTurns();
-  const visit = async (treeId: string): Promise<Array<{ path: string; blob: string; why: string }>> => {
+  /** Why a tree blob (a folder's, or a part of one) cannot be read, if the index or the read of its pack says so. */
+  const treeBlobTrouble = (id: string, what: string) => (!repo.index.has(id) ? `${what} is not in the index` : badBlobs.get(id));
+  const visit = async (treeId: string): Promise<Found> => {
     const known = memo.get(treeId);
     if (known) return known;
     // Trees mostly load from memory at once: without a turn now and then, the walk kept
     // this thread from handing the verifier threads their packs (they started 0.45 s late).
     if (turns.due) await turns.take();
-    const found: Array<{ path: string; blob: string; why: string }> = [];
-    if (!repo.index.has(treeId)) {
-      found.push({ path: '', blob: treeId, why: 'tree blob is not in the index' });
-    } else if (badBlobs.has(treeId)) {
-      found.push({ path: '', blob: treeId, why: badBlobs.get(treeId)! });
+    const found: Found = [];
+    const trouble = treeBlobTrouble(treeId, 'tree blob');
+    if (trouble) {
+      found.push({ path: '', blob: treeId, why: trouble });
     } else {
       try {
-        const tree = await loader.load(treeId);
-        for (const node of tree.nodes) {
-          if (node.type === 'file') {
-            for (const id of node.content ?? []) {
-              const why = !repo.index.has(id) ? 'data blob is not in the index' : badBlobs.get(id);
-              if (why) {
-                found.push({ path: node.name, blob: id, why });
-                break;
-              }
-            }
-          } else if (node.type === 'dir') {
-            if (!node.subtree) {
-              found.push({ path: node.name, blob: '', why: 'folder has no tree' });
-              continue;
-            }
-            for (const sub of await visit(node.subtree)) {
-              found.push({ path: sub.path ? `${node.name}/${sub.path}` : node.name, blob: sub.blob, why: sub.why });
-            }
-          }
+        for (const part of await loader.pieces(treeId)) {
+          const partTrouble = part === treeId ? undefined : treeBlobTrouble(part, 'tree part');
+          if (partTrouble) found.push({ path: '', blob: part, why: partTrouble });
+          else await visitNodes(await loader.part(part, treeId), found);
         }
       } catch (err) {
         found.push({ path: '', blob: treeId, why: errorMessage(err) });
@@ -153,6 +140,27 @@ async function walkSnapshots(repo: Repository, refs: SnapshotRef[], loader: Tree
     }
     memo.set(treeId, found);
     return found;
+  };
+  const visitNodes = async (nodes: readonly TreeNode[], found: Found): Promise<void> => {
+    for (const node of nodes) {
+      if (node.type === 'file') {
+        for (const id of node.content ?? []) {
+          const why = !repo.index.has(id) ? 'data blob is not in the index' : badBlobs.get(id);
+          if (why) {
+            found.push({ path: node.name, blob: id, why });
+            break;
+          }
+        }
+      } else if (node.type === 'dir') {
+        if (!node.subtree) {
+          found.push({ path: node.name, blob: '', why: 'folder has no tree' });
+          continue;
+        }
+        for (const sub of await visit(node.subtree)) {
+          found.push({ path: sub.path ? `${node.name}/${sub.path}` : node.name, blob: sub.blob, why: sub.why });
+        }
+      }
+    }
   };
   const unrestorable: Unrestorable[] = [];
   for (const ref of refs) {

@@ -94,9 +94,13 @@ async function usedBlobs(repo: Repository, kept: SnapshotRef[]): Promise<BlobMar
   const markTree = async (treeId: string): Promise<void> => {
     if (!visitedTrees.mark(treeId)) return;
     used.mark(treeId);
-    for (const node of (await loader.load(treeId)).nodes) {
-      for (const id of node.content ?? []) used.mark(id);
-      if (node.subtree) await markTree(node.subtree);
+    // A large folder's parts are blobs of their own: unmarked, they would be deleted.
+    for (const part of await loader.pieces(treeId)) {
+      used.mark(part);
+      for (const node of await loader.part(part, treeId)) {
+        for (const id of node.content ?? []) used.mark(id);
+        if (node.subtree) await markTree(node.subtree);
+      }
     }
   };
   // A tree that cannot be read makes it impossible to know what is used: fail rather than guess.

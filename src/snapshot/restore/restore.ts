@@ -388,38 +388,40 @@ class TreeRestorer {
   }
 
   async restoreDir(treeId: string, dir: string, snapPath: string): Promise<void> {
-    const tree = await this.loader.load(treeId);
     const work = new FolderWork();
     const names = new Set<string>();
     try {
-      for (const node of tree.nodes) {
-        // Without turns the walk kept the event loop to itself for 90-130 ms as it began
-        // (through WebDAV and from S3).
-        if (this.turns.due) await this.turns.take();
-        throwIfInterrupted(this.options.signal);
-        const path = childPath(snapPath, node.name);
-        if (!isPlainName(node.name)) {
-          // A damaged or forged tree must not write outside the target ("../..") or elsewhere in it ("a/b").
-          this.fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
-          continue;
+      // A large folder is read a part at a time: its nodes are never all held at once.
+      for await (const nodes of this.loader.nodeLists(treeId)) {
+        for (const node of nodes) {
+          // Without turns the walk kept the event loop to itself for 90-130 ms as it began
+          // (through WebDAV and from S3).
+          if (this.turns.due) await this.turns.take();
+          throwIfInterrupted(this.options.signal);
+          const path = childPath(snapPath, node.name);
+          if (!isPlainName(node.name)) {
+            // A damaged or forged tree must not write outside the target ("../..") or elsewhere in it ("a/b").
+            this.fail(path, new IntegrityError(`tree ${treeId} is damaged: ${JSON.stringify(node.name)} is not a name a folder can hold`));
+            continue;
+          }
+          if (names.has(node.name)) {
+            // A second entry of one name (a folder, then a symlink called like it) could redirect
+            // what is written below the first: only the first is restored.
+            this.fail(path, new IntegrityError(`tree ${treeId} is damaged: it lists ${JSON.stringify(node.name)} twice`));
+            continue;
+          }
+          names.add(node.name);
+          const choice = this.selected(path);
+          if (choice === 'no') continue;
+          let finished = true;
+          try {
+            finished = await this.restoreEntry(node, entryPath(dir, node.name), path, choice, work);
+          } catch (err) {
+            if (err instanceof InterruptedError) throw err;
+            this.fail(path, err);
+          }
+          if (finished) this.options.progress?.(this.progress);
         }
-        if (names.has(node.name)) {
-          // A second entry of one name (a folder, then a symlink called like it) could redirect
-          // what is written below the first: only the first is restored.
-          this.fail(path, new IntegrityError(`tree ${treeId} is damaged: it lists ${JSON.stringify(node.name)} twice`));
-          continue;
-        }
-        names.add(node.name);
-        const choice = this.selected(path);
-        if (choice === 'no') continue;
-        let finished = true;
-        try {
-          finished = await this.restoreEntry(node, entryPath(dir, node.name), path, choice, work);
-        } catch (err) {
-          if (err instanceof InterruptedError) throw err;
-          this.fail(path, err);
-        }
-        if (finished) this.options.progress?.(this.progress);
       }
     } catch (err) {
       await work.settled();

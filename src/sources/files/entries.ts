@@ -1,7 +1,6 @@
 import type { BigIntStats, Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { IntegrityError, errorMessage } from '../../util/errors.js';
 import { osPath, readNames } from '../../util/os-path.js';
 import { leftOutMount } from './mounts.js';
 
@@ -112,18 +111,6 @@ export interface TreeNode {
 
 export interface Tree {
   nodes: TreeNode[];
-}
-
-/** A tree blob's bytes as a tree; damage throws an IntegrityError. */
-export function parseTree(id: string, data: Uint8Array): Tree {
-  let tree: Tree;
-  try {
-    tree = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as Tree;
-  } catch (err) {
-    throw new IntegrityError(`tree ${id} is damaged: ${errorMessage(err)}`);
-  }
-  if (!Array.isArray(tree?.nodes)) throw new IntegrityError(`tree ${id} is damaged: no node list`);
-  return tree;
 }
 
 export function nodeFromStat(name: string, type: EntryType, st: BigIntStats | EntryStat): TreeNode {

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { entryPath, type AdaptiveReader } from '../../util/adaptive-io.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
 import { readLinkTarget } from '../../util/os-path.js';
-import { entryStat, measureTree, nodeFromStat, parseTree, sameNodes, sortedNames, statWalk, type EntryStat, type TreeNode } from './entries.js';
+import { entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type TreeNode } from './entries.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
@@ -76,8 +76,6 @@ export interface Admission {
 export interface FilesSink {
   /** The previous snapshot's folder stored under `id`; undefined when it cannot be read (its files are then read again). */
   previousFolder(id: string): Promise<readonly TreeNode[] | undefined>;
-  /** The same folder's tree as stored (JSON), unparsed, for a listing thread to compare; undefined when it cannot be read. */
-  previousFolderData(id: string): Promise<Uint8Array | undefined>;
   /** Whether content or a folder stored under `id` is there to be referenced again. */
   has(id: string): boolean;
   /** A place for a file of `size` bytes when one is free now, without a promise (most files). */
@@ -166,8 +164,7 @@ export class FilesWalker {
     if (this.listingThread) {
       // Asked for first: the thread lists it (or has already) while the previous tree loads.
       const listed = this.listingThread.list(dir);
-      const data = previousId === undefined ? undefined : await this.sink.previousFolderData(previousId);
-      const nodes = data && parsedOrNothing(previousId!, data);
+      const nodes = previousId === undefined ? undefined : await this.sink.previousFolder(previousId);
       const answer = await listed;
       if (answer && nodes) {
         const same = unchangedFolder(answer, nodes, relDir, dev, this.matcher);
@@ -486,15 +483,6 @@ function byName(nodes: readonly TreeNode[] | undefined): PreviousFolder {
   const named = new Map<string, TreeNode>();
   for (const n of nodes ?? []) named.set(n.name, n);
   return { nodes, byName: named };
-}
-
-/** A damaged previous tree only costs reading the folder's files again. */
-function parsedOrNothing(id: string, data: Uint8Array): readonly TreeNode[] | undefined {
-  try {
-    return parseTree(id, data).nodes;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Totals for progress and ETA: a stat-only walk of the sources that runs alongside the backup. */
