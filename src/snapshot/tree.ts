@@ -1,6 +1,6 @@
 import type { BlobLoader } from '../repo/roles.js';
 import type { BlobWriter } from '../repo/encode/blob-writer.js';
-import type { Tree, TreeNode } from '../sources/files/entries.js';
+import { sameNode, type Tree, type TreeNode } from '../sources/files/entries.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 
 export { nodeFromStat, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
@@ -49,16 +49,30 @@ export function parseStoredTree(id: string, data: Uint8Array): StoredTree {
  */
 export function splitNodes(nodes: readonly TreeNode[]): TreeNode[][] {
   const parts: TreeNode[][] = [];
+  const cutter = new PartCutter();
   let part: TreeNode[] = [];
   for (const node of nodes) {
     part.push(node);
-    if (part.length === PART_MAX || (part.length >= PART_MIN && (nameHash(node.name) & CUT_MASK) === 0)) {
+    if (cutter.endsAfter(node)) {
       parts.push(part);
       part = [];
     }
   }
   if (part.length > 0) parts.push(part);
   return parts;
+}
+
+/** splitNodes' rule, a node at a time. */
+class PartCutter {
+  private length = 0;
+
+  /** Whether the part ends after `node`, the next node. */
+  endsAfter(node: TreeNode): boolean {
+    this.length++;
+    if (this.length < PART_MAX && (this.length < PART_MIN || (nameHash(node.name) & CUT_MASK) !== 0)) return false;
+    this.length = 0;
+    return true;
+  }
 }
 
 function nameHash(name: string): number {
@@ -73,6 +87,79 @@ export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> 
   const parts: string[] = [];
   for (const nodes of splitNodes(tree.nodes)) parts.push((await writer.save('tree', Buffer.from(JSON.stringify({ nodes })))).id);
   return (await writer.save('tree', Buffer.from(JSON.stringify({ parts })))).id;
+}
+
+/**
+ * Stores a folder whose nodes arrive one at a time, in name order, as a backup finishes
+ * them: a large folder's parts are saved as they fill, so that its nodes are never all
+ * held. The blobs are those saveTree would store for the same nodes. A folder that turns
+ * out to be the previous snapshot's keeps that tree and stores nothing.
+ */
+export class TreeBuilder {
+  private readonly cutter = new PartCutter();
+  /** nodes counted so far */
+  count = 0;
+  /** every node so far is the previous snapshot's node at the same place: none is held, none saved */
+  private same: boolean;
+  /** where parts end (node counts), from the first */
+  private readonly ends: number[] = [];
+  private readonly parts: string[] = [];
+  /** nodes after the last saved part, from heldFrom on */
+  private held: TreeNode[] = [];
+  private heldFrom = 0;
+  /** nodes in the saved parts */
+  private saved = 0;
+
+  constructor(
+    private readonly writer: BlobWriter,
+    private readonly previous?: { id: string; nodes: readonly TreeNode[] },
+  ) {
+    this.same = previous !== undefined;
+  }
+
+  async add(node: TreeNode): Promise<void> {
+    const previous = this.previous?.nodes;
+    if (this.same && !(this.count < previous!.length && sameNode(node, previous![this.count]!))) this.diverge();
+    this.count++;
+    if (this.cutter.endsAfter(node)) this.ends.push(this.count);
+    if (this.same) return;
+    this.held.push(node);
+    // Until a folder has more than SPLIT_ABOVE nodes, it may still be one blob.
+    if (this.count > SPLIT_ABOVE) await this.saveFullParts();
+  }
+
+  /** The id the folder's node records. */
+  async finish(): Promise<string> {
+    if (this.same && this.count === this.previous!.nodes.length && this.writer.has(this.previous!.id)) return this.previous!.id;
+    if (this.same) this.diverge();
+    if (this.count <= SPLIT_ABOVE) return (await this.writer.save('tree', Buffer.from(JSON.stringify({ nodes: this.held })))).id;
+    await this.saveFullParts();
+    if (this.held.length > this.heldFrom) await this.savePart(this.held.length - this.heldFrom);
+    return (await this.writer.save('tree', Buffer.from(JSON.stringify({ parts: this.parts })))).id;
+  }
+
+  /** From here on the folder differs from the previous one: the nodes so far are the previous ones. */
+  private diverge(): void {
+    this.same = false;
+    this.held = this.previous!.nodes.slice(0, this.count);
+    this.heldFrom = 0;
+  }
+
+  private async saveFullParts(): Promise<void> {
+    while (this.parts.length < this.ends.length) await this.savePart(this.ends[this.parts.length]! - this.saved);
+  }
+
+  private async savePart(length: number): Promise<void> {
+    const nodes = this.held.slice(this.heldFrom, this.heldFrom + length);
+    this.heldFrom += length;
+    this.saved += length;
+    // Compacted now and then, not at every part: a folder that diverged late holds all its nodes so far.
+    if (this.heldFrom >= PART_MAX) {
+      this.held = this.held.slice(this.heldFrom);
+      this.heldFrom = 0;
+    }
+    this.parts.push((await this.writer.save('tree', Buffer.from(JSON.stringify({ nodes })))).id);
+  }
 }
 
 /** At most this many nodes (or part ids) kept in a loader's cache, beside its count of trees. */

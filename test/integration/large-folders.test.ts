@@ -17,7 +17,7 @@ import { findNode } from '../../src/snapshot/walk.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { tempDir } from '../support/helpers.js';
 
-const FILES = 6_000;
+const FILES = 9_000;
 
 /** A folder of recordings-like files, more than one tree blob holds, beside an ordinary one. */
 async function largeFolder(root: string): Promise<void> {

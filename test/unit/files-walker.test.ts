@@ -43,6 +43,10 @@ class MemorySink implements FilesSink {
     this.folders.set(id, nodes);
     return id;
   }
+  folderWriter() {
+    const nodes: TreeNode[] = [];
+    return { add: async (node: TreeNode) => void nodes.push(node), finish: () => this.saveFolder(nodes) };
+  }
 }
 
 test('the files walker emits a folder tree into any sink, and keeps what the previous walk stored as it was', async (t) => {
@@ -166,4 +170,44 @@ test('a walk with a listing thread stores the same trees and counts as one witho
   await stopped.close();
   const walker = new FilesWalker({ name: 'data', kind: 'files', path: root, exclude: ['many/f29*'] }, classes, sink, { filesDone: 0, bytesDone: 0, bytesAdded: 0, errors: 0, currentPath: '' }, () => undefined, () => undefined, new AdaptiveReader(), undefined, stopped);
   assert.equal((await walker.saveDir(root, '', last.id, false, dev)).id, last.id);
+});
+
+test('a folder of more entries than a window is walked a window at a time, in name order, with nothing left out or read twice', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'tree');
+  await mkdir(join(root, 'sub'), { recursive: true });
+  await writeFile(join(root, 'sub/inner.txt'), 'inner');
+  await symlink('sub/inner.txt', join(root, 'link'));
+  const count = 9_000;
+  for (let i = 0; i < count; i += 500) {
+    await Promise.all(Array.from({ length: 500 }, (_, k) => writeFile(join(root, `f${String(i + k).padStart(5, '0')}${(i + k) % 1000 === 7 ? '.tmp' : ''}`), `file ${i + k}`)));
+  }
+  const sink = new MemorySink();
+  const dev = (await lstat(root, { bigint: true })).dev.toString();
+  const walk = async (previous?: string) => {
+    const progress: WalkProgress = { filesDone: 0, bytesDone: 0, bytesAdded: 0, errors: 0, currentPath: '' };
+    const walker = new FilesWalker({ name: 'data', kind: 'files', path: root, exclude: ['*.tmp'] }, {}, sink, progress, () => undefined, () => undefined, new AdaptiveReader());
+    const { id, entries } = await walker.saveDir(root, '', previous, false, dev);
+    return { id, entries, walker };
+  };
+  const first = await walk();
+  const nodes = sink.folders.get(first.id)!;
+  const expected = ['link', 'sub', ...Array.from({ length: count }, (_, i) => `f${String(i).padStart(5, '0')}`).filter((_, i) => i % 1000 !== 7)].sort();
+  assert.deepEqual(
+    nodes.map((n) => n.name),
+    expected,
+  );
+  assert.equal(first.entries, expected.length);
+  assert.equal(nodes.find((n) => n.name === 'link')?.target, 'sub/inner.txt');
+  assert.equal(first.walker.stats.files, count - 9 + 1);
+  assert.equal(sink.filesStored, count - 9 + 1);
+
+  const same = await walk(first.id);
+  assert.equal(same.id, first.id);
+  assert.equal(sink.filesStored, count - 9 + 1);
+  await writeFile(join(root, 'f04321'), 'changed');
+  const changed = await walk(first.id);
+  assert.notEqual(changed.id, first.id);
+  assert.equal(changed.walker.stats.changedFiles, 1);
+  assert.equal(sink.filesStored, count - 9 + 2);
 });

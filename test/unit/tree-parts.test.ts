@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { IntegrityError } from '../../src/util/errors.js';
-import { PART_MAX, PART_MIN, TreeLoader, parseStoredTree, splitNodes, type TreeNode } from '../../src/snapshot/tree.js';
+import type { BlobWriter } from '../../src/repo/encode/blob-writer.js';
+import { PART_MAX, PART_MIN, SPLIT_ABOVE, TreeBuilder, TreeLoader, parseStoredTree, saveTree, splitNodes, type TreeNode } from '../../src/snapshot/tree.js';
 
 function file(name: string): TreeNode {
   return { name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '1', dev: '1', nlink: 1, size: 0, content: [] };
@@ -45,4 +47,56 @@ test('a tree blob that lists parts must list only ids, and a part must not list 
   ]);
   const loader = new TreeLoader({ loadBlob: async (blobId: string) => blobs.get(blobId)! });
   await assert.rejects(loader.load('root'), /tree root is damaged: its part a+ lists parts of its own/);
+});
+
+/** A writer that only hashes: ids as saveTree and TreeBuilder would store them. */
+function hashingWriter() {
+  const saved: string[] = [];
+  const writer = {
+    saved,
+    has: () => true,
+    save: async (_type: string, data: Buffer) => {
+      const id = createHash('sha256').update(data).digest('hex');
+      saved.push(id);
+      return { id, storedBytes: data.length };
+    },
+  };
+  return writer as typeof writer & BlobWriter;
+}
+
+async function built(nodes: readonly TreeNode[], previous?: { id: string; nodes: readonly TreeNode[] }) {
+  const writer = hashingWriter();
+  const builder = new TreeBuilder(writer, previous);
+  for (const node of nodes) await builder.add(node);
+  return { id: await builder.finish(), saved: writer.saved };
+}
+
+test('a folder built an entry at a time is stored as the same blobs as the folder saved whole, and an unchanged one as the previous', async () => {
+  for (const count of [0, 100, SPLIT_ABOVE, SPLIT_ABOVE + 1, 30_000]) {
+    const nodes = names(count).map(file);
+    const whole = hashingWriter();
+    const id = await saveTree(whole, { nodes });
+    const one = await built(nodes);
+    assert.equal(one.id, id, `${count} nodes`);
+    assert.deepEqual(one.saved, whole.saved);
+
+    // The previous snapshot's folder: kept as it was, nothing stored.
+    const kept = await built(nodes, { id: 'previous', nodes });
+    assert.deepEqual(kept, { id: 'previous', saved: [] });
+
+    // One entry changed, one added, one removed, or the previous a prefix: the same blobs as saved whole.
+    if (count === 0) continue;
+    const changed = nodes.map((n, i) => (i === Math.floor(count / 2) ? { ...n, size: 1 } : n));
+    const added = [...nodes, file('zzz')];
+    for (const [now, before] of [
+      [changed, nodes],
+      [added, nodes],
+      [nodes, added],
+      [nodes.slice(1), nodes],
+      [nodes, nodes.slice(0, Math.floor(count / 3))],
+    ] as const) {
+      const expected = await saveTree(hashingWriter(), { nodes: now });
+      assert.equal((await built(now, { id: 'previous', nodes: before })).id, expected, `${count} nodes`);
+    }
+  }
 });

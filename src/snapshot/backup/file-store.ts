@@ -6,7 +6,7 @@ import { Semaphore } from '../../util/concurrency.js';
 import { InterruptedError } from '../../util/errors.js';
 import type { AdaptiveReader } from '../../util/adaptive-io.js';
 import type { FileMark } from '../../util/file-mark.js';
-import { saveTree, type TreeLoader, type TreeNode } from '../tree.js';
+import { TreeBuilder, saveTree, type TreeLoader, type TreeNode } from '../tree.js';
 
 /** files read at once on this thread: enough to hide per-file I/O latency, few enough to bound buffers (each up to max chunk + 4 MiB) */
 const FILE_CONCURRENCY = 6;
@@ -79,6 +79,10 @@ export class RepositoryFilesSink implements FilesSink {
 
   saveFolder(nodes: TreeNode[]): Promise<string> {
     return saveTree(this.writer, { nodes });
+  }
+
+  folderWriter(previous?: { id: string; nodes: readonly TreeNode[] }): TreeBuilder {
+    return new TreeBuilder(this.writer, previous);
   }
 
   /**

@@ -23,6 +23,12 @@ const STAT_CONCURRENCY = 16;
  * batches and packs in flight, not by this; a folder's listing is small.
  */
 const MAX_OPEN_DIRS = 32;
+/** A folder of more entries than this is handed to the sink as its entries finish (StreamedFolder) ... */
+const STREAMED_ABOVE = 8192;
+/** ... this many entries at a time ... */
+const STREAM_WINDOW = 2048;
+/** ... while the walk reads this many windows ahead. */
+const WINDOWS_AHEAD = 2;
 
 /** What a walk counts as it goes (a backup's progress holds more). */
 export interface WalkProgress {
@@ -91,6 +97,18 @@ export interface FilesSink {
   storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile>;
   /** Store a folder's entries; resolves with the id its node records. */
   saveFolder(nodes: TreeNode[]): Promise<string>;
+  /**
+   * Store a large folder's entries as they come, in name order (see FolderWriter);
+   * `previous` is the previous snapshot's folder, kept as it was where nothing differs.
+   */
+  folderWriter(previous?: { id: string; nodes: readonly TreeNode[] }): FolderWriter;
+}
+
+/** A folder stored an entry at a time, so that a large one is never held whole. */
+export interface FolderWriter {
+  add(node: TreeNode): Promise<void>;
+  /** Resolves with the id the folder's node records. */
+  finish(): Promise<string>;
 }
 
 /**
@@ -186,8 +204,13 @@ export class FilesWalker {
     const count = compact ? compact.listing.count : listing!.names.length;
     // Slots keep the folder in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(count);
-    const tasks: Array<Promise<void>> = [];
+    let tasks: Array<Promise<void>> = [];
+    const streamed = count > STREAMED_ABOVE ? new StreamedFolder(slots, this.sink.folderWriter(previous.nodes && { id: previousId!, nodes: previous.nodes })) : undefined;
     for (let i = 0; i < count && this.fatal === undefined; i++) {
+      if (streamed && i % STREAM_WINDOW === 0) {
+        tasks = await streamed.nextWindow();
+        if (listing && listing.stats.length < count) await this.statWindow(dir, listing, i);
+      }
       const place = (n: TreeNode) => {
         slots[i] = n;
       };
@@ -237,6 +260,11 @@ export class FilesWalker {
         place(node);
       }
     }
+    if (streamed) {
+      const { id, entries } = await streamed.finish();
+      if (this.fatal !== undefined) throw this.fatal;
+      return { id, entries };
+    }
     await Promise.all(tasks);
     if (this.fatal !== undefined) throw this.fatal;
     const nodes = slots.filter((n): n is TreeNode => n !== undefined);
@@ -256,7 +284,15 @@ export class FilesWalker {
       this.fail(relDir, err);
       names = [];
     }
+    // A large folder's entries are read a window at a time as the walk reaches them (statWindow).
+    if (names.length > STREAMED_ABOVE) return { names, stats: [] };
     return { names, stats: await this.reader.lstatAll(dir, names, STAT_CONCURRENCY, entryStat) };
+  }
+
+  /** The lstat results of a large folder's next window of entries, from `from` on. */
+  private async statWindow(dir: string, listing: Listing, from: number): Promise<void> {
+    const stats = await this.reader.lstatAll(dir, listing.names.slice(from, from + STREAM_WINDOW), STAT_CONCURRENCY, entryStat);
+    for (let k = 0; k < stats.length; k++) listing.stats[from + k] = stats[k];
   }
 
   /**
@@ -470,6 +506,52 @@ export class FilesWalker {
     else this.stats.newFiles++;
     this.progress.filesDone++;
     this.report();
+  }
+}
+
+/**
+ * A large folder's entries, handed to the sink's folder writer a window at a time once
+ * every file of the window is stored, while the walk goes on a window or two ahead: a
+ * folder of 300,000 files held every node and every file's task until its last (270 MiB).
+ */
+class StreamedFolder {
+  /** the tasks of each window not yet handed on */
+  private readonly windows: Array<Array<Promise<void>>> = [];
+  /** windows handed on */
+  private handed = 0;
+  private entries = 0;
+
+  constructor(
+    private readonly slots: Array<TreeNode | undefined>,
+    private readonly out: FolderWriter,
+  ) {}
+
+  /** The next window's task list, once the windows before the last WINDOWS_AHEAD are handed on. */
+  async nextWindow(): Promise<Array<Promise<void>>> {
+    while (this.windows.length - this.handed >= WINDOWS_AHEAD) await this.handOn();
+    const tasks: Array<Promise<void>> = [];
+    this.windows.push(tasks);
+    return tasks;
+  }
+
+  async finish(): Promise<{ id: string; entries: number }> {
+    while (this.handed < this.windows.length) await this.handOn();
+    return { id: await this.out.finish(), entries: this.entries };
+  }
+
+  private async handOn(): Promise<void> {
+    const window = this.handed;
+    await Promise.all(this.windows[window]!);
+    this.windows[window] = [];
+    const end = Math.min((window + 1) * STREAM_WINDOW, this.slots.length);
+    for (let i = window * STREAM_WINDOW; i < end; i++) {
+      const node = this.slots[i];
+      if (node === undefined) continue;
+      this.slots[i] = undefined;
+      this.entries++;
+      await this.out.add(node);
+    }
+    this.handed++;
   }
 }
 
