@@ -37,3 +37,16 @@ test('a listing prefetch reads folders in name order, each taken once, and a bac
   const withPrefetch = await backup(repo, { sources: spec, parent: null, prefetched });
   assert.equal(withPrefetch.snapshot.tree, plain.snapshot.tree);
 });
+
+test('a listing prefetch leaves a folder larger than it may hold to the walk, and stops there', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'tree');
+  await mkdir(join(src, 'a-large'), { recursive: true });
+  await mkdir(join(src, 'b-after'), { recursive: true });
+  for (let i = 0; i < 150; i++) await writeFile(join(src, 'a-large', `f${i}`), '');
+  const prefetch = ListingPrefetch.start([src], { slowCallMs: Number.POSITIVE_INFINITY, maxEntries: 100 });
+  await prefetch.finished();
+  assert.equal(prefetch.take(src)?.names.length, 2);
+  assert.equal(prefetch.take(join(src, 'a-large')), undefined);
+  assert.equal(prefetch.take(join(src, 'b-after')), undefined);
+});

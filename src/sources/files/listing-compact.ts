@@ -30,8 +30,13 @@ const STAT_FAILED = -1;
 /** a symlink whose target could not be read: the text holds the error's code and message */
 const TARGET_FAILED = -2;
 
-/** List `dir` in name order with every entry's lstat and symlink target (runs on the listing thread). */
-export function listCompact(dir: string): CompactListing {
+/**
+ * List `dir` in name order with every entry's lstat and symlink target (runs on the
+ * listing thread). A folder of more than `maxEntries` entries is not stat'ed: undefined.
+ */
+export function listCompact(dir: string): CompactListing;
+export function listCompact(dir: string, maxEntries: number): CompactListing | undefined;
+export function listCompact(dir: string, maxEntries = Infinity): CompactListing | undefined {
   let names: string[];
   try {
     names = readNamesSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -39,6 +44,7 @@ export function listCompact(dir: string): CompactListing {
     const e = err as NodeJS.ErrnoException;
     return { text: '', numbers: new Float64Array(0), count: 0, error: { message: e.message, code: e.code } };
   }
+  if (names.length > maxEntries) return undefined;
   const numbers = new Float64Array(names.length * NUMBER_FIELDS);
   const text: string[] = [];
   for (let i = 0; i < names.length; i++) {

@@ -33,14 +33,18 @@ export class ListingPrefetch {
   private constructor(
     roots: string[],
     private readonly slowCallMs: number,
+    private readonly maxEntries: number,
   ) {
     this.pending = [...roots].reverse();
     this.running = this.run();
   }
 
-  /** `slowCallMs`: a folder whose calls take longer than this each on average stops the prefetch. */
-  static start(roots: string[], { slowCallMs = SLOW_CALL_MS } = {}): ListingPrefetch {
-    return new ListingPrefetch(roots, slowCallMs);
+  /**
+   * `slowCallMs`: a folder whose calls take longer than this each on average stops the
+   * prefetch; so does one that would take it past `maxEntries`.
+   */
+  static start(roots: string[], { slowCallMs = SLOW_CALL_MS, maxEntries = MAX_ENTRIES } = {}): ListingPrefetch {
+    return new ListingPrefetch(roots, slowCallMs, maxEntries);
   }
 
   /** Resolves when the prefetch has read all it will. */
@@ -68,7 +72,7 @@ export class ListingPrefetch {
 
   private async run(): Promise<void> {
     let sliceStart = performance.now();
-    while (!this.stopped && this.pending.length > 0 && this.entries < MAX_ENTRIES) {
+    while (!this.stopped && this.pending.length > 0 && this.entries < this.maxEntries) {
       if (performance.now() - sliceStart > SLICE_MS) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         sliceStart = performance.now();
@@ -76,7 +80,9 @@ export class ListingPrefetch {
       }
       const dir = this.pending.pop()!;
       const started = performance.now();
-      const listing = listCompact(dir);
+      // A folder too large to hold ahead (the walk reads a large one a window at a time) ends the prefetch.
+      const listing = listCompact(dir, this.maxEntries - this.entries);
+      if (!listing) break;
       // One that cannot be listed is read again by the walk, which reports what is wrong.
       if (listing.error) continue;
       this.listings.set(dir, listing);
