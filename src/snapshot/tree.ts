@@ -1,6 +1,6 @@
 import type { BlobLoader } from '../repo/roles.js';
 import type { BlobWriter } from '../repo/encode/blob-writer.js';
-import { sameNode, type Tree, type TreeNode } from '../sources/files/entries.js';
+import type { Tree, TreeNode } from '../sources/files/entries.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 
 export { nodeFromStat, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
@@ -92,57 +92,36 @@ export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> 
 /**
  * Stores a folder whose nodes arrive one at a time, in name order, as a backup finishes
  * them: a large folder's parts are saved as they fill, so that its nodes are never all
- * held. The blobs are those saveTree would store for the same nodes. A folder that turns
- * out to be the previous snapshot's keeps that tree and stores nothing.
+ * held. The blobs are those saveTree would store for the same nodes, so a folder as the
+ * previous snapshot had it comes out as the previous snapshot's tree, deduplicated.
  */
 export class TreeBuilder {
   private readonly cutter = new PartCutter();
-  /** nodes counted so far */
-  count = 0;
-  /** every node so far is the previous snapshot's node at the same place: none is held, none saved */
-  private same: boolean;
+  private count = 0;
   /** where parts end (node counts), from the first */
   private readonly ends: number[] = [];
   private readonly parts: string[] = [];
-  /** nodes after the last saved part, from heldFrom on */
+  /** nodes after the last saved part */
   private held: TreeNode[] = [];
-  private heldFrom = 0;
   /** nodes in the saved parts */
   private saved = 0;
 
-  constructor(
-    private readonly writer: BlobWriter,
-    private readonly previous?: { id: string; nodes: readonly TreeNode[] },
-  ) {
-    this.same = previous !== undefined;
-  }
+  constructor(private readonly writer: BlobWriter) {}
 
   async add(node: TreeNode): Promise<void> {
-    const previous = this.previous?.nodes;
-    if (this.same && !(this.count < previous!.length && sameNode(node, previous![this.count]!))) this.diverge();
     this.count++;
-    if (this.cutter.endsAfter(node)) this.ends.push(this.count);
-    if (this.same) return;
     this.held.push(node);
+    if (this.cutter.endsAfter(node)) this.ends.push(this.count);
     // Until a folder has more than SPLIT_ABOVE nodes, it may still be one blob.
     if (this.count > SPLIT_ABOVE) await this.saveFullParts();
   }
 
   /** The id the folder's node records. */
   async finish(): Promise<string> {
-    if (this.same && this.count === this.previous!.nodes.length && this.writer.has(this.previous!.id)) return this.previous!.id;
-    if (this.same) this.diverge();
     if (this.count <= SPLIT_ABOVE) return (await this.writer.save('tree', Buffer.from(JSON.stringify({ nodes: this.held })))).id;
     await this.saveFullParts();
-    if (this.held.length > this.heldFrom) await this.savePart(this.held.length - this.heldFrom);
+    if (this.held.length > 0) await this.savePart(this.held.length);
     return (await this.writer.save('tree', Buffer.from(JSON.stringify({ parts: this.parts })))).id;
-  }
-
-  /** From here on the folder differs from the previous one: the nodes so far are the previous ones. */
-  private diverge(): void {
-    this.same = false;
-    this.held = this.previous!.nodes.slice(0, this.count);
-    this.heldFrom = 0;
   }
 
   private async saveFullParts(): Promise<void> {
@@ -150,14 +129,10 @@ export class TreeBuilder {
   }
 
   private async savePart(length: number): Promise<void> {
-    const nodes = this.held.slice(this.heldFrom, this.heldFrom + length);
-    this.heldFrom += length;
+    const nodes = this.held.slice(0, length);
+    // At most SPLIT_ABOVE + 1 nodes are ever held: copying the rest is cheap.
+    this.held = this.held.slice(length);
     this.saved += length;
-    // Compacted now and then, not at every part: a folder that diverged late holds all its nodes so far.
-    if (this.heldFrom >= PART_MAX) {
-      this.held = this.held.slice(this.heldFrom);
-      this.heldFrom = 0;
-    }
     this.parts.push((await this.writer.save('tree', Buffer.from(JSON.stringify({ nodes })))).id);
   }
 }

@@ -109,6 +109,7 @@ test('a damaged part of a large folder is found by check and named by restore, a
   const repo = await Repository.init(new LocalBackend(repoDir), { password: null, immutabilityDays: 0 });
   const saved = await backup(repo, { sources: [{ name: 'data', path: src }] });
   const pieces = await bigFolderPieces(repo, saved);
+  const lostEntries = (await new TreeLoader(repo).part(pieces[1]!, 'calls')).length;
   const damaged = repo.index.get(pieces[1]!)!;
   await flipByte(join(repoDir, objectKey('data', damaged.pack)), damaged.offset + Math.floor(damaged.length / 2));
 
@@ -127,6 +128,11 @@ test('a damaged part of a large folder is found by check and named by restore, a
     ['/data/calls'],
   );
   assert.deepEqual((await compareTrees(join(src, 'etc'), join(out, 'data/etc'), { owners: false })).differences, []);
+
+  // The next backup reads again only the files the damaged part listed.
+  const next = await backup(reopened, { sources: [{ name: 'data', path: src }] });
+  const stats = next.snapshot.sources[0]!.stats;
+  assert.equal(stats.unchangedFiles, stats.files - lostEntries);
 });
 
 async function flipByte(file: string, offset: number): Promise<void> {

@@ -1,7 +1,7 @@
 import type { BlobWriter, SaveResult } from '../../repo/encode/blob-writer.js';
 import { BATCHED_FILE_BYTES, type FileEncoder } from '../../repo/encode/file-encoder.js';
 import type { Chunker } from '../../repo/encode/chunker.js';
-import type { Admission, FilesSink, StoredFile } from '../../sources/files/walker.js';
+import type { Admission, FilesSink, PreviousNodes, StoredFile } from '../../sources/files/walker.js';
 import { Semaphore } from '../../util/concurrency.js';
 import { InterruptedError } from '../../util/errors.js';
 import type { AdaptiveReader } from '../../util/adaptive-io.js';
@@ -66,11 +66,15 @@ export class RepositoryFilesSink implements FilesSink {
   ) {}
 
   /** A damaged previous tree (or part of one) only costs reading the folder's files again. */
-  async previousFolder(id: string): Promise<readonly TreeNode[] | undefined> {
-    return this.loader.load(id).then(
-      (tree) => tree.nodes,
-      () => undefined,
-    );
+  async previousFolder(id: string): Promise<PreviousNodes | undefined> {
+    try {
+      const tree = await this.loader.stored(id);
+      if (!('parts' in tree)) return tree.nodes;
+      const { parts } = tree;
+      return { parts: parts.length, part: (i) => this.loader.part(parts[i]!, id) };
+    } catch {
+      return undefined;
+    }
   }
 
   has(id: string): boolean {
@@ -81,8 +85,8 @@ export class RepositoryFilesSink implements FilesSink {
     return saveTree(this.writer, { nodes });
   }
 
-  folderWriter(previous?: { id: string; nodes: readonly TreeNode[] }): TreeBuilder {
-    return new TreeBuilder(this.writer, previous);
+  folderWriter(): TreeBuilder {
+    return new TreeBuilder(this.writer);
   }
 
   /**

@@ -160,7 +160,7 @@ export function sameNodes(a: readonly TreeNode[], b: readonly TreeNode[]): boole
   return true;
 }
 
-export function sameNode(a: TreeNode, b: TreeNode): boolean {
+function sameNode(a: TreeNode, b: TreeNode): boolean {
   const keys = Object.keys(a) as Array<keyof TreeNode>;
   if (keys.length !== Object.keys(b).length) return false;
   for (const key of keys) {

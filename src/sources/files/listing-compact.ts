@@ -19,6 +19,12 @@ export interface CompactListing {
   error?: { message: string; code?: string };
 }
 
+/**
+ * A folder of more entries than this is walked a window at a time (see the walker's
+ * StreamedFolder), never listed whole: not ahead by a listing thread nor by a prefetch.
+ */
+export const STREAMED_ABOVE = 8192;
+
 /** name, mtime, ctime, inode, dev, then a symlink's target or an error's code, then an error's message */
 export const TEXT_FIELDS = 7;
 /** type, size, mode, uid, gid, nlink, rdev */

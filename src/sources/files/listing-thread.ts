@@ -10,10 +10,10 @@ import type { CompactListing } from './listing-compact.js';
 /** What the walk tells the listing thread: a source to list ahead, or a folder it wants now. */
 export type ListingRequest = { root: string; dev: string; rules: ExclusionRules; want?: undefined } | { want: string; root?: undefined };
 
-/** The listing thread's answer about one folder. */
+/** The listing thread's answer about one folder: none for a folder the walk reads a window at a time (STREAMED_ABOVE). */
 export interface ListingAnswer {
   dir: string;
-  listing: CompactListing;
+  listing: CompactListing | undefined;
 }
 
 /**
@@ -116,7 +116,7 @@ export class ListingThread {
     return this.roots.has(root) && !this.stopped;
   }
 
-  /** `dir`'s listing; undefined once the thread has stopped (the walk then lists on its own). */
+  /** `dir`'s listing; undefined for a large folder or once the thread has stopped (the walk then lists on its own). */
   async list(dir: string): Promise<CompactListing | undefined> {
     if (this.stopped) return undefined;
     const answer = await new Promise<ListingAnswer | undefined>((resolve) => {

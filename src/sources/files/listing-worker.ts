@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { entryPath } from '../../util/adaptive-io.js';
 import { ExclusionMatcher } from './exclusions.js';
-import { listCompact, subfolders, type CompactListing } from './listing-compact.js';
+import { STREAMED_ABOVE, listCompact, subfolders, type CompactListing } from './listing-compact.js';
 import type { ListingAnswer, ListingRequest } from './listing-thread.js';
 
 /**
@@ -23,8 +23,8 @@ interface Place {
 const known = new Map<string, Place>();
 /** the order to list them in, the next one last (one the walk asked for meanwhile is passed over) */
 const ahead: string[] = [];
-/** listed, not yet asked for */
-const listed = new Map<string, CompactListing>();
+/** listed, not yet asked for (undefined: too large to list whole, the walk lists it) */
+const listed = new Map<string, CompactListing | undefined>();
 let listedEntries = 0;
 const wanted: Array<Extract<ListingRequest, { want: string }>> = [];
 let scheduled = false;
@@ -43,16 +43,18 @@ function found(dir: string, { rel, dev, matcher }: Place, listing: CompactListin
 }
 
 function answer(dir: string): void {
-  let listing = listed.get(dir);
-  if (listing) {
+  let listing: CompactListing | undefined;
+  if (listed.has(dir)) {
+    listing = listed.get(dir);
     listed.delete(dir);
-    listedEntries -= listing.count;
+    listedEntries -= listing?.count ?? 0;
   } else {
-    listing = listCompact(dir);
+    listing = listCompact(dir, STREAMED_ABOVE);
     const place = known.get(dir);
-    if (place) found(dir, place, listing);
+    if (place && listing) found(dir, place, listing);
+    else known.delete(dir);
   }
-  parentPort!.postMessage({ dir, listing } satisfies ListingAnswer, [listing.numbers.buffer as ArrayBuffer]);
+  parentPort!.postMessage({ dir, listing } satisfies ListingAnswer, listing ? [listing.numbers.buffer as ArrayBuffer] : []);
 }
 
 /** Answers one folder the walk asked for, else lists one ahead; then lets messages in. */
@@ -66,10 +68,11 @@ function step(): void {
     let next: string | undefined;
     while ((next = ahead.pop()) !== undefined && !known.has(next));
     if (next === undefined) return;
-    const listing = listCompact(next);
-    found(next, known.get(next)!, listing);
+    const listing = listCompact(next, STREAMED_ABOVE);
+    if (listing) found(next, known.get(next)!, listing);
+    else known.delete(next);
     listed.set(next, listing);
-    listedEntries += listing.count;
+    listedEntries += listing?.count ?? 0;
   }
   schedule();
 }

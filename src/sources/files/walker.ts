@@ -7,7 +7,7 @@ import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
 import type { Listing, ListingPrefetch } from './listing-prefetch.js';
-import { entryName, listingError, readEntry, type CompactListing } from './listing-compact.js';
+import { STREAMED_ABOVE, entryName, listingError, readEntry, type CompactListing } from './listing-compact.js';
 import type { ListingThread } from './listing-thread.js';
 import { rewrittenNode, sameEntry, unchangedFolder, type UnchangedFolder } from './unchanged-folder.js';
 import { leftOutMount } from './mounts.js';
@@ -23,9 +23,7 @@ const STAT_CONCURRENCY = 16;
  * batches and packs in flight, not by this; a folder's listing is small.
  */
 const MAX_OPEN_DIRS = 32;
-/** A folder of more entries than this is handed to the sink as its entries finish (StreamedFolder) ... */
-const STREAMED_ABOVE = 8192;
-/** ... this many entries at a time ... */
+/** A folder of more than STREAMED_ABOVE entries is handed to the sink as its entries finish (StreamedFolder), this many at a time ... */
 const STREAM_WINDOW = 2048;
 /** ... while the walk reads this many windows ahead. */
 const WINDOWS_AHEAD = 2;
@@ -80,8 +78,11 @@ export interface Admission {
  * previous snapshot's); the sink stores it, and bounds how much is in flight.
  */
 export interface FilesSink {
-  /** The previous snapshot's folder stored under `id`; undefined when it cannot be read (its files are then read again). */
-  previousFolder(id: string): Promise<readonly TreeNode[] | undefined>;
+  /**
+   * The previous snapshot's folder stored under `id`: its nodes, or a large folder's parts
+   * to read one at a time; undefined when it cannot be read (its files are then read again).
+   */
+  previousFolder(id: string): Promise<PreviousNodes | undefined>;
   /** Whether content or a folder stored under `id` is there to be referenced again. */
   has(id: string): boolean;
   /** A place for a file of `size` bytes when one is free now, without a promise (most files). */
@@ -97,12 +98,12 @@ export interface FilesSink {
   storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile>;
   /** Store a folder's entries; resolves with the id its node records. */
   saveFolder(nodes: TreeNode[]): Promise<string>;
-  /**
-   * Store a large folder's entries as they come, in name order (see FolderWriter);
-   * `previous` is the previous snapshot's folder, kept as it was where nothing differs.
-   */
-  folderWriter(previous?: { id: string; nodes: readonly TreeNode[] }): FolderWriter;
+  /** Store a large folder's entries as they come, in name order (see FolderWriter). */
+  folderWriter(): FolderWriter;
 }
+
+/** A previous snapshot's folder: its nodes, or (a large folder) its parts in name order, read one at a time. */
+export type PreviousNodes = readonly TreeNode[] | { parts: number; part(i: number): Promise<readonly TreeNode[]> };
 
 /** A folder stored an entry at a time, so that a large one is never held whole. */
 export interface FolderWriter {
@@ -182,7 +183,8 @@ export class FilesWalker {
     if (this.listingThread) {
       // Asked for first: the thread lists it (or has already) while the previous tree loads.
       const listed = this.listingThread.list(dir);
-      const nodes = previousId === undefined ? undefined : await this.sink.previousFolder(previousId);
+      previous = await this.previousFolder(previousId);
+      const { nodes } = previous;
       const answer = await listed;
       if (answer && nodes) {
         const same = unchangedFolder(answer, nodes, relDir, dev, this.matcher);
@@ -196,16 +198,15 @@ export class FilesWalker {
       } else if (answer) {
         compact = { listing: answer, fields: answer.text.split('\0') };
       }
-      previous = byName(nodes);
     } else {
-      previous = byName(previousId === undefined ? undefined : await this.sink.previousFolder(previousId));
+      previous = await this.previousFolder(previousId);
     }
     if (!compact) listing ??= await this.listing(dir, relDir);
     const count = compact ? compact.listing.count : listing!.names.length;
     // Slots keep the folder in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(count);
     let tasks: Array<Promise<void>> = [];
-    const streamed = count > STREAMED_ABOVE ? new StreamedFolder(slots, this.sink.folderWriter(previous.nodes && { id: previousId!, nodes: previous.nodes })) : undefined;
+    const streamed = count > STREAMED_ABOVE ? new StreamedFolder(slots, this.sink.folderWriter()) : undefined;
     for (let i = 0; i < count && this.fatal === undefined; i++) {
       if (streamed && i % STREAM_WINDOW === 0) {
         tasks = await streamed.nextWindow();
@@ -214,19 +215,18 @@ export class FilesWalker {
       const place = (n: TreeNode) => {
         slots[i] = n;
       };
-      let name: string;
+      const name = compact ? entryName(compact.fields, i) : listing!.names[i]!;
+      // A large previous folder is read a part at a time as the names come, in the same order.
+      const before = previous.cursor ? await previous.cursor.find(name) : previous.byName.get(name);
       let st: EntryStat | NodeJS.ErrnoException;
       let target: string | NodeJS.ErrnoException | undefined;
       if (compact) {
-        name = entryName(compact.fields, i);
         // An entry as the previous snapshot recorded it keeps its node, without a stat made of it.
-        const recorded = previous.byName.get(name);
-        if (recorded && recorded.type !== 'dir' && sameEntry(compact.listing, compact.fields, i, recorded) && this.keepRecorded(relDir, recorded, place)) continue;
+        if (before && before.type !== 'dir' && sameEntry(compact.listing, compact.fields, i, before) && this.keepRecorded(relDir, before, place)) continue;
         const entry = readEntry(compact.listing, compact.fields, i);
         st = entry.st ?? entry.error;
         target = entry.st && entry.target;
       } else {
-        name = listing!.names[i]!;
         st = listing!.stats[i]!;
         target = listing!.targets?.[i];
         // Dropped as soon as it is read: a folder's files wait for the encoders until its last is stored.
@@ -253,9 +253,9 @@ export class FilesWalker {
       }
       const node = nodeFromStat(name, type, st);
       if (type === 'file') {
-        if (!(await this.startFile(full, rel, st, node, previous.byName.get(name), place, tasks))) break;
+        if (!(await this.startFile(full, rel, st, node, before, place, tasks))) break;
       } else if (isDir) {
-        await this.startSubdir(full, rel, st, node, previous.byName.get(name), included, dev, place, tasks);
+        await this.startSubdir(full, rel, st, node, before, included, dev, place, tasks);
       } else if (await this.readSpecial(full, rel, type, st, node, target)) {
         place(node);
       }
@@ -271,6 +271,13 @@ export class FilesWalker {
     // An unchanged folder is the previous snapshot's: no serialising and hashing it again.
     if (previous.nodes && sameNodes(nodes, previous.nodes) && this.sink.has(previousId!)) return { id: previousId!, entries: nodes.length };
     return { id: await this.sink.saveFolder(nodes), entries: nodes.length };
+  }
+
+  /** The previous snapshot's folder, where there is one that reads: whole, or a large one through a cursor. */
+  private async previousFolder(id: string | undefined): Promise<PreviousFolder> {
+    const found = id === undefined ? undefined : await this.sink.previousFolder(id);
+    if (found !== undefined && 'parts' in found) return { byName: new Map(), cursor: new PreviousCursor(found) };
+    return byName(found);
   }
 
   /** The folder's names in order and their lstat results (read ahead while the key was derived, where it was). */
@@ -555,16 +562,46 @@ class StreamedFolder {
   }
 }
 
-/** The previous snapshot's entries of a folder, by name. */
+/** The previous snapshot's entries of a folder: by name, or (a large folder) through a cursor. */
 interface PreviousFolder {
+  /** the folder's nodes, where it was read whole */
   nodes?: readonly TreeNode[];
   byName: Map<string, TreeNode>;
+  cursor?: PreviousCursor;
 }
 
 function byName(nodes: readonly TreeNode[] | undefined): PreviousFolder {
   const named = new Map<string, TreeNode>();
   for (const n of nodes ?? []) named.set(n.name, n);
   return { nodes, byName: named };
+}
+
+/**
+ * A large previous folder's entries by name, for a walk that asks in name order: one part
+ * is held at a time. A name asked out of order, or one in a part that cannot be read, only
+ * finds nothing: that entry is read again.
+ */
+class PreviousCursor {
+  private nodes: readonly TreeNode[] = [];
+  private at = 0;
+  private nextPart = 0;
+
+  constructor(private readonly previous: Exclude<PreviousNodes, readonly TreeNode[]>) {}
+
+  async find(name: string): Promise<TreeNode | undefined> {
+    for (;;) {
+      while (this.at < this.nodes.length) {
+        const node = this.nodes[this.at]!;
+        if (node.name > name) return undefined;
+        this.at++;
+        if (node.name === name) return node;
+      }
+      if (this.nextPart >= this.previous.parts) return undefined;
+      this.at = 0;
+      // A part that cannot be read finds nothing: its entries are read again, the next part's are not.
+      this.nodes = await this.previous.part(this.nextPart++).catch(() => []);
+    }
+  }
 }
 
 /** Totals for progress and ETA: a stat-only walk of the sources that runs alongside the backup. */
