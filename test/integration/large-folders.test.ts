@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, readdir, readlink, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
@@ -15,18 +15,19 @@ import { forgetSnapshots, listSnapshots, type SnapshotRef } from '../../src/snap
 import { PART_MAX, SPLIT_ABOVE, TreeLoader } from '../../src/snapshot/tree.js';
 import { findNode } from '../../src/snapshot/walk.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
+import { STREAMED_ABOVE } from '../../src/sources/files/listing-compact.js';
 import { tempDir } from '../support/helpers.js';
 
 const FILES = 9_000;
 
 /** A folder of recordings-like files, more than one tree blob holds, beside an ordinary one. */
-async function largeFolder(root: string): Promise<void> {
+async function largeFolder(root: string, files = FILES): Promise<void> {
   await mkdir(join(root, 'calls/sub'), { recursive: true });
   await mkdir(join(root, 'etc'), { recursive: true });
   await writeFile(join(root, 'etc/app.ini'), 'a=1\n');
   await writeFile(join(root, 'calls/sub/inner.txt'), 'inside\n');
-  for (let i = 0; i < FILES; i += 500) {
-    await Promise.all(Array.from({ length: 500 }, (_, k) => writeFile(join(root, `calls/call-${String(i + k).padStart(6, '0')}.txt`), `call ${i + k}\n`)));
+  for (let i = 0; i < files; i += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, files - i) }, (_, k) => writeFile(join(root, `calls/call-${String(i + k).padStart(6, '0')}.txt`), `call ${i + k}\n`)));
   }
 }
 
@@ -109,7 +110,6 @@ test('a damaged part of a large folder is found by check and named by restore, a
   const repo = await Repository.init(new LocalBackend(repoDir), { password: null, immutabilityDays: 0 });
   const saved = await backup(repo, { sources: [{ name: 'data', path: src }] });
   const pieces = await bigFolderPieces(repo, saved);
-  const lostEntries = (await new TreeLoader(repo).part(pieces[1]!, 'calls')).length;
   const damaged = repo.index.get(pieces[1]!)!;
   await flipByte(join(repoDir, objectKey('data', damaged.pack)), damaged.offset + Math.floor(damaged.length / 2));
 
@@ -128,11 +128,53 @@ test('a damaged part of a large folder is found by check and named by restore, a
     ['/data/calls'],
   );
   assert.deepEqual((await compareTrees(join(src, 'etc'), join(out, 'data/etc'), { owners: false })).differences, []);
+});
 
-  // The next backup reads again only the files the damaged part listed.
-  const next = await backup(reopened, { sources: [{ name: 'data', path: src }] });
-  const stats = next.snapshot.sources[0]!.stats;
-  assert.equal(stats.unchangedFiles, stats.files - lostEntries);
+test('a folder of more entries than the walk holds is walked a window at a time against its previous parts', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'src');
+  const files = STREAMED_ABOVE + 4_000;
+  await largeFolder(src, files);
+  await symlink('sub/inner.txt', join(src, 'calls/link'));
+  for (const n of [7, 30_007, 60_007]) await rename(join(src, `calls/call-${String(n).padStart(6, '0')}.txt`), join(src, `calls/call-${n}.tmp`));
+  const repoDir = join(dir, 'repo');
+  const repo = await Repository.init(new LocalBackend(repoDir), { password: null, immutabilityDays: 0 });
+  const sources = [{ name: 'data', path: src, exclude: ['*.tmp'] }];
+  const first = await backup(repo, { sources });
+  assert.equal(first.snapshot.sources[0]!.stats.files, files - 3 + 2);
+  await restore(repo, first, { target: join(dir, 'out1') });
+  // Every name, and a sample of contents (compareTrees takes most of a minute on this many files).
+  const restored = join(dir, 'out1/data/calls');
+  assert.deepEqual(
+    (await readdir(restored)).sort(),
+    (await readdir(join(src, 'calls'))).filter((name) => !name.endsWith('.tmp')).sort(),
+  );
+  for (let i = 0; i < files; i += 997) {
+    const name = `call-${String(i).padStart(6, '0')}.txt`;
+    if (i % 30_000 !== 7) assert.equal(await readFile(join(restored, name), 'utf8'), `call ${i}\n`);
+  }
+  assert.equal(await readlink(join(restored, 'link')), 'sub/inner.txt');
+
+  // One file changed, one added: no other file is read, and the other parts are the first snapshot's.
+  await appendFile(join(src, 'calls/call-043210.txt'), 'more\n');
+  await writeFile(join(src, 'calls/call-043210b.txt'), 'new\n');
+  const second = await backup(repo, { sources });
+  const stats = second.snapshot.sources[0]!.stats;
+  assert.equal(stats.unchangedFiles, files - 3 + 2 - 1);
+  assert.equal(stats.newFiles + stats.changedFiles, 2);
+  const before = await bigFolderPieces(repo, first);
+  const after = await bigFolderPieces(repo, second);
+  assert.ok(after.filter((p) => !before.includes(p)).length <= 2);
+  const third = await backup(repo, { sources });
+  assert.equal(third.snapshot.tree, second.snapshot.tree);
+
+  // A damaged previous part only makes its own files be read again.
+  const lostEntries = (await new TreeLoader(repo).part(after[3]!, 'calls')).length;
+  const damaged = repo.index.get(after[3]!)!;
+  await flipByte(join(repoDir, objectKey('data', damaged.pack)), damaged.offset + Math.floor(damaged.length / 2));
+  const next = await backup(await Repository.open(new LocalBackend(repoDir), undefined), { sources });
+  const nextStats = next.snapshot.sources[0]!.stats;
+  assert.equal(nextStats.unchangedFiles, nextStats.files - lostEntries);
 });
 
 async function flipByte(file: string, offset: number): Promise<void> {

@@ -23,7 +23,7 @@ export interface CompactListing {
  * A folder of more entries than this is walked a window at a time (see the walker's
  * StreamedFolder), never listed whole: not ahead by a listing thread nor by a prefetch.
  */
-export const STREAMED_ABOVE = 8192;
+export const STREAMED_ABOVE = 65_536;
 
 /** name, mtime, ctime, inode, dev, then a symlink's target or an error's code, then an error's message */
 export const TEXT_FIELDS = 7;
