@@ -27,8 +27,12 @@ const MAX_OPEN_DIRS = 32;
 const STREAM_WINDOW = 2048;
 /** ... while the walk reads this many windows ahead. */
 const WINDOWS_AHEAD = 2;
-/** A previous folder of at most this many parts (of at most 8,192 entries each, docs/format.md) is read whole as its listing comes. */
-const WHOLE_PARTS = STREAMED_ABOVE / 8192;
+/**
+ * A previous folder of at most this many parts is read whole while its listing comes: parts
+ * average about 2,048 entries (docs/format.md), so these are folders of about STREAMED_ABOVE
+ * entries and fewer, 262,144 at the very most.
+ */
+const WHOLE_PARTS = 32;
 
 /** What a walk counts as it goes (a backup's progress holds more). */
 export interface WalkProgress {
