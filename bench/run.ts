@@ -3,11 +3,11 @@
  * real: a copy of system folders) and with mariadb-dump and mydumper/myloader (database),
  * on the same data in one run, and restores from network backends (remote: rclone WebDAV
  * and SFTP against restic, S3 against a local folder) on a copy of real trees, and memory
- * with an index of 10 million blobs (scale).
+ * with an index of 10 million blobs (scale) and with one folder of 300,000 files (folder).
  * Prints tables with times and ratios, and writes bench-results.json.
  *
  *   npm run bench                            # everything
- *   BENCH_ONLY=database npm run bench        # or files, real, pitr, remote, or scale
+ *   BENCH_ONLY=database npm run bench        # or files, real, pitr, remote, scale, or folder
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -16,11 +16,12 @@ import { benchDatabase } from './database.js';
 import { benchFiles } from './files.js';
 import { benchPitr } from './pitr.js';
 import { benchIndexScale } from './index-scale.js';
+import { benchLargeFolder } from './large-folder.js';
 import { benchRemote } from './remote.js';
 import { describeSpeed, probeMachineSpeed } from './machine-speed.js';
 
 const only = process.env.BENCH_ONLY;
-const parts = ['files', 'real', 'database', 'pitr', 'remote', 'scale'];
+const parts = ['files', 'real', 'database', 'pitr', 'remote', 'scale', 'folder'];
 if (only && !parts.includes(only)) throw new Error(`BENCH_ONLY=${only}: expected one of ${parts.join(', ')}`);
 const wanted = (part: string) => !only || only === part;
 
@@ -58,6 +59,11 @@ try {
     const scale = await benchIndexScale(join(work, 'scale'));
     lines.push(...scale.lines, '');
     results.scale = scale.results;
+  }
+  if (wanted('folder')) {
+    const folder = await benchLargeFolder(join(work, 'folder'));
+    lines.push(...folder.lines, '');
+    results.folder = folder.results;
   }
   const speedAtEnd = probeMachineSpeed(work);
   lines.splice(1, 0, describeSpeed(speedAtStart, speedAtEnd));
