@@ -186,13 +186,15 @@ export class FilesWalker {
     /** the listing thread's, with its text split at NULs */
     let compact: { listing: CompactListing; fields: string[] } | undefined;
     let found: PreviousNodes | undefined;
+    /** the previous folder's nodes read whole, where that was started before the listing came */
+    let early: Promise<readonly TreeNode[] | undefined> | undefined;
     if (this.listingThread) {
       // Asked for first: the thread lists it (or has already) while the previous tree loads.
       const listed = this.listingThread.list(dir);
       found = previousId === undefined ? undefined : await this.sink.previousFolder(previousId);
       // Read while the thread lists, where they are few enough to hold whole anyway: read
       // after the listing, a folder of 18,000 entries kept a no-change backup waiting 5% longer.
-      const early = found !== undefined && (!('parts' in found) || found.parts <= WHOLE_PARTS) ? wholeNodes(found) : undefined;
+      early = found !== undefined && (!('parts' in found) || found.parts <= WHOLE_PARTS) ? wholeNodes(found) : undefined;
       const answer = await listed;
       const error = answer && listingError(answer);
       // A folder the thread lists is not a large one: its previous nodes are compared whole.
@@ -215,7 +217,7 @@ export class FilesWalker {
     if (!compact) listing ??= await this.listing(dir, relDir);
     const count = compact ? compact.listing.count : listing!.names.length;
     // A large folder's previous nodes are read a part at a time as the walk reaches their names.
-    const previous = count > STREAMED_ABOVE && found !== undefined && 'parts' in found ? { byName: new Map<string, TreeNode>(), cursor: new PreviousCursor(found) } : byName(await wholeNodes(found));
+    const previous = count > STREAMED_ABOVE && found !== undefined && 'parts' in found ? { byName: new Map<string, TreeNode>(), cursor: new PreviousCursor(found) } : byName(await (early ?? wholeNodes(found)));
     // Slots keep the folder in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(count);
     let tasks: Array<Promise<void>> = [];
@@ -274,9 +276,10 @@ export class FilesWalker {
       }
     }
     if (streamed) {
-      const { id, entries } = await streamed.finish();
+      // Every file first: a walk that must stop stores no tree.
+      await streamed.settle();
       if (this.fatal !== undefined) throw this.fatal;
-      return { id, entries };
+      return streamed.finish();
     }
     await Promise.all(tasks);
     if (this.fatal !== undefined) throw this.fatal;
@@ -550,6 +553,11 @@ class StreamedFolder {
   async finish(): Promise<{ id: string; entries: number }> {
     while (this.handed < this.windows.length) await this.handOn();
     return { id: await this.out.finish(), entries: this.entries };
+  }
+
+  /** Wait for the files still being stored, handing nothing on yet. */
+  async settle(): Promise<void> {
+    await Promise.all(this.windows.flat());
   }
 
   private async handOn(): Promise<void> {
