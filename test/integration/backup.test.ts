@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { appendFile, chmod, lstat, mkdir, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -18,9 +17,7 @@ import { listSnapshots } from '../../src/snapshot/snapshot.js';
 import { TreeLoader, sameNodes } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
-import { makeRichTree, onMountedFileSystem, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
-
-const execFileP = promisify(execFile);
+import { makeRichTree, onSmallExt4, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
 
 async function stackFolder(root: string): Promise<void> {
   await mkdir(join(root, 'prompts/en'), { recursive: true });
@@ -316,24 +313,17 @@ test('a backup onto a full disk fails naming the repository and the reason, comm
     await mkdir(join(src, `d${d}`), { recursive: true });
     for (let f = 0; f < 8; f++) await writeFile(join(src, `d${d}`, `f${f}`), pseudoRandom(d * 10 + f + 1, 1024 * 1024));
   }
-  const image = join(dir, 'small.img');
-  await execFileP('truncate', ['-s', '24M', image]);
-  await execFileP('mkfs.ext4', ['-q', '-F', image]);
-  await onMountedFileSystem(
-    t,
-    (mount) => ['-o', 'loop', image, mount],
-    async (mount) => {
-      const repo = join(mount, 'repo');
-      assert.equal((await runCli(['init', '--repo', repo, '--no-encryption'])).code, 0);
-      const result = await runCli(['backup', '--repo', repo, src]);
-      assert.notEqual(result.code, 0);
-      assert.match(result.stderr, new RegExp(`cannot write .* to ${repo}: no space left on device`));
-      assert.doesNotMatch(result.stderr, /Unhandled|at .*\.js:\d+/, 'a clear error, not a crash');
-      const left = await readdir(join(repo, 'tmp'));
-      assert.deepEqual(left, [], `no pack file is left: ${JSON.stringify(await Promise.all(left.map(async (f) => (await lstat(join(repo, 'tmp', f))).size)))} ${result.stderr}`);
-      assert.deepEqual(await readdir(join(repo, 'snapshots')).catch(() => []), []);
-    },
-  );
+  await onSmallExt4(t, '24M', async (mount) => {
+    const repo = join(mount, 'repo');
+    assert.equal((await runCli(['init', '--repo', repo, '--no-encryption'])).code, 0);
+    const result = await runCli(['backup', '--repo', repo, src]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, new RegExp(`cannot write .* to ${repo}: no space left on device`));
+    assert.doesNotMatch(result.stderr, /Unhandled|at .*\.js:\d+/, 'a clear error, not a crash');
+    const left = await readdir(join(repo, 'tmp'));
+    assert.deepEqual(left, [], `no pack file is left: ${JSON.stringify(await Promise.all(left.map(async (f) => (await lstat(join(repo, 'tmp', f))).size)))} ${result.stderr}`);
+    assert.deepEqual(await readdir(join(repo, 'snapshots')).catch(() => []), []);
+  });
 });
 
 test('a pack store that fails ends the backup with its error, and the packs finished after it leave no file behind', async (t) => {

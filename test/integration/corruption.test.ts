@@ -11,16 +11,9 @@ import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
-import { makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
+import { flipByte, makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 import { MemoryBackend } from '../support/memory-backend.js';
 
-async function flipByte(file: string, offset: number): Promise<void> {
-  await chmod(file, 0o644);
-  const bytes = await readFile(file);
-  bytes[offset]! ^= 0x5a;
-  await writeFile(file, bytes);
-  await chmod(file, 0o444);
-}
 
 async function setup(t: import('node:test').TestContext, encrypted: boolean) {
   const dir = await tempDir(t);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
@@ -10,20 +10,11 @@ import { compareTrees } from '../../src/sources/files/compare.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { listSnapshots } from '../../src/snapshot/snapshot.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
-import { CLI, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
+import { CLI, flipByte, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
 import { inTerminal } from '../support/terminal.js';
 
 const ENV = { STACKVAULT_PASSWORD: 'damage' };
 
-/** Flip one byte of a stored object in place, as bit rot on a WORM share would. */
-async function flipByte(file: string, at?: number): Promise<void> {
-  await chmod(file, 0o644);
-  const bytes = await readFile(file);
-  const i = at ?? Math.floor(bytes.length / 2);
-  bytes[i] = bytes[i]! ^ 0x55;
-  await writeFile(file, bytes);
-  await chmod(file, 0o444);
-}
 
 async function ids(dir: string): Promise<string[]> {
   return (await readdir(dir)).sort();

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { appendFile, chmod, mkdir, readFile, readdir, readlink, rename, symlink, writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { appendFile, mkdir, readFile, readdir, readlink, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { objectKey } from '../../src/repo/format/layout.js';
@@ -18,9 +16,8 @@ import { PART_MAX, SPLIT_ABOVE, TreeLoader } from '../../src/snapshot/tree.js';
 import { findNode } from '../../src/snapshot/walk.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { STREAMED_ABOVE } from '../../src/sources/files/listing-compact.js';
-import { onMountedFileSystem, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
+import { flipByte, onSmallExt4, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 
-const execFileP = promisify(execFile);
 const FILES = 9_000;
 
 /** A folder of recordings-like files, more than one tree blob holds, beside an ordinary one. */
@@ -180,13 +177,6 @@ test('a folder of more entries than the walk holds is walked a window at a time 
   assert.equal(nextStats.unchangedFiles, nextStats.files - lostEntries);
 });
 
-async function flipByte(file: string, offset: number): Promise<void> {
-  await chmod(file, 0o644);
-  const bytes = await readFile(file);
-  bytes[offset]! ^= 0x5a;
-  await writeFile(file, bytes);
-  await chmod(file, 0o444);
-}
 
 test('a repository that fills up in the middle of a folder walked a window at a time ends the backup with a clear error and no snapshot', async (t) => {
   const dir = await tempDir(t);
@@ -196,21 +186,14 @@ test('a repository that fills up in the middle of a folder walked a window at a 
   for (let i = 0; i < files; i += 500) {
     await Promise.all(Array.from({ length: Math.min(500, files - i) }, (_, k) => writeFile(join(src, `f${String(i + k).padStart(6, '0')}`), pseudoRandom(i + k + 1, 1_000))));
   }
-  const image = join(dir, 'small.img');
-  await execFileP('truncate', ['-s', '32M', image]);
-  await execFileP('mkfs.ext4', ['-q', '-F', image]);
-  await onMountedFileSystem(
-    t,
-    (mount) => ['-o', 'loop', image, mount],
-    async (mount) => {
-      const repo = join(mount, 'repo');
-      assert.equal((await runCli(['init', '--repo', repo, '--no-encryption'])).code, 0);
-      const result = await runCli(['backup', '--repo', repo, src]);
-      assert.equal(result.code, 1, result.stderr);
-      assert.match(result.stderr, new RegExp(`cannot write .* to ${repo}: no space left on device`));
-      assert.doesNotMatch(result.stderr, /Unhandled|at .*\.js:\d+/, 'a clear error, not a crash');
-      assert.deepEqual(await readdir(join(repo, 'tmp')), []);
-      assert.deepEqual(await readdir(join(repo, 'snapshots')).catch(() => []), []);
-    },
-  );
+  await onSmallExt4(t, '32M', async (mount) => {
+    const repo = join(mount, 'repo');
+    assert.equal((await runCli(['init', '--repo', repo, '--no-encryption'])).code, 0);
+    const result = await runCli(['backup', '--repo', repo, src]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, new RegExp(`cannot write .* to ${repo}: no space left on device`));
+    assert.doesNotMatch(result.stderr, /Unhandled|at .*\.js:\d+/, 'a clear error, not a crash');
+    assert.deepEqual(await readdir(join(repo, 'tmp')), []);
+    assert.deepEqual(await readdir(join(repo, 'snapshots')).catch(() => []), []);
+  });
 });

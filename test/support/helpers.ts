@@ -23,6 +23,24 @@ export async function onMountedFileSystem(t: TestContext, mount: (dir: string) =
   }
 }
 
+/** `use` a fresh ext4 file system of `size` (as truncate takes it: "24M"), loop-mounted: a disk that fills up. */
+export async function onSmallExt4(t: TestContext, size: string, use: (dir: string) => Promise<void>): Promise<void> {
+  const image = join(await tempDir(t), 'small.img');
+  execFileSync('truncate', ['-s', size, image]);
+  execFileSync('mkfs.ext4', ['-q', '-F', image]);
+  await onMountedFileSystem(t, (mount) => ['-o', 'loop', image, mount], use);
+}
+
+/** Flip one byte of a stored object in place (the middle one by default), as bit rot on a WORM share would. */
+export async function flipByte(file: string, at?: number): Promise<void> {
+  await chmod(file, 0o644);
+  const bytes = await readFile(file);
+  const i = at ?? Math.floor(bytes.length / 2);
+  bytes[i] = bytes[i]! ^ 0x55;
+  await writeFile(file, bytes);
+  await chmod(file, 0o444);
+}
+
 /** A temporary folder removed when the test ends. */
 /** What a backup's walk sees of a file (see util/file-mark.ts): its size and change time, now. */
 export async function markOfFile(path: string): Promise<FileMark> {
