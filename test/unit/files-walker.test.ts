@@ -4,7 +4,7 @@ import { chmod, lstat, mkdir, readFile, rm, symlink, unlink, utimes, writeFile }
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { TreeNode } from '../../src/sources/files/entries.js';
+import { statWalk, type TreeNode } from '../../src/sources/files/entries.js';
 import { ListingThread } from '../../src/sources/files/listing-thread.js';
 import { FilesWalker, type FilesSink, type WalkProgress } from '../../src/sources/files/walker.js';
 import { AdaptiveReader } from '../../src/util/adaptive-io.js';
@@ -170,4 +170,20 @@ test('a walk with a listing thread stores the same trees and counts as one witho
   await stopped.close();
   const walker = new FilesWalker({ name: 'data', kind: 'files', path: root, exclude: ['many/f29*'] }, classes, sink, { filesDone: 0, bytesDone: 0, bytesAdded: 0, errors: 0, currentPath: '' }, () => undefined, () => undefined, new AdaptiveReader(), undefined, stopped);
   assert.equal((await walker.saveDir(root, '', last.id, false, dev)).id, last.id);
+});
+
+test('a stat-only walk stops within a folder once it is interrupted, not after the folder', async (t) => {
+  const dir = await tempDir(t);
+  for (let i = 0; i < 2_000; i += 500) await Promise.all(Array.from({ length: 500 }, (_, k) => writeFile(join(dir, `f${i + k}`), '')));
+  const interrupt = new AbortController();
+  let visited = 0;
+  await statWalk(
+    dir,
+    () => {
+      if (++visited === 10) interrupt.abort();
+      return false;
+    },
+    interrupt.signal,
+  );
+  assert.equal(visited, 10);
 });

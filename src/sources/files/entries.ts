@@ -57,6 +57,8 @@ export async function statWalk(
       continue;
     }
     for (const name of names) {
+      // Within a folder too: one of 300,000 entries kept an interrupted backup alive until its hard stop.
+      if (signal?.aborted) return;
       const full = join(dir, name);
       const rel = relDir ? `${relDir}/${name}` : name;
       let st: Stats;
