@@ -130,7 +130,7 @@ export class TreeBuilder {
 
   private async savePart(length: number): Promise<void> {
     const nodes = this.held.slice(0, length);
-    // At most SPLIT_ABOVE + 1 nodes are ever held: copying the rest is cheap.
+    // What is left is at most a part being filled (SPLIT_ABOVE + 1 nodes when the first parts are cut): cheap to copy.
     this.held = this.held.slice(length);
     this.saved += length;
     this.parts.push((await this.writer.save('tree', Buffer.from(JSON.stringify({ nodes })))).id);
