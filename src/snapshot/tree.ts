@@ -152,23 +152,21 @@ export class TreeLoader {
     private readonly capacity = 512,
   ) {}
 
-  /** A folder's nodes, all of them (its parts read and joined). */
+  /** A folder's nodes, all of them (its parts read at once and joined). */
   async load(id: string): Promise<Tree> {
-    const pieces = await this.pieces(id);
-    if (pieces.length === 1 && pieces[0] === id) return (await this.stored(id)) as Tree;
-    const nodes: TreeNode[] = [];
-    for (const part of pieces) for (const node of await this.part(part, id)) nodes.push(node);
-    return { nodes };
+    const tree = await this.stored(id);
+    if (!('parts' in tree)) return tree;
+    return { nodes: (await Promise.all(tree.parts.map((part) => this.part(part, id)))).flat() };
   }
 
   /** A folder's nodes part by part, so that a large folder is never held whole. */
   async *nodeLists(id: string): AsyncGenerator<TreeNode[]> {
-    const pieces = await this.pieces(id);
-    if (pieces.length === 1 && pieces[0] === id) {
-      yield ((await this.stored(id)) as Tree).nodes;
+    const tree = await this.stored(id);
+    if (!('parts' in tree)) {
+      yield tree.nodes;
       return;
     }
-    for (const part of pieces) yield await this.part(part, id);
+    for (const part of tree.parts) yield await this.part(part, id);
   }
 
   /** The ids of the blobs that hold a folder's nodes, in order: its parts, or its own. */

@@ -108,8 +108,8 @@ export interface FilesSink {
   folderWriter(): FolderWriter;
 }
 
-/** A previous snapshot's folder: its nodes, or (a large folder) its parts in name order, read one at a time. */
-export type PreviousNodes = readonly TreeNode[] | { parts: number; part(i: number): Promise<readonly TreeNode[]> };
+/** A previous snapshot's folder: its nodes, or (a large folder) its parts in name order, read one at a time or all at once. */
+export type PreviousNodes = readonly TreeNode[] | { parts: number; part(i: number): Promise<readonly TreeNode[]>; whole(): Promise<readonly TreeNode[]> };
 
 /** A folder stored an entry at a time, so that a large one is never held whole. */
 export interface FolderWriter {
@@ -590,14 +590,10 @@ function byName(nodes: readonly TreeNode[] | undefined): PreviousFolder {
   return { nodes, byName: named };
 }
 
-/** A previous folder's nodes, all of them (its parts read at once and joined); undefined where a part cannot be read. */
+/** A previous folder's nodes, all of them; undefined where a part cannot be read. */
 async function wholeNodes(found: PreviousNodes | undefined): Promise<readonly TreeNode[] | undefined> {
   if (found === undefined || !('parts' in found)) return found;
-  try {
-    return (await Promise.all(Array.from({ length: found.parts }, (_, i) => found.part(i)))).flat();
-  } catch {
-    return undefined;
-  }
+  return found.whole().catch(() => undefined);
 }
 
 /**
