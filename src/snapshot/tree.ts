@@ -155,8 +155,12 @@ export class TreeLoader {
   /** A folder's nodes, all of them (its parts read at once and joined). */
   async load(id: string): Promise<Tree> {
     const tree = await this.stored(id);
-    if (!('parts' in tree)) return tree;
-    return { nodes: (await Promise.all(tree.parts.map((part) => this.part(part, id)))).flat() };
+    return 'parts' in tree ? { nodes: await this.joinParts(tree.parts, id) } : tree;
+  }
+
+  /** The nodes of the folder `of` from its parts, read at once. */
+  async joinParts(parts: readonly string[], of: string): Promise<TreeNode[]> {
+    return (await Promise.all(parts.map((part) => this.part(part, of)))).flat();
   }
 
   /** A folder's nodes part by part, so that a large folder is never held whole. */

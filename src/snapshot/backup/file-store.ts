@@ -71,7 +71,7 @@ export class RepositoryFilesSink implements FilesSink {
       const tree = await this.loader.stored(id);
       if (!('parts' in tree)) return tree.nodes;
       const { parts } = tree;
-      return { parts: parts.length, part: (i) => this.loader.part(parts[i]!, id), whole: async () => (await this.loader.load(id)).nodes };
+      return { parts: parts.length, part: (i) => this.loader.part(parts[i]!, id), whole: () => this.loader.joinParts(parts, id) };
     } catch {
       return undefined;
     }
