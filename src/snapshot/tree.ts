@@ -15,7 +15,7 @@ export const SPLIT_ABOVE = 4096;
 export const PART_MIN = 1024;
 /** ... and at most this many. */
 export const PART_MAX = 8192;
-/** Past PART_MIN, a part ends after a node whose name hashes to 0 under this mask: about 1 in 1,024. */
+/** Past PART_MIN, a part ends after an item that hashes to 0 under this mask: about 1 in 1,024. */
 const CUT_MASK = 0x3ff;
 
 /** A folder's tree blob as stored: its nodes, or (a large folder) the ids of the parts that hold them in order. */
@@ -53,7 +53,7 @@ export function splitNodes(nodes: readonly TreeNode[]): TreeNode[][] {
   let part: TreeNode[] = [];
   for (const node of nodes) {
     part.push(node);
-    if (cutter.endsAfter(node)) {
+    if (cutter.endsAfter(nameHash(node.name))) {
       parts.push(part);
       part = [];
     }
@@ -62,14 +62,14 @@ export function splitNodes(nodes: readonly TreeNode[]): TreeNode[][] {
   return parts;
 }
 
-/** splitNodes' rule, a node at a time. */
+/** Where parts end, an item at a time: a large folder's nodes (by name) and a large file's content list (by blob id). */
 class PartCutter {
   private length = 0;
 
-  /** Whether the part ends after `node`, the next node. */
-  endsAfter(node: TreeNode): boolean {
+  /** Whether the part ends after the next item, whose hash is `hash`. */
+  endsAfter(hash: number): boolean {
     this.length++;
-    if (this.length < PART_MAX && (this.length < PART_MIN || (nameHash(node.name) & CUT_MASK) !== 0)) return false;
+    if (this.length < PART_MAX && (this.length < PART_MIN || (hash & CUT_MASK) !== 0)) return false;
     this.length = 0;
     return true;
   }
@@ -90,50 +90,82 @@ export async function saveTree(writer: BlobWriter, tree: Tree): Promise<string> 
 }
 
 /**
+ * A list that arrives an item at a time and is stored in parts once it has more than
+ * `splitAbove` items: parts are saved as they fill, so that a long list is never held
+ * whole. The parts are those PartCutter gives for the whole list, whatever the pace of
+ * arrival. Behind a large folder's nodes (TreeBuilder) and a large file's content list.
+ */
+export class PartedList<T> {
+  private readonly cutter = new PartCutter();
+  private count = 0;
+  /** where parts end (item counts), from the first */
+  private readonly ends: number[] = [];
+  private readonly parts: string[] = [];
+  /** items after the last saved part */
+  private held: T[] = [];
+  /** items in the saved parts */
+  private saved = 0;
+
+  constructor(
+    private readonly splitAbove: number,
+    private readonly hash: (item: T) => number,
+    /** stores one part, resolving with its blob id */
+    private readonly savePart: (items: T[]) => Promise<string>,
+  ) {}
+
+  /** Adds the next item; a promise when that stored a part (undefined, for most items, when it did not). */
+  add(item: T): Promise<void> | undefined {
+    this.count++;
+    this.held.push(item);
+    if (this.cutter.endsAfter(this.hash(item))) this.ends.push(this.count);
+    // Until the list has more than splitAbove items, it may still be stored whole.
+    return this.count > this.splitAbove && this.parts.length < this.ends.length ? this.saveFullParts() : undefined;
+  }
+
+  /** The whole list, when short enough to be stored as one; else the ids of its parts, the last stored now. */
+  async finish(): Promise<{ whole: T[] } | { parts: string[] }> {
+    if (this.count <= this.splitAbove) return { whole: this.held };
+    await this.saveFullParts();
+    if (this.held.length > 0) await this.saveNext(this.held.length);
+    return { parts: this.parts };
+  }
+
+  private async saveFullParts(): Promise<void> {
+    while (this.parts.length < this.ends.length) await this.saveNext(this.ends[this.parts.length]! - this.saved);
+  }
+
+  private async saveNext(length: number): Promise<void> {
+    const items = this.held.slice(0, length);
+    // What is left is at most a part being filled (or, when the first parts are cut,
+    // splitAbove + 1 items): cheap to copy.
+    this.held = this.held.slice(length);
+    this.saved += length;
+    this.parts.push(await this.savePart(items));
+  }
+}
+
+/**
  * Stores a folder whose nodes arrive one at a time, in name order, as a backup finishes
  * them: a large folder's parts are saved as they fill, so that its nodes are never all
  * held. The blobs are those saveTree would store for the same nodes, so a folder as the
  * previous snapshot had it comes out as the previous snapshot's tree, deduplicated.
  */
 export class TreeBuilder {
-  private readonly cutter = new PartCutter();
-  private count = 0;
-  /** where parts end (node counts), from the first */
-  private readonly ends: number[] = [];
-  private readonly parts: string[] = [];
-  /** nodes after the last saved part */
-  private held: TreeNode[] = [];
-  /** nodes in the saved parts */
-  private saved = 0;
+  private readonly list: PartedList<TreeNode>;
 
-  constructor(private readonly writer: BlobWriter) {}
+  constructor(private readonly writer: BlobWriter) {
+    this.list = new PartedList(SPLIT_ABOVE, (node) => nameHash(node.name), async (nodes) => (await writer.save('tree', Buffer.from(JSON.stringify({ nodes })))).id);
+  }
 
   async add(node: TreeNode): Promise<void> {
-    this.count++;
-    this.held.push(node);
-    if (this.cutter.endsAfter(node)) this.ends.push(this.count);
-    // Until a folder has more than SPLIT_ABOVE nodes, it may still be one blob.
-    if (this.count > SPLIT_ABOVE) await this.saveFullParts();
+    await this.list.add(node);
   }
 
   /** The id the folder's node records. */
   async finish(): Promise<string> {
-    if (this.count <= SPLIT_ABOVE) return (await this.writer.save('tree', Buffer.from(JSON.stringify({ nodes: this.held })))).id;
-    await this.saveFullParts();
-    if (this.held.length > 0) await this.savePart(this.held.length);
-    return (await this.writer.save('tree', Buffer.from(JSON.stringify({ parts: this.parts })))).id;
-  }
-
-  private async saveFullParts(): Promise<void> {
-    while (this.parts.length < this.ends.length) await this.savePart(this.ends[this.parts.length]! - this.saved);
-  }
-
-  private async savePart(length: number): Promise<void> {
-    const nodes = this.held.slice(0, length);
-    // What is left is at most a part being filled (SPLIT_ABOVE + 1 nodes when the first parts are cut): cheap to copy.
-    this.held = this.held.slice(length);
-    this.saved += length;
-    this.parts.push((await this.writer.save('tree', Buffer.from(JSON.stringify({ nodes })))).id);
+    const list = await this.list.finish();
+    const tree = 'whole' in list ? { nodes: list.whole } : list;
+    return (await this.writer.save('tree', Buffer.from(JSON.stringify(tree)))).id;
   }
 }
 
