@@ -9,6 +9,7 @@ import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { findNode } from '../snapshot/walk.js';
 import { UsageError } from '../util/errors.js';
+import { contentIds } from '../snapshot/content-list.js';
 
 /**
  * A release is a snapshot in a vendor's release repository: the "vanilla" state of one
@@ -118,7 +119,7 @@ export async function releaseMigrations(repo: Repository, ref: SnapshotRef): Pro
     if (node.type !== 'file' || !kind) continue;
     // Migrations are small scripts: whole in memory is fine.
     const parts: Buffer[] = [];
-    for (const id of node.content ?? []) parts.push(await repo.loadBlob(id, 'data'));
+    for await (const id of contentIds(repo, node.content)) parts.push(await repo.loadBlob(id, 'data'));
     migrations.push({ id: `${version}/${node.name}`, version, name: node.name, kind, text: Buffer.concat(parts).toString('utf8') });
   }
   const number = (m: Migration) => Number(/^\d+/.exec(m.name)![0]);

@@ -1,6 +1,7 @@
 import type { Repository } from '../repo/repository.js';
 import { InterruptedError } from '../util/errors.js';
 import { forgottenIds, listSnapshots, type Snapshot, type SnapshotRef } from './snapshot.js';
+import { ContentBuilder, contentIds, contentPieces, isSplitContent, sameContent, type FileContent } from './content-list.js';
 import { TreeLoader, saveTree, type TreeNode } from './tree.js';
 
 export interface CopyResult {
@@ -49,25 +50,27 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
   const earlier = await earlierCopy(from, copies.filter((c) => !forgotten.has(c.id)));
   const result: CopyResult = { id: '', existing: false, files: 0, bytes: 0, bytesAdded: 0, reused: 0 };
   const copiedTrees = new Map<string, string>();
-  const copiedFiles = new Map<string, string[]>();
+  const copiedFiles = new Map<string, FileContent>();
 
-  const copyContent = async (ids: string[]): Promise<string[]> => {
-    const key = ids.join();
+  const copyContent = async (content: FileContent): Promise<FileContent> => {
+    // Parts are cut by the ids alone: the same parts list the same blobs.
+    const key = `${isSplitContent(content) ? 'parts:' : ''}${contentPieces(content).join()}`;
     const known = copiedFiles.get(key);
     if (known) return known;
     const blocks = async function* () {
-      for (const id of ids) yield await from.loadBlob(id, 'data');
+      for await (const id of contentIds(from, content)) yield await from.loadBlob(id, 'data');
     };
-    const content: string[] = [];
+    const copied = new ContentBuilder(writer);
     for await (const chunk of to.chunker.chunkStream(blocks())) {
       if (options.signal?.aborted) throw new InterruptedError('copy interrupted; nothing was committed');
       const saved = await writer.save('data', chunk);
-      content.push(saved.id);
+      await copied.add(saved.id);
       result.bytes += chunk.length;
       result.bytesAdded += saved.storedBytes;
     }
-    copiedFiles.set(key, content);
-    return content;
+    const list = await copied.finish();
+    copiedFiles.set(key, list);
+    return list;
   };
 
   /** Whether a copied tree and everything below it is in the target, for this writer to rely on. */
@@ -78,7 +81,7 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
       known = (async () => {
         if (!writer.has(treeId)) return false;
         for (const node of (await targetLoader.load(treeId)).nodes) {
-          if (node.content && !node.content.every((id) => writer.has(id))) return false;
+          if (node.content && !contentPieces(node.content).every((id) => writer.has(id))) return false;
           if (node.subtree && !(await stillThere(node.subtree))) return false;
         }
         return true;
@@ -108,7 +111,7 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
       const copy: TreeNode = { ...node };
       const old = beforeByName.get(node.name);
       if (node.content) {
-        const unchanged = old?.from.content && old.to.content && old.from.content.join() === node.content.join() && old.to.content.every((id) => writer.has(id));
+        const unchanged = old?.from.content && old.to.content && sameContent(old.from.content, node.content) && contentPieces(old.to.content).every((id) => writer.has(id));
         copy.content = unchanged ? old.to.content! : await copyContent(node.content);
         if (unchanged) result.bytes += node.size ?? 0;
         result.files++;

@@ -1,4 +1,5 @@
 import type { Repository } from '../repo/repository.js';
+import { sameContent } from './content-list.js';
 import type { SnapshotRef } from './snapshot.js';
 import { TreeLoader, childPath, type TreeNode } from './tree.js';
 import { walkTree } from './walk.js';
@@ -12,9 +13,9 @@ export interface Change {
   type: TreeNode['type'];
 }
 
-function sameContent(a: TreeNode, b: TreeNode): boolean {
+function sameFileContent(a: TreeNode, b: TreeNode): boolean {
   if (a.type !== 'file') return a.target === b.target;
-  return a.size === b.size && (a.content ?? []).join() === (b.content ?? []).join();
+  return a.size === b.size && sameContent(a.content, b.content);
 }
 
 function sameMetadata(a: TreeNode, b: TreeNode): boolean {
@@ -50,7 +51,7 @@ async function* diffTrees(loader: TreeLoader, left: string, right: string, base:
     } else if (x.type === 'dir') {
       if (!sameMetadata(x, y)) yield { kind: 'U', path, type: 'dir' };
       if (x.subtree && y.subtree) yield* diffTrees(loader, x.subtree, y.subtree, path);
-    } else if (!sameContent(x, y)) {
+    } else if (!sameFileContent(x, y)) {
       yield { kind: 'M', path, type: y.type };
     } else if (!sameMetadata(x, y)) {
       yield { kind: 'U', path, type: y.type };

@@ -7,6 +7,7 @@ import type { Repository } from '../repo/repository.js';
 import type { DumpReader, DumpSink } from '../sources/dump-sink.js';
 import { InterruptedError, UsageError } from '../util/errors.js';
 import type { SourceStats } from './snapshot.js';
+import { ContentBuilder, contentLists, type FileContent } from './content-list.js';
 import { TreeLoader, saveTree, type TreeNode } from './tree.js';
 import { walkTree } from './walk.js';
 
@@ -16,7 +17,7 @@ import { walkTree } from './walk.js';
  * the folders are built from the paths once every file is stored.
  */
 export class DumpTreeWriter implements DumpSink {
-  private readonly files = new Map<string, { size: number; content: string[] }>();
+  private readonly files = new Map<string, { size: number; content: FileContent }>();
 
   constructor(
     private readonly repo: Repository,
@@ -31,11 +32,12 @@ export class DumpTreeWriter implements DumpSink {
   async writeFile(path: string, content: AsyncIterable<Buffer> | Buffer): Promise<{ size: number }> {
     if (this.files.has(path)) throw new Error(`internal error: ${path} written twice`);
     const blocks = Buffer.isBuffer(content) ? (async function* () { yield content; })() : content;
-    const ids: string[] = [];
+    // A table's dump can be many gigabytes: its list goes to content parts as they fill.
+    const ids = new ContentBuilder(this.writer);
     let size = 0;
     const storing: Array<Promise<SaveResult>> = [];
-    const stored = (saved: SaveResult) => {
-      ids.push(saved.id);
+    const stored = async (saved: SaveResult) => {
+      await ids.add(saved.id);
       this.stats.bytesAdded += saved.storedBytes;
       this.onAdded(saved.storedBytes);
     };
@@ -45,10 +47,10 @@ export class DumpTreeWriter implements DumpSink {
       const saving = this.store(chunk);
       saving.catch(() => undefined); // awaited in order below
       storing.push(saving);
-      if (storing.length >= CHUNKS_AHEAD) stored(await storing.shift()!);
+      if (storing.length >= CHUNKS_AHEAD) await stored(await storing.shift()!);
     }
-    for (const saving of storing) stored(await saving);
-    this.files.set(path, { size, content: ids });
+    for (const saving of storing) await stored(await saving);
+    this.files.set(path, { size, content: await ids.finish() });
     this.stats.files++;
     this.stats.newFiles++;
     this.stats.bytes += size;
@@ -86,7 +88,7 @@ export class DumpTreeWriter implements DumpSink {
       nlink: 1,
     });
     interface Folder {
-      files: Map<string, { size: number; content: string[] }>;
+      files: Map<string, { size: number; content: FileContent }>;
       folders: Map<string, Folder>;
     }
     const root: Folder = { files: new Map(), folders: new Map() };
@@ -127,12 +129,16 @@ export async function openDumpReader(repo: Repository, subtree: string, source: 
   return {
     has: (path) => files.has(path),
     size: (path) => lookup(path).size ?? 0,
-    read: (path) => readBlobs(repo, lookup(path).content ?? []),
+    read: (path) => readBlobs(repo, lookup(path).content),
   };
 }
 
-/** Blobs in order, the next one fetched while the current one is consumed. */
-async function* readBlobs(repo: Repository, ids: string[]): AsyncGenerator<Buffer> {
+/** A file's blobs in order, the next one fetched while the current one is consumed. */
+async function* readBlobs(repo: Repository, content: FileContent | undefined): AsyncGenerator<Buffer> {
+  for await (const ids of contentLists(repo, content)) yield* readListed(repo, ids);
+}
+
+async function* readListed(repo: Repository, ids: readonly string[]): AsyncGenerator<Buffer> {
   let pending = ids.length > 0 ? repo.loadBlob(ids[0]!, 'data') : undefined;
   for (let i = 0; i < ids.length; i++) {
     const current = pending!;

@@ -6,6 +6,7 @@ import type { Repository } from '../repo/repository.js';
 import { restore } from '../snapshot/restore/restore.js';
 import { listSnapshots, type SnapshotRef } from '../snapshot/snapshot.js';
 import { openSourceReader } from '../snapshot/restore/streamed-source.js';
+import { contentIds } from '../snapshot/content-list.js';
 import { TreeLoader } from '../snapshot/tree.js';
 import { walkTree } from '../snapshot/walk.js';
 import { isFilesSource } from '../sources/files/driver.js';
@@ -127,17 +128,22 @@ async function verifyFiles(repo: Repository, ref: SnapshotRef, target: string, r
   const out = { files: 0, bytes: 0, mismatches: [] as string[] };
   for await (const { path, node } of walkTree(loader, ref.snapshot.tree)) {
     if (node.type !== 'file' || !roots.some((r) => path.startsWith(`${r}/`))) continue;
-    const ids: string[] = [];
     let size = 0;
+    let same = true;
     try {
+      // The snapshot's ids one at a time beside the file's: a large file's list is never held whole.
+      const expected = contentIds(repo, node.content);
       const fh = await open(join(target, path), 'r');
       try {
         for await (const chunk of repo.chunker.chunkFile(fh, node.size ?? 0)) {
-          ids.push(repo.blobId(chunk));
+          const id = await expected.next();
+          if (id.done || id.value !== repo.blobId(chunk)) same = false;
           size += chunk.length;
         }
+        if (!(await expected.next()).done) same = false;
       } finally {
         await fh.close();
+        await expected.return(undefined);
       }
     } catch {
       out.mismatches.push(path);
@@ -145,7 +151,7 @@ async function verifyFiles(repo: Repository, ref: SnapshotRef, target: string, r
     }
     out.files++;
     out.bytes += size;
-    if (size !== (node.size ?? 0) || ids.join() !== (node.content ?? []).join()) out.mismatches.push(path);
+    if (size !== (node.size ?? 0) || !same) out.mismatches.push(path);
   }
   return out;
 }

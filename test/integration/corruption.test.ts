@@ -13,6 +13,7 @@ import { TreeLoader } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
 import { flipByte, makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 import { MemoryBackend } from '../support/memory-backend.js';
+import { contentPieces } from '../../src/snapshot/content-list.js';
 
 
 async function setup(t: import('node:test').TestContext, encrypted: boolean) {
@@ -28,7 +29,7 @@ async function setup(t: import('node:test').TestContext, encrypted: boolean) {
   const add = (id: string, path: string) => users.set(id, [...(users.get(id) ?? []), path]);
   add(saved.snapshot.tree, '/');
   for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) {
-    for (const id of node.content ?? []) add(id, path);
+    for (const id of contentPieces(node.content)) add(id, path);
     if (node.subtree) add(node.subtree, path);
   }
   return { dir, repoDir, repo, saved, users, env: encrypted ? { STACKVAULT_PASSWORD: 'pw' } : {} };
@@ -78,8 +79,8 @@ test('the CLI reports a damaged file by snapshot and path, and restore of it fai
   let victim: { path: string; blob: string } | undefined;
   let smallVictim: { path: string; blob: string } | undefined;
   for await (const { path, node } of walkTree(loader, saved.snapshot.tree)) {
-    if (path === '/data/docs/extra.bin') victim = { path, blob: node.content![0]! };
-    if (path === '/data/names/with space ü €.txt') smallVictim = { path, blob: node.content![0]! };
+    if (path === '/data/docs/extra.bin') victim = { path, blob: contentPieces(node.content)[0]! };
+    if (path === '/data/names/with space ü €.txt') smallVictim = { path, blob: contentPieces(node.content)[0]! };
   }
   assert.ok(victim && smallVictim);
   // A large file (written by a decode thread) and a small one (written by a writer thread).
@@ -119,7 +120,7 @@ test('a pack cut short fails exactly the small files whose blobs it lost; their 
   const repo = await Repository.init(new LocalBackend(repoDir), { password: 'pw', immutabilityDays: 0, packSize: 1 << 20 });
   const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
   const files: Array<{ path: string; blobs: string[] }> = [];
-  for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (node.type === 'file') files.push({ path, blobs: node.content ?? [] });
+  for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (node.type === 'file') files.push({ path, blobs: [...contentPieces(node.content)] });
   const [packId, blobs] = [...repo.index.eachPack()].sort((x, y) => y[1].length - x[1].length)[0]!;
   const cut = blobs.map((b) => b.offset).sort((x, y) => x - y)[Math.floor(blobs.length / 2)]! + 10;
   const lost = new Set(blobs.filter((b) => b.offset + b.length > cut).map((b) => b.id));
@@ -153,7 +154,7 @@ test('a damaged first blob of a small file with several fails that file only: th
   const repo = await Repository.init(new LocalBackend(repoDir), { password: 'pw', immutabilityDays: 0, chunker: { min: 1024, avg: 2048, max: 8192 } });
   const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
   const files: Array<{ path: string; blobs: string[] }> = [];
-  for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (node.type === 'file') files.push({ path, blobs: node.content ?? [] });
+  for await (const { path, node } of walkTree(new TreeLoader(repo), saved.snapshot.tree)) if (node.type === 'file') files.push({ path, blobs: [...contentPieces(node.content)] });
   // Chunk boundaries depend on the repository's random chunker seed: the victim is a file that has several.
   const victim = files.slice(5).find((f) => f.blobs.length >= 3)!;
   assert.ok(victim, 'a file of several blobs, with files before and after it');

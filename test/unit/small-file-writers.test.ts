@@ -10,6 +10,7 @@ import { TreeLoader } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
 import { StackvaultError } from '../../src/util/errors.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
+import { contentPieces } from '../../src/snapshot/content-list.js';
 
 /** A blob's decode request as a restore makes it for a folder repository: the writer reads the pack itself. */
 async function blobPlace(repo: Repository, id: string) {
@@ -38,7 +39,7 @@ test('restore writer threads write small files whole and decode blobs for larger
   await assert.rejects(write(dest, small.node), { code: 'EEXIST' }, 'an existing name is not overwritten without replaceExisting');
 
   // The same threads decode blobs for the restore's larger files; closing that view leaves them running.
-  const [content] = await writers.decoder.decode([{ id: small.node.content![0]!, ...(await blobPlace(repo, small.node.content![0]!)) }], Buffer.alloc(0));
+  const [content] = await writers.decoder.decode([{ id: contentPieces(small.node.content)[0]!, ...(await blobPlace(repo, contentPieces(small.node.content)[0]!)) }], Buffer.alloc(0));
   assert.deepEqual(content, await readFile(join(src, 'docs/small.txt')));
   await writers.decoder.close();
   await write(join(dir, 'again.txt'), small.node);

@@ -9,6 +9,7 @@ import { formatBytes, plural } from '../../util/format.js';
 import type { Repository } from '../../repo/repository.js';
 import type { CliContext } from '../context.js';
 import { collect, emit } from '../output.js';
+import { contentIds } from '../../snapshot/content-list.js';
 
 interface FilterFlags {
   host?: string;
@@ -168,6 +169,6 @@ export function registerBrowseCommands(program: Command, context: () => CliConte
         return;
       }
       if (node.type !== 'file') throw new UsageError(`${wanted} is a ${node.type}, not a file or folder`);
-      for (const id of node.content ?? []) await writeOut(await repo.loadBlob(id, 'data'));
+      for await (const id of contentIds(repo, node.content)) await writeOut(await repo.loadBlob(id, 'data'));
     });
 }

@@ -13,6 +13,7 @@ import { formatBytes, formatDuration } from '../../util/format.js';
 import type { JobHistory, RunRecord } from '../history.js';
 import { CONSOLE_CSS, actionForm, barChart, esc, page, pager, type PageOptions } from './html.js';
 import { ConsoleSessions, readForm } from './session.js';
+import { contentIds } from '../../snapshot/content-list.js';
 
 /** What the console shows and does, from the runner. */
 export interface ConsoleContext {
@@ -323,7 +324,7 @@ ${pager(`/snapshots/${ref.id}`, at, pages, { path })}`;
       res.end();
       return true;
     }
-    for (const id of node.content ?? []) {
+    for await (const id of contentIds(repo, node.content)) {
       // Streamed blob by blob, waiting for the browser: memory stays bounded for any size.
       if (!res.write(await repo.loadBlob(id, 'data'))) await new Promise((r) => res.once('drain', r));
     }

@@ -6,6 +6,7 @@ import { Semaphore } from '../../util/concurrency.js';
 import { InterruptedError } from '../../util/errors.js';
 import type { AdaptiveReader } from '../../util/adaptive-io.js';
 import type { FileMark } from '../../util/file-mark.js';
+import { ContentBuilder } from '../content-list.js';
 import { TreeBuilder, saveTree, type TreeLoader, type TreeNode } from '../tree.js';
 
 /** files read at once on this thread: enough to hide per-file I/O latency, few enough to bound buffers (each up to max chunk + 4 MiB) */
@@ -133,12 +134,13 @@ export class RepositoryFilesSink implements FilesSink {
 
   async storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile> {
     const { size } = mark;
-    const content: string[] = [];
+    const content = new ContentBuilder(this.writer);
     let length = 0;
-    const add = (saved: SaveResult, bytes: number) => {
-      content.push(saved.id);
+    /** a promise only when the content list stored a part of itself */
+    const add = (saved: SaveResult, bytes: number): Promise<void> | undefined => {
       length += bytes;
       stored(saved.storedBytes, bytes);
+      return content.add(saved.id);
     };
     const { route } = admission as RoutedAdmission;
     let changed: boolean;
@@ -150,7 +152,7 @@ export class RepositoryFilesSink implements FilesSink {
       try {
         for (; !next.done; next = await blobs.next()) {
           throwIfAborted(this.signal);
-          add(await this.writer.addEncoded('data', next.value), next.value.rawLength);
+          await add(await this.writer.addEncoded('data', next.value), next.value.rawLength);
         }
       } finally {
         if (!next.done) await blobs.return(false);
@@ -160,7 +162,8 @@ export class RepositoryFilesSink implements FilesSink {
       const encoded = await this.encoder!.encodeBatched(path, mark);
       for (const blob of encoded.blobs) {
         throwIfAborted(this.signal);
-        add(await this.writer.addEncoded('data', blob), blob.rawLength);
+        const storing = add(await this.writer.addEncoded('data', blob), blob.rawLength);
+        if (storing) await storing;
       }
       changed = encoded.changed;
     } else {
@@ -170,14 +173,15 @@ export class RepositoryFilesSink implements FilesSink {
       try {
         for await (const chunk of this.chunker.chunkFile(fh, size)) {
           throwIfAborted(this.signal);
-          add(await this.writer.save('data', chunk), chunk.length);
+          await add(await this.writer.save('data', chunk), chunk.length);
         }
         changed = fh.changedSince(mark);
       } finally {
         await fh.close();
       }
     }
-    return { content, size: length, changed };
+    const list = content.finish();
+    return { content: Array.isArray(list) ? list : await list, size: length, changed };
   }
 
   /**

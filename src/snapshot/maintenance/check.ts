@@ -3,6 +3,7 @@ import { checkPacks, parseSubset, type PackCheckOptions, type PackCheckProgress 
 import { DecodePool } from '../../repo/decode/decode-pool.js';
 import { errorMessage } from '../../util/errors.js';
 import { listSnapshots, shortId, type SnapshotRef } from '../snapshot.js';
+import { isSplitContent, parseContentPart } from '../content-list.js';
 import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import type { BinlogSegment } from '../binlog-segments.js';
 import { EventLoopTurns } from '../../util/event-loop-turns.js';
@@ -141,16 +142,35 @@ async function walkSnapshots(repo: Repository, refs: SnapshotRef[], loader: Tree
     memo.set(treeId, found);
     return found;
   };
+  /** The first of a file's blobs that cannot be read, and why. */
+  const dataTrouble = (ids: readonly string[]): { blob: string; why: string } | undefined => {
+    for (const id of ids) {
+      const why = !repo.index.has(id) ? 'data blob is not in the index' : badBlobs.get(id);
+      if (why) return { blob: id, why };
+    }
+    return undefined;
+  };
+  /** The same for a file of many blobs, its content parts read one at a time. */
+  const partsTrouble = async (parts: readonly string[]): Promise<{ blob: string; why: string } | undefined> => {
+    for (const part of parts) {
+      const why = treeBlobTrouble(part, 'content part');
+      if (why) return { blob: part, why };
+      let ids: string[];
+      try {
+        ids = parseContentPart(part, await repo.loadBlob(part, 'tree'));
+      } catch (err) {
+        return { blob: part, why: errorMessage(err) };
+      }
+      const trouble = dataTrouble(ids);
+      if (trouble) return trouble;
+    }
+    return undefined;
+  };
   const visitNodes = async (nodes: readonly TreeNode[], found: Found): Promise<void> => {
     for (const node of nodes) {
       if (node.type === 'file') {
-        for (const id of node.content ?? []) {
-          const why = !repo.index.has(id) ? 'data blob is not in the index' : badBlobs.get(id);
-          if (why) {
-            found.push({ path: node.name, blob: id, why });
-            break;
-          }
-        }
+        const trouble = isSplitContent(node.content) ? await partsTrouble(node.content.parts) : dataTrouble(node.content ?? []);
+        if (trouble) found.push({ path: node.name, ...trouble });
       } else if (node.type === 'dir') {
         if (!node.subtree) {
           found.push({ path: node.name, blob: '', why: 'folder has no tree' });

@@ -11,9 +11,10 @@ import { Semaphore } from '../../util/concurrency.js';
 import { openForDirectWrites } from '../../util/direct-io.js';
 import { BlockingWhileFast, SMALL_FILE_BYTES, entryPath } from '../../util/adaptive-io.js';
 import { EventLoopTurns } from '../../util/event-loop-turns.js';
-import { IntegrityError, InterruptedError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
+import { IntegrityError, InterruptedError, ObjectNotFoundError, StackvaultError, UsageError, describeSystemError, errorMessage } from '../../util/errors.js';
 import { SmallFileWriters, startWriterThreads, type WriterThreads } from './small-file-writers.js';
 import type { SnapshotRef } from '../snapshot.js';
+import { contentLists, isSplitContent, smallFileContent, type FileContent } from '../content-list.js';
 import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from '../walk.js';
 import { osPath } from '../../util/os-path.js';
@@ -239,16 +240,30 @@ async function firstWalk(
     progress.filesTotal++;
     progress.bytesTotal += node.size ?? 0;
     if (willRead) {
-      for (const id of node.content ?? []) {
-        // A blob the index lacks is left to the restore to report.
-        const entry = repo.index.get(id);
-        if (entry) willRead(entry.pack, entry.length, wholeBytes > 0 ? progress.bytesTotal / wholeBytes : undefined);
-      }
+      const share = wholeBytes > 0 ? progress.bytesTotal / wholeBytes : undefined;
+      const plan = (ids: readonly string[]) => {
+        for (const id of ids) {
+          // A blob the index lacks is left to the restore to report.
+          const entry = repo.index.get(id);
+          if (entry) willRead(entry.pack, entry.length, share);
+        }
+      };
+      if (!isSplitContent(node.content)) plan(node.content ?? []);
+      else await planParts(repo, node.content, plan);
     }
   }
   const hidden = (inc: string) => unreadable.some((dir) => dir === '/' || inc === dir || inc.startsWith(dir + '/'));
   const missing = includes.filter((inc) => inc !== '/' && !matchedIncludes.has(inc) && !hidden(inc));
   if (missing.length > 0) throw new UsageError(`not in snapshot ${walk.ref.id.slice(0, 8)}: ${missing.join(', ')}`);
+}
+
+/** A large file's blobs for the plan, its content parts read one at a time; a damaged part is left to the restore to report. */
+async function planParts(repo: Repository, content: FileContent, plan: (ids: readonly string[]) => void): Promise<void> {
+  try {
+    for await (const ids of contentLists(repo, content)) plan(ids);
+  } catch (err) {
+    if (!(err instanceof IntegrityError) && !(err instanceof ObjectNotFoundError)) throw err;
+  }
 }
 
 /** At most this many index entries are summed to judge whether a restore reads every pack. */
@@ -625,7 +640,7 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
   if (writer.io.blocking && (node.size ?? 0) <= SMALL_FILE_BYTES) {
     // Every blob is verified before a byte is written; then the file goes out in blocking calls.
     const parts: Buffer[] = [];
-    for (const id of node.content ?? []) parts.push(await blobs.loadBlob(id, 'data'));
+    for (const id of smallFileContent(node)) parts.push(await blobs.loadBlob(id, 'data'));
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     writer.io.timed(() => writeSmallFile(dest, data, node, writer.creation));
     progress.bytesDone += data.length;
@@ -643,20 +658,20 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
     report?.(progress);
   };
   try {
-    const ids = node.content ?? [];
+    const { content } = node;
     const { deliverBlob } = blobs;
     if (deliverBlob) {
       // The decode threads write each verified blob at its offset: its content never comes
       // back here (handing it back cost them a third of their time faulting in fresh memory).
       // Whole blocks go past the page cache where the file system allows (see direct-io.ts).
       directFd = writer.creation.directWrites !== false ? await openForDirectWrites(tmp) : undefined;
-      for await (const bytes of ahead(blobs, ids, (id, position) => deliverBlob.call(blobs, id, { fd: fh.fd, position, directFd } satisfies FilePlace))) {
+      for await (const bytes of ahead(blobs, content, (id, position) => deliverBlob.call(blobs, id, { fd: fh.fd, position, directFd } satisfies FilePlace))) {
         throwIfInterrupted(writer.signal);
         written(bytes);
       }
     } else {
       let position = 0;
-      for await (const data of ahead(blobs, ids, (id) => blobs.loadBlob(id, 'data'))) {
+      for await (const data of ahead(blobs, content, (id) => blobs.loadBlob(id, 'data'))) {
         throwIfInterrupted(writer.signal);
         // A block of zeros stays a hole: the file is new, so a hole reads as zeros.
         if (!isAllZeros(data)) await fh.write(data, 0, data.length, position);
@@ -688,14 +703,24 @@ async function writeFileContent(writer: FileWriter, node: TreeNode, dest: string
  * still running, even when one failed: a write still queued after the caller closed the
  * file would land in whatever file reuses its descriptor.
  */
-async function* ahead<T>(blobs: BlobLoader, ids: readonly string[], start: (id: string, position: number) => Promise<T>): AsyncGenerator<T> {
+async function* ahead<T>(blobs: BlobLoader, content: FileContent | undefined, start: (id: string, position: number) => Promise<T>): AsyncGenerator<T> {
   const running: Array<{ result: Promise<T>; length: number }> = [];
+  // A file of many blobs lists them in content parts, read one at a time as the last one's blobs are started.
+  const lists = isSplitContent(content) ? contentLists(blobs, content) : undefined;
+  let ids: readonly string[] = isSplitContent(content) ? [] : (content ?? []);
   let next = 0;
   let position = 0;
   let bytesAhead = 0;
   try {
     for (;;) {
-      while (next < ids.length && (running.length === 0 || bytesAhead < BYTES_AHEAD)) {
+      while (running.length === 0 || bytesAhead < BYTES_AHEAD) {
+        if (next === ids.length) {
+          const list = lists && (await lists.next());
+          if (!list || list.done) break;
+          ids = list.value;
+          next = 0;
+          continue;
+        }
         const id = ids[next++]!;
         const length = blobs.blobLength(id) ?? 0;
         const result = start(id, position);

@@ -10,6 +10,7 @@ import { IntegrityError } from '../../util/errors.js';
 import { WorkerPool } from '../../util/worker-pool.js';
 import { BLOB_FIELDS, FILE_FIELDS, type SmallFileBatch, type SmallFileFailure, type WriterSetup } from './small-file-batch.js';
 import type { TreeNode } from '../tree.js';
+import { smallFileContent } from '../content-list.js';
 
 /** Small files sent to a writer in one message, and the most stored bytes in one message. */
 const BATCH_FILES = 64;
@@ -41,6 +42,7 @@ const FILES_IN_FLIGHT = 128;
 interface PendingFile {
   dest: string;
   node: TreeNode;
+  ids: readonly string[];
   entries: IndexEntry[];
   files: string[];
   stored?: Array<Buffer | undefined>;
@@ -119,13 +121,13 @@ export class SmallFileWriters {
     let pending: PendingFile;
     let bytes = 0;
     try {
-      const ids = node.content ?? [];
+      const ids = smallFileContent(node);
       const entries = new Array<IndexEntry>(ids.length);
       for (let i = 0; i < ids.length; i++) {
         entries[i] = this.repo.blobEntry(ids[i]!, 'data');
         bytes += entries[i]!.length;
       }
-      pending = { dest, node, entries, files: new Array<string>(ids.length).fill(''), file: '', offset: 0 };
+      pending = { dest, node, ids, entries, files: new Array<string>(ids.length).fill(''), file: '', offset: 0 };
     } catch (err) {
       done(err as Error);
       return;
@@ -154,7 +156,7 @@ export class SmallFileWriters {
       this.batcher!.addWith(pending, bytes, settle);
       return;
     }
-    const ids = pending.node.content!;
+    const { ids } = pending;
     Promise.all(pending.files.map(async (file, i) => (file === '' ? (await this.repo.loadStoredBlob(ids[i]!, 'data')).stored : undefined))).then(
       (stored) => {
         pending.stored = stored;
@@ -184,7 +186,7 @@ export class SmallFileWriters {
     const stored: Buffer[] = [];
     let b = 0;
     for (let f = 0; f < pending.length; f++) {
-      const { dest, node, entries, files: blobFiles, stored: loaded } = pending[f]!;
+      const { dest, node, ids: fileIds, entries, files: blobFiles, stored: loaded } = pending[f]!;
       dests.push(dest);
       mtimes.push(node.mtime);
       files[f * FILE_FIELDS] = node.mode;
@@ -203,7 +205,7 @@ export class SmallFileWriters {
           packs.push(entry.pack);
           packFiles.push(file);
         }
-        ids.push(node.content![i]!);
+        ids.push(fileIds[i]!);
         const bytes = loaded?.[i];
         if (bytes) stored.push(bytes);
         blobs[b * BLOB_FIELDS] = pack;

@@ -4,6 +4,7 @@ import { pack as tarPack, type Header } from 'tar-stream';
 import type { Repository } from '../../repo/repository.js';
 import type { TreeLoader, TreeNode } from '../tree.js';
 import { walkTree } from '../walk.js';
+import { contentIds } from '../content-list.js';
 
 type EntryHeader = Partial<Header> & Pick<Header, 'name'>;
 
@@ -82,7 +83,7 @@ export async function dumpTar(repo: Repository, loader: TreeLoader, folder: Tree
         }
         if (linkKey) firstLinks.set(linkKey, rel);
         await put({ ...common(rel, node), type: 'file', size: node.size ?? 0 }, async (entry) => {
-          for (const id of node.content ?? []) {
+          for await (const id of contentIds(repo, node.content)) {
             const data = await repo.loadBlob(id, 'data');
             if (!entry.write(data)) await once(entry, 'drain');
           }

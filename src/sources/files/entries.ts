@@ -105,7 +105,7 @@ export interface TreeNode {
   dev: string;
   nlink: number;
   size?: number;
-  content?: string[];
+  content?: FileContent;
   subtree?: string;
   target?: string;
   rdev?: number;
@@ -113,6 +113,44 @@ export interface TreeNode {
 
 export interface Tree {
   nodes: TreeNode[];
+}
+
+/**
+ * A file's content as its node records it: the ids of its data blobs in order, or, for a
+ * file of more blobs than one list should hold, the ids of the content parts (tree blobs
+ * `{"content": [...]}`) that list them in order (docs/format.md, "Files of many blobs").
+ */
+export type FileContent = string[] | SplitContent;
+export interface SplitContent {
+  parts: string[];
+}
+
+export function isSplitContent(content: FileContent | undefined): content is SplitContent {
+  return content !== undefined && !Array.isArray(content);
+}
+
+/** The blobs a node names itself: its data blobs, or its content parts. */
+export function contentPieces(content: FileContent | undefined): readonly string[] {
+  if (content === undefined) return [];
+  return Array.isArray(content) ? content : content.parts;
+}
+
+/** Whether two nodes' content is the same: the same blobs, listed the same way (parts are cut by the ids alone). */
+export function sameContent(a: FileContent | undefined, b: FileContent | undefined): boolean {
+  if (isSplitContent(a) !== isSplitContent(b)) return false;
+  return sameIds(contentPieces(a), contentPieces(b));
+}
+
+function sameIds(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether a value read from a tree is a FileContent: a list of ids, or a list of part ids. */
+export function isFileContent(value: unknown): value is FileContent {
+  const ids = Array.isArray(value) ? value : typeof value === 'object' && value !== null && Object.keys(value).length === 1 ? (value as { parts?: unknown }).parts : undefined;
+  return Array.isArray(ids) && ids.every((id) => typeof id === 'string') && (Array.isArray(value) || ids.length > 0);
 }
 
 export function nodeFromStat(name: string, type: EntryType, st: BigIntStats | EntryStat): TreeNode {
@@ -169,7 +207,7 @@ function sameNode(a: TreeNode, b: TreeNode): boolean {
     const x = a[key];
     const y = b[key];
     if (x === y) continue;
-    if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length || x.some((id, i) => id !== y[i])) return false;
+    if (key !== 'content' || !sameContent(x as FileContent, y as FileContent)) return false;
   }
   return true;
 }

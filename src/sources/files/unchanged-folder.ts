@@ -1,5 +1,5 @@
 import { NUMBER_FIELDS, TEXT_FIELDS, TYPES, type CompactListing } from './listing-compact.js';
-import type { TreeNode } from './entries.js';
+import { contentPieces, isFileContent, type TreeNode } from './entries.js';
 import type { ExclusionMatcher } from './exclusions.js';
 
 /** A folder whose entries are all as the previous snapshot recorded them, but for what its subfolders hold. */
@@ -10,7 +10,7 @@ export interface UnchangedFolder {
   bytes: number;
   /** symlinks, devices, FIFOs and sockets */
   others: number;
-  /** every file's content ids (the previous nodes' own lists): the walk checks each is still stored */
+  /** every file's content ids or content parts (the previous nodes' own lists): the walk checks each is still stored */
   content: Array<readonly string[]>;
   /** subfolders in name order: name, device, the previous snapshot's tree of it */
   subfolders: Array<[string, string, string]>;
@@ -37,7 +37,7 @@ export function unchangedFolder(listing: CompactListing, previous: readonly Tree
     const node = previous[i];
     if (!node || !sameEntry(listing, fields, i, node) || matcher.classify(rel ? `${rel}/${node.name}` : node.name, node.type === 'dir').excluded) return undefined;
     if (node.type === 'file') {
-      found.content.push(node.content!);
+      found.content.push(contentPieces(node.content));
       found.files++;
       found.bytes += node.size!;
     } else if (node.type === 'dir') {
@@ -81,7 +81,7 @@ export function sameEntry(listing: CompactListing, fields: readonly string[], i:
   const fieldCount = Object.keys(node).length;
   switch (type) {
     case 'file':
-      return fieldCount === BASE_FIELDS + 2 && node.size === numbers[at + 1] && Array.isArray(node.content) && node.content.every((id) => typeof id === 'string');
+      return fieldCount === BASE_FIELDS + 2 && node.size === numbers[at + 1] && isFileContent(node.content);
     case 'dir':
       return fieldCount === BASE_FIELDS + 1 && typeof node.subtree === 'string';
     case 'symlink':

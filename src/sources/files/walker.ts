@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { entryPath, type AdaptiveReader } from '../../util/adaptive-io.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
 import { readLinkTarget } from '../../util/os-path.js';
-import { entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type TreeNode } from './entries.js';
+import { contentPieces, entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type FileContent, type TreeNode } from './entries.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
@@ -68,7 +68,7 @@ export interface ExclusionCount {
 
 /** A file's content as stored: its blobs, its length, and whether the file changed while it was read (see util/file-mark.ts). */
 export interface StoredFile {
-  content: string[];
+  content: FileContent;
   size: number;
   changed: boolean;
 }
@@ -362,7 +362,7 @@ export class FilesWalker {
     const rel = relDir ? `${relDir}/${recorded.name}` : recorded.name;
     if (this.matcher.hasIncludes || this.matcher.classify(rel, false).excluded) return false;
     if (recorded.type === 'file') {
-      if (!recorded.content!.every((id) => this.sink.has(id))) return false;
+      if (!contentPieces(recorded.content).every((id) => this.sink.has(id))) return false;
       this.countUnchanged(rel, 1, recorded.size!);
     } else {
       this.stats.others++;
@@ -470,7 +470,8 @@ export class FilesWalker {
   /**
    * A file whose size, times and inode match the previous snapshot's keeps its content
    * list without being read. Decided here, synchronously: a no-change backup is 50,000 of
-   * these, and a slot and a promise each were a tenth of its time.
+   * these, and a slot and a promise each were a tenth of its time. A file of many blobs is
+   * checked by its content parts, which prune keeps or deletes with the blobs they list.
    */
   private reuseUnchanged(rel: string, st: EntryStat, node: TreeNode, previous: TreeNode | undefined): boolean {
     if (
@@ -479,7 +480,8 @@ export class FilesWalker {
       previous.mtime !== node.mtime ||
       previous.ctime !== node.ctime ||
       previous.inode !== node.inode ||
-      !previous.content?.every((id) => this.sink.has(id))
+      previous.content === undefined ||
+      !contentPieces(previous.content).every((id) => this.sink.has(id))
     ) {
       return false;
     }
