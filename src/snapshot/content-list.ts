@@ -1,6 +1,6 @@
 import type { BlobLoader } from '../repo/roles.js';
 import type { BlobWriter } from '../repo/encode/blob-writer.js';
-import { isSplitContent, type FileContent, type TreeNode } from '../sources/files/entries.js';
+import { isSplitContent, splitContent, type FileContent, type TreeNode } from '../sources/files/entries.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 import { PartedList } from './tree.js';
 
@@ -46,7 +46,7 @@ export class ContentBuilder {
 
   private async finishParts(parts: PartedList<string>): Promise<FileContent> {
     const list = await parts.finish();
-    return 'whole' in list ? list.whole : list;
+    return 'whole' in list ? list.whole : splitContent(list.parts);
   }
 
   private async split(): Promise<void> {

@@ -31,6 +31,8 @@ const bigText = (seed: number) => pseudoRandom(seed, BIG_BYTES / 2).toString('he
 async function bigFileParts(repo: Repository, ref: SnapshotRef): Promise<string[]> {
   const node = await findNode(new TreeLoader(repo), ref.snapshot.tree, '/data/big.txt');
   assert.ok(node?.type === 'file' && isSplitContent(node.content), 'the big file lists its content in parts');
+  // Stored for versions before content parts, which walk a list by its length (docs/format.md).
+  assert.equal(node.content.length, node.content.parts.length);
   return node.content.parts;
 }
 

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { CONTENT_SPLIT_ABOVE, ContentBuilder, contentIds, parseContentPart } from '../../src/snapshot/content-list.js';
 import { PART_MAX, PART_MIN } from '../../src/snapshot/tree.js';
-import { isFileContent, sameNodes, type SplitContent, type TreeNode } from '../../src/sources/files/entries.js';
+import { isFileContent, sameNodes, splitContent, type SplitContent, type TreeNode } from '../../src/sources/files/entries.js';
 import { IntegrityError } from '../../src/util/errors.js';
 
 const blobId = (n: number) => createHash('sha256').update(`blob ${n}`).digest('hex');
@@ -57,9 +57,9 @@ test('a change in the middle of a large file changes the parts around it, not th
 test('nodes whose content parts are the same are the same node', () => {
   const node = (content: TreeNode['content']): TreeNode => ({ name: 'f', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '1', dev: '1', nlink: 1, size: 1, content });
   const parts = [blobId(1), blobId(2)];
-  assert.ok(sameNodes([node({ parts })], [node({ parts: [...parts] })]));
-  assert.ok(!sameNodes([node({ parts })], [node([...parts])]), 'a list of parts is not a list of data blobs');
-  assert.ok(!sameNodes([node({ parts })], [node({ parts: [blobId(1)] })]));
+  assert.ok(sameNodes([node(splitContent(parts))], [node(splitContent([...parts]))]));
+  assert.ok(!sameNodes([node(splitContent(parts))], [node([...parts])]), 'a list of parts is not a list of data blobs');
+  assert.ok(!sameNodes([node(splitContent(parts))], [node(splitContent([blobId(1)]))]));
 });
 
 test('a damaged content part is named, never read as a shorter file', () => {
@@ -68,5 +68,7 @@ test('a damaged content part is named, never read as a shorter file', () => {
   for (const bad of [Buffer.from('{"content": ['), blob({ content: [] }), blob({ content: ['x'] }), blob({ nodes: [] })]) {
     assert.throws(() => parseContentPart('p', bad), (err: unknown) => err instanceof IntegrityError && /content part p is damaged/.test(err.message));
   }
-  for (const bad of [{ parts: [] }, { parts: [1] }, { parts: [blobId(1)], more: 1 }, 'x', null]) assert.ok(!isFileContent(bad), JSON.stringify(bad));
+  assert.ok(isFileContent(splitContent([blobId(1)])));
+  const bads = [{ parts: [blobId(1)] }, { parts: [], length: 0 }, { parts: [1], length: 1 }, { parts: [blobId(1)], length: 2 }, { parts: [blobId(1)], length: 1, more: 1 }, 'x', null];
+  for (const bad of bads) assert.ok(!isFileContent(bad), JSON.stringify(bad));
 });

@@ -123,6 +123,17 @@ export interface Tree {
 export type FileContent = string[] | SplitContent;
 export interface SplitContent {
   parts: string[];
+  /**
+   * parts.length, stored too: versions before content parts read a file's list by its
+   * length, and would have read this object as an empty file; with a length they look up
+   * an id that is not there and name the file as one they cannot restore.
+   */
+  length: number;
+}
+
+/** What a file's node records for a content list stored in `parts`. */
+export function splitContent(parts: string[]): SplitContent {
+  return { parts, length: parts.length };
 }
 
 export function isSplitContent(content: FileContent | undefined): content is SplitContent {
@@ -149,8 +160,10 @@ function sameIds(a: readonly string[], b: readonly string[]): boolean {
 
 /** Whether a value read from a tree is a FileContent: a list of ids, or a list of part ids. */
 export function isFileContent(value: unknown): value is FileContent {
-  const ids = Array.isArray(value) ? value : typeof value === 'object' && value !== null && Object.keys(value).length === 1 ? (value as { parts?: unknown }).parts : undefined;
-  return Array.isArray(ids) && ids.every((id) => typeof id === 'string') && (Array.isArray(value) || ids.length > 0);
+  if (Array.isArray(value)) return value.every((id) => typeof id === 'string');
+  if (typeof value !== 'object' || value === null || Object.keys(value).length !== 2) return false;
+  const { parts, length } = value as Partial<SplitContent>;
+  return Array.isArray(parts) && parts.length > 0 && length === parts.length && parts.every((id) => typeof id === 'string');
 }
 
 export function nodeFromStat(name: string, type: EntryType, st: BigIntStats | EntryStat): TreeNode {
