@@ -92,6 +92,11 @@ test('a file of more blobs than one list holds lists them in content parts that 
   const expected = await readFile(join(src, 'big.txt'), 'utf8');
   assert.equal(await readFile(join(dir, 'out2/data/big.txt'), 'utf8'), expected);
 
+  // The command's restore writes it through its writer threads, a part at a time.
+  const restored = await runCli(['restore', '--repo', repoDir, second.id.slice(0, 8), '--target', join(dir, 'out-cli')], { env: { STACKVAULT_PASSWORD: '' } });
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.equal(await readFile(join(dir, 'out-cli/data/big.txt'), 'utf8'), expected);
+
   // dump streams it part by part.
   const dumped = await runCli(['dump', '--repo', repoDir, second.id.slice(0, 8), '/data/big.txt'], { env: { STACKVAULT_PASSWORD: '' } });
   assert.equal(dumped.code, 0, dumped.stderr);
