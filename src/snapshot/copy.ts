@@ -2,7 +2,10 @@ import type { Repository } from '../repo/repository.js';
 import { InterruptedError } from '../util/errors.js';
 import { forgottenIds, listSnapshots, type Snapshot, type SnapshotRef } from './snapshot.js';
 import { ContentBuilder, contentIds, contentPieces, isSplitContent, sameContent, type FileContent } from './content-list.js';
-import { TreeLoader, saveTree, type TreeNode } from './tree.js';
+import { NodeCursor, TreeBuilder, TreeLoader, eachNode, type TreeNode } from './tree.js';
+
+/** At most this many copied contents are remembered, so that one seen again is not read again. */
+const COPIED_FILES_KEPT = 4096;
 
 export interface CopyResult {
   id: string;
@@ -50,6 +53,7 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
   const earlier = await earlierCopy(from, copies.filter((c) => !forgotten.has(c.id)));
   const result: CopyResult = { id: '', existing: false, files: 0, bytes: 0, bytesAdded: 0, reused: 0 };
   const copiedTrees = new Map<string, string>();
+  /** contents copied lately (the same file twice, a hard link): bounded, as a copy of millions of files would otherwise hold every one */
   const copiedFiles = new Map<string, FileContent>();
 
   const copyContent = async (content: FileContent): Promise<FileContent> => {
@@ -70,6 +74,7 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
     }
     const list = await copied.finish();
     copiedFiles.set(key, list);
+    if (copiedFiles.size > COPIED_FILES_KEPT) copiedFiles.delete(copiedFiles.keys().next().value!);
     return list;
   };
 
@@ -80,7 +85,8 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
     if (!known) {
       known = (async () => {
         if (!writer.has(treeId)) return false;
-        for (const node of (await targetLoader.load(treeId)).nodes) {
+        for (const part of await targetLoader.pieces(treeId)) if (!writer.has(part)) return false;
+        for await (const node of eachNode(targetLoader, treeId)) {
           if (node.content && !contentPieces(node.content).every((id) => writer.has(id))) return false;
           if (node.subtree && !(await stillThere(node.subtree))) return false;
         }
@@ -99,17 +105,16 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
       result.reused++;
       return before.to;
     }
-    // The earlier copy's entries of this folder, by name: the source's and the copy's side by side.
-    const beforeByName = new Map<string, { from: TreeNode; to: TreeNode }>();
-    if (before) {
-      const pair = await Promise.all([loader.load(before.from), targetLoader.load(before.to)]).catch(() => undefined);
-      const [fromNodes, toNodes] = pair ? [pair[0].nodes, pair[1].nodes] : [[], []];
-      for (const [i, node] of fromNodes.entries()) if (toNodes[i]?.name === node.name) beforeByName.set(node.name, { from: node, to: toNodes[i]! });
-    }
-    const nodes: TreeNode[] = [];
-    for (const node of (await loader.load(treeId)).nodes) {
+    // The earlier copy's entries of this folder, by name: the source's and the copy's side by
+    // side, read a part at a time as the folder's own nodes are (a large folder is never held whole).
+    const earlierFrom = before && new NodeCursor(loader.nodeLists(before.from));
+    const earlierTo = before && new NodeCursor(targetLoader.nodeLists(before.to));
+    const folder = new TreeBuilder(writer);
+    for await (const node of eachNode(loader, treeId)) {
       const copy: TreeNode = { ...node };
-      const old = beforeByName.get(node.name);
+      const from = await earlierFrom?.find(node.name);
+      const to = from && (await earlierTo!.find(node.name));
+      const old = from && to ? { from, to } : undefined;
       if (node.content) {
         const unchanged = old?.from.content && old.to.content && sameContent(old.from.content, node.content) && contentPieces(old.to.content).every((id) => writer.has(id));
         copy.content = unchanged ? old.to.content! : await copyContent(node.content);
@@ -117,9 +122,9 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
         result.files++;
       }
       if (node.subtree) copy.subtree = await copyTree(node.subtree, old?.from.subtree && old.to.subtree ? { from: old.from.subtree, to: old.to.subtree } : undefined);
-      nodes.push(copy);
+      await folder.add(copy);
     }
-    const id = await saveTree(writer, { nodes });
+    const id = await folder.finish();
     copiedTrees.set(treeId, id);
     return id;
   };

@@ -1,7 +1,7 @@
 import type { Repository } from '../repo/repository.js';
 import { sameContent } from './content-list.js';
 import type { SnapshotRef } from './snapshot.js';
-import { TreeLoader, childPath, type TreeNode } from './tree.js';
+import { TreeLoader, childPath, eachNode, type TreeNode } from './tree.js';
 import { walkTree } from './walk.js';
 
 /** restic's markers: + added, - removed, M content changed, T type changed, U metadata only. */
@@ -37,24 +37,44 @@ async function* everything(loader: TreeLoader, node: TreeNode, path: string, kin
 
 async function* diffTrees(loader: TreeLoader, left: string, right: string, base: string): AsyncGenerator<Change> {
   if (left === right) return;
-  const a = new Map((await loader.load(left)).nodes.map((n) => [n.name, n]));
-  const b = new Map((await loader.load(right)).nodes.map((n) => [n.name, n]));
-  const names = [...new Set([...a.keys(), ...b.keys()])].sort();
-  for (const name of names) {
-    const path = childPath(base, name);
-    const x = a.get(name);
-    const y = b.get(name);
-    if (!y) yield* everything(loader, x!, path, '-');
-    else if (!x) yield* everything(loader, y, path, '+');
-    else if (x.type !== y.type) {
-      yield { kind: 'T', path, type: y.type };
-    } else if (x.type === 'dir') {
-      if (!sameMetadata(x, y)) yield { kind: 'U', path, type: 'dir' };
-      if (x.subtree && y.subtree) yield* diffTrees(loader, x.subtree, y.subtree, path);
-    } else if (!sameFileContent(x, y)) {
-      yield { kind: 'M', path, type: y.type };
-    } else if (!sameMetadata(x, y)) {
-      yield { kind: 'U', path, type: y.type };
+  // Both folders' nodes in name order, merged a part at a time: a large folder is never held whole.
+  const lefts = eachNode(loader, left);
+  const rights = eachNode(loader, right);
+  try {
+    let a = await lefts.next();
+    let b = await rights.next();
+    while (!a.done || !b.done) {
+      const x = a.done ? undefined : a.value;
+      const y = b.done ? undefined : b.value;
+      if (x && (!y || x.name < y.name)) {
+        yield* everything(loader, x, childPath(base, x.name), '-');
+        a = await lefts.next();
+        continue;
+      }
+      if (!x || y!.name < x.name) {
+        yield* everything(loader, y!, childPath(base, y!.name), '+');
+        b = await rights.next();
+        continue;
+      }
+      yield* compareNodes(loader, x, y!, childPath(base, x.name));
+      a = await lefts.next();
+      b = await rights.next();
     }
+  } finally {
+    await lefts.return(undefined);
+    await rights.return(undefined);
+  }
+}
+
+async function* compareNodes(loader: TreeLoader, x: TreeNode, y: TreeNode, path: string): AsyncGenerator<Change> {
+  if (x.type !== y.type) {
+    yield { kind: 'T', path, type: y.type };
+  } else if (x.type === 'dir') {
+    if (!sameMetadata(x, y)) yield { kind: 'U', path, type: 'dir' };
+    if (x.subtree && y.subtree) yield* diffTrees(loader, x.subtree, y.subtree, path);
+  } else if (!sameFileContent(x, y)) {
+    yield { kind: 'M', path, type: y.type };
+  } else if (!sameMetadata(x, y)) {
+    yield { kind: 'U', path, type: y.type };
   }
 }

@@ -252,6 +252,43 @@ export class TreeLoader {
   }
 }
 
+/**
+ * A folder's nodes looked up by name in ascending order, a part at a time, so that a large
+ * folder is never held whole. A part that cannot be read ends the lookups: what follows is
+ * not found.
+ */
+export class NodeCursor {
+  private nodes: readonly TreeNode[] = [];
+  private at = 0;
+  private ended = false;
+
+  constructor(private readonly lists: AsyncIterator<readonly TreeNode[]>) {}
+
+  async find(name: string): Promise<TreeNode | undefined> {
+    for (;;) {
+      while (this.at < this.nodes.length) {
+        const node = this.nodes[this.at]!;
+        if (node.name > name) return undefined;
+        this.at++;
+        if (node.name === name) return node;
+      }
+      if (this.ended) return undefined;
+      const next = await this.lists.next().catch(() => undefined);
+      if (!next || next.done) {
+        this.ended = true;
+        return undefined;
+      }
+      this.nodes = next.value;
+      this.at = 0;
+    }
+  }
+}
+
+/** A folder's nodes one at a time, read a part at a time. */
+export async function* eachNode(loader: TreeLoader, id: string): AsyncGenerator<TreeNode> {
+  for await (const nodes of loader.nodeLists(id)) yield* nodes;
+}
+
 function weight(tree: StoredTree): number {
   return 'parts' in tree ? tree.parts.length : tree.nodes.length;
 }
