@@ -112,8 +112,9 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
     const folder = new TreeBuilder(writer);
     for await (const node of eachNode(loader, treeId)) {
       const copy: TreeNode = { ...node };
-      const from = await earlierFrom?.find(node.name);
-      const to = from && (await earlierTo!.find(node.name));
+      // An earlier copy that cannot be read is only no help: what it would have given is copied anew.
+      const from = await earlierFrom?.find(node.name).catch(() => undefined);
+      const to = from && (await earlierTo!.find(node.name).catch(() => undefined));
       const old = from && to ? { from, to } : undefined;
       if (node.content) {
         const unchanged = old?.from.content && old.to.content && sameContent(old.from.content, node.content) && contentPieces(old.to.content).every((id) => writer.has(id));

@@ -254,8 +254,7 @@ export class TreeLoader {
 
 /**
  * A folder's nodes looked up by name in ascending order, a part at a time, so that a large
- * folder is never held whole. A part that cannot be read ends the lookups: what follows is
- * not found.
+ * folder is never held whole. A part that cannot be read throws, and ends the lookups.
  */
 export class NodeCursor {
   private nodes: readonly TreeNode[] = [];
@@ -273,8 +272,14 @@ export class NodeCursor {
         if (node.name === name) return node;
       }
       if (this.ended) return undefined;
-      const next = await this.lists.next().catch(() => undefined);
-      if (!next || next.done) {
+      let next: IteratorResult<readonly TreeNode[]>;
+      try {
+        next = await this.lists.next();
+      } catch (err) {
+        this.ended = true;
+        throw err;
+      }
+      if (next.done) {
         this.ended = true;
         return undefined;
       }

@@ -1,6 +1,6 @@
 import type { SnapshotRef } from './snapshot.js';
 import { UsageError } from '../util/errors.js';
-import { TreeLoader, childPath, type TreeNode } from './tree.js';
+import { NodeCursor, TreeLoader, childPath, type TreeNode } from './tree.js';
 
 export interface WalkEntry {
   path: string;
@@ -63,7 +63,8 @@ export async function findNode(loader: TreeLoader, rootTree: string, path: strin
   let node: TreeNode | undefined;
   for (const part of parts) {
     if (!treeId) return undefined;
-    node = (await loader.load(treeId)).nodes.find((n) => n.name === part);
+    // A part at a time: a path through a large folder does not load the folder whole.
+    node = await new NodeCursor(loader.nodeLists(treeId)).find(part);
     if (!node) return undefined;
     treeId = node.subtree;
   }

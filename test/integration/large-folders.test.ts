@@ -16,6 +16,7 @@ import { PART_MAX, SPLIT_ABOVE, TreeLoader } from '../../src/snapshot/tree.js';
 import { findNode } from '../../src/snapshot/walk.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { STREAMED_ABOVE } from '../../src/sources/files/listing-compact.js';
+import { IntegrityError } from '../../src/util/errors.js';
 import { flipByte, onSmallExt4, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 
 const FILES = 9_000;
@@ -128,6 +129,8 @@ test('a damaged part of a large folder is found by check and named by restore, a
     ['/data/calls'],
   );
   assert.deepEqual((await compareTrees(join(src, 'etc'), join(out, 'data/etc'), { owners: false })).differences, []);
+  // A path looked up through the damaged part is named as damage, not as a path the snapshot lacks.
+  await assert.rejects(restore(reopened, saved, { target: join(dir, 'out-sub'), from: '/data/calls/sub' }), (err: unknown) => err instanceof IntegrityError);
 });
 
 test('a folder of more entries than the walk holds is walked a window at a time against its previous parts', async (t) => {
