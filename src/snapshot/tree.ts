@@ -3,7 +3,7 @@ import type { BlobWriter } from '../repo/encode/blob-writer.js';
 import type { Tree, TreeNode } from '../sources/files/entries.js';
 import { IntegrityError, errorMessage } from '../util/errors.js';
 
-export { nodeFromStat, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
+export { NodeCursor, nodeFromStat, sameNodes, type Tree, type TreeNode } from '../sources/files/entries.js';
 
 /**
  * A folder of more than this many entries is stored in parts: one blob of a few hundred
@@ -249,43 +249,6 @@ export class TreeLoader {
       this.cachedNodes -= weight(dropped);
     }
     return tree;
-  }
-}
-
-/**
- * A folder's nodes looked up by name in ascending order, a part at a time, so that a large
- * folder is never held whole. A part that cannot be read throws, and ends the lookups.
- */
-export class NodeCursor {
-  private nodes: readonly TreeNode[] = [];
-  private at = 0;
-  private ended = false;
-
-  constructor(private readonly lists: AsyncIterator<readonly TreeNode[]>) {}
-
-  async find(name: string): Promise<TreeNode | undefined> {
-    for (;;) {
-      while (this.at < this.nodes.length) {
-        const node = this.nodes[this.at]!;
-        if (node.name > name) return undefined;
-        this.at++;
-        if (node.name === name) return node;
-      }
-      if (this.ended) return undefined;
-      let next: IteratorResult<readonly TreeNode[]>;
-      try {
-        next = await this.lists.next();
-      } catch (err) {
-        this.ended = true;
-        throw err;
-      }
-      if (next.done) {
-        this.ended = true;
-        return undefined;
-      }
-      this.nodes = next.value;
-      this.at = 0;
-    }
   }
 }
 

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { entryPath, type AdaptiveReader } from '../../util/adaptive-io.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
 import { readLinkTarget } from '../../util/os-path.js';
-import { contentPieces, entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type FileContent, type TreeNode } from './entries.js';
+import { NodeCursor, contentPieces, entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type FileContent, type TreeNode } from './entries.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
@@ -217,7 +217,7 @@ export class FilesWalker {
     if (!compact) listing ??= await this.listing(dir, relDir);
     const count = compact ? compact.listing.count : listing!.names.length;
     // A large folder's previous nodes are read a part at a time as the walk reaches their names.
-    const previous = count > STREAMED_ABOVE && found !== undefined && 'parts' in found ? { byName: new Map<string, TreeNode>(), cursor: new PreviousCursor(found) } : byName(await (early ?? wholeNodes(found)));
+    const previous = count > STREAMED_ABOVE && found !== undefined && 'parts' in found ? { byName: new Map<string, TreeNode>(), cursor: previousCursor(found) } : byName(await (early ?? wholeNodes(found)));
     // Slots keep the folder in name order while files finish in any order.
     const slots: Array<TreeNode | undefined> = new Array(count);
     let tasks: Array<Promise<void>> = [];
@@ -583,7 +583,7 @@ interface PreviousFolder {
   /** the folder's nodes, where it was read whole */
   nodes?: readonly TreeNode[];
   byName: Map<string, TreeNode>;
-  cursor?: PreviousCursor;
+  cursor?: NodeCursor;
 }
 
 function byName(nodes: readonly TreeNode[] | undefined): PreviousFolder {
@@ -601,29 +601,14 @@ async function wholeNodes(found: PreviousNodes | undefined): Promise<readonly Tr
 /**
  * A large previous folder's entries by name, for a walk that asks in name order: one part
  * is held at a time. A name asked out of order, or one in a part that cannot be read, only
- * finds nothing: that entry is read again.
+ * finds nothing: that entry is read again, and the next part's are found as before.
  */
-class PreviousCursor {
-  private nodes: readonly TreeNode[] = [];
-  private at = 0;
-  private nextPart = 0;
-
-  constructor(private readonly previous: Exclude<PreviousNodes, readonly TreeNode[]>) {}
-
-  async find(name: string): Promise<TreeNode | undefined> {
-    for (;;) {
-      while (this.at < this.nodes.length) {
-        const node = this.nodes[this.at]!;
-        if (node.name > name) return undefined;
-        this.at++;
-        if (node.name === name) return node;
-      }
-      if (this.nextPart >= this.previous.parts) return undefined;
-      this.at = 0;
-      // A part that cannot be read finds nothing: its entries are read again, the next part's are not.
-      this.nodes = await this.previous.part(this.nextPart++).catch(() => []);
-    }
-  }
+function previousCursor(previous: Exclude<PreviousNodes, readonly TreeNode[]>): NodeCursor {
+  return new NodeCursor(
+    (async function* () {
+      for (let i = 0; i < previous.parts; i++) yield await previous.part(i).catch(() => []);
+    })(),
+  );
 }
 
 /** Totals for progress and ETA: a stat-only walk of the sources that runs alongside the backup. */
