@@ -11,7 +11,7 @@ import { backup } from '../../src/snapshot/backup/backup.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
 import { walkTree } from '../../src/snapshot/walk.js';
-import { flipByte, makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
+import { flipBlob, flipByte, makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 import { MemoryBackend } from '../support/memory-backend.js';
 import { contentPieces } from '../../src/snapshot/content-list.js';
 
@@ -86,7 +86,7 @@ test('the CLI reports a damaged file by snapshot and path, and restore of it fai
   // A large file (written by a decode thread) and a small one (written by a writer thread).
   for (const { blob } of [victim, smallVictim]) {
     const entry = repo.index.get(blob)!;
-    await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
+    await flipBlob(repoDir, entry);
   }
 
   const checked = await runCli(['check', '--repo', repoDir, '--read-data'], { env });
@@ -159,7 +159,7 @@ test('a damaged first blob of a small file with several fails that file only: th
   const victim = files.slice(5).find((f) => f.blobs.length >= 3)!;
   assert.ok(victim, 'a file of several blobs, with files before and after it');
   const entry = repo.blobEntry(victim.blobs[0]!, 'data');
-  await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
+  await flipBlob(repoDir, entry);
 
   const target = join(dir, 'target');
   const restored = await runCli(['restore', saved.id.slice(0, 8), '--repo', repoDir, '--target', target], { env: { STACKVAULT_PASSWORD: 'pw' } });

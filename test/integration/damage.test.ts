@@ -4,13 +4,12 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
-import { objectKey } from '../../src/repo/format/layout.js';
 import { Repository } from '../../src/repo/repository.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { check } from '../../src/snapshot/maintenance/check.js';
 import { listSnapshots } from '../../src/snapshot/snapshot.js';
 import { TreeLoader } from '../../src/snapshot/tree.js';
-import { CLI, flipByte, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
+import { CLI, flipBlob, flipByte, pseudoRandom, pseudoText, runCli, tempDir } from '../support/helpers.js';
 import { inTerminal } from '../support/terminal.js';
 
 const ENV = { STACKVAULT_PASSWORD: 'damage' };
@@ -137,7 +136,7 @@ async function damageTree(repoDir: string, path: string[]): Promise<void> {
   let treeId = ref!.snapshot.tree;
   for (const name of path) treeId = (await loader.load(treeId)).nodes.find((n) => n.name === name)!.subtree!;
   const entry = repo.index.get(treeId)!;
-  await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
+  await flipBlob(repoDir, entry);
 }
 
 test('restore of a snapshot with one damaged folder tree restores everything else and names what it could not, with progress, on a terminal and with --include', async (t) => {

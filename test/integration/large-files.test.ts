@@ -3,7 +3,6 @@ import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
-import { objectKey } from '../../src/repo/format/layout.js';
 import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { CONTENT_SPLIT_ABOVE, contentIds, isSplitContent, parseContentPart } from '../../src/snapshot/content-list.js';
@@ -16,7 +15,7 @@ import { restore } from '../../src/snapshot/restore/restore.js';
 import { forgetSnapshots, listSnapshots, type SnapshotRef } from '../../src/snapshot/snapshot.js';
 import { PART_MAX, TreeLoader } from '../../src/snapshot/tree.js';
 import { findNode } from '../../src/snapshot/walk.js';
-import { flipByte, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
+import { flipBlob, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 
 /**
  * Chunks of about 300 bytes: a file of a few MiB then has more blobs than one content list
@@ -40,14 +39,19 @@ async function init(path: string): Promise<Repository> {
   return Repository.init(new LocalBackend(path), { password: null, immutabilityDays: 0, chunker: SMALL_CHUNKS });
 }
 
-test('a file of more blobs than one list holds lists them in content parts that back up, restore, change, prune, check, copy and dump', async (t) => {
-  const dir = await tempDir(t);
+/** A source folder of a big file (`seed` its text) and a small one, and a repository of small chunks for it. */
+async function bigFileSource(dir: string, seed: number): Promise<{ src: string; repoDir: string; repo: Repository }> {
   const src = join(dir, 'src');
   await mkdir(src);
-  await writeFile(join(src, 'big.txt'), bigText(1));
+  await writeFile(join(src, 'big.txt'), bigText(seed));
   await writeFile(join(src, 'small.txt'), 'small\n');
   const repoDir = join(dir, 'repo');
-  const repo = await init(repoDir);
+  return { src, repoDir, repo: await init(repoDir) };
+}
+
+test('a file of more blobs than one list holds lists them in content parts that back up, restore, change, prune, check, copy and dump', async (t) => {
+  const dir = await tempDir(t);
+  const { src, repoDir, repo } = await bigFileSource(dir, 1);
   const sources = [{ name: 'data', path: src }];
 
   const first = await backup(repo, { sources });
@@ -113,16 +117,11 @@ test('a file of more blobs than one list holds lists them in content parts that 
 
 test('a damaged content part is found by check and named by restore, and the rest still restores', async (t) => {
   const dir = await tempDir(t);
-  const src = join(dir, 'src');
-  await mkdir(src);
-  await writeFile(join(src, 'big.txt'), bigText(2));
-  await writeFile(join(src, 'small.txt'), 'small\n');
-  const repoDir = join(dir, 'repo');
-  const repo = await init(repoDir);
+  const { src, repoDir, repo } = await bigFileSource(dir, 2);
   const saved = await backup(repo, { sources: [{ name: 'data', path: src }] });
   const parts = await bigFileParts(repo, saved);
   const damaged = repo.index.get(parts[1]!)!;
-  await flipByte(join(repoDir, objectKey('data', damaged.pack)), damaged.offset + Math.floor(damaged.length / 2));
+  await flipBlob(repoDir, damaged);
 
   const reopened = await Repository.open(new LocalBackend(repoDir), undefined);
   const checked = await check(reopened, { readData: true });

@@ -3,7 +3,6 @@ import { appendFile, mkdir, readFile, readdir, readlink, rename, symlink, writeF
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
-import { objectKey } from '../../src/repo/format/layout.js';
 import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { copySnapshot } from '../../src/snapshot/copy.js';
@@ -17,7 +16,7 @@ import { findNode } from '../../src/snapshot/walk.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { STREAMED_ABOVE } from '../../src/sources/files/listing-compact.js';
 import { IntegrityError } from '../../src/util/errors.js';
-import { flipByte, onSmallExt4, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
+import { flipBlob, onSmallExt4, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 
 const FILES = 9_000;
 
@@ -112,7 +111,7 @@ test('a damaged part of a large folder is found by check and named by restore, a
   const saved = await backup(repo, { sources: [{ name: 'data', path: src }] });
   const pieces = await bigFolderPieces(repo, saved);
   const damaged = repo.index.get(pieces[1]!)!;
-  await flipByte(join(repoDir, objectKey('data', damaged.pack)), damaged.offset + Math.floor(damaged.length / 2));
+  await flipBlob(repoDir, damaged);
 
   const reopened = await Repository.open(new LocalBackend(repoDir), undefined);
   const checked = await check(reopened, { readData: true });
@@ -174,7 +173,7 @@ test('a folder of more entries than the walk holds is walked a window at a time 
   // A damaged previous part only makes its own files be read again.
   const lostEntries = (await new TreeLoader(repo).part(after[3]!, 'calls')).length;
   const damaged = repo.index.get(after[3]!)!;
-  await flipByte(join(repoDir, objectKey('data', damaged.pack)), damaged.offset + Math.floor(damaged.length / 2));
+  await flipBlob(repoDir, damaged);
   const next = await backup(await Repository.open(new LocalBackend(repoDir), undefined), { sources });
   const nextStats = next.snapshot.sources[0]!.stats;
   assert.equal(nextStats.unchangedFiles, nextStats.files - lostEntries);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { markOf, type FileMark } from '../../src/util/file-mark.js';
+import { objectKey } from '../../src/repo/format/layout.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -39,6 +40,11 @@ export async function flipByte(file: string, at?: number): Promise<void> {
   bytes[i] = bytes[i]! ^ 0x55;
   await writeFile(file, bytes);
   await chmod(file, 0o444);
+}
+
+/** Flips a byte in the middle of a blob (`entry`: where the index places it) in its pack of the folder repository at `repoDir`. */
+export async function flipBlob(repoDir: string, entry: { pack: string; offset: number; length: number }): Promise<void> {
+  await flipByte(join(repoDir, objectKey('data', entry.pack)), entry.offset + Math.floor(entry.length / 2));
 }
 
 /** A temporary folder removed when the test ends. */
