@@ -74,26 +74,23 @@ export function parseContentPart(id: string, data: Uint8Array): string[] {
   return ids as string[];
 }
 
+/** One content part's blob ids, loaded and verified; damage throws an IntegrityError naming the part. */
+export async function loadContentPart(blobs: Pick<BlobLoader, 'loadBlob'>, id: string): Promise<string[]> {
+  return parseContentPart(id, await blobs.loadBlob(id, 'tree'));
+}
+
 /** A file's blob ids a part at a time (its own list, at once, when it has no parts). */
 export async function* contentLists(blobs: Pick<BlobLoader, 'loadBlob'>, content: FileContent | undefined): AsyncGenerator<readonly string[]> {
   if (!isSplitContent(content)) {
     yield content ?? [];
     return;
   }
-  for (const part of content.parts) yield parseContentPart(part, await blobs.loadBlob(part, 'tree'));
+  for (const part of content.parts) yield await loadContentPart(blobs, part);
 }
 
 /** A file's blob ids, in order. */
 export async function* contentIds(blobs: Pick<BlobLoader, 'loadBlob'>, content: FileContent | undefined): AsyncGenerator<string> {
   for await (const ids of contentLists(blobs, content)) yield* ids;
-}
-
-/** A file's blob ids, all of them: for a file small enough to be held, a tree of a dump or a release. */
-export async function wholeContent(blobs: Pick<BlobLoader, 'loadBlob'>, content: FileContent | undefined): Promise<readonly string[]> {
-  if (!isSplitContent(content)) return content ?? [];
-  const ids: string[] = [];
-  for await (const list of contentLists(blobs, content)) ids.push(...list);
-  return ids;
 }
 
 /**

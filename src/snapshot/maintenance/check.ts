@@ -3,7 +3,7 @@ import { checkPacks, parseSubset, type PackCheckOptions, type PackCheckProgress 
 import { DecodePool } from '../../repo/decode/decode-pool.js';
 import { errorMessage } from '../../util/errors.js';
 import { listSnapshots, shortId, type SnapshotRef } from '../snapshot.js';
-import { isSplitContent, parseContentPart } from '../content-list.js';
+import { isSplitContent, loadContentPart } from '../content-list.js';
 import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import type { BinlogSegment } from '../binlog-segments.js';
 import { EventLoopTurns } from '../../util/event-loop-turns.js';
@@ -157,7 +157,7 @@ async function walkSnapshots(repo: Repository, refs: SnapshotRef[], loader: Tree
       if (why) return { blob: part, why };
       let ids: string[];
       try {
-        ids = parseContentPart(part, await repo.loadBlob(part, 'tree'));
+        ids = await loadContentPart(repo, part);
       } catch (err) {
         return { blob: part, why: errorMessage(err) };
       }

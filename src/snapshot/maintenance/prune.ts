@@ -3,7 +3,7 @@ import { idFromKey } from '../../repo/format/layout.js';
 import type { BlobMarks } from '../../repo/blob-marks.js';
 import { candidate, emptyPlan, indexUnlistedPacks, judgeIndexAndRecords, judgePacks, planClock, type PrunePlan } from '../../repo/maintenance/prune-packs.js';
 import { forgottenIds, listSnapshots, type ForgetRecord, type SnapshotRef } from '../snapshot.js';
-import { isSplitContent, parseContentPart } from '../content-list.js';
+import { isSplitContent, loadContentPart } from '../content-list.js';
 import { TreeLoader } from '../tree.js';
 import { judgeBinlogSegments } from './binlog-retention.js';
 
@@ -104,7 +104,7 @@ async function usedBlobs(repo: Repository, kept: SnapshotRef[]): Promise<BlobMar
           // seen before (the same file in another snapshot's folder) is read once.
           for (const part of node.content.parts) {
             used.mark(part);
-            if (visitedTrees.mark(part)) for (const id of parseContentPart(part, await repo.loadBlob(part, 'tree'))) used.mark(id);
+            if (visitedTrees.mark(part)) for (const id of await loadContentPart(repo, part)) used.mark(id);
           }
         } else {
           for (const id of node.content ?? []) used.mark(id);
