@@ -131,9 +131,9 @@ interface ToolOps {
   repo(): string;
 }
 
-function toolOps(tool: string, work: string, src: string): ToolOps {
+function toolOps(tool: string, work: string, restores: string, src: string): ToolOps {
   const repoOf = (run: number) => join(work, `${tool}-repo${run}`);
-  const targetOf = (run: number) => join(work, `${tool}-restore${run}`);
+  const targetOf = (run: number) => join(restores, `${tool}-restore${run}`);
   // Every full backup goes into a fresh repository; the last one is used from then on.
   const last = repoOf(runs - 1);
   const sv = (args: string[]) => run(STACKVAULT, ['--quiet', ...args], { STACKVAULT_PASSWORD: password });
@@ -168,7 +168,7 @@ function toolOps(tool: string, work: string, src: string): ToolOps {
 }
 
 /** The files benchmark: returns the table's lines and the raw results. */
-export async function benchFiles(work: string, tree: 'generated' | 'real' = 'generated'): Promise<{ lines: string[]; results: unknown }> {
+export async function benchFiles(work: string, restores: string, tree: 'generated' | 'real' = 'generated'): Promise<{ lines: string[]; results: unknown }> {
   const src = join(work, 'data');
   let files: string[];
   let title: string;
@@ -187,7 +187,7 @@ export async function benchFiles(work: string, tree: 'generated' | 'real' = 'gen
     described = { tree, files: fileCount, megabytes: totalMb };
   }
   const tools = ['stackvault', ...['restic', 'borg'].filter((t) => has(t) || (process.stderr.write(`${t} not installed: skipped (apt-get install ${t === 'borg' ? 'borgbackup' : t})\n`), false))];
-  const ops = tools.map((tool) => toolOps(tool, work, src));
+  const ops = tools.map((tool) => toolOps(tool, work, restores, src));
   const steps = new Map(tools.map((tool) => [tool, { full: [], noChange: [], changed: [], restore: [], check: [] } as Record<StepName, Step[]>]));
   const step = (name: StepName, before: (run: number) => void, measure: (op: ToolOps, run: number) => Step) => {
     for (let r = 0; r < runs; r++) {
@@ -234,6 +234,7 @@ export async function benchFiles(work: string, tree: 'generated' | 'real' = 'gen
   // inode (recently_deleted() in ext4's inode allocator; seen with perf). Deleting one
   // tool's restored tree before the next tool's restore made that restore up to 3x slower.
   await rm(work, { recursive: true, force: true });
+  await rm(restores, { recursive: true, force: true });
   const base = results.find((r) => r.tool === 'restic');
   const cols: Array<[string, (r: ToolResult) => number, string]> = [
     ['full backup', (r) => r.full.seconds, 's'],

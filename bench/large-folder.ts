@@ -14,7 +14,7 @@ import { STACKVAULT, has, run, type Step } from './common.js';
 
 const password = 'benchmark password';
 
-export async function benchLargeFolder(work: string): Promise<{ lines: string[]; results: unknown }> {
+export async function benchLargeFolder(work: string, restores: string): Promise<{ lines: string[]; results: unknown }> {
   const files = Number(process.env.BENCH_FOLDER_FILES ?? 300_000);
   const source = join(work, 'recordings');
   await mkdir(source, { recursive: true });
@@ -34,14 +34,14 @@ export async function benchLargeFolder(work: string): Promise<{ lines: string[];
   const svRepo = join(work, 'sv-repo');
   const sv = (args: string[]) => run(STACKVAULT, ['--quiet', '--no-progress', '--repo', svRepo, ...args], env);
   sv(['init']);
-  tools.push({ tool: 'stackvault', steps: { backup: sv(['backup', source]), 'no-change': sv(['backup', source]), restore: sv(['restore', 'latest', '--target', join(work, 'sv-out')]) } });
-  await rm(join(work, 'sv-out'), { recursive: true, force: true });
+  tools.push({ tool: 'stackvault', steps: { backup: sv(['backup', source]), 'no-change': sv(['backup', source]), restore: sv(['restore', 'latest', '--target', join(restores, 'sv-out')]) } });
+  await rm(join(restores, 'sv-out'), { recursive: true, force: true });
   if (has('restic')) {
     const resticRepo = join(work, 'restic-repo');
     const restic = (args: string[]) => run('restic', ['--quiet', '--repo', resticRepo, ...args], env);
     restic(['init']);
-    tools.push({ tool: 'restic', steps: { backup: restic(['backup', source]), 'no-change': restic(['backup', source]), restore: restic(['restore', 'latest', '--target', join(work, 'restic-out')]) } });
-    await rm(join(work, 'restic-out'), { recursive: true, force: true });
+    tools.push({ tool: 'restic', steps: { backup: restic(['backup', source]), 'no-change': restic(['backup', source]), restore: restic(['restore', 'latest', '--target', join(restores, 'restic-out')]) } });
+    await rm(join(restores, 'restic-out'), { recursive: true, force: true });
   }
   const lines = [`one folder of ${files.toLocaleString('en')} small files (one run each)`, ['step'.padEnd(12), ...tools.map((t) => t.tool.padStart(24))].join('')];
   for (const step of ['backup', 'no-change', 'restore']) {

@@ -68,7 +68,7 @@ async function copySources(dest: string): Promise<void> {
   for (const s of sources) execFileSync('cp', ['-a', s, dest]);
 }
 
-export async function benchRemote(work: string): Promise<{ lines: string[]; results: unknown }> {
+export async function benchRemote(work: string, restores: string): Promise<{ lines: string[]; results: unknown }> {
   const source = join(work, 'data');
   await copySources(source);
   const servers: StorageServer[] = [];
@@ -138,7 +138,7 @@ export async function benchRemote(work: string): Promise<{ lines: string[]; resu
         // Taking turns within every run: this machine's speed drifts from minute to minute.
         for (const [i, who] of [c.contender, c.base].entries()) {
           process.stderr.write(`${c.remote}: restore ${r + 1}/${runs}: ${who.name}\n`);
-          times[i]!.push(who.restore(join(work, `restore-${n}-${i}-${r}`)).seconds);
+          times[i]!.push(who.restore(join(restores, `restore-${n}-${i}-${r}`)).seconds);
         }
       }
       const median = (v: number[]) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1]!;
@@ -162,5 +162,6 @@ export async function benchRemote(work: string): Promise<{ lines: string[]; resu
   } finally {
     for (const s of servers) await s.stop();
     await rm(work, { recursive: true, force: true });
+    await rm(restores, { recursive: true, force: true });
   }
 }

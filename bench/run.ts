@@ -9,6 +9,7 @@
  *   npm run bench                            # everything
  *   BENCH_ONLY=database npm run bench        # or files, real, pitr, remote, scale, or folder
  */
+import { mkdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import { benchIndexScale } from './index-scale.js';
 import { benchLargeFolder } from './large-folder.js';
 import { benchRemote } from './remote.js';
 import { describeSpeed, probeMachineSpeed } from './machine-speed.js';
+import { restoreFileSystem } from './restore-fs.js';
 
 const only = process.env.BENCH_ONLY;
 const parts = ['files', 'real', 'database', 'pitr', 'remote', 'scale', 'folder'];
@@ -26,17 +28,24 @@ if (only && !parts.includes(only)) throw new Error(`BENCH_ONLY=${only}: expected
 const wanted = (part: string) => !only || only === part;
 
 const work = await mkdtemp(join(tmpdir(), 'sv-bench-'));
+const restoreFs = restoreFileSystem(work);
+/** Where a mode restores: a folder of its own on the restores' file system. */
+const restores = (mode: string) => {
+  const dir = join(restoreFs.root, mode);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+};
 try {
-  const lines = [`machine: ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}`, ''];
-  const results: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, cores: cpus().length };
+  const lines = [`machine: ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB; node ${process.version}; ${restoreFs.description}`, ''];
+  const results: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, cores: cpus().length, restoreFileSystem: restoreFs.description };
   const speedAtStart = probeMachineSpeed(work);
   if (wanted('files')) {
-    const files = await benchFiles(join(work, 'files'));
+    const files = await benchFiles(join(work, 'files'), restores('files'));
     lines.push(...files.lines, '');
     results.files = files.results;
   }
   if (wanted('real')) {
-    const real = await benchFiles(join(work, 'real'), 'real');
+    const real = await benchFiles(join(work, 'real'), restores('real'), 'real');
     lines.push(...real.lines, '');
     results.real = real.results;
   }
@@ -51,7 +60,7 @@ try {
     results.pitr = pitr.results;
   }
   if (wanted('remote')) {
-    const remote = await benchRemote(join(work, 'remote'));
+    const remote = await benchRemote(join(work, 'remote'), restores('remote'));
     lines.push(...remote.lines, '');
     results.remote = remote.results;
   }
@@ -61,7 +70,7 @@ try {
     results.scale = scale.results;
   }
   if (wanted('folder')) {
-    const folder = await benchLargeFolder(join(work, 'folder'));
+    const folder = await benchLargeFolder(join(work, 'folder'), restores('folder'));
     lines.push(...folder.lines, '');
     results.folder = folder.results;
   }
@@ -73,5 +82,6 @@ try {
   await writeFile(out, JSON.stringify(results, null, 2));
   process.stderr.write(`results written to ${out}\n`);
 } finally {
+  restoreFs.close();
   await rm(work, { recursive: true, force: true });
 }
