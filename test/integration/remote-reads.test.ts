@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Backend } from '../../src/repo/backends/backend.js';
@@ -160,6 +160,71 @@ test('a restore through rclone has rclone copy the packs it needs most of whole,
   const fallback = await restoreAndCount(join(dir, 'fallback'));
   assert.deepEqual((await compareTrees(source, join(dir, 'fallback', 'data'))).differences, []);
   assert.ok(fallback.ranged > 0);
+});
+
+test('a restore through rclone writes files from a pack while rclone still copies it, and reads again what did not verify from a copy damaged on its way', { timeout: 240_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  for (let d = 0; d < 10; d++) {
+    await mkdir(join(source, `folder-${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
+  }
+  const webdav = await startRcloneServe(t, 'webdav', 'slow');
+  let damage = false;
+  const wholeRead = (method: string, path: string, headers: { range?: string }) => method === 'GET' && /\/data\//.test(path) && !headers.range;
+  const copies: Array<{ started: number; sent: number }> = [];
+  const proxy = await startFaultProxy(webdav.url, {
+    seed: 1,
+    rate: 0,
+    // rclone's copies of packs come slowly (32 KiB every 20 ms) and, once damage is on, with
+    // a byte wrong in every 32 KiB; ranged reads (the restore's own) are left alone.
+    trickle: (method, path, headers) => (wholeRead(method, path, headers) ? { bytes: 32 * 1024, everyMs: 20 } : undefined),
+    alterBody: (method, path, headers, body) => {
+      if (!wholeRead(method, path, headers)) return body;
+      copies.push({ started: Date.now(), sent: body.length });
+      if (!damage) return body;
+      const damaged = Buffer.from(body);
+      for (let at = 1000; at < damaged.length; at += 32 * 1024) damaged[at]! ^= 0xff;
+      return damaged;
+    },
+  });
+  t.after(() => proxy.stop());
+  const backend = openBackend('rclone:slow:repo', { env: { ...process.env, ...webdav.env, RCLONE_CONFIG_SLOW_URL: proxy.url } });
+  t.after(() => backend.close?.());
+  // One pack of data (about 1 MB): without reads from a copy under way, no file could be made before it is whole.
+  await Repository.init(backend, { password: 'pw', immutabilityDays: 0 });
+  const saved = await backup(await Repository.open(backend, 'pw'), { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  const ref = { id: saved.id, snapshot: saved.snapshot };
+  const spoolParent = join(dir, 'tmp');
+  await mkdir(spoolParent);
+  const tmpBefore = process.env.TMPDIR;
+  process.env.TMPDIR = spoolParent;
+  t.after(() => (tmpBefore === undefined ? delete process.env.TMPDIR : (process.env.TMPDIR = tmpBefore)));
+
+  // The first files are made before the copy ends (file birth times, against when the
+  // copy's last piece left the proxy, at the earliest).
+  const target = join(dir, 'whole');
+  const whole = await restore(await Repository.open(backend, 'pw'), ref, { target });
+  assert.deepEqual(whole.errors, []);
+  assert.deepEqual((await compareTrees(source, join(target, 'data'))).differences, []);
+  assert.equal(copies.length, 1, 'the pack of data was copied whole');
+  const copyEnd = copies[0]!.started + Math.floor((copies[0]!.sent - 1) / (32 * 1024)) * 20;
+  const files = (await readdir(join(target, 'data'), { recursive: true })).filter((name) => name.endsWith('.txt'));
+  const births = await Promise.all(files.map(async (name) => (await stat(join(target, 'data', name))).birthtimeMs));
+  const early = births.filter((b) => b < copyEnd).length;
+  t.diagnostic(`${early} of ${files.length} files were made before the copy ended`);
+  if (births.every((b) => b > 0)) assert.ok(early > 0, `the first file was made ${Math.min(...births) - copyEnd} ms after the copy ended`);
+  else t.diagnostic('this file system gives no birth times: when files were made is not checked');
+
+  // Damaged copies: what was read from them early does not verify and is read again.
+  damage = true;
+  proxy.forwarded.length = 0;
+  const again = await restore(await Repository.open(backend, 'pw'), ref, { target: join(dir, 'damaged') });
+  assert.deepEqual(again.errors, [], 'no file is reported damaged for a copy damaged on its way');
+  assert.deepEqual((await compareTrees(source, join(dir, 'damaged', 'data'))).differences, []);
+  const ranged = proxy.forwarded.filter((r) => r.method === 'GET' && /\/data\//.test(r.path) && r.headers.range).length;
+  assert.ok(ranged > 0, 'blobs of a damaged copy are read through the repository');
+  assert.deepEqual(await readdir(spoolParent), [], 'no copy is left behind');
 });
 
 test('a restore through rclone killed with SIGKILL leaves its copies of packs behind, and the next restore removes them', { timeout: 240_000 }, async (t) => {

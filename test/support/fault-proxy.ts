@@ -40,6 +40,10 @@ export async function startFaultProxy(
     intercept?: (method: string, path: string, headers: IncomingMessage['headers']) => Answer | undefined;
     /** change the server's response headers, e.g. to add one it does not send */
     rewrite?: (method: string, path: string, headers: IncomingMessage['headers']) => void;
+    /** a body of the same length to send in the server's place: damaged on its way, say */
+    alterBody?: (method: string, path: string, headers: IncomingMessage['headers'], body: Buffer) => Buffer;
+    /** send the body a piece at a time, as a slow network would: pieces of `bytes`, one every `everyMs` */
+    trickle?: (method: string, path: string, headers: IncomingMessage['headers']) => { bytes: number; everyMs: number } | undefined;
   },
 ): Promise<FaultProxy> {
   const faults = options.faults ?? ALL_FAULTS;
@@ -121,8 +125,15 @@ export async function startFaultProxy(
       setTimeout(() => req.socket.destroy(), 10).unref();
       return;
     }
+    const sent = options.alterBody?.(req.method ?? 'GET', req.url ?? '/', req.headers, answer.body) ?? answer.body;
     res.writeHead(answer.status, headers);
-    res.end(answer.body);
+    const slow = options.trickle?.(req.method ?? 'GET', req.url ?? '/', req.headers);
+    if (!slow) return res.end(sent);
+    for (let at = 0; at < sent.length; at += slow.bytes) {
+      res.write(sent.subarray(at, at + slow.bytes));
+      await new Promise((resolve) => setTimeout(resolve, slow.everyMs));
+    }
+    res.end();
   };
 
   const server = createServer((req, res) => {

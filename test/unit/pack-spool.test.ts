@@ -38,9 +38,12 @@ async function fakeStorage(dir: string, labels: string[], size: number) {
   const held = new Map<string, Array<() => void>>();
   const failing = new Set<string>();
   const damaging = new Set<string>();
+  /** copies whose first half is written at once, as a network brings a pack over in order */
+  const halfFirst = new Set<string>();
   const download = async (pack: string, file: string) => {
     const label = labelOf.get(pack)!;
     copies.push(label);
+    if (halfFirst.has(label)) await writeFile(file, (await readFile(join(source, label))).subarray(0, size / 2));
     await new Promise<void>((resolve) => held.set(label, [...(held.get(label) ?? []), resolve]));
     if (failing.has(label)) {
       await writeFile(file, 'half a pack');
@@ -57,7 +60,7 @@ async function fakeStorage(dir: string, labels: string[], size: number) {
   };
   /** The labels of the packs in the spool's folder under `parent`. */
   const spooledLabels = async (parent: string) => (await spooled(parent)).map((pack) => labelOf.get(pack)!).sort();
-  return { download, copies, letGo, failing, damaging, id, spooledLabels };
+  return { download, copies, letGo, failing, damaging, halfFirst, id, spooledLabels };
 }
 
 test('the pack spool brings over in the plan order, within its budget, what the restore needs most of, and deletes each pack after its last read', async (t) => {
@@ -125,6 +128,60 @@ test('the pack spool brings over in the plan order, within its budget, what the 
 
   await spool.close();
   assert.deepEqual(await readdir(spoolParent), [], 'close removes the spool');
+});
+
+test('a take that reads no further than part of a pack gets its file once that part is there, before the copy is whole; such a read is not final until the pack has settled', async (t) => {
+  const dir = await tempDir(t);
+  const size = 1000;
+  const storage = await fakeStorage(dir, ['a', 'b'], size);
+  const { id } = storage;
+  const spool = (await PackSpool.create(() => size, storage.download, { parent: dir }))!;
+  storage.halfFirst.add('a');
+  storage.halfFirst.add('b');
+  storage.damaging.add('b');
+  // Two reads of a, one of b.
+  spool.willRead(id('a'), size / 2);
+  spool.willRead(id('a'), size / 2);
+  spool.willRead(id('b'), size);
+  spool.planned();
+  await settle();
+  assert.deepEqual(storage.copies, ['a', 'b']);
+
+  // The first half is there: a take of it comes (at once, or within the spool's next looks).
+  const firstHalf = await spool.take(id('a'), size / 2);
+  assert.ok(typeof firstHalf === 'string');
+  assert.deepEqual((await readFile(firstHalf)).subarray(0, size / 2), Buffer.alloc(size / 2, 1));
+  assert.equal(spool.settled(id('a')), false, 'read from a copy still under way');
+  // What did not verify from it is taken again, the first take still held: once the copy is
+  // whole, the same file, not counted as one more of the planned reads.
+  const retaken = spool.takeSettled(id('a'));
+  // The second half is not there yet: its take waits for it.
+  let secondTaken = false;
+  const second = Promise.resolve(spool.take(id('a'), size)).then((file) => ((secondTaken = true), file));
+  await settle();
+  assert.equal(secondTaken, false);
+  await storage.letGo('a');
+  assert.equal(await second, firstHalf);
+  assert.equal(await retaken, firstHalf);
+  assert.equal(spool.settled(id('a')), true);
+  spool.release(id('a'));
+  spool.release(id('a'));
+  await settle();
+  assert.ok((await storage.spooledLabels(dir)).includes('a'), 'a pack stays until its last planned read is released');
+  spool.release(id('a'));
+  await settle();
+  assert.ok(!(await storage.spooledLabels(dir)).includes('a'), 'and goes then');
+
+  // A copy damaged on its way: read early, then taken again once the copy is found damaged,
+  // it comes through the repository (undefined).
+  const early = await spool.take(id('b'), size / 4);
+  assert.ok(typeof early === 'string');
+  const again = spool.takeSettled(id('b'));
+  await storage.letGo('b');
+  assert.equal(await again, undefined);
+  assert.equal(spool.settled(id('b')), true);
+  spool.release(id('b'));
+  await spool.close();
 });
 
 test('beside a first walk still going, a take waits for its word on a pack, and no pack goes before the walk has counted all its reads', async (t) => {

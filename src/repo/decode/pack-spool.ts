@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { readdir, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,8 +30,25 @@ export interface PackFiles {
    * The file holding `pack`, kept until release(pack) is called for this take: at once when
    * it is there, a promise while it is brought over. Undefined (then or once settled): read
    * this pack's blobs through the repository instead, and call no release.
+   *
+   * With `end`, the file may be given while it is still being brought over, once its first
+   * `end` bytes are there: a caller that reads no further than that can start before the
+   * copy is whole. What it reads then is not yet known to be the pack's (see settled()).
    */
-  take(pack: string): string | undefined | Promise<string | undefined>;
+  take(pack: string, end?: number): string | undefined | Promise<string | undefined>;
+  /**
+   * Whether what a take of `pack` gives now is final: the copy is whole and checked (or there
+   * is none). A blob that did not verify from a file taken before that may have been read
+   * from a copy still under way; it is read again once the pack has settled.
+   */
+  settled?(pack: string): boolean;
+  /**
+   * A take for reading again what did not verify from a file taken before `pack` settled,
+   * made while that first take is still held: once the pack has settled, its file
+   * (undefined: read through the repository). Not counted as another of the reads the walk
+   * said the restore would make.
+   */
+  takeSettled?(pack: string): Promise<string | undefined>;
   release(pack: string): void;
   /**
    * The files were just written (brought over): read them through the page cache, where a
@@ -66,6 +83,11 @@ const WHOLE_PACK_SHARE = 0.25;
 const EARLIEST_JUDGED_SHARE = 0.1;
 /** Copies in flight at once: enough to keep a network busy while one waits for its first byte. */
 const DOWNLOADS = 3;
+/**
+ * How often a copy under way is looked at while takes wait for its next bytes: a pack of
+ * 16 MiB comes over in 100-250 ms on loopback (WebDAV, SFTP).
+ */
+const ARRIVAL_POLL_MS = 4;
 /** The most the spool holds, and the share of its file system's free space it may take. */
 const MAX_SPOOL_BYTES = 1024 * 1024 * 1024;
 const FREE_SPACE_SHARE = 0.25;
@@ -105,6 +127,10 @@ interface SpooledPack {
    */
   file?: string;
   fetched?: Promise<string | undefined>;
+  /** bytes of the copy under way seen on disk so far */
+  arrived: number;
+  /** takes waiting for the copy under way to reach their end */
+  early: Array<{ end: number; resolve: () => void }>;
 }
 
 /**
@@ -143,6 +169,7 @@ export class PackSpool implements PackFiles {
   private dir: string | undefined;
   private copies = 0;
   private closed = false;
+  private watching: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly parent: string,
@@ -174,7 +201,7 @@ export class PackSpool implements PackFiles {
   willRead(pack: string, storedBytes: number, walkedShare = 1): void {
     let p = this.packs.get(pack);
     if (!p) {
-      p = { state: 'planned', needed: 0, uses: 0, refs: 0, bytes: this.packBytes(pack) };
+      p = { state: 'planned', needed: 0, uses: 0, refs: 0, bytes: this.packBytes(pack), arrived: 0, early: [] };
       this.packs.set(pack, p);
     }
     p.uses++;
@@ -196,7 +223,7 @@ export class PackSpool implements PackFiles {
     if (this.packs.size > 0 || bytes > this.budget) return false;
     for (const { pack, storedBytes } of packs) {
       // Read as often as it may be: never deleted before close() for having been read as often as counted.
-      this.packs.set(pack, { state: 'waiting', needed: storedBytes, uses: Infinity, refs: 0, bytes: this.packBytes(pack) });
+      this.packs.set(pack, { state: 'waiting', needed: storedBytes, uses: Infinity, refs: 0, bytes: this.packBytes(pack), arrived: 0, early: [] });
       this.order.push(pack);
     }
     this.prefetch();
@@ -213,7 +240,7 @@ export class PackSpool implements PackFiles {
     }
   }
 
-  take(pack: string): string | undefined | Promise<string | undefined> {
+  take(pack: string, end?: number): string | undefined | Promise<string | undefined> {
     const p = this.packs.get(pack);
     if (!p || p.state === 'planned') {
       if (this.planComplete) return undefined;
@@ -222,7 +249,7 @@ export class PackSpool implements PackFiles {
         const waiting = this.undecided.get(pack);
         if (waiting) waiting.push(resolve);
         else this.undecided.set(pack, [resolve]);
-      }).then(() => this.take(pack));
+      }).then(() => this.take(pack, end));
     }
     if (p.state === 'failed') return undefined;
     if (p.state === 'ready') {
@@ -232,10 +259,73 @@ export class PackSpool implements PackFiles {
     }
     if (p.state === 'waiting' || p.state === 'gone') this.fetch(pack, p);
     p.refs++;
-    return p.fetched!.then((file) => {
-      if (file === undefined) p.refs--;
-      return file;
-    });
+    const settledFile = () => {
+      if (p.state === 'ready') return p.file;
+      p.refs--;
+      return undefined;
+    };
+    // Part of a copy under way: the file as soon as its first `end` bytes are there.
+    if (end !== undefined && end <= p.bytes) {
+      if (end <= p.arrived) return p.file;
+      const arrived = new Promise<void>((resolve) => p.early.push({ end, resolve }));
+      this.watchArrivals();
+      return Promise.race([arrived, p.fetched!]).then(() => (p.state === 'fetching' ? p.file : settledFile()));
+    }
+    return p.fetched!.then(settledFile);
+  }
+
+  settled(pack: string): boolean {
+    const state = this.packs.get(pack)?.state;
+    return state !== 'fetching' && state !== 'waiting' && state !== 'gone';
+  }
+
+  async takeSettled(pack: string): Promise<string | undefined> {
+    const p = this.packs.get(pack);
+    await p?.fetched;
+    if (!p || p.state !== 'ready') return undefined;
+    p.refs++;
+    // Its release counts one read: this one was never planned.
+    p.uses++;
+    return p.file;
+  }
+
+  /**
+   * While takes wait for part of a copy under way, how far each copy has come is looked
+   * at every few milliseconds: the storage's client (rclone) writes it in order under its
+   * name, and a byte below a file's size is there to be read. A client that writes
+   * otherwise (to another name, or out of order) costs only the wait: a take is then given
+   * the file when the copy is whole, and a blob read from a hole does not verify and is
+   * read again (see settled()).
+   */
+  private watchArrivals(): void {
+    if (this.watching) return;
+    this.watching = setInterval(() => {
+      let waiting = false;
+      for (const p of this.packs.values()) {
+        if (p.early.length === 0) continue;
+        if (p.state !== 'fetching') {
+          // Settled meanwhile: the takes follow the copy's own outcome.
+          p.early = [];
+          continue;
+        }
+        try {
+          p.arrived = Math.max(p.arrived, statSync(p.file!).size);
+        } catch {
+          // Not made yet, or under another name until it is whole.
+        }
+        const still: SpooledPack['early'] = [];
+        for (const w of p.early) {
+          if (w.end <= p.arrived) w.resolve();
+          else still.push(w);
+        }
+        p.early = still;
+        waiting ||= still.length > 0;
+      }
+      if (!waiting) {
+        clearInterval(this.watching);
+        this.watching = undefined;
+      }
+    }, ARRIVAL_POLL_MS);
   }
 
   release(pack: string): void {
@@ -262,6 +352,7 @@ export class PackSpool implements PackFiles {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.watching);
     this.planned();
     // Copies still running write into the folder: they finish (or fail) first.
     await Promise.allSettled([...this.packs.values()].map((p) => p.fetched));
@@ -295,6 +386,7 @@ export class PackSpool implements PackFiles {
 
   private fetch(pack: string, p: SpooledPack): void {
     p.state = 'fetching';
+    p.arrived = 0;
     this.downloads++;
     this.spooledBytes += p.bytes;
     // A pack the restore waits for goes past the budget if it must.

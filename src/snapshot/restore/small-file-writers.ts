@@ -48,6 +48,8 @@ interface PendingFile {
   stored?: Array<Buffer | undefined>;
   file: string;
   offset: number;
+  /** a blob's file was taken while its pack was still being brought over (see PackFiles.settled) */
+  early: boolean;
 }
 
 /** Threads a restore writes small files and decodes blobs on; see SmallFileWriters. */
@@ -127,18 +129,25 @@ export class SmallFileWriters {
         entries[i] = this.repo.blobEntry(ids[i]!, 'data');
         bytes += entries[i]!.length;
       }
-      pending = { dest, node, ids, entries, files: new Array<string>(ids.length).fill(''), file: '', offset: 0 };
+      pending = { dest, node, ids, entries, files: new Array<string>(ids.length).fill(''), file: '', offset: 0, early: false };
     } catch (err) {
       done(err as Error);
       return;
     }
-    // Each blob's pack file: at once where it is there, else once it is brought over.
+    // Each blob's pack file: at once where it is there, else once the blob's bytes are
+    // (a writer starts on a pack's first files while the rest of it comes over).
     let waits: Array<Promise<void>> | undefined;
-    if (this.packFiles) {
+    const packFiles = this.packFiles;
+    if (packFiles) {
+      const taken = (i: number, file: string | undefined) => {
+        pending.files[i] = file ?? '';
+        if (file !== undefined && packFiles.settled?.(pending.entries[i]!.pack) === false) pending.early = true;
+      };
       for (let i = 0; i < pending.entries.length; i++) {
-        const taken = this.packFiles.take(pending.entries[i]!.pack);
-        if (typeof taken === 'object') (waits ??= []).push(taken.then((file) => void (pending.files[i] = file ?? '')));
-        else pending.files[i] = taken ?? '';
+        const entry = pending.entries[i]!;
+        const file = packFiles.take(entry.pack, entry.offset + entry.length);
+        if (typeof file === 'object') (waits ??= []).push(file.then((f) => taken(i, f)));
+        else taken(i, file);
       }
     }
     if (waits) void Promise.all(waits).then(() => this.gather(pending, bytes, done));
@@ -173,8 +182,47 @@ export class SmallFileWriters {
     for (const p of pending) for (let i = 0; i < p.entries.length; i++) if (p.files[i] !== '') this.packFiles!.release(p.entries[i]!.pack);
   }
 
-  /** One batch to the least busy writer, in columns (see SmallFileBatch); the stored bytes travel in one buffer. */
+  /**
+   * One batch to a writer. A file that failed with a blob read from a pack still being
+   * brought over is written again once its packs have settled: the bytes it read may not
+   * have been the pack's yet. What fails then is what the restore reports.
+   */
   private async send(pending: PendingFile[]): Promise<Array<true | Error>> {
+    const whole = (async () => {
+      try {
+        const results = await this.sendOnce(pending);
+        const again = pending.flatMap((p, f) => (results[f] !== true && p.early ? [f] : []));
+        // Taken again before the first takes are released: a pack read as often as planned would go.
+        await Promise.all(again.map(async (f) => (results[f] = await this.again(pending[f]!))));
+        return results;
+      } finally {
+        if (this.packFiles) this.releaseFiles(pending);
+      }
+    })();
+    this.inFlight.add(whole);
+    try {
+      return await whole;
+    } finally {
+      this.inFlight.delete(whole);
+    }
+  }
+
+  /** A file written again, its blobs read from settled packs or through the repository. */
+  private async again(first: PendingFile): Promise<true | Error> {
+    const files = await Promise.all(first.entries.map(async (entry) => (await this.packFiles!.takeSettled?.(entry.pack)) ?? ''));
+    const pending: PendingFile = { ...first, files, stored: undefined, early: false };
+    try {
+      if (files.includes('')) pending.stored = await Promise.all(files.map(async (file, i) => (file === '' ? (await this.repo.loadStoredBlob(first.ids[i]!, 'data')).stored : undefined)));
+      return (await this.sendOnce([pending]))[0]!;
+    } catch (err) {
+      return err as Error;
+    } finally {
+      this.releaseFiles([pending]);
+    }
+  }
+
+  /** One batch to the least busy writer, in columns (see SmallFileBatch); the stored bytes travel in one buffer. */
+  private async sendOnce(pending: PendingFile[]): Promise<Array<true | Error>> {
     const dests: string[] = [];
     const mtimes: string[] = [];
     const files = new Float64Array(pending.length * FILE_FIELDS);
@@ -227,7 +275,6 @@ export class SmallFileWriters {
       return results;
     } finally {
       this.inFlight.delete(sent);
-      if (this.packFiles) this.releaseFiles(pending);
     }
   }
 
