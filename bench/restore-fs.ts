@@ -3,9 +3,9 @@
  * and there ext4's inode allocator skips every inode number freed recently (the kernel's
  * recently_deleted(), a check only a journal-less ext4 makes): for many minutes after a
  * large deletion, anywhere on that file system (an earlier mode's clean-up, an earlier
- * bench's), each new file waits while the kernel looks the freed numbers up. perf showed
- * 40% of all CPU samples of a restore there (both tools' restores; docs/performance.md,
- * nineteenth session), and a restore's time moved by 2-3x with what had been deleted before it.
+ * bench's), each new file waits while the kernel looks the freed numbers up: 37% of all
+ * CPU samples of one of our restores there, 30% of restic's (perf; docs/performance.md,
+ * eighteenth and nineteenth sessions), and a restore took 2-3x its time.
  *
  * So restores go to a file system made for the run: ext4 as mkfs.ext4 makes it by
  * default (with its journal, as a server's disk is made), in a loop device over a sparse
