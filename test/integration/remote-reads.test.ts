@@ -13,6 +13,14 @@ import { startFaultProxy } from '../support/fault-proxy.js';
 import { CLI, pseudoRandom, pseudoText, runCli, tempDir, waitFor } from '../support/helpers.js';
 import { startRcloneServe, startS3rver } from '../support/storage-servers.js';
 
+/** `folders` folders of 100 text notes each (1.5-4.5 KB), the same for the same arguments. */
+async function writeNotes(source: string, folders: number): Promise<void> {
+  for (let d = 0; d < folders; d++) {
+    await mkdir(join(source, `folder-${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
+  }
+}
+
 /**
  * Restores a tree of 3,500 small files and one large file from a backend reached through a
  * counting proxy, and returns what the restore asked the storage server for.
@@ -20,10 +28,7 @@ import { startRcloneServe, startS3rver } from '../support/storage-servers.js';
 async function countRestoreRequests(t: TestContext, open: (proxyUrl: string) => Backend, serverUrl: string, packSize?: number, ranges = false) {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
-  for (let d = 0; d < 20; d++) {
-    await mkdir(join(source, `folder-${d}`), { recursive: true });
-    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
-  }
+  await writeNotes(source, 20);
   await writeFile(join(source, 'recording.bin'), pseudoRandom(5, 6_000_000));
   // Small incompressible files: packs full of small blobs, read in several windows each.
   await mkdir(join(source, 'clips'));
@@ -111,10 +116,7 @@ test('a restore from S3 reads each byte of a pack once, also where a blob crosse
 test('a restore through rclone has rclone copy the packs it needs most of whole, reads a few files in ranges, and leaves no copy behind', { timeout: 240_000 }, async (t) => {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
-  for (let d = 0; d < 10; d++) {
-    await mkdir(join(source, `folder-${d}`), { recursive: true });
-    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
-  }
+  await writeNotes(source, 10);
   await writeFile(join(source, 'recording.bin'), pseudoRandom(5, 6_000_000));
   const webdav = await startRcloneServe(t, 'webdav', 'spooled');
   // Whole-object reads (no range) are rclone's copies; a failing proxy makes them fail.
@@ -165,10 +167,7 @@ test('a restore through rclone has rclone copy the packs it needs most of whole,
 test('a restore through rclone writes files from a pack while rclone still copies it, and reads again what did not verify from a copy damaged on its way', { timeout: 240_000 }, async (t) => {
   const dir = await tempDir(t);
   const source = join(dir, 'source');
-  for (let d = 0; d < 10; d++) {
-    await mkdir(join(source, `folder-${d}`), { recursive: true });
-    for (let f = 0; f < 100; f++) await writeFile(join(source, `folder-${d}`, `note-${f}.txt`), pseudoText(d * 1000 + f, 1500 + ((d * f) % 3000)));
-  }
+  await writeNotes(source, 10);
   const webdav = await startRcloneServe(t, 'webdav', 'slow');
   let damage = false;
   const wholeRead = (method: string, path: string, headers: { range?: string }) => method === 'GET' && /\/data\//.test(path) && !headers.range;
