@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, readFile, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, readFile, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { statWalk, type TreeNode } from '../../src/sources/files/entries.js';
+import { statWalk, type EntryStat, type TreeNode } from '../../src/sources/files/entries.js';
+import { HardLinkGroups } from '../../src/sources/files/hard-links.js';
 import { ListingThread } from '../../src/sources/files/listing-thread.js';
 import { FilesWalker, type FilesSink, type WalkProgress } from '../../src/sources/files/walker.js';
 import { AdaptiveReader } from '../../src/util/adaptive-io.js';
@@ -65,20 +66,21 @@ test('the files walker emits a folder tree into any sink, and keeps what the pre
   const first = await walk();
   assert.ok(first.walker.stats.files > 5);
   assert.equal(first.walker.stats.newFiles, first.walker.stats.files);
-  assert.equal(sink.filesStored, first.walker.stats.files);
+  // Its three further links (of two files) take the content their first link's read stored.
+  assert.equal(sink.filesStored, first.walker.stats.files - 3);
 
   // Nothing changed: every file and folder is the previous walk's, nothing is read.
   const again = await walk(first.id);
   assert.equal(again.id, first.id);
   assert.equal(again.walker.stats.unchangedFiles, first.walker.stats.files);
-  assert.equal(sink.filesStored, first.walker.stats.files);
+  assert.equal(sink.filesStored, first.walker.stats.files - 3);
 
   // One file changed: only it is read again.
   await writeFile(join(root, 'notes.txt'), 'changed content');
   const changed = await walk(first.id);
   assert.notEqual(changed.id, first.id);
   assert.equal(changed.walker.stats.changedFiles, 1);
-  assert.equal(sink.filesStored, first.walker.stats.files + 1);
+  assert.equal(sink.filesStored, first.walker.stats.files - 3 + 1);
 });
 
 test('a walk with a listing thread stores the same trees and counts as one without, whatever changed', async (t) => {
@@ -186,4 +188,97 @@ test('a stat-only walk stops within a folder once it is interrupted, not after t
     interrupt.signal,
   );
   assert.equal(visited, 10);
+});
+
+test('a file of several links is read once per walk, unless that read failed or saw it change', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'tree');
+  await mkdir(join(root, 'a'), { recursive: true });
+  await mkdir(join(root, 'b'), { recursive: true });
+  await writeFile(join(root, 'a/driver.so'), 'one driver under many names');
+  for (const name of ['a/other.so', 'b/driver.so', 'b/third.so']) await link(join(root, 'a/driver.so'), join(root, name));
+  await writeFile(join(root, 'b/plain.txt'), 'a file of one link');
+  const dev = (await lstat(root, { bigint: true })).dev.toString();
+  const links = ['a/driver.so', 'a/other.so', 'b/driver.so', 'b/third.so'];
+  /** A sink whose first read of a link throws (`fail`) or reports the file changed (`change`). */
+  class LinkSink extends MemorySink {
+    readonly read: string[] = [];
+    constructor(private readonly firstLinkRead?: 'fail' | 'change') {
+      super();
+    }
+    override async storeFile(path: string, mark: unknown, admission: unknown, stored: (storedBytes: number, length: number) => void) {
+      const name = path.slice(root.length + 1);
+      const first = links.includes(name) && !this.read.some((p) => links.includes(p));
+      this.read.push(name);
+      // The first link read is still being read while the walk meets the others.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (first && this.firstLinkRead === 'fail') throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+      const result = await super.storeFile(path, mark, admission, stored);
+      return first && this.firstLinkRead === 'change' ? { ...result, changed: true } : result;
+    }
+  }
+  const walk = async (sink: LinkSink) => {
+    const progress: WalkProgress = { filesDone: 0, bytesDone: 0, bytesAdded: 0, errors: 0, currentPath: '' };
+    const walker = new FilesWalker({ name: 'data', kind: 'files' as const, path: root }, {}, sink, progress, () => undefined, () => undefined, new AdaptiveReader());
+    const { id } = await walker.saveDir(root, '', undefined, false, dev);
+    const nodes = [...sink.folders.get(id)!.flatMap((n) => sink.folders.get(n.subtree!)!.map((m) => [`${n.name}/${m.name}`, m] as const))];
+    return { walker, progress, nodes: new Map<string, TreeNode>(nodes) };
+  };
+  const size = 'one driver under many names'.length;
+
+  const once = new LinkSink();
+  const { walker, progress, nodes } = await walk(once);
+  assert.equal(once.read.filter((p) => links.includes(p)).length, 1, `one link read: ${once.read.join(', ')}`);
+  for (const name of links) {
+    assert.deepEqual(nodes.get(name)!.content, nodes.get('a/driver.so')!.content, name);
+    assert.equal(nodes.get(name)!.size, size, name);
+    assert.equal(nodes.get(name)!.nlink, 4, name);
+  }
+  assert.equal(walker.stats.files, 5);
+  assert.equal(walker.stats.newFiles, 5);
+  assert.equal(walker.stats.bytes, 4 * size + 'a file of one link'.length);
+  assert.equal(walker.stats.bytesRead, size + 'a file of one link'.length);
+  assert.equal(progress.filesDone, 5);
+  assert.equal(progress.bytesDone, walker.stats.bytes);
+
+  // A first read that saw the file change leaves every other link to be read on its own.
+  const changing = new LinkSink('change');
+  const changed = await walk(changing);
+  assert.equal(changing.read.filter((p) => links.includes(p)).length, 4);
+  assert.equal(changed.walker.changedCount, 1);
+  assert.equal(changed.nodes.size, 5);
+
+  // So does one that failed: the file is missing only where its own read failed.
+  const failing = new LinkSink('fail');
+  const failed = await walk(failing);
+  assert.equal(failing.read.filter((p) => links.includes(p)).length, 4);
+  const failedLink = failing.read.find((p) => links.includes(p))!;
+  assert.deepEqual(
+    failed.walker.errors.map((e) => e.path),
+    [`/data/${failedLink}`],
+  );
+  assert.deepEqual([...failed.nodes.keys()].sort(), [...links, 'b/plain.txt'].filter((p) => p !== failedLink).sort());
+});
+
+test('a hard-link group gives its content only to links seen as its first was, and stays bounded', async () => {
+  const st = (inode: string, ctime = '5', nlink = 3): EntryStat => ({ type: 'file', size: 10, dev: '1', rdev: 0, mode: 0o644, uid: 0, gid: 0, mtime: '4', ctime, inode, nlink });
+  const groups = new HardLinkGroups(2);
+  assert.equal(groups.earlier(st('7')), undefined);
+  const settle = groups.reading(st('7'));
+  // Written to between the two stats: its change time moved, and this link is read on its own.
+  assert.equal(groups.earlier(st('7', '6')), undefined);
+  const second = groups.earlier(st('7'));
+  assert.ok(second);
+  settle({ content: ['blob'], size: 10 });
+  assert.deepEqual(await second, { content: ['blob'], size: 10 });
+  // Its third and last link: the group is dropped after it.
+  assert.ok(groups.earlier(st('7')));
+  assert.equal(groups.earlier(st('7')), undefined);
+  // Beyond the limit, the oldest group goes: its next link is read again.
+  groups.reading(st('8'))(undefined);
+  groups.reading(st('9'))(undefined);
+  groups.reading(st('10'))(undefined);
+  assert.equal(groups.earlier(st('8')), undefined);
+  assert.ok(groups.earlier(st('9')));
+  assert.equal(await groups.earlier(st('10')), undefined);
 });

@@ -12,6 +12,7 @@ import type { ListingThread } from './listing-thread.js';
 import { rewrittenNode, sameEntry, unchangedFolder, type UnchangedFolder } from './unchanged-folder.js';
 import { leftOutMount } from './mounts.js';
 import { markOf, type FileMark } from '../../util/file-mark.js';
+import { HardLinkGroups, type LinkedContent } from './hard-links.js';
 
 /** Most unreadable entries, and most files changed while read, a source record names (a snapshot's size stays bounded). */
 export const MAX_RECORDED_ERRORS = 1000;
@@ -121,8 +122,8 @@ export interface FolderWriter {
 /**
  * Walks one files source: lists folders (several ahead of the ones still finishing),
  * applies exclusions and include patterns, leaves out pseudo and other file systems,
- * keeps a file whose size, times and inode match the previous snapshot's as it was, and
- * hands the rest to a FilesSink. Errors reading an entry are counted and recorded for
+ * keeps a file whose size, times and inode match the previous snapshot's as it was, reads
+ * a file of several links once, and hands the rest to a FilesSink. Errors reading an entry are counted and recorded for
  * the source; the sink's own errors (repository full or damaged, interrupted) end the walk.
  */
 export class FilesWalker {
@@ -137,6 +138,8 @@ export class FilesWalker {
   private openDirs = 0;
   /** the first of the sink's errors (full, damaged, interrupted): it ends the whole walk, not just one folder */
   private fatal: unknown;
+  /** files of more than one link: read at the first, their content taken by the others */
+  private readonly hardLinks = new HardLinkGroups();
 
   constructor(
     private readonly source: FilesSource,
@@ -372,27 +375,75 @@ export class FilesWalker {
   }
 
   /**
-   * A file: unchanged since the previous snapshot, its node as it was; else stored by the
-   * sink in the background. False when the walk must stop.
+   * A file: unchanged since the previous snapshot, its node as it was; a further link of a
+   * file this walk reads, that read's content (see HardLinkGroups); else stored by the sink
+   * in the background. False when the walk must stop.
    */
   private async startFile(full: string, rel: string, st: EntryStat, node: TreeNode, previous: TreeNode | undefined, place: (n: TreeNode) => void, tasks: Array<Promise<void>>): Promise<boolean> {
     if (this.reuseUnchanged(rel, st, node, previous)) {
       place(node);
       return true;
     }
+    const earlier = st.nlink > 1 ? this.hardLinks.earlier(st) : undefined;
+    if (earlier) {
+      tasks.push(
+        this.linkedFile(full, rel, st, node, previous, earlier).then(
+          (placed) => {
+            if (placed) place(node);
+          },
+          (err: unknown) => this.failed(rel, err),
+        ),
+      );
+      return true;
+    }
+    const settleLinks = st.nlink > 1 ? this.hardLinks.reading(st) : undefined;
     const size = st.size;
     const admission = this.sink.admitNow(size) ?? (await this.sink.admit(size));
     if (this.fatal !== undefined) {
       admission.release();
+      settleLinks?.(undefined);
       return false;
     }
     tasks.push(
       this.saveFile(full, rel, size, node, previous, admission)
-        .then(() => place(node))
-        .catch((err: unknown) => this.failed(rel, err))
+        .then((saved) => {
+          settleLinks?.(saved.changed ? undefined : { content: saved.content, size: saved.size });
+          place(node);
+        })
+        .catch((err: unknown) => {
+          settleLinks?.(undefined);
+          this.failed(rel, err);
+        })
         .finally(() => admission.release()),
     );
     return true;
+  }
+
+  /**
+   * A link of a file another link of which this walk reads: its content once that read
+   * ends, or (the read failed, or saw the file change) read on its own. False when the walk
+   * stopped meanwhile: nothing to place.
+   */
+  private async linkedFile(full: string, rel: string, st: EntryStat, node: TreeNode, previous: TreeNode | undefined, earlier: Promise<LinkedContent | undefined>): Promise<boolean> {
+    const linked = await earlier;
+    if (linked) {
+      node.size = linked.size;
+      node.content = linked.content;
+      this.progress.currentPath = `/${this.source.name}/${rel}`;
+      this.stats.files++;
+      this.progress.bytesDone += linked.size;
+      this.countStored(previous, linked.size);
+      return true;
+    }
+    if (this.fatal !== undefined) return false;
+    const admission = await this.sink.admit(st.size);
+    try {
+      if (this.fatal !== undefined) return false;
+      await this.saveFile(full, rel, st.size, node, previous, admission);
+      return true;
+    } finally {
+      admission.release();
+    }
   }
 
   /** A subfolder (or a mount recorded as empty), walked on while this folder goes on where it may. */
@@ -501,7 +552,7 @@ export class FilesWalker {
     this.progress.bytesDone += bytes;
   }
 
-  private async saveFile(full: string, rel: string, size: number, node: TreeNode, previous: TreeNode | undefined, admission: Admission): Promise<void> {
+  private async saveFile(full: string, rel: string, size: number, node: TreeNode, previous: TreeNode | undefined, admission: Admission): Promise<StoredFile> {
     this.progress.currentPath = `/${this.source.name}/${rel}`;
     this.stats.files++;
     const saved = await this.sink.storeFile(full, markOf(size, node.ctime), admission, (storedBytes, length) => {
@@ -518,8 +569,14 @@ export class FilesWalker {
       this.changedCount++;
       if (this.changedWhileRead.length < MAX_RECORDED_ERRORS) this.changedWhileRead.push(`/${this.source.name}/${rel}`);
     }
-    this.stats.bytes += saved.size;
     this.stats.bytesRead += saved.size;
+    this.countStored(previous, saved.size);
+    return saved;
+  }
+
+  /** A file stored by this walk (read, or taken from a link read), `bytes` long. */
+  private countStored(previous: TreeNode | undefined, bytes: number): void {
+    this.stats.bytes += bytes;
     if (previous) this.stats.changedFiles++;
     else this.stats.newFiles++;
     this.progress.filesDone++;
