@@ -5,11 +5,17 @@ import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { decompress } from '../../src/repo/format/compression.js';
 import { unseal } from '../../src/repo/format/crypto.js';
-import { FileEncoder } from '../../src/repo/encode/file-encoder.js';
+import { FileEncoder, type EncodedBlob, type FileBlob } from '../../src/repo/encode/file-encoder.js';
 import { Repository } from '../../src/repo/repository.js';
 import { StackvaultError } from '../../src/util/errors.js';
 import { PlainFile } from '../../src/util/adaptive-io.js';
 import { markOfFile, pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
+
+/** A blob the encoder compressed and encrypted (none was named known to it). */
+function sealed(blob: FileBlob): EncodedBlob {
+  assert.ok(!('known' in blob), `blob ${blob.id} was only hashed`);
+  return blob;
+}
 
 test('a worker thread encodes a file into exactly the blobs the main thread would, and reports read errors as they were', async (t) => {
   const dir = await tempDir(t);
@@ -29,7 +35,7 @@ test('a worker thread encodes a file into exactly the blobs the main thread woul
   assert.deepEqual(blobs.map((b) => b.id), expected);
   assert.ok(blobs.length > 2);
   // Each stored blob opens with the repository's key and has the content its id names.
-  for (const blob of blobs) {
+  for (const blob of blobs.map(sealed)) {
     const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
     const content = blob.compressed ? decompress(plain) : plain;
     assert.equal(content.length, blob.rawLength);
@@ -101,7 +107,7 @@ test('small files go to a worker in batches: each gets its own blobs or its own 
     const { blobs, changed } = (result as PromiseFulfilledResult<Awaited<ReturnType<FileEncoder['encodeBatched']>>>).value;
     assert.equal(changed, false);
     assert.deepEqual(blobs.map((b) => b.id), content.length ? [repo.blobId(content)] : []);
-    for (const blob of blobs) {
+    for (const blob of blobs.map(sealed)) {
       const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
       assert.deepEqual(blob.compressed ? decompress(plain) : plain, content);
     }
@@ -125,7 +131,7 @@ for (const password of ['pw', null]) {
     await Promise.all(paths.map((p, i) => writeFile(p, contents[i]!)));
     const encoded = await Promise.all(paths.map(async (p) => encoder.encodeBatched(p, await markOfFile(p))));
     for (const [i, { blobs }] of encoded.entries()) {
-      const parts = blobs.map((blob) => {
+      const parts = blobs.map(sealed).map((blob) => {
         const plain = unseal(repo.master.encryptionKey, blob.stored, 'blob');
         const content = blob.compressed ? decompress(plain) : plain;
         assert.equal(repo.blobId(content), blob.id);
@@ -133,7 +139,7 @@ for (const password of ['pw', null]) {
       });
       assert.ok(Buffer.concat(parts).equals(contents[i]!), `file ${i}`);
     }
-    assert.ok(encoded[1]!.blobs.every((b) => b.compressed), 'text is stored compressed');
+    assert.ok(encoded[1]!.blobs.map(sealed).every((b) => b.compressed), 'text is stored compressed');
   });
 }
 

@@ -3,7 +3,7 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LocalBackend } from '../../src/repo/backends/local.js';
-import { FileEncoder } from '../../src/repo/encode/file-encoder.js';
+import { FileEncoder, type FileBlob } from '../../src/repo/encode/file-encoder.js';
 import { Repository } from '../../src/repo/repository.js';
 import { RepositoryFilesSink } from '../../src/snapshot/backup/file-store.js';
 import { changedWhileReadWarning } from '../../src/snapshot/backup/backup.js';
@@ -74,3 +74,78 @@ test('the warning for files changed while they were read names the first five wh
   assert.match(one, /^1 file changed while it was read: \/data\/app\.db; saved as read, it may mix old and new content \(exclude it, or back up what writes it through a source that takes a consistent copy/);
   assert.match(changedWhileReadWarning(2), /^2 files changed while they were read; saved as read/);
 });
+
+for (const size of [5 << 20, 12 << 20]) {
+  const route = size > 8 << 20 ? 'streamed' : 'batched';
+  test(`a changed ${route} file's blobs that its previous version stored are only hashed; one stored no more has the file read again`, async (t) => {
+    const dir = await tempDir(t);
+    const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+    const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+    if (!encoder) return t.skip('one core: no worker threads');
+    t.after(() => encoder.close());
+    while (!encoder.warm()) await new Promise((resolve) => setTimeout(resolve, 5));
+    const writer = repo.newBlobWriter();
+    const sink = new RepositoryFilesSink(writer, new TreeLoader(repo), repo.chunker, encoder, new AdaptiveReader());
+    const path = join(dir, 'grows.log');
+    await writeFile(path, pseudoRandom(21, size));
+    /** The blobs the encoder sends for each store, by kind. */
+    const sent: Array<{ known: number; encoded: number }> = [];
+    const count = (blobs: FileBlob[]) => sent.push({ known: blobs.filter((b) => 'known' in b).length, encoded: blobs.filter((b) => !('known' in b)).length });
+    const encode = encoder.encode.bind(encoder);
+    encoder.encode = async function* (...args) {
+      const blobs: FileBlob[] = [];
+      const inner = encode(...args);
+      try {
+        for (let next = await inner.next(); ; next = await inner.next()) {
+          if (next.done) return next.value;
+          blobs.push(next.value);
+          yield next.value;
+        }
+      } finally {
+        count(blobs);
+      }
+    };
+    const encodeBatched = encoder.encodeBatched.bind(encoder);
+    encoder.encodeBatched = async (...args) => {
+      const encoded = await encodeBatched(...args);
+      count(encoded.blobs);
+      return encoded;
+    };
+    const store = async (previous?: string[]) => {
+      const admission = sink.admitNow(size)!;
+      let added = 0;
+      let done = 0;
+      try {
+        const file = await sink.storeFile(path, await markOfFile(path), admission, (storedBytes, length) => ((added += storedBytes), (done += length)), previous);
+        return { ...file, added, done };
+      } finally {
+        admission.release();
+      }
+    };
+    const idsOf = async () => {
+      const ids: string[] = [];
+      const fh = await PlainFile.open(path);
+      for await (const chunk of repo.chunker.chunkFile(fh, size + 100)) ids.push(repo.blobId(chunk));
+      await fh.close();
+      return ids;
+    };
+
+    // The file's blobs named known before any is stored: each comes back only hashed, is
+    // found missing, and the file is read again, every blob encoded.
+    const first = await store(await idsOf());
+    assert.deepEqual(first.content, await idsOf());
+    assert.equal(first.done, size, 'what the first read reported is taken back');
+    assert.deepEqual(sent.splice(0).map((s) => s.known > 0), [true, false]);
+    for (const id of first.content as string[]) assert.ok(writer.has(id), `blob ${id} is stored`);
+
+    // Appended to: only the new end is compressed and encrypted.
+    await appendFile(path, pseudoRandom(22, 300_000));
+    const second = await store(first.content as string[]);
+    assert.deepEqual(second.content, await idsOf());
+    const [{ known, encoded }] = sent.splice(0) as [{ known: number; encoded: number }];
+    assert.ok(known >= 2 && encoded <= 2, `${known} blobs only hashed, ${encoded} encoded`);
+    assert.equal(known + encoded, (second.content as string[]).length);
+    assert.ok(second.added < 2 * (1 << 20) + 300_000, `${second.added} bytes added`);
+    await writer.flush();
+  });
+}

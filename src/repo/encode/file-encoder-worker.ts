@@ -8,7 +8,7 @@ import { blobId, seal, sealedLength, sealInto } from '../format/crypto.js';
 import type { BatchResult, FileToEncode } from './file-encoder.js';
 import { osPath } from '../../util/os-path.js';
 import { GarbageHint } from '../../util/garbage-hint.js';
-import { changedSince, type FileMark } from '../../util/file-mark.js';
+import { changedSince } from '../../util/file-mark.js';
 
 /**
  * Reads a file and turns it into stored blobs: chunk, hash, compress, encrypt. Up to
@@ -88,9 +88,9 @@ parentPort!.on('message', (msg: Request) => {
   resume?.();
 });
 
-function encodeChunk(chunk: Buffer): { id: string; rawLength: number; compressed: boolean; sealed: Buffer } {
-  const compressed = compressIfSmaller(chunk);
-  return { id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, sealed: seal(key, compressed ?? chunk) };
+/** A file's content as the main thread knows it stored (its previous version's blobs), or null. */
+function knownSet(file: FileToEncode): ReadonlySet<string> | null {
+  return file.known && file.known.length > 0 ? new Set(file.known) : null;
 }
 
 /**
@@ -104,16 +104,22 @@ function encodeBatch(job: number, files: FileToEncode[]): void {
   let total = 0;
   for (const file of files) {
     const { path } = file;
+    const known = knownSet(file);
     let fd: number | undefined;
-    const blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }> = [];
+    const blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number; known?: true }> = [];
     try {
       fd = openSync(osPath(path), 'r');
       chunker.chunkFdSync(fd, (chunk) => {
+        const id = blobId(idKey, chunk);
+        if (known?.has(id)) {
+          blobs.push({ id, rawLength: chunk.length, compressed: false, offset: 0, length: 0, known: true });
+          return;
+        }
         const compressed = compressIfSmaller(chunk);
         const plain = compressed ?? chunk;
         makeRoom(total + sealedLength(key, plain.length));
         const length = sealInto(key, plain, staging, total);
-        blobs.push({ id: blobId(idKey, chunk), rawLength: chunk.length, compressed: compressed !== null, offset: total, length });
+        blobs.push({ id, rawLength: chunk.length, compressed: compressed !== null, offset: total, length });
         total += length;
       });
       results.push(changedSince(fd, file) ? { blobs, changed: true } : { blobs });
@@ -149,18 +155,25 @@ function makeRoom(bytes: number): void {
 /** What large files are read through, one at a time (batches use the chunker's own window). */
 let streamWindow: Buffer | undefined;
 
-async function encodeFile(job: number, path: string, mark: FileMark): Promise<void> {
+async function encodeFile(job: number, path: string, mark: FileToEncode): Promise<void> {
   let file: Awaited<ReturnType<AdaptiveReader['open']>> | undefined;
   streamWindow ??= Buffer.allocUnsafeSlow(chunker.windowBytes);
+  const known = knownSet(mark);
   try {
     file = await reader.open(path, mark.size);
     // Each chunk is a view into the window: encoded (copied) before the next is read.
     for await (const chunk of chunker.chunkFile(file, mark.size, streamWindow)) {
       if (cancelled.has(job)) break;
-      const { sealed, ...blob } = encodeChunk(chunk);
-      garbage.dropping(sealed.length);
-      const stored = ownedBuffer(sealed);
-      parentPort!.postMessage({ type: 'blob', job, ...blob, stored }, [stored.buffer as ArrayBuffer]);
+      const id = blobId(idKey, chunk);
+      if (known?.has(id)) {
+        parentPort!.postMessage({ type: 'known', job, id, rawLength: chunk.length });
+      } else {
+        const compressed = compressIfSmaller(chunk);
+        const sealed = seal(key, compressed ?? chunk);
+        garbage.dropping(sealed.length);
+        const stored = ownedBuffer(sealed);
+        parentPort!.postMessage({ type: 'blob', job, id, rawLength: chunk.length, compressed: compressed !== null, stored }, [stored.buffer as ArrayBuffer]);
+      }
       unacknowledged.set(job, (unacknowledged.get(job) ?? 0) + 1);
       while ((unacknowledged.get(job) ?? 0) >= AHEAD && !cancelled.has(job)) await new Promise<void>((resolve) => waiting.set(job, resolve));
     }

@@ -9,15 +9,31 @@ import { GarbageHint } from '../../util/garbage-hint.js';
 import type { FileMark } from '../../util/file-mark.js';
 import type { MasterKey } from '../format/crypto.js';
 
-/** A file to read and encode: where, and what the walk saw of it (see util/file-mark.ts). */
+/**
+ * A file to read and encode: where, and what the walk saw of it (see util/file-mark.ts).
+ * `known`: blobs the repository holds (the file's previous version's), which the thread
+ * hashes but neither compresses nor encrypts: a large file with a few bytes appended is
+ * mostly blobs stored before.
+ */
 export interface FileToEncode extends FileMark {
   path: string;
+  known?: readonly string[];
 }
 
 /** A file's blobs; `changed`: the file differs from what the walk saw of it (see util/file-mark.ts). */
 export interface EncodedFile {
-  blobs: EncodedBlob[];
+  blobs: FileBlob[];
   changed: boolean;
+}
+
+/** A blob of a file: encoded, or one of the blobs the caller named as known, not encoded. */
+export type FileBlob = EncodedBlob | KnownBlob;
+
+/** A blob found among the ones named known: only its id and length. Stored elsewhere, or read again if it is not. */
+export interface KnownBlob {
+  id: string;
+  rawLength: number;
+  known: true;
 }
 
 /** A blob as the file encoder produced it, ready for a pack. */
@@ -31,7 +47,7 @@ export interface EncodedBlob {
 /** One small file of a batch, as the worker returns it: its blobs' places in the batch's buffer, or its error. */
 export type BatchResult =
   /** `changed`: the file changed while it was read (see file-mark.ts) */
-  | { blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number }>; changed?: true }
+  | { blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number; known?: true }>; changed?: true }
   | { error: { message: string; code?: string; syscall?: string; path?: string } };
 
 /** Files sent to a worker in one message, and the most bytes of them. */
@@ -52,6 +68,7 @@ const received = new GarbageHint(32 * 1024 * 1024);
 
 type Reply =
   | { type: 'blob'; job: number; id: string; rawLength: number; compressed: boolean; stored: Uint8Array }
+  | { type: 'known'; job: number; id: string; rawLength: number }
   | { type: 'batch'; job: number; results: BatchResult[]; bytes: Uint8Array }
   | { type: 'done'; job: number; changed: boolean }
   | { type: 'error'; job: number; message: string; code?: string; syscall?: string; path?: string; workerDied?: boolean };
@@ -73,8 +90,9 @@ interface WorkerSlot {
  * Files are read, chunked, hashed, compressed and encrypted on worker threads, one per
  * core, so a backup uses every core: the main thread keeps the walk, the index and the
  * packs, and encodes small files itself only while the threads are still starting.
- * Duplicates are only found once their blob arrives, so a deduplicated chunk of a large
- * file costs its compression; unchanged files are not read at all, so this is rare.
+ * Duplicates are found once their blob arrives, so a deduplicated chunk costs its
+ * compression, except for the blobs the caller names as known (a changed file's previous
+ * version's): unchanged files are not read at all, and a changed one is mostly those.
  */
 export class FileEncoder {
   private readonly workers: WorkerSlot[] = [];
@@ -165,9 +183,9 @@ export class FileEncoder {
     return this.batchRoom.met;
   }
 
-  /** A file's blobs, encoded on a worker along with other files. */
-  encodeBatched(path: string, mark: FileMark): Promise<EncodedFile> {
-    return this.batcher.add({ path, ...mark }, mark.size);
+  /** A file's blobs, encoded on a worker along with other files; those in `known` only hashed. */
+  encodeBatched(path: string, mark: FileMark, known?: readonly string[]): Promise<EncodedFile> {
+    return this.batcher.add({ path, ...mark, ...(known && { known }) }, mark.size);
   }
 
   private async sendBatch(files: FileToEncode[]): Promise<Array<EncodedFile | Error>> {
@@ -188,7 +206,7 @@ export class FileEncoder {
         'error' in result
           ? Object.assign(new Error(result.error.message), result.error)
           : {
-              blobs: result.blobs.map((b) => ({ id: b.id, rawLength: b.rawLength, compressed: b.compressed, stored: bytes.subarray(b.offset, b.offset + b.length) })),
+              blobs: result.blobs.map((b): FileBlob => (b.known ? { id: b.id, rawLength: b.rawLength, known: true } : { id: b.id, rawLength: b.rawLength, compressed: b.compressed, stored: bytes.subarray(b.offset, b.offset + b.length) })),
               changed: result.changed === true,
             },
       );
@@ -248,14 +266,14 @@ export class FileEncoder {
   }
 
   /**
-   * The file's blobs in order, then whether it changed while it was read; an error reading
-   * it is thrown as the file-system error it was.
+   * The file's blobs in order (those in `known` only hashed), then whether it changed while
+   * it was read; an error reading it is thrown as the file-system error it was.
    */
-  async *encode(path: string, mark: FileMark): AsyncGenerator<EncodedBlob, boolean> {
+  async *encode(path: string, mark: FileMark, known?: readonly string[]): AsyncGenerator<FileBlob, boolean> {
     const { slot, n, next, close } = this.openJob();
     let finished = false;
     try {
-      slot.worker.postMessage({ type: 'file', job: n, path, ...mark } satisfies { type: 'file'; job: number } & FileToEncode);
+      slot.worker.postMessage({ type: 'file', job: n, path, ...mark, ...(known && { known }) } satisfies { type: 'file'; job: number } & FileToEncode);
       for (;;) {
         const reply = await next();
         if (reply.type === 'done') {
@@ -266,6 +284,11 @@ export class FileEncoder {
           finished = true;
           if (reply.workerDied) throw new StackvaultError(reply.message);
           throw Object.assign(new Error(reply.message), { code: reply.code, syscall: reply.syscall, path: reply.path });
+        }
+        if (reply.type === 'known') {
+          yield { id: reply.id, rawLength: reply.rawLength, known: true };
+          slot.worker.postMessage({ type: 'more', job: n });
+          continue;
         }
         if (reply.type !== 'blob') throw new Error(`file encoder: unexpected reply ${reply.type} to a file`);
         const stored = Buffer.from(reply.stored.buffer, reply.stored.byteOffset, reply.stored.byteLength);

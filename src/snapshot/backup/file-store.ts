@@ -1,5 +1,5 @@
 import type { BlobWriter, SaveResult } from '../../repo/encode/blob-writer.js';
-import { BATCHED_FILE_BYTES, type FileEncoder } from '../../repo/encode/file-encoder.js';
+import { BATCHED_FILE_BYTES, type FileBlob, type FileEncoder } from '../../repo/encode/file-encoder.js';
 import type { Chunker } from '../../repo/encode/chunker.js';
 import type { Admission, FilesSink, PreviousNodes, StoredFile } from '../../sources/files/walker.js';
 import { Semaphore } from '../../util/concurrency.js';
@@ -8,6 +8,7 @@ import type { AdaptiveReader } from '../../util/adaptive-io.js';
 import type { FileMark } from '../../util/file-mark.js';
 import { ContentBuilder } from '../content-list.js';
 import { TreeBuilder, saveTree, type TreeLoader, type TreeNode } from '../tree.js';
+import type { FileContent } from '../../sources/files/entries.js';
 
 /** files read at once on this thread: enough to hide per-file I/O latency, few enough to bound buffers (each up to max chunk + 4 MiB) */
 const FILE_CONCURRENCY = 6;
@@ -132,7 +133,31 @@ export class RepositoryFilesSink implements FilesSink {
     return this.encoder.warm();
   }
 
-  async storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile> {
+  /**
+   * `previous`: the content the file's previous version has, whose blobs the encoder
+   * threads then hash but neither compress nor encrypt. Should one be stored no more when
+   * it comes back (a prune deleting its pack meanwhile), the file is read once more, every
+   * blob encoded.
+   */
+  async storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void, previous?: FileContent): Promise<StoredFile> {
+    // A content list in parts (a file of thousands of blobs) is not loaded for this.
+    const known = this.encoder && Array.isArray(previous) && previous.length > 0 ? previous : undefined;
+    let reported = 0;
+    const report = (storedBytes: number, length: number) => {
+      reported += length;
+      stored(storedBytes, length);
+    };
+    try {
+      return await this.storeContent(path, mark, admission as RoutedAdmission, report, known);
+    } catch (err) {
+      if (!(err instanceof KnownBlobGone)) throw err;
+      // What the first read added stays in its packs, unreferenced for prune to take.
+      stored(0, -reported);
+      return this.storeContent(path, mark, admission as RoutedAdmission, stored, undefined);
+    }
+  }
+
+  private async storeContent(path: string, mark: FileMark, { route }: RoutedAdmission, stored: (storedBytes: number, length: number) => void, known: readonly string[] | undefined): Promise<StoredFile> {
     const { size } = mark;
     const content = new ContentBuilder(this.writer);
     let length = 0;
@@ -142,27 +167,26 @@ export class RepositoryFilesSink implements FilesSink {
       stored(saved.storedBytes, bytes);
       return content.add(saved.id);
     };
-    const { route } = admission as RoutedAdmission;
     let changed: boolean;
     if (route === 'large') {
       // A large file goes to a worker thread whole: read, chunk, hash, compress, encrypt.
       // Iterated by hand for the value it ends with; stopped early, it is told to stop (as for-await would).
-      const blobs = this.encoder!.encode(path, mark);
+      const blobs = this.encoder!.encode(path, mark, known);
       let next = await blobs.next();
       try {
         for (; !next.done; next = await blobs.next()) {
           throwIfAborted(this.signal);
-          await add(await this.writer.addEncoded('data', next.value), next.value.rawLength);
+          await add(await this.addBlob(next.value), next.value.rawLength);
         }
       } finally {
         if (!next.done) await blobs.return(false);
       }
       changed = next.value;
     } else if (route === 'batch') {
-      const encoded = await this.encoder!.encodeBatched(path, mark);
+      const encoded = await this.encoder!.encodeBatched(path, mark, known);
       for (const blob of encoded.blobs) {
         throwIfAborted(this.signal);
-        const storing = add(await this.writer.addEncoded('data', blob), blob.rawLength);
+        const storing = add(await this.addBlob(blob), blob.rawLength);
         if (storing) await storing;
       }
       changed = encoded.changed;
@@ -184,6 +208,13 @@ export class RepositoryFilesSink implements FilesSink {
     return { content: Array.isArray(list) ? list : await list, size: length, changed };
   }
 
+  /** A blob the encoder made, into a pack; one it only hashed, as known, where it is still stored. */
+  private async addBlob(blob: FileBlob): Promise<SaveResult> {
+    if (!('known' in blob)) return this.writer.addEncoded('data', blob);
+    if (!this.writer.has(blob.id)) throw new KnownBlobGone();
+    return { id: blob.id, added: false, storedBytes: 0 };
+  }
+
   /**
    * Small files done here are a chain of already-resolved promises, which can keep the
    * event loop from the encoder threads' replies for long: their files then wait for
@@ -195,3 +226,6 @@ export class RepositoryFilesSink implements FilesSink {
     this.lastYield = performance.now();
   }
 }
+
+/** A blob the encoder was told is stored, and only hashed, is stored no more: its file is read again. */
+class KnownBlobGone extends Error {}

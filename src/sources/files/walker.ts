@@ -100,9 +100,10 @@ export interface FilesSink {
    * Store a file's content; `stored` is told each piece (its stored bytes, 0 when
    * deduplicated). `mark` is what the walk saw of the file (its size, its change time):
    * compared after the read, it tells whether the file changed meanwhile. Resolves with the
-   * content's ids and length, and whether it changed.
+   * content's ids and length, and whether it changed. `previous`: the content of the
+   * file's previous version, most of which a changed large file often still holds.
    */
-  storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void): Promise<StoredFile>;
+  storeFile(path: string, mark: FileMark, admission: Admission, stored: (storedBytes: number, length: number) => void, previous?: FileContent): Promise<StoredFile>;
   /** Store a folder's entries; resolves with the id its node records. */
   saveFolder(nodes: TreeNode[]): Promise<string>;
   /** Store a large folder's entries as they come, in name order (see FolderWriter). */
@@ -555,12 +556,18 @@ export class FilesWalker {
   private async saveFile(full: string, rel: string, size: number, node: TreeNode, previous: TreeNode | undefined, admission: Admission): Promise<StoredFile> {
     this.progress.currentPath = `/${this.source.name}/${rel}`;
     this.stats.files++;
-    const saved = await this.sink.storeFile(full, markOf(size, node.ctime), admission, (storedBytes, length) => {
-      this.stats.bytesAdded += storedBytes;
-      this.progress.bytesAdded += storedBytes;
-      this.progress.bytesDone += length;
-      this.report();
-    });
+    const saved = await this.sink.storeFile(
+      full,
+      markOf(size, node.ctime),
+      admission,
+      (storedBytes, length) => {
+        this.stats.bytesAdded += storedBytes;
+        this.progress.bytesAdded += storedBytes;
+        this.progress.bytesDone += length;
+        this.report();
+      },
+      previous?.type === 'file' ? previous.content : undefined,
+    );
     node.size = saved.size;
     node.content = saved.content;
     // Saved as read, and reported, as tar and borg do: a database's files copied while it
