@@ -23,7 +23,11 @@ export function entryType(st: BigIntStats): EntryType | undefined {
 
 /** Names in a folder in a stable order, so identical folders produce identical trees. */
 export async function sortedNames(dir: string): Promise<string[]> {
-  const names = await readNames(dir);
+  return sortNames(await readNames(dir));
+}
+
+/** Names in the order trees keep them (by UTF-16 code units), sorted in place. */
+export function sortNames(names: string[]): string[] {
   return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 

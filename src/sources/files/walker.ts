@@ -1,8 +1,7 @@
 import { resolve } from 'node:path';
 import { entryPath, type AdaptiveReader } from '../../util/adaptive-io.js';
 import { StackvaultError, errorMessage } from '../../util/errors.js';
-import { readLinkTarget } from '../../util/os-path.js';
-import { NodeCursor, contentPieces, entryStat, measureTree, nodeFromStat, sameNodes, sortedNames, statWalk, type EntryStat, type FileContent, type TreeNode } from './entries.js';
+import { NodeCursor, contentPieces, entryStat, measureTree, nodeFromStat, sameNodes, sortNames, statWalk, type EntryStat, type FileContent, type TreeNode } from './entries.js';
 import { resolveExclusionClasses } from './exclusion-classes.js';
 import { ExclusionMatcher } from './exclusions.js';
 import type { FilesSource } from './driver.js';
@@ -299,7 +298,7 @@ export class FilesWalker {
     if (prefetched) return prefetched;
     let names: string[];
     try {
-      names = await sortedNames(dir);
+      names = sortNames(await this.reader.names(dir));
     } catch (err) {
       this.fail(relDir, err);
       names = [];
@@ -486,7 +485,7 @@ export class FilesWalker {
   private async readSpecial(full: string, rel: string, type: TreeNode['type'], st: EntryStat, node: TreeNode, listed: string | Error | undefined): Promise<boolean> {
     try {
       if (listed instanceof Error) throw listed;
-      if (type === 'symlink') node.target = listed ?? (await readLinkTarget(full));
+      if (type === 'symlink') node.target = listed ?? (await this.reader.readLink(full));
       if (type === 'chardev' || type === 'blockdev') node.rdev = st.rdev;
       this.stats.others++;
       return true;
