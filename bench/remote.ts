@@ -20,12 +20,25 @@ const password = 'benchmark password';
 // Five, not three as elsewhere: a restore here takes 1.5-3.5 s, and this machine's speed
 // moves by a fifth from minute to minute (docs/performance.md).
 const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
+/**
+ * Backups: three each (or BENCH_RUNS, if fewer), taking turns, each into a repository of
+ * its own, counted by the median; restores read the last. One backup each, as until the
+ * twentieth session, put the ratio anywhere from 0.72 to 1.19 from one bench to the next.
+ */
+const backupRuns = Math.min(runs, 3);
 const DEFAULT_SOURCES = ['/usr/share/perl', '/usr/share/vim', '/usr/share/icons'];
 
 interface Contender {
   name: string;
-  backup(): Step;
+  /** a first backup into a new repository, the `n`th */
+  backup(n: number): Step;
+  /** from the last backup's repository */
   restore(target: string): Step;
+}
+
+/** The repository of backup run `n`. */
+function repoOfRun(repo: string, n: number): string {
+  return `${repo}-${n}`;
 }
 
 interface Comparison {
@@ -39,20 +52,20 @@ interface Comparison {
 }
 
 function stackvault(repo: string, source: string, env: Record<string, string>, cache: string): Contender {
-  const sv = (args: string[]) => run(STACKVAULT, ['--quiet', '--repo', repo, ...args], { STACKVAULT_PASSWORD: password, STACKVAULT_CACHE_DIR: cache, ...env });
+  const sv = (n: number, args: string[]) => run(STACKVAULT, ['--quiet', '--repo', repoOfRun(repo, n), ...args], { STACKVAULT_PASSWORD: password, STACKVAULT_CACHE_DIR: cache, ...env });
   return {
     name: 'stackvault',
-    backup: () => (sv(['init']), sv(['backup', source])),
-    restore: (target) => sv(['restore', 'latest', '--target', target]),
+    backup: (n) => (sv(n, ['init']), sv(n, ['backup', source])),
+    restore: (target) => sv(backupRuns - 1, ['restore', 'latest', '--target', target]),
   };
 }
 
 function restic(repo: string, source: string, env: Record<string, string>, cache: string): Contender {
-  const r = (args: string[]) => run('restic', ['-q', '-r', repo, ...args], { RESTIC_PASSWORD: password, RESTIC_CACHE_DIR: cache, ...env });
+  const r = (n: number, args: string[]) => run('restic', ['-q', '-r', repoOfRun(repo, n), ...args], { RESTIC_PASSWORD: password, RESTIC_CACHE_DIR: cache, ...env });
   return {
     name: 'restic',
-    backup: () => (r(['init']), r(['backup', source])),
-    restore: (target) => r(['restore', 'latest', '--target', target]),
+    backup: (n) => (r(n, ['init']), r(n, ['backup', source])),
+    restore: (target) => r(backupRuns - 1, ['restore', 'latest', '--target', target]),
   };
 }
 
@@ -128,11 +141,18 @@ export async function benchRemote(work: string, restores: string): Promise<{ lin
     });
 
     const results = [];
-    const lines = [`remote restore: ${(du(source) / 1e6).toFixed(1)} MB, ${entries(source)} entries; each time the median of ${runs} runs`, ''];
+    const lines = [`remote: ${(du(source) / 1e6).toFixed(1)} MB, ${entries(source)} entries; each backup the median of ${backupRuns} runs (each into a new repository), each restore of ${runs}`, ''];
     lines.push(['remote'.padEnd(16), 'baseline'.padEnd(26), 'backup (s)'.padStart(22), 'ratio'.padStart(8), 'restore (s)'.padStart(22), 'ratio'.padStart(8), 'target'.padStart(8)].join(''));
+    const median = (v: number[]) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1]!;
     for (const [n, c] of comparisons.entries()) {
-      process.stderr.write(`${c.remote}: backups\n`);
-      const backups = [c.contender.backup(), c.base.backup()];
+      const backups: [number[], number[]] = [[], []];
+      for (let r = 0; r < backupRuns; r++) {
+        for (const i of r % 2 === 0 ? [0, 1] : [1, 0]) {
+          const who = [c.contender, c.base][i]!;
+          process.stderr.write(`${c.remote}: backup ${r + 1}/${backupRuns}: ${who.name}\n`);
+          backups[i]!.push(who.backup(r).seconds);
+        }
+      }
       const times: [number[], number[]] = [[], []];
       for (let r = 0; r < runs; r++) {
         // Taking turns within every run: this machine's speed drifts from minute to minute.
@@ -141,15 +161,14 @@ export async function benchRemote(work: string, restores: string): Promise<{ lin
           times[i]!.push(who.restore(join(restores, `restore-${n}-${i}-${r}`)).seconds);
         }
       }
-      const median = (v: number[]) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1]!;
       const ratio = median(times[0]) / median(times[1]);
-      const backupRatio = backups[0]!.seconds / backups[1]!.seconds;
-      results.push({ remote: c.remote, baseline: c.baseline, target: c.target, ratio, backupRatio, backup: backups.map((b) => b.seconds), restore: times });
+      const backupRatio = median(backups[0]) / median(backups[1]);
+      results.push({ remote: c.remote, baseline: c.baseline, target: c.target, ratio, backupRatio, backup: backups, restore: times });
       lines.push(
         [
           c.remote.padEnd(16),
           c.baseline.padEnd(26),
-          `${backups[0]!.seconds.toFixed(2)} / ${backups[1]!.seconds.toFixed(2)}`.padStart(22),
+          `${median(backups[0]).toFixed(2)} / ${median(backups[1]).toFixed(2)}`.padStart(22),
           backupRatio.toFixed(2).padStart(8),
           `${median(times[0]).toFixed(2)} / ${median(times[1]).toFixed(2)}`.padStart(22),
           ratio.toFixed(2).padStart(8),
