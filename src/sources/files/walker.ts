@@ -123,8 +123,9 @@ export interface FolderWriter {
  * Walks one files source: lists folders (several ahead of the ones still finishing),
  * applies exclusions and include patterns, leaves out pseudo and other file systems,
  * keeps a file whose size, times and inode match the previous snapshot's as it was, reads
- * a file of several links once, and hands the rest to a FilesSink. Errors reading an entry are counted and recorded for
- * the source; the sink's own errors (repository full or damaged, interrupted) end the walk.
+ * a file of several links once, and hands the rest to a FilesSink. Errors reading an entry
+ * are counted and recorded for the source; the sink's own errors (repository full or
+ * damaged, interrupted) end the walk.
  */
 export class FilesWalker {
   readonly stats: WalkStats = { files: 0, dirs: 0, others: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, bytesRead: 0, bytesAdded: 0 };
