@@ -165,8 +165,7 @@ export class SmallFileWriters {
       this.batcher!.addWith(pending, bytes, settle);
       return;
     }
-    const { ids } = pending;
-    Promise.all(pending.files.map(async (file, i) => (file === '' ? (await this.repo.loadStoredBlob(ids[i]!, 'data')).stored : undefined))).then(
+    this.storedWithoutFiles(pending).then(
       (stored) => {
         pending.stored = stored;
         this.batcher!.addWith(pending, bytes, settle);
@@ -176,6 +175,11 @@ export class SmallFileWriters {
         done(err);
       },
     );
+  }
+
+  /** The stored bytes of the file's blobs that have no pack file to be read from ('' in `files`), loaded through the repository. */
+  private storedWithoutFiles(pending: PendingFile): Promise<Array<Buffer | undefined>> {
+    return Promise.all(pending.files.map(async (file, i) => (file === '' ? (await this.repo.loadStoredBlob(pending.ids[i]!, 'data')).stored : undefined)));
   }
 
   private releaseFiles(pending: readonly PendingFile[]): void {
@@ -212,7 +216,7 @@ export class SmallFileWriters {
     const files = await Promise.all(first.entries.map(async (entry) => (await this.packFiles!.takeSettled?.(entry.pack)) ?? ''));
     const pending: PendingFile = { ...first, files, stored: undefined, early: false };
     try {
-      if (files.includes('')) pending.stored = await Promise.all(files.map(async (file, i) => (file === '' ? (await this.repo.loadStoredBlob(first.ids[i]!, 'data')).stored : undefined)));
+      if (files.includes('')) pending.stored = await this.storedWithoutFiles(pending);
       return (await this.sendOnce([pending]))[0]!;
     } catch (err) {
       return err as Error;
