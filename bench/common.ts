@@ -32,6 +32,17 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
   return { seconds, peakRssMb: rssKb === undefined ? null : rssKb / 1024, cpuSeconds: user === undefined ? null : user + system! };
 }
 
+/**
+ * The median of a step's runs: its time and CPU the middle run's, its peak memory the
+ * highest of all (a target on memory holds only if it holds in every run).
+ */
+export function medianStep(all: Step[]): Step {
+  const middle = (values: number[]) => values.sort((a, b) => a - b)[(values.length - 1) >> 1]!;
+  const rss = all.map((s) => s.peakRssMb).filter((m): m is number => m !== null);
+  const cpu = all.map((s) => s.cpuSeconds).filter((c): c is number => c !== null);
+  return { seconds: middle(all.map((s) => s.seconds)), peakRssMb: rss.length > 0 ? Math.max(...rss) : null, cpuSeconds: cpu.length > 0 ? middle(cpu) : null };
+}
+
 export function du(path: string): number {
   return Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
 }

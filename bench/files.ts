@@ -15,7 +15,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readSync, w
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pseudoRandom, pseudoText } from '../test/support/helpers.js';
-import { STACKVAULT, du, has, run, type Step } from './common.js';
+import { STACKVAULT, du, has, medianStep, run, type Step } from './common.js';
 
 const totalMb = Number(process.env.BENCH_MB ?? 1024);
 const fileCount = Number(process.env.BENCH_FILES ?? 50_000);
@@ -209,15 +209,9 @@ export async function benchFiles(work: string, restores: string, tree: 'generate
   step('changed', (r) => changeOnePercent(files, r), (op) => backup(op));
   step('restore', nothing, (op, r) => op.restore(r));
   step('check', nothing, (op) => op.check());
-  const middle = (values: number[]) => values.sort((a, b) => a - b)[(values.length - 1) >> 1]!;
-  const median = (all: Step[]): Step => {
-    const rss = all.map((s) => s.peakRssMb).filter((m): m is number => m !== null);
-    const cpu = all.map((s) => s.cpuSeconds).filter((c): c is number => c !== null);
-    return { seconds: middle(all.map((s) => s.seconds)), peakRssMb: rss.length > 0 ? Math.max(...rss) : null, cpuSeconds: cpu.length > 0 ? middle(cpu) : null };
-  };
   const results: ToolResult[] = ops.map((op) => {
     const all = steps.get(op.tool)!;
-    const pick = (name: StepName) => median(all[name]);
+    const pick = (name: StepName) => medianStep(all[name]);
     return {
       tool: op.tool,
       full: pick('full'),
