@@ -2,7 +2,6 @@ import { IntegrityError, InterruptedError, StackvaultError, UsageError } from '.
 import { readWhole, type DumpReader } from '../dump-sink.js';
 import { Connection, ServerError, type ConnectOptions } from './connection.js';
 import { splitCreateTable } from './ddl.js';
-import { runTablePipeline } from './table-pipeline.js';
 import { linearBackoff, retry } from '../../util/retry.js';
 import { DUMP_FORMAT, type DatabaseSchema, type DumpManifest, type ObjectDef, type TablePart, type TableSchema, type UserDef } from './format.js';
 import { fileName, ident, literal, qualified, quotedEnd } from './sql.js';
@@ -239,8 +238,8 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
       loaders.push(conn);
       await prepareLoader(conn, control.isMariaDB, plan.some(({ schema }) => schema.tables.some((t) => t.history)));
     }
-    await loadDataAndIndexes(loaders, reader, plan, split, summary, progress, report, options.signal);
-    await addForeignKeys(loaders, plan, split, progress, report, options.signal);
+    await loadTableData(loaders, reader, plan, summary, progress, report, options.signal);
+    await addIndexesAndForeignKeys(loaders, plan, split, progress, report, options.signal);
     progress.phase = 'objects';
     for (const { to, schema } of plan) {
       progress.current = to;
@@ -312,8 +311,8 @@ async function createTables(
   summary: MariadbRestoreSummary,
   progress: MariadbRestoreProgress,
   report: () => void,
-): Promise<SplitTables> {
-  const split: SplitTables = new Map();
+): Promise<Map<TableSchema, ReturnType<typeof splitCreateTable>>> {
+  const split = new Map<TableSchema, ReturnType<typeof splitCreateTable>>();
   for (const { to, schema } of plan) {
     progress.current = to;
     report();
@@ -335,19 +334,11 @@ async function createTables(
   return split;
 }
 
-type SplitTables = Map<TableSchema, ReturnType<typeof splitCreateTable>>;
-
-/**
- * Every part of every table loaded over the loader connections, the biggest first so that
- * the last to finish is a small one; each table's secondary indexes are built (one ALTER,
- * so that the table is read once) as soon as its data is in, while the other connections
- * go on loading.
- */
-async function loadDataAndIndexes(
+/** Every part of every table loaded over the loader connections, the biggest first so that the last to finish is a small one. */
+async function loadTableData(
   loaders: Connection[],
   reader: DumpReader,
   plan: RestorePlan,
-  split: SplitTables,
   summary: MariadbRestoreSummary,
   progress: MariadbRestoreProgress,
   report: () => void,
@@ -358,10 +349,10 @@ async function loadDataAndIndexes(
     .sort((a, b) => b.part.bytes - a.part.bytes);
   progress.phase = 'data';
   progress.bytesTotal = jobs.reduce((n, j) => n + j.part.bytes, 0);
-  let partsLeft = jobs.length;
-  const parts = jobs.map((job) => ({
-    table: job.table,
-    load: async (conn: Connection) => {
+  await runParallel(
+    loaders,
+    jobs,
+    async (conn, job) => {
       progress.current = `${job.database}.${job.table.name}`;
       const path = `${fileName(job.source)}/${fileName(job.table.name)}/${job.part.file}`;
       let counted = 0;
@@ -381,32 +372,35 @@ async function loadDataAndIndexes(
       summary.rows += job.part.rows;
       summary.bytes += job.part.bytes;
       progress.rowsDone += job.part.rows;
-      if (--partsLeft === 0) progress.phase = 'indexes';
     },
-  }));
-  if (jobs.length === 0) progress.phase = 'indexes';
-  const indexBuilds = new Map(
-    plan.flatMap(({ to, schema }) =>
-      schema.tables
-        .filter((table) => split.get(table)!.indexes.length > 0)
-        .map((table) => [table, (conn: Connection) => alterTable(conn, to, table, split.get(table)!.indexes, progress, report)] as const),
-    ),
+    signal,
   );
-  await runTablePipeline(loaders, parts, indexBuilds, signal);
 }
 
-/** Foreign keys once every table has its indexes (a key may need the referenced table's). */
-async function addForeignKeys(loaders: Connection[], plan: RestorePlan, split: SplitTables, progress: MariadbRestoreProgress, report: () => void, signal?: AbortSignal): Promise<void> {
-  const alters = plan
-    .flatMap(({ to, schema }) => schema.tables.filter((t) => split.get(t)!.foreignKeys.length > 0).map((table) => ({ database: to, table })))
-    .sort((a, b) => tableBytes(b.table) - tableBytes(a.table));
-  await runParallel(loaders, alters, (conn, job) => alterTable(conn, job.database, job.table, split.get(job.table)!.foreignKeys, progress, report), signal);
-}
-
-async function alterTable(conn: Connection, database: string, table: TableSchema, clauses: string[], progress: MariadbRestoreProgress, report: () => void): Promise<void> {
-  progress.current = `${database}.${table.name}`;
-  report();
-  await retryLockConflicts(() => conn.execute(`ALTER TABLE ${qualified(database, table.name)} ${clauses.join(', ')}`));
+/** Secondary indexes, then foreign keys: one ALTER per table so that each table is read once. */
+async function addIndexesAndForeignKeys(
+  loaders: Connection[],
+  plan: RestorePlan,
+  split: Map<TableSchema, ReturnType<typeof splitCreateTable>>,
+  progress: MariadbRestoreProgress,
+  report: () => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  progress.phase = 'indexes';
+  const alters = (kind: 'indexes' | 'foreignKeys') =>
+    plan.flatMap(({ to, schema }) => schema.tables.filter((t) => split.get(t)![kind].length > 0).map((t) => ({ database: to, table: t, clauses: split.get(t)![kind] })));
+  for (const kind of ['indexes', 'foreignKeys'] as const) {
+    await runParallel(
+      loaders,
+      alters(kind).sort((a, b) => tableBytes(b.table) - tableBytes(a.table)),
+      async (conn, job) => {
+        progress.current = `${job.database}.${job.table.name}`;
+        report();
+        await retryLockConflicts(() => conn.execute(`ALTER TABLE ${qualified(job.database, job.table.name)} ${job.clauses.join(', ')}`));
+      },
+      signal,
+    );
+  }
 }
 
 function tableBytes(t: TableSchema): number {
