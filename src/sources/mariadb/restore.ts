@@ -2,6 +2,7 @@ import { IntegrityError, InterruptedError, StackvaultError, UsageError } from '.
 import { readWhole, type DumpReader } from '../dump-sink.js';
 import { Connection, ServerError, type ConnectOptions } from './connection.js';
 import { splitCreateTable } from './ddl.js';
+import { runTablePipeline } from './table-pipeline.js';
 import { linearBackoff, retry } from '../../util/retry.js';
 import { DUMP_FORMAT, type DatabaseSchema, type DumpManifest, type ObjectDef, type TablePart, type TableSchema, type UserDef } from './format.js';
 import { fileName, ident, literal, qualified, quotedEnd } from './sql.js';
@@ -238,8 +239,8 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
       loaders.push(conn);
       await prepareLoader(conn, control.isMariaDB, plan.some(({ schema }) => schema.tables.some((t) => t.history)));
     }
-    await loadTableData(loaders, reader, plan, summary, progress, report, options.signal);
-    await addIndexesAndForeignKeys(loaders, plan, split, progress, report, options.signal);
+    await loadDataAndIndexes(loaders, reader, plan, split, summary, progress, report, options.signal);
+    await addForeignKeys(loaders, plan, split, progress, report, options.signal);
     progress.phase = 'objects';
     for (const { to, schema } of plan) {
       progress.current = to;
@@ -311,8 +312,8 @@ async function createTables(
   summary: MariadbRestoreSummary,
   progress: MariadbRestoreProgress,
   report: () => void,
-): Promise<Map<TableSchema, ReturnType<typeof splitCreateTable>>> {
-  const split = new Map<TableSchema, ReturnType<typeof splitCreateTable>>();
+): Promise<SplitTables> {
+  const split: SplitTables = new Map();
   for (const { to, schema } of plan) {
     progress.current = to;
     report();
@@ -334,11 +335,19 @@ async function createTables(
   return split;
 }
 
-/** Every part of every table loaded over the loader connections, the biggest first so that the last to finish is a small one. */
-async function loadTableData(
+type SplitTables = Map<TableSchema, ReturnType<typeof splitCreateTable>>;
+
+/**
+ * Every part of every table loaded over the loader connections, the biggest first so that
+ * the last to finish is a small one; each table's secondary indexes are built (one ALTER,
+ * so that the table is read once) as soon as its data is in, while the other connections
+ * go on loading.
+ */
+async function loadDataAndIndexes(
   loaders: Connection[],
   reader: DumpReader,
   plan: RestorePlan,
+  split: SplitTables,
   summary: MariadbRestoreSummary,
   progress: MariadbRestoreProgress,
   report: () => void,
@@ -349,10 +358,10 @@ async function loadTableData(
     .sort((a, b) => b.part.bytes - a.part.bytes);
   progress.phase = 'data';
   progress.bytesTotal = jobs.reduce((n, j) => n + j.part.bytes, 0);
-  await runParallel(
-    loaders,
-    jobs,
-    async (conn, job) => {
+  let partsLeft = jobs.length;
+  const parts = jobs.map((job) => ({
+    table: job.table,
+    load: async (conn: Connection) => {
       progress.current = `${job.database}.${job.table.name}`;
       const path = `${fileName(job.source)}/${fileName(job.table.name)}/${job.part.file}`;
       let counted = 0;
@@ -372,35 +381,32 @@ async function loadTableData(
       summary.rows += job.part.rows;
       summary.bytes += job.part.bytes;
       progress.rowsDone += job.part.rows;
+      if (--partsLeft === 0) progress.phase = 'indexes';
     },
-    signal,
+  }));
+  if (jobs.length === 0) progress.phase = 'indexes';
+  const indexBuilds = new Map(
+    plan.flatMap(({ to, schema }) =>
+      schema.tables
+        .filter((table) => split.get(table)!.indexes.length > 0)
+        .map((table) => [table, (conn: Connection) => alterTable(conn, to, table, split.get(table)!.indexes, progress, report)] as const),
+    ),
   );
+  await runTablePipeline(loaders, parts, indexBuilds, signal);
 }
 
-/** Secondary indexes, then foreign keys: one ALTER per table so that each table is read once. */
-async function addIndexesAndForeignKeys(
-  loaders: Connection[],
-  plan: RestorePlan,
-  split: Map<TableSchema, ReturnType<typeof splitCreateTable>>,
-  progress: MariadbRestoreProgress,
-  report: () => void,
-  signal?: AbortSignal,
-): Promise<void> {
-  progress.phase = 'indexes';
-  const alters = (kind: 'indexes' | 'foreignKeys') =>
-    plan.flatMap(({ to, schema }) => schema.tables.filter((t) => split.get(t)![kind].length > 0).map((t) => ({ database: to, table: t, clauses: split.get(t)![kind] })));
-  for (const kind of ['indexes', 'foreignKeys'] as const) {
-    await runParallel(
-      loaders,
-      alters(kind).sort((a, b) => tableBytes(b.table) - tableBytes(a.table)),
-      async (conn, job) => {
-        progress.current = `${job.database}.${job.table.name}`;
-        report();
-        await retryLockConflicts(() => conn.execute(`ALTER TABLE ${qualified(job.database, job.table.name)} ${job.clauses.join(', ')}`));
-      },
-      signal,
-    );
-  }
+/** Foreign keys once every table has its indexes (a key may need the referenced table's). */
+async function addForeignKeys(loaders: Connection[], plan: RestorePlan, split: SplitTables, progress: MariadbRestoreProgress, report: () => void, signal?: AbortSignal): Promise<void> {
+  const alters = plan
+    .flatMap(({ to, schema }) => schema.tables.filter((t) => split.get(t)!.foreignKeys.length > 0).map((table) => ({ database: to, table })))
+    .sort((a, b) => tableBytes(b.table) - tableBytes(a.table));
+  await runParallel(loaders, alters, (conn, job) => alterTable(conn, job.database, job.table, split.get(job.table)!.foreignKeys, progress, report), signal);
+}
+
+async function alterTable(conn: Connection, database: string, table: TableSchema, clauses: string[], progress: MariadbRestoreProgress, report: () => void): Promise<void> {
+  progress.current = `${database}.${table.name}`;
+  report();
+  await retryLockConflicts(() => conn.execute(`ALTER TABLE ${qualified(database, table.name)} ${clauses.join(', ')}`));
 }
 
 function tableBytes(t: TableSchema): number {
