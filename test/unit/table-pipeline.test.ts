@@ -14,13 +14,13 @@ function controlledJobs() {
   return { log, finish, job, settle };
 }
 
-test("a table's indexes are built as soon as its last part is loaded, ahead of other tables' parts, never before", async () => {
+test("one part per table at a time; a table's indexes as soon as its last part is in, ahead of other parts", async () => {
   const { log, finish, job, settle } = controlledJobs();
   const parts: Array<PartJob<string, string>> = [
     { table: 'calls', load: job('calls 1') },
     { table: 'calls', load: job('calls 2') },
     { table: 'events', load: job('events 1') },
-    { table: 'events', load: job('events 2') },
+    { table: 'logs', load: job('logs 1') },
   ];
   const indexes = new Map([
     ['calls', job('calls indexes')],
@@ -33,22 +33,25 @@ test("a table's indexes are built as soon as its last part is loaded, ahead of o
   assert.deepEqual(log, ['A:empty indexes', 'B:calls 1']);
   finish.get('empty indexes')!.resolve();
   await settle();
-  assert.deepEqual(log.slice(2), ['A:calls 2']);
-  finish.get('calls 1')!.resolve();
-  await settle();
-  // calls 2 is still loading: calls' indexes must wait, so B goes on with the next part.
-  assert.deepEqual(log.slice(3), ['B:events 1']);
-  finish.get('calls 2')!.resolve();
-  await settle();
-  // calls is loaded: its indexes come before events 2, which is still waiting.
-  assert.deepEqual(log.slice(4), ['A:calls indexes']);
+  // calls is being loaded by B: A takes the next table's part, not calls 2.
+  assert.deepEqual(log.slice(2), ['A:events 1']);
   finish.get('events 1')!.resolve();
   await settle();
-  assert.deepEqual(log.slice(5), ['B:events 2']);
-  finish.get('events 2')!.resolve();
-  await settle();
-  assert.deepEqual(log.slice(6), ['B:events indexes']);
+  // events is loaded: its indexes come before logs 1.
+  assert.deepEqual(log.slice(3), ['A:events indexes']);
   finish.get('events indexes')!.resolve();
+  await settle();
+  assert.deepEqual(log.slice(4), ['A:logs 1']);
+  finish.get('logs 1')!.resolve();
+  await settle();
+  // Only calls 2 is left, and calls is still loading: A waits.
+  assert.deepEqual(log.slice(5), []);
+  finish.get('calls 1')!.resolve();
+  await settle();
+  assert.deepEqual(log.slice(5), ['B:calls 2']);
+  finish.get('calls 2')!.resolve();
+  await settle();
+  assert.deepEqual(log.slice(6), ['B:calls indexes']);
   finish.get('calls indexes')!.resolve();
   await done;
   assert.equal(log.length, 7);

@@ -166,8 +166,9 @@ const LOCK_CONFLICT_TRIES = 5;
 
 /**
  * Run one job of a parallel phase, again when the server chose it as a deadlock victim or
- * its lock wait timed out. Parts of one table loaded at once can deadlock on the gaps
- * between their key ranges (seen once in CI, under load): each job is one autocommitted
+ * its lock wait timed out. Parts of one table loaded at once deadlocked on the gaps
+ * between their key ranges (seen once in CI, under load; they are no longer loaded at
+ * once, but other sessions on the server may still lock what a job needs): each job is one autocommitted
  * statement (a LOAD DATA of one part, or one ALTER TABLE), which the server rolls back
  * whole, so nothing of the failed try stays. `undo` takes back what the try counted.
  */
@@ -338,8 +339,8 @@ async function createTables(
 type SplitTables = Map<TableSchema, ReturnType<typeof splitCreateTable>>;
 
 /**
- * Every part of every table loaded over the loader connections, the biggest first so that
- * the last to finish is a small one; each table's secondary indexes are built (one ALTER,
+ * Every part of every table loaded over the loader connections, one connection per table
+ * at a time (see runTablePipeline); each table's secondary indexes are built (one ALTER,
  * so that the table is read once) as soon as its data is in, while the other connections
  * go on loading.
  */
@@ -353,9 +354,10 @@ async function loadDataAndIndexes(
   report: () => void,
   signal?: AbortSignal,
 ): Promise<void> {
+  // The biggest table first (its load and its index build are the longest path), each table's biggest part first.
   const jobs = plan
     .flatMap(({ to, schema }) => schema.tables.flatMap((table) => table.parts.map((part) => ({ database: to, source: schema.name, table, part }))))
-    .sort((a, b) => b.part.bytes - a.part.bytes);
+    .sort((a, b) => tableBytes(b.table) - tableBytes(a.table) || b.part.bytes - a.part.bytes);
   progress.phase = 'data';
   progress.bytesTotal = jobs.reduce((n, j) => n + j.part.bytes, 0);
   let partsLeft = jobs.length;
