@@ -158,7 +158,19 @@ export async function benchDatabase(work: string): Promise<{ lines: string[]; re
     const sv = (round: number, args: string[]) => run(STACKVAULT, ['--quiet', '--config', svConfig(round), ...args], { BENCH_PASSWORD: password });
     const mydumper = has('mydumper') && has('myloader');
     if (!mydumper) process.stderr.write('mydumper not installed: skipped (apt-get install mydumper)\n');
-    const myloader = (dir: string) => run('myloader', ['--socket', server.socket, '--user', 'root', '--threads', '2', '--directory', dir]);
+    const mydumperTool = (tool: string, flags: string[]) => ({
+      tool,
+      round: async (r: number) => {
+        const dir = join(work, `${tool.replace(/\W+/g, '-')}-${r}`);
+        const dump = run('mydumper', ['--socket', server.socket, '--user', 'root', '--threads', '2', ...flags, '--database', 'bench', '--outputdir', dir]);
+        const size = du(dir);
+        await dropBench();
+        const restore = run('myloader', ['--socket', server.socket, '--user', 'root', '--threads', '2', '--directory', dir]);
+        await verify(tool);
+        await rm(dir, { recursive: true });
+        return { dump, restore, size };
+      },
+    });
 
     // The tools take turns within every round and each counts with its median: one restore
     // of the same tool took 16 s in one run and 24 s in the next, myloader 46 s and 62 s.
@@ -175,37 +187,8 @@ export async function benchDatabase(work: string): Promise<{ lines: string[]; re
           return { dump, restore, size };
         },
       },
-      ...(mydumper
-        ? [
-            {
-              tool: 'mydumper',
-              round: async (r: number) => {
-                const dir = join(work, `mydumper-${r}`);
-                const dump = run('mydumper', ['--socket', server.socket, '--user', 'root', '--threads', '2', '--database', 'bench', '--outputdir', dir]);
-                const size = du(dir);
-                await dropBench();
-                const restore = myloader(dir);
-                await verify('myloader');
-                await rm(dir, { recursive: true });
-                return { dump, restore, size };
-              },
-            },
-            {
-              // The same with compressed output: closer to what a repository holds.
-              tool: 'mydumper -c',
-              round: async (r: number) => {
-                const dir = join(work, `mydumper-c-${r}`);
-                const dump = run('mydumper', ['--socket', server.socket, '--user', 'root', '--threads', '2', '--compress', '--database', 'bench', '--outputdir', dir]);
-                const size = du(dir);
-                await dropBench();
-                const restore = myloader(dir);
-                await verify('myloader (compressed)');
-                await rm(dir, { recursive: true });
-                return { dump, restore, size };
-              },
-            },
-          ]
-        : []),
+      // mydumper with compressed output too: closer to what a repository holds.
+      ...(mydumper ? [mydumperTool('mydumper', []), mydumperTool('mydumper -c', ['--compress'])] : []),
     ];
     const runsOf = new Map(tools.map(({ tool }) => [tool, [] as Array<Omit<DatabaseResult, 'tool'>>]));
     for (let r = 0; r < rounds; r++) {
