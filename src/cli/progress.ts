@@ -9,6 +9,8 @@ export interface ProgressSample {
   itemsDone: number;
   itemsTotal: number;
   totalsFinal: boolean;
+  /** what the items are, for the bar ("files" unless told) */
+  itemUnit?: string;
   errors?: number;
   current?: string;
 }
@@ -48,6 +50,11 @@ function atLeastDone(s: ProgressSample): ProgressSample {
   return { ...s, bytesTotal: Math.max(s.bytesTotal, s.bytesDone), itemsTotal: Math.max(s.itemsTotal, s.itemsDone) };
 }
 
+/** The bar's count of items: "924288/2200000 rows", "12/40+ files" while a scan still counts. */
+export function itemsText(s: ProgressSample): string {
+  return `${s.itemsDone}/${s.itemsTotal}${s.totalsFinal ? '' : '+'} ${s.itemUnit ?? 'files'}`;
+}
+
 class TerminalProgress implements ProgressSink {
   private readonly bar: cliProgress.SingleBar;
   private readonly started = Date.now();
@@ -80,7 +87,7 @@ class TerminalProgress implements ProgressSink {
     const payload = {
       doneBytes: formatBytes(s.bytesDone),
       totalBytes: s.totalsFinal ? formatBytes(s.bytesTotal) : `${formatBytes(s.bytesTotal)}+`,
-      items: `${s.itemsDone}/${s.itemsTotal}${s.totalsFinal ? '' : '+'} files`,
+      items: itemsText(s),
       rate: `${formatBytes(rate)}/s`,
       etaText: eta,
       errors: s.errors ? `${s.errors} errors` : '',

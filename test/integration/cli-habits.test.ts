@@ -4,7 +4,7 @@ import { link, mkdir, mkdtemp, readdir, rm, symlink, unlink, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createProgress } from '../../src/cli/progress.js';
+import { createProgress, itemsText } from '../../src/cli/progress.js';
 import { compareTrees } from '../../src/sources/files/compare.js';
 import { CLI, makeRichTree, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 import { inTerminal, waitForScreen } from '../support/terminal.js';
@@ -188,6 +188,12 @@ test('progress never shows a total below what is done while the scan still count
   }
   const status = JSON.parse(lines.at(-1)!) as { bytes_done: number; total_bytes: number; files_done: number; total_files: number };
   assert.ok(status.total_bytes >= status.bytes_done && status.total_files >= status.files_done, JSON.stringify(status));
+});
+
+test("the bar counts a database restore's rows as rows, out of the dump's total, and files as files", () => {
+  // A database restore showed "924288/924288 files": its rows, under the files' label, with no total.
+  assert.equal(itemsText({ bytesDone: 1, bytesTotal: 2, itemsDone: 924_288, itemsTotal: 2_200_000, totalsFinal: true, itemUnit: 'rows' }), '924288/2200000 rows');
+  assert.equal(itemsText({ bytesDone: 1, bytesTotal: 2, itemsDone: 12, itemsTotal: 40, totalsFinal: false }), '12/40+ files');
 });
 
 test('dump of a folder writes a tar archive that tar extracts to the same tree', { timeout: 120_000 }, async (t) => {

@@ -9,7 +9,7 @@ import type { SnapshotRef } from '../../src/snapshot/snapshot.js';
 import { openSourceReader } from '../../src/snapshot/restore/streamed-source.js';
 import { Connection, ServerError } from '../../src/sources/mariadb/connection.js';
 import type { MariadbSource } from '../../src/sources/mariadb/dump.js';
-import { restoreMariadb, retryLockConflicts, type MariadbRestoreOptions } from '../../src/sources/mariadb/restore.js';
+import { restoreMariadb, retryLockConflicts, type MariadbRestoreOptions, type MariadbRestoreProgress } from '../../src/sources/mariadb/restore.js';
 import { verifyMariadb } from '../../src/sources/mariadb/verify.js';
 import { FIXTURE_DATABASES, FIXTURE_TABLES, checksums, createFixture } from '../support/mariadb-fixture.js';
 import { startMariadb, type TestServer } from '../support/mariadb-server.js';
@@ -55,12 +55,16 @@ test('a database with every type and object comes back identical on another serv
   assert.ok(!JSON.stringify(saved.snapshot).includes('app secret'));
   assert.equal((await check(repo, { readData: true })).errors.length, 0);
 
+  let last: MariadbRestoreProgress | undefined;
   const summary = await restoreDatabaseSource(repo, { id: saved.id, snapshot: saved.snapshot }, 'db', {
     connection: { socket: b.socket, user: 'root' },
     users: true,
     threads: 3,
+    progress: (p) => (last = { ...p }),
   });
   assert.deepEqual(summary.warnings, []);
+  // The progress counts rows out of the dump's total, which the restore reaches.
+  assert.ok(summary.rows > 0 && last?.rowsTotal === summary.rows && last.rowsDone === summary.rows, JSON.stringify({ last, rows: summary.rows }));
   assert.deepEqual(await checksums(b), await checksums(a));
   assert.equal(await definitions(b, FIXTURE_DATABASES), await definitions(a, FIXTURE_DATABASES));
   assert.equal(await grants(b), await grants(a));

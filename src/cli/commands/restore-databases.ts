@@ -78,7 +78,7 @@ export async function restoreDatabases(ctx: CliContext, repo: Repository, ref: S
       users: flags.users,
       threads: positiveInt(flags.threads, '--threads'),
       signal: interruptSignal(),
-      progress: (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.rowsDone, itemsTotal: 0, totalsFinal: true, current: `${p.phase} ${p.current}` }),
+      progress: (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.rowsDone, itemsTotal: p.rowsTotal, totalsFinal: true, itemUnit: 'rows', current: `${p.phase} ${p.current}` }),
     });
     sink.stop();
     const replayed =

@@ -29,6 +29,8 @@ export interface MariadbRestoreProgress {
   bytesDone: number;
   bytesTotal: number;
   rowsDone: number;
+  /** the rows the dump recorded for the databases being restored */
+  rowsTotal: number;
   current: string;
 }
 
@@ -223,7 +225,7 @@ export async function restoreMariadb(reader: DumpReader, options: MariadbRestore
   };
   options.signal?.addEventListener('abort', abort);
   const summary: MariadbRestoreSummary = { databases: plan.map(({ from, to }) => ({ from, to })), tables: 0, rows: 0, bytes: 0, warnings: [] };
-  const progress: MariadbRestoreProgress = { phase: 'tables', bytesDone: 0, bytesTotal: 0, rowsDone: 0, current: '' };
+  const progress: MariadbRestoreProgress = { phase: 'tables', bytesDone: 0, bytesTotal: 0, rowsDone: 0, rowsTotal: 0, current: '' };
   const report = () => options.progress?.(progress);
   try {
     await control.execute('SET NAMES utf8mb4');
@@ -360,6 +362,7 @@ async function loadDataAndIndexes(
     .sort((a, b) => tableBytes(b.table) - tableBytes(a.table) || b.part.bytes - a.part.bytes);
   progress.phase = 'data';
   progress.bytesTotal = jobs.reduce((n, j) => n + j.part.bytes, 0);
+  progress.rowsTotal = jobs.reduce((n, j) => n + j.part.rows, 0);
   let partsLeft = jobs.length;
   const parts = jobs.map((job) => ({
     table: job.table,
