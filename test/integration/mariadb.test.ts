@@ -154,6 +154,30 @@ test('nightly dumps are stable: unchanged data adds nothing, a few changed rows 
   assert.ok(changed.snapshot.sources[0]!.stats.files > 10, 'the calls table was split into parts');
 });
 
+test('a LOAD DATA whose connection is closed between two writes fails at once instead of waiting for the closed socket to drain', async (t) => {
+  const server = await startMariadb(t);
+  const conn = await server.connect();
+  t.after(() => conn.close());
+  await conn.execute('CREATE DATABASE drained');
+  await conn.execute('CREATE TABLE drained.t (id INT PRIMARY KEY)');
+  // An interrupted restore closes its connections while a part's next blob is being read:
+  // by the time that blob comes, the socket is closed, and a write to it returns false for good.
+  async function* content(): AsyncGenerator<Buffer> {
+    yield Buffer.from('1\n');
+    conn.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    yield Buffer.from('2\n');
+  }
+  const outcome = await Promise.race([
+    conn.loadLocal("LOAD DATA LOCAL INFILE 'x' INTO TABLE drained.t", content()).then(
+      () => 'loaded',
+      (err: Error) => `failed: ${err.message}`,
+    ),
+    new Promise((resolve) => setTimeout(() => resolve('hanging'), 5000)),
+  ]);
+  assert.match(String(outcome), /^failed: /);
+});
+
 test('a restore statement the server rolls back over a lock conflict runs again; other errors do not', async (t) => {
   const server = await startMariadb(t);
   const holder = await server.connect();

@@ -477,6 +477,8 @@ export class Connection {
       if (first[0] !== 0xfb) throw this.fail(new StackvaultError('protocol error: expected a local file request'));
       try {
         for await (const chunk of content) {
+          // Closed while the chunk was read (an interrupted restore): a write would never drain.
+          if (this.broken) throw this.broken;
           if (chunk.length === 0) continue;
           const frames: Buffer[] = [];
           this.reader.sequence = framePackets(chunk, this.reader.sequence, frames);
@@ -547,6 +549,8 @@ export class Connection {
 }
 
 function waitDrain(socket: Socket | TLSSocket): Promise<void> {
+  // A closed socket says so once: after that, 'drain' and 'close' never come.
+  if (socket.destroyed) return Promise.reject(new ConnectionClosedError('the connection is closed'));
   return new Promise((resolve, reject) => {
     const onDrain = () => {
       socket.off('close', onClose);
