@@ -3,6 +3,7 @@ import { ExitCode, StackvaultError, errorMessage } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
 import { commandInArgs } from './command-in-args.js';
 import { CliContext, type GlobalOptions } from './context.js';
+import { stopProgressBars } from './progress.js';
 
 type Registrar = (program: Command, context: () => CliContext) => void;
 
@@ -137,6 +138,8 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.help') return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
       return ExitCode.usage;
     }
+    // A bar the failed command left running would draw over the message and keep the process alive with its timer.
+    stopProgressBars();
     const json = process.argv.includes('--json');
     const exitCode = err instanceof StackvaultError ? err.exitCode : ExitCode.error;
     const message = err instanceof StackvaultError ? err.message : `unexpected error: ${errorMessage(err)}`;

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI, pseudoRandom, runCli, tempDir } from '../support/helpers.js';
 import { inTerminal, waitForScreen, type Terminal } from '../support/terminal.js';
+import { startMariadb } from '../support/mariadb-server.js';
 
 const ENV = { STACKVAULT_PASSWORD: 'signals' };
 
@@ -52,6 +53,19 @@ test('Ctrl-C on a terminal stops a restore within a second: exit 130', { timeout
   const { dir, repo } = await slowRepository(t, true);
   const term = await inTerminal(t, dir, ENV, `${process.execPath} ${CLI} restore latest --repo ${repo} --target ${join(dir, 'target')}`);
   await pressCtrlC(term, /restore \[.*\] \d+%/);
+});
+
+test('Ctrl-C on a terminal stops a database restore: exit 130, the bar gone and its message whole', { timeout: 180_000 }, async (t) => {
+  // The bar's timer outlived the interrupted restore: the message was drawn over ("stackvault: restoe") and the command never ended.
+  const server = await startMariadb(t);
+  await server.client("CREATE DATABASE shop; USE shop; CREATE TABLE calls (id INT PRIMARY KEY, note VARCHAR(64), KEY k_note (note)); INSERT INTO calls SELECT seq, MD5(seq) FROM seq_1_to_1500000;");
+  const dir = await tempDir(t);
+  const config = join(dir, 'stackvault.yaml');
+  await writeFile(config, `stack: signals\nrepository:\n  url: ./repo\n  password_env: STACKVAULT_PASSWORD\nsources:\n  - name: db\n    type: mariadb\n    socket: ${server.socket}\n    user: root\n    databases: [shop]\n`);
+  for (const args of [['init'], ['backup', '--quiet']]) assert.equal((await runCli(['--config', config, ...args], { env: ENV, timeoutMs: 120_000 })).code, 0);
+  const term = await inTerminal(t, dir, ENV, `${process.execPath} ${CLI} --config ${config} restore latest --source db --force`);
+  await pressCtrlC(term, /restore db \[.*\] \d+%/);
+  assert.match(term.screen(), /stackvault: restore interrupted; the databases being restored are incomplete/);
 });
 
 test('SIGINT stops a restore without a terminal too, within a second', { timeout: 180_000 }, async (t) => {

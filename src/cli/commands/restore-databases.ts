@@ -79,8 +79,7 @@ export async function restoreDatabases(ctx: CliContext, repo: Repository, ref: S
       threads: positiveInt(flags.threads, '--threads'),
       signal: interruptSignal(),
       progress: (p) => sink.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, itemsDone: p.rowsDone, itemsTotal: p.rowsTotal, totalsFinal: true, itemUnit: 'rows', current: `${p.phase} ${p.current}` }),
-    });
-    sink.stop();
+    }).finally(() => sink.stop());
     const replayed =
       plan && target
         ? await rollForward(repo, plan, target, connection, {
