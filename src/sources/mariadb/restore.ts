@@ -170,9 +170,10 @@ const LOCK_CONFLICT_TRIES = 5;
  * Run one job of a parallel phase, again when the server chose it as a deadlock victim or
  * its lock wait timed out. Parts of one table loaded at once deadlocked on the gaps
  * between their key ranges (seen once in CI, under load; they are no longer loaded at
- * once, but other sessions on the server may still lock what a job needs): each job is one autocommitted
- * statement (a LOAD DATA of one part, or one ALTER TABLE), which the server rolls back
- * whole, so nothing of the failed try stays. `undo` takes back what the try counted.
+ * once, but other sessions on the server may still hold what a job needs). Each job is
+ * one autocommitted statement (a LOAD DATA of one part, or one ALTER TABLE), which the
+ * server rolls back whole, so nothing of the failed try stays. `undo` takes back what
+ * the try counted.
  */
 export function retryLockConflicts<T>(job: () => Promise<T>, undo: () => void = () => undefined, backoffMs = 50): Promise<T> {
   return retry(job, {
