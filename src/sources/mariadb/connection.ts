@@ -477,7 +477,7 @@ export class Connection {
       if (first[0] !== 0xfb) throw this.fail(new StackvaultError('protocol error: expected a local file request'));
       try {
         for await (const chunk of content) {
-          // Closed while the chunk was read (an interrupted restore): a write would never drain.
+          // Closed since the last write (a failed read, or while this chunk was read: an interrupted restore).
           if (this.broken) throw this.broken;
           if (chunk.length === 0) continue;
           const frames: Buffer[] = [];
@@ -485,7 +485,6 @@ export class Connection {
           for (const f of frames) {
             if (!this.socket.write(f)) await waitDrain(this.socket);
           }
-          if (this.broken) throw this.broken;
         }
       } catch (err) {
         throw this.fail(err);

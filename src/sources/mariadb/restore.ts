@@ -184,26 +184,6 @@ export function retryLockConflicts<T>(job: () => Promise<T>, undo: () => void = 
   });
 }
 
-/** Run `jobs` over the connections, one job per connection at a time; the first failure stops the rest. */
-async function runParallel<T>(connections: Connection[], jobs: T[], work: (conn: Connection, job: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
-  let next = 0;
-  let failure: unknown;
-  await Promise.all(
-    connections.map(async (conn) => {
-      while (failure === undefined && next < jobs.length) {
-        if (signal?.aborted) throw new InterruptedError('restore interrupted');
-        const job = jobs[next++]!;
-        try {
-          await work(conn, job);
-        } catch (err) {
-          failure ??= err;
-        }
-      }
-    }),
-  );
-  if (failure !== undefined) throw failure;
-}
-
 /**
  * Restore a dump into a server: databases and tables first (primary keys only), table
  * data in parallel with foreign-key and unique checks off, then secondary indexes and
@@ -358,9 +338,10 @@ async function loadDataAndIndexes(
   signal?: AbortSignal,
 ): Promise<void> {
   // The biggest table first (its load and its index build are the longest path), each table's biggest part first.
+  const bytesOf = new Map(plan.flatMap(({ schema }) => schema.tables.map((table) => [table, tableBytes(table)] as const)));
   const jobs = plan
     .flatMap(({ to, schema }) => schema.tables.flatMap((table) => table.parts.map((part) => ({ database: to, source: schema.name, table, part }))))
-    .sort((a, b) => tableBytes(b.table) - tableBytes(a.table) || b.part.bytes - a.part.bytes);
+    .sort((a, b) => bytesOf.get(b.table)! - bytesOf.get(a.table)! || b.part.bytes - a.part.bytes);
   progress.phase = 'data';
   progress.bytesTotal = jobs.reduce((n, j) => n + j.part.bytes, 0);
   progress.rowsTotal = jobs.reduce((n, j) => n + j.part.rows, 0);
@@ -403,10 +384,15 @@ async function loadDataAndIndexes(
 
 /** Foreign keys once every table has its indexes (a key may need the referenced table's). */
 async function addForeignKeys(loaders: Connection[], plan: RestorePlan, split: SplitTables, progress: MariadbRestoreProgress, report: () => void, signal?: AbortSignal): Promise<void> {
+  // One ALTER per table, the biggest first: as parts of tables, each its own, with nothing to follow.
   const alters = plan
-    .flatMap(({ to, schema }) => schema.tables.filter((t) => split.get(t)!.foreignKeys.length > 0).map((table) => ({ database: to, table })))
+    .flatMap(({ to, schema }) =>
+      schema.tables
+        .filter((table) => split.get(table)!.foreignKeys.length > 0)
+        .map((table) => ({ table, load: (conn: Connection) => alterTable(conn, to, table, split.get(table)!.foreignKeys, progress, report) })),
+    )
     .sort((a, b) => tableBytes(b.table) - tableBytes(a.table));
-  await runParallel(loaders, alters, (conn, job) => alterTable(conn, job.database, job.table, split.get(job.table)!.foreignKeys, progress, report), signal);
+  await runTablePipeline(loaders, alters, new Map(), signal);
 }
 
 async function alterTable(conn: Connection, database: string, table: TableSchema, clauses: string[], progress: MariadbRestoreProgress, report: () => void): Promise<void> {
