@@ -50,3 +50,14 @@ test('frames that do not say their content\'s size are decompressed as a stream;
   assert.throws(() => decompress(frame.subarray(0, frame.length - 10)));
   assert.throws(() => decompress(compress(big).subarray(0, 100)));
 });
+
+test('frames say their content\'s size, and frames of the plain level 3 (repositories written before the tuned match tables) still read', () => {
+  const data = pseudoText(9, 2_000_000);
+  const frame = compress(data);
+  // decompress() sizes its output from the header; without it every blob would take the stream path.
+  assert.equal(zstd.getFrameContentSize(frame), data.length);
+  const older = new zstd.CCtx();
+  const out = Buffer.alloc(zstd.compressBound(data.length));
+  const plain = out.subarray(0, older.compress(out, data, 3));
+  assert.deepEqual(decompress(plain), data);
+});
