@@ -11,7 +11,7 @@ import { tempDir } from '../support/helpers.js';
 const LAUNCHER = fileURLToPath(new URL('../../../bin/stackvault', import.meta.url));
 /** The path the launcher hands to node: its own folder, links resolved, then ../dist/... */
 const MAIN_AS_LAUNCHED = `${dirname(realpathSync(LAUNCHER))}/../dist/src/cli/main.js`;
-const OURS = 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1';
+const OURS = 'glibc.malloc.arena_max=1';
 
 /** What bin/stackvault hands to `node`, seen by a stand-in `node` first on PATH. */
 async function launch(t: Parameters<typeof tempDir>[0], args: string[], tunables: string | undefined, via = LAUNCHER) {
@@ -36,9 +36,11 @@ test('bin/stackvault runs main.js with glibc tuned (and V8\'s heaps for a restor
   assert.deepEqual(plain.args, ['restore', 'latest', '--target', 'a folder with spaces', '']);
 
   // The caller's tunables stay, and one of ours the caller set keeps the caller's value.
-  const own = await launch(t, [], 'glibc.malloc.hugetlb=0:glibc.malloc.tcache_count=0');
-  assert.equal(own.own, 'glibc.malloc.hugetlb=0:glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1');
-  assert.equal(own.caller, '+glibc.malloc.hugetlb=0:glibc.malloc.tcache_count=0');
+  const own = await launch(t, [], 'glibc.malloc.hugetlb=1:glibc.malloc.tcache_count=0');
+  assert.equal(own.own, 'glibc.malloc.hugetlb=1:glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1');
+  assert.equal(own.caller, '+glibc.malloc.hugetlb=1:glibc.malloc.tcache_count=0');
+  const arenas = await launch(t, [], 'glibc.malloc.arena_max=8');
+  assert.equal(arenas.own, 'glibc.malloc.arena_max=8');
   assert.equal((await launch(t, [], '')).caller, '+');
 
   // Through a link, as npm installs it (node_modules/.bin/stackvault).
