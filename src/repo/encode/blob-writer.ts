@@ -1,6 +1,6 @@
 import { Condition, TaskLimiter } from '../../util/concurrency.js';
 import { ObjectNotFoundError, StackvaultError } from '../../util/errors.js';
-import { compressIfSmaller } from '../format/compression.js';
+import { compressIfSmaller, type ContentKind } from '../format/compression.js';
 import type { EncodedBlob } from './file-encoder.js';
 import { seal } from '../format/crypto.js';
 import { encodeIndexFile, MAX_BLOBS_PER_INDEX_FILE } from '../master-index.js';
@@ -141,12 +141,13 @@ export class BlobWriter {
     return true;
   }
 
-  async save(type: BlobType, data: Buffer, knownId?: string): Promise<SaveResult> {
+  /** `kind`: what the bytes are, for zstd's match tables (see ContentKind). */
+  async save(type: BlobType, data: Buffer, knownId?: string, kind: ContentKind = 'other'): Promise<SaveResult> {
     this.watchDeletions();
     const id = knownId ?? this.repo.blobId(data);
     if (this.has(id)) return { id, added: false, storedBytes: 0 };
     this.pending.add(id);
-    const compressed = compressIfSmaller(data);
+    const compressed = compressIfSmaller(data, kind);
     const stored = seal(this.repo.master.encryptionKey, compressed ?? data);
     await this.addToPack(type, id, data.length, compressed !== null, stored);
     return { id, added: true, storedBytes: stored.length };

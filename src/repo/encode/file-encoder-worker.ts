@@ -66,7 +66,7 @@ function startQueued(): void {
 
 parentPort!.on('message', (msg: Request) => {
   if (msg.type === 'chunk') {
-    // A chunk of a stream, already hashed (and found new) by the main thread: compress and encrypt it.
+    // A chunk of a stream (a database dump), already hashed (and found new) by the main thread: compress and encrypt it.
     try {
       const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
       const compressed = compressIfSmaller(data);
@@ -115,7 +115,7 @@ function encodeBatch(job: number, files: FileToEncode[]): void {
           blobs.push({ id, rawLength: chunk.length, compressed: false, offset: 0, length: 0, known: true });
           return;
         }
-        const compressed = compressIfSmaller(chunk);
+        const compressed = compressIfSmaller(chunk, 'file');
         const plain = compressed ?? chunk;
         makeRoom(total + sealedLength(key, plain.length));
         const length = sealInto(key, plain, staging, total);
@@ -168,7 +168,7 @@ async function encodeFile(job: number, path: string, mark: FileToEncode): Promis
       if (known?.has(id)) {
         parentPort!.postMessage({ type: 'known', job, id, rawLength: chunk.length });
       } else {
-        const compressed = compressIfSmaller(chunk);
+        const compressed = compressIfSmaller(chunk, 'file');
         const sealed = seal(key, compressed ?? chunk);
         garbage.dropping(sealed.length);
         const stored = ownedBuffer(sealed);

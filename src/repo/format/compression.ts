@@ -13,25 +13,35 @@ const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as ty
 export const COMPRESSION_LEVEL = 3;
 
 /**
- * Level 3 with smaller match tables than its own (hash 2^15 entries, not 2^17; chain
- * 2^14, not 2^16): they stay in a core's cache. On the real bench's tree (543 MB of /usr)
- * zstd took 16% less time for 0.8% more output (shared libraries 20% and 1.7%, JavaScript
- * 10% and 0.5%, text the same); level 2 took 31% less for 2.4% more, past restic's
- * repository size (docs/performance.md, twenty-second session). The frames are zstd's
- * own, read as any other.
+ * What a blob holds, for the match tables zstd gets. Files' content: level 3 with smaller
+ * tables than its own (hash 2^15 entries, not 2^17; chain 2^14, not 2^16), which stay in a
+ * core's cache: on the real bench's tree (543 MB of /usr) zstd took 16% less time for 0.8%
+ * more output (shared libraries 20% and 1.7%, JavaScript 10% and 0.5%, text the same).
+ * Database dumps (and trees, and every other stream): level 3 as zstd has it, since the
+ * bench's dump came out 2.9% larger with the small tables (181 MiB against 176) and took no
+ * less time, a dump being bound by the server (docs/performance.md, twenty-second session).
+ * The frames are zstd's own either way, read as any other.
  */
-const MATCH_TABLES = { hashLog: 15, chainLog: 14 };
+export type ContentKind = 'file' | 'other';
 
-// One reusable context each: creating a zstd context per blob costs more than compressing a small blob.
-let context: InstanceType<typeof zstdBinding.CCtx> | undefined;
+const SMALL_TABLES = { hashLog: 15, chainLog: 14 };
 
-function newContext(): InstanceType<typeof zstdBinding.CCtx> {
-  const created = new zstdBinding.CCtx();
-  created.setParameter(zstdBinding.CParameter.compressionLevel, COMPRESSION_LEVEL);
-  created.setParameter(zstdBinding.CParameter.hashLog, MATCH_TABLES.hashLog);
-  created.setParameter(zstdBinding.CParameter.chainLog, MATCH_TABLES.chainLog);
-  return created;
+// One reusable context per kind: creating a zstd context per blob costs more than compressing a small blob.
+const contexts = new Map<ContentKind, InstanceType<typeof zstdBinding.CCtx>>();
+
+function contextFor(kind: ContentKind): InstanceType<typeof zstdBinding.CCtx> {
+  let context = contexts.get(kind);
+  if (context) return context;
+  context = new zstdBinding.CCtx();
+  context.setParameter(zstdBinding.CParameter.compressionLevel, COMPRESSION_LEVEL);
+  if (kind === 'file') {
+    context.setParameter(zstdBinding.CParameter.hashLog, SMALL_TABLES.hashLog);
+    context.setParameter(zstdBinding.CParameter.chainLog, SMALL_TABLES.chainLog);
+  }
+  contexts.set(kind, context);
+  return context;
 }
+
 /** Compressed bytes land here, reused by every compression in this thread. */
 let scratch: Buffer | undefined;
 
@@ -41,26 +51,25 @@ let scratch: Buffer | undefined;
  * the result into another buffer; a backup's encoder threads faulted in 9,500 fresh pages
  * for them.
  */
-function compressIntoScratch(data: Uint8Array): Buffer {
+function compressIntoScratch(data: Uint8Array, kind: ContentKind): Buffer {
   const bound = zstdBinding.compressBound(data.length);
   if (!scratch || scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
-  context ??= newContext();
-  return scratch.subarray(0, context.compress2(scratch, data));
+  return scratch.subarray(0, contextFor(kind).compress2(scratch, data));
 }
 
 /**
  * zstd-compressed bytes, or null when compression would not save at least 3%. The bytes
  * are a view valid only until this thread compresses again: seal or copy them at once.
  */
-export function compressIfSmaller(data: Uint8Array): Buffer | null {
+export function compressIfSmaller(data: Uint8Array, kind: ContentKind = 'other'): Buffer | null {
   if (data.length < 64) return null;
-  const out = compressIntoScratch(data);
+  const out = compressIntoScratch(data, kind);
   return out.length < data.length * 0.97 ? out : null;
 }
 
 /** zstd-compressed bytes of their own. */
 export function compress(data: Uint8Array): Buffer {
-  return Buffer.from(compressIntoScratch(data));
+  return Buffer.from(compressIntoScratch(data, 'other'));
 }
 
 let decompressContext: InstanceType<typeof zstdBinding.DCtx> | undefined;

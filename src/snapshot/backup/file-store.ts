@@ -197,7 +197,7 @@ export class RepositoryFilesSink implements FilesSink {
       try {
         for await (const chunk of this.chunker.chunkFile(fh, size)) {
           throwIfAborted(this.signal);
-          await add(await this.writer.save('data', chunk), chunk.length);
+          await add(await this.writer.save('data', chunk, undefined, 'file'), chunk.length);
         }
         changed = fh.changedSince(mark);
       } finally {
