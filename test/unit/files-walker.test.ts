@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { statWalk, type EntryStat, type TreeNode } from '../../src/sources/files/entries.js';
 import { HardLinkGroups } from '../../src/sources/files/hard-links.js';
+import { listCompact } from '../../src/sources/files/listing-compact.js';
 import { ListingThread } from '../../src/sources/files/listing-thread.js';
 import { FilesWalker, type FilesSink, type WalkProgress } from '../../src/sources/files/walker.js';
 import { AdaptiveReader } from '../../src/util/adaptive-io.js';
@@ -172,6 +173,27 @@ test('a walk with a listing thread stores the same trees and counts as one witho
   await stopped.close();
   const walker = new FilesWalker({ name: 'data', kind: 'files', path: root, exclude: ['many/f29*'] }, classes, sink, { filesDone: 0, bytesDone: 0, bytesAdded: 0, errors: 0, currentPath: '' }, () => undefined, () => undefined, new AdaptiveReader(), undefined, stopped);
   assert.equal((await walker.saveDir(root, '', last.id, false, dev)).id, last.id);
+});
+
+test('the listing thread answers a small folder asked for while it lists a large one, and lists both whole', async (t) => {
+  const root = await tempDir(t);
+  await mkdir(join(root, 'big'));
+  await mkdir(join(root, 'small'));
+  for (let i = 0; i < 2_000; i += 500) await Promise.all(Array.from({ length: 500 }, (_, k) => writeFile(join(root, 'big', `f${i + k}`), '')));
+  await writeFile(join(root, 'small/only'), 'x');
+  const dev = (await lstat(root, { bigint: true })).dev.toString();
+  const thread = new ListingThread();
+  t.after(() => thread.close());
+  // Listing ahead from the root too: the large folder may be half listed ahead when it is asked for.
+  thread.addRoot(root, dev, { classes: {} });
+  thread.begin();
+  const answered: string[] = [];
+  const ask = (name: string) => thread.list(join(root, name)).then((listing) => (answered.push(name), listing));
+  const [big, small] = await Promise.all([ask('big'), ask('small')]);
+  // Listed whole in one step, the large folder kept the small one waiting behind it.
+  assert.deepEqual(answered, ['small', 'big']);
+  assert.deepEqual(big, listCompact(join(root, 'big')));
+  assert.deepEqual(small, listCompact(join(root, 'small')));
 });
 
 test('a stat-only walk stops within a folder once it is interrupted, not after the folder', async (t) => {

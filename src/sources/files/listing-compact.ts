@@ -43,51 +43,106 @@ const TARGET_FAILED = -2;
 export function listCompact(dir: string): CompactListing;
 export function listCompact(dir: string, maxEntries: number): CompactListing | undefined;
 export function listCompact(dir: string, maxEntries = Infinity): CompactListing | undefined {
-  let names: string[];
-  try {
-    names = readNamesSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return { text: '', numbers: new Float64Array(0), count: 0, error: { message: e.message, code: e.code } };
+  const lister = CompactLister.start(dir, maxEntries);
+  if (!lister) return undefined;
+  lister.advance(Infinity);
+  return lister.listing();
+}
+
+/**
+ * A folder's listing made a slice of entries at a time, so that a thread listing ahead
+ * can answer a folder the walk waits for between two slices of a large one.
+ */
+export class CompactLister {
+  private readonly numbers: Float64Array;
+  private readonly text: string[] = [];
+  private next = 0;
+
+  protected constructor(
+    readonly dir: string,
+    private readonly names: string[],
+  ) {
+    this.numbers = new Float64Array(names.length * NUMBER_FIELDS);
   }
-  if (names.length > maxEntries) return undefined;
-  const numbers = new Float64Array(names.length * NUMBER_FIELDS);
-  const text: string[] = [];
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i]!;
-    const full = entryPath(dir, name);
-    const at = i * NUMBER_FIELDS;
+
+  /** The folder's names read and sorted; a folder that cannot be listed is done at once, with its error. */
+  static start(dir: string, maxEntries = Infinity): CompactLister | undefined {
+    let names: string[];
     try {
-      const st = lstatSync(osPath(full), { bigint: true });
-      const type = entryType(st);
-      let target = '';
-      let failure = '';
-      numbers[at] = TYPES.indexOf(type);
-      if (type === 'symlink') {
-        try {
-          target = readLinkTargetSync(full);
-        } catch (err) {
-          const e = err as NodeJS.ErrnoException;
-          numbers[at] = TARGET_FAILED;
-          target = e.code ?? '';
-          failure = e.message;
-        }
-      }
-      numbers[at + 1] = Number(st.size);
-      numbers[at + 2] = Number(st.mode & 0o7777n);
-      numbers[at + 3] = Number(st.uid);
-      numbers[at + 4] = Number(st.gid);
-      numbers[at + 5] = Number(st.nlink);
-      numbers[at + 6] = Number(st.rdev);
-      text.push(name, st.mtimeNs.toString(), st.ctimeNs.toString(), st.ino.toString(), st.dev.toString(), target, failure);
+      names = readNamesSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      numbers[at] = STAT_FAILED;
-      text.push(name, '', '', '', '', e.code ?? '', e.message);
+      return new FailedLister(dir, { message: e.message, code: e.code });
     }
+    if (names.length > maxEntries) return undefined;
+    return new CompactLister(dir, names);
   }
-  text.push('');
-  return { text: text.join('\0'), numbers, count: names.length };
+
+  get done(): boolean {
+    return this.next >= this.names.length;
+  }
+
+  /** Reads up to `entries` more entries' stats; true once all are read. */
+  advance(entries: number): boolean {
+    const { dir, names, numbers, text } = this;
+    const end = Math.min(names.length, this.next + entries);
+    for (let i = this.next; i < end; i++) {
+      const name = names[i]!;
+      const full = entryPath(dir, name);
+      const at = i * NUMBER_FIELDS;
+      try {
+        const st = lstatSync(osPath(full), { bigint: true });
+        const type = entryType(st);
+        let target = '';
+        let failure = '';
+        numbers[at] = TYPES.indexOf(type);
+        if (type === 'symlink') {
+          try {
+            target = readLinkTargetSync(full);
+          } catch (err) {
+            const e = err as NodeJS.ErrnoException;
+            numbers[at] = TARGET_FAILED;
+            target = e.code ?? '';
+            failure = e.message;
+          }
+        }
+        numbers[at + 1] = Number(st.size);
+        numbers[at + 2] = Number(st.mode & 0o7777n);
+        numbers[at + 3] = Number(st.uid);
+        numbers[at + 4] = Number(st.gid);
+        numbers[at + 5] = Number(st.nlink);
+        numbers[at + 6] = Number(st.rdev);
+        text.push(name, st.mtimeNs.toString(), st.ctimeNs.toString(), st.ino.toString(), st.dev.toString(), target, failure);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        numbers[at] = STAT_FAILED;
+        text.push(name, '', '', '', '', e.code ?? '', e.message);
+      }
+    }
+    this.next = end;
+    return this.done;
+  }
+
+  /** The listing, once done. */
+  listing(): CompactListing {
+    if (!this.done) throw new Error(`the listing of ${this.dir} is not done`);
+    // Each entry's fields end with a NUL, the last one's too.
+    return { text: this.text.length > 0 ? `${this.text.join('\0')}\0` : '', numbers: this.numbers, count: this.names.length };
+  }
+}
+
+/** A folder that could not be listed: done from the start, its listing the error. */
+class FailedLister extends CompactLister {
+  constructor(
+    dir: string,
+    private readonly error: { message: string; code?: string },
+  ) {
+    super(dir, []);
+  }
+
+  override listing(): CompactListing {
+    return { text: '', numbers: new Float64Array(0), count: 0, error: this.error };
+  }
 }
 
 /** The folders a listing holds, in name order, with their devices. */
