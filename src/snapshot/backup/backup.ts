@@ -88,12 +88,17 @@ async function backupWith(repo: Repository, options: BackupOptions, encoder: Fil
   const streamed = options.sources.filter((s) => !isFilesSource(s));
   await validateSources(sources, streamed);
 
-  const [, refs] = await Promise.all([repo.loadIndex(), listSnapshots(repo)]);
-  const parent = pickParent(refs, options.parent, host, stack, sources);
+  // The listing thread begins as soon as the parent is known, while this thread still loads
+  // the index: begun after it, the walk waited for its first folders (see docs/performance.md).
+  const choosing = listSnapshots(repo).then((refs) => {
+    const chosen = pickParent(refs, options.parent, host, stack, sources);
+    if (chosen) options.listingThread?.begin();
+    return chosen;
+  });
+  const [, parent] = await Promise.all([repo.loadIndex(), choosing]);
   // Without a previous snapshot every file is read: the walk's own listing keeps pace with
   // the encoders, and the thread's memory would only add to the backup's.
-  if (parent) options.listingThread?.begin();
-  else await options.listingThread?.close();
+  if (!parent) await options.listingThread?.close();
   // The walk reads each of the previous snapshot's folders once: nothing is worth keeping.
   const loader = new TreeLoader(repo, 1);
   // A parent whose tree cannot be read (damaged, or its index file is) only costs reading every file.
