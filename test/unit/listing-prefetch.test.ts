@@ -6,6 +6,7 @@ import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
 import { backup } from '../../src/snapshot/backup/backup.js';
 import { ListingPrefetch } from '../../src/sources/files/listing-prefetch.js';
+import { startReadingFolders } from '../../src/sources/files/read-ahead.js';
 import { makeRichTree, tempDir } from '../support/helpers.js';
 
 test('a listing prefetch reads folders in name order, each taken once, and a backup using it stores the same tree', async (t) => {
@@ -49,4 +50,23 @@ test('a listing prefetch leaves a folder larger than it may hold to the walk, an
   assert.equal(prefetch.take(src)?.names.length, 2);
   assert.equal(prefetch.take(join(src, 'a-large')), undefined);
   assert.equal(prefetch.take(join(src, 'b-after')), undefined);
+});
+
+test('a backup command reads ahead on its own thread only the sources the listing thread does not list', async (t) => {
+  const dir = await tempDir(t);
+  const listed = join(dir, 'listed');
+  const included = join(dir, 'included');
+  await makeRichTree(listed);
+  await makeRichTree(included);
+  const { prefetched, listingThread } = startReadingFolders([
+    { name: 'listed', kind: 'files', path: listed },
+    { name: 'included', kind: 'files', path: included, include: ['docs'] },
+  ]);
+  assert.ok(listingThread);
+  t.after(() => listingThread.close());
+  assert.ok(listingThread.covers(listed));
+  assert.equal(listingThread.covers(included), false, 'a source with include patterns is not listed ahead by the thread');
+  await prefetched.finished();
+  assert.equal(prefetched.take(listed), undefined, 'the thread lists it: not read here too');
+  assert.ok(prefetched.take(included), 'the other source is read ahead here');
 });
