@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { prestartRcloneHelper } from '../repo/backends/rclone-helper.js';
 import { folderOfLocation } from '../repo/backends/location.js';
@@ -53,19 +53,33 @@ function passwordInArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string
  */
 export async function prestartHelpers(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   const command = commandInArgs(argv);
-  if (command === 'backup') ListingThread.prestart();
   const location = repositoryInArgs(argv, env);
+  const folder = location === undefined ? undefined : folderOfLocation(location);
+  if (command === 'backup') ListingThread.prestart({ beginAtOnce: folder !== undefined && holdsSnapshots(folder) });
   if (location === undefined) return;
   const rclone = location.startsWith('rclone:');
   if (rclone) prestartRcloneHelper(env.STACKVAULT_RCLONE ?? 'rclone', env, location);
   const password = passwordInArgs(argv, env);
-  const folder = folderOfLocation(location);
   if (password !== undefined) {
     const cache = argv.includes('--no-cache') ? undefined : keyCacheFolder(location, env);
     const keyFiles = folder !== undefined ? keyFilesIn(join(resolve(folder), 'keys'), EARLY_KEYS_MOST) : cache ? keyFilesIn(cache, EARLY_KEYS_MOST) : [];
     deriveKeysEarly(keyFiles, password);
   }
   if (folder === undefined && command !== undefined && OPENING_COMMANDS.has(command) && !argv.includes('--help') && !argv.includes('-h')) await startReadsOf(location, env);
+}
+
+/**
+ * Whether a folder repository holds a snapshot: a backup into it most likely has a
+ * previous one to compare with, so its listing thread lists ahead from the start, before
+ * the key that reads the snapshots is derived. Should none fit, the backup stops the
+ * thread, having spent a little of its listing.
+ */
+function holdsSnapshots(folder: string): boolean {
+  try {
+    return readdirSync(join(resolve(folder), 'snapshots')).length > 0;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -88,10 +88,14 @@ export class ListingThread {
   /**
    * Start the thread before the command has loaded: Node takes about a tenth of a second
    * to start a thread and load its modules, time in which the main thread loads ours.
-   * The next start() takes it; one nobody takes ends with the process.
+   * The next start() takes it; one nobody takes ends with the process. `beginAtOnce`: list
+   * the sources ahead as soon as they are added, before the backup knows whether it has a
+   * previous snapshot (the repository holds some): its key is derived, its index loaded
+   * meanwhile.
    */
-  static prestart(): void {
+  static prestart({ beginAtOnce = false } = {}): void {
     prestarted ??= new ListingThread();
+    if (beginAtOnce) prestarted.begin();
   }
 
   /**
@@ -109,6 +113,11 @@ export class ListingThread {
   begin(): void {
     this.begun = true;
     for (const root of this.later.splice(0)) this.worker.postMessage(root satisfies ListingRequest);
+  }
+
+  /** Whether the thread lists ahead (or will, for roots added later), as opposed to waiting to be begun. */
+  get listingAhead(): boolean {
+    return this.begun && !this.stopped;
   }
 
   /** Whether the thread lists ahead for the source at `root`. */
