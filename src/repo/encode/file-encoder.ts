@@ -50,9 +50,17 @@ export type BatchResult =
   | { blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number; known?: true }>; changed?: true }
   | { error: { message: string; code?: string; syscall?: string; path?: string } };
 
-/** Files sent to a worker in one message, and the most bytes of them. */
-const BATCH_FILES = 128;
-const BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Files sent to a worker in one message, and the most bytes of them. Each file's objects
+ * on this thread (its walk's frames, its node, its promise) live until its batch comes
+ * back: with batches of 128 files and 4 MiB, three in flight per thread, they outlived two
+ * young collections and went to the old generation, which grew to twice what was live
+ * before a full collection. Batches a quarter that size come back sooner: full backups of
+ * the real tree peaked at 237-255 MiB against 249-288, in the same time (docs/performance.md,
+ * twenty-third session).
+ */
+const BATCH_FILES = 32;
+const BATCH_BYTES = 1024 * 1024;
 /** Files up to this size go in batches; larger ones stream through a worker with acknowledgements, bounding memory. */
 export const BATCHED_FILE_BYTES = 8 * 1024 * 1024;
 /** measured on the 1 GiB bench backup: peak RSS 490 MiB with the default, 445 MiB with this, no slower */
