@@ -25,14 +25,15 @@ async function launch(t: Parameters<typeof tempDir>[0], args: string[], tunables
   return { own, caller, flags, main, args: rest };
 }
 
-test('bin/stackvault runs main.js with glibc tuned (and V8\'s heaps for a restore or a check), the arguments as given, and says what the caller had', async (t) => {
+test('bin/stackvault runs main.js with glibc tuned (and V8\'s heaps for a backup, a restore or a check), the arguments as given, and says what the caller had', async (t) => {
   const plain = await launch(t, ['restore', 'latest', '--target', 'a folder with spaces', ''], undefined);
   assert.equal(plain.own, OURS);
   assert.equal(plain.caller, '-');
   assert.deepEqual(plain.flags, ['--max-semi-space-size=1', '--heap-growing-percent=20'], 'a restore holds its heaps small');
   assert.equal(plain.main, MAIN_AS_LAUNCHED);
   assert.deepEqual((await launch(t, ['--repo', 'r', 'check', '--read-data'], undefined)).flags, plain.flags, 'so does a check');
-  assert.deepEqual((await launch(t, ['--quiet', 'backup', 'src'], undefined)).flags, [], 'other commands keep V8\'s defaults');
+  assert.deepEqual((await launch(t, ['--quiet', 'backup', 'src'], undefined)).flags, ['--max-semi-space-size=8', '--heap-growing-percent=50'], 'a backup holds its heaps smaller');
+  assert.deepEqual((await launch(t, ['--quiet', 'snapshots'], undefined)).flags, [], 'other commands keep V8\'s defaults');
   assert.deepEqual(plain.args, ['restore', 'latest', '--target', 'a folder with spaces', '']);
 
   // The caller's tunables stay, and one of ours the caller set keeps the caller's value.
