@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { opendirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { prestartRcloneHelper } from '../repo/backends/rclone-helper.js';
 import { folderOfLocation } from '../repo/backends/location.js';
@@ -76,7 +76,13 @@ export async function prestartHelpers(argv: readonly string[], env: NodeJS.Proce
  */
 function holdsSnapshots(folder: string): boolean {
   try {
-    return readdirSync(join(resolve(folder), 'snapshots')).length > 0;
+    // One entry read, not the whole folder: a repository of years holds thousands.
+    const dir = opendirSync(join(resolve(folder), 'snapshots'));
+    try {
+      return dir.readSync() !== null;
+    } finally {
+      dir.closeSync();
+    }
   } catch {
     return false;
   }
