@@ -6,6 +6,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { restoreCallerExtraCa, restoreCallerTunables } from './launcher-env.js';
 import { earlyReadsLeftOver, prestartHelpers } from './prestart.js';
+import { reportUnsettledExit } from './unsettled-exit.js';
 
 /*
  * V8 optimizes a function once it has run for this many bytes of bytecode (its default
@@ -19,12 +20,16 @@ import { earlyReadsLeftOver, prestartHelpers } from './prestart.js';
  */
 setFlagsFromString('--interrupt-budget=1000000');
 
+let finished = false;
+reportUnsettledExit(() => finished);
+
 restoreCallerTunables(process.env);
 const extraCa = restoreCallerExtraCa(process.env);
 if (extraCa !== undefined) (await import('../util/extra-ca-on-first-use.js')).trustExtraCaOnFirstUse(extraCa);
 await prestartHelpers(process.argv, process.env);
 const { main } = await import('./program.js');
 process.exitCode = await main(process.argv);
+finished = true;
 // The command never opened the repository whose reads prestart began: it has nothing of
 // its own left to finish, and need not wait for their answers.
 if (earlyReadsLeftOver()) process.exit();
