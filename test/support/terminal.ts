@@ -26,7 +26,9 @@ export async function inTerminal(t: TestContext, dir: string, env: Record<string
   const exitFile = join(dir, 'exit-code');
   const tmux = (...args: string[]) => execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
   const assignments = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
-  tmux('new-session', '-d', '-x', '160', '-y', '30', `env ${assignments} ${command}; echo $? > ${exitFile}; sleep 60`);
+  // Written aside and renamed: read between the shell's creating the file and its writing
+  // the code, the file was empty, which read as exit code 0 (a CI run's Ctrl-C test).
+  tmux('new-session', '-d', '-x', '160', '-y', '30', `env ${assignments} ${command}; echo $? > ${exitFile}.part; mv ${exitFile}.part ${exitFile}; sleep 60`);
   t.after(() => {
     try {
       execFileSync('tmux', ['-S', socket, 'kill-server'], { stdio: 'ignore' });
@@ -41,11 +43,9 @@ export async function inTerminal(t: TestContext, dir: string, env: Record<string
     exitCode: async (withinMs) => {
       const until = Date.now() + withinMs;
       while (Date.now() < until) {
-        try {
-          return Number((await readFile(exitFile, 'utf8')).trim());
-        } catch {
-          await sleep(50);
-        }
+        const written = await readFile(exitFile, 'utf8').catch(() => '');
+        if (/^\d+\n$/.test(written)) return Number(written);
+        await sleep(50);
       }
       return undefined;
     },
