@@ -138,10 +138,10 @@ class JsonProgress implements ProgressSink {
         percent_done: s.bytesTotal > 0 ? Math.min(1, s.bytesDone / s.bytesTotal) : 0,
         bytes_done: s.bytesDone,
         total_bytes: s.bytesTotal,
-        files_done: s.itemsDone,
-        total_files: s.itemsTotal,
-        error_count: s.errors ?? 0,
-        current_file: s.current ?? null,
+        // A database restore counts rows: named so, not as files (restic's names for what it counts).
+        ...(s.itemUnit === 'rows'
+          ? { rows_done: s.itemsDone, total_rows: s.itemsTotal, error_count: s.errors ?? 0, current_step: s.current ?? null }
+          : { files_done: s.itemsDone, total_files: s.itemsTotal, error_count: s.errors ?? 0, current_file: s.current ?? null }),
       }) + '\n',
     );
   }

@@ -61,9 +61,15 @@ test('the CLI backs up a configured database and restores it beside, over, and r
   assert.match(await server.client('SHOW CREATE VIEW shop_check.customer_orders'), /`shop_check`|from \(`customers`/);
 
   // Over them with --force: back to the moment of the snapshot.
-  const forced = await cli(['restore', 'latest', '--source', 'db', '--force', '--threads', '3']);
+  const forced = await cli(['restore', 'latest', '--source', 'db', '--force', '--threads', '3', '--json']);
   assert.equal(forced.code, 0, forced.stderr);
   assert.deepEqual(await checksums(server, TABLES), before);
+  // Its progress counts rows, and says so: no "files" in a database restore's status.
+  const status = forced.stdout.split('\n').filter((line) => line.startsWith('{"message_type":"status"')).map((line) => JSON.parse(line) as Record<string, unknown>).at(-1);
+  assert.ok(status, forced.stdout);
+  assert.equal(status.action, 'restore db');
+  assert.ok((status.total_rows as number) > 0 && status.rows_done === status.total_rows, JSON.stringify(status));
+  assert.equal(status.files_done, undefined);
 
   // As files: the dump is plain text a person can load by hand.
   const asFiles = await cli(['restore', 'latest', '--target', join(dir, 'files')]);
