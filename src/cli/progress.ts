@@ -129,6 +129,7 @@ class JsonProgress implements ProgressSink {
     if (!s) return;
     const elapsed = (Date.now() - this.started) / 1000;
     const rate = elapsed > 0 ? s.bytesDone / elapsed : 0;
+    const rows = s.itemUnit === 'rows';
     process.stdout.write(
       JSON.stringify({
         message_type: 'status',
@@ -138,10 +139,11 @@ class JsonProgress implements ProgressSink {
         percent_done: s.bytesTotal > 0 ? Math.min(1, s.bytesDone / s.bytesTotal) : 0,
         bytes_done: s.bytesDone,
         total_bytes: s.bytesTotal,
-        // A database restore counts rows: named so, not as files (restic's names for what it counts).
-        ...(s.itemUnit === 'rows'
-          ? { rows_done: s.itemsDone, total_rows: s.itemsTotal, error_count: s.errors ?? 0, current_step: s.current ?? null }
-          : { files_done: s.itemsDone, total_files: s.itemsTotal, error_count: s.errors ?? 0, current_file: s.current ?? null }),
+        // restic's names for files; a database restore counts rows, and says so.
+        [rows ? 'rows_done' : 'files_done']: s.itemsDone,
+        [rows ? 'total_rows' : 'total_files']: s.itemsTotal,
+        error_count: s.errors ?? 0,
+        [rows ? 'current_step' : 'current_file']: s.current ?? null,
       }) + '\n',
     );
   }
