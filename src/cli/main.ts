@@ -20,8 +20,7 @@ import { reportUnsettledExit } from './unsettled-exit.js';
  */
 setFlagsFromString('--interrupt-budget=1000000');
 
-let finished = false;
-reportUnsettledExit(() => finished);
+reportUnsettledExit();
 
 restoreCallerTunables(process.env);
 const extraCa = restoreCallerExtraCa(process.env);
@@ -29,7 +28,6 @@ if (extraCa !== undefined) (await import('../util/extra-ca-on-first-use.js')).tr
 await prestartHelpers(process.argv, process.env);
 const { main } = await import('./program.js');
 process.exitCode = await main(process.argv);
-finished = true;
 // The command never opened the repository whose reads prestart began: it has nothing of
 // its own left to finish, and need not wait for their answers.
 if (earlyReadsLeftOver()) process.exit();

@@ -4,11 +4,11 @@
  * could complete any more, which is a bug of ours. Said here instead of a silent 13, so
  * that an operator knows the command did not finish and a report names what happened.
  */
-export function reportUnsettledExit(finished: () => boolean, write: (text: string) => void = (text) => process.stderr.write(text)): void {
+export function reportUnsettledExit(): void {
   process.on('exit', () => {
-    // Node sets 13 on its own for an await left unsettled; our commands never use it.
-    if (finished() || process.exitCode !== 13) return;
-    write(
+    // Only Node sets 13, for an await left unsettled: no command of ours exits with it.
+    if (process.exitCode !== 13) return;
+    process.stderr.write(
       'stackvault: internal error: the command stopped before it finished, waiting for work that nothing could complete any more (exit code 13). ' +
         'This is a bug in stackvault: please report it with the command line and what it printed.\n',
     );
