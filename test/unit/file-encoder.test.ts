@@ -183,3 +183,47 @@ test('a file written to while a thread reads it is encoded as read and said to h
   assert.equal(batched.changed, true);
   assert.equal(batched.blobs.reduce((n, b) => n + b.rawLength, 0), 100_004, 'saved as read');
 });
+
+test('a file in an always-compressed format is stored as it is, every blob of it, on a thread and on the main thread; other files are compressed', async (t) => {
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: 'pw', immutabilityDays: 0 });
+  const encoder = FileEncoder.create(repo.master, repo.chunker.params);
+  if (!encoder) return t.skip('one core: no worker threads');
+  t.after(() => encoder.close());
+  // Text behind a gzip header: zstd would shrink it, so only the header can keep it raw.
+  const gzipHeader = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3]);
+  const large = join(dir, 'recordings.tar.gz');
+  await writeFile(large, Buffer.concat([gzipHeader, pseudoText(1, 12 << 20)]));
+  const small = join(dir, 'call.ogg');
+  await writeFile(small, Buffer.concat([Buffer.from('OggS'), pseudoText(2, 20_000)]));
+  const plainText = join(dir, 'notes.txt');
+  await writeFile(plainText, pseudoText(3, 20_000));
+
+  const largeBlobs = [];
+  for await (const blob of encoder.encode(large, await markOfFile(large))) largeBlobs.push(sealed(blob));
+  assert.ok(largeBlobs.length > 2, 'the large file is cut in several blobs');
+  assert.deepEqual(largeBlobs.map((b) => b.compressed), largeBlobs.map(() => false), 'no blob of the gzip file is compressed, the first one or the others');
+  const [oggBlob] = (await encoder.encodeBatched(small, await markOfFile(small))).blobs.map(sealed);
+  assert.equal(oggBlob!.compressed, false);
+  const [textBlob] = (await encoder.encodeBatched(plainText, await markOfFile(plainText))).blobs.map(sealed);
+  assert.equal(textBlob!.compressed, true);
+
+  // The main thread's own path (a backup's first small files) decides the same way.
+  const { RepositoryFilesSink } = await import('../../src/snapshot/backup/file-store.js');
+  const { AdaptiveReader } = await import('../../src/util/adaptive-io.js');
+  const { TreeLoader } = await import('../../src/snapshot/tree.js');
+  const writer = repo.newBlobWriter();
+  const sink = new RepositoryFilesSink(writer, new TreeLoader(repo), repo.chunker, null, new AdaptiveReader());
+  const storedHere = async (path: string) => {
+    const admission = await sink.admit((await markOfFile(path)).size);
+    const { content } = await sink.storeFile(path, await markOfFile(path), admission, () => undefined);
+    admission.release();
+    return content as string[];
+  };
+  const [oggHere] = await storedHere(small);
+  const [textHere] = await storedHere(plainText);
+  await writer.flush();
+  await repo.loadIndex();
+  assert.equal(repo.index.get(oggHere!)?.compressed, false);
+  assert.equal(repo.index.get(textHere!)?.compressed, true);
+});
