@@ -97,14 +97,23 @@ export class CliContext {
     return keyCacheFolder(location, process.env);
   }
 
+  /**
+   * Keep the key file that opened (or created) a network repository in this machine's
+   * cache, so that the next command derives its key while it loads (see keyCacheFolder):
+   * the first backup after init too.
+   */
+  keepKey(repo: Repository): void {
+    const cache = this.keyCache();
+    if (cache && repo.openedWith) keepKeyFile(cache, repo.openedWith.keyFile, repo.openedWith.listed);
+  }
+
   async openRepository(): Promise<Repository> {
     const backend = this.backend();
     const configured = this.password();
     // No password anywhere: someone at a terminal types it, as with restic and borg.
     const password = configured ?? (canPrompt() ? () => promptPassword(`enter password for repository ${backend.location}: `) : undefined);
     const repo = await Repository.open(backend, password);
-    const cache = this.keyCache();
-    if (cache && repo.openedWith) keepKeyFile(cache, repo.openedWith.keyFile, repo.openedWith.listed);
+    this.keepKey(repo);
     // Damage is skipped, not fatal: say so once per object, on stderr, so that --json output stays clean.
     repo.onDamage = (key, message) => process.stderr.write(`warning: ${key} is damaged and skipped: ${message} (run "stackvault check")\n`);
     return repo;

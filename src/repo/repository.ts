@@ -188,13 +188,18 @@ export class Repository {
       config.immutableFlag = true;
     }
     // The key file first: a config without a key would be a repository nobody can open.
+    let keyFile: KeyFileBytes | undefined;
     if (encrypted) {
-      const keyFile = Buffer.from(JSON.stringify(await wrapMasterKey(master, options.password!)));
-      await backend.put(objectKey('keys', objectHash(keyFile)), keyFile);
+      const bytes = Buffer.from(JSON.stringify(await wrapMasterKey(master, options.password!)));
+      keyFile = { id: objectHash(bytes), bytes };
+      await backend.put(objectKey('keys', keyFile.id), bytes);
     }
     const { created } = await backend.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2) + '\n'));
     if (!created) throw new StackvaultError(`a repository already exists at ${backend.location}`);
-    return new Repository(backend, config, master, await localExtras(backend));
+    const repo = new Repository(backend, config, master, await localExtras(backend));
+    // As if opened with the key it was made with: the CLI keeps that key file for the next command.
+    if (keyFile) repo.openedWith = { keyFile, listed: new Set([keyFile.id]) };
+    return repo;
   }
 
   /**

@@ -9,7 +9,7 @@ import { runCli, tempDir } from '../support/helpers.js';
 import { startRcloneServe } from '../support/storage-servers.js';
 
 test(
-  'through rclone, the key file that opened a repository is kept on this machine; a removed key or a repository made anew at the same place never opens with a kept one',
+  'through rclone, the key file that made or opened a repository is kept on this machine; a removed key or a repository made anew at the same place never opens with a kept one',
   { timeout: 240_000 },
   async (t) => {
     const server = await startRcloneServe(t, 'webdav', 'keep');
@@ -30,9 +30,13 @@ test(
     await writeFile(join(source, 'notes.txt'), 'kept keys\n');
 
     assert.equal((await sv(['init'], 'first password')).code, 0);
+    // Kept by init: the first backup derives its key while it loads, as every later one.
+    const keptByInit = await kept();
+    assert.equal(keptByInit.length, 1, 'init keeps the key file it made');
     const saved = await sv(['backup', source, '--json'], 'first password');
     assert.equal(saved.code, 0, saved.stderr);
     assert.deepEqual(await kept(), await listed('first password'), 'the key file that opened it is kept');
+    assert.deepEqual(keptByInit, await kept());
 
     // --no-cache keeps nothing.
     const elsewhere = join(dir, 'other-cache');
@@ -54,6 +58,9 @@ test(
     execFileSync('rclone', ['purge', 'keep:repo'], { env: { ...process.env, ...server.env } });
     const made = await sv(['init'], 'second password');
     assert.equal(made.code, 0, made.stderr);
+    const keptByNewInit = await kept();
+    assert.equal(keptByNewInit.length, 1, 'the new repository\'s key file, in place of the old one');
+    assert.notDeepEqual(keptByNewInit, [before]);
     const fresh = await sv(['snapshots', '--json'], 'second password');
     assert.equal(fresh.code, 0, fresh.stderr);
     assert.deepEqual(JSON.parse(fresh.stdout), []);

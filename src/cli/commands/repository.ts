@@ -55,6 +55,7 @@ Examples:
         throw new UsageError(`--pack-size: ${(err as Error).message}`);
       }
       const repo = await Repository.init(backend, { password, immutabilityDays, packSize, immutableFlag: opts.immutableFlag });
+      ctx.keepKey(repo);
       // Storage that cannot enforce it (a folder, an rclone remote) gets only prune's promise: said plainly.
       const enforced = immutabilityDays === 0 || (await backendExtra(backend, 'useImmutability')) !== undefined;
       const notEnforced = opts.immutableFlag
