@@ -1,4 +1,3 @@
-import { fileContentKind, type ContentKind } from '../repo/format/compression.js';
 import type { Repository } from '../repo/repository.js';
 import { InterruptedError } from '../util/errors.js';
 import { forgottenIds, listSnapshots, type Snapshot, type SnapshotRef } from './snapshot.js';
@@ -66,12 +65,9 @@ export async function copySnapshot(from: Repository, to: Repository, ref: Snapsh
       for await (const id of contentIds(from, content)) yield await from.loadBlob(id, 'data');
     };
     const copied = new ContentBuilder(writer);
-    // Compressed as a backup compresses a file's content (and not at all in an always-compressed format).
-    let kind: ContentKind | undefined;
     for await (const chunk of to.chunker.chunkStream(blocks())) {
       if (options.signal?.aborted) throw new InterruptedError('copy interrupted; nothing was committed');
-      kind ??= fileContentKind(chunk);
-      const saved = await writer.save('data', chunk, undefined, kind);
+      const saved = await writer.save('data', chunk);
       await copied.add(saved.id);
       result.bytes += chunk.length;
       result.bytesAdded += saved.storedBytes;

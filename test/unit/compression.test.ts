@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
-import { compress, compressIfSmaller, decompress, decompressInto, fileContentKind } from '../../src/repo/format/compression.js';
-import { gzipSync } from 'node:zlib';
+import { compress, compressIfSmaller, decompress, decompressInto } from '../../src/repo/format/compression.js';
 import { pseudoRandom, pseudoText } from '../support/helpers.js';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof ZstdBinding;
@@ -66,31 +65,4 @@ test('frames say their content\'s size; database dumps get zstd\'s own level 3, 
   assert.notDeepEqual(file, plain, 'files get other match tables');
   assert.deepEqual(decompress(file), data);
   assert.deepEqual(decompress(plain), data);
-});
-
-test('files in always-compressed formats are known by their first bytes and stored as they are; ZIP, PNG and the rest are compressed', () => {
-  const text = pseudoText(11, 50_000);
-  const withHead = (head: number[] | string) => Buffer.concat([Buffer.from(head as never), text]);
-  const alwaysCompressed = {
-    gzip: gzipSync(text),
-    zstd: compress(text),
-    xz: withHead([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
-    bzip2: withHead('BZh9'),
-    lz4: withHead([0x04, 0x22, 0x4d, 0x18]),
-    '7z': withHead([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]),
-    jpeg: withHead([0xff, 0xd8, 0xff, 0xe0]),
-    ogg: withHead('OggS'),
-    flac: withHead('fLaC'),
-    mp3: withHead('ID3'),
-    mp4: withHead([0, 0, 0, 0x20, 0x66, 0x74, 0x79, 0x70]),
-    webm: withHead([0x1a, 0x45, 0xdf, 0xa3]),
-  };
-  for (const [format, bytes] of Object.entries(alwaysCompressed)) {
-    assert.equal(fileContentKind(bytes), 'compressed', format);
-    assert.equal(compressIfSmaller(bytes, fileContentKind(bytes)), null, format);
-  }
-  // ZIP may store entries as they are, PNG leaves some to zstd: compressed as any file.
-  const others = { zip: withHead([0x50, 0x4b, 0x03, 0x04]), png: withHead([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), text, 'a gzip header cut short': Buffer.from([0x1f, 0x8b]) };
-  for (const [format, bytes] of Object.entries(others)) assert.equal(fileContentKind(bytes), 'file', format);
-  assert.ok(compressIfSmaller(others.zip, fileContentKind(others.zip))!.length < others.zip.length / 2);
 });

@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ownedBuffer } from '../../util/owned-buffer.js';
 import { AdaptiveReader } from '../../util/adaptive-io.js';
 import { Chunker, type ChunkerParams } from './chunker.js';
-import { compressIfSmaller, fileContentKind, type ContentKind } from '../format/compression.js';
+import { compressIfSmaller } from '../format/compression.js';
 import { blobId, seal, sealedLength, sealInto } from '../format/crypto.js';
 import type { BatchResult, FileToEncode } from './file-encoder.js';
 import { osPath } from '../../util/os-path.js';
@@ -107,17 +107,15 @@ function encodeBatch(job: number, files: FileToEncode[]): void {
     const known = knownSet(file);
     let fd: number | undefined;
     const blobs: Array<{ id: string; rawLength: number; compressed: boolean; offset: number; length: number; known?: true }> = [];
-    let kind: ContentKind | undefined;
     try {
       fd = openSync(osPath(path), 'r');
       chunker.chunkFdSync(fd, (chunk) => {
-        kind ??= fileContentKind(chunk);
         const id = blobId(idKey, chunk);
         if (known?.has(id)) {
           blobs.push({ id, rawLength: chunk.length, compressed: false, offset: 0, length: 0, known: true });
           return;
         }
-        const compressed = compressIfSmaller(chunk, kind);
+        const compressed = compressIfSmaller(chunk, 'file');
         const plain = compressed ?? chunk;
         makeRoom(total + sealedLength(key, plain.length));
         const length = sealInto(key, plain, staging, total);
@@ -161,18 +159,16 @@ async function encodeFile(job: number, path: string, mark: FileToEncode): Promis
   let file: Awaited<ReturnType<AdaptiveReader['open']>> | undefined;
   streamWindow ??= Buffer.allocUnsafeSlow(chunker.windowBytes);
   const known = knownSet(mark);
-  let kind: ContentKind | undefined;
   try {
     file = await reader.open(path, mark.size);
     // Each chunk is a view into the window: encoded (copied) before the next is read.
     for await (const chunk of chunker.chunkFile(file, mark.size, streamWindow)) {
       if (cancelled.has(job)) break;
-      kind ??= fileContentKind(chunk);
       const id = blobId(idKey, chunk);
       if (known?.has(id)) {
         parentPort!.postMessage({ type: 'known', job, id, rawLength: chunk.length });
       } else {
-        const compressed = compressIfSmaller(chunk, kind);
+        const compressed = compressIfSmaller(chunk, 'file');
         const sealed = seal(key, compressed ?? chunk);
         garbage.dropping(sealed.length);
         const stored = ownedBuffer(sealed);

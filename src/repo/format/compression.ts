@@ -1,6 +1,5 @@
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
-import { isCompressedFormat } from './compressed-formats.js';
 
 /**
  * zstd-napi's native binding alone, loaded with require(): every thread that packs or
@@ -22,19 +21,9 @@ export const COMPRESSION_LEVEL = 3;
  * small tables the bench's dump came out 2.9% larger (181 MiB against 176), in the time its
  * dumps took the session before with zstd's own (6.6-7.1 s against 6.3-7.2): a dump's size
  * is paid for every night (docs/performance.md, twenty-second session). The frames are
- * zstd's own either way, read as any other. Files in an always-compressed format
- * ('compressed'): not compressed at all.
+ * zstd's own either way, read as any other.
  */
-export type ContentKind = 'file' | 'other' | 'compressed';
-
-/**
- * What a file's content is, from its first chunk: 'compressed' (stored as it is, see
- * compressed-formats.ts) or 'file'. Decided once per file: only the first chunk of a large
- * gzip or video file shows its format, the others are as incompressible.
- */
-export function fileContentKind(firstChunk: Uint8Array): ContentKind {
-  return isCompressedFormat(firstChunk) ? 'compressed' : 'file';
-}
+export type ContentKind = 'file' | 'other';
 
 const SMALL_TABLES = { hashLog: 15, chainLog: 14 };
 
@@ -74,7 +63,7 @@ function compressIntoScratch(data: Uint8Array, kind: ContentKind): Buffer {
  * are a view valid only until this thread compresses again: seal or copy them at once.
  */
 export function compressIfSmaller(data: Uint8Array, kind: ContentKind = 'other'): Buffer | null {
-  if (data.length < 64 || kind === 'compressed') return null;
+  if (data.length < 64) return null;
   const out = compressIntoScratch(data, kind);
   return out.length < data.length * 0.97 ? out : null;
 }

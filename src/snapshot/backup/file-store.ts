@@ -1,7 +1,6 @@
 import type { BlobWriter, SaveResult } from '../../repo/encode/blob-writer.js';
 import { BATCHED_FILE_BYTES, type FileBlob, type FileEncoder } from '../../repo/encode/file-encoder.js';
 import type { Chunker } from '../../repo/encode/chunker.js';
-import { fileContentKind, type ContentKind } from '../../repo/format/compression.js';
 import type { Admission, FilesSink, PreviousNodes, StoredFile } from '../../sources/files/walker.js';
 import { Semaphore } from '../../util/concurrency.js';
 import { InterruptedError } from '../../util/errors.js';
@@ -195,12 +194,10 @@ export class RepositoryFilesSink implements FilesSink {
       await this.letRepliesIn();
       this.bytesHere += size;
       const fh = await this.reader.open(path, size);
-      let kind: ContentKind | undefined;
       try {
         for await (const chunk of this.chunker.chunkFile(fh, size)) {
           throwIfAborted(this.signal);
-          kind ??= fileContentKind(chunk);
-          await add(await this.writer.save('data', chunk, undefined, kind), chunk.length);
+          await add(await this.writer.save('data', chunk, undefined, 'file'), chunk.length);
         }
         changed = fh.changedSince(mark);
       } finally {
