@@ -341,7 +341,7 @@ export class Repository {
 
   encodeObject(value: unknown): Buffer {
     const json = Buffer.from(JSON.stringify(value));
-    const body = Buffer.concat([Uint8Array.of(1), compress(json)]);
+    const body = Buffer.concat([Uint8Array.of(1), compress(json, 'json')]);
     return seal(this.master.encryptionKey, body);
   }
 

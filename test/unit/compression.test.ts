@@ -3,7 +3,11 @@ import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { compress, compressIfSmaller, decompress, decompressInto } from '../../src/repo/format/compression.js';
-import { pseudoRandom, pseudoText } from '../support/helpers.js';
+import { join } from 'node:path';
+import { LocalBackend } from '../../src/repo/backends/local.js';
+import { Repository } from '../../src/repo/repository.js';
+import { objectKey } from '../../src/repo/format/layout.js';
+import { pseudoRandom, pseudoText, tempDir } from '../support/helpers.js';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof ZstdBinding;
 
@@ -65,4 +69,27 @@ test('frames say their content\'s size; database dumps get zstd\'s own level 3, 
   assert.notDeepEqual(file, plain, 'files get other match tables');
   assert.deepEqual(decompress(file), data);
   assert.deepEqual(decompress(plain), data);
+});
+
+test('JSON (trees, content lists, the repository\'s own objects) gets level 1, on it smaller than level 3', async (t) => {
+  const id = (i: number) => pseudoRandom(i, 32).toString('hex');
+  const json = Buffer.from(JSON.stringify({ nodes: Array.from({ length: 2000 }, (_, i) => ({ name: `page-${i}.1.gz`, type: 'file', mode: 420, mtime: `17${i}000000000`, size: 1000 + i, content: [id(i)] })) }));
+  const out = Buffer.alloc(zstd.compressBound(json.length));
+  const levelOne = Buffer.from(out.subarray(0, new zstd.CCtx().compress(out, json, 1)));
+  const levelThree = Buffer.from(out.subarray(0, new zstd.CCtx().compress(out, json, 3)));
+  assert.deepEqual(compress(json, 'json'), levelOne);
+  assert.deepEqual(compressIfSmaller(json, 'json'), levelOne);
+  assert.ok(levelOne.length < levelThree.length, `level 1 ${levelOne.length} bytes, level 3 ${levelThree.length}`);
+  assert.deepEqual(decompress(levelOne), json);
+
+  // A tree blob is stored so, with no kind named: in a repository without encryption, its stored bytes are the frame.
+  const dir = await tempDir(t);
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const writer = repo.newBlobWriter();
+  const { id: treeId } = await writer.save('tree', json);
+  await writer.flush();
+  const entry = repo.index.get(treeId)!;
+  assert.equal(entry.compressed, true);
+  const pack = await repo.backend.get(objectKey('data', entry.pack));
+  assert.deepEqual(pack.subarray(entry.offset, entry.offset + entry.length), levelOne);
 });

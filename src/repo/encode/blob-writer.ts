@@ -141,8 +141,8 @@ export class BlobWriter {
     return true;
   }
 
-  /** `kind`: what the bytes are, for zstd's match tables (see ContentKind). */
-  async save(type: BlobType, data: Buffer, knownId?: string, kind: ContentKind = 'other'): Promise<SaveResult> {
+  /** `kind`: what the bytes are, for zstd's settings (see ContentKind); every tree blob (a folder, a part, a content list) is JSON. */
+  async save(type: BlobType, data: Buffer, knownId?: string, kind: ContentKind = type === 'tree' ? 'json' : 'other'): Promise<SaveResult> {
     this.watchDeletions();
     const id = knownId ?? this.repo.blobId(data);
     if (this.has(id)) return { id, added: false, storedBytes: 0 };
