@@ -124,7 +124,7 @@ export class Repository {
   onDamage?: (key: string, message: string) => void;
   /** blob reads from a network backend, a window of a pack at a time */
   private packWindows: PackWindows | undefined;
-  /** the key file whose password opened the repository, and every key file it listed then (for a cache of key files, util/key-cache.ts); none when it is not encrypted */
+  /** the key file whose password opened the repository (or that init made), and every key file it listed then (for a cache of key files, util/key-cache.ts); none when it is not encrypted */
   openedWith: { keyFile: KeyFileBytes; listed: ReadonlySet<string> } | undefined;
 
   /** the id of the key file whose password opened the repository */

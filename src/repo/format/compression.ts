@@ -14,11 +14,11 @@ export const COMPRESSION_LEVEL = 3;
 const JSON_COMPRESSION_LEVEL = 1;
 
 /**
- * What a blob holds, for the match tables zstd gets. Files' content: level 3 with smaller
+ * What a blob holds, for zstd's level and match tables. Files' content: level 3 with smaller
  * tables than its own (hash 2^15 entries, not 2^17; chain 2^14, not 2^16), which stay in a
  * core's cache: on the real bench's tree (543 MB of /usr) zstd took 16% less time for 0.8%
  * more output (shared libraries 20% and 1.7%, JavaScript 10% and 0.5%, text the same).
- * Database dumps (and trees, and every other stream): level 3 as zstd has it. With the
+ * Database dumps (and every other stream): level 3 as zstd has it. With the
  * small tables the bench's dump came out 2.9% larger (181 MiB against 176), in the time its
  * dumps took the session before with zstd's own (6.6-7.1 s against 6.3-7.2): a dump's size
  * is paid for every night (docs/performance.md, twenty-second session). JSON (trees,
