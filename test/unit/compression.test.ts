@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { compress, compressIfSmaller, decompress, decompressInto } from '../../src/repo/format/compression.js';
-import { join } from 'node:path';
 import { LocalBackend } from '../../src/repo/backends/local.js';
 import { Repository } from '../../src/repo/repository.js';
 import { objectKey } from '../../src/repo/format/layout.js';
