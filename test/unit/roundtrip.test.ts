@@ -152,3 +152,22 @@ test('a restore interrupted while its subfolders are still being written rejects
   }
   assert.deepEqual(unhandled.map(String), []);
 });
+
+test("a restore of many files lets V8 optimize at its own pace; a small one keeps a command's quick start", async (t) => {
+  const { interruptBudget, quickStartPace, MANY_FILES } = await import('../../src/util/v8-tiering.js');
+  const { writeFile, mkdir } = await import('node:fs/promises');
+  const dir = await tempDir(t);
+  const source = join(dir, 'source');
+  await mkdir(source);
+  await writeFile(join(source, 'a.txt'), 'a');
+  const repo = await Repository.init(new LocalBackend(join(dir, 'repo')), { password: null, immutabilityDays: 0 });
+  const saved = await backup(repo, { sources: [{ name: 'data', path: source, exclusionClasses: {} }] });
+  quickStartPace();
+  const quickStart = interruptBudget();
+  await restore(repo, { id: saved.id, snapshot: saved.snapshot }, { target: join(dir, 'small') });
+  assert.equal(interruptBudget(), quickStart, 'a restore of one file keeps the quick start');
+  // The decision follows what the snapshot's backup counted, so a claimed count stands in for 20,000 files.
+  const claimed = { ...saved.snapshot, sources: saved.snapshot.sources.map((s) => ({ ...s, stats: { ...s.stats, files: MANY_FILES } })) };
+  await restore(repo, { id: saved.id, snapshot: claimed }, { target: join(dir, 'many') });
+  assert.ok(interruptBudget() < quickStart, `a restore of ${MANY_FILES} files optimizes sooner (budget ${interruptBudget()})`);
+});

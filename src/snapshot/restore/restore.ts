@@ -18,6 +18,7 @@ import { contentLists, isSplitContent, smallFileContent, type FileContent } from
 import { TreeLoader, childPath, type TreeNode } from '../tree.js';
 import { findNode, normalizeSnapshotPath, walkTree } from '../walk.js';
 import { osPath } from '../../util/os-path.js';
+import { paceForFiles } from '../../util/v8-tiering.js';
 import { cannotRecreate, createSpecialFile } from '../../sources/files/special-files.js';
 import { isAllZeros, type FilePlace } from './file-places.js';
 
@@ -171,7 +172,8 @@ async function restoreWith(
   const progress: RestoreProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: 0, currentPath: '' };
   try {
     // What the whole snapshot holds, as its backup counted it (0 for a part of it).
-    const wholeBytes = from === '/' && (includes.length === 0 || includes.includes('/')) ? snapshotBytes(ref) : 0;
+    const whole = from === '/' && (includes.length === 0 || includes.includes('/')) ? snapshotTotals(ref) : { bytes: 0, files: 0 };
+    const wholeBytes = whole.bytes;
     // A whole snapshot from a repository that holds no more data than the snapshot's own
     // bytes (a first backup restored on another host: a move) needs every pack: all are
     // brought over at once, not as a walk finds them (through SFTP that walk of 9,600
@@ -187,6 +189,7 @@ async function restoreWith(
     // snapshot not walked is of a size not known, and goes past the cache as a large one.
     const restoreBytes = walked ? progress.bytesTotal : wholeBytes;
     const directWrites = !(restoreBytes > 0 && restoreBytes < DIRECT_RESTORE_MIN_TOTAL_BYTES);
+    paceForFiles(walked ? progress.filesTotal : whole.files);
     smallFiles?.start(packFiles, directWrites);
     return await restoreTree(smallFiles ? new BlobBatchLoader(repo, smallFiles.decoder, packFiles) : repo, smallFiles, loader, rootTree, from, selected, progress, { ...options, directWrites });
   } finally {
@@ -282,11 +285,15 @@ function readsEveryPack(repo: Repository, willReadAll: NonNullable<PackFiles['wi
   return willReadAll(packs.map((p) => ({ pack: p.pack, storedBytes: p.stored })));
 }
 
-/** The bytes of the files a snapshot holds, as its backup counted them; 0 where it did not say. */
-function snapshotBytes(ref: SnapshotRef): number {
+/** The files a snapshot holds and their bytes, as its backup counted them; 0 where it did not say. */
+function snapshotTotals(ref: SnapshotRef): { bytes: number; files: number } {
   let bytes = 0;
-  for (const source of ref.snapshot.sources ?? []) bytes += typeof source.stats?.bytes === 'number' ? source.stats.bytes : 0;
-  return bytes;
+  let files = 0;
+  for (const source of ref.snapshot.sources ?? []) {
+    bytes += typeof source.stats?.bytes === 'number' ? source.stats.bytes : 0;
+    files += typeof source.stats?.files === 'number' ? source.stats.files : 0;
+  }
+  return { bytes, files };
 }
 
 async function restoreTree(
