@@ -609,7 +609,7 @@ export class Repository {
    */
   async packFiles(spool: Pick<SpoolOptions, 'hashFile'> = {}): Promise<PackFiles | undefined> {
     const { localFile, downloadToFile } = this.local;
-    if (localFile) return { take: (pack) => this.localPackFile(pack), release: () => undefined, inPageCache: false, close: async () => undefined };
+    if (localFile) return { take: (pack) => this.localPackFile(pack), release: () => undefined, close: async () => undefined };
     if (!downloadToFile) return undefined;
     return PackSpool.create(
       (pack) => this.blobsEnd(pack),

@@ -1,4 +1,4 @@
-import { constants, open as openFd, openSync, read as readFd, readSync, writeSync } from 'node:fs';
+import { constants, open as openFd, openSync, read as readFd, writeSync } from 'node:fs';
 import { UsageError } from './errors.js';
 import { osPath } from './os-path.js';
 
@@ -23,11 +23,10 @@ import { osPath } from './os-path.js';
  * (beyond the kernel's dirty limits) waits for the disk either way. So only a restore of
  * 1 GiB and more writes directly (DIRECT_RESTORE_MIN_TOTAL_BYTES in restore.ts).
  *
- * Large reads (a large file's blobs, a whole pack for check) go past it too, or each would
- * fill the cache with a pack just written past it. Small ones stay in it: a restore reads
- * small files' blobs folder by folder, from all over a pack (a backup packs many folders at
- * once), and the cache keeps what such reads bring in (read directly through a few MiB of
- * windows instead, a restore read 8 times the packs' size).
+ * The folder backend's large reads (a whole pack for check) go past it too, or each would
+ * fill the cache with a pack just written past it. A restore's reads of pack files do not
+ * (see pack-file-reader.ts): it reads packs a few blobs at a time, and the kernel's
+ * read-ahead then brings the next ones while the blobs before are decoded.
  *
  * O_DIRECT wants memory, file offsets and lengths aligned to the device's logical block
  * size. Node's Buffers are not aligned, WebAssembly memory is (it is mapped in whole pages),
@@ -59,8 +58,9 @@ export function checkDirectIoSetting(setting = process.env.STACKVAULT_DIRECT_IO)
 
 /** Objects at least this large bypass the page cache; smaller ones (trees, indexes) are read back soon. */
 export const DIRECT_WRITE_MIN_BYTES = 1024 * 1024;
-/** Reads and restored files at least this large bypass it: at most a block's worth more is read at each end. */
+/** The folder backend's reads at least this large bypass it: at most a block's worth more is read at each end. */
 export const DIRECT_READ_MIN_BYTES = 64 * 1024;
+/** Restored files at least this large go past it, but for the partial blocks at their ends. */
 export const DIRECT_RESTORE_MIN_BYTES = 64 * 1024;
 
 /** cleared for this thread once a file system refuses direct writes to an open file */
@@ -125,23 +125,6 @@ export async function readDirect(fd: number, target: Buffer, position: number, l
     while (done < length) {
       const { from, skip, bytes } = alignedRead(position + done, length - done);
       const got = await pread(fd, slot, bytes, from);
-      if (got <= skip) break;
-      done += slot.copy(target, done, skip, Math.min(got, skip + length - done));
-    }
-    return done;
-  } finally {
-    giveSlot(slot);
-  }
-}
-
-/** readDirect with blocking calls, for worker threads. */
-export function readDirectSync(fd: number, target: Buffer, position: number, length: number): number {
-  const slot = takeSlot();
-  try {
-    let done = 0;
-    while (done < length) {
-      const { from, skip, bytes } = alignedRead(position + done, length - done);
-      const got = readSync(fd, slot, 0, bytes, from);
       if (got <= skip) break;
       done += slot.copy(target, done, skip, Math.min(got, skip + length - done));
     }

@@ -31,7 +31,6 @@ export class BlobBatchLoader implements BlobLoader {
       pool.decode(
         blobs.map((b) => b.request),
         concatOwned(blobs.flatMap((b) => (b.stored ? [b.stored] : []))),
-        packFiles?.inPageCache,
       ),
     );
   }

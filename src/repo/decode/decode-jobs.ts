@@ -13,7 +13,7 @@ export type DecodeJob =
   | { kind: 'verify'; n: number; packId: string; bytes: Uint8Array; indexed: PackedBlob[] }
   /** a folder repository's pack, read here from its file of `size` bytes */
   | { kind: 'verifyFile'; n: number; packId: string; file: string; size: number; indexed: PackedBlob[] }
-  | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array; packsInPageCache?: boolean }
+  | { kind: 'decode'; n: number; blobs: DecodeRequest[]; bytes: Uint8Array }
   /** the SHA-256 of a file (a pack brought over for a restore, see PackSpool) */
   | { kind: 'hashFile'; n: number; file: string };
 
@@ -70,7 +70,7 @@ export function runDecodeJob(master: Pick<MasterKey, 'encryptionKey' | 'idKey'>,
     // Each blob's content (its length) or why it is damaged; the contents not delivered go back in one buffer.
     const results: DecodeResult[] = [];
     const plain: Buffer[] = [];
-    const packs = new PackFileReader(job.packsInPageCache);
+    const packs = new PackFileReader();
     let at = 0;
     let total = 0;
     try {

@@ -62,8 +62,8 @@ export class DecodePool {
    * IntegrityError saying why it is damaged, or the error delivering it. `bytes` holds the
    * blobs' stored bytes one after another and is handed over to the worker.
    */
-  async decode(blobs: DecodeRequest[], bytes: Buffer, packsInPageCache = false): Promise<Array<Buffer | number | Error>> {
-    const reply = await this.run({ kind: 'decode', blobs, packsInPageCache }, bytes);
+  async decode(blobs: DecodeRequest[], bytes: Buffer): Promise<Array<Buffer | number | Error>> {
+    const reply = await this.run({ kind: 'decode', blobs }, bytes);
     if (!reply.results || !reply.bytes) throw new Error(`decoding blobs failed: ${reply.error}`);
     const out = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
     let at = 0;

@@ -1,10 +1,6 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { IntegrityError, errorMessage } from '../../util/errors.js';
 import type { Scratch } from '../../util/scratch.js';
-import { DIRECT_READ_MIN_BYTES, O_DIRECT, directIoRefused, readDirectSync } from '../../util/direct-io.js';
-
-/** cleared for this thread once a file system refuses O_DIRECT */
-let directReads = O_DIRECT !== 0;
 
 /**
  * readAll() joins blobs of one pack into one read when at most this many bytes lie
@@ -23,20 +19,25 @@ export interface PackPlace {
 /**
  * Reads stored blobs straight from the pack files of a folder repository, on a worker
  * thread, with blocking calls; packs stay open until close() (a batch's blobs mostly
- * share a pack or two). Large blobs are read past the page cache, as packs are written
- * (see direct-io.ts), through a second descriptor.
+ * share a pack or two).
+ *
+ * Through the page cache, though packs are written past it (see direct-io.ts): a restore
+ * reads a pack's blobs in order, a batch after another, and the kernel's read-ahead brings
+ * the next ones while a writer thread decodes and writes. Read past the cache, every read
+ * waited for the disk (each writer thread of a restore of 31,507 files 0.3 s of 4.5, perf)
+ * and went through an aligned slot and a copy: restores of that tree from a cold cache took
+ * 3.66 s instead of 4.00 and 6.45 CPU-s instead of 6.77, of 9,600 files 1.21 s instead of
+ * 1.28 (docs/performance.md, twenty-sixth session). The pages are clean and read once: the
+ * kernel keeps them on its inactive list and evicts them first, as it does restic's and
+ * Borg's, which read packs through the cache too.
  */
 export class PackFileReader {
   private readonly fds = new Map<string, number>();
-  private readonly directFds = new Map<string, number>();
-
-  /** `inPageCache`: packs just written (brought over for a restore), read through the cache. */
-  constructor(private readonly inPageCache = false) {}
 
   /** The stored bytes at `offset`, in `into` when given (memory the caller reuses; `length` bytes of it). */
   read(file: string, offset: number, length: number, into?: Buffer): Buffer {
     const buf = into?.subarray(0, length) ?? Buffer.allocUnsafe(length);
-    const done = (length >= DIRECT_READ_MIN_BYTES && !this.inPageCache ? this.readPastCache(file, buf, offset) : undefined) ?? this.readThroughCache(file, buf, offset);
+    const done = this.readThroughCache(file, buf, offset);
     if (done < length) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
     return buf;
   }
@@ -87,49 +88,28 @@ export class PackFileReader {
     return out;
   }
 
-  /** Bytes read into `buf`, fewer only where the pack ends; undefined where direct reads are refused. */
-  private readPastCache(file: string, buf: Buffer, offset: number): number | undefined {
-    const fd = directReads ? this.open(file, true) : undefined;
-    if (fd === undefined) return undefined;
-    try {
-      return readDirectSync(fd, buf, offset, buf.length);
-    } catch (err) {
-      if (!directIoRefused(err)) throw err;
-      // Opened for direct reads, but refused them: through the page cache from now on.
-      directReads = false;
-      return undefined;
-    }
-  }
-
   private readThroughCache(file: string, buf: Buffer, offset: number): number {
-    const fd = this.open(file, false)!;
+    const fd = this.open(file);
     let done = 0;
     for (let n = -1; done < buf.length && n !== 0; done += n) n = readSync(fd, buf, done, buf.length - done, offset + done);
     return done;
   }
 
-  /** The pack's descriptor, direct or not; undefined where the file system refuses direct reads. */
-  private open(file: string, direct: boolean): number | undefined {
-    const fds = direct ? this.directFds : this.fds;
-    let fd = fds.get(file);
+  private open(file: string): number {
+    let fd = this.fds.get(file);
     if (fd !== undefined) return fd;
     try {
-      fd = openSync(file, constants.O_RDONLY | (direct ? O_DIRECT : 0));
+      fd = openSync(file, constants.O_RDONLY);
     } catch (err) {
-      if (direct && directIoRefused(err)) {
-        directReads = false;
-        return undefined;
-      }
       throw Object.assign(new Error(`cannot read pack ${file}: ${errorMessage(err)}`), { code: (err as NodeJS.ErrnoException).code });
     }
-    fds.set(file, fd);
+    this.fds.set(file, fd);
     return fd;
   }
 
   close(): void {
-    for (const fd of [...this.fds.values(), ...this.directFds.values()]) closeSync(fd);
+    for (const fd of this.fds.values()) closeSync(fd);
     this.fds.clear();
-    this.directFds.clear();
   }
 }
 

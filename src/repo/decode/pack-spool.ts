@@ -50,11 +50,6 @@ export interface PackFiles {
    */
   takeSettled?(pack: string): Promise<string | undefined>;
   release(pack: string): void;
-  /**
-   * The files were just written (brought over): read them through the page cache, where a
-   * read past it would first wait for them to reach the disk.
-   */
-  readonly inPageCache: boolean;
   /** Removes what was brought over; every take must have been released or abandoned. */
   close(): Promise<void>;
 }
@@ -148,7 +143,6 @@ interface SpooledPack {
  * is read through the repository instead.
  */
 export class PackSpool implements PackFiles {
-  readonly inPageCache = true;
   private readonly packs = new Map<string, SpooledPack>();
   /** packs to bring over, in the order found, and how far the prefetch has gone through them */
   private readonly order: string[] = [];

@@ -21,8 +21,6 @@ export interface SmallFileBatch {
   /** pack ids, and each pack's file ('' where its blobs' stored bytes follow one another in `bytes`) */
   packs: string[];
   packFiles: string[];
-  /** read the pack files through the page cache (see PackFiles.inPageCache) */
-  packsInPageCache: boolean;
   bytes: Uint8Array;
 }
 

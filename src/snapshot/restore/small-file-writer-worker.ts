@@ -43,7 +43,7 @@ parentPort!.on('message', (message: WriterSetup | (SmallFileBatch & { n: number 
 function writeBatch(batch: SmallFileBatch & { n: number }): void {
   const { dests, mtimes, files, ids, blobs, packs: packIds, packFiles } = batch;
   const bytes = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
-  const packs = new PackFileReader(batch.packsInPageCache);
+  const packs = new PackFileReader();
   const failed: SmallFileFailure[] = [];
   try {
     // The batch's blobs from packs, in few reads (the batch came in pack order); what those

@@ -269,7 +269,7 @@ export class SmallFileWriters {
       }
     }
     const bytes = concatOwned(stored);
-    const batch: SmallFileBatch = { dests, mtimes, files, ids, blobs, packs, packFiles, packsInPageCache: this.packFiles?.inPageCache ?? false, bytes };
+    const batch: SmallFileBatch = { dests, mtimes, files, ids, blobs, packs, packFiles, bytes };
     const sent = this.pool.request(batch, [bytes.buffer as ArrayBuffer]);
     this.inFlight.add(sent);
     try {
