@@ -64,7 +64,7 @@ export function restoreFileSystem(work: string): RestoreFileSystem {
   if (!mounted) {
     if (device !== '') spawnSync('losetup', ['-d', device]);
     rmSync(image, { force: true });
-    return inWork(`no file system of their own: ${attached.status === 0 ? `mounting ${device} failed` : attached.stderr.trim().split('\n')[0]}`);
+    return inWork(`no file system of their own: ${attached.status === 0 ? `mounting ${device} failed` : (attached.stderr?.trim() || attached.error?.message || 'losetup failed').split('\n')[0]}`);
   }
   return {
     root: mountPoint,

@@ -37,7 +37,9 @@ export class PackFileReader {
   /** The stored bytes at `offset`, in `into` when given (memory the caller reuses; `length` bytes of it). */
   read(file: string, offset: number, length: number, into?: Buffer): Buffer {
     const buf = into?.subarray(0, length) ?? Buffer.allocUnsafe(length);
-    const done = this.readThroughCache(file, buf, offset);
+    const fd = this.open(file);
+    let done = 0;
+    for (let n = -1; done < length && n !== 0; done += n) n = readSync(fd, buf, done, length - done, offset + done);
     if (done < length) throw new IntegrityError(`pack ${file} is truncated: wanted bytes ${offset}..${offset + length}, it ends at ${offset + done}`);
     return buf;
   }
@@ -86,13 +88,6 @@ export class PackFileReader {
       }
     }
     return out;
-  }
-
-  private readThroughCache(file: string, buf: Buffer, offset: number): number {
-    const fd = this.open(file);
-    let done = 0;
-    for (let n = -1; done < buf.length && n !== 0; done += n) n = readSync(fd, buf, done, buf.length - done, offset + done);
-    return done;
   }
 
   private open(file: string): number {

@@ -172,8 +172,7 @@ async function restoreWith(
   const progress: RestoreProgress = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: 0, currentPath: '' };
   try {
     // What the whole snapshot holds, as its backup counted it (0 for a part of it).
-    const whole = from === '/' && (includes.length === 0 || includes.includes('/')) ? snapshotTotals(ref) : { bytes: 0, files: 0 };
-    const wholeBytes = whole.bytes;
+    const { bytes: wholeBytes, files: wholeFiles } = from === '/' && (includes.length === 0 || includes.includes('/')) ? snapshotTotals(ref) : { bytes: 0, files: 0 };
     // A whole snapshot from a repository that holds no more data than the snapshot's own
     // bytes (a first backup restored on another host: a move) needs every pack: all are
     // brought over at once, not as a walk finds them (through SFTP that walk of 9,600
@@ -189,7 +188,7 @@ async function restoreWith(
     // snapshot not walked is of a size not known, and goes past the cache as a large one.
     const restoreBytes = walked ? progress.bytesTotal : wholeBytes;
     const directWrites = !(restoreBytes > 0 && restoreBytes < DIRECT_RESTORE_MIN_TOTAL_BYTES);
-    paceForFiles(walked ? progress.filesTotal : whole.files);
+    paceForFiles(walked ? progress.filesTotal : wholeFiles);
     smallFiles?.start(packFiles, directWrites);
     return await restoreTree(smallFiles ? new BlobBatchLoader(repo, smallFiles.decoder, packFiles) : repo, smallFiles, loader, rootTree, from, selected, progress, { ...options, directWrites });
   } finally {
